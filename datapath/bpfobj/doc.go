@@ -1,0 +1,2 @@
+// Package bpfobj holds the compiled BPF objects of bpf/ and their bpf2go bindings.
+package bpfobj

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package loader_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"podpath/datapath/loader"
+	"podpath/datapath/trace"
+	"podpath/internal/nsutil"
+)
+
+// vethPair creates namespaces a and b joined by a veth pair (a: 10.250.7.1, b: 10.250.7.2)
+// and returns the ifindex of b's end, as seen inside b.
+func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
+	t.Helper()
+	nsA = fmt.Sprintf("pptest-probe-%d-a", os.Getpid())
+	nsB = fmt.Sprintf("pptest-probe-%d-b", os.Getpid())
+	for _, n := range []string{nsA, nsB} {
+		if err := nsutil.Create(n); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nsutil.Delete(n) })
+	}
+	ha, hb := netlinkAt(t, nsA), netlinkAt(t, nsB)
+	fdB, err := netns.GetFromPath(nsutil.Path(nsB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fdB.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(fdB)}
+	if err := ha.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	for i, h := range []*netlink.Handle{ha, hb} {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := netlink.ParseAddr(fmt.Sprintf("10.250.7.%d/24", i+1))
+		if err := h.AddrAdd(l, addr); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+		ifindexB = l.Attrs().Index
+	}
+	return nsA, nsB, ifindexB
+}
+
+func netlinkAt(t *testing.T, name string) *netlink.Handle {
+	t.Helper()
+	ns, err := netns.GetFromPath(nsutil.Path(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func pingFrom(t *testing.T, ns, dst string, count int) {
+	t.Helper()
+	err := nsutil.Do(nsutil.Path(ns), func() error {
+		out, err := exec.Command("ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping %s: %w\n%s", dst, err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The whole chain: load with a constant, attach with tcx inside a namespace, real ping
+// traffic, records read from the ring buffer in Go, and a clean detach.
+func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
+	objs, rd := loadProbe(t, loader.Config{NodeId: 42, MonitorAggregation: loader.AggregationNone})
+	nsA, nsB, ifindexB := vethPair(t)
+
+	var lnk interface{ Close() error }
+	if err := nsutil.Do(nsutil.Path(nsB), func() error {
+		l, err := loader.AttachTCX(objs.Probe, ifindexB, loader.Ingress)
+		lnk = l
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pingFrom(t, nsA, "10.250.7.2", 3)
+
+	src, dst := netip.MustParseAddr("10.250.7.1"), netip.MustParseAddr("10.250.7.2")
+	echoes := 0
+	deadline := time.Now().Add(2 * time.Second)
+	for echoes < 3 && time.Now().Before(deadline) {
+		r, err := rd.ReadTimeout(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if r.Pkt.Src == src && r.Pkt.Dst == dst && r.Pkt.ICMPType == 8 {
+			if r.NodeID != 42 || r.Ifindex != uint32(ifindexB) {
+				t.Errorf("echo record: want node 42 on ifindex %d, got %+v", ifindexB, r)
+			}
+			echoes++
+		}
+	}
+	if echoes != 3 {
+		t.Fatalf("want 3 ICMP echo requests traced at tcx ingress of %s/eth0, got %d", nsB, echoes)
+	}
+
+	if err := lnk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	pingFrom(t, nsA, "10.250.7.2", 1)
+	if r, err := rd.ReadTimeout(300 * time.Millisecond); err != trace.ErrTimeout {
+		t.Fatalf("after detach no record should arrive, got %+v (err %v)", r, err)
+	}
+}
+
+func TestAttachTCXErrorNamesTheHook(t *testing.T) {
+	objs, _ := loadProbe(t, loader.Config{})
+	_, err := loader.AttachTCX(objs.Probe, 1<<30, loader.Egress)
+	if err == nil {
+		t.Fatal("attaching to a missing ifindex should fail")
+	}
+	if want := "attach tcx egress on ifindex 1073741824"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q should say %q", err, want)
+	}
+}
+

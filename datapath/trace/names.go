@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package trace
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"podpath/datapath/bpfobj"
+)
+
+// Names maps the values of the datapath's enums to their C names, read from BTF.
+type Names struct {
+	DropReasons map[uint64]string // "DROP_TRUNCATED_IPV4"
+	ObsPoints   map[uint64]string // "OBS_FROM_CONTAINER"
+	Verdicts    map[uint64]string // "VERDICT_REDIRECT_PEER"
+}
+
+// NamesFromSpec reads the enums drop_reason, obs_point and trace_verdict from spec's BTF.
+func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
+	n := &Names{}
+	for _, e := range []struct {
+		name string
+		dst  *map[uint64]string
+	}{
+		{"drop_reason", &n.DropReasons},
+		{"obs_point", &n.ObsPoints},
+		{"trace_verdict", &n.Verdicts},
+	} {
+		var enum *btf.Enum
+		if err := spec.Types.TypeByName(e.name, &enum); err != nil {
+			return nil, fmt.Errorf("read enum %s from BTF: %w", e.name, err)
+		}
+		m := make(map[uint64]string, len(enum.Values))
+		for _, v := range enum.Values {
+			if !strings.HasPrefix(v.Name, "__") {
+				m[v.Value] = v.Name
+			}
+		}
+		*e.dst = m
+	}
+	return n, nil
+}
+
+var (
+	defaultNames     *Names
+	defaultNamesErr  error
+	defaultNamesOnce sync.Once
+)
+
+// DefaultNames returns the names compiled into the committed objects. Every object
+// includes the same headers, so any of them serves.
+func DefaultNames() (*Names, error) {
+	defaultNamesOnce.Do(func() {
+		spec, err := bpfobj.LoadProbe()
+		if err != nil {
+			defaultNamesErr = err
+			return
+		}
+		defaultNames, defaultNamesErr = NamesFromSpec(spec)
+	})
+	return defaultNames, defaultNamesErr
+}
+
+func lookup(m map[uint64]string, v uint16, kind string) string {
+	if s, ok := m[uint64(v)]; ok {
+		return s
+	}
+	return fmt.Sprintf("%s(%d)", kind, v)
+}
+
+// DropReason names a drop reason code, or says it is unknown.
+func (n *Names) DropReason(v uint16) string { return lookup(n.DropReasons, v, "drop_reason") }
+
+// ObsPoint names an observation point.
+func (n *Names) ObsPoint(v uint16) string { return lookup(n.ObsPoints, v, "obs_point") }
+
+// Verdict names a verdict.
+func (n *Names) Verdict(v uint16) string { return lookup(n.Verdicts, v, "verdict") }
+
+// DropReasonCode is the reverse lookup, for tests that expect a reason by name.
+func (n *Names) DropReasonCode(name string) (uint16, error) {
+	for v, s := range n.DropReasons {
+		if s == name {
+			return uint16(v), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown drop reason %q", name)
+}
+
+// Format renders a record on one line, like `cilium monitor`:
+//
+//	node 2 OBS_FROM_CONTAINER if 7 VERDICT_DROP DROP_BAD_IHL len 54 10.0.0.1 -> 10.0.0.2 ttl 64
+func (n *Names) Format(r Record) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %d %s if %d %s", r.NodeID, n.ObsPoint(r.ObsPoint), r.Ifindex, n.Verdict(r.Verdict))
+	if r.DropReason != 0 {
+		fmt.Fprintf(&b, " %s", n.DropReason(r.DropReason))
+	}
+	if r.TargetIfindex != 0 {
+		fmt.Fprintf(&b, " -> if %d", r.TargetIfindex)
+	}
+	fmt.Fprintf(&b, " len %d", r.PktLen)
+	b.WriteString(" " + r.Pkt.String())
+	return b.String()
+}
+
+// String renders the packet summary: addresses, ports or ICMP type, TTL.
+func (s Summary) String() string {
+	if !s.HasIPv4 {
+		return fmt.Sprintf("ethertype 0x%04x", s.EthProto)
+	}
+	switch {
+	case s.IPProto == 1:
+		return fmt.Sprintf("%s -> %s icmp type %d code %d ttl %d", s.Src, s.Dst, s.ICMPType, s.ICMPCode, s.TTL)
+	case s.HasTransport:
+		return fmt.Sprintf("%s:%d -> %s:%d %s ttl %d", s.Src, s.SrcPort, s.Dst, s.DstPort, protoName(s.IPProto), s.TTL)
+	default:
+		return fmt.Sprintf("%s -> %s %s ttl %d", s.Src, s.Dst, protoName(s.IPProto), s.TTL)
+	}
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1:
+		return "icmp"
+	}
+	return fmt.Sprintf("proto %d", p)
+}
