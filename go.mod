@@ -12,6 +12,7 @@ require (
 	github.com/google/gopacket v1.1.19 // indirect
 	github.com/vishvananda/netlink v1.3.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/net v0.48.0 // indirect
 	golang.org/x/sync v0.21.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
