@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"podpath/internal/nsutil"
+)
+
+const (
+	// bridgeName is the bridge inside every segment namespace.
+	bridgeName = "br0"
+	// carrierTimeout bounds the wait for the veths to come up at the end of Up.
+	carrierTimeout = 5 * time.Second
+)
+
+// Netns is the default backend: every member is a network namespace named
+// pp-<runid>-<member>, every segment a Linux bridge in a namespace of its own, every
+// attachment a veth pair whose ends are created directly in the two namespaces. Nothing
+// is ever created in the root namespace.
+type Netns struct {
+	// Progress, when set, receives one line per step ("creating namespace ..."), never
+	// concurrently.
+	Progress func(string)
+	// Detached hands the run over to nobody once Up succeeds: Clean then leaves it alone
+	// after this process exits (only Down, DownByName or Clean(all) remove it). Without
+	// it, the run counts as crashed once the process that brought it up is gone.
+	Detached bool
+
+	// failHook, when set, runs after every step of Up; an error aborts Up (tests).
+	failHook func(runID, step string) error
+}
+
+var _ Backend = (*Netns)(nil)
+
+// Name returns "netns".
+func (b *Netns) Name() string { return "netns" }
+
+// Up brings spec up with the default netns backend.
+func Up(ctx context.Context, spec *Spec) (*Topology, error) {
+	return (&Netns{}).Up(ctx, spec)
+}
+
+// Up resolves spec, then creates its namespaces, bridges, veths, addresses, routes and
+// pods. The state file is written before the first namespace exists and kept current,
+// so a crash leaves something Clean can find; an Up that fails tears down what it made.
+func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
+	if spec == nil {
+		return nil, errors.New("topology up: nil spec")
+	}
+	r, err := spec.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("topology up: %w", err)
+	}
+	plan, err := PlanRoutes(r)
+	if err != nil {
+		return nil, fmt.Errorf("topology up: %w", err)
+	}
+	runID, err := newRunID()
+	if err != nil {
+		return nil, fmt.Errorf("topology up %s: %w", r.Name, err)
+	}
+	t := newTopology(b.Name(), runID, r)
+	t.Progress = b.Progress
+	st := &state{
+		Format: stateFormat, Name: t.Name, RunID: runID, Backend: b.Name(), Spec: r,
+		Owner: self(), Created: time.Now().UTC(),
+	}
+	for _, m := range t.Members() {
+		st.Namespaces = append(st.Namespaces, m.Netns)
+	}
+	if err := writeState(st); err != nil {
+		os.RemoveAll(runDir(runID))
+		return nil, fmt.Errorf("topology up %s: %w", t.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("topology up %s: %w", t.Name, err)
+			if derr := t.Down(context.WithoutCancel(ctx)); derr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up after failed up: %w", derr))
+			}
+		}
+	}()
+
+	u := &upper{t: t, plan: plan, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}}
+	u.nextIndex = firstIfindex(r)
+	defer u.close()
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"namespaces", u.namespaces},
+		{"sysctls", u.sysctls},
+		{"segments", u.segments},
+		{"interfaces", u.interfaces},
+		{"routes", u.routes},
+		{"pods", u.pods},
+		{"carrier", u.waitCarrier},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := s.fn(ctx); err != nil {
+			return nil, err
+		}
+		if err := updateState(runID, func(st *state) { st.Step = s.name }); err != nil {
+			return nil, err
+		}
+		if b.failHook != nil {
+			if err := b.failHook(runID, s.name); err != nil {
+				return nil, fmt.Errorf("after %s: %w", s.name, err)
+			}
+		}
+	}
+	if err := updateState(runID, func(st *state) {
+		st.Complete = true
+		if b.Detached {
+			st.Owner = procRef{}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	t.progress("topology %s is up (%d namespaces)", t.Name, len(t.order))
+	return t, nil
+}
+
+// upper carries the netlink handles of one Up.
+type upper struct {
+	t       *Topology
+	plan    Plan
+	mu      sync.Mutex
+	handles map[string]*netlink.Handle // by member
+	fds     map[string]netns.NsHandle
+	// nextIndex is the next explicit ifindex for the veth ends Up creates.
+	nextIndex int
+}
+
+// close releases the handles (the namespaces stay).
+func (u *upper) close() {
+	for _, h := range u.handles {
+		h.Close()
+	}
+	for _, fd := range u.fds {
+		fd.Close()
+	}
+}
+
+// handle returns the netlink handle inside member's namespace.
+func (u *upper) handle(member string) (*netlink.Handle, netns.NsHandle, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if h, ok := u.handles[member]; ok {
+		return h, u.fds[member], nil
+	}
+	m := u.t.members[member]
+	fd, err := netns.GetFromPath(m.NsPath)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open netns %s: %w", m.Netns, err)
+	}
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		fd.Close()
+		return nil, 0, fmt.Errorf("netlink handle in %s: %w", m.Netns, err)
+	}
+	u.handles[member], u.fds[member] = h, fd
+	return h, fd, nil
+}
+
+// namespaces creates every namespace, a few at a time.
+func (u *upper) namespaces(ctx context.Context) error {
+	members := u.t.Members()
+	return parallel(ctx, len(members), func(i int) error {
+		m := members[i]
+		u.t.progress("creating namespace %s (%s %s)", m.Netns, m.Kind, m.Name)
+		if err := nsutil.Create(m.Netns); err != nil {
+			return err
+		}
+		_, _, err := u.handle(m.Name)
+		return err
+	})
+}
+
+// sysctls turns on forwarding on nodes and routers and loosens rp_filter on every host,
+// before any interface exists so that conf/default applies to all of them.
+func (u *upper) sysctls(ctx context.Context) error {
+	for _, m := range u.t.Members() {
+		var forward string
+		switch m.Kind {
+		case KindNode, KindRouter:
+			forward = "1"
+		case KindClient:
+			forward = "0"
+		default:
+			continue
+		}
+		u.t.progress("setting sysctls in %s %s (ip_forward=%s, rp_filter=0)", m.Kind, m.Name, forward)
+		if err := nsutil.Do(m.NsPath, func() error {
+			return errors.Join(
+				writeSysctl("net/ipv4/conf/all/rp_filter", "0"),
+				writeSysctl("net/ipv4/conf/default/rp_filter", "0"),
+				writeSysctl("net/ipv4/ip_forward", forward),
+			)
+		}); err != nil {
+			return fmt.Errorf("sysctls in %s: %w", m.Netns, err)
+		}
+	}
+	return nil
+}
+
+func writeSysctl(key, value string) error {
+	p := filepath.Join("/proc/sys", key)
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+	}
+	return nil
+}
+
+// parallel runs fn(0..n-1) on a few goroutines and joins the errors.
+func parallel(ctx context.Context, n int, fn func(int) error) error {
+	const workers = 4
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		next = make(chan int)
+	)
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
