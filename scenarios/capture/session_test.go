@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"github.com/vishvananda/netlink"
@@ -360,5 +361,37 @@ func TestStartErrors(t *testing.T) {
 				t.Fatalf("error %q lacks %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Frames queued before an expired deadline are still returned: Stop relies on this to
+// keep what arrived before it even when a reader had not been scheduled yet.
+func TestSourceDrainsQueuedFramesPastDeadline(t *testing.T) {
+	requireRoot(t)
+	a, b := vethPair(t)
+	src, err := OpenSource(b.ns, b.iface, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	runIn(t, a.ns, "ping", "-c", "3", "-i", "0.01", "-W", "1", b.ip.String())
+	if err := src.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	echoes := 0
+	for {
+		data, _, err := src.ReadPacketData()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ICMPEcho(a.ip, b.ip)(gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)) {
+			echoes++
+		}
+	}
+	if echoes != 3 {
+		t.Fatalf("want the 3 queued echo requests read past the deadline, got %d", echoes)
 	}
 }

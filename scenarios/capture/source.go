@@ -208,14 +208,24 @@ func (s *Source) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 		from    unix.Sockaddr
 		rerr    error
 	)
-	err := s.raw.Read(func(fd uintptr) bool {
+	recv := func(fd uintptr) bool {
 		for {
 			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), s.buf, s.oob, unix.MSG_TRUNC)
 			if rerr != unix.EINTR {
 				return rerr != unix.EAGAIN
 			}
 		}
-	})
+	}
+	err := s.raw.Read(recv)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// An expired deadline fails Read before it looks at the socket, yet frames that
+		// arrived before it may still be queued (their reader not yet scheduled): drain
+		// them with direct non-blocking reads, which no deadline stops.
+		var got bool
+		if cerr := s.raw.Control(func(fd uintptr) { got = recv(fd) }); cerr == nil && got {
+			err = nil
+		}
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrClosed) {
 			return nil, gopacket.CaptureInfo{}, io.EOF
