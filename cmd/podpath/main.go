@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command podpath is the harness CLI: topologies, scenarios, captures.
+package main
+
+import (
+	"os"
+
+	"podpath/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
