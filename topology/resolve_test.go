@@ -36,7 +36,7 @@ func TestResolve(t *testing.T) {
 	}
 	want := &Spec{
 		Name:      "res",
-		PodRoutes: PodRoutesAll,
+		PodRoutes: PodRoutesAll, PodNetwork: PodNetworkKernel,
 		Segments: []SegmentSpec{
 			{Name: "a", CIDR: "10.0.1.0/24", MTU: 1500},
 			{Name: "b", CIDR: "10.0.2.0/24", MTU: 9000},
@@ -145,5 +145,25 @@ func TestNewTopology(t *testing.T) {
 	}
 	if _, err := topo.Member("nope"); err == nil {
 		t.Fatal("want an error for an unknown member")
+	}
+}
+
+func TestResolvePodNetworkDefaults(t *testing.T) {
+	for _, tc := range []struct{ network, routes, wantNetwork, wantRoutes string }{
+		{"", "", PodNetworkKernel, PodRoutesAll},
+		{PodNetworkAgent, "", PodNetworkAgent, PodRoutesRouters},
+		{PodNetworkAgent, PodRoutesNone, PodNetworkAgent, PodRoutesNone},
+	} {
+		s := &Spec{Name: "t", Segments: []SegmentSpec{{Name: "lan", CIDR: "10.0.0.0/24"}},
+			Nodes:      []NodeSpec{{Name: "n1", PodCIDR: "10.244.1.0/24", Interfaces: []InterfaceSpec{{Segment: "lan"}}}},
+			PodNetwork: tc.network, PodRoutes: tc.routes}
+		r, err := s.Resolve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.PodNetwork != tc.wantNetwork || r.PodRoutes != tc.wantRoutes {
+			t.Errorf("podNetwork %q podRoutes %q: resolved to %q/%q, want %q/%q",
+				tc.network, tc.routes, r.PodNetwork, r.PodRoutes, tc.wantNetwork, tc.wantRoutes)
+		}
 	}
 }

@@ -24,6 +24,9 @@ type Spec struct {
 	// PodRoutes says who gets routes to the nodes' PodCIDRs: PodRoutesAll (default),
 	// PodRoutesRouters or PodRoutesNone.
 	PodRoutes string `json:"podRoutes,omitempty"`
+	// PodNetwork says who plumbs pods into nodes: PodNetworkKernel (default: the harness,
+	// with plain kernel forwarding) or PodNetworkAgent (the node's agent, through its API).
+	PodNetwork string `json:"podNetwork,omitempty"`
 }
 
 // Values of Spec.PodRoutes.
@@ -34,6 +37,14 @@ const (
 	PodRoutesRouters = "routers"
 	// PodRoutesNone installs no PodCIDR routes at all.
 	PodRoutesNone = "none"
+)
+
+// Values of Spec.PodNetwork.
+const (
+	// PodNetworkKernel: the harness plumbs each pod's veth; nodes forward with the kernel.
+	PodNetworkKernel = "kernel"
+	// PodNetworkAgent: the harness creates empty pod namespaces; the agent plumbs them.
+	PodNetworkAgent = "agent"
 )
 
 // Defaults applied by Resolve.
@@ -152,8 +163,15 @@ func (s *Spec) Resolve() (*Spec, error) {
 // an address range.
 func (s *Spec) resolve() (*Spec, error) {
 	r := s.Clone()
+	if r.PodNetwork == "" {
+		r.PodNetwork = PodNetworkKernel
+	}
 	if r.PodRoutes == "" {
+		// An agent programs its own node's PodCIDR routes (auto-direct-node-routes).
 		r.PodRoutes = PodRoutesAll
+		if r.PodNetwork == PodNetworkAgent {
+			r.PodRoutes = PodRoutesRouters
+		}
 	}
 	segIdx := map[string]int{}
 	for i := range r.Segments {

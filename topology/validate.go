@@ -65,6 +65,11 @@ func (s *Spec) checkRules() []error {
 	default:
 		e.add("podRoutes", "%q is not one of %s, %s, %s (default %s)", s.PodRoutes, PodRoutesAll, PodRoutesRouters, PodRoutesNone, PodRoutesAll)
 	}
+	switch s.PodNetwork {
+	case "", PodNetworkKernel, PodNetworkAgent:
+	default:
+		e.add("podNetwork", "%q is not one of %s, %s (default %s)", s.PodNetwork, PodNetworkKernel, PodNetworkAgent, PodNetworkKernel)
+	}
 	if len(s.Nodes) == 0 {
 		e.add("nodes", "at least one node is required")
 	}

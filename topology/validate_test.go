@@ -45,6 +45,7 @@ func TestValidate(t *testing.T) {
 		{"empty topology name", func(s *Spec) { s.Name = "" }, []string{"name: must not be empty", "lowercase letters"}},
 		{"invalid topology name", func(s *Spec) { s.Name = "My_Topo" }, []string{`name: "My_Topo" is invalid`}},
 		{"bad podRoutes", func(s *Spec) { s.PodRoutes = "some" }, []string{`podRoutes: "some" is not one of all, routers, none`}},
+		{"bad podNetwork", func(s *Spec) { s.PodNetwork = "cni" }, []string{`podNetwork: "cni" is not one of kernel, agent`}},
 		{"no nodes", func(s *Spec) { s.Nodes = nil }, []string{"nodes: at least one node is required"}},
 
 		// names
