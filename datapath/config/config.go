@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"net/netip"
+	"strings"
+)
+
+// RoutingMode is how pods on other nodes are reached.
+type RoutingMode string
+
+// Routing modes (cilium-config routing-mode).
+const (
+	RoutingNative RoutingMode = "native"
+	RoutingTunnel RoutingMode = "tunnel"
+)
+
+// TunnelProtocol is the encapsulation of tunnel mode.
+type TunnelProtocol string
+
+// Tunnel protocols (cilium-config tunnel-protocol).
+const (
+	TunnelVXLAN  TunnelProtocol = "vxlan"
+	TunnelGeneve TunnelProtocol = "geneve"
+)
+
+// Default UDP ports of the tunnel protocols.
+const (
+	PortVXLAN  = 8472
+	PortGeneve = 6081
+)
+
+// DefaultPort returns the protocol's UDP port: 8472 for VXLAN, 6081 for Geneve.
+func (p TunnelProtocol) DefaultPort() uint16 {
+	if p == TunnelGeneve {
+		return PortGeneve
+	}
+	return PortVXLAN
+}
+
+// HostRouting is how traffic between pods and the node's devices is routed.
+type HostRouting string
+
+// Host routing kinds, spelled as cilium status prints them.
+const (
+	HostRoutingBPF    HostRouting = "BPF"    // bpf_redirect_peer / bpf_redirect_neigh
+	HostRoutingLegacy HostRouting = "Legacy" // through the host stack
+)
+
+// MonitorAggregation is the trace aggregation level. Its numeric values are the
+// ones bpf/lib/config.h (enum monitor_aggregation) uses; they are NOT Cilium's
+// numbering (Cilium: none 0, lowest 1, low 2, medium 3, max 4).
+type MonitorAggregation uint32
+
+// Monitor aggregation levels.
+const (
+	AggregationNone    MonitorAggregation = 0 // every packet is traced
+	AggregationLow     MonitorAggregation = 1
+	AggregationMedium  MonitorAggregation = 2 // drops and flow-changing verdicts
+	AggregationMaximum MonitorAggregation = 3 // drops only
+)
+
+func (m MonitorAggregation) String() string {
+	switch m {
+	case AggregationNone:
+		return "none"
+	case AggregationLow:
+		return "low"
+	case AggregationMedium:
+		return "medium"
+	case AggregationMaximum:
+		return "maximum"
+	}
+	return fmt.Sprintf("MonitorAggregation(%d)", uint32(m))
+}
+
+// TCPFlags is a set of TCP header flags, bits as in the TCP header (FIN = 0x01).
+type TCPFlags uint8
+
+// TCP flags.
+const (
+	FlagFIN TCPFlags = 1 << iota
+	FlagSYN
+	FlagRST
+	FlagPSH
+	FlagACK
+	FlagURG
+	FlagECE
+	FlagCWR
+)
+
+type flagName struct {
+	name string
+	flag TCPFlags
+}
+
+var flagNames = []flagName{
+	{"fin", FlagFIN}, {"syn", FlagSYN}, {"rst", FlagRST}, {"psh", FlagPSH},
+	{"ack", FlagACK}, {"urg", FlagURG}, {"ece", FlagECE}, {"cwr", FlagCWR},
+}
+
+func (f TCPFlags) String() string {
+	switch f {
+	case 0:
+		return "none"
+	case 0xff:
+		return "all"
+	}
+	var names []string
+	for _, n := range flagNames {
+		if f&n.flag != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// KubeProxyReplacement says whether podpath's BPF service load balancing replaces
+// kube-proxy. Cilium <= 1.13 values are mapped onto it (see Config.KubeProxyReplacementGiven).
+type KubeProxyReplacement string
+
+// kube-proxy replacement settings (Cilium >= 1.14 values).
+const (
+	KPRTrue  KubeProxyReplacement = "true"
+	KPRFalse KubeProxyReplacement = "false"
+)
+
+// LBMode is how NodePort traffic reaches a remote backend.
+type LBMode string
+
+// Load-balancing modes (cilium-config bpf-lb-mode).
+const (
+	LBModeSNAT   LBMode = "snat"
+	LBModeDSR    LBMode = "dsr"
+	LBModeHybrid LBMode = "hybrid" // DSR for TCP, SNAT for UDP
+)
+
+// UsesDSR reports whether the mode sends (some) replies directly from the backend.
+func (m LBMode) UsesDSR() bool { return m == LBModeDSR || m == LBModeHybrid }
+
+// LBAlgorithm is the backend selection.
+type LBAlgorithm string
+
+// Backend selection algorithms (cilium-config bpf-lb-algorithm).
+const (
+	LBRandom LBAlgorithm = "random"
+	LBMaglev LBAlgorithm = "maglev"
+)
+
+// DSRDispatch is how DSR carries the service address to the backend's node.
+type DSRDispatch string
+
+// DSR dispatch methods (cilium-config bpf-lb-dsr-dispatch).
+const (
+	DSRDispatchOption DSRDispatch = "opt"    // IPv4 option on the first packet
+	DSRDispatchGeneve DSRDispatch = "geneve" // Geneve option
+)
+
+// Config is the resolved, typed datapath configuration.
+type Config struct {
+	RoutingMode RoutingMode
+	// TunnelProtocol is the encapsulation in tunnel mode; in native mode it matters
+	// only for DSR with Geneve dispatch.
+	TunnelProtocol TunnelProtocol
+	// TunnelPort is the UDP port of the tunnel (the protocol's default when unset).
+	TunnelPort uint16
+	// NativeRoutingCIDR is ipv4-native-routing-cidr, masked; zero when unset.
+	NativeRoutingCIDR    netip.Prefix
+	AutoDirectNodeRoutes bool
+	HostRouting          HostRouting
+	EnableIPv4           bool
+	MonitorAggregation   MonitorAggregation
+	// MonitorAggregationFlags are the TCP flags still traced under medium aggregation.
+	MonitorAggregationFlags TCPFlags
+	// MTU is the device MTU; 0 means derive it from the underlay.
+	MTU                  int
+	KubeProxyReplacement KubeProxyReplacement
+	// KubeProxyReplacementGiven is the kube-proxy-replacement value as written,
+	// e.g. "probe"; empty when the key is absent.
+	KubeProxyReplacementGiven string
+	LBMode                    LBMode
+	LBAlgorithm               LBAlgorithm
+	MaglevTableSize           int
+	MaglevHashSeed            [12]byte
+	// MaglevHashSeedSet says bpf-lb-maglev-hash-seed was given; otherwise
+	// MaglevHashSeed is Cilium's default seed.
+	MaglevHashSeedSet bool
+	DSRDispatch       DSRDispatch
+	CTTCPMax          int
+	CTAnyMax          int
+	// MapDynamicSizeRatio is bpf-map-dynamic-size-ratio (0 = disabled).
+	MapDynamicSizeRatio  float64
+	ClusterName          string
+	Debug                bool
+	EnableBPFMasquerade  bool
+	EnableIPv4Masquerade bool
+	// Raw holds the data keys as given.
+	Raw map[string]string
+}
+
+// Default returns the configuration podpath uses when nothing is configured:
+// tunnel mode with VXLAN on port 8472, BPF host routing, no kube-proxy replacement,
+// SNAT with random backend selection, and Cilium's defaults for the rest.
+func Default() *Config {
+	seed, err := base64.StdEncoding.DecodeString(MaglevSeedDefault)
+	if err != nil || len(seed) != 12 {
+		panic("config: bad default Maglev seed")
+	}
+	c := &Config{
+		RoutingMode:             RoutingTunnel,
+		TunnelProtocol:          TunnelVXLAN,
+		TunnelPort:              PortVXLAN,
+		HostRouting:             HostRoutingBPF,
+		EnableIPv4:              true,
+		MonitorAggregation:      AggregationNone,
+		MonitorAggregationFlags: FlagSYN | FlagFIN | FlagRST,
+		KubeProxyReplacement:    KPRFalse,
+		LBMode:                  LBModeSNAT,
+		LBAlgorithm:             LBRandom,
+		MaglevTableSize:         16381,
+		DSRDispatch:             DSRDispatchOption,
+		CTTCPMax:                524288,
+		CTAnyMax:                262144,
+		ClusterName:             "default",
+		EnableIPv4Masquerade:    true,
+		Raw:                     map[string]string{},
+	}
+	copy(c.MaglevHashSeed[:], seed)
+	return c
+}
+
+// Clone returns a deep copy of c.
+func (c *Config) Clone() *Config {
+	cc := *c
+	cc.Raw = maps.Clone(c.Raw)
+	return &cc
+}
+
+// Summary describes c in lines shaped like `cilium status` output.
+func (c *Config) Summary() []string {
+	var s []string
+	kpr := "False"
+	if c.KubeProxyReplacement == KPRTrue {
+		kpr = "True"
+	}
+	if g := c.KubeProxyReplacementGiven; g != "" && g != string(c.KubeProxyReplacement) && !strings.EqualFold(g, kpr) {
+		kpr += " (configured as " + g + ")"
+	}
+	s = append(s, "KubeProxyReplacement: "+kpr)
+
+	if c.RoutingMode == RoutingTunnel {
+		s = append(s, fmt.Sprintf("Routing: Network: Tunnel [%s]", c.TunnelProtocol))
+		s = append(s, fmt.Sprintf("Tunnel port: %d/udp", c.TunnelPort))
+	} else {
+		s = append(s, "Routing: Network: Native")
+		s = append(s, "Native routing CIDR: "+c.NativeRoutingCIDR.String())
+	}
+	s = append(s, "Auto direct node routes: "+onOff(c.AutoDirectNodeRoutes))
+	s = append(s, "Host Routing: "+string(c.HostRouting))
+
+	switch {
+	case !c.EnableIPv4Masquerade:
+		s = append(s, "Masquerading: Disabled")
+	case c.EnableBPFMasquerade:
+		s = append(s, "Masquerading: BPF [IPv4: Enabled, IPv6: Disabled]")
+	default:
+		s = append(s, "Masquerading: IPTables [IPv4: Enabled, IPv6: Disabled]")
+	}
+
+	lb := "Load balancing: Mode: " + strings.ToUpper(string(c.LBMode))
+	if c.LBMode.UsesDSR() {
+		lb += " [dispatch: " + string(c.DSRDispatch) + "]"
+	}
+	if c.LBAlgorithm == LBMaglev {
+		lb += fmt.Sprintf(", Backend Selection: Maglev [table size %d]", c.MaglevTableSize)
+	} else {
+		lb += ", Backend Selection: Random"
+	}
+	s = append(s, lb)
+
+	s = append(s, "Monitor aggregation: "+c.MonitorAggregation.String())
+	if c.MTU == 0 {
+		s = append(s, "MTU: auto")
+	} else {
+		s = append(s, fmt.Sprintf("MTU: %d", c.MTU))
+	}
+	s = append(s, fmt.Sprintf("CT map sizes: TCP %d, any %d", c.CTTCPMax, c.CTAnyMax))
+	s = append(s, "IPv4: Enabled, IPv6: Disabled")
+	s = append(s, "Cluster: "+c.ClusterName)
+	s = append(s, "Debug: "+onOff(c.Debug))
+	return s
+}
+
+func onOff(b bool) string {
+	if b {
+		return "Enabled"
+	}
+	return "Disabled"
+}

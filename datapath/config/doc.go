@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package config reads podpath's datapath configuration from Cilium's cilium-config
+// ConfigMap keys (a ConfigMap, its data map, or a flattened kubectl-edit dump),
+// validates it and resolves it into a typed Config with a report of everything ignored.
+package config
