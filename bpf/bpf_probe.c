@@ -18,10 +18,10 @@ int probe(struct __sk_buff *skb)
 	if (reason == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
 		reason = parse_ipv4(skb, &p, &sum);
 	if (reason != DROP_NONE) {
-		trace_emit(skb, OBS_PROBE, VERDICT_DROP, reason, 0, &sum);
+		trace_drop(skb, OBS_PROBE, reason, &sum);
 		return PP_TCX_DROP;
 	}
-	trace_emit(skb, OBS_PROBE, VERDICT_PASS, DROP_NONE, 0, &sum);
+	trace_pass(skb, OBS_PROBE, PASS_NONE, &sum);
 	return PP_TCX_NEXT;
 }
 

@@ -28,6 +28,14 @@ struct icmp_head {
 #define ICMP_FRAG_NEEDED   4
 #endif
 
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+#ifndef ETH_ALEN
+#define ETH_ALEN 6
+#endif
+
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif

@@ -12,6 +12,7 @@ enum drop_reason {
 	DROP_BAD_TOTAL_LEN   = 5, /* IPv4 total length shorter than its header or longer than the frame */
 	DROP_TRUNCATED_L4    = 6, /* TCP/UDP/ICMP header cut short */
 	DROP_NOT_IPV4        = 7, /* program handles IPv4 only and this is something else */
+	DROP_CSUM_L3         = 8, /* bpf_l3_csum_replace() failed while rewriting the IPv4 header */
 	__DROP_REASON_MAX,
 };
 

@@ -29,6 +29,32 @@ enum trace_verdict {
 	VERDICT_REDIRECT_NEIGH = 4,
 };
 
+/* Why a VERDICT_PASS handed the packet to the host stack instead of forwarding it.
+ * The FIB block is __PASS_FIB_BASE + the kernel's BPF_FIB_LKUP_RET_* code, so the raw
+ * bpf_fib_lookup() result can be read back from it (fib.h asserts the mapping). */
+enum pass_reason {
+	PASS_NONE                = 0,  /* no reason: an observer, or not a pass at all */
+	PASS_NOT_IPV4            = 1,  /* ARP, IPv6, ...: the stack handles them */
+	PASS_LEGACY_HOST_ROUTING = 2,  /* host routing is legacy: the stack forwards, netfilter sees it */
+	PASS_TO_HOST             = 3,  /* destination is the node itself (ENDPOINT_F_HOST) */
+	PASS_NOT_ENDPOINT        = 4,  /* from-netdev: not for a pod of this node */
+	PASS_OUTSIDE_NATIVE_CIDR = 5,  /* not a local pod and outside ipv4-native-routing-cidr */
+	PASS_TUNNEL_MODE         = 6,  /* cross-node in tunnel mode: encapsulation not implemented yet */
+	/* Exceptions: the program meant to forward, the stack must answer (ICMP). */
+	PASS_TTL_EXPIRED         = 7,  /* TTL <= 1: the stack sends ICMP time exceeded */
+	PASS_FIB_ERROR           = 8,  /* bpf_fib_lookup() returned an error (e.g. no ingress device) */
+	__PASS_FIB_BASE            = 16,
+	PASS_FIB_BLACKHOLE       = 17, /* blackhole route */
+	PASS_FIB_UNREACHABLE     = 18, /* unreachable route, or no route */
+	PASS_FIB_PROHIBIT        = 19, /* prohibit route */
+	PASS_FIB_NOT_FWDED       = 20, /* not forwarded: local destination, broadcast, ... (routine) */
+	PASS_FIB_FWD_DISABLED    = 21, /* forwarding disabled on the ingress device */
+	PASS_FIB_UNSUPP_LWT      = 22, /* route needs lightweight-tunnel encapsulation */
+	PASS_FIB_FRAG_NEEDED     = 24, /* larger than the egress MTU: fragment or ICMP frag-needed */
+	PASS_FIB_NO_SRC_ADDR     = 25, /* no source address could be derived */
+	PASS_FIB_OTHER           = 31, /* a result code this object does not know */
+};
+
 /* A summary of the packet, enough to follow a flow hop by hop. Addresses and ports
  * stay in network byte order, as on the wire. */
 struct pkt_summary {
@@ -38,12 +64,14 @@ struct pkt_summary {
 	__u16 dport;
 	__u16 eth_proto; /* network byte order */
 	__u8  ip_proto;
-	__u8  ttl;
+	__u8  ttl;       /* as received, before any decrement */
 	__u16 ip_id;     /* network byte order */
 	__u8  icmp_type;
 	__u8  icmp_code;
 };
 
+/* One record per traced verdict. drop_reason is set for VERDICT_DROP only,
+ * pass_reason for VERDICT_PASS only, target_ifindex for the redirects only. */
 struct trace_record {
 	__u64 ktime_ns;
 	__u32 node_id;
@@ -53,17 +81,26 @@ struct trace_record {
 	__u16 obs_point;        /* enum obs_point */
 	__u16 verdict;          /* enum trace_verdict */
 	__u16 drop_reason;      /* enum drop_reason */
-	__u16 _pad;
+	__u16 pass_reason;      /* enum pass_reason */
 	struct pkt_summary pkt;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, TRACE_RINGBUF_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } trace_events SEC(".maps");
 
+/* Exceptional passes: the packet was meant to be forwarded, and the stack has to
+ * answer or decide instead. Routine passes (ARP, legacy mode, traffic to the node)
+ * are not exceptions. */
+static __always_inline int pass_is_exception(enum pass_reason reason)
+{
+	return reason >= PASS_TTL_EXPIRED && reason != PASS_FIB_NOT_FWDED;
+}
+
 /* Whether monitor-aggregation lets this verdict through. Drops are always traced. */
-static __always_inline int trace_wanted(enum trace_verdict verdict)
+static __always_inline int trace_wanted(enum trace_verdict verdict, enum pass_reason reason)
 {
 	__u32 level = CONFIG.monitor_aggregation;
 
@@ -72,17 +109,18 @@ static __always_inline int trace_wanted(enum trace_verdict verdict)
 	if (level >= AGGREGATION_MAX)
 		return 0;
 	if (level >= AGGREGATION_MEDIUM)
-		return verdict != VERDICT_PASS;
+		return verdict != VERDICT_PASS || pass_is_exception(reason);
 	return 1;
 }
 
 static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point point,
-				       enum trace_verdict verdict, enum drop_reason reason,
-				       __u32 target_ifindex, const struct pkt_summary *pkt)
+				       enum trace_verdict verdict, enum drop_reason drop,
+				       enum pass_reason pass, __u32 target_ifindex,
+				       const struct pkt_summary *pkt)
 {
 	struct trace_record *rec;
 
-	if (!trace_wanted(verdict))
+	if (!trace_wanted(verdict, pass))
 		return;
 	rec = bpf_ringbuf_reserve(&trace_events, sizeof(*rec), 0);
 	if (!rec)
@@ -94,18 +132,41 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 	rec->pkt_len = skb->len;
 	rec->obs_point = point;
 	rec->verdict = verdict;
-	rec->drop_reason = reason;
-	rec->_pad = 0;
+	rec->drop_reason = drop;
+	rec->pass_reason = pass;
 	rec->pkt = *pkt;
 	bpf_ringbuf_submit(rec, 0);
+}
+
+static __always_inline void trace_drop(struct __sk_buff *skb, enum obs_point point,
+				       enum drop_reason reason, const struct pkt_summary *pkt)
+{
+	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt);
+}
+
+static __always_inline void trace_pass(struct __sk_buff *skb, enum obs_point point,
+				       enum pass_reason reason, const struct pkt_summary *pkt)
+{
+	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt);
+}
+
+static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point point,
+					   enum trace_verdict verdict, __u32 target_ifindex,
+					   const struct pkt_summary *pkt)
+{
+	trace_emit(skb, point, verdict, DROP_NONE, PASS_NONE, target_ifindex, pkt);
 }
 
 /* An unused global that puts these types into BTF, where bpf2go and the Go side read
  * them: Go never hand-mirrors a record layout or a drop reason name. */
 const struct {
 	enum drop_reason drop_reason;
+	enum pass_reason pass_reason;
 	enum obs_point obs_point;
 	enum trace_verdict trace_verdict;
+	enum monitor_aggregation monitor_aggregation;
+	enum host_routing host_routing;
+	enum routing_mode routing_mode;
 	struct trace_record trace_record;
 } pp_btf_anchor = {};
 

@@ -4,4 +4,9 @@ package bpfobj
 
 // Objects and bindings are committed; `make generate` rebuilds them with clang.
 // The multiarch include dirs hold <asm/types.h> on Debian; only the host's exists.
-//go:generate go tool bpf2go -target bpfel -go-package bpfobj -type trace_record -type drop_reason -type obs_point -type trace_verdict Probe ../../bpf/bpf_probe.c -- -I../../bpf/lib -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror
+// Map keys and values and the CONFIG struct are generated without -type (bpf2go
+// emits the types of maps and variables by itself); the enums and the trace record
+// live in the unnamed anchor struct of trace.h, so they are named here.
+//go:generate go tool bpf2go -target bpfel -go-package bpfobj -type trace_record -type drop_reason -type pass_reason -type obs_point -type trace_verdict -type monitor_aggregation -type host_routing -type routing_mode Probe ../../bpf/bpf_probe.c -- -I../../bpf/lib -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror
+//go:generate go tool bpf2go -target bpfel -go-package bpfobj -type trace_record -type drop_reason -type pass_reason -type obs_point -type trace_verdict -type monitor_aggregation -type host_routing -type routing_mode Lxc ../../bpf/bpf_lxc.c -- -I../../bpf/lib -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror
+//go:generate go tool bpf2go -target bpfel -go-package bpfobj -type trace_record -type drop_reason -type pass_reason -type obs_point -type trace_verdict -type monitor_aggregation -type host_routing -type routing_mode Host ../../bpf/bpf_host.c -- -I../../bpf/lib -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror

@@ -24,7 +24,24 @@ const (
 	ProbeDropReasonDROP_BAD_TOTAL_LEN  ProbeDropReason = 5
 	ProbeDropReasonDROP_TRUNCATED_L4   ProbeDropReason = 6
 	ProbeDropReasonDROP_NOT_IPV4       ProbeDropReason = 7
-	ProbeDropReasonDROP_REASON_MAX     ProbeDropReason = 8
+	ProbeDropReasonDROP_CSUM_L3        ProbeDropReason = 8
+	ProbeDropReasonDROP_REASON_MAX     ProbeDropReason = 9
+)
+
+type ProbeHostRouting uint32
+
+const (
+	ProbeHostRoutingHOST_ROUTING_BPF    ProbeHostRouting = 0
+	ProbeHostRoutingHOST_ROUTING_LEGACY ProbeHostRouting = 1
+)
+
+type ProbeMonitorAggregation uint32
+
+const (
+	ProbeMonitorAggregationAGGREGATION_NONE   ProbeMonitorAggregation = 0
+	ProbeMonitorAggregationAGGREGATION_LOW    ProbeMonitorAggregation = 1
+	ProbeMonitorAggregationAGGREGATION_MEDIUM ProbeMonitorAggregation = 2
+	ProbeMonitorAggregationAGGREGATION_MAX    ProbeMonitorAggregation = 3
 )
 
 type ProbeObsPoint uint32
@@ -38,11 +55,48 @@ const (
 	ProbeObsPointOBS_TO_NETDEV      ProbeObsPoint = 5
 )
 
+type ProbePassReason uint32
+
+const (
+	ProbePassReasonPASS_NONE                ProbePassReason = 0
+	ProbePassReasonPASS_NOT_IPV4            ProbePassReason = 1
+	ProbePassReasonPASS_LEGACY_HOST_ROUTING ProbePassReason = 2
+	ProbePassReasonPASS_TO_HOST             ProbePassReason = 3
+	ProbePassReasonPASS_NOT_ENDPOINT        ProbePassReason = 4
+	ProbePassReasonPASS_OUTSIDE_NATIVE_CIDR ProbePassReason = 5
+	ProbePassReasonPASS_TUNNEL_MODE         ProbePassReason = 6
+	ProbePassReasonPASS_TTL_EXPIRED         ProbePassReason = 7
+	ProbePassReasonPASS_FIB_ERROR           ProbePassReason = 8
+	ProbePassReasonPASS_FIB_BASE            ProbePassReason = 16
+	ProbePassReasonPASS_FIB_BLACKHOLE       ProbePassReason = 17
+	ProbePassReasonPASS_FIB_UNREACHABLE     ProbePassReason = 18
+	ProbePassReasonPASS_FIB_PROHIBIT        ProbePassReason = 19
+	ProbePassReasonPASS_FIB_NOT_FWDED       ProbePassReason = 20
+	ProbePassReasonPASS_FIB_FWD_DISABLED    ProbePassReason = 21
+	ProbePassReasonPASS_FIB_UNSUPP_LWT      ProbePassReason = 22
+	ProbePassReasonPASS_FIB_FRAG_NEEDED     ProbePassReason = 24
+	ProbePassReasonPASS_FIB_NO_SRC_ADDR     ProbePassReason = 25
+	ProbePassReasonPASS_FIB_OTHER           ProbePassReason = 31
+)
+
 type ProbePodpathConfig struct {
-	_                  structs.HostLayout
-	NodeId             uint32
-	MonitorAggregation uint32
+	_                    structs.HostLayout
+	NodeId               uint32
+	MonitorAggregation   uint32
+	HostRouting          uint32
+	RoutingMode          uint32
+	NativeRoutingCidr    [4]uint8
+	NativeRoutingCidrLen uint8
+	Pad                  [3]uint8
+	NodeIp               [4]uint8
 }
+
+type ProbeRoutingMode uint32
+
+const (
+	ProbeRoutingModeROUTING_MODE_NATIVE ProbeRoutingMode = 0
+	ProbeRoutingModeROUTING_MODE_TUNNEL ProbeRoutingMode = 1
+)
 
 type ProbeTraceRecord struct {
 	_             structs.HostLayout
@@ -54,7 +108,7 @@ type ProbeTraceRecord struct {
 	ObsPoint      uint16
 	Verdict       uint16
 	DropReason    uint16
-	Pad           uint16
+	PassReason    uint16
 	Pkt           struct {
 		_        structs.HostLayout
 		Saddr    uint32

@@ -5,7 +5,6 @@ package loader_test
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,8 +22,7 @@ import (
 // and returns the ifindex of b's end, as seen inside b.
 func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
 	t.Helper()
-	nsA = fmt.Sprintf("pptest-probe-%d-a", os.Getpid())
-	nsB = fmt.Sprintf("pptest-probe-%d-b", os.Getpid())
+	nsA, nsB = nsName("probe-a"), nsName("probe-b")
 	for _, n := range []string{nsA, nsB} {
 		if err := nsutil.Create(n); err != nil {
 			t.Fatal(err)
@@ -56,21 +54,6 @@ func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
 		ifindexB = l.Attrs().Index
 	}
 	return nsA, nsB, ifindexB
-}
-
-func netlinkAt(t *testing.T, name string) *netlink.Handle {
-	t.Helper()
-	ns, err := netns.GetFromPath(nsutil.Path(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
 }
 
 func pingFrom(t *testing.T, ns, dst string, count int) {
@@ -144,4 +127,3 @@ func TestAttachTCXErrorNamesTheHook(t *testing.T) {
 		t.Errorf("error %q should say %q", err, want)
 	}
 }
-

@@ -5,6 +5,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -13,16 +14,68 @@ import (
 )
 
 // Config is struct podpath_config of bpf/lib/config.h: the constants every program
-// reads. It is set in .rodata before load, so the verifier sees the values.
-type Config = bpfobj.ProbePodpathConfig
+// reads. It is set in .rodata before load, so the verifier sees the values. Every
+// object carries the same struct; the bpf_lxc binding is the canonical Go type.
+//
+// Addresses are as on the wire: NativeRoutingCidr = prefix.Addr().As4(),
+// NodeIp = addr.As4() (see SetNativeRoutingCIDR).
+type Config = bpfobj.LxcPodpathConfig
 
 // Monitor aggregation levels (Cilium's monitor-aggregation: none, low, medium, maximum).
 const (
-	AggregationNone   = 0
-	AggregationLow    = 1
-	AggregationMedium = 2
-	AggregationMax    = 3
+	AggregationNone   = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)
+	AggregationLow    = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_LOW)
+	AggregationMedium = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM)
+	AggregationMax    = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
 )
+
+// Host routing (Cilium's bpf.hostLegacyRouting false/true) for Config.HostRouting.
+const (
+	// HostRoutingBPF forwards in BPF: bpf_redirect_peer into local pods, FIB lookup and
+	// bpf_redirect/bpf_redirect_neigh across nodes; netfilter does not see the packets.
+	HostRoutingBPF = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF)
+	// HostRoutingLegacy hands every packet to the host stack.
+	HostRoutingLegacy = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
+)
+
+// Routing modes (Cilium's routing-mode) for Config.RoutingMode.
+const (
+	RoutingNative = uint32(bpfobj.LxcRoutingModeROUTING_MODE_NATIVE)
+	// RoutingTunnel: cross-node packets go to the stack until encapsulation exists.
+	RoutingTunnel = uint32(bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL)
+)
+
+// SetNativeRoutingCIDR sets cfg's ipv4-native-routing-cidr. A /0 prefix (the zero
+// value of the fields) covers every destination.
+func SetNativeRoutingCIDR(cfg *Config, p netip.Prefix) error {
+	if !p.IsValid() || !p.Addr().Is4() {
+		return fmt.Errorf("set native-routing CIDR %s: want an IPv4 prefix", p)
+	}
+	cfg.NativeRoutingCidr = p.Masked().Addr().As4()
+	cfg.NativeRoutingCidrLen = uint8(p.Bits())
+	return nil
+}
+
+// ValidateConfig reports values the programs would misread.
+func ValidateConfig(cfg Config) error {
+	var errs []error
+	if cfg.MonitorAggregation > AggregationMax {
+		errs = append(errs, fmt.Errorf("monitor aggregation %d: want 0..%d", cfg.MonitorAggregation, AggregationMax))
+	}
+	if cfg.HostRouting != HostRoutingBPF && cfg.HostRouting != HostRoutingLegacy {
+		errs = append(errs, fmt.Errorf("host routing %d: want %d (bpf) or %d (legacy)", cfg.HostRouting, HostRoutingBPF, HostRoutingLegacy))
+	}
+	if cfg.RoutingMode != RoutingNative && cfg.RoutingMode != RoutingTunnel {
+		errs = append(errs, fmt.Errorf("routing mode %d: want %d (native) or %d (tunnel)", cfg.RoutingMode, RoutingNative, RoutingTunnel))
+	}
+	if cfg.NativeRoutingCidrLen > 32 {
+		errs = append(errs, fmt.Errorf("native-routing CIDR length %d: want 0..32", cfg.NativeRoutingCidrLen))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid datapath config: %w", err)
+	}
+	return nil
+}
 
 // SetConfig writes cfg into the CONFIG constant of spec.
 func SetConfig(spec *ebpf.CollectionSpec, cfg Config) error {
@@ -36,7 +89,8 @@ func SetConfig(spec *ebpf.CollectionSpec, cfg Config) error {
 	return nil
 }
 
-// LoadProbe loads bpf_probe.c with cfg set. Close the objects when done.
+// LoadProbe loads bpf_probe.c with cfg set. Its ring buffer is private (not pinned).
+// Close the objects when done.
 func LoadProbe(cfg Config) (*bpfobj.ProbeObjects, error) {
 	spec, err := bpfobj.LoadProbe()
 	if err != nil {
@@ -45,11 +99,18 @@ func LoadProbe(cfg Config) (*bpfobj.ProbeObjects, error) {
 	if err := SetConfig(spec, cfg); err != nil {
 		return nil, err
 	}
+	unpin(spec)
 	var objs bpfobj.ProbeObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("load probe: %w", explainVerifier(err))
 	}
 	return &objs, nil
+}
+
+func unpin(spec *ebpf.CollectionSpec) {
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+	}
 }
 
 func explainVerifier(err error) error {
@@ -76,7 +137,7 @@ func (d Direction) String() string {
 }
 
 // ErrTCXNotSupported reports a kernel without tcx (Linux 6.6+).
-var ErrTCXNotSupported = errors.New("tcx attach is not supported by this kernel (requires Linux >= 6.6)")
+var ErrTCXNotSupported error = &MissingFeatureError{Feature: "tcx attach", MinKernel: "6.6"}
 
 // AttachTCX attaches prog to the tcx hook of ifindex (`bpftool net attach tcx_ingress`).
 // The returned link detaches the program when closed, unless it was pinned.

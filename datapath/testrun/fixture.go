@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"podpath/internal/nsutil"
 )
 
 // MapEntry is one key/value a fixture puts into a map before the run.
@@ -18,9 +20,15 @@ type MapEntry struct {
 // Fixture is one case in Katran's style: a packet and map state in, a verdict and a
 // packet out.
 type Fixture struct {
-	Name    string
-	Input   []byte
-	Maps    []MapEntry // seeded before the run, deleted after it
+	Name  string
+	Input []byte
+	Maps  []MapEntry // seeded before the run, deleted after it
+	// Context sets the skb's device and ingress device (nil: loopback, 0).
+	Context *SkbContext
+	// Netns is the path of a network namespace to run in (nsutil.Path(name)); the
+	// program's device and helpers such as bpf_fib_lookup see that namespace. Empty:
+	// the caller's.
+	Netns   string
 	Verdict Verdict
 	// Output is the expected packet; nil means "unchanged from Input".
 	Output []byte
@@ -42,7 +50,17 @@ func RunFixtures(t *testing.T, prog *ebpf.Program, fixtures []Fixture) {
 				}
 				t.Cleanup(func() { _ = e.Map.Delete(e.Key) })
 			}
-			res, err := Run(prog, f.Input)
+			var res Result
+			run := func() (err error) {
+				res, err = RunContext(prog, f.Input, f.Context)
+				return err
+			}
+			var err error
+			if f.Netns != "" {
+				err = nsutil.Do(f.Netns, run)
+			} else {
+				err = run()
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -49,11 +49,34 @@ func (r Result) Packet() gopacket.Packet {
 	return gopacket.NewPacket(r.Out, layers.LayerTypeEthernet, gopacket.Default)
 }
 
+// SkbContext is the leading part of struct __sk_buff that BPF_PROG_TEST_RUN accepts
+// as a tc program's context; the kernel refuses a context with any other field set.
+// Ifindex picks the skb's device (skb->ifindex): it must exist in the calling
+// thread's network namespace, and 0 or 1 mean its loopback. IngressIfindex is copied
+// to skb->ingress_ifindex as is (0 when there is no context). The layout is checked
+// against the kernel's BTF in tests.
+type SkbContext struct {
+	_              [2]uint32 // len, pkt_type: the kernel's
+	Mark           uint32
+	_              [5]uint32 // queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto
+	Priority       uint32
+	IngressIfindex uint32
+	Ifindex        uint32
+}
+
 // Run executes prog once on pkt (`bpftool prog run`). The skb's device is the
 // loopback of the calling thread's network namespace.
 func Run(prog *ebpf.Program, pkt []byte) (Result, error) {
+	return RunContext(prog, pkt, nil)
+}
+
+// RunContext is Run with an skb context (nil: none).
+func RunContext(prog *ebpf.Program, pkt []byte, ctx *SkbContext) (Result, error) {
 	out := make([]byte, len(pkt)+headroom)
 	opts := ebpf.RunOptions{Data: pkt, DataOut: out, Repeat: 1}
+	if ctx != nil {
+		opts.Context = *ctx
+	}
 	ret, err := prog.Run(&opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("test-run %s: %w", prog, err)

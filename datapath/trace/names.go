@@ -16,11 +16,13 @@ import (
 // Names maps the values of the datapath's enums to their C names, read from BTF.
 type Names struct {
 	DropReasons map[uint64]string // "DROP_TRUNCATED_IPV4"
+	PassReasons map[uint64]string // "PASS_FIB_FRAG_NEEDED"
 	ObsPoints   map[uint64]string // "OBS_FROM_CONTAINER"
 	Verdicts    map[uint64]string // "VERDICT_REDIRECT_PEER"
 }
 
-// NamesFromSpec reads the enums drop_reason, obs_point and trace_verdict from spec's BTF.
+// NamesFromSpec reads the enums drop_reason, pass_reason, obs_point and trace_verdict
+// from spec's BTF.
 func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 	n := &Names{}
 	for _, e := range []struct {
@@ -28,6 +30,7 @@ func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 		dst  *map[uint64]string
 	}{
 		{"drop_reason", &n.DropReasons},
+		{"pass_reason", &n.PassReasons},
 		{"obs_point", &n.ObsPoints},
 		{"trace_verdict", &n.Verdicts},
 	} {
@@ -76,6 +79,9 @@ func lookup(m map[uint64]string, v uint16, kind string) string {
 // DropReason names a drop reason code, or says it is unknown.
 func (n *Names) DropReason(v uint16) string { return lookup(n.DropReasons, v, "drop_reason") }
 
+// PassReason names a pass reason code.
+func (n *Names) PassReason(v uint16) string { return lookup(n.PassReasons, v, "pass_reason") }
+
 // ObsPoint names an observation point.
 func (n *Names) ObsPoint(v uint16) string { return lookup(n.ObsPoints, v, "obs_point") }
 
@@ -92,14 +98,29 @@ func (n *Names) DropReasonCode(name string) (uint16, error) {
 	return 0, fmt.Errorf("unknown drop reason %q", name)
 }
 
+// PassReasonCode is the reverse lookup of PassReason.
+func (n *Names) PassReasonCode(name string) (uint16, error) {
+	for v, s := range n.PassReasons {
+		if s == name {
+			return uint16(v), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown pass reason %q", name)
+}
+
 // Format renders a record on one line, like `cilium monitor`:
 //
 //	node 2 OBS_FROM_CONTAINER if 7 VERDICT_DROP DROP_BAD_IHL len 54 10.0.0.1 -> 10.0.0.2 ttl 64
+//	node 2 OBS_FROM_CONTAINER if 7 VERDICT_PASS PASS_FIB_FRAG_NEEDED len 1514 ...
+//	node 2 OBS_FROM_NETDEV if 3 VERDICT_REDIRECT_PEER -> if 9 len 98 ...
 func (n *Names) Format(r Record) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %d %s if %d %s", r.NodeID, n.ObsPoint(r.ObsPoint), r.Ifindex, n.Verdict(r.Verdict))
 	if r.DropReason != 0 {
 		fmt.Fprintf(&b, " %s", n.DropReason(r.DropReason))
+	}
+	if r.PassReason != 0 {
+		fmt.Fprintf(&b, " %s", n.PassReason(r.PassReason))
 	}
 	if r.TargetIfindex != 0 {
 		fmt.Fprintf(&b, " -> if %d", r.TargetIfindex)

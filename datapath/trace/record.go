@@ -27,7 +27,8 @@ type Record struct {
 	PktLen        uint32
 	ObsPoint      uint16
 	Verdict       uint16
-	DropReason    uint16
+	DropReason    uint16 // enum drop_reason, for VERDICT_DROP
+	PassReason    uint16 // enum pass_reason, for VERDICT_PASS: why the stack got the packet
 	Pkt           Summary
 }
 
@@ -64,6 +65,7 @@ func Decode(raw []byte) (Record, error) {
 		ObsPoint:      w.ObsPoint,
 		Verdict:       w.Verdict,
 		DropReason:    w.DropReason,
+		PassReason:    w.PassReason,
 	}
 	p := w.Pkt
 	r.Pkt = Summary{

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress and hands
+ * packets for a pod of this node straight into the pod with bpf_redirect_peer;
+ * to_netdev runs on its tcx egress and traces (encapsulation and NAT come later). */
+
+#include "common.h"
+#include "config.h"
+#include "drop.h"
+#include "endpoint.h"
+#include "maps.h"
+#include "parse.h"
+#include "trace.h"
+
+/* Packets not for a local pod continue with TCX_NEXT, not TCX_PASS: the NIC is
+ * shared with the rest of the node, and another tcx program attached after this one
+ * (a host firewall, a capture tool) still sees them. With none, NEXT is PASS. */
+#define HOST_PASS PP_TCX_NEXT
+
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	const struct endpoint_info *ep;
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason;
+
+	reason = parse_eth(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+		trace_pass(skb, OBS_FROM_NETDEV, PASS_NOT_IPV4, &sum);
+		return HOST_PASS;
+	}
+	reason = parse_ipv4(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+
+	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
+		trace_pass(skb, OBS_FROM_NETDEV, PASS_LEGACY_HOST_ROUTING, &sum);
+		return HOST_PASS;
+	}
+
+	ep = endpoint_lookup(sum.daddr);
+	if (!ep) {
+		trace_pass(skb, OBS_FROM_NETDEV, PASS_NOT_ENDPOINT, &sum);
+		return HOST_PASS;
+	}
+	if (ep->flags & ENDPOINT_F_HOST) {
+		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_HOST, &sum);
+		return HOST_PASS;
+	}
+	return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_NETDEV, HOST_PASS);
+
+drop:
+	trace_drop(skb, OBS_FROM_NETDEV, reason, &sum);
+	return PP_TCX_DROP;
+}
+
+/* Observer: what leaves the node on the underlay. */
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+
+	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
+		parse_ipv4(skb, &p, &sum);
+	trace_pass(skb, OBS_TO_NETDEV, PASS_NONE, &sum);
+	return PP_TCX_NEXT;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* bpf_lxc: the pod's host-side veth (lxc...). from_container runs on its tcx ingress
+ * (packets the pod sends) and routes them: to a pod of this node with
+ * bpf_redirect_peer, across nodes with a FIB lookup, everything else to the stack.
+ * to_container runs on its tcx egress and only traces what the stack delivers. */
+
+#include "common.h"
+#include "config.h"
+#include "drop.h"
+#include "endpoint.h"
+#include "fib.h"
+#include "maps.h"
+#include "parse.h"
+#include "trace.h"
+
+/* Packets the program does not forward itself go to the stack with TCX_PASS: this
+ * program is the pod's router, so no later tcx program on the veth gets a say. */
+#define LXC_PASS PP_TCX_PASS
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	const struct endpoint_info *ep;
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason;
+
+	reason = parse_eth(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+		trace_pass(skb, OBS_FROM_CONTAINER, PASS_NOT_IPV4, &sum);
+		return LXC_PASS;
+	}
+	reason = parse_ipv4(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+
+	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
+		trace_pass(skb, OBS_FROM_CONTAINER, PASS_LEGACY_HOST_ROUTING, &sum);
+		return LXC_PASS;
+	}
+
+	ep = endpoint_lookup(sum.daddr);
+	if (ep) {
+		if (ep->flags & ENDPOINT_F_HOST) {
+			trace_pass(skb, OBS_FROM_CONTAINER, PASS_TO_HOST, &sum);
+			return LXC_PASS;
+		}
+		return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS);
+	}
+
+	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE) {
+		trace_pass(skb, OBS_FROM_CONTAINER, PASS_TUNNEL_MODE, &sum);
+		return LXC_PASS;
+	}
+	if (!in_native_routing_cidr(sum.daddr)) {
+		trace_pass(skb, OBS_FROM_CONTAINER, PASS_OUTSIDE_NATIVE_CIDR, &sum);
+		return LXC_PASS;
+	}
+	return fib_redirect(skb, &p, &sum, OBS_FROM_CONTAINER, LXC_PASS);
+
+drop:
+	trace_drop(skb, OBS_FROM_CONTAINER, reason, &sum);
+	return PP_TCX_DROP;
+}
+
+/* Observer: what the stack hands to the pod (legacy host routing, ARP, traffic from
+ * the node). bpf_redirect_peer deliveries bypass this hook. */
+SEC("tc")
+int to_container(struct __sk_buff *skb)
+{
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+
+	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
+		parse_ipv4(skb, &p, &sum);
+	trace_pass(skb, OBS_TO_CONTAINER, PASS_NONE, &sum);
+	return PP_TCX_NEXT;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Local delivery: a packet for a pod of this node goes straight into the pod's namespace. */
+#ifndef PODPATH_ENDPOINT_H
+#define PODPATH_ENDPOINT_H
+
+#include "common.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "maps.h"
+#include "parse.h"
+#include "trace.h"
+
+static __always_inline const struct endpoint_info *endpoint_lookup(__be32 ip4)
+{
+	struct endpoint_key key = { .ip4 = ip4 };
+
+	return bpf_map_lookup_elem(&endpoints, &key);
+}
+
+/* Routes the parsed IPv4 packet to the local pod ep as a router would: source MAC
+ * the pod's router (its host-side veth), destination MAC the pod, TTL - 1, then
+ * bpf_redirect_peer() to the host-side veth, so the packet is received by the pod's
+ * eth0 without a trip through the host stack. A TTL that would expire goes to the
+ * stack (pass_ret), which answers with ICMP time exceeded. Returns the tcx verdict. */
+static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct parsed *p,
+					     const struct endpoint_info *ep,
+					     const struct pkt_summary *sum, enum obs_point point,
+					     int pass_ret)
+{
+	__u32 ifindex = ep->ifindex;
+	enum drop_reason reason;
+
+	if (sum->ttl <= 1) {
+		trace_pass(skb, point, PASS_TTL_EXPIRED, sum);
+		return pass_ret;
+	}
+	eth_set_macs(p->eth, ep->node_mac, ep->mac);
+	reason = ipv4_dec_ttl(skb, p->ip);
+	if (reason != DROP_NONE) {
+		trace_drop(skb, point, reason, sum);
+		return PP_TCX_DROP;
+	}
+	trace_redirect(skb, point, VERDICT_REDIRECT_PEER, ifindex, sum);
+	return bpf_redirect_peer(ifindex, 0);
+}
+
+#endif /* PODPATH_ENDPOINT_H */

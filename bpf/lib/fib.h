@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Forwarding by the kernel's FIB: bpf_fib_lookup() then bpf_redirect() or bpf_redirect_neigh(). */
+#ifndef PODPATH_FIB_H
+#define PODPATH_FIB_H
+
+#include "common.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "parse.h"
+#include "trace.h"
+
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_BLACKHOLE == PASS_FIB_BLACKHOLE, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_UNREACHABLE == PASS_FIB_UNREACHABLE, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_PROHIBIT == PASS_FIB_PROHIBIT, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_NOT_FWDED == PASS_FIB_NOT_FWDED, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_FWD_DISABLED == PASS_FIB_FWD_DISABLED, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_UNSUPP_LWT == PASS_FIB_UNSUPP_LWT, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_FRAG_NEEDED == PASS_FIB_FRAG_NEEDED, "fib codes");
+_Static_assert(__PASS_FIB_BASE + BPF_FIB_LKUP_RET_NO_SRC_ADDR == PASS_FIB_NO_SRC_ADDR, "fib codes");
+
+/* Why a lookup that neither succeeded nor lacked only a neighbour goes to the stack. */
+static __always_inline enum pass_reason fib_pass_reason(long ret)
+{
+	if (ret < 0)
+		return PASS_FIB_ERROR;
+	if (ret > BPF_FIB_LKUP_RET_NO_SRC_ADDR)
+		return PASS_FIB_OTHER;
+	return __PASS_FIB_BASE + ret;
+}
+
+/* Forwards the parsed IPv4 packet as the kernel's FIB would, from the device it
+ * arrived on (skb->ingress_ifindex, so forwarding sysctls and policy rules apply):
+ *   SUCCESS  -> MACs from the result, TTL - 1, bpf_redirect() to the egress device;
+ *   NO_NEIGH -> TTL - 1, bpf_redirect_neigh() with the next hop: the neighbour
+ *               subsystem resolves it and writes the Ethernet header;
+ *   anything else (unreachable, frag needed, not forwarded, ...) and TTL <= 1 go to
+ *   the stack (pass_ret), which generates the right ICMP, traced with the reason.
+ * The MTU is checked on the skb (tot_len stays 0), which lets GSO packets through.
+ * Returns the tcx verdict. */
+static __always_inline int fib_redirect(struct __sk_buff *skb, const struct parsed *p,
+					const struct pkt_summary *sum, enum obs_point point,
+					int pass_ret)
+{
+	struct bpf_fib_lookup fib = {
+		.family      = AF_INET,
+		.l4_protocol = sum->ip_proto,
+		.sport       = sum->sport,
+		.dport       = sum->dport,
+		/* The device the packet arrived on. It is never 0 at tcx ingress; in a
+		 * BPF_PROG_TEST_RUN without a context it is, and the program's own device
+		 * (loopback there) stands in. */
+		.ifindex     = skb->ingress_ifindex ?: skb->ifindex,
+	};
+	struct bpf_redir_neigh nh = {};
+	enum drop_reason reason;
+	long ret;
+
+	fib.tos = p->ip->tos;
+	fib.ipv4_src = sum->saddr;
+	fib.ipv4_dst = sum->daddr;
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		trace_pass(skb, point, fib_pass_reason(ret), sum);
+		return pass_ret;
+	}
+	if (sum->ttl <= 1) {
+		trace_pass(skb, point, PASS_TTL_EXPIRED, sum);
+		return pass_ret;
+	}
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS)
+		eth_set_macs(p->eth, fib.smac, fib.dmac);
+	reason = ipv4_dec_ttl(skb, p->ip);
+	if (reason != DROP_NONE) {
+		trace_drop(skb, point, reason, sum);
+		return PP_TCX_DROP;
+	}
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		trace_redirect(skb, point, VERDICT_REDIRECT, fib.ifindex, sum);
+		return bpf_redirect(fib.ifindex, 0);
+	}
+
+	/* The lookup left the next hop (gateway, or the destination itself) in ipv4_dst;
+	 * the union copy also carries an IPv6 next hop (RFC 5549 routes). */
+	nh.nh_family = fib.family;
+	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
+	trace_redirect(skb, point, VERDICT_REDIRECT_NEIGH, fib.ifindex, sum);
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+}
+
+#endif /* PODPATH_FIB_H */

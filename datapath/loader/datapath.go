@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/maps"
+)
+
+// Names of the maps bpf_lxc and bpf_host share (bpf/lib/maps.h, trace.h), which are
+// also their file names under Options.PinPath.
+const (
+	MapEndpoints   = bpfobj.LxcMapEndpoints
+	MapIPCache     = bpfobj.LxcMapIpcache
+	MapNodes       = bpfobj.LxcMapNodes
+	MapTraceEvents = bpfobj.LxcMapTraceEvents
+)
+
+// MapSizes overrides the compiled-in max_entries of the shared maps; zero keeps the
+// default of bpf/lib/maps.h and trace.h.
+type MapSizes struct {
+	Endpoints   uint32 // default 65535
+	IPCache     uint32 // default 512000 (allocated on use: an LPM trie is never preallocated)
+	Nodes       uint32 // default 16384
+	TraceEvents uint32 // ring buffer bytes, a power of two multiple of the page size; default 1 MiB
+}
+
+// Options for LoadDatapath.
+type Options struct {
+	// PinPath is a directory on a bpffs (`mount -t bpf bpf DIR`), one per node, where
+	// the shared maps are pinned by name; both objects, and later loads with the same
+	// path (an agent restart), use the instances found there. A pinned map whose
+	// type, key, value or size differ from the spec fails the load with
+	// ebpf.ErrMapIncompatible. Empty: nothing is pinned and the maps live as long as
+	// the Datapath, still shared by its two objects.
+	PinPath string
+	// MapSizes overrides map sizes (tests shrink them).
+	MapSizes MapSizes
+}
+
+// Datapath is bpf_lxc and bpf_host of one node, loaded with one Config and sharing
+// their maps.
+type Datapath struct {
+	Lxc  bpfobj.LxcObjects
+	Host bpfobj.HostObjects
+
+	// The programs, to attach with AttachTCX.
+	FromContainer *ebpf.Program // tcx ingress of a pod's host-side veth
+	ToContainer   *ebpf.Program // tcx egress of a pod's host-side veth
+	FromNetdev    *ebpf.Program // tcx ingress of the node's underlay NIC
+	ToNetdev      *ebpf.Program // tcx egress of the node's underlay NIC
+
+	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
+	Maps *maps.Maps
+	// TraceEvents is the shared trace ring buffer (trace.NewReader).
+	TraceEvents *ebpf.Map
+}
+
+// LoadDatapath probes the kernel for the features the datapath needs, then loads
+// bpf_lxc and bpf_host with cfg set in .rodata and their maps shared
+// (`bpftool prog loadall bpf_lxc.o DIR pinmaps PINPATH`, twice). opts may be nil.
+// Close the Datapath when done: programs stay attached only through their links,
+// pinned maps stay pinned.
+func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	if err := ValidateConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := CheckFeatures(); err != nil {
+		return nil, fmt.Errorf("load datapath: %w", err)
+	}
+	lxcSpec, err := bpfobj.LoadLxc()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf_lxc spec: %w", err)
+	}
+	hostSpec, err := bpfobj.LoadHost()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf_host spec: %w", err)
+	}
+	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec} {
+		if err := SetConfig(spec, cfg); err != nil {
+			return nil, err
+		}
+		if err := resizeMaps(spec, opts.MapSizes); err != nil {
+			return nil, err
+		}
+		if opts.PinPath == "" {
+			unpin(spec)
+		}
+	}
+
+	d := &Datapath{}
+	collOpts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: opts.PinPath}}
+	if err := lxcSpec.LoadAndAssign(&d.Lxc, collOpts); err != nil {
+		return nil, fmt.Errorf("load bpf_lxc: %w", explainVerifier(err))
+	}
+	if opts.PinPath == "" {
+		// Without pins, bpf_host takes bpf_lxc's maps directly.
+		collOpts.MapReplacements = map[string]*ebpf.Map{
+			MapEndpoints:   d.Lxc.Endpoints,
+			MapIPCache:     d.Lxc.Ipcache,
+			MapNodes:       d.Lxc.Nodes,
+			MapTraceEvents: d.Lxc.TraceEvents,
+		}
+	}
+	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
+		d.Lxc.Close()
+		return nil, fmt.Errorf("load bpf_host: %w", explainVerifier(err))
+	}
+	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
+	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
+	d.Maps = &maps.Maps{Endpoints: d.Lxc.Endpoints, IPCache: d.Lxc.Ipcache, Nodes: d.Lxc.Nodes}
+	d.TraceEvents = d.Lxc.TraceEvents
+	return d, nil
+}
+
+func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes) error {
+	for name, size := range map[string]uint32{
+		MapEndpoints: s.Endpoints, MapIPCache: s.IPCache, MapNodes: s.Nodes, MapTraceEvents: s.TraceEvents,
+	} {
+		if size == 0 {
+			continue
+		}
+		m, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("resize map %s: not in the object", name)
+		}
+		m.MaxEntries = size
+	}
+	return nil
+}
+
+// Close releases both objects. Maps pinned under Options.PinPath stay pinned: remove
+// them with Unpin.
+func (d *Datapath) Close() error {
+	return errors.Join(d.Lxc.Close(), d.Host.Close())
+}
+
+// Unpin removes the shared maps from the bpffs (`rm PINPATH/{endpoints,...}`); the
+// maps live on while loaded programs or open handles use them.
+func (d *Datapath) Unpin() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents} {
+		if m != nil && m.IsPinned() {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

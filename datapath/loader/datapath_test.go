@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package loader_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/loader"
+	"podpath/datapath/maps"
+	"podpath/internal/testutil"
+)
+
+func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("kernel reports no map id")
+	}
+	return id
+}
+
+func sharedMaps(d *loader.Datapath) map[string][2]*ebpf.Map {
+	return map[string][2]*ebpf.Map{
+		"endpoints":    {d.Lxc.Endpoints, d.Host.Endpoints},
+		"ipcache":      {d.Lxc.Ipcache, d.Host.Ipcache},
+		"nodes":        {d.Lxc.Nodes, d.Host.Nodes},
+		"trace_events": {d.Lxc.TraceEvents, d.Host.TraceEvents},
+	}
+}
+
+func TestLoadDatapathUnpinnedSharesMaps(t *testing.T) {
+	d, _ := loadDatapath(t, fixtureConfig())
+	for name, m := range sharedMaps(d) {
+		if a, b := mapID(t, m[0]), mapID(t, m[1]); a != b {
+			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d: want one instance", name, a, b)
+		}
+		if m[0].IsPinned() {
+			t.Errorf("%s: pinned without a pin path", name)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"from_container", d.FromContainer}, {"to_container", d.ToContainer}, {"from_netdev", d.FromNetdev}, {"to_netdev", d.ToNetdev}} {
+		if p.prog == nil {
+			t.Errorf("program %s not exposed", p.name)
+		}
+	}
+}
+
+func TestLoadDatapathPinnedSharesMapsAcrossLoads(t *testing.T) {
+	testutil.RequireRoot(t)
+	pin := filepath.Join(mountBPFFS(t), "node1")
+	if err := os.Mkdir(pin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	opts := &loader.Options{PinPath: pin, MapSizes: testSizes}
+	d1, err := loader.LoadDatapath(fixtureConfig(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Close()
+	for name, m := range sharedMaps(d1) {
+		if a, b := mapID(t, m[0]), mapID(t, m[1]); a != b {
+			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d: want one pinned instance", name, a, b)
+		}
+		if _, err := os.Stat(filepath.Join(pin, name)); err != nil {
+			t.Errorf("%s not pinned: %v", name, err)
+		}
+	}
+
+	// A second load (an agent restart) finds the same maps and their contents.
+	if err := d1.Maps.EndpointUpsert(podBEndpoint); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := loader.LoadDatapath(fixtureConfig(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if a, b := mapID(t, d1.Lxc.Endpoints), mapID(t, d2.Host.Endpoints); a != b {
+		t.Errorf("reload: endpoints map %d, want the pinned %d", b, a)
+	}
+	if _, err := d2.Maps.EndpointLookup(podBIP); err != nil {
+		t.Errorf("reload lost the endpoint: %v", err)
+	}
+	opened, err := maps.OpenPinned(pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opened.EndpointLookup(podBIP); err != nil {
+		t.Errorf("maps.OpenPinned: %v", err)
+	}
+	opened.Close()
+
+	// Sizes that differ from the pinned maps are refused, by name.
+	bigger := &loader.Options{PinPath: pin, MapSizes: loader.MapSizes{Endpoints: 2 * testSizes.Endpoints}}
+	if d3, err := loader.LoadDatapath(fixtureConfig(), bigger); !errors.Is(err, ebpf.ErrMapIncompatible) {
+		if d3 != nil {
+			d3.Close()
+		}
+		t.Errorf("loading over pins of another size: want ErrMapIncompatible, got %v", err)
+	}
+
+	if err := d1.Unpin(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(pin); len(entries) != 0 {
+		t.Errorf("after Unpin the pin path still holds %d files", len(entries))
+	}
+}
+
+func TestLoadDatapathMapSizes(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		sizes loader.MapSizes
+		want  map[string]uint32
+	}{
+		{loader.MapSizes{}, map[string]uint32{"endpoints": 65535, "ipcache": 512000, "nodes": 16384, "trace_events": 1 << 20}},
+		{loader.MapSizes{Endpoints: 8, IPCache: 16, Nodes: 4, TraceEvents: 1 << 14}, map[string]uint32{"endpoints": 8, "ipcache": 16, "nodes": 4, "trace_events": 1 << 14}},
+	} {
+		d, err := loader.LoadDatapath(fixtureConfig(), &loader.Options{MapSizes: tc.sizes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, m := range sharedMaps(d) {
+			if got := m[0].MaxEntries(); got != tc.want[name] {
+				t.Errorf("sizes %+v: %s has %d entries, want %d", tc.sizes, name, got, tc.want[name])
+			}
+		}
+		d.Close()
+	}
+}
+
+func TestLoadDatapathRejectsInvalidConfig(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*loader.Config)
+		want   string
+	}{
+		{func(c *loader.Config) { c.MonitorAggregation = 4 }, "monitor aggregation 4"},
+		{func(c *loader.Config) { c.HostRouting = 2 }, "host routing 2"},
+		{func(c *loader.Config) { c.RoutingMode = 7 }, "routing mode 7"},
+		{func(c *loader.Config) { c.NativeRoutingCidrLen = 33 }, "native-routing CIDR length 33"},
+	} {
+		cfg := fixtureConfig()
+		tc.mutate(&cfg)
+		_, err := loader.LoadDatapath(cfg, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error naming %q, got %v", tc.want, err)
+		}
+	}
+	var cfg loader.Config
+	if err := loader.SetNativeRoutingCIDR(&cfg, netipPrefix("fd00::/64")); err == nil {
+		t.Error("an IPv6 native-routing CIDR should be refused")
+	}
+	if err := loader.SetNativeRoutingCIDR(&cfg, netipPrefix("10.244.7.9/16")); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NativeRoutingCidr != [4]uint8{10, 244, 0, 0} || cfg.NativeRoutingCidrLen != 16 {
+		t.Errorf("native-routing CIDR: got %v/%d", cfg.NativeRoutingCidr, cfg.NativeRoutingCidrLen)
+	}
+}
+
+// Every object carries the same config struct and trace record: Go decodes and sets
+// them through one generated type, so their BTF sizes must match it.
+func TestSharedStructsMatchBTF(t *testing.T) {
+	specs := map[string]func() (*ebpf.CollectionSpec, error){
+		"probe": bpfobj.LoadProbe, "lxc": bpfobj.LoadLxc, "host": bpfobj.LoadHost,
+	}
+	for name, load := range specs {
+		spec, err := load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			btfName string
+			goSize  int
+		}{
+			{"podpath_config", binary.Size(loader.Config{})},
+			{"trace_record", binary.Size(bpfobj.LxcTraceRecord{})},
+		} {
+			var s *btf.Struct
+			if err := spec.Types.TypeByName(tc.btfName, &s); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if int(s.Size) != tc.goSize {
+				t.Errorf("%s: struct %s is %d bytes in BTF, %d in Go", name, tc.btfName, s.Size, tc.goSize)
+			}
+		}
+		if v := spec.Variables["CONFIG"]; v == nil || int(v.Size()) != binary.Size(loader.Config{}) {
+			t.Errorf("%s: CONFIG variable missing or of another size", name)
+		}
+	}
+}
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
