@@ -102,6 +102,9 @@ func teardown(ctx context.Context, runID string, namespaces []string, procs []pr
 			errs = append(errs, err)
 		}
 	}
+	if err := unmountUnder(runDir(runID)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(runDir(runID)); err != nil {
 		errs = append(errs, fmt.Errorf("remove run dir: %w", err))
 	}

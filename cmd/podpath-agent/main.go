@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command podpath-agent is the per-node datapath agent.
+package main
+
+import (
+	"os"
+
+	"podpath/internal/agentcli"
+)
+
+func main() {
+	os.Exit(agentcli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"podpath/datapath/config"
+	"podpath/datapath/endpoint"
+)
+
+// Options configure one agent. The agent runs inside its node's network namespace.
+type Options struct {
+	Node string
+	// ConfigFile is a cilium-config ConfigMap in any form datapath/config accepts; empty
+	// means Cilium's defaults (tunnel mode, VXLAN).
+	ConfigFile string
+	// Devices are the underlay NICs that get from-netdev/to-netdev.
+	Devices []string
+	// PodCIDR of this node; pods get addresses from it, its first address is their gateway.
+	PodCIDR netip.Prefix
+	// StateDir holds the desired state (desired.json) and the API socket (agent.sock).
+	StateDir string
+	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
+	BPFFS string
+	Log   *slog.Logger
+}
+
+// Agent reconciles the node's datapath with the desired endpoints and nodes.
+type Agent struct {
+	opts   Options
+	cfg    *config.Config
+	report *config.Report
+	store  *store
+	nl     *netlink.Handle
+	dp     *datapath
+
+	mu       sync.Mutex // serialises reconciliation
+	problems map[string]string
+}
+
+// Socket returns the API socket path of an agent with this state dir.
+func Socket(stateDir string) string { return filepath.Join(stateDir, "agent.sock") }
+
+// New validates the options and the configuration; it changes nothing on the node.
+func New(opts Options) (*Agent, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	var errs []error
+	if !nameRE.MatchString(opts.Node) {
+		errs = append(errs, fmt.Errorf("node: %q is not a valid node name", opts.Node))
+	}
+	if !opts.PodCIDR.IsValid() || !opts.PodCIDR.Addr().Is4() || opts.PodCIDR.Bits() > 30 {
+		errs = append(errs, fmt.Errorf("pod-cidr: %v is not an IPv4 prefix of /30 or shorter", opts.PodCIDR))
+	}
+	if len(opts.Devices) == 0 {
+		errs = append(errs, errors.New("devices: at least one underlay device is required"))
+	}
+	if opts.StateDir == "" || opts.BPFFS == "" {
+		errs = append(errs, errors.New("state-dir and bpffs: both folders are required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("agent options: %w", err)
+	}
+	a := &Agent{opts: opts, problems: map[string]string{}}
+	var err error
+	if opts.ConfigFile == "" {
+		a.cfg, a.report = config.Default(), &config.Report{Source: "defaults"}
+	} else if a.cfg, a.report, err = config.ParseFile(opts.ConfigFile); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent state dir: %w", err)
+	}
+	if a.store, err = openStore(opts.StateDir); err != nil {
+		return nil, err
+	}
+	if a.nl, err = netlink.NewHandle(); err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return a, nil
+}
+
+// Run loads or adopts the datapath, reconciles everything, then serves the API until ctx
+// ends. On return the programs stay attached and the maps pinned: the datapath keeps
+// forwarding while no agent runs.
+func (a *Agent) Run(ctx context.Context) error {
+	for _, f := range a.report.Warnings {
+		a.opts.Log.Warn("config", "key", f.Key, "msg", f.Message)
+	}
+	for _, f := range a.report.Notices {
+		a.opts.Log.Info("config", "key", f.Key, "msg", f.Message)
+	}
+	dp, err := openDatapath(a.cfg, a.opts, a.nodeID())
+	if err != nil {
+		return err
+	}
+	a.dp = dp
+	defer dp.Close()
+	for _, dev := range a.opts.Devices {
+		if err := a.dp.attachDevice(dev); err != nil {
+			return err
+		}
+	}
+	if err := a.reconcileAll(ctx); err != nil {
+		a.opts.Log.Warn("reconcile", "err", err)
+	}
+	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
+	return a.serve(ctx, Socket(a.opts.StateDir))
+}
+
+// nodeID numbers this node in trace records: stable for a name.
+func (a *Agent) nodeID() uint32 {
+	for _, n := range a.store.nodes() {
+		if n.Name == a.opts.Node && n.ID != 0 {
+			return n.ID
+		}
+	}
+	return hash32(a.opts.Node)%0xfffe + 1
+}
+
+func hash32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
+}
+
+// Reserved identities, as Cilium numbers them.
+const (
+	identityHost       = 1
+	identityWorld      = 2
+	identityRemoteNode = 6
+	firstPodIdentity   = 256
+)
+
+// defaultIdentity derives a pod identity from its name: the same on every node, so the
+// identity a packet carries means the same wherever it lands.
+func defaultIdentity(name string) uint32 {
+	return firstPodIdentity + hash32(name)%(0xffff-firstPodIdentity)
+}
+
+// hostVethName is lxc-<name> when it fits 15 characters, else lxc + 8 hex of a hash.
+func hostVethName(pod string) string {
+	if n := "lxc-" + pod; len(n) <= 15 {
+		return n
+	}
+	return fmt.Sprintf("lxc%08x", hash32(pod))
+}
+
+func (a *Agent) setProblem(key, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if msg == "" {
+		delete(a.problems, key)
+	} else {
+		a.problems[key] = msg
+	}
+}
+
+// EndpointAdd records a pod and plumbs it: veth, addresses, routes, programs, maps.
+// Adding the same endpoint again reconciles it (idempotent, like CNI ADD on retry).
+func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
+	if ep.HostVeth == "" {
+		ep.HostVeth = hostVethName(ep.Name)
+	}
+	if ep.Identity == 0 {
+		ep.Identity = defaultIdentity(ep.Name)
+	}
+	if err := ep.validate(a.opts.PodCIDR); err != nil {
+		return &InputError{Err: err}
+	}
+	err := a.store.update(func(d *desired) error {
+		for _, other := range d.Endpoints {
+			if other.Name != ep.Name && (other.IP == ep.IP || other.HostVeth == ep.HostVeth) {
+				return badInput("endpoint %s: ip %s / hostVeth %s already used by endpoint %s", ep.Name, ep.IP, ep.HostVeth, other.Name)
+			}
+		}
+		d.Endpoints[ep.Name] = ep
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reconcileEndpoint(ep)
+}
+
+// EndpointDelete removes a pod's map entries, programs and veth.
+func (a *Agent) EndpointDelete(ctx context.Context, name string) error {
+	var ep Endpoint
+	err := a.store.update(func(d *desired) error {
+		var ok bool
+		if ep, ok = d.Endpoints[name]; !ok {
+			return badInput("endpoint %s: not found", name)
+		}
+		delete(d.Endpoints, name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.removeEndpoint(ep)
+}
+
+// NodeUpsert records a cluster node and programs the ipcache, node map and routes.
+func (a *Agent) NodeUpsert(ctx context.Context, n Node) error {
+	if err := n.validate(); err != nil {
+		return &InputError{Err: err}
+	}
+	if n.ID == 0 {
+		n.ID = hash32(n.Name)%0xfffe + 1
+	}
+	if err := a.store.update(func(d *desired) error { d.Nodes[n.Name] = n; return nil }); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reconcileNode(n)
+}
+
+// NodeDelete removes a node's ipcache entries, node map entry and route.
+func (a *Agent) NodeDelete(ctx context.Context, name string) error {
+	var n Node
+	err := a.store.update(func(d *desired) error {
+		var ok bool
+		if n, ok = d.Nodes[name]; !ok {
+			return badInput("node %s: not found", name)
+		}
+		delete(d.Nodes, name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.removeNode(n)
+}
+
+func (a *Agent) reconcileEndpoint(ep Endpoint) error {
+	host, err := a.nl.LinkByName(ep.HostVeth)
+	if err != nil {
+		if err := a.plumb(ep); err != nil {
+			a.problems["endpoint/"+ep.Name] = err.Error()
+			return err
+		}
+		if host, err = a.nl.LinkByName(ep.HostVeth); err != nil {
+			return fmt.Errorf("endpoint %s: find %s after plumbing: %w", ep.Name, ep.HostVeth, err)
+		}
+	}
+	podMAC, err := a.podMAC(ep)
+	if err != nil {
+		a.problems["endpoint/"+ep.Name] = err.Error()
+		return err
+	}
+	if err := a.dp.attachEndpoint(host); err != nil {
+		return err
+	}
+	if err := a.dp.endpointUpsert(ep, host, podMAC); err != nil {
+		return err
+	}
+	delete(a.problems, "endpoint/"+ep.Name)
+	return nil
+}
+
+func (a *Agent) plumb(ep Endpoint) error {
+	pod, err := netns.GetFromPath(ep.Netns)
+	if err != nil {
+		return fmt.Errorf("endpoint %s: open pod namespace %s: %w", ep.Name, ep.Netns, err)
+	}
+	defer pod.Close()
+	if err := endpoint.EnsureGateway(a.nl, a.opts.PodCIDR.Addr().Next()); err != nil {
+		return err
+	}
+	v := endpoint.Veth{
+		HostName: ep.HostVeth, PodIP: ep.IP, MTU: ep.MTU, Gateway: a.opts.PodCIDR.Addr().Next(),
+	}
+	if v.MTU == 0 {
+		v.MTU = a.dp.routeMTU
+	}
+	var perr error
+	if v.HostMAC, perr = parseMAC(ep.HostMAC); perr != nil {
+		return &InputError{Err: fmt.Errorf("endpoint %s: hostMAC: %w", ep.Name, perr)}
+	}
+	if v.PodMAC, perr = parseMAC(ep.PodMAC); perr != nil {
+		return &InputError{Err: fmt.Errorf("endpoint %s: podMAC: %w", ep.Name, perr)}
+	}
+	return endpoint.Plumb(a.nl, pod, v)
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return net.ParseMAC(s)
+}
+
+// podMAC reads the MAC of eth0 inside the pod.
+func (a *Agent) podMAC(ep Endpoint) (net.HardwareAddr, error) {
+	pod, err := netns.GetFromPath(ep.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: open pod namespace %s: %w", ep.Name, ep.Netns, err)
+	}
+	defer pod.Close()
+	h, err := netlink.NewHandleAt(pod)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: netlink in pod: %w", ep.Name, err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: pod eth0: %w", ep.Name, err)
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+func (a *Agent) removeEndpoint(ep Endpoint) error {
+	errs := []error{a.dp.endpointDelete(ep), a.dp.detachEndpoint(ep.HostVeth), endpoint.Unplumb(a.nl, ep.HostVeth)}
+	delete(a.problems, "endpoint/"+ep.Name)
+	return errors.Join(errs...)
+}
+
+func (a *Agent) reconcileNode(n Node) error {
+	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node); err != nil {
+		return err
+	}
+	if n.Name == a.opts.Node || !a.wantsDirectRoutes() {
+		delete(a.problems, "node/"+n.Name)
+		return nil
+	}
+	r, err := directRoute(a.nl, n)
+	if err != nil {
+		a.problems["node/"+n.Name] = err.Error()
+		return err
+	}
+	if err := a.nl.RouteReplace(r); err != nil {
+		return fmt.Errorf("auto-direct-node-routes: route %s via %s: %w", n.PodCIDR, n.IP, err)
+	}
+	delete(a.problems, "node/"+n.Name)
+	return nil
+}
+
+func (a *Agent) wantsDirectRoutes() bool {
+	return a.cfg.AutoDirectNodeRoutes && a.cfg.RoutingMode == config.RoutingNative
+}
+
+func (a *Agent) removeNode(n Node) error {
+	err := a.dp.nodeDelete(n)
+	routes, rerr := ownedRoutes(a.nl)
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == n.PodCIDR.String() {
+			rerr = errors.Join(rerr, a.nl.RouteDel(&r))
+		}
+	}
+	delete(a.problems, "node/"+n.Name)
+	return errors.Join(err, rerr)
+}
+
+// reconcileAll brings everything in line with the desired state: entries and routes
+// of endpoints and nodes that are gone are removed, the rest (re)programmed.
+func (a *Agent) reconcileAll(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	eps, nodes := a.store.endpoints(), a.store.nodes()
+	var errs []error
+	errs = append(errs, a.dp.prune(eps, nodes))
+	wantRoute := map[string]bool{}
+	for _, n := range nodes {
+		wantRoute[n.PodCIDR.String()] = n.Name != a.opts.Node && a.wantsDirectRoutes()
+		if err := a.reconcileNode(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	routes, err := ownedRoutes(a.nl)
+	errs = append(errs, err)
+	for _, r := range routes {
+		if r.Dst != nil && !wantRoute[r.Dst.String()] {
+			errs = append(errs, a.nl.RouteDel(&r))
+		}
+	}
+	for _, ep := range eps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := a.reconcileEndpoint(ep); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

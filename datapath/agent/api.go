@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// InputError is a request the agent refuses as invalid (HTTP 400); anything else that
+// fails is the agent's own problem (HTTP 500).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func badInput(format string, args ...any) error {
+	return &InputError{Err: fmt.Errorf(format, args...)}
+}
+
+// handler serves the agent's API (HTTP+JSON over a unix socket):
+//
+//	GET    /v1/status
+//	GET    /v1/endpoints          PUT/DELETE /v1/endpoints/{name}
+//	GET    /v1/nodes              PUT/DELETE /v1/nodes/{name}
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.Status(), nil)
+	})
+	mux.HandleFunc("GET /v1/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.store.endpoints(), nil)
+	})
+	mux.HandleFunc("PUT /v1/endpoints/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var ep Endpoint
+		if err := decode(r, &ep); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		if ep.Name != r.PathValue("name") {
+			reply(w, nil, badInput("endpoint name %q in the body differs from %q in the path", ep.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, nil, a.EndpointAdd(r.Context(), ep))
+	})
+	mux.HandleFunc("DELETE /v1/endpoints/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.EndpointDelete(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.store.nodes(), nil)
+	})
+	mux.HandleFunc("PUT /v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var n Node
+		if err := decode(r, &n); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		if n.Name != r.PathValue("name") {
+			reply(w, nil, badInput("node name %q in the body differs from %q in the path", n.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, nil, a.NodeUpsert(r.Context(), n))
+	})
+	mux.HandleFunc("DELETE /v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.NodeDelete(r.Context(), r.PathValue("name")))
+	})
+	return mux
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badInput("decode request body: %v", err)
+	}
+	return nil
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	var in *InputError
+	switch {
+	case errors.As(err, &in):
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(apiError{err.Error()})
+	case err != nil:
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(apiError{err.Error()})
+	case v == nil:
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// serve listens on the unix socket until ctx ends.
+func (a *Agent) serve(ctx context.Context, socket string) error {
+	_ = os.Remove(socket)
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", socket, err)
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve API: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Client talks to an agent's API socket.
+type Client struct {
+	Socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the agent listening on socket.
+func NewClient(socket string) *Client {
+	return &Client{Socket: socket, http: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent API %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e apiError
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if resp.StatusCode == http.StatusBadRequest {
+			return &InputError{Err: fmt.Errorf("%s", e.Error)}
+		}
+		return fmt.Errorf("agent API %s %s: %s: %s", method, path, resp.Status, e.Error)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+// Status returns the agent's status (GET /v1/status).
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// EndpointAdd plumbs and registers a pod (PUT /v1/endpoints/NAME).
+func (c *Client) EndpointAdd(ctx context.Context, ep Endpoint) error {
+	return c.do(ctx, http.MethodPut, "/v1/endpoints/"+url.PathEscape(ep.Name), ep, nil)
+}
+
+// EndpointDelete unplumbs a pod and removes its map entries.
+func (c *Client) EndpointDelete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/endpoints/"+url.PathEscape(name), nil, nil)
+}
+
+// EndpointList returns the desired endpoints.
+func (c *Client) EndpointList(ctx context.Context) ([]Endpoint, error) {
+	var eps []Endpoint
+	return eps, c.do(ctx, http.MethodGet, "/v1/endpoints", nil, &eps)
+}
+
+// NodeUpsert adds or updates a cluster node (PUT /v1/nodes/NAME).
+func (c *Client) NodeUpsert(ctx context.Context, n Node) error {
+	return c.do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(n.Name), n, nil)
+}
+
+// NodeDelete removes a node: its ipcache entries, node map entry and routes.
+func (c *Client) NodeDelete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(name), nil, nil)
+}
+
+// NodeList returns the desired nodes.
+func (c *Client) NodeList(ctx context.Context) ([]Node, error) {
+	var ns []Node
+	return ns, c.do(ctx, http.MethodGet, "/v1/nodes", nil, &ns)
+}
+
+// WaitReady polls the socket until the agent answers or ctx ends.
+func (c *Client) WaitReady(ctx context.Context) (Status, error) {
+	for {
+		s, err := c.Status(ctx)
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Status{}, fmt.Errorf("agent at %s not ready: %w (last error: %v)", c.Socket, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"podpath/datapath/config"
+	"podpath/datapath/loader"
+	"podpath/datapath/maps"
+)
+
+// datapath is the agent's view of the loaded programs: pinned maps under BPFFS/maps
+// and one pinned tcx link per program and device under BPFFS/links, so programs stay
+// attached while no agent runs, and a new agent swaps its programs in atomically.
+type datapath struct {
+	dp       *loader.Datapath
+	nl       *netlink.Handle
+	bpffs    string
+	links    map[string]link.Link // by pin name (linkPinName)
+	adopted  bool                 // at least one link was already pinned at start
+	devices  []string
+	nodeIP   netip.Addr
+	routeMTU int
+	cfg      loader.Config
+}
+
+// bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
+const bpffsMagic = 0xcafe4a11
+
+func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, error) {
+	var st unix.Statfs_t
+	if err := os.MkdirAll(opts.BPFFS, 0o700); err != nil {
+		return nil, fmt.Errorf("bpffs folder: %w", err)
+	}
+	if err := unix.Statfs(opts.BPFFS, &st); err != nil || uint32(st.Type) != bpffsMagic {
+		return nil, fmt.Errorf("bpffs folder %s is not on a bpf filesystem (mount one: mount -t bpf bpffs DIR)", opts.BPFFS)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices}
+	first, err := nl.LinkByName(opts.Devices[0])
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", opts.Devices[0], err)
+	}
+	addrs, err := nl.AddrList(first, netlink.FAMILY_V4)
+	if err != nil || len(addrs) == 0 {
+		return nil, fmt.Errorf("device %s: no IPv4 address to use as the node IP", opts.Devices[0])
+	}
+	d.nodeIP, _ = netip.AddrFromSlice(addrs[0].IP.To4())
+	d.routeMTU = first.Attrs().MTU
+
+	d.cfg = loader.Config{NodeId: nodeID, MonitorAggregation: uint32(c.MonitorAggregation), NodeIp: d.nodeIP.As4()}
+	d.cfg.HostRouting = loader.HostRoutingBPF
+	if c.HostRouting == config.HostRoutingLegacy {
+		d.cfg.HostRouting = loader.HostRoutingLegacy
+	}
+	d.cfg.RoutingMode = loader.RoutingTunnel
+	if c.RoutingMode == config.RoutingNative {
+		d.cfg.RoutingMode = loader.RoutingNative
+		if err := loader.SetNativeRoutingCIDR(&d.cfg, c.NativeRoutingCIDR); err != nil {
+			return nil, err
+		}
+	}
+	for _, sub := range []string{"maps", "links"} {
+		if err := os.MkdirAll(filepath.Join(opts.BPFFS, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("bpffs folder: %w", err)
+		}
+	}
+	d.dp, err = loader.LoadDatapath(d.cfg, &loader.Options{PinPath: filepath.Join(opts.BPFFS, "maps")})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close releases the agent's handles; pinned maps and links, and so the attached
+// programs, stay.
+func (d *datapath) Close() error {
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, d.dp.Close())
+	d.nl.Close()
+	return errors.Join(errs...)
+}
+
+// attach puts prog on dev's tcx hook through a pinned link. A link already pinned for
+// the same device is adopted and its program replaced in one step (BPF_LINK_UPDATE), so
+// packets never meet a hook without a program; a stale pin (device recreated) is
+// replaced.
+func (d *datapath) attach(dev netlink.Link, prog *ebpf.Program, dir loader.Direction) error {
+	name := linkPinName(dev.Attrs().Name, dir)
+	pin := filepath.Join(d.bpffs, "links", name)
+	if old, ok := d.links[name]; ok {
+		if err := old.Update(prog); err == nil {
+			return nil
+		}
+		_ = old.Unpin()
+		old.Close()
+		delete(d.links, name)
+	}
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		info, ierr := l.Info()
+		if ierr == nil && tcxIfindex(info) == dev.Attrs().Index {
+			if err := l.Update(prog); err != nil {
+				l.Close()
+				return fmt.Errorf("update pinned tcx link %s: %w", pin, err)
+			}
+			d.links[name] = l
+			d.adopted = true
+			return nil
+		}
+		_ = l.Unpin()
+		l.Close()
+	}
+	l, err := loader.AttachTCX(prog, dev.Attrs().Index, dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dev.Attrs().Name, err)
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return fmt.Errorf("pin tcx link %s: %w", pin, err)
+	}
+	d.links[name] = l
+	return nil
+}
+
+// linkPinName is <device>@<direction>: bpffs refuses names with a dot (EPERM), so a dot
+// in a device name (eth0.100) becomes '_'.
+func linkPinName(dev string, dir loader.Direction) string {
+	return strings.ReplaceAll(dev, ".", "_") + "@" + dir.String()
+}
+
+func tcxIfindex(info *link.Info) int {
+	if tcx := info.TCX(); tcx != nil {
+		return int(tcx.Ifindex)
+	}
+	return -1
+}
+
+func (d *datapath) attachDevice(name string) error {
+	dev, err := d.nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", name, err)
+	}
+	return errors.Join(d.attach(dev, d.dp.FromNetdev, loader.Ingress), d.attach(dev, d.dp.ToNetdev, loader.Egress))
+}
+
+func (d *datapath) attachEndpoint(host netlink.Link) error {
+	return errors.Join(d.attach(host, d.dp.FromContainer, loader.Ingress), d.attach(host, d.dp.ToContainer, loader.Egress))
+}
+
+func (d *datapath) detachEndpoint(hostVeth string) error {
+	var errs []error
+	for _, dir := range []loader.Direction{loader.Ingress, loader.Egress} {
+		name := linkPinName(hostVeth, dir)
+		if l, ok := d.links[name]; ok {
+			errs = append(errs, l.Unpin(), l.Close())
+			delete(d.links, name)
+		} else if err := os.Remove(filepath.Join(d.bpffs, "links", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *datapath) endpointUpsert(ep Endpoint, host netlink.Link, podMAC []byte) error {
+	err := d.dp.Maps.EndpointUpsert(maps.Endpoint{
+		IP: ep.IP, Ifindex: uint32(host.Attrs().Index), MAC: podMAC, HostMAC: host.Attrs().HardwareAddr, Identity: ep.Identity,
+	})
+	if err != nil {
+		return err
+	}
+	return d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(ep.IP, 32), Identity: ep.Identity})
+}
+
+func (d *datapath) endpointDelete(ep Endpoint) error {
+	return errors.Join(d.dp.Maps.EndpointDelete(ep.IP), d.dp.Maps.IPCacheDelete(netip.PrefixFrom(ep.IP, 32)))
+}
+
+// nodeUpsert programs a node: its IP in the node map and ipcache (host identity for
+// this node, remote-node for others) and, for other nodes, their PodCIDR in the
+// ipcache with the node as tunnel endpoint, as Cilium does without per-pod entries.
+func (d *datapath) nodeUpsert(n Node, local bool) error {
+	if err := d.dp.Maps.NodeUpsert(maps.Node{IP: n.IP, ID: n.ID}); err != nil {
+		return err
+	}
+	if local {
+		return d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(n.IP, 32), Identity: identityHost})
+	}
+	return errors.Join(
+		d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(n.IP, 32), Identity: identityRemoteNode}),
+		d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: n.PodCIDR, Identity: identityWorld, TunnelEndpoint: n.IP}),
+	)
+}
+
+func (d *datapath) nodeDelete(n Node) error {
+	return errors.Join(
+		d.dp.Maps.NodeDelete(n.IP),
+		d.dp.Maps.IPCacheDelete(netip.PrefixFrom(n.IP, 32)),
+		d.dp.Maps.IPCacheDelete(n.PodCIDR),
+	)
+}
+
+// prune removes map entries and link pins that no desired endpoint or node accounts
+// for: what was deleted while no agent ran.
+func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
+	wantEP, wantPrefix, wantNode, wantLink := map[netip.Addr]bool{}, map[netip.Prefix]bool{}, map[netip.Addr]bool{}, map[string]bool{}
+	want := func(dev string) {
+		wantLink[linkPinName(dev, loader.Ingress)], wantLink[linkPinName(dev, loader.Egress)] = true, true
+	}
+	for _, dev := range d.devices {
+		want(dev)
+	}
+	for _, ep := range eps {
+		wantEP[ep.IP] = true
+		wantPrefix[netip.PrefixFrom(ep.IP, 32)] = true
+		want(ep.HostVeth)
+	}
+	for _, n := range nodes {
+		wantNode[n.IP] = true
+		wantPrefix[netip.PrefixFrom(n.IP, 32)] = true
+		wantPrefix[n.PodCIDR] = true
+	}
+	var errs []error
+	have, err := d.dp.Maps.EndpointList()
+	errs = append(errs, err)
+	for _, e := range have {
+		if !wantEP[e.IP] {
+			errs = append(errs, d.dp.Maps.EndpointDelete(e.IP))
+		}
+	}
+	cache, err := d.dp.Maps.IPCacheList()
+	errs = append(errs, err)
+	for _, e := range cache {
+		if !wantPrefix[e.Prefix] {
+			errs = append(errs, d.dp.Maps.IPCacheDelete(e.Prefix))
+		}
+	}
+	known, err := d.dp.Maps.NodeList()
+	errs = append(errs, err)
+	for _, n := range known {
+		if !wantNode[n.IP] {
+			errs = append(errs, d.dp.Maps.NodeDelete(n.IP))
+		}
+	}
+	pins, err := os.ReadDir(filepath.Join(d.bpffs, "links"))
+	errs = append(errs, err)
+	for _, p := range pins {
+		if !wantLink[p.Name()] {
+			errs = append(errs, os.Remove(filepath.Join(d.bpffs, "links", p.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// attached lists program@device/direction for status.
+func (d *datapath) attached() []string {
+	var out []string
+	for name := range d.links {
+		dev, dir, _ := strings.Cut(name, "@")
+		prog := "from-container"
+		switch {
+		case isDevice(d.devices, dev) && dir == "ingress":
+			prog = "from-netdev"
+		case isDevice(d.devices, dev):
+			prog = "to-netdev"
+		case dir == "egress":
+			prog = "to-container"
+		}
+		out = append(out, fmt.Sprintf("%s@%s/%s", prog, dev, dir))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isDevice(devs []string, name string) bool {
+	for _, d := range devs {
+		if d == name {
+			return true
+		}
+	}
+	return false
+}

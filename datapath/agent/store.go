@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+)
+
+// desired is the state the agent reconciles towards. It is saved on every change, so a
+// restarted agent (or one killed with -9) picks up where it was.
+type desired struct {
+	Endpoints map[string]Endpoint `json:"endpoints"`
+	Nodes     map[string]Node     `json:"nodes"`
+}
+
+type store struct {
+	mu   sync.Mutex
+	path string
+	d    desired
+}
+
+func openStore(dir string) (*store, error) {
+	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}}}
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read desired state: %w", err)
+	}
+	if err := json.Unmarshal(data, &s.d); err != nil {
+		return nil, fmt.Errorf("read desired state %s: %w", s.path, err)
+	}
+	if s.d.Endpoints == nil {
+		s.d.Endpoints = map[string]Endpoint{}
+	}
+	if s.d.Nodes == nil {
+		s.d.Nodes = map[string]Node{}
+	}
+	return s, nil
+}
+
+// update applies fn and saves the result atomically; fn's error aborts without saving.
+func (s *store) update(fn func(d *desired) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes)}
+	if err := fn(&next); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("save desired state: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("save desired state: %w", err)
+	}
+	s.d = next
+	return nil
+}
+
+func (s *store) endpoints() []Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.d.Endpoints), func(a, b Endpoint) int { return cmpString(a.Name, b.Name) })
+}
+
+func (s *store) nodes() []Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.d.Nodes), func(a, b Node) int { return cmpString(a.Name, b.Name) })
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

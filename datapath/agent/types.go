@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Endpoint is a pod on this node, as the API receives it (CNI ADD).
+type Endpoint struct {
+	Name string `json:"name"`
+	// Netns is the path of the pod's network namespace (/var/run/netns/NAME).
+	Netns string     `json:"netns"`
+	IP    netip.Addr `json:"ip"`
+	// HostVeth names the node end of the pod's veth; default lxc-<name> or a hash.
+	HostVeth string `json:"hostVeth,omitempty"`
+	HostMAC  string `json:"hostMAC,omitempty"`
+	PodMAC   string `json:"podMAC,omitempty"`
+	// MTU of the pod's interface; 0: the agent's route MTU.
+	MTU int `json:"mtu,omitempty"`
+	// Identity is the security identity; 0: derived from the name, the same on every node.
+	Identity uint32 `json:"identity,omitempty"`
+}
+
+// Node is a node of the cluster (this one included), as the API receives it.
+type Node struct {
+	Name    string       `json:"name"`
+	IP      netip.Addr   `json:"ip"`
+	PodCIDR netip.Prefix `json:"podCIDR"`
+	// ID numbers the node in trace records; 0: assigned by the agent.
+	ID uint32 `json:"id,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+
+func (e *Endpoint) validate(podCIDR netip.Prefix) error {
+	switch {
+	case !nameRE.MatchString(e.Name):
+		return fmt.Errorf("endpoint name %q: want lowercase letters, digits, '-' or '.', at most 63", e.Name)
+	case e.Netns == "":
+		return fmt.Errorf("endpoint %s: netns: the pod's namespace path is required", e.Name)
+	case !e.IP.Is4():
+		return fmt.Errorf("endpoint %s: ip: %v is not an IPv4 address", e.Name, e.IP)
+	case podCIDR.IsValid() && !podCIDR.Contains(e.IP):
+		return fmt.Errorf("endpoint %s: ip: %s is outside this node's PodCIDR %s", e.Name, e.IP, podCIDR)
+	case e.IP == podCIDR.Addr().Next():
+		return fmt.Errorf("endpoint %s: ip: %s is the node's pod gateway", e.Name, e.IP)
+	case len(e.HostVeth) > 15:
+		return fmt.Errorf("endpoint %s: hostVeth: %q is longer than 15 characters", e.Name, e.HostVeth)
+	case e.MTU != 0 && (e.MTU < 68 || e.MTU > 65535):
+		return fmt.Errorf("endpoint %s: mtu: %d is outside 68..65535", e.Name, e.MTU)
+	}
+	return nil
+}
+
+func (n *Node) validate() error {
+	switch {
+	case !nameRE.MatchString(n.Name):
+		return fmt.Errorf("node name %q: want lowercase letters, digits, '-' or '.', at most 63", n.Name)
+	case !n.IP.Is4():
+		return fmt.Errorf("node %s: ip: %v is not an IPv4 address", n.Name, n.IP)
+	case !n.PodCIDR.IsValid() || !n.PodCIDR.Addr().Is4() || n.PodCIDR.Masked() != n.PodCIDR:
+		return fmt.Errorf("node %s: podCIDR: %v is not an IPv4 network prefix", n.Name, n.PodCIDR)
+	}
+	return nil
+}
+
+// Status is what `podpath-agent status` prints, like `cilium status`.
+type Status struct {
+	Node                 string   `json:"node"`
+	HostRouting          string   `json:"hostRouting"` // "BPF" or "Legacy"
+	HostRoutingReason    string   `json:"hostRoutingReason,omitempty"`
+	RoutingMode          string   `json:"routingMode"` // "native" or "tunnel [vxlan]"
+	NativeRoutingCIDR    string   `json:"nativeRoutingCIDR,omitempty"`
+	AutoDirectNodeRoutes bool     `json:"autoDirectNodeRoutes"`
+	MonitorAggregation   string   `json:"monitorAggregation"`
+	Devices              []string `json:"devices"`
+	Endpoints            int      `json:"endpoints"`
+	Nodes                int      `json:"nodes"`
+	Attached             []string `json:"attached"` // program@device/direction
+	BPFFS                string   `json:"bpffs"`
+	Adopted              bool     `json:"adopted"` // programs were already attached at start
+	Problems             []string `json:"problems,omitempty"`
+	ConfigNotices        []string `json:"configNotices,omitempty"`
+}

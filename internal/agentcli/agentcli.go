@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agentcli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"podpath/datapath/agent"
+	"podpath/internal/version"
+)
+
+const defaultStateDir = "/run/podpath-agent"
+
+// Main runs podpath-agent and returns the process exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = run(ctx, args[1:], stderr)
+	case "status":
+		err = status(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, "podpath-agent", version.String())
+	default:
+		fmt.Fprintf(stderr, "podpath-agent: unknown command %q (run 'podpath-agent help')\n", args[0])
+		return 2
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "podpath-agent %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `podpath-agent: the per-node podpath datapath agent (run it inside the node's network namespace)
+
+Usage:
+  podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--config cilium-config.yaml]
+                    [--state-dir DIR] [--bpffs DIR]
+  podpath-agent status [--state-dir DIR] [--json]
+  podpath-agent version
+`)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		opts    agent.Options
+		podCIDR string
+		devices string
+	)
+	fs.StringVar(&opts.Node, "node", "", "this node's name")
+	fs.StringVar(&podCIDR, "pod-cidr", "", "this node's PodCIDR")
+	fs.StringVar(&devices, "devices", "", "underlay devices, comma-separated (from-netdev/to-netdev go on them)")
+	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
+	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
+	fs.StringVar(&opts.BPFFS, "bpffs", "/sys/fs/bpf/podpath", "this node's folder on a bpf filesystem")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if podCIDR != "" {
+		p, err := netip.ParsePrefix(podCIDR)
+		if err != nil {
+			return fmt.Errorf("--pod-cidr: %w", err)
+		}
+		opts.PodCIDR = p
+	}
+	if devices != "" {
+		opts.Devices = strings.Split(devices, ",")
+	}
+	opts.Log = slog.New(slog.NewTextHandler(stderr, nil))
+	a, err := agent.New(opts)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func status(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", defaultStateDir, "the agent's state dir (holds agent.sock)")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := agent.NewClient(agent.Socket(*stateDir)).Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	s.Print(stdout)
+	return nil
+}
