@@ -27,11 +27,14 @@ e2e: ## Only the ginkgo e2e suites (LABELS=... to filter)
 	@mkdir -p $(ARTIFACTS)
 	PODPATH_JUNIT=$(ARTIFACTS)/junit-e2e.xml $(GO) test -count=1 -timeout 20m ./e2e/ -args -ginkgo.v $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
-bench: ## BPF_PROG_TEST_RUN benchmarks, ns/pkt beside the empty-program baseline
+bench: build ## BPF_PROG_TEST_RUN benchmarks (ns/pkt, and net of the empty-program floor), then iperf3 throughput ratios
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200000x ./datapath/...
+	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=1 -run '^$$' -bench Throughput -benchtime 1x ./scenarios/
 
-demo: build ## Bring up a two-node topology, show pods talking hop by hop, tear it down
+demo: build ## Two-node topologies hop by hop, then the datapath scenarios; everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo
+	./bin/podpath run redirect-peer --artifacts $(ARTIFACTS)/redirect-peer
+	./bin/podpath run native-routing --artifacts $(ARTIFACTS)/native-routing
 
 clean: ## Remove leftovers of crashed runs (namespaces, processes) and build outputs
 	-$(GO) run ./cmd/podpath clean

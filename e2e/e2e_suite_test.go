@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -30,3 +31,13 @@ func TestE2E(t *testing.T) {
 	}
 	RunSpecs(t, "podpath e2e", suite, reporter)
 }
+
+var _ = BeforeSuite(func() {
+	if os.Getenv("PODPATH_AGENT") != "" {
+		return
+	}
+	bin := filepath.Join(GinkgoT().TempDir(), "podpath-agent")
+	out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "build podpath-agent: %s", out)
+	Expect(os.Setenv("PODPATH_AGENT", bin)).To(Succeed())
+})

@@ -3,8 +3,10 @@
 package scenarios
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -25,6 +27,9 @@ type Hop struct {
 	Outgoing bool
 	// TTL the IPv4 header carries there: one less after every routing member.
 	TTL uint8
+	// MAC is the interface's own address: the frame's source when it leaves, its
+	// destination when it arrives. Nil on bridge ports, which forward frames unchanged.
+	MAC net.HardwareAddr
 }
 
 func (h Hop) String() string {
@@ -66,12 +71,12 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 	owners := addressOwners(t)
 
 	ttl := uint8(DefaultTTL)
-	hops := []Hop{{from.Name, "eth0", true, ttl}, {from.Node, from.HostVeth, false, ttl}}
+	hops := []Hop{{from.Name, "eth0", true, ttl, from.MAC}, {from.Node, from.HostVeth, false, ttl, from.HostMAC}}
 	at := from.Node
 	for range len(t.Members()) {
 		ttl--
 		if at == to.Node {
-			return append(hops, Hop{at, to.HostVeth, true, ttl}, Hop{to.Name, "eth0", false, ttl}), nil
+			return append(hops, Hop{at, to.HostVeth, true, ttl, to.HostMAC}, Hop{to.Name, "eth0", false, ttl, to.MAC}), nil
 		}
 		nh, err := nextHop(plan[at], to.IP)
 		if err != nil {
@@ -90,10 +95,10 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 			return nil, err
 		}
 		hops = append(hops,
-			Hop{at, out.Name, true, ttl},
-			Hop{out.Segment, out.Peer, false, ttl},
-			Hop{in.Segment, in.Peer, true, ttl},
-			Hop{next.member, in.Name, false, ttl})
+			Hop{at, out.Name, true, ttl, out.MAC},
+			Hop{out.Segment, out.Peer, false, ttl, nil},
+			Hop{in.Segment, in.Peer, true, ttl, nil},
+			Hop{next.member, in.Name, false, ttl, in.MAC})
 		at = next.member
 	}
 	return nil, fmt.Errorf("path %s -> %s: routing loop", src, dst)
@@ -139,6 +144,18 @@ func iface(t *topology.Topology, member, name string) (topology.Interface, error
 		}
 	}
 	return topology.Interface{}, fmt.Errorf("member %s has no interface %s", member, name)
+}
+
+// PeerRedirected turns a path into the one BPF host routing takes: bpf_redirect_peer
+// hands the packet from the destination node straight to the pod's eth0, so the
+// destination host veth never transmits it. It returns the path and the skipped hop,
+// where a capture must see nothing.
+func PeerRedirected(hops []Hop) (path []Hop, bypassed Hop) {
+	n := len(hops)
+	if n < 2 {
+		return hops, Hop{}
+	}
+	return append(append([]Hop(nil), hops[:n-2]...), hops[n-1]), hops[n-2]
 }
 
 // PathPoints returns the capture points of a path.
@@ -201,6 +218,9 @@ func VerifyPath(s *capture.Session, hops []Hop, f capture.Filter) ([]capture.Pac
 		if ip.TTL != h.TTL {
 			return seen, fmt.Errorf("hop %d %s: want TTL %d, got %d: %s", i, h, h.TTL, ip.TTL, match.Summary())
 		}
+		if err := checkMAC(h, match); err != nil {
+			return seen, fmt.Errorf("hop %d %s: %w: %s", i, h, err, match.Summary())
+		}
 		if len(seen) > 0 && match.Timestamp.Before(seen[len(seen)-1].Timestamp) {
 			return seen, fmt.Errorf("hop %d %s seen at %s, before the previous hop at %s",
 				i, h, match.Timestamp.Format("15:04:05.000000"), seen[len(seen)-1].Timestamp.Format("15:04:05.000000"))
@@ -208,6 +228,20 @@ func VerifyPath(s *capture.Session, hops []Hop, f capture.Filter) ([]capture.Pac
 		seen = append(seen, *match)
 	}
 	return seen, nil
+}
+
+func checkMAC(h Hop, p *capture.Packet) error {
+	eth, _ := p.Decode().Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if h.MAC == nil || eth == nil {
+		return nil
+	}
+	if h.Outgoing && !bytes.Equal(eth.SrcMAC, h.MAC) {
+		return fmt.Errorf("leaves with source MAC %s, want the interface's %s", eth.SrcMAC, h.MAC)
+	}
+	if !h.Outgoing && !bytes.Equal(eth.DstMAC, h.MAC) {
+		return fmt.Errorf("arrives with destination MAC %s, want the interface's %s", eth.DstMAC, h.MAC)
+	}
+	return nil
 }
 
 func evidence(s *capture.Session, h Hop) string {

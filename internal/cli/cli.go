@@ -11,15 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
-)
 
-// Version is set at link time (-ldflags "-X podpath/internal/cli.Version=v0.1.0");
-// otherwise it comes from the VCS stamp of the build.
-var Version = ""
+	"podpath/internal/version"
+)
 
 type command struct {
 	name, args, summary string
@@ -53,6 +50,9 @@ func commands() []command {
 		{"exec", "NAME MEMBER -- CMD [ARGS...]", "run a command inside a node, pod, router or client namespace", cmdExec},
 		{"validate", "FILE", "check a topology spec and print every problem found", cmdValidate},
 		{"clean", "[--all] [--json]", "remove leftovers of crashed runs (--all: every podpath run)", cmdClean},
+		{"run", "SCENARIO [--keep] [--json] [--artifacts DIR]", "run a scenario: one line per check, exit 0 only if all pass", cmdRun},
+		{"scenarios", "", "list the scenario catalog", cmdScenarios},
+		{"monitor", "NAME [NODE] [--json] [-n N]", "stream the trace records of a topology's agents (--type drop: drops only)", cmdMonitor},
 		{"demo", "[--artifacts DIR]", "bring up two nodes, ping pod to pod with a capture on every hop, tear down", cmdDemo},
 		{"version", "[--json]", "print the podpath version", cmdVersion},
 	}
@@ -126,39 +126,10 @@ func cmdVersion(_ context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
-	v := version()
+	v := version.String()
 	if *asJSON {
 		return e.printJSON(map[string]string{"version": v})
 	}
 	fmt.Fprintf(e.stdout, "podpath %s\n", v)
 	return nil
-}
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	rev, dirty := "", false
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "dev"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return "dev-" + rev
 }

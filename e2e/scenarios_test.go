@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"podpath/scenarios"
+)
+
+// Every catalog scenario is one spec, labelled with its features, so CI can select
+// subsets: -ginkgo.label-filter=native-routing.
+var _ = Describe("scenario catalog", func() {
+	for _, name := range scenarios.Names() {
+		s, _ := scenarios.Lookup(name)
+		It(s.Name+": "+s.Description, Label(append([]string{"scenario"}, s.Labels...)...), func(ctx SpecContext) {
+			r, err := scenarios.Execute(ctx, s, scenarios.Options{
+				Artifacts: filepath.Join(artifacts, s.Name), Out: GinkgoWriter,
+			})
+			Expect(err).NotTo(HaveOccurred())
+			var failed []string
+			for _, c := range r.Results {
+				if !c.Passed {
+					failed = append(failed, c.Name+"\n    looked at: "+c.LookedAt+"\n    "+c.Evidence)
+				}
+			}
+			Expect(failed).To(BeEmpty(), "failed checks of %s:\n%s", s.Name, strings.Join(failed, "\n"))
+			Expect(r.Passed()).To(BeNumerically(">", 0))
+		})
+	}
+})

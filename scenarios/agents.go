@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"podpath/datapath/agent"
+	"podpath/topology"
+)
+
+// Agents are the podpath-agents of a running topology, one per node, each started
+// inside its node's namespace with state under the run's folder and a bpffs private
+// to the run.
+type Agents struct {
+	t      *topology.Topology
+	bin    string
+	config string
+	bpffs  string
+	procs  map[string]*agentProc
+}
+
+type agentProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has been reaped
+}
+
+// AgentBinary finds podpath-agent: $PODPATH_AGENT, beside the running executable, or
+// on $PATH.
+func AgentBinary() (string, error) {
+	if p := os.Getenv("PODPATH_AGENT"); p != "" {
+		return p, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "podpath-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("podpath-agent"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("podpath-agent not found: run `make build` (bin/podpath-agent), or set PODPATH_AGENT")
+}
+
+// StartAgents starts an agent on every node with the cilium-config in configFile
+// (empty: defaults), then registers every node with every agent and every pod with its
+// node's agent, which plumbs it. The topology must use podNetwork: agent.
+func StartAgents(ctx context.Context, t *topology.Topology, configFile string) (*Agents, error) {
+	if t.Spec.PodNetwork != topology.PodNetworkAgent {
+		return nil, fmt.Errorf("start agents on %s: the topology plumbs pods itself (podNetwork: %s); set podNetwork: agent", t.Name, t.Spec.PodNetwork)
+	}
+	bin, err := AgentBinary()
+	if err != nil {
+		return nil, err
+	}
+	bpffs, err := t.MountBPFFS()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agents{t: t, bin: bin, config: configFile, bpffs: bpffs, procs: map[string]*agentProc{}}
+	for _, n := range t.Nodes() {
+		if err := a.Start(ctx, n.Name); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range t.Nodes() {
+		if err := a.Register(ctx, n.Name); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *Agents) stateDir(node string) string { return filepath.Join(a.t.Dir(), "agents", node) }
+
+// Client returns the API client of node's agent.
+func (a *Agents) Client(node string) *agent.Client {
+	return agent.NewClient(agent.Socket(a.stateDir(node)))
+}
+
+// LogPath is where node's agent writes its log.
+func (a *Agents) LogPath(node string) string { return filepath.Join(a.stateDir(node), "agent.log") }
+
+// Start launches node's agent and waits until its API answers. The agent adopts what a
+// previous agent of the node left attached and pinned.
+func (a *Agents) Start(ctx context.Context, node string) error {
+	n, err := a.t.Node(node)
+	if err != nil {
+		return err
+	}
+	var devs []string
+	for _, i := range n.Interfaces {
+		devs = append(devs, i.Name)
+	}
+	if err := os.MkdirAll(a.stateDir(node), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(a.LogPath(node), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{"run", "--node", node, "--pod-cidr", n.PodCIDR.String(), "--devices", strings.Join(devs, ","),
+		"--state-dir", a.stateDir(node), "--bpffs", filepath.Join(a.bpffs, node)}
+	if a.config != "" {
+		args = append(args, "--config", a.config)
+	}
+	cmd := exec.Command(a.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := a.t.StartCmd(node, cmd); err != nil {
+		return fmt.Errorf("start agent on %s: %w", node, err)
+	}
+	p := &agentProc{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	a.procs[node] = p
+	ready, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.exited:
+			cancel()
+		case <-ready.Done():
+		}
+	}()
+	if _, err := a.Client(node).WaitReady(ready); err != nil {
+		return fmt.Errorf("agent on %s: %w; log %s:\n%s", node, err, a.LogPath(node), tail(a.LogPath(node)))
+	}
+	return nil
+}
+
+// Register tells node's agent about every node of the topology and plumbs its pods.
+func (a *Agents) Register(ctx context.Context, node string) error {
+	c := a.Client(node)
+	for _, n := range a.t.Nodes() {
+		if err := c.NodeUpsert(ctx, agent.Node{Name: n.Name, IP: n.Interfaces[0].Address.Addr(), PodCIDR: n.PodCIDR}); err != nil {
+			return fmt.Errorf("agent on %s: %w", node, err)
+		}
+	}
+	n, _ := a.t.Node(node)
+	for _, p := range n.Pods {
+		m, _ := a.t.Member(p.Name)
+		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
+			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), MTU: p.MTU}
+		if err := c.EndpointAdd(ctx, ep); err != nil {
+			return fmt.Errorf("agent on %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// Stop stops node's agent: SIGTERM, or SIGKILL when kill is set (a crash). Either way
+// the datapath stays attached.
+func (a *Agents) Stop(node string, kill bool) error {
+	p, ok := a.procs[node]
+	if !ok {
+		return fmt.Errorf("no agent running on %s", node)
+	}
+	sig := os.Interrupt
+	if kill {
+		sig = os.Kill
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("stop agent on %s: %w", node, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("stop agent on %s: still running 5s after %v", node, sig)
+	}
+	delete(a.procs, node)
+	return nil
+}
+
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-15):], "\n")
+}
+
+// Restart stops node's agent (SIGTERM, or SIGKILL when kill: a crash) and starts a new
+// one with configFile (empty: the current one). The new agent adopts the attached
+// programs and pinned maps and reconciles from its saved state.
+func (a *Agents) Restart(ctx context.Context, node, configFile string, kill bool) error {
+	if err := a.Stop(node, kill); err != nil {
+		return err
+	}
+	if configFile != "" {
+		a.config = configFile
+	}
+	return a.Start(ctx, node)
+}

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"podpath/topology"
+)
+
+// Scenario is one named conformance run: it brings up what it needs, drives traffic
+// and records checks. Setup failures are returned; check failures are recorded.
+type Scenario struct {
+	Name        string
+	Description string
+	Labels      []string
+	Run         func(ctx context.Context, r *Run) error
+}
+
+// CheckResult is one check: what it verified, where it looked, and on failure the
+// evidence (expected vs seen, packets, pcap paths).
+type CheckResult struct {
+	Name     string        `json:"name"`
+	LookedAt string        `json:"lookedAt"`
+	Passed   bool          `json:"passed"`
+	Evidence string        `json:"evidence,omitempty"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Run is the state of one scenario run.
+type Run struct {
+	Scenario  *Scenario
+	Artifacts string // pcaps and logs of this run
+	// Keep leaves topologies up at the end (for poking at them); their names are printed.
+	Keep    bool
+	out     io.Writer
+	Results []CheckResult
+	last    time.Time
+	cleanup []func(context.Context) error
+}
+
+// Check records a check: passed when err is nil, else failed with err as evidence.
+// lookedAt names what was examined (interface, header field, trace point, counter).
+func (r *Run) Check(name, lookedAt string, err error) bool {
+	now := time.Now()
+	res := CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
+	r.last = now
+	if err != nil {
+		res.Evidence = err.Error()
+	}
+	r.Results = append(r.Results, res)
+	status := "PASS"
+	if !res.Passed {
+		status = "FAIL"
+	}
+	fmt.Fprintf(r.out, "%s  %s\n      looked at: %s\n", status, name, lookedAt)
+	if !res.Passed {
+		fmt.Fprintf(r.out, "      evidence:\n%s\n", indent(res.Evidence, "        "))
+	}
+	return res.Passed
+}
+
+// Progress prints a progress line.
+func (r *Run) Progress(format string, args ...any) {
+	fmt.Fprintf(r.out, "• "+format+"\n", args...)
+}
+
+// Up brings up a catalog topology for the run; it comes down when the run ends
+// (unless Keep).
+func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
+	spec, err := Topology(name)
+	if err != nil {
+		return nil, err
+	}
+	r.Progress("bringing up topology %s", name)
+	t, err := topology.Up(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	r.Defer(func(ctx context.Context) error {
+		if r.Keep {
+			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name, t.Name)
+			return nil
+		}
+		return t.Down(ctx)
+	})
+	return t, nil
+}
+
+// Defer registers cleanup run at the end, last registered first.
+func (r *Run) Defer(fn func(context.Context) error) { r.cleanup = append(r.cleanup, fn) }
+
+// Passed and Failed count the checks.
+func (r *Run) Passed() int { return r.count(true) }
+func (r *Run) Failed() int { return r.count(false) }
+
+func (r *Run) count(passed bool) int {
+	n := 0
+	for _, c := range r.Results {
+		if c.Passed == passed {
+			n++
+		}
+	}
+	return n
+}
+
+// Options for Execute.
+type Options struct {
+	Artifacts string // default: ./artifacts/<scenario>
+	Keep      bool
+	Out       io.Writer
+}
+
+// Execute runs a scenario, tears down what it made (even after a failure), and returns
+// the run. A setup failure is recorded as a failed check and returned.
+func Execute(ctx context.Context, s *Scenario, opts Options) (*Run, error) {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.Artifacts == "" {
+		opts.Artifacts = filepath.Join("artifacts", s.Name)
+	}
+	if err := os.MkdirAll(opts.Artifacts, 0o755); err != nil {
+		return nil, err
+	}
+	r := &Run{Scenario: s, Artifacts: opts.Artifacts, Keep: opts.Keep, out: opts.Out, last: time.Now()}
+	fmt.Fprintf(r.out, "=== scenario %s: %s\n", s.Name, s.Description)
+	err := s.Run(ctx, r)
+	if err != nil {
+		r.Check("scenario setup and traffic", "the scenario's own steps", err)
+	}
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		if cerr := r.cleanup[i](context.WithoutCancel(ctx)); cerr != nil {
+			err = errors.Join(err, cerr)
+			r.Check("teardown", "namespaces, processes and mounts of the run", cerr)
+		}
+	}
+	return r, err
+}
+
+var registry = map[string]*Scenario{}
+
+func register(s *Scenario) { registry[s.Name] = s }
+
+// Lookup returns a catalog scenario by name.
+func Lookup(name string) (*Scenario, error) {
+	s, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown scenario %q (have: %s)", name, strings.Join(Names(), ", "))
+	}
+	return s, nil
+}
+
+// Names lists the catalog's scenarios.
+func Names() []string {
+	var out []string
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}

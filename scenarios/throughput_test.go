@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"podpath/datapath/trace"
+	"podpath/internal/nsutil"
+	"podpath/internal/testutil"
+	"podpath/topology"
+)
+
+var (
+	throughputSeconds = flag.Int("throughput-seconds", 5, "duration of each iperf3 run of the throughput benchmarks")
+	throughputRounds  = flag.Int("throughput-rounds", 3, "interleaved rounds of the throughput benchmarks (median reported)")
+)
+
+// A trimmed `iperf3 -c -J` report (iperf 3.12) with the fields ThroughputResult reads.
+const iperf3Sample = `{
+  "start": {"connecting_to": {"host": "10.250.7.2", "port": 5201}, "tcp_mss_default": 1448,
+            "test_start": {"protocol": "TCP", "num_streams": 1, "duration": 5}},
+  "intervals": [],
+  "end": {
+    "sum_sent": {"start": 0, "end": 5.000039, "seconds": 5.000039, "bytes": 17179869184,
+                 "bits_per_second": 27487578960.4, "retransmits": 3, "sender": true},
+    "sum_received": {"start": 0, "end": 5.000112, "seconds": 5.000112, "bytes": 17170000000,
+                     "bits_per_second": 27471690000.1, "sender": true},
+    "cpu_utilization_percent": {"host_total": 61.5, "host_user": 1.2, "host_system": 60.3,
+                                "remote_total": 38.7, "remote_user": 0.9, "remote_system": 37.8}
+  }
+}`
+
+func TestParseIPerf3(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    ThroughputResult
+		wantErr string
+	}{
+		{"report", iperf3Sample, ThroughputResult{Seconds: 5.000112, BitsPerSecond: 27471690000.1,
+			SenderBitsPerSecond: 27487578960.4, Retransmits: 3, MSS: 1448, ClientCPU: 61.5, ServerCPU: 38.7}, ""},
+		{"forced mss", `{"start": {"tcp_mss_default": 1448, "tcp_mss": 1000}, "end": {}}`, ThroughputResult{MSS: 1000}, ""},
+		{"iperf3 error", `{"start": {}, "end": {}, "error": "unable to connect to server: Connection refused"}`, ThroughputResult{}, ""},
+		{"not json", `iperf3: error - unable to connect`, ThroughputResult{}, "parse iperf3 JSON report"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := parseIPerf3([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got ThroughputResult
+			rep.fill(&got)
+			if got != tc.want {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			if strings.Contains(tc.in, `"error"`) && rep.Error == "" {
+				t.Errorf("iperf3 error not carried")
+			}
+		})
+	}
+}
+
+// TestVethPair checks the baseline's plumbing and that Down leaves nothing behind, even
+// for a Down repeated.
+func TestVethPair(t *testing.T) {
+	testutil.RequireRoot(t)
+	ctx := t.Context()
+	p, err := VethPairUp(ctx, 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Down(context.Background()) })
+	var out strings.Builder
+	cmd := exec.CommandContext(ctx, "ping", "-c1", "-W2", p.B.Addr.Addr().String())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := p.StartCmd("veth-a", cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ping %s from %s: %v: %s", p.B.Addr, p.A.Netns, err, out.String())
+	}
+	if err := p.StartCmd("nope", exec.Command("true")); !errors.Is(err, topology.ErrNotFound) {
+		t.Errorf("StartCmd(nope) = %v, want ErrNotFound", err)
+	}
+	if err := p.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Down(ctx); err != nil {
+		t.Fatalf("second Down: %v", err)
+	}
+	if left := namespacesWithPrefix(t, "pp-"+p.ID+"-"); len(left) > 0 {
+		t.Errorf("namespaces left after Down: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(topology.StateRoot, p.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run dir left after Down: %v", err)
+	}
+}
+
+// BenchmarkThroughputSameNode measures a single TCP stream (iperf3) between two pods
+// of one node with BPF host routing (bpf_redirect_peer) and with legacy host routing,
+// against the limit: a plain veth pair between two namespaces. The three are up at
+// once and measured in interleaved rounds; each metric is the median of the rounds.
+// Client and server are pinned to CPUs 0 and 1. It runs once whatever b.N is.
+//
+//	go test -run XXX -bench ThroughputSameNode -benchtime 1x ./scenarios/ \
+//	    [-throughput-seconds 5] [-throughput-rounds 3]
+func BenchmarkThroughputSameNode(b *testing.B) {
+	testutil.RequireRoot(b)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	useAgentBinary(b)
+	ctx := b.Context()
+	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
+
+	spec, err := Topology("l2-two-node-agent")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := spec.Resolve()
+	if err != nil {
+		b.Fatal(err)
+	}
+	mtu := r.Nodes[0].Pods[0].MTU
+	var cpus []int
+	if runtime.NumCPU() >= 2 {
+		cpus = []int{0, 1}
+	}
+
+	veth, err := VethPairUp(ctx, mtu)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = veth.Down(context.Background()) })
+	peer, err := upSameNode(ctx, b, spec, "native-routing")
+	if err != nil {
+		b.Fatal(err)
+	}
+	legacy, err := upSameNode(ctx, b, spec, "native-routing-legacy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod1b, _ := peer.Pod("pod1b")
+	type path struct {
+		name, what string
+		s          Starter
+		test       IPerf3Test
+		t          *topology.Topology
+		verdict    string // a trace record the stream must produce on node1
+		runs       []ThroughputResult
+	}
+	paths := []*path{
+		{name: "veth", what: "plain veth pair", s: veth,
+			test: IPerf3Test{Client: veth.A.Member, Server: veth.B.Member, ServerIP: veth.B.Addr.Addr()}},
+		{name: "redirect_peer", what: "pod1a -> pod1b, BPF host routing", s: peer, t: peer, verdict: "VERDICT_REDIRECT_PEER",
+			test: IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
+		{name: "legacy", what: "pod1a -> pod1b, legacy host routing", s: legacy, t: legacy, verdict: "PASS_LEGACY_HOST_ROUTING",
+			test: IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
+	}
+	b.ResetTimer()
+	for round := range rounds {
+		for i := range paths {
+			p := paths[(i+round)%len(paths)] // rotate the order: no path always goes first
+			p.test.Seconds, p.test.CPUs = secs, cpus
+			res, err := p.test.Run(ctx, p.s)
+			if err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+			p.runs = append(p.runs, res)
+		}
+	}
+	b.StopTimer()
+
+	// The path measured is the one meant: node1's datapath traced the stream with it.
+	for _, p := range paths {
+		if p.t == nil {
+			continue
+		}
+		verdicts, err := streamVerdicts(p.t, "node1", uint16(IPerf3Port))
+		if err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		b.Logf("%s: trace records of the iperf3 stream on node1: %v", p.name, verdicts)
+		if verdicts[p.verdict] == 0 {
+			b.Fatalf("%s: no %s record for the iperf3 stream on node1: not the path meant", p.name, p.verdict)
+		}
+	}
+
+	med := map[string]ThroughputResult{}
+	for _, p := range paths {
+		med[p.name] = median(p.runs)
+		b.ReportMetric(med[p.name].Gbps(), p.name+"-Gbit/s")
+	}
+	ratioVeth := med["redirect_peer"].Gbps() / med["veth"].Gbps()
+	ratioLegacy := med["redirect_peer"].Gbps() / med["legacy"].Gbps()
+	b.ReportMetric(ratioVeth, "redirect_peer/veth")
+	b.ReportMetric(ratioLegacy, "redirect_peer/legacy")
+	b.ReportMetric(0, "ns/op")
+
+	var tab strings.Builder
+	fmt.Fprintf(&tab, "single TCP stream, %d rounds x %ds, MTU %d, client/server on CPUs %v of %d; median of rounds\n",
+		rounds, secs, mtu, cpus, runtime.NumCPU())
+	fmt.Fprintf(&tab, "%-14s %-36s %7s %7s %7s %5s %8s %8s  %s\n", "path", "", "Gbit/s", "x veth", "retr", "mss", "cpu cli", "cpu srv", "rounds (Gbit/s)")
+	for _, p := range paths {
+		m := med[p.name]
+		var each []string
+		for _, r := range p.runs {
+			each = append(each, fmt.Sprintf("%.2f", r.Gbps()))
+		}
+		fmt.Fprintf(&tab, "%-14s %-36s %7.2f %7.3f %7d %5d %7.0f%% %7.0f%%  %s\n", p.name, p.what, m.Gbps(),
+			m.Gbps()/med["veth"].Gbps(), m.Retransmits, m.MSS, m.ClientCPU, m.ServerCPU, strings.Join(each, " "))
+	}
+	fmt.Fprintf(&tab, "redirect_peer/veth %.3f (target >= 0.9), redirect_peer/legacy %.3f (target > 1)", ratioVeth, ratioLegacy)
+	b.Log("\n" + tab.String())
+}
+
+// median returns the run with the median receiver throughput (the upper one of an
+// even count).
+func median(runs []ThroughputResult) ThroughputResult {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b ThroughputResult) int { return cmp.Compare(a.BitsPerSecond, b.BitsPerSecond) })
+	return s[len(s)/2]
+}
+
+// upSameNode brings up spec with agents configured by configs/<config>.yaml; the
+// benchmark's cleanup tears it down and checks no namespace of it is left.
+func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config string) (*topology.Topology, error) {
+	t, err := topology.Up(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	b.Cleanup(func() {
+		if err := t.Down(context.WithoutCancel(ctx)); err != nil {
+			b.Errorf("down %s: %v", t.Name, err)
+		}
+		if left := namespacesWithPrefix(b, t.Prefix()); len(left) > 0 {
+			b.Errorf("namespaces left after Down: %v", left)
+		}
+	})
+	cfg, err := filepath.Abs(filepath.Join("configs", config+".yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := StartAgents(ctx, t, cfg); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// streamVerdicts drains node's trace ring buffer and counts the verdicts (with their
+// pass reason) of TCP records to or from port. With monitor-aggregation none and no
+// consumer the buffer holds the first records of the stream.
+func streamVerdicts(t *topology.Topology, node string, port uint16) (map[string]int, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(t.Dir(), "bpffs", node, "maps", "trace_events"), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	rd, err := trace.NewReader(m)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	names, err := trace.DefaultNames()
+	if err != nil {
+		return nil, err
+	}
+	recs, err := rd.Drain()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		if r.Pkt.IPProto != 6 || (r.Pkt.DstPort != port && r.Pkt.SrcPort != port) {
+			continue
+		}
+		out[names.Verdict(r.Verdict)]++
+		if r.PassReason != 0 {
+			out[names.PassReason(r.PassReason)]++
+		}
+	}
+	return out, nil
+}
+
+// useAgentBinary points PODPATH_AGENT at a podpath-agent built from this tree, unless
+// it is set already.
+func useAgentBinary(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv("PODPATH_AGENT") != "" {
+		return
+	}
+	bin := filepath.Join(tb.TempDir(), "podpath-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
+		tb.Fatalf("build podpath-agent: %v: %s", err, out)
+	}
+	tb.Setenv("PODPATH_AGENT", bin)
+}
+
+func namespacesWithPrefix(tb testing.TB, prefix string) []string {
+	tb.Helper()
+	names, err := nsutil.List()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var left []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			left = append(left, n)
+		}
+	}
+	return left
+}

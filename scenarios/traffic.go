@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"podpath/topology"
+)
+
+// Protocol is one kind of probe traffic.
+type Protocol string
+
+// Probe protocols.
+const (
+	ICMP Protocol = "icmp"
+	TCP  Protocol = "tcp"
+	UDP  Protocol = "udp"
+)
+
+// probePort is where echo servers listen inside pods.
+const probePort = 7777
+
+// Exchange sends one probe from pod src to pod dst over proto and checks the answer:
+// an ICMP echo via ping, or a TCP/UDP echo from a server the harness runs inside dst's
+// namespace (its sockets are born there). It returns what went wrong, with output.
+func Exchange(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string) error {
+	to, err := t.Pod(dst)
+	if err != nil {
+		return err
+	}
+	switch proto {
+	case ICMP:
+		out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", to.IP.String())
+		if err != nil {
+			return fmt.Errorf("icmp %s -> %s: %w", src, dst, err)
+		}
+		_ = out
+		return nil
+	case TCP, UDP:
+		return echo(ctx, t, proto, src, dst, to.IP)
+	}
+	return fmt.Errorf("unknown protocol %q (want icmp, tcp or udp)", proto)
+}
+
+func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string, dstIP netip.Addr) error {
+	server, err := startEcho(t, proto, dst)
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	msg := fmt.Sprintf("podpath %s probe %s -> %s %d", proto, src, dst, time.Now().UnixNano())
+	var got string
+	err = t.Do(src, func() error {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		conn, err := d.DialContext(ctx, string(proto), netip.AddrPortFrom(dstIP, probePort).String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			return err
+		}
+		got = string(buf)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s -> %s:%d: %w", proto, src, dst, probePort, err)
+	}
+	if got != msg {
+		return fmt.Errorf("%s %s -> %s: echo %q, sent %q", proto, src, dst, got, msg)
+	}
+	return nil
+}
+
+// startEcho opens an echo server inside member's namespace; the listening socket is
+// created there, so it serves that namespace only.
+func startEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, error) {
+	var closer io.Closer
+	addr := ":" + strconv.Itoa(probePort)
+	err := t.Do(member, func() error {
+		if proto == TCP {
+			ln, err := net.Listen("tcp4", addr)
+			if err != nil {
+				return err
+			}
+			closer = ln
+			go serveTCP(ln)
+			return nil
+		}
+		pc, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return err
+		}
+		closer = pc
+		go serveUDP(pc)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s echo server in %s: %w", proto, member, err)
+	}
+	return closer, nil
+}
+
+func serveTCP(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(c, c)
+		}()
+	}
+}
+
+func serveUDP(pc net.PacketConn) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo(buf[:n], from)
+	}
+}
+
+// PingLoss runs `ping -i interval -c count` from src to dst and returns how many
+// requests went unanswered.
+func PingLoss(ctx context.Context, t *topology.Topology, src string, dst netip.Addr, count int, interval time.Duration) (lost int, out string, err error) {
+	b, err := t.Exec(ctx, src, "ping", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst.String())
+	out = string(b)
+	var sent, recv int
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &recv)
+		}
+	}
+	if sent == 0 {
+		return count, out, errors.Join(errors.New("no ping statistics"), err)
+	}
+	return sent - recv, out, nil
+}
