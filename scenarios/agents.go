@@ -109,7 +109,7 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	}
 	defer logf.Close()
 	args := []string{"run", "--node", node, "--pod-cidr", n.PodCIDR.String(), "--devices", strings.Join(devs, ","),
-		"--state-dir", a.stateDir(node), "--bpffs", filepath.Join(a.bpffs, node)}
+		"--state-dir", a.stateDir(node), "--bpffs", filepath.Join(a.bpffs, node), "--node-ip", n.InternalIP.String()}
 	if a.config != "" {
 		args = append(args, "--config", a.config)
 	}
@@ -140,15 +140,16 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 func (a *Agents) Register(ctx context.Context, node string) error {
 	c := a.Client(node)
 	for _, n := range a.t.Nodes() {
-		if err := c.NodeUpsert(ctx, agent.Node{Name: n.Name, IP: n.Interfaces[0].Address.Addr(), PodCIDR: n.PodCIDR}); err != nil {
+		if err := c.NodeUpsert(ctx, agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}
 	}
 	n, _ := a.t.Node(node)
 	for _, p := range n.Pods {
 		m, _ := a.t.Member(p.Name)
+		// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
 		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
-			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), MTU: p.MTU}
+			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String()}
 		if err := c.EndpointAdd(ctx, ep); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}

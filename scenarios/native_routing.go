@@ -53,7 +53,7 @@ func nativeL2(ctx context.Context, r *Run) error {
 		return err
 	}
 	node2, _ := t.Node("node2")
-	node2IP := node2.Interfaces[0].Address.Addr()
+	node2IP := node2.InternalIP
 	r.Check("auto-direct-node-routes: node1 routes node2's PodCIDR via node2",
 		"node1 routing table: "+node2.PodCIDR.String(), expectRoute(t, "node1", node2.PodCIDR, node2IP))
 	if err := crossNode(ctx, r, t, "L2", "pod1a", "pod2a"); err != nil {
@@ -243,7 +243,7 @@ func expectNoRoute(t *topology.Topology, node string, dst netip.Prefix) error {
 // entries must go and come back, and connectivity with them.
 func nodeLifecycle(ctx context.Context, r *Run, t *topology.Topology, agents *Agents) error {
 	node2, _ := t.Node("node2")
-	node2IP := node2.Interfaces[0].Address.Addr()
+	node2IP := node2.InternalIP
 	c := agents.Client("node1")
 	m, err := maps.OpenPinned(filepath.Join(t.Dir(), "bpffs", "node1", "maps"))
 	if err != nil {

@@ -15,7 +15,7 @@ func TestResolve(t *testing.T) {
 			{Name: "b", CIDR: "10.0.2.0/24", MTU: 9000},
 		},
 		Nodes: []NodeSpec{
-			{Name: "node1", PodCIDR: "10.244.1.0/24",
+			{Name: "node1", PodCIDR: "10.244.1.0/24", InternalInterface: "eth0",
 				Interfaces: []InterfaceSpec{{Segment: "a"}, {Name: "data", Segment: "b", MTU: 8000}},
 				Pods:       []PodSpec{{Name: "p1"}, {Name: "p2", Address: "10.244.1.11"}, {Name: "p3"}, {Name: "p4", MTU: 1400}}},
 			{Name: "node2", PodCIDR: "10.244.2.0/24",
@@ -42,7 +42,7 @@ func TestResolve(t *testing.T) {
 			{Name: "b", CIDR: "10.0.2.0/24", MTU: 9000},
 		},
 		Nodes: []NodeSpec{
-			{Name: "node1", PodCIDR: "10.244.1.0/24",
+			{Name: "node1", PodCIDR: "10.244.1.0/24", InternalInterface: "eth0",
 				Interfaces: []InterfaceSpec{
 					{Name: "eth0", Segment: "a", Address: "10.0.1.1", MTU: 1500},
 					{Name: "data", Segment: "b", Address: "10.0.2.2", MTU: 8000},
@@ -53,7 +53,7 @@ func TestResolve(t *testing.T) {
 					{Name: "p3", Address: "10.244.1.12", MTU: 1500},
 					{Name: "p4", Address: "10.244.1.13", MTU: 1400},
 				}},
-			{Name: "node2", PodCIDR: "10.244.2.0/24",
+			{Name: "node2", PodCIDR: "10.244.2.0/24", InternalInterface: "eth0",
 				Interfaces: []InterfaceSpec{{Name: "eth0", Segment: "b", Address: "10.0.2.3", MTU: 9000}},
 				Pods:       []PodSpec{{Name: "p5", Address: "10.244.2.10", MTU: 9000}}},
 		},

@@ -79,7 +79,10 @@ type NodeSpec struct {
 	Name       string          `json:"name"`
 	PodCIDR    string          `json:"podCIDR"`
 	Interfaces []InterfaceSpec `json:"interfaces"`
-	Pods       []PodSpec       `json:"pods,omitempty"`
+	// InternalInterface names the interface whose address is the node's InternalIP:
+	// node-to-node traffic and tunnels use it. Default: the first interface.
+	InternalInterface string    `json:"internalInterface,omitempty"`
+	Pods              []PodSpec `json:"pods,omitempty"`
 }
 
 // PodSpec is a pod: a namespace with one veth to its node.
@@ -217,6 +220,9 @@ func (s *Spec) resolve() (*Spec, error) {
 	for ni := range r.Nodes {
 		n := &r.Nodes[ni]
 		defaultIfNames(n.Interfaces)
+		if n.InternalInterface == "" {
+			n.InternalInterface = n.Interfaces[0].Name
+		}
 		p := netip.MustParsePrefix(n.PodCIDR)
 		podUsed := map[netip.Addr]bool{}
 		for _, pod := range n.Pods {

@@ -77,7 +77,10 @@ type Pod struct {
 
 // Node is a resolved node.
 type Node struct {
-	Name       string       `json:"name"`
+	Name string `json:"name"`
+	// InternalIP is the address of the node's internal interface: node-to-node traffic
+	// and tunnels use it.
+	InternalIP netip.Addr   `json:"internalIP"`
 	PodCIDR    netip.Prefix `json:"podCIDR"`
 	Gateway    netip.Addr   `json:"gateway"`
 	Interfaces []Interface  `json:"interfaces"`
@@ -152,6 +155,11 @@ func newTopology(backend, runID string, r *Spec) *Topology {
 	for _, n := range r.Nodes {
 		cidr := netip.MustParsePrefix(n.PodCIDR)
 		node := Node{Name: n.Name, PodCIDR: cidr, Gateway: cidr.Addr().Next(), Interfaces: t.ifaces[n.Name]}
+		for _, i := range node.Interfaces {
+			if i.Name == n.InternalInterface {
+				node.InternalIP = i.Address.Addr()
+			}
+		}
 		for _, ps := range n.Pods {
 			veth := hostVethName(ps.Name)
 			pod := Pod{

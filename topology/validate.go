@@ -3,10 +3,12 @@
 package topology
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -118,6 +120,15 @@ func (s *Spec) checkRules() []error {
 		}
 		if len(n.Interfaces) == 0 {
 			e.add(path+".interfaces", "node %q has no interface (want at least one, e.g. {segment: %s})", n.Name, firstOr(s.segmentNames(), "lan"))
+		}
+		if n.InternalInterface != "" {
+			var names []string
+			for j, ifc := range n.Interfaces {
+				names = append(names, cmp.Or(ifc.Name, fmt.Sprintf("eth%d", j)))
+			}
+			if !slices.Contains(names, n.InternalInterface) {
+				e.add(path+".internalInterface", "%q is not an interface of node %q (have: %s)", n.InternalInterface, n.Name, strings.Join(names, ", "))
+			}
 		}
 		for j, pod := range n.Pods {
 			checkName(fmt.Sprintf("%s.pods[%d]", path, j), pod.Name)

@@ -46,6 +46,7 @@ func TestValidate(t *testing.T) {
 		{"invalid topology name", func(s *Spec) { s.Name = "My_Topo" }, []string{`name: "My_Topo" is invalid`}},
 		{"bad podRoutes", func(s *Spec) { s.PodRoutes = "some" }, []string{`podRoutes: "some" is not one of all, routers, none`}},
 		{"bad podNetwork", func(s *Spec) { s.PodNetwork = "cni" }, []string{`podNetwork: "cni" is not one of kernel, agent`}},
+		{"unknown internalInterface", func(s *Spec) { s.Nodes[0].InternalInterface = "eth7" }, []string{`nodes[0].internalInterface: "eth7" is not an interface of node`}},
 		{"no nodes", func(s *Spec) { s.Nodes = nil }, []string{"nodes: at least one node is required"}},
 
 		// names

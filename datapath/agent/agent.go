@@ -31,6 +31,10 @@ type Options struct {
 	Devices []string
 	// PodCIDR of this node; pods get addresses from it, its first address is their gateway.
 	PodCIDR netip.Prefix
+	// NodeIP is the node's address for node-to-node traffic (Kubernetes' InternalIP);
+	// the device holding it carries the tunnels and sets the MTU. Default: the first
+	// IPv4 address of the first device.
+	NodeIP netip.Addr
 	// StateDir holds the desired state (desired.json) and the API socket (agent.sock).
 	StateDir string
 	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
@@ -289,11 +293,12 @@ func (a *Agent) plumb(ep Endpoint) error {
 		return err
 	}
 	v := endpoint.Veth{
-		HostName: ep.HostVeth, PodIP: ep.IP, MTU: ep.MTU, Gateway: a.opts.PodCIDR.Addr().Next(),
+		HostName: ep.HostVeth, PodIP: ep.IP, MTU: ep.MTU, RouteMTU: a.dp.mtu.Route, Gateway: a.opts.PodCIDR.Addr().Next(),
 	}
 	if v.MTU == 0 {
-		v.MTU = a.dp.routeMTU
+		v.MTU = a.dp.mtu.Route
 	}
+	v.RouteMTU = min(v.RouteMTU, v.MTU)
 	var perr error
 	if v.HostMAC, perr = parseMAC(ep.HostMAC); perr != nil {
 		return &InputError{Err: fmt.Errorf("endpoint %s: hostMAC: %w", ep.Name, perr)}

@@ -25,15 +25,15 @@ import (
 // and one pinned tcx link per program and device under BPFFS/links, so programs stay
 // attached while no agent runs, and a new agent swaps its programs in atomically.
 type datapath struct {
-	dp       *loader.Datapath
-	nl       *netlink.Handle
-	bpffs    string
-	links    map[string]link.Link // by pin name (linkPinName)
-	adopted  bool                 // at least one link was already pinned at start
-	devices  []string
-	nodeIP   netip.Addr
-	routeMTU int
-	cfg      loader.Config
+	dp      *loader.Datapath
+	nl      *netlink.Handle
+	bpffs   string
+	links   map[string]link.Link // by pin name (linkPinName)
+	adopted bool                 // at least one link was already pinned at start
+	devices []string
+	nodeIP  netip.Addr
+	mtu     MTUs
+	cfg     loader.Config
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
@@ -52,16 +52,22 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 		return nil, err
 	}
 	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices}
-	first, err := nl.LinkByName(opts.Devices[0])
+	if d.nodeIP = opts.NodeIP; !d.nodeIP.IsValid() {
+		first, err := nl.LinkByName(opts.Devices[0])
+		if err != nil {
+			return nil, fmt.Errorf("device %s: %w", opts.Devices[0], err)
+		}
+		addrs, err := nl.AddrList(first, netlink.FAMILY_V4)
+		if err != nil || len(addrs) == 0 {
+			return nil, fmt.Errorf("device %s: no IPv4 address to use as the node IP", opts.Devices[0])
+		}
+		d.nodeIP, _ = netip.AddrFromSlice(addrs[0].IP.To4())
+	}
+	underlay, err := deviceWithAddr(nl, d.nodeIP)
 	if err != nil {
-		return nil, fmt.Errorf("device %s: %w", opts.Devices[0], err)
+		return nil, err
 	}
-	addrs, err := nl.AddrList(first, netlink.FAMILY_V4)
-	if err != nil || len(addrs) == 0 {
-		return nil, fmt.Errorf("device %s: no IPv4 address to use as the node IP", opts.Devices[0])
-	}
-	d.nodeIP, _ = netip.AddrFromSlice(addrs[0].IP.To4())
-	d.routeMTU = first.Attrs().MTU
+	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
 	d.cfg = loader.Config{NodeId: nodeID, MonitorAggregation: uint32(c.MonitorAggregation), NodeIp: d.nodeIP.As4()}
 	d.cfg.HostRouting = loader.HostRoutingBPF

@@ -37,6 +37,7 @@ func (a *Agent) Status() Status {
 	}
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted
+		s.NodeIP, s.MTU = a.dp.nodeIP.String(), a.dp.mtu
 	}
 	for _, p := range a.problems {
 		s.Problems = append(s.Problems, p)
@@ -67,6 +68,9 @@ func (s Status) Print(w io.Writer) {
 	line("Auto direct node routes", "%t", s.AutoDirectNodeRoutes)
 	line("Monitor aggregation", "%s", s.MonitorAggregation)
 	line("Devices", "%s", strings.Join(s.Devices, ", "))
+	line("Node IP", "%s (underlay device %s)", s.NodeIP, s.MTU.UnderlayDevice)
+	line("Device MTU", "%d (%s)", s.MTU.Device, s.MTU.DeviceSource)
+	line("Route MTU", "%d (device MTU - %d: %s)", s.MTU.Route, s.MTU.Overhead, s.MTU.OverheadSource)
 	line("Endpoints", "%d", s.Endpoints)
 	line("Nodes", "%d", s.Nodes)
 	line("BPF programs", "%d attached%s", len(s.Attached), adoptedNote(s.Adopted))

@@ -77,6 +77,8 @@ type Status struct {
 	AutoDirectNodeRoutes bool     `json:"autoDirectNodeRoutes"`
 	MonitorAggregation   string   `json:"monitorAggregation"`
 	Devices              []string `json:"devices"`
+	NodeIP               string   `json:"nodeIP"`
+	MTU                  MTUs     `json:"mtu"`
 	Endpoints            int      `json:"endpoints"`
 	Nodes                int      `json:"nodes"`
 	Attached             []string `json:"attached"` // program@device/direction

@@ -20,7 +20,11 @@ type Veth struct {
 	HostIndex int              // 0: kernel-chosen
 	PodMAC    net.HardwareAddr // nil: kernel-chosen
 	PodIP     netip.Addr
-	MTU       int
+	// MTU of both ends, and of the pod's default route when RouteMTU is 0.
+	MTU int
+	// RouteMTU, when set, goes on the pod's default route (`... mtu N`): the largest
+	// packet the path beyond the node carries (tunnel overhead taken off).
+	RouteMTU int
 	// Gateway is the pod's default gateway: the node's address for its pods, held on
 	// the node's lo (EnsureGateway) so the host veth answers ARP for it.
 	Gateway netip.Addr
@@ -29,7 +33,7 @@ type Veth struct {
 // Plumb creates the pair and configures both ends:
 //
 //	ip link add HOST type veth peer name eth0 netns POD
-//	ip -n POD addr add IP/32 dev eth0; ip -n POD route add default via GW dev eth0 onlink
+//	ip -n POD addr add IP/32 dev eth0; ip -n POD route add default via GW dev eth0 onlink [mtu N]
 //	ip route add IP/32 dev HOST scope link
 //
 // On error nothing is left behind: deleting the host end removes the pair.
@@ -67,7 +71,7 @@ func Plumb(node *netlink.Handle, pod netns.NsHandle, v Veth) (err error) {
 	if err := ph.LinkSetUp(eth0); err != nil {
 		return fmt.Errorf("plumb %s: set pod eth0 up: %w", v.HostName, err)
 	}
-	def := &netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: v.Gateway.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
+	def := &netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: v.Gateway.AsSlice(), Flags: int(netlink.FLAG_ONLINK), MTU: v.RouteMTU}
 	if err := ph.RouteAdd(def); err != nil {
 		return fmt.Errorf("plumb %s: pod default route via %s: %w", v.HostName, v.Gateway, err)
 	}

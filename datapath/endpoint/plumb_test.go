@@ -38,7 +38,7 @@ func TestPlumbAndUnplumb(t *testing.T) {
 	testutil.RequireRoot(t)
 	_, node := newNS(t, "node")
 	podFd, pod := newNS(t, "pod")
-	v := Veth{HostName: "lxc-test", PodIP: netip.MustParseAddr("10.244.9.10"), MTU: 1450, Gateway: netip.MustParseAddr("10.244.9.1")}
+	v := Veth{HostName: "lxc-test", PodIP: netip.MustParseAddr("10.244.9.10"), MTU: 1450, RouteMTU: 1400, Gateway: netip.MustParseAddr("10.244.9.1")}
 	if err := EnsureGateway(node, v.Gateway); err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +58,10 @@ func TestPlumbAndUnplumb(t *testing.T) {
 	routes, _ := pod.RouteList(eth0, netlink.FAMILY_V4)
 	var def bool
 	for _, r := range routes {
-		def = def || (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == "10.244.9.1"
+		def = def || (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == "10.244.9.1" && r.MTU == 1400
 	}
 	if !def {
-		t.Errorf("pod has no default route via 10.244.9.1: %v", routes)
+		t.Errorf("pod has no default route via 10.244.9.1 with mtu 1400: %v", routes)
 	}
 	if err := Plumb(node, podFd, v); err == nil {
 		t.Error("plumbing the same host veth twice must fail")

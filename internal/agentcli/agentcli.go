@@ -54,7 +54,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `podpath-agent: the per-node podpath datapath agent (run it inside the node's network namespace)
 
 Usage:
-  podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--config cilium-config.yaml]
+  podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--node-ip IP] [--config cilium-config.yaml]
                     [--state-dir DIR] [--bpffs DIR]
   podpath-agent status [--state-dir DIR] [--json]
   podpath-agent version
@@ -68,9 +68,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		opts    agent.Options
 		podCIDR string
 		devices string
+		nodeIP  string
 	)
 	fs.StringVar(&opts.Node, "node", "", "this node's name")
 	fs.StringVar(&podCIDR, "pod-cidr", "", "this node's PodCIDR")
+	fs.StringVar(&nodeIP, "node-ip", "", "the node's IP for node-to-node traffic; its device carries tunnels and sets the MTU (default: first address of the first device)")
 	fs.StringVar(&devices, "devices", "", "underlay devices, comma-separated (from-netdev/to-netdev go on them)")
 	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
 	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
@@ -84,6 +86,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("--pod-cidr: %w", err)
 		}
 		opts.PodCIDR = p
+	}
+	if nodeIP != "" {
+		a, err := netip.ParseAddr(nodeIP)
+		if err != nil {
+			return fmt.Errorf("--node-ip: %w", err)
+		}
+		opts.NodeIP = a
 	}
 	if devices != "" {
 		opts.Devices = strings.Split(devices, ",")

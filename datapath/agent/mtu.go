@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"podpath/datapath/config"
+)
+
+// Encapsulation overhead with an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN or
+// Geneve base header 8 + inner Ethernet 14.
+const tunnelOverheadIPv4 = 50
+
+// MTUs is the MTU plan of a node, with where each number came from, as
+// `podpath-agent status` shows it.
+type MTUs struct {
+	// Device is the MTU of the device that carries node-to-node traffic.
+	Device       int    `json:"device"`
+	DeviceSource string `json:"deviceSource"`
+	// Route is what pods may send: Device minus the encapsulation overhead. Pod
+	// interfaces and default routes carry it.
+	Route          int    `json:"route"`
+	Overhead       int    `json:"overhead"`
+	OverheadSource string `json:"overheadSource"`
+	// UnderlayDevice is the NIC holding the node IP: tunnels leave through it.
+	UnderlayDevice string `json:"underlayDevice"`
+}
+
+// planMTU computes the MTUs like Cilium: the device MTU is the MTU of the NIC that
+// holds the node IP (the one that carries the tunnel, which need not be the first NIC),
+// or the `mtu` key when set; the route MTU subtracts the tunnel overhead.
+func planMTU(c *config.Config, dev netlink.Link, nodeIP netip.Addr, geneveOptBytes int) MTUs {
+	m := MTUs{UnderlayDevice: dev.Attrs().Name, Device: dev.Attrs().MTU,
+		DeviceSource: fmt.Sprintf("%s, the device holding node IP %s", dev.Attrs().Name, nodeIP)}
+	if c.MTU != 0 {
+		m.Device, m.DeviceSource = c.MTU, "mtu key of the cilium-config"
+	}
+	switch {
+	case c.RoutingMode == config.RoutingNative:
+		m.OverheadSource = "native routing: no encapsulation"
+	case c.TunnelProtocol == config.TunnelGeneve && geneveOptBytes > 0:
+		m.Overhead = tunnelOverheadIPv4 + geneveOptBytes
+		m.OverheadSource = fmt.Sprintf("Geneve over IPv4: 50 + %d bytes of options", geneveOptBytes)
+	default:
+		m.Overhead = tunnelOverheadIPv4
+		m.OverheadSource = fmt.Sprintf("%s over IPv4: outer IPv4 20 + UDP 8 + %s 8 + inner Ethernet 14", c.TunnelProtocol, c.TunnelProtocol)
+	}
+	m.Route = m.Device - m.Overhead
+	return m
+}
+
+// deviceWithAddr finds the link holding addr.
+func deviceWithAddr(nl *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+			return nl.LinkByIndex(a.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("node IP %s is on no device of this node", addr)
+}
