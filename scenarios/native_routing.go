@@ -39,16 +39,7 @@ func runNativeRouting(ctx context.Context, r *Run) error {
 }
 
 func nativeL2(ctx context.Context, r *Run) error {
-	t, err := r.Up(ctx, "l2-two-node-agent")
-	if err != nil {
-		return err
-	}
-	cfg, err := WriteConfig(t.Dir(), "native-routing")
-	if err != nil {
-		return err
-	}
-	r.Progress("starting agents (native routing, auto-direct-node-routes)")
-	agents, err := StartAgents(ctx, t, cfg)
+	t, agents, err := r.UpWithAgents(ctx, "l2-two-node-agent", "native-routing")
 	if err != nil {
 		return err
 	}
@@ -66,16 +57,7 @@ func nativeL2(ctx context.Context, r *Run) error {
 }
 
 func nativeRouted(ctx context.Context, r *Run) error {
-	t, err := r.Up(ctx, "routed-two-node-agent")
-	if err != nil {
-		return err
-	}
-	cfg, err := WriteConfig(t.Dir(), "native-routing-routed")
-	if err != nil {
-		return err
-	}
-	r.Progress("starting agents (native routing through router r1)")
-	agents, err := StartAgents(ctx, t, cfg)
+	t, agents, err := r.UpWithAgents(ctx, "routed-two-node-agent", "native-routing-routed")
 	if err != nil {
 		return err
 	}

@@ -24,16 +24,7 @@ func init() {
 }
 
 func runRedirectPeer(ctx context.Context, r *Run) error {
-	t, err := r.Up(ctx, "l2-two-node-agent")
-	if err != nil {
-		return err
-	}
-	cfg, err := WriteConfig(t.Dir(), "native-routing")
-	if err != nil {
-		return err
-	}
-	r.Progress("starting agents (BPF host routing)")
-	agents, err := StartAgents(ctx, t, cfg)
+	t, agents, err := r.UpWithAgents(ctx, "l2-two-node-agent", "native-routing")
 	if err != nil {
 		return err
 	}

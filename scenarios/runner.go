@@ -95,6 +95,25 @@ func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
 	return t, nil
 }
 
+// UpWithAgents brings up a catalog topology whose pods the agents plumb and starts an
+// agent on every node with catalog cilium-config config.
+func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (*topology.Topology, *Agents, error) {
+	t, err := r.Up(ctx, topo)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := WriteConfig(t.Dir(), config)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Progress("starting agents with cilium-config %s", config)
+	agents, err := StartAgents(ctx, t, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, agents, nil
+}
+
 // Defer registers cleanup run at the end, last registered first.
 func (r *Run) Defer(fn func(context.Context) error) { r.cleanup = append(r.cleanup, fn) }
 
