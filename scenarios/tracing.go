@@ -5,12 +5,10 @@ package scenarios
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/cilium/ebpf"
 
-	"podpath/datapath/loader"
 	"podpath/datapath/trace"
 	"podpath/topology"
 )
@@ -33,7 +31,7 @@ func OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
 	}
 	tr := &Traces{names: names, readers: map[string]*trace.Reader{}, seen: map[string][]trace.Record{}}
 	for _, n := range nodes {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(t.Dir(), "bpffs", n, "maps", loader.MapTraceEvents), nil)
+		m, err := ebpf.LoadPinnedMap(TraceEventsPath(t, n), nil)
 		if err != nil {
 			tr.Close()
 			return nil, fmt.Errorf("trace ring buffer of %s: %w", n, err)

@@ -101,6 +101,12 @@ func usage(w io.Writer) {
 
 // parse parses flags that may appear before or after the positional arguments.
 func parse(fs *flag.FlagSet, args []string, positional int, what string) ([]string, error) {
+	return parseBetween(fs, args, positional, positional, what)
+}
+
+// parseBetween is parse for commands whose trailing positional arguments are optional:
+// it wants between lo and hi of them.
+func parseBetween(fs *flag.FlagSet, args []string, lo, hi int, what string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var rest []string
 	for {
@@ -114,7 +120,7 @@ func parse(fs *flag.FlagSet, args []string, positional int, what string) ([]stri
 		rest = append(rest, args[0])
 		args = args[1:]
 	}
-	if len(rest) != positional {
+	if len(rest) < lo || len(rest) > hi {
 		return nil, fmt.Errorf("want %s, got %d argument(s): %s", what, len(rest), strings.Join(rest, " "))
 	}
 	return rest, nil

@@ -25,13 +25,13 @@ func TestMonitorArgs(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		opts    MonitorOptions
+		opts    scenarios.MonitorOptions
 		wantErr string
 	}{
-		{"no name", nil, MonitorOptions{}, "want a topology NAME"},
-		{"too many", []string{"a", "b", "c"}, MonitorOptions{}, "got 3 argument(s)"},
-		{"bad type", []string{"x"}, MonitorOptions{Type: "capture"}, `type "capture": want drop or trace`},
-		{"bad count", []string{"x"}, MonitorOptions{Count: -1}, "count -1"},
+		{"no name", nil, scenarios.MonitorOptions{}, "want a topology NAME"},
+		{"too many", []string{"a", "b", "c"}, scenarios.MonitorOptions{}, "got 3 argument(s)"},
+		{"bad type", []string{"x"}, scenarios.MonitorOptions{Type: "capture"}, `type "capture": want drop or trace`},
+		{"bad count", []string{"x"}, scenarios.MonitorOptions{Count: -1}, "count -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,7 +39,7 @@ func TestMonitorArgs(t *testing.T) {
 			_, err := parseBetween(fs, tc.args, 1, 2, "a topology NAME and optionally a NODE")
 			if err == nil {
 				// Options are checked before the topology is looked at.
-				err = Monitor(t.Context(), &bytes.Buffer{}, nil, tc.opts)
+				err = scenarios.Monitor(t.Context(), &bytes.Buffer{}, nil, tc.opts)
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -59,7 +59,7 @@ func TestMonitorArgs(t *testing.T) {
 func TestMonitorNoDatapath(t *testing.T) {
 	testutil.RequireRoot(t)
 	topo := upCatalog(t, "l2-two-node")
-	err := Monitor(t.Context(), &bytes.Buffer{}, topo, MonitorOptions{Count: 1})
+	err := scenarios.Monitor(t.Context(), &bytes.Buffer{}, topo, scenarios.MonitorOptions{Count: 1})
 	want := "topology " + topo.Name + " has no running datapath: start agents (podNetwork: agent)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
@@ -94,7 +94,7 @@ func TestMonitor(t *testing.T) {
 	}
 
 	t.Run("text", func(t *testing.T) {
-		out := monitorWhile(t, topo, MonitorOptions{Count: 20}, 10*time.Second, ping)
+		out := monitorWhile(t, topo, scenarios.MonitorOptions{Count: 20}, 10*time.Second, ping)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 20 {
 			t.Fatalf("%d lines, want 20 (-n 20):\n%s", len(lines), out)
@@ -113,10 +113,10 @@ func TestMonitor(t *testing.T) {
 	})
 
 	t.Run("json", func(t *testing.T) {
-		out := monitorWhile(t, topo, MonitorOptions{Node: "node1", JSON: true, Type: MonitorTypeTrace, Count: 20}, 10*time.Second, ping)
-		var peer []monitorRecord
+		out := monitorWhile(t, topo, scenarios.MonitorOptions{Node: "node1", JSON: true, Type: scenarios.MonitorTypeTrace, Count: 20}, 10*time.Second, ping)
+		var peer []scenarios.MonitorRecord
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			var r monitorRecord
+			var r scenarios.MonitorRecord
 			if err := json.Unmarshal([]byte(l), &r); err != nil {
 				t.Fatalf("line %q: %v", l, err)
 			}
@@ -143,7 +143,7 @@ func TestMonitor(t *testing.T) {
 
 	t.Run("drops only", func(t *testing.T) {
 		// Forwarded pings are no drops: nothing is printed before the deadline.
-		out := monitorWhile(t, topo, MonitorOptions{Type: MonitorTypeDrop}, 2*time.Second, ping)
+		out := monitorWhile(t, topo, scenarios.MonitorOptions{Type: scenarios.MonitorTypeDrop}, 2*time.Second, ping)
 		if out != "" {
 			t.Errorf("--type drop printed forwarded records:\n%s", out)
 		}
@@ -153,15 +153,15 @@ func TestMonitor(t *testing.T) {
 // monitorWhile runs Monitor until it returns or timeout passes, running traffic from
 // the moment the ring buffers are open until the monitor returns, and returns what it
 // printed.
-func monitorWhile(t *testing.T, topo *topology.Topology, opts MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
+func monitorWhile(t *testing.T, topo *topology.Topology, opts scenarios.MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	ready := make(chan struct{})
-	opts.ready = func() { close(ready) }
+	opts.Ready = func() { close(ready) }
 	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- Monitor(ctx, &out, topo, opts) }()
+	go func() { done <- scenarios.Monitor(ctx, &out, topo, opts) }()
 	select {
 	case <-ready:
 	case err := <-done:
