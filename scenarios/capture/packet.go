@@ -46,8 +46,30 @@ type Packet struct {
 	Length    int       // original length on the wire
 	// LinkType is the first header of Data; the zero value means Ethernet.
 	LinkType layers.LinkType
+	// GSO is set for a super-packet that the kernel segments before a real wire.
+	GSO GSO
 
 	decoded *decodeCache
+}
+
+// WireFrameLen is the length of the largest frame this packet is on a real wire: its
+// Length, or for a GSO super-packet its headers (up to the innermost TCP or UDP
+// payload) plus one segment.
+func (p Packet) WireFrameLen() int {
+	if p.GSO.Size == 0 {
+		return p.Length
+	}
+	var payload int = -1
+	for _, l := range p.Decode().Layers() {
+		switch l.LayerType() {
+		case layers.LayerTypeTCP, layers.LayerTypeUDP:
+			payload = len(l.LayerPayload())
+		}
+	}
+	if payload < 0 {
+		return p.Length
+	}
+	return len(p.Data) - payload + int(p.GSO.Size)
 }
 
 type decodeCache struct {
@@ -96,6 +118,9 @@ func (p Packet) Summary() string {
 	fmt.Fprintf(&b, "%s %s/%s %s len=%d", p.Timestamp.Format("15:04:05.000000000"), p.Member, p.Interface, dir, p.Length)
 	if len(p.Data) < p.Length {
 		fmt.Fprintf(&b, " caplen=%d", len(p.Data))
+	}
+	if p.GSO.Size != 0 {
+		fmt.Fprintf(&b, " gso=%d (wire frames %d)", p.GSO.Size, p.WireFrameLen())
 	}
 	b.WriteString(":")
 	b.WriteString(LayersSummary(p.Decode()))

@@ -203,9 +203,12 @@ func (s *Session) run(p *point) {
 			LinkType:  p.src.LinkType(),
 			decoded:   &decodeCache{},
 		}
-		if len(ci.AncillaryData) > 0 {
-			if t, ok := ci.AncillaryData[0].(PacketType); ok {
-				pkt.Outgoing = t.Outgoing()
+		for _, a := range ci.AncillaryData {
+			switch a := a.(type) {
+			case PacketType:
+				pkt.Outgoing = a.Outgoing()
+			case GSO:
+				pkt.GSO = a
 			}
 		}
 		if p.w != nil {

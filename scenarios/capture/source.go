@@ -152,6 +152,11 @@ func openSource(iface string, opts Options) (_ *Source, err error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
 		return nil, fmt.Errorf("set PACKET_AUXDATA: %w", err)
 	}
+	// A virtio_net_hdr before each frame tells the GSO segment size of super-packets:
+	// veths carry unsegmented GSO skbs, which no real wire would.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return nil, fmt.Errorf("set PACKET_VNET_HDR: %w", err)
+	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 		return nil, fmt.Errorf("bind to %s (ifindex %d): %w", iface, ifi.Index, err)
 	}
@@ -180,7 +185,7 @@ func openSource(iface string, opts Options) (_ *Source, err error) {
 		raw:      raw,
 		ifindex:  ifi.Index,
 		linkType: lt,
-		buf:      make([]byte, opts.Snaplen),
+		buf:      make([]byte, vnetHdrLen+opts.Snaplen),
 		oob:      make([]byte, 256),
 	}, nil
 }
@@ -194,6 +199,16 @@ func linkTypeOf(hatype uint16) (layers.LinkType, error) {
 		return layers.LinkTypeRaw, nil
 	}
 	return 0, fmt.Errorf("unsupported device type ARPHRD %d", hatype)
+}
+
+// vnetHdrLen is sizeof(struct virtio_net_hdr), which precedes every frame read.
+const vnetHdrLen = 10
+
+// GSO describes a GSO super-packet: the kernel will cut it into segments of Size bytes
+// of payload each before it reaches a real wire. Size 0: an ordinary frame.
+type GSO struct {
+	Type uint8 // VIRTIO_NET_HDR_GSO_* (1 TCPv4, 3 UDP, 4 TCPv6, 5 UDP_L4)
+	Size uint16
 }
 
 // LinkType is the link-layer header type of the frames (Ethernet, or Raw IP for devices
@@ -235,13 +250,23 @@ func (s *Source) ReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	if rerr != nil {
 		return nil, gopacket.CaptureInfo{}, fmt.Errorf("recvmsg: %w", rerr)
 	}
-	// With MSG_TRUNC, n is the frame's full length even when the buffer held less.
-	capLen, wireLen := min(n, len(s.buf)), n
-	ci := gopacket.CaptureInfo{InterfaceIndex: s.ifindex}
-	if ll, ok := from.(*unix.SockaddrLinklayer); ok {
-		ci.AncillaryData = []interface{}{PacketType(ll.Pkttype)}
+	if n < vnetHdrLen {
+		return nil, gopacket.CaptureInfo{}, fmt.Errorf("recvmsg: %d bytes, shorter than the virtio_net_hdr", n)
 	}
-	data := s.buf[:capLen]
+	gso := GSO{Type: s.buf[1], Size: binary.NativeEndian.Uint16(s.buf[4:6])}
+	if gso.Type == 0 { // VIRTIO_NET_HDR_GSO_NONE
+		gso.Size = 0
+	}
+	// With MSG_TRUNC, n is the frame's full length even when the buffer held less.
+	n -= vnetHdrLen
+	capLen, wireLen := min(n, len(s.buf)-vnetHdrLen), n
+	ci := gopacket.CaptureInfo{InterfaceIndex: s.ifindex}
+	var pkttype PacketType
+	if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+		pkttype = PacketType(ll.Pkttype)
+	}
+	ci.AncillaryData = []interface{}{pkttype, gso}
+	data := s.buf[vnetHdrLen : vnetHdrLen+capLen]
 	cmsgs, err := unix.ParseSocketControlMessage(s.oob[:oobn])
 	if err != nil {
 		return nil, gopacket.CaptureInfo{}, fmt.Errorf("parse control messages: %w", err)
