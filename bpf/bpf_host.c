@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress and hands
- * packets for a pod of this node straight into the pod with bpf_redirect_peer;
- * to_netdev runs on its tcx egress and traces (encapsulation and NAT come later). */
+ * packets for a pod of this node straight into the pod with bpf_redirect_peer,
+ * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
+ * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress
+ * and traces. */
 
 #include "common.h"
 #include "config.h"
+#include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
 #include "maps.h"
@@ -35,6 +38,14 @@ int from_netdev(struct __sk_buff *skb)
 	if (reason != DROP_NONE)
 		goto drop;
 
+	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
+		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
+			return geneve_decap(skb, &p, &sum, OBS_FROM_NETDEV, HOST_PASS);
+		/* VXLAN: the stack hands it to the vxlan device's socket. */
+		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
+		return HOST_PASS;
+	}
+
 	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_LEGACY_HOST_ROUTING, &sum);
 		return HOST_PASS;
@@ -49,7 +60,7 @@ int from_netdev(struct __sk_buff *skb)
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_HOST, &sum);
 		return HOST_PASS;
 	}
-	return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_NETDEV, HOST_PASS);
+	return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_NETDEV, HOST_PASS, NULL);
 
 drop:
 	trace_drop(skb, OBS_FROM_NETDEV, reason, &sum);

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_lxc: the pod's host-side veth (lxc...). from_container runs on its tcx ingress
  * (packets the pod sends) and routes them: to a pod of this node with
- * bpf_redirect_peer, across nodes with a FIB lookup, everything else to the stack.
- * to_container runs on its tcx egress and only traces what the stack delivers. */
+ * bpf_redirect_peer, across nodes with a FIB lookup (native routing) or encapsulated
+ * in VXLAN or Geneve (tunnel mode), everything else to the stack. to_container runs on
+ * its tcx egress and only traces what the stack delivers. */
 
 #include "common.h"
 #include "config.h"
 #include "drop.h"
+#include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
 #include "maps.h"
@@ -36,24 +38,29 @@ int from_container(struct __sk_buff *skb)
 	if (reason != DROP_NONE)
 		goto drop;
 
-	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
+	/* Legacy host routing hands everything to the stack, except, in tunnel mode,
+	 * what must be encapsulated: the stack cannot add the tunnel (no Geneve driver,
+	 * and the vxlan device needs the metadata only BPF sets), as in Cilium. */
+	if (CONFIG.host_routing == HOST_ROUTING_LEGACY && !tunnel_enabled()) {
 		trace_pass(skb, OBS_FROM_CONTAINER, PASS_LEGACY_HOST_ROUTING, &sum);
 		return LXC_PASS;
 	}
 
 	ep = endpoint_lookup(sum.daddr);
 	if (ep) {
+		if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
+			trace_pass(skb, OBS_FROM_CONTAINER, PASS_LEGACY_HOST_ROUTING, &sum);
+			return LXC_PASS;
+		}
 		if (ep->flags & ENDPOINT_F_HOST) {
 			trace_pass(skb, OBS_FROM_CONTAINER, PASS_TO_HOST, &sum);
 			return LXC_PASS;
 		}
-		return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS);
+		return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS, NULL);
 	}
 
-	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE) {
-		trace_pass(skb, OBS_FROM_CONTAINER, PASS_TUNNEL_MODE, &sum);
-		return LXC_PASS;
-	}
+	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE)
+		return tunnel_from_container(skb, &p, &sum, LXC_PASS);
 	if (!in_native_routing_cidr(sum.daddr)) {
 		trace_pass(skb, OBS_FROM_CONTAINER, PASS_OUTSIDE_NATIVE_CIDR, &sum);
 		return LXC_PASS;

@@ -22,7 +22,14 @@ enum host_routing {
 /* Cilium's routing-mode. */
 enum routing_mode {
 	ROUTING_MODE_NATIVE = 0, /* cross-node traffic is routed by the underlay (FIB) */
-	ROUTING_MODE_TUNNEL = 1, /* cross-node traffic is encapsulated (not yet: goes to the stack) */
+	ROUTING_MODE_TUNNEL = 1, /* cross-node traffic is encapsulated (tunnel_protocol) */
+};
+
+/* Cilium's tunnel-protocol: the encapsulation of tunnel mode. */
+enum tunnel_protocol {
+	TUNNEL_NONE   = 0, /* none configured: cross-node traffic goes to the stack (PASS_TUNNEL_MODE) */
+	TUNNEL_VXLAN  = 1, /* bpf_skb_set_tunnel_key + redirect to the collect_md vxlan device */
+	TUNNEL_GENEVE = 2, /* encapsulated and decapsulated in BPF (no geneve driver needed) */
 };
 
 struct podpath_config {
@@ -37,7 +44,19 @@ struct podpath_config {
 	__u8  native_routing_cidr[4] __attribute__((aligned(4)));
 	__u8  native_routing_cidr_len;
 	__u8  _pad[3];
-	__u8  node_ip[4];          /* this node's underlay IPv4 (tunnel source, later); may be zero */
+	/* This node's underlay IPv4, as on the wire: the outer source of encapsulated
+	 * packets and the outer destination of those it decapsulates. May be zero in
+	 * native mode; tunnel mode with a protocol needs it. */
+	__u8  node_ip[4] __attribute__((aligned(4)));
+	/* Tunnel mode (routing_mode = ROUTING_MODE_TUNNEL). */
+	__u32 tunnel_protocol;     /* enum tunnel_protocol */
+	__u16 tunnel_port;         /* UDP destination port, host byte order (8472 VXLAN, 6081 Geneve) */
+	/* The largest inner IPv4 packet (its IPv4 header included) that is encapsulated:
+	 * the underlay device MTU - 50 (outer IPv4 20, UDP 8, VXLAN/Geneve 8, inner
+	 * Ethernet 14) - the Geneve option bytes every packet carries. Larger packets go
+	 * to the stack (see tunnel_fits() in encap.h). */
+	__u16 tunnel_mtu;
+	__u32 vxlan_ifindex;       /* the collect_md vxlan device (cilium_vxlan) of this node */
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */
@@ -58,6 +77,18 @@ static __always_inline int in_native_routing_cidr(__be32 daddr)
 	 * fold the zero initialiser. The field is 4-byte aligned (offset 16). */
 	net = *(const volatile __be32 *)CONFIG.native_routing_cidr;
 	return ((bpf_ntohl(daddr) ^ bpf_ntohl(net)) & (0xffffffffU << (32 - len))) == 0;
+}
+
+/* This node's underlay IPv4 (network byte order). */
+static __always_inline __be32 config_node_ip(void)
+{
+	return *(const volatile __be32 *)CONFIG.node_ip;
+}
+
+/* Whether cross-node traffic is encapsulated: tunnel mode with a protocol. */
+static __always_inline int tunnel_enabled(void)
+{
+	return CONFIG.routing_mode == ROUTING_MODE_TUNNEL && CONFIG.tunnel_protocol != TUNNEL_NONE;
 }
 
 #endif /* PODPATH_CONFIG_H */

@@ -12,7 +12,26 @@ enum drop_reason {
 	DROP_BAD_TOTAL_LEN   = 5, /* IPv4 total length shorter than its header or longer than the frame */
 	DROP_TRUNCATED_L4    = 6, /* TCP/UDP/ICMP header cut short */
 	DROP_NOT_IPV4        = 7, /* program handles IPv4 only and this is something else */
-	DROP_CSUM_L3         = 8, /* bpf_l3_csum_replace() failed while rewriting the IPv4 header */
+	DROP_CSUM_L3         = 8, /* a checksum helper failed while rewriting the IPv4 header (no longer produced) */
+	/* Encapsulation (from-container, tunnel mode). */
+	DROP_UNKNOWN_TUNNEL_ENDPOINT = 9,  /* the ipcache names a tunnel endpoint that is not in the nodes map */
+	DROP_NO_SOURCE_IDENTITY      = 10, /* source is no local endpoint, or its identity is 0 or wider than a 24-bit VNI */
+	DROP_TUNNEL_KEY              = 11, /* bpf_skb_set/get_tunnel_key() failed */
+	DROP_ENCAP_FAILED            = 12, /* bpf_skb_adjust_room() could not make room for the outer headers */
+	/* Decapsulation (from-netdev Geneve, from-overlay VXLAN). */
+	DROP_TUNNEL_FRAGMENT         = 13, /* Geneve in an outer IPv4 fragment: BPF does not reassemble */
+	DROP_TRUNCATED_GENEVE        = 14, /* shorter than UDP + the 8-byte Geneve header */
+	DROP_GENEVE_VERSION          = 15, /* Geneve version is not 0 */
+	DROP_GENEVE_CONTROL          = 16, /* Geneve O bit: a control message, never forwarded (RFC 8926 3.4) */
+	DROP_GENEVE_CRITICAL_OPT     = 17, /* a critical Geneve option this datapath does not understand (C bit) */
+	DROP_GENEVE_PROTOCOL         = 18, /* Geneve protocol type is not 0x6558 (Ethernet) */
+	DROP_GENEVE_OPT_LEN          = 19, /* Geneve options run past the packet, or an option past the options */
+	DROP_BAD_VNI                 = 20, /* VNI 0: no source identity */
+	DROP_TRUNCATED_INNER         = 21, /* the encapsulated frame is shorter than Ethernet + IPv4 headers */
+	DROP_UNKNOWN_TUNNEL_PEER     = 22, /* outer source is not a node of the cluster (nodes map) */
+	DROP_TUNNEL_WRONG_NODE       = 23, /* inner destination is no endpoint of this node: sent to the wrong node */
+	DROP_DECAP_FAILED            = 24, /* bpf_skb_adjust_room() could not remove the outer headers */
+	DROP_TUNNEL_ECN              = 25, /* outer CE on a not-ECT inner packet (RFC 6040 4.2) */
 	__DROP_REASON_MAX,
 };
 

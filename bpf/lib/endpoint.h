@@ -21,26 +21,27 @@ static __always_inline const struct endpoint_info *endpoint_lookup(__be32 ip4)
  * the pod's router (its host-side veth), destination MAC the pod, TTL - 1, then
  * bpf_redirect_peer() to the host-side veth, so the packet is received by the pod's
  * eth0 without a trip through the host stack. A TTL that would expire goes to the
- * stack (pass_ret), which answers with ICMP time exceeded. Returns the tcx verdict. */
+ * stack (pass_ret), which answers with ICMP time exceeded. tun (NULL unless the packet
+ * came out of a tunnel) goes into the trace record. Returns the tcx verdict. */
 static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct parsed *p,
 					     const struct endpoint_info *ep,
 					     const struct pkt_summary *sum, enum obs_point point,
-					     int pass_ret)
+					     int pass_ret, const struct trace_tun *tun)
 {
 	__u32 ifindex = ep->ifindex;
 	enum drop_reason reason;
 
 	if (sum->ttl <= 1) {
-		trace_pass(skb, point, PASS_TTL_EXPIRED, sum);
+		trace_pass_tun(skb, point, PASS_TTL_EXPIRED, sum, tun);
 		return pass_ret;
 	}
 	eth_set_macs(p->eth, ep->node_mac, ep->mac);
 	reason = ipv4_dec_ttl(skb, p->ip);
 	if (reason != DROP_NONE) {
-		trace_drop(skb, point, reason, sum);
+		trace_drop_tun(skb, point, reason, sum, tun);
 		return PP_TCX_DROP;
 	}
-	trace_redirect(skb, point, VERDICT_REDIRECT_PEER, ifindex, sum);
+	trace_redirect_tun(skb, point, VERDICT_REDIRECT_PEER, ifindex, sum, tun);
 	return bpf_redirect_peer(ifindex, 0);
 }
 

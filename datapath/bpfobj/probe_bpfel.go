@@ -16,16 +16,33 @@ import (
 type ProbeDropReason uint32
 
 const (
-	ProbeDropReasonDROP_NONE           ProbeDropReason = 0
-	ProbeDropReasonDROP_TRUNCATED_ETH  ProbeDropReason = 1
-	ProbeDropReasonDROP_TRUNCATED_IPV4 ProbeDropReason = 2
-	ProbeDropReasonDROP_BAD_IHL        ProbeDropReason = 3
-	ProbeDropReasonDROP_BAD_IP_VERSION ProbeDropReason = 4
-	ProbeDropReasonDROP_BAD_TOTAL_LEN  ProbeDropReason = 5
-	ProbeDropReasonDROP_TRUNCATED_L4   ProbeDropReason = 6
-	ProbeDropReasonDROP_NOT_IPV4       ProbeDropReason = 7
-	ProbeDropReasonDROP_CSUM_L3        ProbeDropReason = 8
-	ProbeDropReasonDROP_REASON_MAX     ProbeDropReason = 9
+	ProbeDropReasonDROP_NONE                    ProbeDropReason = 0
+	ProbeDropReasonDROP_TRUNCATED_ETH           ProbeDropReason = 1
+	ProbeDropReasonDROP_TRUNCATED_IPV4          ProbeDropReason = 2
+	ProbeDropReasonDROP_BAD_IHL                 ProbeDropReason = 3
+	ProbeDropReasonDROP_BAD_IP_VERSION          ProbeDropReason = 4
+	ProbeDropReasonDROP_BAD_TOTAL_LEN           ProbeDropReason = 5
+	ProbeDropReasonDROP_TRUNCATED_L4            ProbeDropReason = 6
+	ProbeDropReasonDROP_NOT_IPV4                ProbeDropReason = 7
+	ProbeDropReasonDROP_CSUM_L3                 ProbeDropReason = 8
+	ProbeDropReasonDROP_UNKNOWN_TUNNEL_ENDPOINT ProbeDropReason = 9
+	ProbeDropReasonDROP_NO_SOURCE_IDENTITY      ProbeDropReason = 10
+	ProbeDropReasonDROP_TUNNEL_KEY              ProbeDropReason = 11
+	ProbeDropReasonDROP_ENCAP_FAILED            ProbeDropReason = 12
+	ProbeDropReasonDROP_TUNNEL_FRAGMENT         ProbeDropReason = 13
+	ProbeDropReasonDROP_TRUNCATED_GENEVE        ProbeDropReason = 14
+	ProbeDropReasonDROP_GENEVE_VERSION          ProbeDropReason = 15
+	ProbeDropReasonDROP_GENEVE_CONTROL          ProbeDropReason = 16
+	ProbeDropReasonDROP_GENEVE_CRITICAL_OPT     ProbeDropReason = 17
+	ProbeDropReasonDROP_GENEVE_PROTOCOL         ProbeDropReason = 18
+	ProbeDropReasonDROP_GENEVE_OPT_LEN          ProbeDropReason = 19
+	ProbeDropReasonDROP_BAD_VNI                 ProbeDropReason = 20
+	ProbeDropReasonDROP_TRUNCATED_INNER         ProbeDropReason = 21
+	ProbeDropReasonDROP_UNKNOWN_TUNNEL_PEER     ProbeDropReason = 22
+	ProbeDropReasonDROP_TUNNEL_WRONG_NODE       ProbeDropReason = 23
+	ProbeDropReasonDROP_DECAP_FAILED            ProbeDropReason = 24
+	ProbeDropReasonDROP_TUNNEL_ECN              ProbeDropReason = 25
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 26
 )
 
 type ProbeHostRouting uint32
@@ -53,6 +70,7 @@ const (
 	ProbeObsPointOBS_TO_CONTAINER   ProbeObsPoint = 3
 	ProbeObsPointOBS_FROM_NETDEV    ProbeObsPoint = 4
 	ProbeObsPointOBS_TO_NETDEV      ProbeObsPoint = 5
+	ProbeObsPointOBS_FROM_OVERLAY   ProbeObsPoint = 6
 )
 
 type ProbePassReason uint32
@@ -67,6 +85,10 @@ const (
 	ProbePassReasonPASS_TUNNEL_MODE         ProbePassReason = 6
 	ProbePassReasonPASS_TTL_EXPIRED         ProbePassReason = 7
 	ProbePassReasonPASS_FIB_ERROR           ProbePassReason = 8
+	ProbePassReasonPASS_NO_TUNNEL_ENDPOINT  ProbePassReason = 9
+	ProbePassReasonPASS_FRAG_NEEDED_TUNNEL  ProbePassReason = 10
+	ProbePassReasonPASS_FRAGMENT_TUNNEL     ProbePassReason = 11
+	ProbePassReasonPASS_TO_OVERLAY          ProbePassReason = 12
 	ProbePassReasonPASS_FIB_BASE            ProbePassReason = 16
 	ProbePassReasonPASS_FIB_BLACKHOLE       ProbePassReason = 17
 	ProbePassReasonPASS_FIB_UNREACHABLE     ProbePassReason = 18
@@ -89,6 +111,10 @@ type ProbePodpathConfig struct {
 	NativeRoutingCidrLen uint8
 	Pad                  [3]uint8
 	NodeIp               [4]uint8
+	TunnelProtocol       uint32
+	TunnelPort           uint16
+	TunnelMtu            uint16
+	VxlanIfindex         uint32
 }
 
 type ProbeRoutingMode uint32
@@ -122,8 +148,21 @@ type ProbeTraceRecord struct {
 		IcmpType uint8
 		IcmpCode uint8
 	}
-	_ [4]byte
+	SrcIdentity    uint32
+	TunnelEndpoint uint32
+	Tunnel         uint16
+	Pad            uint16
 }
+
+type ProbeTraceTunnel uint32
+
+const (
+	ProbeTraceTunnelTRACE_TUNNEL_NONE  ProbeTraceTunnel = 0
+	ProbeTraceTunnelTRACE_ENCAP_VXLAN  ProbeTraceTunnel = 1
+	ProbeTraceTunnelTRACE_ENCAP_GENEVE ProbeTraceTunnel = 2
+	ProbeTraceTunnelTRACE_DECAP_VXLAN  ProbeTraceTunnel = 3
+	ProbeTraceTunnelTRACE_DECAP_GENEVE ProbeTraceTunnel = 4
+)
 
 type ProbeTraceVerdict uint32
 
@@ -133,6 +172,14 @@ const (
 	ProbeTraceVerdictVERDICT_REDIRECT       ProbeTraceVerdict = 2
 	ProbeTraceVerdictVERDICT_REDIRECT_PEER  ProbeTraceVerdict = 3
 	ProbeTraceVerdictVERDICT_REDIRECT_NEIGH ProbeTraceVerdict = 4
+)
+
+type ProbeTunnelProtocol uint32
+
+const (
+	ProbeTunnelProtocolTUNNEL_NONE   ProbeTunnelProtocol = 0
+	ProbeTunnelProtocolTUNNEL_VXLAN  ProbeTunnelProtocol = 1
+	ProbeTunnelProtocolTUNNEL_GENEVE ProbeTunnelProtocol = 2
 )
 
 // Names of all BPF objects in the ELF.

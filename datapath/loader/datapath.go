@@ -12,7 +12,7 @@ import (
 	"podpath/datapath/maps"
 )
 
-// Names of the maps bpf_lxc and bpf_host share (bpf/lib/maps.h, trace.h), which are
+// Names of the maps bpf_lxc, bpf_host and bpf_overlay share (bpf/lib/maps.h, trace.h), which are
 // also their file names under Options.PinPath.
 const (
 	MapEndpoints   = bpfobj.LxcMapEndpoints
@@ -41,19 +41,26 @@ type Options struct {
 	PinPath string
 	// MapSizes overrides map sizes (tests shrink them).
 	MapSizes MapSizes
+
+	// geneveTestOpt sets bpf_lxc's GENEVE_TEST_OPT (tests only, see export_test.go).
+	geneveTestOpt bool
 }
 
-// Datapath is bpf_lxc and bpf_host of one node, loaded with one Config and sharing
-// their maps.
+// Datapath is bpf_lxc, bpf_host and bpf_overlay of one node, loaded with one Config
+// and sharing their maps.
 type Datapath struct {
-	Lxc  bpfobj.LxcObjects
-	Host bpfobj.HostObjects
+	Lxc     bpfobj.LxcObjects
+	Host    bpfobj.HostObjects
+	Overlay bpfobj.OverlayObjects
 
 	// The programs, to attach with AttachTCX.
 	FromContainer *ebpf.Program // tcx ingress of a pod's host-side veth
 	ToContainer   *ebpf.Program // tcx egress of a pod's host-side veth
 	FromNetdev    *ebpf.Program // tcx ingress of the node's underlay NIC
 	ToNetdev      *ebpf.Program // tcx egress of the node's underlay NIC
+	// FromOverlay is for the tcx ingress of the node's collect_md vxlan device
+	// (cilium_vxlan) with TunnelVXLAN: it delivers what the device decapsulated.
+	FromOverlay *ebpf.Program
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
 	Maps *maps.Maps
@@ -62,8 +69,10 @@ type Datapath struct {
 }
 
 // LoadDatapath probes the kernel for the features the datapath needs, then loads
-// bpf_lxc and bpf_host with cfg set in .rodata and their maps shared
-// (`bpftool prog loadall bpf_lxc.o DIR pinmaps PINPATH`, twice). opts may be nil.
+// bpf_lxc, bpf_host and bpf_overlay with cfg set in .rodata and their maps shared
+// (`bpftool prog loadall bpf_lxc.o DIR pinmaps PINPATH`, once per object). opts may
+// be nil. With TunnelVXLAN, the vxlan device must exist before the load: its ifindex
+// is part of cfg (SetTunnel).
 // Close the Datapath when done: programs stay attached only through their links,
 // pinned maps stay pinned.
 func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
@@ -84,7 +93,16 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf_host spec: %w", err)
 	}
-	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec} {
+	overlaySpec, err := bpfobj.LoadOverlay()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf_overlay spec: %w", err)
+	}
+	if opts.geneveTestOpt {
+		if err := lxcSpec.Variables["GENEVE_TEST_OPT"].Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("set GENEVE_TEST_OPT: %w", err)
+		}
+	}
+	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec} {
 		if err := SetConfig(spec, cfg); err != nil {
 			return nil, err
 		}
@@ -102,7 +120,7 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 		return nil, fmt.Errorf("load bpf_lxc: %w", explainVerifier(err))
 	}
 	if opts.PinPath == "" {
-		// Without pins, bpf_host takes bpf_lxc's maps directly.
+		// Without pins, bpf_host and bpf_overlay take bpf_lxc's maps directly.
 		collOpts.MapReplacements = map[string]*ebpf.Map{
 			MapEndpoints:   d.Lxc.Endpoints,
 			MapIPCache:     d.Lxc.Ipcache,
@@ -114,8 +132,14 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 		d.Lxc.Close()
 		return nil, fmt.Errorf("load bpf_host: %w", explainVerifier(err))
 	}
+	if err := overlaySpec.LoadAndAssign(&d.Overlay, collOpts); err != nil {
+		d.Lxc.Close()
+		d.Host.Close()
+		return nil, fmt.Errorf("load bpf_overlay: %w", explainVerifier(err))
+	}
 	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
+	d.FromOverlay = d.Overlay.FromOverlay
 	d.Maps = &maps.Maps{Endpoints: d.Lxc.Endpoints, IPCache: d.Lxc.Ipcache, Nodes: d.Lxc.Nodes}
 	d.TraceEvents = d.Lxc.TraceEvents
 	return d, nil
@@ -137,10 +161,10 @@ func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes) error {
 	return nil
 }
 
-// Close releases both objects. Maps pinned under Options.PinPath stay pinned: remove
+// Close releases the objects. Maps pinned under Options.PinPath stay pinned: remove
 // them with Unpin.
 func (d *Datapath) Close() error {
-	return errors.Join(d.Lxc.Close(), d.Host.Close())
+	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close())
 }
 
 // Unpin removes the shared maps from the bpffs (`rm PINPATH/{endpoints,...}`); the

@@ -34,6 +34,8 @@ type testNode struct {
 	gw   netip.Addr
 	d    *loader.Datapath
 	rd   *trace.Reader
+	// podNS names the namespace of a pod from its suffix (nil: nsName).
+	podNS func(suffix string) string
 }
 
 type testPod struct {
@@ -120,7 +122,11 @@ func (n *testNode) forwarded(t *testing.T) uint64 {
 // /32 route to the pod. The pod is then programmed into the endpoints map.
 func (n *testNode) addPod(t *testing.T, suffix, lxcName string, ip netip.Addr, mac, lxcMAC net.HardwareAddr) testPod {
 	t.Helper()
-	p := testPod{ns: newNS(t, suffix), ip: ip, mac: mac}
+	name := nsName(suffix)
+	if n.podNS != nil {
+		name = n.podNS(suffix)
+	}
+	p := testPod{ns: newNamedNS(t, name), ip: ip, mac: mac}
 	ph := netlinkAt(t, p.ns)
 	fd, err := netns.GetFromPath(nsutil.Path(p.ns))
 	if err != nil {

@@ -33,20 +33,21 @@ func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
 	return id
 }
 
-func sharedMaps(d *loader.Datapath) map[string][2]*ebpf.Map {
-	return map[string][2]*ebpf.Map{
-		"endpoints":    {d.Lxc.Endpoints, d.Host.Endpoints},
-		"ipcache":      {d.Lxc.Ipcache, d.Host.Ipcache},
-		"nodes":        {d.Lxc.Nodes, d.Host.Nodes},
-		"trace_events": {d.Lxc.TraceEvents, d.Host.TraceEvents},
+// sharedMaps are each shared map as bpf_lxc, bpf_host and bpf_overlay see it.
+func sharedMaps(d *loader.Datapath) map[string][3]*ebpf.Map {
+	return map[string][3]*ebpf.Map{
+		"endpoints":    {d.Lxc.Endpoints, d.Host.Endpoints, d.Overlay.Endpoints},
+		"ipcache":      {d.Lxc.Ipcache, d.Host.Ipcache, d.Overlay.Ipcache},
+		"nodes":        {d.Lxc.Nodes, d.Host.Nodes, d.Overlay.Nodes},
+		"trace_events": {d.Lxc.TraceEvents, d.Host.TraceEvents, d.Overlay.TraceEvents},
 	}
 }
 
 func TestLoadDatapathUnpinnedSharesMaps(t *testing.T) {
 	d, _ := loadDatapath(t, fixtureConfig())
 	for name, m := range sharedMaps(d) {
-		if a, b := mapID(t, m[0]), mapID(t, m[1]); a != b {
-			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d: want one instance", name, a, b)
+		if a, b, c := mapID(t, m[0]), mapID(t, m[1]), mapID(t, m[2]); a != b || a != c {
+			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d, bpf_overlay map %d: want one instance", name, a, b, c)
 		}
 		if m[0].IsPinned() {
 			t.Errorf("%s: pinned without a pin path", name)
@@ -55,7 +56,8 @@ func TestLoadDatapathUnpinnedSharesMaps(t *testing.T) {
 	for _, p := range []struct {
 		name string
 		prog *ebpf.Program
-	}{{"from_container", d.FromContainer}, {"to_container", d.ToContainer}, {"from_netdev", d.FromNetdev}, {"to_netdev", d.ToNetdev}} {
+	}{{"from_container", d.FromContainer}, {"to_container", d.ToContainer}, {"from_netdev", d.FromNetdev},
+		{"to_netdev", d.ToNetdev}, {"from_overlay", d.FromOverlay}} {
 		if p.prog == nil {
 			t.Errorf("program %s not exposed", p.name)
 		}
@@ -75,8 +77,8 @@ func TestLoadDatapathPinnedSharesMapsAcrossLoads(t *testing.T) {
 	}
 	defer d1.Close()
 	for name, m := range sharedMaps(d1) {
-		if a, b := mapID(t, m[0]), mapID(t, m[1]); a != b {
-			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d: want one pinned instance", name, a, b)
+		if a, b, c := mapID(t, m[0]), mapID(t, m[1]), mapID(t, m[2]); a != b || a != c {
+			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d, bpf_overlay map %d: want one pinned instance", name, a, b, c)
 		}
 		if _, err := os.Stat(filepath.Join(pin, name)); err != nil {
 			t.Errorf("%s not pinned: %v", name, err)
@@ -179,7 +181,7 @@ func TestLoadDatapathRejectsInvalidConfig(t *testing.T) {
 // them through one generated type, so their BTF sizes must match it.
 func TestSharedStructsMatchBTF(t *testing.T) {
 	specs := map[string]func() (*ebpf.CollectionSpec, error){
-		"probe": bpfobj.LoadProbe, "lxc": bpfobj.LoadLxc, "host": bpfobj.LoadHost,
+		"probe": bpfobj.LoadProbe, "lxc": bpfobj.LoadLxc, "host": bpfobj.LoadHost, "overlay": bpfobj.LoadOverlay,
 	}
 	for name, load := range specs {
 		spec, err := load()

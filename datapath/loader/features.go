@@ -35,14 +35,23 @@ func helper(fn asm.BuiltinFunc) func() error {
 	return func() error { return features.HaveProgramHelper(ebpf.SchedCLS, fn) }
 }
 
-// datapathFeatures are what bpf_lxc and bpf_host use, probed before load so a missing
-// one is named instead of surfacing as a verifier log. tcx is checked at attach.
+// datapathFeatures are what bpf_lxc, bpf_host and bpf_overlay use, probed before load
+// so a missing one is named instead of surfacing as a verifier log. tcx is checked at
+// attach. Geneve encapsulation also needs bpf_skb_adjust_room()'s
+// BPF_F_ADJ_ROOM_ENCAP_L2_ETH flag (Linux 5.12), which no helper probe can see: an
+// older kernel refuses it per packet (DROP_ENCAP_FAILED).
 var datapathFeatures = []kernelFeature{
 	{"LPM trie maps", "4.11", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
 	{"ring buffer maps", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
 	{"bpf_fib_lookup helper", "4.18", helper(asm.FnFibLookup)},
 	{"bpf_redirect_peer helper", "5.10", helper(asm.FnRedirectPeer)},
 	{"bpf_redirect_neigh helper", "5.10", helper(asm.FnRedirectNeigh)},
+	{"bpf_skb_adjust_room helper", "4.13", helper(asm.FnSkbAdjustRoom)},
+	{"bpf_skb_store_bytes helper", "4.1", helper(asm.FnSkbStoreBytes)},
+	{"bpf_skb_set_tunnel_key helper", "4.3", helper(asm.FnSkbSetTunnelKey)},
+	{"bpf_skb_get_tunnel_key helper", "4.3", helper(asm.FnSkbGetTunnelKey)},
+	{"bpf_skb_change_type helper", "4.8", helper(asm.FnSkbChangeType)},
+	{"bpf_get_hash_recalc helper", "4.8", helper(asm.FnGetHashRecalc)},
 }
 
 // CheckFeatures probes the kernel for everything the datapath objects use and

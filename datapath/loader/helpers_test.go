@@ -30,10 +30,18 @@ import (
 // nsName is the name of a test namespace: pptest-dp-<pid>-<suffix>.
 func nsName(suffix string) string { return fmt.Sprintf("pptest-dp-%d-%s", os.Getpid(), suffix) }
 
+// ovName is the name of an overlay test's namespace: pptest-ov-<pid>-<suffix>.
+func ovName(suffix string) string { return fmt.Sprintf("pptest-ov-%d-%s", os.Getpid(), suffix) }
+
 // newNS creates a named namespace, deleted when the test ends.
 func newNS(tb testing.TB, suffix string) string {
 	tb.Helper()
-	name := nsName(suffix)
+	return newNamedNS(tb, nsName(suffix))
+}
+
+// newNamedNS creates the namespace name, deleted when the test ends.
+func newNamedNS(tb testing.TB, name string) string {
+	tb.Helper()
 	if err := nsutil.Create(name); err != nil {
 		tb.Fatal(err)
 	}
@@ -201,8 +209,14 @@ type fibNS struct {
 //	10.244.8.0/24 encap bpf (lwt) dev eth0, when the kernel has LWT BPF
 func setupFibNS(tb testing.TB, suffix string) *fibNS {
 	tb.Helper()
+	return setupNamedFibNS(tb, nsName(suffix))
+}
+
+// setupNamedFibNS is setupFibNS in the namespace name.
+func setupNamedFibNS(tb testing.TB, name string) *fibNS {
+	tb.Helper()
 	testutil.RequireRoot(tb)
-	name := newNS(tb, suffix)
+	name = newNamedNS(tb, name)
 	h := netlinkAt(tb, name)
 	routerSysctls(tb, name)
 	f := &fibNS{name: name, path: nsutil.Path(name)}
@@ -277,7 +291,9 @@ type pktSpec struct {
 	srcMAC, dstMAC net.HardwareAddr
 	src, dst       netip.Addr
 	ttl            uint8
-	payload        int // bytes after the L4 header
+	payload        int   // bytes after the L4 header
+	noDF           bool  // clear DF (set by default)
+	tos            uint8 // IPv4 TOS (DSCP and ECN)
 }
 
 func (p pktSpec) ip(proto layers.IPProtocol) *layers.IPv4 {
@@ -285,7 +301,11 @@ func (p pktSpec) ip(proto layers.IPProtocol) *layers.IPv4 {
 	if ttl == 0 {
 		ttl = 64
 	}
-	return &layers.IPv4{Version: 4, IHL: 5, TTL: ttl, Id: 0x1234, Flags: layers.IPv4DontFragment,
+	flags := layers.IPv4DontFragment
+	if p.noDF {
+		flags = 0
+	}
+	return &layers.IPv4{Version: 4, IHL: 5, TOS: p.tos, TTL: ttl, Id: 0x1234, Flags: flags,
 		Protocol: proto, SrcIP: p.src.AsSlice(), DstIP: p.dst.AsSlice()}
 }
 
@@ -368,10 +388,14 @@ func malformed(good []byte) []struct {
 	}
 }
 
-// want is what one trace record must say.
+// want is what one trace record must say. Tunnel records also say which tunnel
+// (TRACE_ENCAP_GENEVE, ...), the source identity and the remote node.
 type want struct {
 	obs, verdict, drop, pass string
 	ifindex, target          uint32
+	tunnel                   string
+	identity                 uint32
+	endpoint                 netip.Addr
 }
 
 // expectRecord drains the ring buffer and checks it holds exactly one record as w says.
@@ -398,6 +422,10 @@ func expectRecord(t *testing.T, rd *trace.Reader, w want) trace.Record {
 	got := want{
 		obs: n.ObsPoint(r.ObsPoint), verdict: n.Verdict(r.Verdict), drop: n.DropReason(r.DropReason),
 		pass: n.PassReason(r.PassReason), ifindex: r.Ifindex, target: r.TargetIfindex,
+		identity: r.SrcIdentity, endpoint: r.TunnelEndpoint,
+	}
+	if r.Tunnel != 0 {
+		got.tunnel = n.Tunnel(r.Tunnel)
 	}
 	if got != w {
 		t.Errorf("trace record:\nwant %+v\ngot  %+v\n(%s)", w, got, n.Format(r))

@@ -18,7 +18,7 @@ import (
 // object carries the same struct; the bpf_lxc binding is the canonical Go type.
 //
 // Addresses are as on the wire: NativeRoutingCidr = prefix.Addr().As4(),
-// NodeIp = addr.As4() (see SetNativeRoutingCIDR).
+// NodeIp = addr.As4() (see SetNativeRoutingCIDR). Tunnel fields: see SetTunnel.
 type Config = bpfobj.LxcPodpathConfig
 
 // Monitor aggregation levels (Cilium's monitor-aggregation: none, low, medium, maximum).
@@ -41,8 +41,80 @@ const (
 // Routing modes (Cilium's routing-mode) for Config.RoutingMode.
 const (
 	RoutingNative = uint32(bpfobj.LxcRoutingModeROUTING_MODE_NATIVE)
-	// RoutingTunnel: cross-node packets go to the stack until encapsulation exists.
+	// RoutingTunnel encapsulates cross-node packets with Config.TunnelProtocol (see
+	// SetTunnel); with TunnelNone they go to the stack.
 	RoutingTunnel = uint32(bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL)
+)
+
+// Tunnel protocols (Cilium's tunnel-protocol) for Config.TunnelProtocol.
+const (
+	// TunnelNone: tunnel mode without encapsulation, cross-node packets go to the stack.
+	TunnelNone = uint32(bpfobj.LxcTunnelProtocolTUNNEL_NONE)
+	// TunnelVXLAN: from_container sets the tunnel key and redirects to the node's
+	// collect_md vxlan device, which encapsulates; from_overlay on that device delivers
+	// what it decapsulates.
+	TunnelVXLAN = uint32(bpfobj.LxcTunnelProtocolTUNNEL_VXLAN)
+	// TunnelGeneve: from_container encapsulates and from_netdev decapsulates in BPF; no
+	// device is needed (this kernel has no geneve driver).
+	TunnelGeneve = uint32(bpfobj.LxcTunnelProtocolTUNNEL_GENEVE)
+)
+
+// Default UDP ports of the tunnel protocols.
+const (
+	PortVXLAN  = 8472 // Linux and Cilium (IANA's is 4789)
+	PortGeneve = 6081 // IANA
+)
+
+// TunnelOverhead is what encapsulation adds to an inner IPv4 packet over an IPv4
+// underlay: outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14 bytes.
+const TunnelOverhead = 50
+
+// TunnelMTU is the tunnel MTU of Config.TunnelMtu: the largest inner IPv4 packet that
+// fits an underlay device of deviceMTU once encapsulated with geneveOptBytes of Geneve
+// options on every packet (0 for VXLAN): deviceMTU - 50 - geneveOptBytes. The agent
+// gives pod routes, and the node's routes to remote PodCIDRs, this MTU.
+func TunnelMTU(deviceMTU, geneveOptBytes int) int {
+	return deviceMTU - TunnelOverhead - geneveOptBytes
+}
+
+// SetTunnel sets the encapsulation of tunnel mode (Config.RoutingMode = RoutingTunnel
+// is set separately): proto TunnelVXLAN or TunnelGeneve, its UDP port (0: PortVXLAN or
+// PortGeneve), the ifindex of the node's collect_md vxlan device for VXLAN
+// (`ip link add cilium_vxlan type vxlan external dstport 8472`; ignored for Geneve),
+// and the tunnel MTU (TunnelMTU). Config.NodeIp must hold the node's underlay IPv4:
+// it is the outer source.
+func SetTunnel(cfg *Config, proto uint32, port uint16, vxlanIfindex int, mtu int) error {
+	op := fmt.Sprintf("set tunnel %d", proto)
+	switch proto {
+	case TunnelVXLAN:
+		if port == 0 {
+			port = PortVXLAN
+		}
+		if vxlanIfindex <= 0 {
+			return fmt.Errorf("%s: VXLAN needs the ifindex of the collect_md vxlan device, got %d", op, vxlanIfindex)
+		}
+	case TunnelGeneve:
+		if port == 0 {
+			port = PortGeneve
+		}
+		vxlanIfindex = 0
+	case TunnelNone:
+		port, vxlanIfindex, mtu = 0, 0, 0
+	default:
+		return fmt.Errorf("%s: want TunnelNone, TunnelVXLAN or TunnelGeneve", op)
+	}
+	if proto != TunnelNone && (mtu < minTunnelMTU || mtu > maxTunnelMTU) {
+		return fmt.Errorf("%s: tunnel MTU %d: want %d..%d", op, mtu, minTunnelMTU, maxTunnelMTU)
+	}
+	cfg.TunnelProtocol, cfg.TunnelPort, cfg.VxlanIfindex, cfg.TunnelMtu = proto, port, uint32(vxlanIfindex), uint16(mtu)
+	return nil
+}
+
+// The tunnel MTU is an inner IPv4 packet size: at least IPv4's minimum MTU, and small
+// enough that the outer packet's total length still fits 16 bits.
+const (
+	minTunnelMTU = 68
+	maxTunnelMTU = 0xffff - TunnelOverhead
 )
 
 // SetNativeRoutingCIDR sets cfg's ipv4-native-routing-cidr. A /0 prefix (the zero
@@ -70,6 +142,25 @@ func ValidateConfig(cfg Config) error {
 	}
 	if cfg.NativeRoutingCidrLen > 32 {
 		errs = append(errs, fmt.Errorf("native-routing CIDR length %d: want 0..32", cfg.NativeRoutingCidrLen))
+	}
+	switch cfg.TunnelProtocol {
+	case TunnelNone:
+	case TunnelVXLAN, TunnelGeneve:
+		if cfg.TunnelPort == 0 {
+			errs = append(errs, errors.New("tunnel port 0: want the UDP port of the tunnel (SetTunnel fills in the default)"))
+		}
+		if cfg.TunnelMtu < minTunnelMTU || int(cfg.TunnelMtu) > maxTunnelMTU {
+			errs = append(errs, fmt.Errorf("tunnel MTU %d: want %d..%d", cfg.TunnelMtu, minTunnelMTU, maxTunnelMTU))
+		}
+		if cfg.NodeIp == [4]uint8{} {
+			errs = append(errs, errors.New("tunnel without a node IP: the node's underlay IPv4 is the outer source"))
+		}
+		if cfg.TunnelProtocol == TunnelVXLAN && cfg.VxlanIfindex == 0 {
+			errs = append(errs, errors.New("VXLAN tunnel without the ifindex of the collect_md vxlan device"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tunnel protocol %d: want %d (none), %d (vxlan) or %d (geneve)",
+			cfg.TunnelProtocol, TunnelNone, TunnelVXLAN, TunnelGeneve))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid datapath config: %w", err)

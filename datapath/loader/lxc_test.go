@@ -240,13 +240,15 @@ func TestFromContainerLegacyHostRouting(t *testing.T) {
 	testrun.RunFixtures(t, e.d.FromContainer, fixtures)
 }
 
-func TestFromContainerTunnelMode(t *testing.T) {
+// Tunnel mode without a tunnel protocol (TunnelNone, what the agent sets until it
+// configures one) hands cross-node traffic to the stack.
+func TestFromContainerTunnelModeWithoutProtocol(t *testing.T) {
 	cfg := fixtureConfig()
 	cfg.RoutingMode = loader.RoutingTunnel
 	e := newFixtureEnv(t, "lxc-tunnel", cfg)
 	toB := fromPodA(podBIP)
 	testrun.RunFixtures(t, e.d.FromContainer, []testrun.Fixture{
-		e.fixture(e.f.lxc0, testrun.Fixture{Name: "remote pod goes to the stack until encapsulation exists",
+		e.fixture(e.f.lxc0, testrun.Fixture{Name: "remote pod goes to the stack",
 			Input: fromPodA(remotePodIP).icmpEcho(), Verdict: testrun.Pass}, fromContainer("VERDICT_PASS", "PASS_TUNNEL_MODE")),
 		e.fixture(e.f.lxc0, testrun.Fixture{Name: "world goes to the stack",
 			Input: fromPodA(worldIP).icmpEcho(), Verdict: testrun.Pass}, fromContainer("VERDICT_PASS", "PASS_TUNNEL_MODE")),

@@ -19,10 +19,11 @@ type Names struct {
 	PassReasons map[uint64]string // "PASS_FIB_FRAG_NEEDED"
 	ObsPoints   map[uint64]string // "OBS_FROM_CONTAINER"
 	Verdicts    map[uint64]string // "VERDICT_REDIRECT_PEER"
+	Tunnels     map[uint64]string // "TRACE_ENCAP_GENEVE"
 }
 
-// NamesFromSpec reads the enums drop_reason, pass_reason, obs_point and trace_verdict
-// from spec's BTF.
+// NamesFromSpec reads the enums drop_reason, pass_reason, obs_point, trace_verdict
+// and trace_tunnel from spec's BTF.
 func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 	n := &Names{}
 	for _, e := range []struct {
@@ -33,6 +34,7 @@ func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 		{"pass_reason", &n.PassReasons},
 		{"obs_point", &n.ObsPoints},
 		{"trace_verdict", &n.Verdicts},
+		{"trace_tunnel", &n.Tunnels},
 	} {
 		var enum *btf.Enum
 		if err := spec.Types.TypeByName(e.name, &enum); err != nil {
@@ -88,6 +90,9 @@ func (n *Names) ObsPoint(v uint16) string { return lookup(n.ObsPoints, v, "obs_p
 // Verdict names a verdict.
 func (n *Names) Verdict(v uint16) string { return lookup(n.Verdicts, v, "verdict") }
 
+// Tunnel names a trace_tunnel value (TRACE_TUNNEL_NONE for 0).
+func (n *Names) Tunnel(v uint16) string { return lookup(n.Tunnels, v, "tunnel") }
+
 // DropReasonCode is the reverse lookup, for tests that expect a reason by name.
 func (n *Names) DropReasonCode(name string) (uint16, error) {
 	for v, s := range n.DropReasons {
@@ -113,6 +118,8 @@ func (n *Names) PassReasonCode(name string) (uint16, error) {
 //	node 2 OBS_FROM_CONTAINER if 7 VERDICT_DROP DROP_BAD_IHL len 54 10.0.0.1 -> 10.0.0.2 ttl 64
 //	node 2 OBS_FROM_CONTAINER if 7 VERDICT_PASS PASS_FIB_FRAG_NEEDED len 1514 ...
 //	node 2 OBS_FROM_NETDEV if 3 VERDICT_REDIRECT_PEER -> if 9 len 98 ...
+//	node 1 OBS_FROM_CONTAINER if 7 VERDICT_REDIRECT -> if 4 encap vxlan to 192.168.77.2 identity 1000 len 98 ...
+//	node 2 OBS_FROM_NETDEV if 3 VERDICT_REDIRECT_PEER -> if 9 decap geneve from 192.168.77.1 identity 1000 len 98 ...
 func (n *Names) Format(r Record) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %d %s if %d %s", r.NodeID, n.ObsPoint(r.ObsPoint), r.Ifindex, n.Verdict(r.Verdict))
@@ -125,9 +132,27 @@ func (n *Names) Format(r Record) string {
 	if r.TargetIfindex != 0 {
 		fmt.Fprintf(&b, " -> if %d", r.TargetIfindex)
 	}
+	if r.Tunnel != 0 {
+		b.WriteString(" " + n.tunnelString(r))
+	}
 	fmt.Fprintf(&b, " len %d", r.PktLen)
 	b.WriteString(" " + r.Pkt.String())
 	return b.String()
+}
+
+// tunnelString is "encap vxlan to 192.168.77.2 identity 1000" and the like.
+func (n *Names) tunnelString(r Record) string {
+	name := n.Tunnel(r.Tunnel)
+	words := strings.SplitN(strings.ToLower(strings.TrimPrefix(name, "TRACE_")), "_", 2)
+	dir := "to"
+	if words[0] == "decap" {
+		dir = "from"
+	}
+	s := strings.Join(words, " ")
+	if r.TunnelEndpoint.IsValid() {
+		s += fmt.Sprintf(" %s %s", dir, r.TunnelEndpoint)
+	}
+	return s + fmt.Sprintf(" identity %d", r.SrcIdentity)
 }
 
 // String renders the packet summary: addresses, ports or ICMP type, TTL.

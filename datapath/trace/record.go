@@ -24,12 +24,22 @@ type Record struct {
 	NodeID        uint32
 	Ifindex       uint32
 	TargetIfindex uint32 // redirect target, 0 when not redirected
-	PktLen        uint32
+	PktLen        uint32 // the frame's length as the program received it (before encap/decap)
 	ObsPoint      uint16
 	Verdict       uint16
 	DropReason    uint16 // enum drop_reason, for VERDICT_DROP
 	PassReason    uint16 // enum pass_reason, for VERDICT_PASS: why the stack got the packet
-	Pkt           Summary
+	// Pkt is the packet as the program parsed it; for a decapsulated packet, the
+	// inner one (the outer one when it was dropped before decapsulation).
+	Pkt Summary
+	// Tunnel is enum trace_tunnel: which encapsulation the packet went into or came
+	// out of (0: none). SrcIdentity and TunnelEndpoint are set with it.
+	Tunnel uint16
+	// SrcIdentity is the source security identity carried in the VNI.
+	SrcIdentity uint32
+	// TunnelEndpoint is the remote node: the tunnel endpoint encapsulated towards, or
+	// the outer source decapsulated from. Invalid when unknown.
+	TunnelEndpoint netip.Addr
 }
 
 // Summary is the packet as the program parsed it.
@@ -66,6 +76,11 @@ func Decode(raw []byte) (Record, error) {
 		Verdict:       w.Verdict,
 		DropReason:    w.DropReason,
 		PassReason:    w.PassReason,
+		Tunnel:        w.Tunnel,
+		SrcIdentity:   w.SrcIdentity,
+	}
+	if w.TunnelEndpoint != 0 {
+		r.TunnelEndpoint = addrFromWire(w.TunnelEndpoint)
 	}
 	p := w.Pkt
 	r.Pkt = Summary{

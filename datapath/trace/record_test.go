@@ -64,3 +64,48 @@ func TestPassReasonFIBBlock(t *testing.T) {
 		}
 	}
 }
+
+// Tunnel records carry which tunnel, the source identity from the VNI and the remote
+// node, and Format says so.
+func TestDecodeAndFormatTunnelRecords(t *testing.T) {
+	n, err := DefaultNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tunnel bpfobj.LxcTraceTunnel
+		want   string
+	}{
+		{bpfobj.LxcTraceTunnelTRACE_ENCAP_VXLAN, "node 1 OBS_FROM_CONTAINER if 7 VERDICT_REDIRECT -> if 4 encap vxlan to 192.168.77.2 identity 1000 len 98 10.244.1.10 -> 10.244.2.20 icmp type 8 code 0 ttl 64"},
+		{bpfobj.LxcTraceTunnelTRACE_DECAP_GENEVE, "node 1 OBS_FROM_CONTAINER if 7 VERDICT_REDIRECT -> if 4 decap geneve from 192.168.77.2 identity 1000 len 98 10.244.1.10 -> 10.244.2.20 icmp type 8 code 0 ttl 64"},
+	} {
+		w := bpfobj.LxcTraceRecord{
+			NodeId: 1, Ifindex: 7, TargetIfindex: 4, PktLen: 98,
+			ObsPoint: uint16(bpfobj.LxcObsPointOBS_FROM_CONTAINER), Verdict: uint16(bpfobj.LxcTraceVerdictVERDICT_REDIRECT),
+			SrcIdentity: 1000, TunnelEndpoint: wireAddr("192.168.77.2"), Tunnel: uint16(tc.tunnel),
+		}
+		w.Pkt.Saddr, w.Pkt.Daddr, w.Pkt.IpProto, w.Pkt.Ttl, w.Pkt.IcmpType = wireAddr("10.244.1.10"), wireAddr("10.244.2.20"), 1, 64, 8
+		w.Pkt.EthProto = 0x0008
+		raw, err := binary.Append(nil, binary.NativeEndian, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.SrcIdentity != 1000 || r.TunnelEndpoint != netip.MustParseAddr("192.168.77.2") || r.Tunnel != uint16(tc.tunnel) {
+			t.Errorf("decoded tunnel fields: %+v", r)
+		}
+		if got := n.Format(r); got != tc.want {
+			t.Errorf("format:\n got %s\nwant %s", got, tc.want)
+		}
+	}
+	// Without a tunnel the record reads as before.
+	if r, _ := Decode(make([]byte, RecordSize)); r.TunnelEndpoint.IsValid() || r.Tunnel != 0 {
+		t.Errorf("zero record has tunnel fields: %+v", r)
+	}
+	if len(n.Tunnels) != 5 || n.Tunnel(0) != "TRACE_TUNNEL_NONE" {
+		t.Errorf("tunnel names: %v", n.Tunnels)
+	}
+}

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* bpf_overlay: the node's collect_md vxlan device (cilium_vxlan). from_overlay runs on
+ * its tcx ingress, after the kernel decapsulated a VXLAN packet: it reads the VNI (the
+ * source identity) and the outer source from the tunnel metadata, checks them, and
+ * delivers the inner packet to the local pod with bpf_redirect_peer. */
+
+#include "common.h"
+#include "config.h"
+#include "decap.h"
+#include "drop.h"
+#include "maps.h"
+#include "parse.h"
+#include "trace.h"
+
+/* The vxlan device is the datapath's own: packets it does not deliver go to the stack
+ * with TCX_PASS, as from bpf_lxc. */
+#define OVERLAY_PASS PP_TCX_PASS
+
+/* Checks, each with its drop reason: tunnel metadata present (DROP_TUNNEL_KEY), the
+ * inner frame parses (the usual reasons; non-IPv4 goes to the stack), VNI not 0
+ * (DROP_BAD_VNI), the outer source is a node of the cluster (DROP_UNKNOWN_TUNNEL_PEER:
+ * the VNI claims a security identity, and only cluster nodes may claim one); then
+ * tunnel_deliver(). */
+SEC("tc")
+int from_overlay(struct __sk_buff *skb)
+{
+	struct trace_tun tun = { .kind = TRACE_DECAP_VXLAN };
+	struct bpf_tunnel_key key = {};
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason;
+
+	reason = parse_eth(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0) {
+		reason = DROP_TUNNEL_KEY;
+		goto drop;
+	}
+	tun.identity = key.tunnel_id;
+	tun.endpoint = bpf_htonl(key.remote_ipv4);
+	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+		trace_pass_tun(skb, OBS_FROM_OVERLAY, PASS_NOT_IPV4, &sum, &tun);
+		return OVERLAY_PASS;
+	}
+	reason = parse_ipv4(skb, &p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (!tun.identity) {
+		reason = DROP_BAD_VNI;
+		goto drop;
+	}
+	if (!node_lookup(tun.endpoint)) {
+		reason = DROP_UNKNOWN_TUNNEL_PEER;
+		goto drop;
+	}
+	return tunnel_deliver(skb, &p, &sum, &tun, OBS_FROM_OVERLAY, OVERLAY_PASS);
+
+drop:
+	trace_drop_tun(skb, OBS_FROM_OVERLAY, reason, &sum, &tun);
+	return PP_TCX_DROP;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Internet checksums (RFC 1071) computed in BPF, for headers the programs write whole. */
+#ifndef PODPATH_CSUM_H
+#define PODPATH_CSUM_H
+
+#include "common.h"
+
+/* Folds a 32-bit one's complement sum to 16 bits and complements it. */
+static __always_inline __u16 csum_fold32(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* The header checksum of a 20-byte IPv4 header (no options) whose check field is 0.
+ * Summing the 16-bit words in memory order gives the checksum in memory order too, so
+ * the result is stored as is. ip must be readable for 20 bytes. */
+static __always_inline __sum16 ipv4_csum_20(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	return (__sum16)csum_fold32(sum);
+}
+
+/* Updates the checksum at sum for a 16-bit word of the data changing from old to new
+ * (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). */
+static __always_inline void csum_replace2(__sum16 *sum, __be16 old, __be16 new)
+{
+	__u32 s = (__u16)~*sum + (__u16)~old + (__u16)new;
+
+	*sum = (__sum16)csum_fold32(s);
+}
+
+#endif /* PODPATH_CSUM_H */

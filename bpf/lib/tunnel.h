@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Tunnel constants and checks shared by encapsulation (encap.h) and decapsulation (decap.h). */
+#ifndef PODPATH_TUNNEL_H
+#define PODPATH_TUNNEL_H
+
+#include "common.h"
+#include "config.h"
+#include "geneve.h"
+#include "trace.h"
+
+/* Outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14. */
+#define TUNNEL_OVERHEAD 50
+#define TUNNEL_TTL      64      /* outer TTL: the kernel's default ip_default_ttl */
+/* Outer UDP source ports, as udp_flow_src_port() spreads flows over the kernel's
+ * default ip_local_port_range (32768 60999): [32768, 60999). */
+#define TUNNEL_SPORT_MIN 32768
+#define TUNNEL_SPORT_MAX 60999
+
+#define PP_IP_DF     0x4000
+#define PP_IP_MF     0x2000
+#define PP_IP_OFFSET 0x1fff
+#define PP_ECN_MASK  0x03
+#define PP_ECN_ECT_0 0x02
+#define PP_ECN_CE    0x03
+
+_Static_assert(sizeof(struct genevehdr) == 8, "geneve header");
+_Static_assert(sizeof(struct geneve_opt_hdr) == 4, "geneve option header");
+_Static_assert(sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) +
+	       sizeof(struct genevehdr) == TUNNEL_OVERHEAD, "outer headers");
+
+/* Whether the parsed outer packet is tunnel traffic for this node: UDP to the tunnel
+ * port and this node's IP. Later fragments have no ports and never match. */
+static __always_inline int tunnel_for_this_node(const struct pkt_summary *sum)
+{
+	return sum->ip_proto == IPPROTO_UDP && sum->dport == bpf_htons(CONFIG.tunnel_port) &&
+	       sum->daddr == config_node_ip();
+}
+
+#endif /* PODPATH_TUNNEL_H */
