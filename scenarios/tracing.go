@@ -103,3 +103,5 @@ func (tr *Traces) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+type traceRecord = trace.Record

@@ -119,6 +119,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := a.dp.attachOverlay(); err != nil {
+		return err
+	}
 	if err := a.reconcileAll(ctx); err != nil {
 		a.opts.Log.Warn("reconcile", "err", err)
 	}
@@ -345,20 +348,33 @@ func (a *Agent) reconcileNode(n Node) error {
 	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node); err != nil {
 		return err
 	}
-	if n.Name == a.opts.Node || !a.wantsDirectRoutes() {
-		delete(a.problems, "node/"+n.Name)
-		return nil
-	}
-	r, err := directRoute(a.nl, n)
+	r, err := a.nodeRoute(n)
 	if err != nil {
 		a.problems["node/"+n.Name] = err.Error()
 		return err
 	}
-	if err := a.nl.RouteReplace(r); err != nil {
-		return fmt.Errorf("auto-direct-node-routes: route %s via %s: %w", n.PodCIDR, n.IP, err)
+	if r != nil {
+		if err := a.nl.RouteReplace(r); err != nil {
+			return fmt.Errorf("route %s via %s: %w", n.PodCIDR, r.Gw, err)
+		}
 	}
 	delete(a.problems, "node/"+n.Name)
 	return nil
+}
+
+// nodeRoute is the route the agent keeps to another node's PodCIDR: a direct route
+// with auto-direct-node-routes in native routing, an MTU-carrying route in tunnel mode,
+// none otherwise.
+func (a *Agent) nodeRoute(n Node) (*netlink.Route, error) {
+	switch {
+	case n.Name == a.opts.Node:
+		return nil, nil
+	case a.cfg.RoutingMode == config.RoutingTunnel:
+		return tunnelRoute(a.nl, n, a.dp.mtu.Route)
+	case a.wantsDirectRoutes():
+		return directRoute(a.nl, n)
+	}
+	return nil, nil
 }
 
 func (a *Agent) wantsDirectRoutes() bool {
@@ -387,7 +403,7 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 	errs = append(errs, a.dp.prune(eps, nodes))
 	wantRoute := map[string]bool{}
 	for _, n := range nodes {
-		wantRoute[n.PodCIDR.String()] = n.Name != a.opts.Node && a.wantsDirectRoutes()
+		wantRoute[n.PodCIDR.String()] = n.Name != a.opts.Node && (a.wantsDirectRoutes() || a.cfg.RoutingMode == config.RoutingTunnel)
 		if err := a.reconcileNode(n); err != nil {
 			errs = append(errs, err)
 		}

@@ -33,6 +33,7 @@ type datapath struct {
 	devices []string
 	nodeIP  netip.Addr
 	mtu     MTUs
+	vxlan   netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
 	cfg     loader.Config
 }
 
@@ -78,6 +79,11 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	if c.RoutingMode == config.RoutingNative {
 		d.cfg.RoutingMode = loader.RoutingNative
 		if err := loader.SetNativeRoutingCIDR(&d.cfg, c.NativeRoutingCIDR); err != nil {
+			return nil, err
+		}
+	}
+	if c.RoutingMode == config.RoutingTunnel {
+		if err := d.setTunnel(c); err != nil {
 			return nil, err
 		}
 	}
@@ -167,6 +173,14 @@ func (d *datapath) attachDevice(name string) error {
 	return errors.Join(d.attach(dev, d.dp.FromNetdev, loader.Ingress), d.attach(dev, d.dp.ToNetdev, loader.Egress))
 }
 
+// attachOverlay puts from-overlay on the vxlan device, when there is one.
+func (d *datapath) attachOverlay() error {
+	if d.vxlan == nil {
+		return nil
+	}
+	return d.attach(d.vxlan, d.dp.FromOverlay, loader.Ingress)
+}
+
 func (d *datapath) attachEndpoint(host netlink.Link) error {
 	return errors.Join(d.attach(host, d.dp.FromContainer, loader.Ingress), d.attach(host, d.dp.ToContainer, loader.Egress))
 }
@@ -233,6 +247,9 @@ func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
 	for _, dev := range d.devices {
 		want(dev)
 	}
+	if d.vxlan != nil {
+		wantLink[linkPinName(vxlanDevice, loader.Ingress)] = true
+	}
 	for _, ep := range eps {
 		wantEP[ep.IP] = true
 		wantPrefix[netip.PrefixFrom(ep.IP, 32)] = true
@@ -286,6 +303,8 @@ func (d *datapath) attached() []string {
 			prog = "from-netdev"
 		case isDevice(d.devices, dev):
 			prog = "to-netdev"
+		case dev == vxlanDevice:
+			prog = "from-overlay"
 		case dir == "egress":
 			prog = "to-container"
 		}

@@ -33,7 +33,7 @@ func (a *Agent) Status() Status {
 		s.RoutingMode = "native"
 		s.NativeRoutingCIDR = a.cfg.NativeRoutingCIDR.String()
 	default:
-		s.RoutingMode = fmt.Sprintf("tunnel [%s]", a.cfg.TunnelProtocol)
+		s.RoutingMode = fmt.Sprintf("tunnel [%s, UDP %d]", a.cfg.TunnelProtocol, tunnelPort(a.cfg))
 	}
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+
+	"podpath/datapath/config"
+	"podpath/datapath/loader"
+)
+
+// vxlanDevice is the node's collect_md vxlan device, named as Cilium names it.
+const vxlanDevice = "cilium_vxlan"
+
+// tunnelPort is the UDP port in effect: the tunnel-port key or the protocol's default.
+func tunnelPort(c *config.Config) uint16 {
+	if c.TunnelPort != 0 {
+		return c.TunnelPort
+	}
+	if c.TunnelProtocol == config.TunnelGeneve {
+		return loader.PortGeneve
+	}
+	return loader.PortVXLAN
+}
+
+// ensureVXLAN creates, or keeps, the collect_md vxlan device that encapsulates for
+// from-container and decapsulates for from-overlay:
+//
+//	ip link add cilium_vxlan mtu ROUTE_MTU type vxlan external dstport PORT
+//
+// A device with another port is replaced. Its MTU is the route MTU: the largest inner
+// packet that fits the underlay once encapsulated.
+func ensureVXLAN(nl *netlink.Handle, port uint16, mtu int) (netlink.Link, error) {
+	if l, err := nl.LinkByName(vxlanDevice); err == nil {
+		vx, ok := l.(*netlink.Vxlan)
+		if ok && vx.FlowBased && vx.Port == int(port) {
+			if l.Attrs().MTU != mtu {
+				if err := nl.LinkSetMTU(l, mtu); err != nil {
+					return nil, fmt.Errorf("set %s mtu %d: %w", vxlanDevice, mtu, err)
+				}
+			}
+			return l, nl.LinkSetUp(l)
+		}
+		if err := nl.LinkDel(l); err != nil {
+			return nil, fmt.Errorf("replace %s: %w", vxlanDevice, err)
+		}
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name, la.MTU = vxlanDevice, mtu
+	if err := nl.LinkAdd(&netlink.Vxlan{LinkAttrs: la, FlowBased: true, Port: int(port)}); err != nil {
+		return nil, fmt.Errorf("create %s (vxlan external dstport %d): %w", vxlanDevice, port, err)
+	}
+	l, err := nl.LinkByName(vxlanDevice)
+	if err != nil {
+		return nil, err
+	}
+	if err := nl.LinkSetUp(l); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", vxlanDevice, err)
+	}
+	return l, nil
+}
+
+// setTunnel configures tunnel mode in the datapath config, creating the vxlan device
+// for VXLAN (it must exist before the load: its ifindex is a constant).
+func (d *datapath) setTunnel(c *config.Config) error {
+	port := tunnelPort(c)
+	if c.TunnelProtocol == config.TunnelGeneve {
+		return loader.SetTunnel(&d.cfg, loader.TunnelGeneve, port, 0, d.mtu.Route)
+	}
+	vx, err := ensureVXLAN(d.nl, port, d.mtu.Route)
+	if err != nil {
+		return err
+	}
+	d.vxlan = vx
+	return loader.SetTunnel(&d.cfg, loader.TunnelVXLAN, port, vx.Attrs().Index, d.mtu.Route)
+}
+
+// tunnelRoute is the route to another node's PodCIDR in tunnel mode:
+//
+//	ip route replace PODCIDR via NEXTHOP dev DEV mtu ROUTE_MTU proto podpath
+//
+// from-container encapsulates pod traffic before any route is consulted; this route is
+// for what reaches the stack: a DF packet larger than the tunnel MTU, which from-container
+// hands over so the kernel answers the sender with ICMP fragmentation-needed carrying the
+// route MTU.
+func tunnelRoute(h *netlink.Handle, n Node, mtu int) (*netlink.Route, error) {
+	got, err := h.RouteGet(n.IP.AsSlice())
+	if err != nil || len(got) == 0 {
+		return nil, errors.Join(fmt.Errorf("tunnel route to node %s (%s): no route to it", n.Name, n.IP), err)
+	}
+	via := got[0].Gw
+	if via == nil {
+		via = n.IP.AsSlice()
+	}
+	return &netlink.Route{Dst: prefixNet(n.PodCIDR), Gw: via, LinkIndex: got[0].LinkIndex, MTU: mtu, Protocol: routeProto}, nil
+}
