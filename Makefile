@@ -31,10 +31,9 @@ bench: build ## BPF_PROG_TEST_RUN benchmarks (ns/pkt, and net of the empty-progr
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200000x ./datapath/...
 	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=1 -run '^$$' -bench Throughput -benchtime 1x ./scenarios/
 
-demo: build ## Two-node topologies hop by hop, then the datapath scenarios; everything torn down
+demo: build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo
-	./bin/podpath run redirect-peer --artifacts $(ARTIFACTS)/redirect-peer
-	./bin/podpath run native-routing --artifacts $(ARTIFACTS)/native-routing
+	./bin/podpath conformance --report $(ARTIFACTS)/conformance
 
 clean: ## Remove leftovers of crashed runs (namespaces, processes) and build outputs
 	-$(GO) run ./cmd/podpath clean

@@ -52,6 +52,7 @@ func commands() []command {
 		{"clean", "[--all] [--json]", "remove leftovers of crashed runs (--all: every podpath run)", cmdClean},
 		{"run", "SCENARIO [--keep] [--json] [--artifacts DIR]", "run a scenario: one line per check, exit 0 only if all pass", cmdRun},
 		{"scenarios", "", "list the scenario catalog", cmdScenarios},
+		{"conformance", "[--label L1,L2] [--report DIR] [-v]", "run the whole catalog and write a report folder", cmdConformance},
 		{"monitor", "NAME [NODE] [--json] [-n N]", "stream the trace records of a topology's agents (--type drop: drops only)", cmdMonitor},
 		{"demo", "[--artifacts DIR]", "bring up two nodes, ping pod to pod with a capture on every hop, tear down", cmdDemo},
 		{"version", "[--json]", "print the podpath version", cmdVersion},

@@ -6,7 +6,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"podpath/scenarios"
 )
@@ -59,4 +64,63 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// cmdConformance runs the whole catalog (or --label subsets) into one report folder.
+func cmdConformance(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("conformance", flag.ContinueOnError)
+	dir := fs.String("report", "", "report folder (default artifacts/conformance-<time>)")
+	labels := fs.String("label", "", "only scenarios with one of these labels, comma-separated")
+	verbose := fs.Bool("v", false, "print every check, not only the summary")
+	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *dir == "" {
+		*dir = filepath.Join("artifacts", "conformance-"+time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	var ls []string
+	if *labels != "" {
+		ls = strings.Split(*labels, ",")
+	}
+	out := io.Discard
+	if *verbose {
+		out = e.stdout
+	}
+	what := "the whole catalog"
+	if len(ls) > 0 {
+		what = "scenarios labelled " + strings.Join(ls, " or ")
+	}
+	fmt.Fprintf(e.stderr, "• running %s into %s\n", what, *dir)
+	rep, err := scenarios.Conformance(ctx, *dir, ls, progressWriter{e, out})
+	if rep != nil {
+		fmt.Fprintln(e.stdout)
+		rep.Summary(e.stdout)
+		fmt.Fprintf(e.stdout, "\nreport: %s (report.json, pcaps per scenario)\n%d passed, %d failed\n", *dir, rep.Passed(), rep.Failed())
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed() > 0 || len(rep.Scenarios) == 0 {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// progressWriter passes scenario output through and echoes its "=== scenario" and
+// progress lines to stderr, so a quiet run still shows where it is.
+type progressWriter struct {
+	e   *env
+	out io.Writer
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.HasPrefix(line, "=== ") || strings.HasPrefix(line, "• ") || strings.HasPrefix(line, "FAIL") {
+			fmt.Fprintln(p.e.stderr, line)
+		}
+	}
+	return p.out.Write(b)
 }

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// ScenarioResult is one scenario of a conformance run.
+type ScenarioResult struct {
+	Name     string        `json:"name"`
+	Labels   []string      `json:"labels"`
+	Passed   int           `json:"passed"`
+	Failed   int           `json:"failed"`
+	Duration time.Duration `json:"duration"`
+	Checks   []CheckResult `json:"checks"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Report is a conformance run: every scenario, under one folder of artifacts.
+type Report struct {
+	Dir       string           `json:"dir"`
+	Started   time.Time        `json:"started"`
+	Duration  time.Duration    `json:"duration"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+}
+
+// Passed and Failed count checks over every scenario.
+func (r *Report) Passed() int { return r.sum(func(s ScenarioResult) int { return s.Passed }) }
+func (r *Report) Failed() int { return r.sum(func(s ScenarioResult) int { return s.Failed }) }
+
+func (r *Report) sum(f func(ScenarioResult) int) int {
+	n := 0
+	for _, s := range r.Scenarios {
+		n += f(s)
+	}
+	return n
+}
+
+// Conformance runs the catalog's scenarios (those with any of labels; all when none)
+// one after the other, each with its artifacts under dir/<scenario>, and writes
+// dir/report.json.
+func Conformance(ctx context.Context, dir string, labels []string, out io.Writer) (*Report, error) {
+	rep := &Report{Dir: dir, Started: time.Now()}
+	for _, name := range Names() {
+		s, _ := Lookup(name)
+		if len(labels) > 0 && !slices.ContainsFunc(labels, func(l string) bool { return slices.Contains(s.Labels, l) }) {
+			continue
+		}
+		start := time.Now()
+		run, err := Execute(ctx, s, Options{Artifacts: filepath.Join(dir, s.Name), Out: out})
+		res := ScenarioResult{Name: s.Name, Labels: s.Labels, Duration: time.Since(start)}
+		if run != nil {
+			res.Passed, res.Failed, res.Checks = run.Passed(), run.Failed(), run.Results
+		}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	rep.Duration = time.Since(rep.Started)
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return rep, err
+	}
+	return rep, os.WriteFile(filepath.Join(dir, "report.json"), data, 0o644)
+}
+
+// Summary writes the table: scenario, checks passed and failed, result, time.
+func (r *Report) Summary(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tPASSED\tFAILED\tRESULT\tTIME")
+	for _, s := range r.Scenarios {
+		result := "PASS"
+		if s.Failed > 0 || s.Error != "" || s.Passed == 0 {
+			result = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Passed, s.Failed, result, s.Duration.Round(100*time.Millisecond))
+	}
+	tw.Flush()
+}
