@@ -50,7 +50,7 @@ func commands() []command {
 		{"exec", "NAME MEMBER -- CMD [ARGS...]", "run a command inside a node, pod, router or client namespace", cmdExec},
 		{"validate", "FILE", "check a topology spec and print every problem found", cmdValidate},
 		{"clean", "[--all] [--json]", "remove leftovers of crashed runs (--all: every podpath run)", cmdClean},
-		{"run", "SCENARIO [--keep] [--json] [--artifacts DIR]", "run a scenario: one line per check, exit 0 only if all pass", cmdRun},
+		{"run", "SCENARIO | --topology F [--config F]", "run a scenario (or the generic checks on your topology): one line per check, exit 0 only if all pass", cmdRun},
 		{"scenarios", "", "list the scenario catalog", cmdScenarios},
 		{"conformance", "[--label L1,L2] [--report DIR] [-v]", "run the whole catalog and write a report folder", cmdConformance},
 		{"monitor", "NAME [NODE] [--json] [-n N]", "stream the trace records of a topology's agents (--type drop: drops only)", cmdMonitor},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,11 +37,24 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	artifacts := fs.String("artifacts", "", "folder for pcaps and logs (default artifacts/SCENARIO)")
 	keep := fs.Bool("keep", false, "leave the topologies up for poking at them")
 	asJSON := fs.Bool("json", false, "print the check results as JSON after the run")
-	pos, err := parse(fs, args, 1, "a SCENARIO name (see podpath scenarios)")
+	topo := fs.String("topology", "", "run the generic checks on this topology spec instead of a catalog scenario")
+	cfg := fs.String("config", "", "with --topology: the cilium-config ConfigMap for the agents (default: Cilium's defaults)")
+	want, what := 1, "a SCENARIO name (see podpath scenarios), or --topology FILE [--config FILE]"
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "topology") }) {
+		want = 0
+	}
+	pos, err := parse(fs, args, want, what)
 	if err != nil {
 		return err
 	}
-	s, err := scenarios.Lookup(pos[0])
+	var s *scenarios.Scenario
+	if *topo != "" {
+		s, err = scenarios.Generic(*topo, *cfg)
+	} else if *cfg != "" {
+		err = fmt.Errorf("--config goes with --topology: catalog scenarios bring their own")
+	} else {
+		s, err = scenarios.Lookup(pos[0])
+	}
 	if err != nil {
 		return err
 	}
