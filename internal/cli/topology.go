@@ -10,6 +10,7 @@ import (
 	"os/exec"
 
 	"podpath/topology"
+	"podpath/topology/kind"
 )
 
 // topologyJSON is what `podpath up --json` prints.
@@ -24,6 +25,8 @@ type topologyJSON struct {
 func cmdUp(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the topology (members, nodes, pods, addresses) as JSON")
+	backendName := fs.String("backend", "netns", "netns (namespaces on this machine) or kind (a kind cluster; needs Docker)")
+	config := fs.String("config", "", "kind backend: the cilium-config for the agent DaemonSet")
 	pos, err := parse(fs, args, 1, "a topology FILE")
 	if err != nil {
 		return err
@@ -31,6 +34,13 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	spec, err := topology.Load(pos[0])
 	if err != nil {
 		return err
+	}
+	switch *backendName {
+	case "netns":
+	case "kind":
+		return upKind(ctx, e, spec, *config)
+	default:
+		return fmt.Errorf("--backend: %q is not one of netns, kind", *backendName)
 	}
 	backend := &topology.Netns{Detached: true, Progress: func(s string) { e.progress("%s", s) }}
 	t, err := backend.Up(ctx, spec)
@@ -45,11 +55,34 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// upKind brings the spec up as a kind cluster; where no Docker engine runs it says so.
+func upKind(ctx context.Context, e *env, spec *topology.Spec, configFile string) error {
+	b := &kind.Backend{Progress: func(s string) { e.progress("%s", s) }}
+	if configFile != "" {
+		data, err := kind.ReadCiliumConfig(configFile)
+		if err != nil {
+			return err
+		}
+		b.Options.CiliumConfig = data
+	}
+	c, err := b.Up(ctx, spec)
+	if err != nil {
+		return err
+	}
+	e.progress("kind cluster up; `podpath down --backend kind %s` deletes it", c.Name)
+	fmt.Fprintln(e.stdout, c.Name)
+	return nil
+}
+
 func cmdDown(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+	backendName := fs.String("backend", "netns", "netns or kind")
 	pos, err := parse(fs, args, 1, "a topology NAME (or run ID)")
 	if err != nil {
 		return err
+	}
+	if *backendName == "kind" {
+		return kind.Delete(ctx, pos[0])
 	}
 	t, err := topology.Open(pos[0])
 	if err != nil {
