@@ -1,6 +1,7 @@
 # podpath: eBPF container-networking datapath and its packet-level conformance harness.
 GO       ?= go
 ARTIFACTS ?= $(CURDIR)/artifacts
+BENCH_COUNT ?= 1
 # Root is needed for BPF and namespaces; tests that need it skip with a reason otherwise.
 
 .PHONY: help generate drift build test e2e bench demo clean
@@ -27,9 +28,17 @@ e2e: ## Only the ginkgo e2e suites (LABELS=... to filter)
 	@mkdir -p $(ARTIFACTS)
 	PODPATH_JUNIT=$(ARTIFACTS)/junit-e2e.xml $(GO) test -count=1 -timeout 20m ./e2e/ -args -ginkgo.v $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
-bench: build ## BPF_PROG_TEST_RUN benchmarks (ns/pkt, and net of the empty-program floor), then iperf3 throughput ratios
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 200000x ./datapath/...
-	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=1 -run '^$$' -bench Throughput -benchtime 1x ./scenarios/
+# The bench recipes pipe through tee: pipefail keeps a failing benchmark failing.
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -c
+bench: build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3 throughput ratios: one table, artifacts/bench.{txt,json} (BENCH_COUNT=N repeats)
+	@mkdir -p $(ARTIFACTS)
+	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . -benchtime 200000x ./datapath/loader/ | tee $(ARTIFACTS)/bench.txt
+	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . ./datapath/maglev/ | tee -a $(ARTIFACTS)/bench.txt
+	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench Throughput -benchtime 1x ./scenarios/ | tee -a $(ARTIFACTS)/bench.txt
+	@echo
+	./bin/podpath bench parse $(ARTIFACTS)/bench.txt --json $(ARTIFACTS)/bench.json
+	@echo "compare with another run: ./bin/podpath bench compare OLD/bench.json $(ARTIFACTS)/bench.json"
 
 demo: build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo

@@ -22,6 +22,7 @@ type ScenarioResult struct {
 	Failed   int           `json:"failed"`
 	Duration time.Duration `json:"duration"`
 	Checks   []CheckResult `json:"checks"`
+	Flows    []FlowRecord  `json:"flows,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }
 
@@ -47,7 +48,7 @@ func (r *Report) sum(f func(ScenarioResult) int) int {
 
 // Conformance runs the catalog's scenarios (those with any of labels; all when none)
 // one after the other, each with its artifacts under dir/<scenario>, and writes
-// dir/report.json.
+// dir/report.json and dir/report.html.
 func Conformance(ctx context.Context, dir string, labels []string, out io.Writer) (*Report, error) {
 	rep := &Report{Dir: dir, Started: time.Now()}
 	for _, name := range Names() {
@@ -60,6 +61,7 @@ func Conformance(ctx context.Context, dir string, labels []string, out io.Writer
 		res := ScenarioResult{Name: s.Name, Labels: s.Labels, Duration: time.Since(start)}
 		if run != nil {
 			res.Passed, res.Failed, res.Checks = run.Passed(), run.Failed(), run.Results
+			res.Flows = relativePcaps(dir, run.Flows)
 		}
 		if err != nil {
 			res.Error = err.Error()
@@ -74,7 +76,10 @@ func Conformance(ctx context.Context, dir string, labels []string, out io.Writer
 	if err != nil {
 		return rep, err
 	}
-	return rep, os.WriteFile(filepath.Join(dir, "report.json"), data, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), data, 0o644); err != nil {
+		return rep, err
+	}
+	return rep, WriteReportHTML(dir, rep)
 }
 
 // Summary writes the table: scenario, checks passed and failed, result, time.
@@ -82,11 +87,7 @@ func (r *Report) Summary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tPASSED\tFAILED\tRESULT\tTIME")
 	for _, s := range r.Scenarios {
-		result := "PASS"
-		if s.Failed > 0 || s.Error != "" || s.Passed == 0 {
-			result = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Passed, s.Failed, result, s.Duration.Round(100*time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Passed, s.Failed, s.Result(), s.Duration.Round(100*time.Millisecond))
 	}
 	tw.Flush()
 }

@@ -150,7 +150,7 @@ func crossNode(ctx context.Context, r *Run, t *topology.Topology, label, src, ds
 			expectTrace(traces, to.Node, from.IP, to.IP, p, "OBS_FROM_NETDEV", lxc, "VERDICT_REDIRECT_PEER"))
 	}
 	echo := capture.ICMPEcho(ip(from.IP), ip(to.IP))
-	seen, perr := VerifyPath(session, path, echo)
+	seen, perr := r.VerifyPath(fmt.Sprintf("%s: ICMP echo request %s -> %s", label, src, dst), session, path, echo)
 	r.Check(fmt.Sprintf("%s: echo request crosses %d hops with the interfaces' MACs and TTL one less per routing hop", label, len(path)),
 		"captures on every hop: direction, source/destination MAC, IPv4 TTL", perr)
 	if perr == nil {

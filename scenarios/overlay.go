@@ -195,6 +195,9 @@ func overlayWire(ctx context.Context, r *Run, t *topology.Topology, agents *Agen
 		werr = fmt.Errorf("no encapsulated echo request on the underlay; seen there:\n%s", evidence(session, Hop{Member: "node1", Interface: u1.Name}))
 	default:
 		werr = checkEncapsulated(wire[0], sent[0], o, n1.InternalIP, n2.InternalIP, identity)
+		r.RecordFlow(label+": ICMP echo request pod1a -> node1's underlay", session,
+			[]Hop{{"pod1a", "eth0", true, DefaultTTL, from.MAC}, {"node1", u1.Name, true, DefaultTTL, u1.MAC}},
+			[]capture.Packet{sent[0], wire[0]}, werr)
 	}
 	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = pod1a's identity, inner frame as pod1a sent it (TTL-1)",
 		label, n1.InternalIP, n2.InternalIP, o.port, identity), where, werr)

@@ -114,7 +114,7 @@ func sameNodePhase(ctx context.Context, r *Run, t *topology.Topology, traces *Tr
 				expectTrace(traces, "node1", from.IP, to.IP, p, "OBS_FROM_CONTAINER", target, "VERDICT_REDIRECT_PEER"))
 		}
 		path, bypassed := PeerRedirected(hops)
-		_, perr := VerifyPath(session, path, echo)
+		_, perr := r.VerifyPath(mode+": ICMP echo request pod1a -> pod1b", session, path, echo)
 		r.Check(mode+": echo request crosses pod1a/eth0 -> node1/"+from.HostVeth+" -> pod1b/eth0, MACs and TTL as a router sets them",
 			"captures on every hop: direction, source/destination MAC, IPv4 TTL", perr)
 		r.Check(mode+": the destination host veth never transmits the packet (bpf_redirect_peer)",
@@ -128,7 +128,7 @@ func sameNodePhase(ctx context.Context, r *Run, t *topology.Topology, traces *Tr
 			"node1 trace ring buffer: OBS_FROM_CONTAINER records of the flow",
 			expectTrace(traces, "node1", from.IP, to.IP, p, "OBS_FROM_CONTAINER", 0, "VERDICT_PASS"))
 	}
-	_, perr := VerifyPath(session, hops, echo)
+	_, perr := r.VerifyPath(mode+": ICMP echo request pod1a -> pod1b", session, hops, echo)
 	r.Check(mode+": echo request crosses pod1a/eth0 -> node1 host stack -> "+to.HostVeth+" -> pod1b/eth0",
 		"captures on every hop: direction, source/destination MAC, IPv4 TTL", perr)
 	var cerr error

@@ -43,8 +43,11 @@ type Run struct {
 	Keep    bool
 	out     io.Writer
 	Results []CheckResult
-	last    time.Time
-	cleanup []func(context.Context) error
+	// Flows are the packet paths the run followed hop by hop (RecordFlow).
+	Flows      []FlowRecord
+	topologies []*topology.Topology
+	last       time.Time
+	cleanup    []func(context.Context) error
 }
 
 // Check records a check: passed when err is nil, else failed with err as evidence.
@@ -85,6 +88,7 @@ func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.topologies = append(r.topologies, t)
 	r.Defer(func(ctx context.Context) error {
 		if r.Keep {
 			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name, t.Name)

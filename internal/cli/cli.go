@@ -53,6 +53,8 @@ func commands() []command {
 		{"run", "SCENARIO | --topology F [--config F]", "run a scenario (or the generic checks on your topology): one line per check, exit 0 only if all pass", cmdRun},
 		{"scenarios", "", "list the scenario catalog", cmdScenarios},
 		{"conformance", "[--label L1,L2] [--report DIR] [-v]", "run the whole catalog and write a report folder", cmdConformance},
+		{"report", "DIR", "re-render DIR/report.html from a conformance report's report.json", cmdReport},
+		{"bench", "parse [FILE] | compare OLD NEW", "benchmark table from go test -bench output; compare two runs", cmdBench},
 		{"monitor", "NAME [NODE] [--json] [-n N]", "stream the trace records of a topology's agents (--type drop: drops only)", cmdMonitor},
 		{"demo", "[--artifacts DIR]", "bring up two nodes, ping pod to pod with a capture on every hop, tear down", cmdDemo},
 		{"version", "[--json]", "print the podpath version", cmdVersion},

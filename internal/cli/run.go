@@ -68,7 +68,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	if *asJSON {
 		if err := e.printJSON(map[string]any{"scenario": s.Name, "artifacts": r.Artifacts, "checks": r.Results,
-			"passed": r.Passed(), "failed": r.Failed()}); err != nil {
+			"flows": r.Flows, "passed": r.Passed(), "failed": r.Failed()}); err != nil {
 			return err
 		}
 	} else {
@@ -112,7 +112,8 @@ func cmdConformance(ctx context.Context, e *env, args []string) error {
 	if rep != nil {
 		fmt.Fprintln(e.stdout)
 		rep.Summary(e.stdout)
-		fmt.Fprintf(e.stdout, "\nreport: %s (report.json, pcaps per scenario)\n%d passed, %d failed\n", *dir, rep.Passed(), rep.Failed())
+		fmt.Fprintf(e.stdout, "\nreport: %s (report.json and pcaps per scenario beside it)\n%d passed, %d failed\n",
+			filepath.Join(*dir, "report.html"), rep.Passed(), rep.Failed())
 	}
 	if err != nil {
 		return err
