@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress and hands
- * packets for a pod of this node straight into the pod with bpf_redirect_peer,
+/* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress, serves
+ * NodePort and external-IP frontends (lb.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
  * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
  * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress
  * and traces. */
@@ -10,6 +10,7 @@
 #include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
+#include "lb.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"
@@ -44,6 +45,16 @@ int from_netdev(struct __sk_buff *skb)
 		/* VXLAN: the stack hands it to the vxlan device's socket. */
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
 		return HOST_PASS;
+	}
+
+	/* NodePort and external-IP frontends, and replies to translated flows, before
+	 * anything else: they are forwarded in BPF whatever the host routing (see
+	 * lb_from_netdev()). */
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_from_netdev(skb, &p, &sum, HOST_PASS, &verdict) == LB_DONE)
+			return verdict;
 	}
 
 	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_lxc: the pod's host-side veth (lxc...). from_container runs on its tcx ingress
- * (packets the pod sends) and routes them: to a pod of this node with
+ * (packets the pod sends), translates service traffic (lb.h) and routes it: to a pod of this node with
  * bpf_redirect_peer, across nodes with a FIB lookup (native routing) or encapsulated
  * in VXLAN or Geneve (tunnel mode), everything else to the stack. to_container runs on
  * its tcx egress and only traces what the stack delivers. */
@@ -11,6 +11,7 @@
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
+#include "lb.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"
@@ -37,6 +38,15 @@ int from_container(struct __sk_buff *skb)
 	reason = parse_ipv4(skb, &p, &sum);
 	if (reason != DROP_NONE)
 		goto drop;
+
+	/* Service translation comes first, whatever the routing: what follows forwards
+	 * the translated packet (see lb_from_container()). */
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_from_container(skb, &p, &sum, LXC_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
 
 	/* Legacy host routing hands everything to the stack, except, in tunnel mode,
 	 * what must be encapsulated: the stack cannot add the tunnel (no Geneve driver,

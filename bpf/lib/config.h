@@ -32,6 +32,15 @@ enum tunnel_protocol {
 	TUNNEL_GENEVE = 2, /* encapsulated and decapsulated in BPF (no geneve driver needed) */
 };
 
+/* Cilium's bpf-lb-mode: how NodePort and external-IP traffic reaches a backend on
+ * another node. Milestone 1 implements SNAT; the loader refuses DSR and hybrid until
+ * they exist, but every NodePort decision already goes through lb_mode. */
+enum lb_mode {
+	LB_MODE_SNAT   = 0, /* source rewritten to this node; replies come back through it */
+	LB_MODE_DSR    = 1, /* (milestone 2) backend answers the client directly */
+	LB_MODE_HYBRID = 2, /* (milestone 2) DSR for TCP, SNAT for UDP */
+};
+
 struct podpath_config {
 	__u32 node_id;             /* stamped on every trace record */
 	__u32 monitor_aggregation; /* enum monitor_aggregation */
@@ -57,6 +66,21 @@ struct podpath_config {
 	 * to the stack (see tunnel_fits() in encap.h). */
 	__u16 tunnel_mtu;
 	__u32 vxlan_ifindex;       /* the collect_md vxlan device (cilium_vxlan) of this node */
+	/* Service load balancing (kube-proxy-replacement), see lb.h. Everything below is
+	 * ignored while lb_enabled is 0. */
+	__u8  lb_enabled;
+	__u8  lb_mode;             /* enum lb_mode */
+	__u16 lb_snat_port_min;    /* NodePort SNAT source ports, host byte order, inclusive */
+	__u16 lb_snat_port_max;
+	__u16 _pad2;
+	__u32 lb_maglev_table_size; /* M: every lb_maglev inner array has M entries */
+	/* bpf-lb-maglev-hash-seed, decoded: keys the flow hash of lb_hash(). */
+	__u8  lb_maglev_seed[12] __attribute__((aligned(4)));
+	/* Conntrack lifetimes in seconds (conntrack.h). */
+	__u32 ct_timeout_tcp;         /* established TCP: a packet without SYN was seen */
+	__u32 ct_timeout_tcp_syn;     /* TCP that has only seen SYNs */
+	__u32 ct_timeout_tcp_closing; /* TCP after a FIN or RST */
+	__u32 ct_timeout_any;         /* UDP */
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */
@@ -83,6 +107,12 @@ static __always_inline int in_native_routing_cidr(__be32 daddr)
 static __always_inline __be32 config_node_ip(void)
 {
 	return *(const volatile __be32 *)CONFIG.node_ip;
+}
+
+/* Word i (0..2) of the Maglev hash seed, loaded from memory as the CPU reads it. */
+static __always_inline __u32 config_lb_seed(int i)
+{
+	return ((const volatile __u32 *)CONFIG.lb_maglev_seed)[i];
 }
 
 /* Whether cross-node traffic is encapsulated: tunnel mode with a protocol. */

@@ -36,4 +36,30 @@ static __always_inline void csum_replace2(__sum16 *sum, __be16 old, __be16 new)
 	*sum = (__sum16)csum_fold32(s);
 }
 
+/* One's complement addition of two 32-bit partial sums, with the end-around carry. */
+static __always_inline __u32 csum_add(__u32 a, __u32 b)
+{
+	a += b;
+	return a + (a < b);
+}
+
+/* The partial-sum difference of a 32-bit word changing from old to new (RFC 1624:
+ * ~m + m'), as the kernel's csum_replace4() and bpf_l4_csum_replace() use it. */
+static __always_inline __u32 csum_diff4(__be32 old, __be32 new)
+{
+	return csum_add(~old, new);
+}
+
+/* The same for a 16-bit word. */
+static __always_inline __u32 csum_diff2(__be16 old, __be16 new)
+{
+	return csum_add((__u16)~old, new);
+}
+
+/* Applies a partial-sum difference to the checksum at sum: HC' = ~(~HC + diff). */
+static __always_inline void csum_apply_diff(__sum16 *sum, __u32 diff)
+{
+	*sum = (__sum16)csum_fold32(csum_add((__u16)~*sum, diff));
+}
+
 #endif /* PODPATH_CSUM_H */

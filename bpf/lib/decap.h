@@ -10,6 +10,7 @@
 #include "drop.h"
 #include "endpoint.h"
 #include "geneve.h"
+#include "lb.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"
@@ -21,6 +22,8 @@
 
 /* Delivers a decapsulated packet (p and sum describe the inner IPv4 packet behind an
  * Ethernet header) as from-netdev delivers a native one:
+ *   a reply to a translated flow (lb_enabled) -> translated back first, see
+ *                                   lb_ingress_reply(); SNAT replies forwarded there;
  *   legacy host routing          -> stack, PASS_LEGACY_HOST_ROUTING;
  *   the node itself              -> stack, PASS_TO_HOST;
  *   a pod of this node           -> endpoint_redirect(): MACs, TTL - 1, redirect_peer;
@@ -29,12 +32,18 @@
  * What goes to the stack is marked PACKET_HOST: the inner Ethernet destination is the
  * sending node's gateway MAC, which the vxlan device's eth_type_trans() judged
  * "other host" and ip_rcv() would drop. */
-static __always_inline int tunnel_deliver(struct __sk_buff *skb, const struct parsed *p,
-					  const struct pkt_summary *sum, const struct trace_tun *tun,
+static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *p,
+					  struct pkt_summary *sum, const struct trace_tun *tun,
 					  enum obs_point point, int pass_ret)
 {
 	const struct endpoint_info *ep;
 
+	if (CONFIG.lb_enabled && lb_l4(p, sum)) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, p, sum, point, pass_ret, &verdict) == LB_DONE)
+			return verdict;
+	}
 	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
 		bpf_skb_change_type(skb, PACKET_HOST);
 		trace_pass_tun(skb, point, PASS_LEGACY_HOST_ROUTING, sum, tun);
@@ -95,8 +104,8 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 					struct pkt_summary *sum, enum obs_point point, int pass_ret)
 {
 	struct trace_tun tun = { .kind = TRACE_DECAP_GENEVE, .endpoint = sum->saddr, .pkt_len = skb->len };
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
 	struct genevehdr *gh;
 	struct ethhdr *ieth;
 	enum drop_reason reason;
@@ -141,8 +150,8 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 					   opt_len);
 		if (reason != DROP_NONE)
 			goto drop;
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
+		data = ctx_data(skb);
+		data_end = ctx_data_end(skb);
 	}
 	ieth = data + inner_off;
 	if ((void *)(ieth + 1) + sizeof(struct iphdr) > data_end) {

@@ -41,8 +41,8 @@ volatile const __u32 GENEVE_TEST_OPT = 0;
 static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
 						    const struct parsed *p, __u32 opt_len)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
 	struct iphdr *ip = p->ip;
 	__u32 len;
 
@@ -104,9 +104,9 @@ static __always_inline __u8 tunnel_outer_tos(__u8 inner_tos)
  * change. */
 static __always_inline int vxlan_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
 						const struct pkt_summary *sum,
-						const struct trace_tun *tun, int pass_ret)
+						const struct trace_tun *tun, enum obs_point point,
+						int pass_ret)
 {
-	const enum obs_point point = OBS_FROM_CONTAINER;
 	struct bpf_tunnel_key key = {
 		.tunnel_id   = tun->identity,
 		.remote_ipv4 = bpf_ntohl(tun->endpoint),
@@ -158,9 +158,9 @@ drop:
 static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
 						 const struct pkt_summary *sum,
 						 const struct trace_tun *tun,
-						 const struct geneve_opts *opts, int pass_ret)
+						 const struct geneve_opts *opts, enum obs_point point,
+						 int pass_ret)
 {
-	const enum obs_point point = OBS_FROM_CONTAINER;
 	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 			    BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 			    BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr));
@@ -210,8 +210,8 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 		goto drop;
 	}
 
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
+	data = ctx_data(skb);
+	data_end = ctx_data_end(skb);
 	eth = data;
 	ip = (void *)(eth + 1);
 	uh = (void *)(ip + 1);
@@ -254,8 +254,8 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 			reason = DROP_ENCAP_FAILED;
 			goto drop;
 		}
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
+		data = ctx_data(skb);
+		data_end = ctx_data_end(skb);
 	}
 	eth = data + TUNNEL_OVERHEAD + opt_len;
 	if ((void *)(eth + 1) > data_end) {
@@ -278,20 +278,23 @@ drop:
 	return PP_TCX_DROP;
 }
 
-/* From-container in tunnel mode, for a destination that is not a local endpoint:
+/* Tunnel mode, for a destination that is not a local endpoint (from-container; and
+ * from-netdev for load-balanced packets, whose source identity is the node's):
  *   no tunnel protocol                      -> stack, PASS_TUNNEL_MODE
  *   ipcache: no entry, no tunnel endpoint,
  *   or this node as the endpoint            -> stack, PASS_NO_TUNNEL_ENDPOINT (world)
  *   tunnel endpoint not in the nodes map    -> DROP_UNKNOWN_TUNNEL_ENDPOINT
- *   source without a usable identity        -> DROP_NO_SOURCE_IDENTITY
+ *   id_addr (the source, or the node for
+ *   load-balanced traffic) without a usable
+ *   identity                                -> DROP_NO_SOURCE_IDENTITY
  *   larger than the tunnel MTU              -> stack, see tunnel_fits()
  *   TTL <= 1                                -> stack, PASS_TTL_EXPIRED
  *   else encapsulated towards the endpoint, VNI = the source pod's identity.
  * Same-node traffic never gets here: the caller delivered it already. */
-static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
-						 const struct pkt_summary *sum, int pass_ret)
+static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct parsed *p,
+					const struct pkt_summary *sum, enum obs_point point,
+					__be32 id_addr, int pass_ret)
 {
-	const enum obs_point point = OBS_FROM_CONTAINER;
 	__u32 proto = CONFIG.tunnel_protocol;
 	const struct endpoint_info *src;
 	const struct ipcache_info *info;
@@ -311,7 +314,7 @@ static __always_inline int tunnel_from_container(struct __sk_buff *skb, const st
 	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN : TRACE_ENCAP_GENEVE;
 	tun.pkt_len = skb->len;
 	tun.endpoint = info->tunnel_endpoint;
-	src = endpoint_lookup(sum->saddr);
+	src = endpoint_lookup(id_addr);
 	if (src)
 		tun.identity = src->sec_identity;
 	if (!node_lookup(tun.endpoint)) {
@@ -342,8 +345,15 @@ static __always_inline int tunnel_from_container(struct __sk_buff *skb, const st
 		return pass_ret;
 	}
 	if (proto == TUNNEL_VXLAN)
-		return vxlan_encap_redirect(skb, p, sum, &tun, pass_ret);
-	return geneve_encap_redirect(skb, p, sum, &tun, &opts, pass_ret);
+		return vxlan_encap_redirect(skb, p, sum, &tun, point, pass_ret);
+	return geneve_encap_redirect(skb, p, sum, &tun, &opts, point, pass_ret);
+}
+
+/* From-container: the source pod's identity goes into the VNI. */
+static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
+						 const struct pkt_summary *sum, int pass_ret)
+{
+	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, sum->saddr, pass_ret);
 }
 
 #endif /* PODPATH_ENCAP_H */

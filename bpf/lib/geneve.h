@@ -81,8 +81,8 @@ static __always_inline void geneve_set_vni(struct genevehdr *gh, __u32 vni)
 static __always_inline enum drop_reason geneve_opts_check(struct __sk_buff *skb, __u32 off,
 							  __u32 opt_len)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
 	__u32 end = off + opt_len;
 
 	for (int i = 0; i < GENEVE_MAX_OPTS; i++) {

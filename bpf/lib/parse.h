@@ -17,8 +17,8 @@ struct parsed {
 static __always_inline enum drop_reason parse_eth(struct __sk_buff *skb, struct parsed *p,
 						  struct pkt_summary *sum)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
@@ -29,12 +29,15 @@ static __always_inline enum drop_reason parse_eth(struct __sk_buff *skb, struct 
 }
 
 /* Parses the IPv4 header that follows p->eth and the first bytes of TCP/UDP/ICMP.
- * Later fragments carry no L4 header: ports stay zero for them. */
+ * Later fragments carry no L4 header: ports stay zero for them. The L4 header must lie
+ * inside the IPv4 packet (total length), not only inside the frame: bytes past the
+ * total length (Ethernet padding) are no header, and conntrack must never key a flow
+ * on them. */
 static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct parsed *p,
 						   struct pkt_summary *sum)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
 	struct iphdr *ip = data + sizeof(struct ethhdr);
 	__u32 ihl_bytes, tot_len;
 
@@ -67,7 +70,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	case IPPROTO_TCP: {
 		struct tcphdr *th = data + p->l4_off;
 
-		if ((void *)(th + 1) > data_end)
+		if ((void *)(th + 1) > data_end || ihl_bytes + sizeof(*th) > tot_len)
 			return DROP_TRUNCATED_L4;
 		sum->sport = th->source;
 		sum->dport = th->dest;
@@ -76,7 +79,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	case IPPROTO_UDP: {
 		struct udphdr *uh = data + p->l4_off;
 
-		if ((void *)(uh + 1) > data_end)
+		if ((void *)(uh + 1) > data_end || ihl_bytes + sizeof(*uh) > tot_len)
 			return DROP_TRUNCATED_L4;
 		sum->sport = uh->source;
 		sum->dport = uh->dest;
@@ -85,7 +88,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	case IPPROTO_ICMP: {
 		struct icmp_head *ih = data + p->l4_off;
 
-		if ((void *)(ih + 1) > data_end)
+		if ((void *)(ih + 1) > data_end || ihl_bytes + sizeof(*ih) > tot_len)
 			return DROP_TRUNCATED_L4;
 		sum->icmp_type = ih->type;
 		sum->icmp_code = ih->code;

@@ -70,8 +70,44 @@ enum trace_tunnel {
 	TRACE_DECAP_GENEVE = 4, /* decapsulated here, or dropped while validating the outer headers */
 };
 
+/* What the service load balancer did to the packet (trace_lb_info.action). */
+enum trace_lb {
+	TRACE_LB_NONE      = 0,
+	TRACE_LB_DNAT      = 1, /* to a service frontend: destination rewritten to the backend */
+	TRACE_LB_DNAT_SNAT = 2, /* NodePort/external to another node's backend: destination to the
+				 * backend, source to this node and an SNAT port */
+	TRACE_LB_REVNAT    = 3, /* a backend's reply: source restored to the frontend */
+	TRACE_LB_REV_SNAT  = 4, /* a backend's reply to an SNATed flow: destination restored to the
+				 * client, source to the frontend */
+};
+
+/* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */
+enum trace_ct {
+	TRACE_CT_NONE        = 0,
+	TRACE_CT_NEW         = 1, /* no usable entry (none, expired, closed and reopened by a SYN, or
+				   * its backend deleted): a backend was selected */
+	TRACE_CT_ESTABLISHED = 2, /* a live entry: its backend is kept */
+	TRACE_CT_REPLY       = 3, /* a live reply entry (conntrack or SNAT map) */
+};
+
+/* Load-balancer part of a summary. */
+struct trace_lb_info {
+	__u8   action;      /* enum trace_lb */
+	__u8   ct;          /* enum trace_ct */
+	__u16  _pad;
+	__u32  backend_id;  /* the backend selected or kept; for replies, the one answering */
+	/* The tuple as received, before the translation. */
+	__be32 orig_saddr;
+	__be32 orig_daddr;
+	__be16 orig_sport;
+	__be16 orig_dport;
+};
+
 /* A summary of the packet, enough to follow a flow hop by hop. Addresses and ports
- * stay in network byte order, as on the wire. */
+ * stay in network byte order, as on the wire. A packet the load balancer translated
+ * (lb.action != TRACE_LB_NONE) carries its translated addresses and ports here, the
+ * received ones in lb.orig_*: the forwarding that follows works on the translated
+ * tuple. Everything else (TTL, ID, length) is as received. */
 struct pkt_summary {
 	__u32 saddr;
 	__u32 daddr;
@@ -83,6 +119,7 @@ struct pkt_summary {
 	__u16 ip_id;     /* network byte order */
 	__u8  icmp_type;
 	__u8  icmp_code;
+	struct trace_lb_info lb;
 };
 
 /* One record per traced verdict. drop_reason is set for VERDICT_DROP only,
@@ -228,6 +265,9 @@ const struct {
 	enum routing_mode routing_mode;
 	enum tunnel_protocol tunnel_protocol;
 	enum trace_tunnel trace_tunnel;
+	enum trace_lb trace_lb;
+	enum trace_ct trace_ct;
+	enum lb_mode lb_mode;
 	struct trace_record trace_record;
 } pp_btf_anchor = {};
 

@@ -13,6 +13,46 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type HostCtDir uint32
+
+const (
+	HostCtDirCT_SERVICE HostCtDir = 1
+	HostCtDirCT_REPLY   HostCtDir = 2
+)
+
+type HostCtEntry struct {
+	_         structs.HostLayout
+	Lifetime  uint32
+	Flags     uint16
+	Pad       uint16
+	BackendId uint32
+	RevNatId  uint32
+	NatAddr   uint32
+	NatPort   uint16
+	Pad2      uint16
+}
+
+type HostCtFlags uint32
+
+const (
+	HostCtFlagsCT_F_SYN_SEEN    HostCtFlags = 1
+	HostCtFlagsCT_F_ESTABLISHED HostCtFlags = 2
+	HostCtFlagsCT_F_CLOSING     HostCtFlags = 4
+	HostCtFlagsCT_F_NODEPORT    HostCtFlags = 8
+	HostCtFlagsCT_F_SNAT        HostCtFlags = 16
+)
+
+type HostCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Dir   uint8
+	Pad   uint16
+}
+
 type HostDropReason uint32
 
 const (
@@ -42,7 +82,11 @@ const (
 	HostDropReasonDROP_TUNNEL_WRONG_NODE       HostDropReason = 23
 	HostDropReasonDROP_DECAP_FAILED            HostDropReason = 24
 	HostDropReasonDROP_TUNNEL_ECN              HostDropReason = 25
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 26
+	HostDropReasonDROP_NO_SERVICE_BACKEND      HostDropReason = 26
+	HostDropReasonDROP_NAT_FAILED              HostDropReason = 27
+	HostDropReasonDROP_SNAT_NO_PORT            HostDropReason = 28
+	HostDropReasonDROP_CT_CREATE_FAILED        HostDropReason = 29
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 30
 )
 
 type HostEndpointFlags uint32
@@ -83,6 +127,76 @@ type HostIpcacheKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Ip4       uint32
+}
+
+type HostLbBackend struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	State uint8
+}
+
+type HostLbBackendState uint32
+
+const (
+	HostLbBackendStateLB_BACKEND_ACTIVE      HostLbBackendState = 0
+	HostLbBackendStateLB_BACKEND_TERMINATING HostLbBackendState = 1
+	HostLbBackendStateLB_BACKEND_MAINTENANCE HostLbBackendState = 2
+)
+
+type HostLbMode uint32
+
+const (
+	HostLbModeLB_MODE_SNAT   HostLbMode = 0
+	HostLbModeLB_MODE_DSR    HostLbMode = 1
+	HostLbModeLB_MODE_HYBRID HostLbMode = 2
+)
+
+type HostLbRevNat struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type HostLbScope uint32
+
+const (
+	HostLbScopeLB_SCOPE_EXTERNAL HostLbScope = 0
+	HostLbScopeLB_SCOPE_INTERNAL HostLbScope = 1
+)
+
+type HostLbService struct {
+	_            structs.HostLayout
+	ServiceId    uint32
+	BackendCount uint16
+	Flags        uint16
+	RevNatId     uint32
+}
+
+type HostLbServiceFlags uint32
+
+const (
+	HostLbServiceFlagsSVC_F_CLUSTERIP HostLbServiceFlags = 1
+	HostLbServiceFlagsSVC_F_NODEPORT  HostLbServiceFlags = 2
+	HostLbServiceFlagsSVC_F_EXTERNAL  HostLbServiceFlags = 4
+	HostLbServiceFlagsSVC_F_MAGLEV    HostLbServiceFlags = 8
+)
+
+type HostLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Dport uint16
+	Proto uint8
+	Scope uint8
+}
+
+type HostLbSlotKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Slot      uint16
+	Pad       uint16
 }
 
 type HostMonitorAggregation uint32
@@ -159,6 +273,17 @@ type HostPodpathConfig struct {
 	TunnelPort           uint16
 	TunnelMtu            uint16
 	VxlanIfindex         uint32
+	LbEnabled            uint8
+	LbMode               uint8
+	LbSnatPortMin        uint16
+	LbSnatPortMax        uint16
+	Pad2                 uint16
+	LbMaglevTableSize    uint32
+	LbMaglevSeed         [12]uint8
+	CtTimeoutTcp         uint32
+	CtTimeoutTcpSyn      uint32
+	CtTimeoutTcpClosing  uint32
+	CtTimeoutAny         uint32
 }
 
 type HostRoutingMode uint32
@@ -166,6 +291,25 @@ type HostRoutingMode uint32
 const (
 	HostRoutingModeROUTING_MODE_NATIVE HostRoutingMode = 0
 	HostRoutingModeROUTING_MODE_TUNNEL HostRoutingMode = 1
+)
+
+type HostTraceCt uint32
+
+const (
+	HostTraceCtTRACE_CT_NONE        HostTraceCt = 0
+	HostTraceCtTRACE_CT_NEW         HostTraceCt = 1
+	HostTraceCtTRACE_CT_ESTABLISHED HostTraceCt = 2
+	HostTraceCtTRACE_CT_REPLY       HostTraceCt = 3
+)
+
+type HostTraceLb uint32
+
+const (
+	HostTraceLbTRACE_LB_NONE      HostTraceLb = 0
+	HostTraceLbTRACE_LB_DNAT      HostTraceLb = 1
+	HostTraceLbTRACE_LB_DNAT_SNAT HostTraceLb = 2
+	HostTraceLbTRACE_LB_REVNAT    HostTraceLb = 3
+	HostTraceLbTRACE_LB_REV_SNAT  HostTraceLb = 4
 )
 
 type HostTraceRecord struct {
@@ -191,11 +335,23 @@ type HostTraceRecord struct {
 		IpId     uint16
 		IcmpType uint8
 		IcmpCode uint8
+		Lb       struct {
+			_         structs.HostLayout
+			Action    uint8
+			Ct        uint8
+			Pad       uint16
+			BackendId uint32
+			OrigSaddr uint32
+			OrigDaddr uint32
+			OrigSport uint16
+			OrigDport uint16
+		}
 	}
 	SrcIdentity    uint32
 	TunnelEndpoint uint32
 	Tunnel         uint16
 	Pad            uint16
+	_              [4]byte
 }
 
 type HostTraceTunnel uint32
@@ -230,14 +386,24 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	HostMapCtAny           = "ct_any"
+	HostMapCtTcp           = "ct_tcp"
 	HostMapEndpoints       = "endpoints"
 	HostMapIpcache         = "ipcache"
+	HostMapLbBackendSlots  = "lb_backend_slots"
+	HostMapLbBackends      = "lb_backends"
+	HostMapLbMaglev        = "lb_maglev"
+	HostMapLbRevNat        = "lb_rev_nat"
+	HostMapLbServices      = "lb_services"
 	HostMapNodes           = "nodes"
+	HostMapSnat            = "snat"
 	HostMapTraceEvents     = "trace_events"
 	HostProgFromNetdev     = "from_netdev"
 	HostProgToNetdev       = "to_netdev"
 	HostVarCONFIG          = "CONFIG"
+	HostVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
 	HostVarPpBtfAnchor     = "pp_btf_anchor"
+	HostVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
 	HostVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
 )
 
@@ -291,10 +457,18 @@ type HostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostMapSpecs struct {
-	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
-	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
-	Nodes       *ebpf.MapSpec `ebpf:"nodes"`
-	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
+	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
+	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Snat           *ebpf.MapSpec `ebpf:"snat"`
+	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
 
 // HostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -302,7 +476,9 @@ type HostMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostVariableSpecs struct {
 	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
 }
 
@@ -326,17 +502,33 @@ func (o *HostObjects) Close() error {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostMaps struct {
-	Endpoints   *ebpf.Map `ebpf:"endpoints"`
-	Ipcache     *ebpf.Map `ebpf:"ipcache"`
-	Nodes       *ebpf.Map `ebpf:"nodes"`
-	TraceEvents *ebpf.Map `ebpf:"trace_events"`
+	CtAny          *ebpf.Map `ebpf:"ct_any"`
+	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Snat           *ebpf.Map `ebpf:"snat"`
+	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *HostMaps) Close() error {
 	return _HostClose(
+		m.CtAny,
+		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbBackendSlots,
+		m.LbBackends,
+		m.LbMaglev,
+		m.LbRevNat,
+		m.LbServices,
 		m.Nodes,
+		m.Snat,
 		m.TraceEvents,
 	)
 }
@@ -346,7 +538,9 @@ func (m *HostMaps) Close() error {
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostVariables struct {
 	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
 }
 

@@ -13,6 +13,46 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type LxcCtDir uint32
+
+const (
+	LxcCtDirCT_SERVICE LxcCtDir = 1
+	LxcCtDirCT_REPLY   LxcCtDir = 2
+)
+
+type LxcCtEntry struct {
+	_         structs.HostLayout
+	Lifetime  uint32
+	Flags     uint16
+	Pad       uint16
+	BackendId uint32
+	RevNatId  uint32
+	NatAddr   uint32
+	NatPort   uint16
+	Pad2      uint16
+}
+
+type LxcCtFlags uint32
+
+const (
+	LxcCtFlagsCT_F_SYN_SEEN    LxcCtFlags = 1
+	LxcCtFlagsCT_F_ESTABLISHED LxcCtFlags = 2
+	LxcCtFlagsCT_F_CLOSING     LxcCtFlags = 4
+	LxcCtFlagsCT_F_NODEPORT    LxcCtFlags = 8
+	LxcCtFlagsCT_F_SNAT        LxcCtFlags = 16
+)
+
+type LxcCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Dir   uint8
+	Pad   uint16
+}
+
 type LxcDropReason uint32
 
 const (
@@ -42,7 +82,11 @@ const (
 	LxcDropReasonDROP_TUNNEL_WRONG_NODE       LxcDropReason = 23
 	LxcDropReasonDROP_DECAP_FAILED            LxcDropReason = 24
 	LxcDropReasonDROP_TUNNEL_ECN              LxcDropReason = 25
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 26
+	LxcDropReasonDROP_NO_SERVICE_BACKEND      LxcDropReason = 26
+	LxcDropReasonDROP_NAT_FAILED              LxcDropReason = 27
+	LxcDropReasonDROP_SNAT_NO_PORT            LxcDropReason = 28
+	LxcDropReasonDROP_CT_CREATE_FAILED        LxcDropReason = 29
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 30
 )
 
 type LxcEndpointFlags uint32
@@ -83,6 +127,76 @@ type LxcIpcacheKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Ip4       uint32
+}
+
+type LxcLbBackend struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	State uint8
+}
+
+type LxcLbBackendState uint32
+
+const (
+	LxcLbBackendStateLB_BACKEND_ACTIVE      LxcLbBackendState = 0
+	LxcLbBackendStateLB_BACKEND_TERMINATING LxcLbBackendState = 1
+	LxcLbBackendStateLB_BACKEND_MAINTENANCE LxcLbBackendState = 2
+)
+
+type LxcLbMode uint32
+
+const (
+	LxcLbModeLB_MODE_SNAT   LxcLbMode = 0
+	LxcLbModeLB_MODE_DSR    LxcLbMode = 1
+	LxcLbModeLB_MODE_HYBRID LxcLbMode = 2
+)
+
+type LxcLbRevNat struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type LxcLbScope uint32
+
+const (
+	LxcLbScopeLB_SCOPE_EXTERNAL LxcLbScope = 0
+	LxcLbScopeLB_SCOPE_INTERNAL LxcLbScope = 1
+)
+
+type LxcLbService struct {
+	_            structs.HostLayout
+	ServiceId    uint32
+	BackendCount uint16
+	Flags        uint16
+	RevNatId     uint32
+}
+
+type LxcLbServiceFlags uint32
+
+const (
+	LxcLbServiceFlagsSVC_F_CLUSTERIP LxcLbServiceFlags = 1
+	LxcLbServiceFlagsSVC_F_NODEPORT  LxcLbServiceFlags = 2
+	LxcLbServiceFlagsSVC_F_EXTERNAL  LxcLbServiceFlags = 4
+	LxcLbServiceFlagsSVC_F_MAGLEV    LxcLbServiceFlags = 8
+)
+
+type LxcLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Dport uint16
+	Proto uint8
+	Scope uint8
+}
+
+type LxcLbSlotKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Slot      uint16
+	Pad       uint16
 }
 
 type LxcMonitorAggregation uint32
@@ -159,6 +273,17 @@ type LxcPodpathConfig struct {
 	TunnelPort           uint16
 	TunnelMtu            uint16
 	VxlanIfindex         uint32
+	LbEnabled            uint8
+	LbMode               uint8
+	LbSnatPortMin        uint16
+	LbSnatPortMax        uint16
+	Pad2                 uint16
+	LbMaglevTableSize    uint32
+	LbMaglevSeed         [12]uint8
+	CtTimeoutTcp         uint32
+	CtTimeoutTcpSyn      uint32
+	CtTimeoutTcpClosing  uint32
+	CtTimeoutAny         uint32
 }
 
 type LxcRoutingMode uint32
@@ -166,6 +291,25 @@ type LxcRoutingMode uint32
 const (
 	LxcRoutingModeROUTING_MODE_NATIVE LxcRoutingMode = 0
 	LxcRoutingModeROUTING_MODE_TUNNEL LxcRoutingMode = 1
+)
+
+type LxcTraceCt uint32
+
+const (
+	LxcTraceCtTRACE_CT_NONE        LxcTraceCt = 0
+	LxcTraceCtTRACE_CT_NEW         LxcTraceCt = 1
+	LxcTraceCtTRACE_CT_ESTABLISHED LxcTraceCt = 2
+	LxcTraceCtTRACE_CT_REPLY       LxcTraceCt = 3
+)
+
+type LxcTraceLb uint32
+
+const (
+	LxcTraceLbTRACE_LB_NONE      LxcTraceLb = 0
+	LxcTraceLbTRACE_LB_DNAT      LxcTraceLb = 1
+	LxcTraceLbTRACE_LB_DNAT_SNAT LxcTraceLb = 2
+	LxcTraceLbTRACE_LB_REVNAT    LxcTraceLb = 3
+	LxcTraceLbTRACE_LB_REV_SNAT  LxcTraceLb = 4
 )
 
 type LxcTraceRecord struct {
@@ -191,11 +335,23 @@ type LxcTraceRecord struct {
 		IpId     uint16
 		IcmpType uint8
 		IcmpCode uint8
+		Lb       struct {
+			_         structs.HostLayout
+			Action    uint8
+			Ct        uint8
+			Pad       uint16
+			BackendId uint32
+			OrigSaddr uint32
+			OrigDaddr uint32
+			OrigSport uint16
+			OrigDport uint16
+		}
 	}
 	SrcIdentity    uint32
 	TunnelEndpoint uint32
 	Tunnel         uint16
 	Pad            uint16
+	_              [4]byte
 }
 
 type LxcTraceTunnel uint32
@@ -230,15 +386,24 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	LxcMapCtAny           = "ct_any"
+	LxcMapCtTcp           = "ct_tcp"
 	LxcMapEndpoints       = "endpoints"
 	LxcMapIpcache         = "ipcache"
+	LxcMapLbBackendSlots  = "lb_backend_slots"
+	LxcMapLbBackends      = "lb_backends"
+	LxcMapLbMaglev        = "lb_maglev"
+	LxcMapLbRevNat        = "lb_rev_nat"
+	LxcMapLbServices      = "lb_services"
 	LxcMapNodes           = "nodes"
+	LxcMapSnat            = "snat"
 	LxcMapTraceEvents     = "trace_events"
 	LxcProgFromContainer  = "from_container"
 	LxcProgToContainer    = "to_container"
 	LxcVarCONFIG          = "CONFIG"
 	LxcVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
 	LxcVarPpBtfAnchor     = "pp_btf_anchor"
+	LxcVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
 	LxcVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
 )
 
@@ -292,10 +457,18 @@ type LxcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LxcMapSpecs struct {
-	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
-	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
-	Nodes       *ebpf.MapSpec `ebpf:"nodes"`
-	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
+	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
+	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Snat           *ebpf.MapSpec `ebpf:"snat"`
+	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
 
 // LxcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -305,6 +478,7 @@ type LxcVariableSpecs struct {
 	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
 	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
 }
 
@@ -328,17 +502,33 @@ func (o *LxcObjects) Close() error {
 //
 // It can be passed to LoadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LxcMaps struct {
-	Endpoints   *ebpf.Map `ebpf:"endpoints"`
-	Ipcache     *ebpf.Map `ebpf:"ipcache"`
-	Nodes       *ebpf.Map `ebpf:"nodes"`
-	TraceEvents *ebpf.Map `ebpf:"trace_events"`
+	CtAny          *ebpf.Map `ebpf:"ct_any"`
+	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Snat           *ebpf.Map `ebpf:"snat"`
+	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *LxcMaps) Close() error {
 	return _LxcClose(
+		m.CtAny,
+		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbBackendSlots,
+		m.LbBackends,
+		m.LbMaglev,
+		m.LbRevNat,
+		m.LbServices,
 		m.Nodes,
+		m.Snat,
 		m.TraceEvents,
 	)
 }
@@ -350,6 +540,7 @@ type LxcVariables struct {
 	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
 	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
 }
 

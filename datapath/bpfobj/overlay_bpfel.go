@@ -13,6 +13,46 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type OverlayCtDir uint32
+
+const (
+	OverlayCtDirCT_SERVICE OverlayCtDir = 1
+	OverlayCtDirCT_REPLY   OverlayCtDir = 2
+)
+
+type OverlayCtEntry struct {
+	_         structs.HostLayout
+	Lifetime  uint32
+	Flags     uint16
+	Pad       uint16
+	BackendId uint32
+	RevNatId  uint32
+	NatAddr   uint32
+	NatPort   uint16
+	Pad2      uint16
+}
+
+type OverlayCtFlags uint32
+
+const (
+	OverlayCtFlagsCT_F_SYN_SEEN    OverlayCtFlags = 1
+	OverlayCtFlagsCT_F_ESTABLISHED OverlayCtFlags = 2
+	OverlayCtFlagsCT_F_CLOSING     OverlayCtFlags = 4
+	OverlayCtFlagsCT_F_NODEPORT    OverlayCtFlags = 8
+	OverlayCtFlagsCT_F_SNAT        OverlayCtFlags = 16
+)
+
+type OverlayCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Dir   uint8
+	Pad   uint16
+}
+
 type OverlayDropReason uint32
 
 const (
@@ -42,7 +82,11 @@ const (
 	OverlayDropReasonDROP_TUNNEL_WRONG_NODE       OverlayDropReason = 23
 	OverlayDropReasonDROP_DECAP_FAILED            OverlayDropReason = 24
 	OverlayDropReasonDROP_TUNNEL_ECN              OverlayDropReason = 25
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 26
+	OverlayDropReasonDROP_NO_SERVICE_BACKEND      OverlayDropReason = 26
+	OverlayDropReasonDROP_NAT_FAILED              OverlayDropReason = 27
+	OverlayDropReasonDROP_SNAT_NO_PORT            OverlayDropReason = 28
+	OverlayDropReasonDROP_CT_CREATE_FAILED        OverlayDropReason = 29
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 30
 )
 
 type OverlayEndpointFlags uint32
@@ -83,6 +127,76 @@ type OverlayIpcacheKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Ip4       uint32
+}
+
+type OverlayLbBackend struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	State uint8
+}
+
+type OverlayLbBackendState uint32
+
+const (
+	OverlayLbBackendStateLB_BACKEND_ACTIVE      OverlayLbBackendState = 0
+	OverlayLbBackendStateLB_BACKEND_TERMINATING OverlayLbBackendState = 1
+	OverlayLbBackendStateLB_BACKEND_MAINTENANCE OverlayLbBackendState = 2
+)
+
+type OverlayLbMode uint32
+
+const (
+	OverlayLbModeLB_MODE_SNAT   OverlayLbMode = 0
+	OverlayLbModeLB_MODE_DSR    OverlayLbMode = 1
+	OverlayLbModeLB_MODE_HYBRID OverlayLbMode = 2
+)
+
+type OverlayLbRevNat struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type OverlayLbScope uint32
+
+const (
+	OverlayLbScopeLB_SCOPE_EXTERNAL OverlayLbScope = 0
+	OverlayLbScopeLB_SCOPE_INTERNAL OverlayLbScope = 1
+)
+
+type OverlayLbService struct {
+	_            structs.HostLayout
+	ServiceId    uint32
+	BackendCount uint16
+	Flags        uint16
+	RevNatId     uint32
+}
+
+type OverlayLbServiceFlags uint32
+
+const (
+	OverlayLbServiceFlagsSVC_F_CLUSTERIP OverlayLbServiceFlags = 1
+	OverlayLbServiceFlagsSVC_F_NODEPORT  OverlayLbServiceFlags = 2
+	OverlayLbServiceFlagsSVC_F_EXTERNAL  OverlayLbServiceFlags = 4
+	OverlayLbServiceFlagsSVC_F_MAGLEV    OverlayLbServiceFlags = 8
+)
+
+type OverlayLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Dport uint16
+	Proto uint8
+	Scope uint8
+}
+
+type OverlayLbSlotKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Slot      uint16
+	Pad       uint16
 }
 
 type OverlayMonitorAggregation uint32
@@ -159,6 +273,17 @@ type OverlayPodpathConfig struct {
 	TunnelPort           uint16
 	TunnelMtu            uint16
 	VxlanIfindex         uint32
+	LbEnabled            uint8
+	LbMode               uint8
+	LbSnatPortMin        uint16
+	LbSnatPortMax        uint16
+	Pad2                 uint16
+	LbMaglevTableSize    uint32
+	LbMaglevSeed         [12]uint8
+	CtTimeoutTcp         uint32
+	CtTimeoutTcpSyn      uint32
+	CtTimeoutTcpClosing  uint32
+	CtTimeoutAny         uint32
 }
 
 type OverlayRoutingMode uint32
@@ -166,6 +291,25 @@ type OverlayRoutingMode uint32
 const (
 	OverlayRoutingModeROUTING_MODE_NATIVE OverlayRoutingMode = 0
 	OverlayRoutingModeROUTING_MODE_TUNNEL OverlayRoutingMode = 1
+)
+
+type OverlayTraceCt uint32
+
+const (
+	OverlayTraceCtTRACE_CT_NONE        OverlayTraceCt = 0
+	OverlayTraceCtTRACE_CT_NEW         OverlayTraceCt = 1
+	OverlayTraceCtTRACE_CT_ESTABLISHED OverlayTraceCt = 2
+	OverlayTraceCtTRACE_CT_REPLY       OverlayTraceCt = 3
+)
+
+type OverlayTraceLb uint32
+
+const (
+	OverlayTraceLbTRACE_LB_NONE      OverlayTraceLb = 0
+	OverlayTraceLbTRACE_LB_DNAT      OverlayTraceLb = 1
+	OverlayTraceLbTRACE_LB_DNAT_SNAT OverlayTraceLb = 2
+	OverlayTraceLbTRACE_LB_REVNAT    OverlayTraceLb = 3
+	OverlayTraceLbTRACE_LB_REV_SNAT  OverlayTraceLb = 4
 )
 
 type OverlayTraceRecord struct {
@@ -191,11 +335,23 @@ type OverlayTraceRecord struct {
 		IpId     uint16
 		IcmpType uint8
 		IcmpCode uint8
+		Lb       struct {
+			_         structs.HostLayout
+			Action    uint8
+			Ct        uint8
+			Pad       uint16
+			BackendId uint32
+			OrigSaddr uint32
+			OrigDaddr uint32
+			OrigSport uint16
+			OrigDport uint16
+		}
 	}
 	SrcIdentity    uint32
 	TunnelEndpoint uint32
 	Tunnel         uint16
 	Pad            uint16
+	_              [4]byte
 }
 
 type OverlayTraceTunnel uint32
@@ -230,13 +386,23 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	OverlayMapCtAny           = "ct_any"
+	OverlayMapCtTcp           = "ct_tcp"
 	OverlayMapEndpoints       = "endpoints"
 	OverlayMapIpcache         = "ipcache"
+	OverlayMapLbBackendSlots  = "lb_backend_slots"
+	OverlayMapLbBackends      = "lb_backends"
+	OverlayMapLbMaglev        = "lb_maglev"
+	OverlayMapLbRevNat        = "lb_rev_nat"
+	OverlayMapLbServices      = "lb_services"
 	OverlayMapNodes           = "nodes"
+	OverlayMapSnat            = "snat"
 	OverlayMapTraceEvents     = "trace_events"
 	OverlayProgFromOverlay    = "from_overlay"
 	OverlayVarCONFIG          = "CONFIG"
+	OverlayVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
 	OverlayVarPpBtfAnchor     = "pp_btf_anchor"
+	OverlayVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
 	OverlayVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
 )
 
@@ -289,10 +455,18 @@ type OverlayProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OverlayMapSpecs struct {
-	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
-	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
-	Nodes       *ebpf.MapSpec `ebpf:"nodes"`
-	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
+	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
+	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Snat           *ebpf.MapSpec `ebpf:"snat"`
+	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
 
 // OverlayVariableSpecs contains global variables before they are loaded into the kernel.
@@ -300,7 +474,9 @@ type OverlayMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type OverlayVariableSpecs struct {
 	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
 }
 
@@ -324,17 +500,33 @@ func (o *OverlayObjects) Close() error {
 //
 // It can be passed to LoadOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OverlayMaps struct {
-	Endpoints   *ebpf.Map `ebpf:"endpoints"`
-	Ipcache     *ebpf.Map `ebpf:"ipcache"`
-	Nodes       *ebpf.Map `ebpf:"nodes"`
-	TraceEvents *ebpf.Map `ebpf:"trace_events"`
+	CtAny          *ebpf.Map `ebpf:"ct_any"`
+	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
+	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
+	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Snat           *ebpf.Map `ebpf:"snat"`
+	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *OverlayMaps) Close() error {
 	return _OverlayClose(
+		m.CtAny,
+		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbBackendSlots,
+		m.LbBackends,
+		m.LbMaglev,
+		m.LbRevNat,
+		m.LbServices,
 		m.Nodes,
+		m.Snat,
 		m.TraceEvents,
 	)
 }
@@ -344,7 +536,9 @@ func (m *OverlayMaps) Close() error {
 // It can be passed to LoadOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OverlayVariables struct {
 	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
 	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
 }
 

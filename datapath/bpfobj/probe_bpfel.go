@@ -42,7 +42,11 @@ const (
 	ProbeDropReasonDROP_TUNNEL_WRONG_NODE       ProbeDropReason = 23
 	ProbeDropReasonDROP_DECAP_FAILED            ProbeDropReason = 24
 	ProbeDropReasonDROP_TUNNEL_ECN              ProbeDropReason = 25
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 26
+	ProbeDropReasonDROP_NO_SERVICE_BACKEND      ProbeDropReason = 26
+	ProbeDropReasonDROP_NAT_FAILED              ProbeDropReason = 27
+	ProbeDropReasonDROP_SNAT_NO_PORT            ProbeDropReason = 28
+	ProbeDropReasonDROP_CT_CREATE_FAILED        ProbeDropReason = 29
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 30
 )
 
 type ProbeHostRouting uint32
@@ -50,6 +54,14 @@ type ProbeHostRouting uint32
 const (
 	ProbeHostRoutingHOST_ROUTING_BPF    ProbeHostRouting = 0
 	ProbeHostRoutingHOST_ROUTING_LEGACY ProbeHostRouting = 1
+)
+
+type ProbeLbMode uint32
+
+const (
+	ProbeLbModeLB_MODE_SNAT   ProbeLbMode = 0
+	ProbeLbModeLB_MODE_DSR    ProbeLbMode = 1
+	ProbeLbModeLB_MODE_HYBRID ProbeLbMode = 2
 )
 
 type ProbeMonitorAggregation uint32
@@ -115,6 +127,17 @@ type ProbePodpathConfig struct {
 	TunnelPort           uint16
 	TunnelMtu            uint16
 	VxlanIfindex         uint32
+	LbEnabled            uint8
+	LbMode               uint8
+	LbSnatPortMin        uint16
+	LbSnatPortMax        uint16
+	Pad2                 uint16
+	LbMaglevTableSize    uint32
+	LbMaglevSeed         [12]uint8
+	CtTimeoutTcp         uint32
+	CtTimeoutTcpSyn      uint32
+	CtTimeoutTcpClosing  uint32
+	CtTimeoutAny         uint32
 }
 
 type ProbeRoutingMode uint32
@@ -122,6 +145,25 @@ type ProbeRoutingMode uint32
 const (
 	ProbeRoutingModeROUTING_MODE_NATIVE ProbeRoutingMode = 0
 	ProbeRoutingModeROUTING_MODE_TUNNEL ProbeRoutingMode = 1
+)
+
+type ProbeTraceCt uint32
+
+const (
+	ProbeTraceCtTRACE_CT_NONE        ProbeTraceCt = 0
+	ProbeTraceCtTRACE_CT_NEW         ProbeTraceCt = 1
+	ProbeTraceCtTRACE_CT_ESTABLISHED ProbeTraceCt = 2
+	ProbeTraceCtTRACE_CT_REPLY       ProbeTraceCt = 3
+)
+
+type ProbeTraceLb uint32
+
+const (
+	ProbeTraceLbTRACE_LB_NONE      ProbeTraceLb = 0
+	ProbeTraceLbTRACE_LB_DNAT      ProbeTraceLb = 1
+	ProbeTraceLbTRACE_LB_DNAT_SNAT ProbeTraceLb = 2
+	ProbeTraceLbTRACE_LB_REVNAT    ProbeTraceLb = 3
+	ProbeTraceLbTRACE_LB_REV_SNAT  ProbeTraceLb = 4
 )
 
 type ProbeTraceRecord struct {
@@ -147,11 +189,23 @@ type ProbeTraceRecord struct {
 		IpId     uint16
 		IcmpType uint8
 		IcmpCode uint8
+		Lb       struct {
+			_         structs.HostLayout
+			Action    uint8
+			Ct        uint8
+			Pad       uint16
+			BackendId uint32
+			OrigSaddr uint32
+			OrigDaddr uint32
+			OrigSport uint16
+			OrigDport uint16
+		}
 	}
 	SrcIdentity    uint32
 	TunnelEndpoint uint32
 	Tunnel         uint16
 	Pad            uint16
+	_              [4]byte
 }
 
 type ProbeTraceTunnel uint32

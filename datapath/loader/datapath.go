@@ -5,21 +5,43 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 
 	"podpath/datapath/bpfobj"
+	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 )
 
-// Names of the maps bpf_lxc, bpf_host and bpf_overlay share (bpf/lib/maps.h, trace.h), which are
-// also their file names under Options.PinPath.
+// Names of the maps bpf_lxc, bpf_host and bpf_overlay share (bpf/lib/maps.h, trace.h,
+// lb.h, conntrack.h, nat.h), which are also their file names under Options.PinPath.
 const (
 	MapEndpoints   = bpfobj.LxcMapEndpoints
 	MapIPCache     = bpfobj.LxcMapIpcache
 	MapNodes       = bpfobj.LxcMapNodes
 	MapTraceEvents = bpfobj.LxcMapTraceEvents
+
+	// Service load balancing.
+	MapLBServices     = bpfobj.LxcMapLbServices
+	MapLBBackendSlots = bpfobj.LxcMapLbBackendSlots
+	MapLBBackends     = bpfobj.LxcMapLbBackends
+	MapLBRevNat       = bpfobj.LxcMapLbRevNat
+	MapLBMaglev       = bpfobj.LxcMapLbMaglev
+	MapCTTCP          = bpfobj.LxcMapCtTcp
+	MapCTAny          = bpfobj.LxcMapCtAny
+	MapSNAT           = bpfobj.LxcMapSnat
 )
+
+// lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
+// LoadDatapath replaces when their layout or size changed (see Options.PinPath).
+var lbMaps = []string{MapLBServices, MapLBBackendSlots, MapLBBackends, MapLBRevNat, MapLBMaglev, MapCTTCP, MapCTAny, MapSNAT}
+
+// lruMaps are the preallocated LB maps: with the load balancer disabled and no size
+// given they get one entry, so a node without kube-proxy-replacement does not pay
+// for conntrack tables it never uses.
+var lruMaps = []string{MapCTTCP, MapCTAny, MapSNAT}
 
 // MapSizes overrides the compiled-in max_entries of the shared maps; zero keeps the
 // default of bpf/lib/maps.h and trace.h.
@@ -28,6 +50,18 @@ type MapSizes struct {
 	IPCache     uint32 // default 512000 (allocated on use: an LPM trie is never preallocated)
 	Nodes       uint32 // default 16384
 	TraceEvents uint32 // ring buffer bytes, a power of two multiple of the page size; default 1 MiB
+
+	// Service load balancing; the hash maps are allocated on use, the LRU maps
+	// (conntrack, SNAT) preallocated, and sized 1 while the load balancer is disabled
+	// unless a size is given here.
+	LBServices     uint32 // frontends; default 65536 (Cilium's bpf-lb-map-max)
+	LBBackendSlots uint32 // backend slots of all services; default 262144
+	LBBackends     uint32 // default 65536
+	LBRevNat       uint32 // default 65536
+	LBMaglev       uint32 // services with a Maglev table; default 65536
+	CTTCP          uint32 // default 524288 (Cilium's bpf-ct-global-tcp-max)
+	CTAny          uint32 // default 262144 (Cilium's bpf-ct-global-any-max)
+	SNAT           uint32 // default 131072
 }
 
 // Options for LoadDatapath.
@@ -36,8 +70,11 @@ type Options struct {
 	// the shared maps are pinned by name; both objects, and later loads with the same
 	// path (an agent restart), use the instances found there. A pinned map whose
 	// type, key, value or size differ from the spec fails the load with
-	// ebpf.ErrMapIncompatible. Empty: nothing is pinned and the maps live as long as
-	// the Datapath, still shared by its two objects.
+	// ebpf.ErrMapIncompatible, except the load balancer's maps (lb_*, ct_*, snat):
+	// their pins are replaced by new, empty maps, as Cilium recreates a resized
+	// conntrack table (services must be programmed again; flows tracked in a replaced
+	// conntrack map lose their backend). Empty: nothing is pinned and the maps live as
+	// long as the Datapath, still shared by its objects.
 	PinPath string
 	// MapSizes overrides map sizes (tests shrink them).
 	MapSizes MapSizes
@@ -64,6 +101,9 @@ type Datapath struct {
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
 	Maps *maps.Maps
+	// LB are the service load-balancer maps (services, backends, Maglev tables,
+	// reverse NAT, conntrack, SNAT) with typed accessors.
+	LB *maps.LB
 	// TraceEvents is the shared trace ring buffer (trace.NewReader).
 	TraceEvents *ebpf.Map
 }
@@ -106,11 +146,16 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 		if err := SetConfig(spec, cfg); err != nil {
 			return nil, err
 		}
-		if err := resizeMaps(spec, opts.MapSizes); err != nil {
+		if err := resizeMaps(spec, opts.MapSizes, cfg); err != nil {
 			return nil, err
 		}
 		if opts.PinPath == "" {
 			unpin(spec)
+		}
+	}
+	if opts.PinPath != "" {
+		if err := replaceIncompatiblePins(lxcSpec, opts.PinPath, lbMaps); err != nil {
+			return nil, err
 		}
 	}
 
@@ -122,10 +167,18 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 	if opts.PinPath == "" {
 		// Without pins, bpf_host and bpf_overlay take bpf_lxc's maps directly.
 		collOpts.MapReplacements = map[string]*ebpf.Map{
-			MapEndpoints:   d.Lxc.Endpoints,
-			MapIPCache:     d.Lxc.Ipcache,
-			MapNodes:       d.Lxc.Nodes,
-			MapTraceEvents: d.Lxc.TraceEvents,
+			MapEndpoints:      d.Lxc.Endpoints,
+			MapIPCache:        d.Lxc.Ipcache,
+			MapNodes:          d.Lxc.Nodes,
+			MapTraceEvents:    d.Lxc.TraceEvents,
+			MapLBServices:     d.Lxc.LbServices,
+			MapLBBackendSlots: d.Lxc.LbBackendSlots,
+			MapLBBackends:     d.Lxc.LbBackends,
+			MapLBRevNat:       d.Lxc.LbRevNat,
+			MapLBMaglev:       d.Lxc.LbMaglev,
+			MapCTTCP:          d.Lxc.CtTcp,
+			MapCTAny:          d.Lxc.CtAny,
+			MapSNAT:           d.Lxc.Snat,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -141,14 +194,32 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
 	d.FromOverlay = d.Overlay.FromOverlay
 	d.Maps = &maps.Maps{Endpoints: d.Lxc.Endpoints, IPCache: d.Lxc.Ipcache, Nodes: d.Lxc.Nodes}
+	d.LB = &maps.LB{
+		Services: d.Lxc.LbServices, BackendSlots: d.Lxc.LbBackendSlots, Backends: d.Lxc.LbBackends,
+		RevNat: d.Lxc.LbRevNat, Maglev: d.Lxc.LbMaglev, CTTCP: d.Lxc.CtTcp, CTAny: d.Lxc.CtAny, SNAT: d.Lxc.Snat,
+		MaglevTableSize: maglevTableSize(cfg),
+	}
 	d.TraceEvents = d.Lxc.TraceEvents
 	return d, nil
 }
 
-func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes) error {
-	for name, size := range map[string]uint32{
+func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg Config) error {
+	sizes := map[string]uint32{
 		MapEndpoints: s.Endpoints, MapIPCache: s.IPCache, MapNodes: s.Nodes, MapTraceEvents: s.TraceEvents,
-	} {
+		MapLBServices: s.LBServices, MapLBBackendSlots: s.LBBackendSlots, MapLBBackends: s.LBBackends,
+		MapLBRevNat: s.LBRevNat, MapLBMaglev: s.LBMaglev, MapCTTCP: s.CTTCP, MapCTAny: s.CTAny, MapSNAT: s.SNAT,
+	}
+	if cfg.LbEnabled == 0 {
+		for _, name := range lruMaps {
+			if sizes[name] == 0 {
+				sizes[name] = 1
+			}
+		}
+	}
+	if m, ok := spec.Maps[MapLBMaglev]; ok && m.InnerMap != nil {
+		m.InnerMap.MaxEntries = maglevTableSize(cfg)
+	}
+	for name, size := range sizes {
 		if size == 0 {
 			continue
 		}
@@ -167,11 +238,51 @@ func (d *Datapath) Close() error {
 	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close())
 }
 
+// maglevTableSize is the M of cfg, or the default M while the load balancer is off
+// (the inner map template still needs a size).
+func maglevTableSize(cfg Config) uint32 {
+	if cfg.LbMaglevTableSize != 0 {
+		return cfg.LbMaglevTableSize
+	}
+	return maglev.DefaultTableSize
+}
+
+// replaceIncompatiblePins removes the pins under pinPath of the named maps whose
+// pinned instance no longer matches spec (type, key, value, size, flags), so the
+// load creates them anew (`rm PINPATH/NAME`).
+func replaceIncompatiblePins(spec *ebpf.CollectionSpec, pinPath string, names []string) error {
+	for _, name := range names {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("check pinned map %s: not in the object", name)
+		}
+		path := filepath.Join(pinPath, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("check pinned map %s: %w", name, err)
+		}
+		incompatible := ms.Compatible(m)
+		m.Close()
+		if incompatible == nil {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace pinned map %s (%v): %w", name, incompatible, err)
+		}
+	}
+	return nil
+}
+
 // Unpin removes the shared maps from the bpffs (`rm PINPATH/{endpoints,...}`); the
 // maps live on while loaded programs or open handles use them.
 func (d *Datapath) Unpin() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents} {
+	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
+		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
+		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -33,7 +34,8 @@ type testNode struct {
 	h    *netlink.Handle
 	gw   netip.Addr
 	d    *loader.Datapath
-	rd   *trace.Reader
+	rd   *trace.Reader   // nil when rb reads the ring buffer
+	rb   *ringbuf.Reader // raw records (LB tests), nil otherwise
 	// podNS names the namespace of a pod from its suffix (nil: nsName).
 	podNS func(suffix string) string
 }
@@ -47,7 +49,14 @@ type testPod struct {
 
 func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg loader.Config, bpffs string) *testNode {
 	t.Helper()
-	name := newNS(t, suffix)
+	return newTestNodeIn(t, newNS(t, suffix), suffix, gw, cfg, bpffs, false)
+}
+
+// newTestNodeIn builds the node in the namespace name (created by the caller), its
+// maps pinned under bpffs/suffix; rawTrace reads the ring buffer with a raw reader
+// (testNode.rb) instead of a trace.Reader.
+func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg loader.Config, bpffs string, rawTrace bool) *testNode {
+	t.Helper()
 	n := &testNode{name: name, h: netlinkAt(t, name), gw: gw}
 	routerSysctls(t, name)
 	sysctls(t, name, "net/ipv4/conf/all/arp_ignore", "0", "net/ipv4/conf/default/arp_ignore", "0")
@@ -65,11 +74,19 @@ func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg loader.Config, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.d.Close() })
-	n.rd, err = trace.NewReader(n.d.TraceEvents)
-	if err != nil {
-		t.Fatal(err)
+	if rawTrace {
+		n.rb, err = ringbuf.NewReader(n.d.TraceEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.rb.Close() })
+	} else {
+		n.rd, err = trace.NewReader(n.d.TraceEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.rd.Close() })
 	}
-	t.Cleanup(func() { n.rd.Close() })
 	n.nft(t, "-f", "-", `table inet pptest {
 	chain forward {
 		type filter hook forward priority filter; policy accept;

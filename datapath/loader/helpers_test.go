@@ -156,7 +156,8 @@ func mountBPFFS(tb testing.TB) string {
 }
 
 // Small maps keep the many loads of a test run cheap.
-var testSizes = loader.MapSizes{Endpoints: 64, IPCache: 64, Nodes: 16, TraceEvents: 1 << 16}
+var testSizes = loader.MapSizes{Endpoints: 64, IPCache: 64, Nodes: 16, TraceEvents: 1 << 16,
+	LBServices: 64, LBBackendSlots: 256, LBBackends: 64, LBRevNat: 64, LBMaglev: 16, CTTCP: 256, CTAny: 256, SNAT: 256}
 
 // The cluster the fixtures describe: node 1 owns 10.244.1.0/24 (gateway .1), pods A
 // and B live on it; node 2 owns 10.244.2.0/24; the native-routing CIDR is
@@ -385,6 +386,14 @@ func malformed(good []byte) []struct {
 		{"tcp header cut short", "DROP_TRUNCATED_L4", corrupt(tcp, func(b []byte) []byte { b[16], b[17] = 0, 30; return b[:14+30] })},
 		{"udp header cut short", "DROP_TRUNCATED_L4", corrupt(udp, func(b []byte) []byte { b[16], b[17] = 0, 24; return b[:14+24] })},
 		{"icmp header cut short", "DROP_TRUNCATED_L4", corrupt(icmp, func(b []byte) []byte { b[16], b[17] = 0, 23; return b[:14+23] })},
+		// The frame holds a whole TCP header, but past the IPv4 total length (where
+		// Ethernet padding would be): it is no header.
+		{"tcp header past the total length", "DROP_TRUNCATED_L4", corrupt(tcp, func(b []byte) []byte {
+			b[16], b[17] = 0, 29
+			sum := ipChecksum(b[14:34])
+			b[24], b[25] = byte(sum>>8), byte(sum)
+			return b
+		})},
 	}
 }
 

@@ -162,6 +162,7 @@ func ValidateConfig(cfg Config) error {
 		errs = append(errs, fmt.Errorf("tunnel protocol %d: want %d (none), %d (vxlan) or %d (geneve)",
 			cfg.TunnelProtocol, TunnelNone, TunnelVXLAN, TunnelGeneve))
 	}
+	errs = append(errs, validateLB(cfg)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid datapath config: %w", err)
 	}

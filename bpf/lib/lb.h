@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Service load balancing (kube-proxy replacement): frontends, backends, Maglev tables, reverse NAT, and the translations the programs apply. */
+#ifndef PODPATH_LB_H
+#define PODPATH_LB_H
+
+#include "common.h"
+#include "config.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "encap.h"
+#include "endpoint.h"
+#include "fib.h"
+#include "maps.h"
+#include "nat.h"
+#include "parse.h"
+#include "trace.h"
+#include "tunnel.h"
+
+/* Default sizes (Cilium's bpf-lb-map-max); the loader may override them. These hash
+ * maps are not preallocated: they cost memory only for what the agent writes. */
+#ifndef LB_SERVICES_MAP_SIZE
+#define LB_SERVICES_MAP_SIZE 65536
+#endif
+#ifndef LB_BACKENDS_MAP_SIZE
+#define LB_BACKENDS_MAP_SIZE 65536
+#endif
+#ifndef LB_SLOTS_MAP_SIZE
+#define LB_SLOTS_MAP_SIZE 262144
+#endif
+#ifndef LB_REV_NAT_MAP_SIZE
+#define LB_REV_NAT_MAP_SIZE 65536
+#endif
+#ifndef LB_MAGLEV_MAP_SIZE
+#define LB_MAGLEV_MAP_SIZE 65536
+#endif
+/* The inner Maglev array's size in the object; the loader sets CONFIG's M. */
+#ifndef LB_MAGLEV_TABLE_SIZE
+#define LB_MAGLEV_TABLE_SIZE 16381
+#endif
+/* Slots a random selection looks at, from a random start, for an active backend. */
+#ifndef LB_SELECT_TRIES
+#define LB_SELECT_TRIES 8
+#endif
+
+/* What a frontend is (lb_service.flags). A Kubernetes Service has one frontend per
+ * ClusterIP:port, per node IP:nodePort and per external/LoadBalancer IP:port. */
+enum lb_service_flags {
+	SVC_F_CLUSTERIP = 1 << 0, /* reachable from pods only */
+	SVC_F_NODEPORT  = 1 << 1, /* this node's IP:nodePort: also from outside (from-netdev) */
+	SVC_F_EXTERNAL  = 1 << 2, /* an external or LoadBalancer IP: also from outside */
+	SVC_F_MAGLEV    = 1 << 3, /* new flows pick their backend from the Maglev table (else at random) */
+};
+
+/* lb_service_key.scope: Cilium's, for externalTrafficPolicy=Local later. Only
+ * LB_SCOPE_EXTERNAL is looked up today. */
+enum lb_scope {
+	LB_SCOPE_EXTERNAL = 0, /* any backend of the cluster */
+	LB_SCOPE_INTERNAL = 1, /* (reserved) backends of this node only */
+};
+
+/* A backend's state. Only active backends get new flows; the others keep the flows
+ * conntrack already gave them until those end or expire. */
+enum lb_backend_state {
+	LB_BACKEND_ACTIVE      = 0,
+	LB_BACKEND_TERMINATING = 1, /* the pod is going away (Kubernetes' terminating endpoint) */
+	LB_BACKEND_MAINTENANCE = 2, /* taken out by the operator */
+};
+
+/* A frontend. NodePort frontends are keyed by each of this node's IPs explicitly
+ * (addr = the node IP; there is no wildcard): the agent knows them, and one exact
+ * lookup serves every packet. */
+struct lb_service_key {
+	__be32 addr;
+	__be16 dport;
+	__u8   proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8   scope;   /* enum lb_scope */
+};
+
+struct lb_service {
+	__u32 service_id;    /* the backend set: lb_backend_slots, lb_maglev */
+	__u16 backend_count; /* slots 1..backend_count of lb_backend_slots */
+	__u16 flags;         /* enum lb_service_flags */
+	__u32 rev_nat_id;    /* lb_rev_nat: what replies get as their source (this frontend) */
+};
+
+/* Random selection: slot s (1..backend_count) of service_id holds a backend id. */
+struct lb_slot_key {
+	__u32 service_id;
+	__u16 slot;
+	__u16 _pad;
+};
+
+struct lb_backend {
+	__be32 addr;
+	__be16 port;
+	__u8   proto;
+	__u8   state;   /* enum lb_backend_state */
+};
+
+struct lb_rev_nat {
+	__be32 addr;
+	__be16 port;
+	__u16  _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service);
+	__uint(max_entries, LB_SERVICES_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_slot_key);
+	__type(value, __u32);
+	__uint(max_entries, LB_SLOTS_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backend_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(max_entries, LB_BACKENDS_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb_rev_nat);
+	__uint(max_entries, LB_REV_NAT_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rev_nat SEC(".maps");
+
+/* A service's Maglev table: entry j is the backend id of flows with
+ * lb_hash() % M == j. BPF_F_INNER_MAP lets the outer map take arrays of any size, so
+ * changing M (bpf-lb-maglev-table-size) needs no new outer map: Go replaces every
+ * table, and a lookup past the end of a stale one finds nothing. */
+struct lb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, LB_MAGLEV_TABLE_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32); /* service_id */
+	__uint(max_entries, LB_MAGLEV_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_inner);
+} lb_maglev SEC(".maps");
+
+/* Linux's jhash_3words() (include/linux/jhash.h). */
+#define LB_JHASH_INITVAL 0xdeadbeef
+
+static __always_inline __u32 lb_rol32(__u32 w, unsigned int s)
+{
+	return (w << s) | (w >> (32 - s));
+}
+
+static __always_inline __u32 lb_jhash_3words(__u32 a, __u32 b, __u32 c, __u32 initval)
+{
+	initval += LB_JHASH_INITVAL + (3 << 2);
+	a += initval;
+	b += initval;
+	c += initval;
+	c ^= b; c -= lb_rol32(b, 14);
+	a ^= c; a -= lb_rol32(c, 11);
+	b ^= a; b -= lb_rol32(a, 25);
+	c ^= b; c -= lb_rol32(b, 16);
+	a ^= c; a -= lb_rol32(c, 4);
+	b ^= a; b -= lb_rol32(a, 14);
+	c ^= b; c -= lb_rol32(b, 24);
+	return c;
+}
+
+/* The flow hash, keyed by the 12-byte bpf-lb-maglev-hash-seed (s0, s1, s2: its bytes
+ * 0-3, 4-7, 8-11), as Cilium keys its jhash with the seed:
+ *   lb_hash = jhash_3words(saddr ^ s0, daddr ^ s1, (sport << 16 | dport) ^ s2, proto)
+ * where every address, port and seed word is the number a little-endian load of its
+ * bytes (as on the wire) gives. Maglev picks table[lb_hash % M]; NodePort SNAT starts
+ * its port search at lb_hash(client, backend) % range. Identical seeds give identical
+ * choices on every node. */
+static __always_inline __u32 lb_hash(__be32 saddr, __be32 daddr, __be16 sport, __be16 dport, __u8 proto)
+{
+	return lb_jhash_3words(saddr ^ config_lb_seed(0), daddr ^ config_lb_seed(1),
+			       ((__u32)sport << 16 | dport) ^ config_lb_seed(2), proto);
+}
+
+/* Whether the load balancer looks at the packet: TCP or UDP with its ports (later
+ * fragments carry none and pass untranslated: fragments of a datagram to a service
+ * are not reassembled or tracked). */
+static __always_inline int lb_l4(const struct parsed *p, const struct pkt_summary *sum)
+{
+	return (sum->ip_proto == IPPROTO_TCP || sum->ip_proto == IPPROTO_UDP) &&
+	       !(p->ip->frag_off & bpf_htons(PP_IP_OFFSET));
+}
+
+/* The TCP flags byte, 0 for UDP. */
+static __always_inline __u8 lb_tcp_flags(struct __sk_buff *skb, const struct parsed *p)
+{
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
+	struct tcphdr *th;
+	__u32 off = p->l4_off;
+
+	if (p->ip->protocol != IPPROTO_TCP || off > 14 + 60)
+		return 0;
+	th = data + off;
+	if ((void *)(th + 1) > data_end)
+		return 0;
+	return ((__u8 *)th)[13];
+}
+
+static __always_inline const struct lb_service *lb_service_lookup(const struct pkt_summary *sum)
+{
+	struct lb_service_key key = {
+		.addr = sum->daddr, .dport = sum->dport, .proto = sum->ip_proto, .scope = LB_SCOPE_EXTERNAL,
+	};
+
+	return bpf_map_lookup_elem(&lb_services, &key);
+}
+
+static __always_inline const struct lb_backend *lb_backend_lookup(__u32 id)
+{
+	return bpf_map_lookup_elem(&lb_backends, &id);
+}
+
+static __always_inline const struct lb_backend *lb_backend_active(__u32 id)
+{
+	const struct lb_backend *be = lb_backend_lookup(id);
+
+	return be && be->state == LB_BACKEND_ACTIVE ? be : NULL;
+}
+
+/* Maglev: the backend id at lb_hash % M of the service's table, 0 when there is no
+ * table (yet) or the entry is past its end. */
+static __always_inline __u32 lb_select_maglev(const struct lb_service *svc, const struct pkt_summary *sum)
+{
+	__u32 m = CONFIG.lb_maglev_table_size;
+	__u32 key = svc->service_id, idx;
+	const __u32 *id;
+	void *table;
+
+	if (!m)
+		return 0;
+	table = bpf_map_lookup_elem(&lb_maglev, &key);
+	if (!table)
+		return 0;
+	idx = lb_hash(sum->saddr, sum->daddr, sum->sport, sum->dport, sum->ip_proto) % m;
+	id = bpf_map_lookup_elem(table, &idx);
+	return id ? *id : 0;
+}
+
+/* Random: a random slot of 1..backend_count, then the next ones (wrapping), until an
+ * active backend, at most LB_SELECT_TRIES slots. The agent fills the slots with active
+ * backends only, so the first one normally is; the state check covers the time
+ * between a backend turning terminating and the agent rewriting the slots. */
+static __always_inline const struct lb_backend *lb_select_random(const struct lb_service *svc,
+								 __u32 *backend_id)
+{
+	__u32 count = svc->backend_count;
+	__u32 start;
+
+	if (!count)
+		return NULL;
+	start = bpf_get_prandom_u32() % count;
+	for (__u32 i = 0; i < LB_SELECT_TRIES; i++) {
+		struct lb_slot_key key = { .service_id = svc->service_id };
+		const struct lb_backend *be;
+		const __u32 *id;
+		__u32 slot = start + i;
+
+		if (i >= count)
+			break;
+		if (slot >= count)
+			slot -= count;
+		key.slot = slot + 1;
+		id = bpf_map_lookup_elem(&lb_backend_slots, &key);
+		if (!id)
+			continue;
+		be = lb_backend_active(*id);
+		if (be) {
+			*backend_id = *id;
+			return be;
+		}
+	}
+	return NULL;
+}
+
+/* A new flow's backend: Maglev for SVC_F_MAGLEV services, falling back to random
+ * selection when the service has no table yet or its entry is not active (until the
+ * agent replaces the table); random for the others. NULL: no active backend. */
+static __always_inline const struct lb_backend *lb_select(const struct lb_service *svc,
+							  const struct pkt_summary *sum,
+							  __u32 *backend_id)
+{
+	if (svc->flags & SVC_F_MAGLEV) {
+		__u32 id = lb_select_maglev(svc, sum);
+		const struct lb_backend *be = id ? lb_backend_active(id) : NULL;
+
+		if (be) {
+			*backend_id = id;
+			return be;
+		}
+	}
+	return lb_select_random(svc, backend_id);
+}
+
+/* Records the translation in the summary (the received tuple into lb.orig_*) and
+ * makes the summary's tuple the translated one. */
+static __always_inline void lb_trace_xlate(struct pkt_summary *sum, __u8 action, __u8 ct,
+					   __u32 backend_id, __be32 saddr, __be16 sport,
+					   __be32 daddr, __be16 dport)
+{
+	sum->lb.action = action;
+	sum->lb.ct = ct;
+	sum->lb.backend_id = backend_id;
+	sum->lb.orig_saddr = sum->saddr;
+	sum->lb.orig_daddr = sum->daddr;
+	sum->lb.orig_sport = sum->sport;
+	sum->lb.orig_dport = sum->dport;
+	sum->saddr = saddr;
+	sum->sport = sport;
+	sum->daddr = daddr;
+	sum->dport = dport;
+}
+
+/* Whether a new flow from a NIC to a backend that is not on this node gets SNAT. The
+ * loader accepts CONFIG.lb_mode = LB_MODE_SNAT only, so it always does; DSR and hybrid
+ * (DSR for TCP) will decide here, per service or per protocol. */
+static __always_inline int lb_nodeport_snat(const struct lb_service *svc, __u8 proto)
+{
+	return 1;
+}
+
+/* Writes the reply entry of a flow whose service entry is e, under rkey (the reply
+ * as it reaches this node): into the snat map for SNATed flows (with the client to
+ * restore), into conntrack otherwise. how: BPF_ANY, or BPF_NOEXIST to recreate an
+ * evicted SNAT entry without taking a port another flow got meanwhile. */
+static __always_inline long lb_reply_write(const struct ct_key *rkey, const struct ct_entry *e,
+					   __be32 client, __be16 cport, __u64 how)
+{
+	struct ct_entry r = *e;
+
+	if (e->flags & CT_F_SNAT) {
+		r.nat_addr = client;
+		r.nat_port = cport;
+		return bpf_map_update_elem(&snat, rkey, &r, how);
+	}
+	r.nat_addr = 0;
+	r.nat_port = 0;
+	return ct_update(rkey, &r);
+}
+
+/* Translates a packet to the frontend svc (the forward direction), on the node the
+ * client's packet enters the cluster through: from-container for pods, from-netdev
+ * (from_nic) for NodePort and external IPs.
+ *   conntrack CT_SERVICE entry (client -> frontend) live, its backend still in
+ *   lb_backends (whatever its state)        -> that backend (TRACE_CT_ESTABLISHED);
+ *   otherwise                               -> lb_select(): a new flow (TRACE_CT_NEW),
+ *                                              DROP_NO_SERVICE_BACKEND without one;
+ *   a new flow from a NIC to a backend that is no pod of this node gets SNAT: source
+ *   = this node's IP and a port of [lb_snat_port_min, lb_snat_port_max] (snat_alloc);
+ * then the packet is rewritten (nat4_rewrite) and the summary carries the translated
+ * tuple. A new flow writes its CT_SERVICE entry and its reply entry (lb_reply_write);
+ * a live one refreshes both, the reply entry only when the service entry changed
+ * (ct_refresh), which is at most once a second per flow. */
+static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, struct parsed *p,
+							 struct pkt_summary *sum,
+							 const struct lb_service *svc, int from_nic)
+{
+	struct ct_key key = {
+		.saddr = sum->saddr, .daddr = sum->daddr, .sport = sum->sport, .dport = sum->dport,
+		.proto = sum->ip_proto, .dir = CT_SERVICE,
+	};
+	struct ct_key rkey = { .proto = sum->ip_proto, .dir = CT_REPLY };
+	const struct lb_backend *be = NULL;
+	struct ct_entry *ct;
+	__u8 proto = sum->ip_proto;
+	__u8 tcp_flags = lb_tcp_flags(skb, p);
+	__u16 pkt_flags = ct_pkt_flags(proto, tcp_flags);
+	__u32 now = ct_now();
+	__u32 backend_id = 0;
+	__be32 saddr = sum->saddr;
+	__be16 sport = sum->sport;
+	__u8 state = TRACE_CT_ESTABLISHED;
+	__u8 action = TRACE_LB_DNAT;
+	enum drop_reason reason;
+
+	ct = ct_lookup(&key);
+	if (ct && ct_live(ct, now, proto, tcp_flags)) {
+		backend_id = ct->backend_id;
+		be = lb_backend_lookup(backend_id);
+	}
+	if (be && ct) {
+		if (ct->flags & CT_F_SNAT) {
+			saddr = ct->nat_addr;
+			sport = ct->nat_port;
+			action = TRACE_LB_DNAT_SNAT;
+		}
+		if (ct_refresh(ct, now, proto, pkt_flags)) {
+			struct ct_entry *r;
+
+			rkey.saddr = be->addr;
+			rkey.sport = be->port;
+			rkey.daddr = saddr;
+			rkey.dport = sport;
+			if (ct->flags & CT_F_SNAT)
+				r = bpf_map_lookup_elem(&snat, &rkey);
+			else
+				r = ct_lookup(&rkey);
+			if (r)
+				ct_refresh(r, now, proto, pkt_flags);
+			else
+				lb_reply_write(&rkey, ct, sum->saddr, sum->sport, BPF_NOEXIST);
+		}
+	} else {
+		struct ct_entry e = {};
+
+		state = TRACE_CT_NEW;
+		be = lb_select(svc, sum, &backend_id);
+		if (!be)
+			return DROP_NO_SERVICE_BACKEND;
+		e.flags = pkt_flags;
+		e.lifetime = ct_lifetime(proto, pkt_flags, now);
+		e.backend_id = backend_id;
+		e.rev_nat_id = svc->rev_nat_id;
+		rkey.saddr = be->addr;
+		rkey.sport = be->port;
+		if (from_nic) {
+			const struct endpoint_info *ep = endpoint_lookup(be->addr);
+
+			e.flags |= CT_F_NODEPORT;
+			if ((!ep || (ep->flags & ENDPOINT_F_HOST)) && lb_nodeport_snat(svc, proto)) {
+				struct ct_entry r;
+
+				e.flags |= CT_F_SNAT;
+				saddr = config_node_ip();
+				r = e;
+				r.nat_addr = sum->saddr;
+				r.nat_port = sum->sport;
+				rkey.daddr = saddr;
+				reason = snat_alloc(&rkey, &r,
+						    lb_hash(sum->saddr, be->addr, sum->sport, be->port, proto), now);
+				if (reason != DROP_NONE)
+					return reason;
+				sport = rkey.dport;
+				e.nat_addr = saddr;
+				e.nat_port = sport;
+				action = TRACE_LB_DNAT_SNAT;
+			}
+		}
+		if (!(e.flags & CT_F_SNAT)) {
+			rkey.daddr = saddr;
+			rkey.dport = sport;
+			if (lb_reply_write(&rkey, &e, 0, 0, BPF_ANY) < 0)
+				return DROP_CT_CREATE_FAILED;
+		}
+		if (ct_update(&key, &e) < 0)
+			return DROP_CT_CREATE_FAILED;
+	}
+
+	reason = nat4_rewrite(skb, p, saddr, sport, be->addr, be->port);
+	if (reason != DROP_NONE)
+		return reason;
+	lb_trace_xlate(sum, action, state, backend_id, saddr, sport, be->addr, be->port);
+	return DROP_NONE;
+}
+
+/* Result of a reply lookup. */
+enum lb_reply_result {
+	LB_REPLY_NONE     = 0, /* no live reply entry (or its frontend is gone): untouched */
+	LB_REPLY_REVNAT   = 1, /* translated back */
+	LB_REPLY_NODEPORT = 2, /* translated back, and the flow came in through a NIC */
+};
+
+/* Translates a backend's reply whose live reply entry is e back to what the client
+ * expects: source = the frontend (lb_rev_nat), and for SNATed flows (from_snat)
+ * destination = the client. A frontend that is gone (no lb_rev_nat entry) leaves the
+ * packet untouched. */
+static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, struct parsed *p,
+						       struct pkt_summary *sum, struct ct_entry *e,
+						       int from_snat, int *result)
+{
+	__u32 now = ct_now();
+	__u32 id = e->rev_nat_id;
+	const struct lb_rev_nat *rn;
+	__be32 daddr = sum->daddr;
+	__be16 dport = sum->dport;
+	enum drop_reason reason;
+
+	ct_refresh(e, now, sum->ip_proto, ct_pkt_flags(sum->ip_proto, lb_tcp_flags(skb, p)));
+	rn = bpf_map_lookup_elem(&lb_rev_nat, &id);
+	if (!rn)
+		return DROP_NONE;
+	if (from_snat) {
+		daddr = e->nat_addr;
+		dport = e->nat_port;
+	}
+	reason = nat4_rewrite(skb, p, rn->addr, rn->port, daddr, dport);
+	if (reason != DROP_NONE)
+		return reason;
+	*result = (e->flags & CT_F_NODEPORT) ? LB_REPLY_NODEPORT : LB_REPLY_REVNAT;
+	lb_trace_xlate(sum, from_snat ? TRACE_LB_REV_SNAT : TRACE_LB_REVNAT, TRACE_CT_REPLY,
+		       e->backend_id, rn->addr, rn->port, daddr, dport);
+	return DROP_NONE;
+}
+
+/* A reply entry for the packet as it is (key: its own tuple, dir CT_REPLY) in
+ * conntrack, or in the snat map (in_snat), if live. */
+static __always_inline struct ct_entry *lb_reply_lookup(struct __sk_buff *skb, const struct parsed *p,
+							const struct pkt_summary *sum, int in_snat)
+{
+	struct ct_key key = {
+		.saddr = sum->saddr, .daddr = sum->daddr, .sport = sum->sport, .dport = sum->dport,
+		.proto = sum->ip_proto, .dir = CT_REPLY,
+	};
+	struct ct_entry *e;
+
+	if (in_snat)
+		e = bpf_map_lookup_elem(&snat, &key);
+	else
+		e = ct_lookup(&key);
+	if (!e || !ct_live(e, ct_now(), sum->ip_proto, lb_tcp_flags(skb, p)))
+		return NULL;
+	return e;
+}
+
+/* Reverse translation of replies to flows this node translated without SNAT: a local
+ * backend answering (from-container), or a remote backend answering a client pod of
+ * this node (from-netdev, tunnel delivery). *result says what happened. */
+static __always_inline enum drop_reason lb_rev_nat_reply(struct __sk_buff *skb, struct parsed *p,
+							 struct pkt_summary *sum, int *result)
+{
+	struct ct_entry *e = lb_reply_lookup(skb, p, sum, 0);
+
+	if (!e)
+		return DROP_NONE;
+	return lb_reply_xlate(skb, p, sum, e, 0, result);
+}
+
+/* Forwards a packet the load balancer translated for a flow that entered through a
+ * NIC (NodePort requests, their replies), never through the stack: the stack would
+ * take a packet from this node's own address arriving on a device for a martian.
+ *   a pod of this node                    -> endpoint_redirect() (redirect_peer);
+ *   tunnel mode, a remote tunnel endpoint -> tunnel_encap(), the node's identity;
+ *   anything else                         -> fib_redirect() (native routing, world). */
+static __always_inline int lb_forward(struct __sk_buff *skb, const struct parsed *p,
+				      const struct pkt_summary *sum, enum obs_point point,
+				      int pass_ret)
+{
+	const struct endpoint_info *ep = endpoint_lookup(sum->daddr);
+
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return endpoint_redirect(skb, p, ep, sum, point, pass_ret, NULL);
+	if (tunnel_enabled()) {
+		const struct ipcache_info *info = ipcache_lookup(sum->daddr);
+
+		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
+			return tunnel_encap(skb, p, sum, point, config_node_ip(), pass_ret);
+	}
+	return fib_redirect(skb, p, sum, point, pass_ret);
+}
+
+/* What a load-balancer hook decided: LB_CONTINUE lets the program go on with the
+ * (possibly translated) packet; LB_DONE means the hook traced and returned the
+ * verdict in *verdict. */
+enum lb_hook_result {
+	LB_CONTINUE = 0,
+	LB_DONE     = 1,
+};
+
+/* from-container (CONFIG.lb_enabled): a pod's packet to a frontend of any kind is
+ * translated (no SNAT: the client is a pod of this node, its replies come back
+ * here); a local backend's reply is translated back, and when its flow came in through
+ * a NIC (NodePort) forwarded by lb_forward(). Everything else continues untouched. */
+static __always_inline int lb_from_container(struct __sk_buff *skb, struct parsed *p,
+					     struct pkt_summary *sum, int pass_ret, int *verdict)
+{
+	const enum obs_point point = OBS_FROM_CONTAINER;
+	const struct lb_service *svc;
+	enum drop_reason reason;
+	int result = LB_REPLY_NONE;
+
+	if (!lb_l4(p, sum))
+		return LB_CONTINUE;
+	svc = lb_service_lookup(sum);
+	if (svc)
+		reason = lb_service_xlate(skb, p, sum, svc, 0);
+	else
+		reason = lb_rev_nat_reply(skb, p, sum, &result);
+	if (reason != DROP_NONE) {
+		trace_drop(skb, point, reason, sum);
+		*verdict = PP_TCX_DROP;
+		return LB_DONE;
+	}
+	if (result == LB_REPLY_NODEPORT) {
+		*verdict = lb_forward(skb, p, sum, point, pass_ret);
+		return LB_DONE;
+	}
+	return LB_CONTINUE;
+}
+
+/* Packets reaching this node from outside, before delivery (from-netdev, and tunnel
+ * delivery after decapsulation):
+ *   to this node's IP, a live snat reply entry -> reverse SNAT and reverse NAT, then
+ *                                                 lb_forward() to the client;
+ *   a live conntrack reply entry               -> reverse NAT (a remote backend
+ *                                                 answering a client pod of this
+ *                                                 node), then delivery continues. */
+static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed *p,
+					    struct pkt_summary *sum, enum obs_point point,
+					    int pass_ret, int *verdict)
+{
+	enum drop_reason reason;
+	struct ct_entry *e;
+	int result = LB_REPLY_NONE;
+
+	if (sum->daddr == config_node_ip()) {
+		e = lb_reply_lookup(skb, p, sum, 1);
+		if (e) {
+			reason = lb_reply_xlate(skb, p, sum, e, 1, &result);
+			if (reason != DROP_NONE)
+				goto drop;
+			if (result != LB_REPLY_NONE) {
+				*verdict = lb_forward(skb, p, sum, point, pass_ret);
+				return LB_DONE;
+			}
+		}
+		return LB_CONTINUE;
+	}
+	reason = lb_rev_nat_reply(skb, p, sum, &result);
+	if (reason != DROP_NONE)
+		goto drop;
+	return LB_CONTINUE;
+
+drop:
+	trace_drop(skb, point, reason, sum);
+	*verdict = PP_TCX_DROP;
+	return LB_DONE;
+}
+
+/* from-netdev (CONFIG.lb_enabled), for TCP and UDP: replies first
+ * (lb_ingress_reply()), then NodePort and external-IP frontends: translated
+ * (lb_service_xlate(), SNAT to remote backends) and forwarded by lb_forward().
+ * ClusterIP frontends are not reachable from outside (Cilium's
+ * bpf-lb-external-clusterip=false): such packets continue untouched. */
+static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *p,
+					  struct pkt_summary *sum, int pass_ret, int *verdict)
+{
+	const enum obs_point point = OBS_FROM_NETDEV;
+	const struct lb_service *svc;
+	enum drop_reason reason;
+
+	if (!lb_l4(p, sum))
+		return LB_CONTINUE;
+	svc = lb_service_lookup(sum);
+	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
+		reason = lb_service_xlate(skb, p, sum, svc, 1);
+		if (reason != DROP_NONE) {
+			trace_drop(skb, point, reason, sum);
+			*verdict = PP_TCX_DROP;
+			return LB_DONE;
+		}
+		*verdict = lb_forward(skb, p, sum, point, pass_ret);
+		return LB_DONE;
+	}
+	return lb_ingress_reply(skb, p, sum, point, pass_ret, verdict);
+}
+
+/* Puts the load balancer's enums into BTF for bpf2go. */
+const struct {
+	enum lb_service_flags lb_service_flags;
+	enum lb_scope lb_scope;
+	enum lb_backend_state lb_backend_state;
+	enum ct_dir ct_dir;
+	enum ct_flags ct_flags;
+} pp_btf_anchor_lb = {};
+
+#endif /* PODPATH_LB_H */

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package loader_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"podpath/datapath/loader"
+	"podpath/datapath/maglev"
+	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
+	"podpath/internal/nsutil"
+)
+
+// benchNewFlows is testrun.Bench in Rewrites mode for packets that must find no
+// conntrack entry: reset deletes the entries the previous run created, outside the
+// measured time (each run's duration is the kernel's own, as testrun.Bench reads it).
+func benchNewFlows(b *testing.B, prog *ebpf.Program, pkt []byte, reset func() error) {
+	b.Helper()
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := reset(); err != nil {
+			b.Fatal(err)
+		}
+		_, d, err := prog.Benchmark(pkt, 1, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += d
+	}
+	ns := float64(total.Nanoseconds()) / float64(b.N)
+	b.ReportMetric(ns, "ns/pkt")
+	floor, err := testrun.Floor(pkt, testrun.Rewrites)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(max(ns-floor, 0), "ns/pkt-net")
+}
+
+// BenchmarkLB measures from_netdev on a NodePort packet (and from_container on a
+// ClusterIP packet) with n frontends in lb_services, every one of them a Maglev
+// service with its own table (M = 251; the last case M = 16381), tracing of forwarded
+// packets off. new-flow: service lookup, Maglev selection, conntrack entries written,
+// DNAT (and SNAT), forwarding; established: service lookup, conntrack hit, DNAT.
+func BenchmarkLB(b *testing.B) {
+	for _, c := range []struct {
+		n int
+		m uint32
+	}{{1, 251}, {1000, 251}, {100000, 251}, {1, 16381}} {
+		b.Run(fmt.Sprintf("services=%d/M=%d", c.n, c.m), func(b *testing.B) { benchLB(b, c.n, c.m) })
+	}
+}
+
+func benchLB(b *testing.B, n int, m uint32) {
+	f := setupNamedFibNS(b, lbName(fmt.Sprintf("bench-%d-%d", n, m)))
+	addRoute(b, netlinkAt(b, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
+	cfg := lbConfig(b, loader.LBConfig{MaglevTableSize: m})
+	cfg.MonitorAggregation = loader.AggregationMax
+	sizes := testSizes
+	sizes.LBServices, sizes.LBRevNat, sizes.LBMaglev, sizes.LBBackendSlots = 131072, 131072, 131072, 262144
+	sizes.CTTCP, sizes.CTAny, sizes.SNAT = 65536, 65536, 65536
+	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: sizes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	for _, ep := range []maps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
+		if err := d.Maps.EndpointUpsert(ep); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := &lbEnv{f: f, d: d, cfg: cfg}
+	l := d.LB
+	for _, be := range lbBackends[:2] {
+		if err := l.BackendUpsert(be); err != nil {
+			b.Fatal(err)
+		}
+	}
+	table := func(ids ...uint32) []uint32 {
+		var bs []maglev.Backend
+		for _, id := range ids {
+			bs = append(bs, maglev.Backend{ID: id, Weight: 1})
+		}
+		t, err := maglev.Table(bs, int(m), cfg.LbMaglevSeed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return t
+	}
+	both, only1, only2 := table(1, 2), table(1), table(2)
+	mag := maps.ServiceNodePort | maps.ServiceMaglev
+	// The measured frontends: a NodePort to pod B (local), one to node 2's backend
+	// (SNAT), a ClusterIP; then fillers up to n (ClusterIPs 10.100.x.y:80).
+	for _, s := range []struct {
+		id     uint32
+		fe     netip.AddrPort
+		flags  maps.ServiceFlags
+		table  []uint32
+		slots  []uint32
+		filler bool
+	}{
+		{1, npLocal, mag, only1, []uint32{1}, false},
+		{2, npRemote, mag, only2, []uint32{2}, n == 1},
+		{3, vipMaglev, maps.ServiceClusterIP | maps.ServiceMaglev, both, []uint32{1, 2}, n == 1},
+	} {
+		if s.filler {
+			continue
+		}
+		if err := l.MaglevSet(s.id, s.table); err != nil {
+			b.Fatal(err)
+		}
+		e.service(b, s.id, s.fe, maps.ProtoTCP, s.flags, s.slots...)
+	}
+	start := time.Now()
+	for i := 3; i < n; i++ {
+		id := uint32(100 + i)
+		fe := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 100, byte(i >> 8), byte(i)}), 80)
+		if err := l.MaglevSet(id, both); err != nil {
+			b.Fatal(err)
+		}
+		e.service(b, id, fe, maps.ProtoTCP, maps.ServiceClusterIP|maps.ServiceMaglev, 1, 2)
+	}
+	b.Logf("%d services programmed in %s", n, time.Since(start).Round(time.Millisecond))
+	if list, err := l.ServiceList(); err != nil || (n > 3 && len(list) != n) {
+		b.Fatalf("%d services in the map, want %d (%v)", len(list), n, err)
+	}
+
+	ctKey := func(src, dst netip.AddrPort, dir maps.CTDir) any { return ctKeyOf(src, dst, 6, dir) }
+	sp := netip.AddrPortFrom(hostIP, snatPort(cfg, clientX, backendR, 6))
+	resetLocal := func() error {
+		_ = l.CTTCP.Delete(ctKey(clientX, npLocal, maps.CTService))
+		_ = l.CTTCP.Delete(ctKey(backendB, clientX, maps.CTReply))
+		return nil
+	}
+	resetRemote := func() error {
+		_ = l.CTTCP.Delete(ctKey(clientX, npRemote, maps.CTService))
+		_ = l.SNAT.Delete(ctKey(backendR, sp, maps.CTReply))
+		return nil
+	}
+	resetCIP := func() error {
+		_ = l.CTTCP.Delete(ctKey(clientA, vipMaglev, maps.CTService))
+		_ = l.CTTCP.Delete(ctKey(backendB, clientA, maps.CTReply))
+		_ = l.CTTCP.Delete(ctKey(backendR, clientA, maps.CTReply))
+		return nil
+	}
+	for _, bc := range []struct {
+		name  string
+		prog  *ebpf.Program
+		pkt   []byte
+		reset func() error // nil: established (conntrack hit after the first run)
+		skip  bool
+	}{
+		{"nodeport-local/new-flow", d.FromNetdev, xFrame.to(npLocal).tcp(synOnly), resetLocal, false},
+		{"nodeport-local/established", d.FromNetdev, xFrame.to(npLocal).tcp(ackOnly), nil, false},
+		{"nodeport-snat/new-flow", d.FromNetdev, xFrame.to(npRemote).tcp(synOnly), resetRemote, n == 1},
+		{"nodeport-snat/established", d.FromNetdev, xFrame.to(npRemote).tcp(ackOnly), nil, n == 1},
+		{"clusterip/new-flow", d.FromContainer, podAFrame(clientA, vipMaglev).tcp(synOnly), resetCIP, n == 1},
+		{"clusterip/established", d.FromContainer, podAFrame(clientA, vipMaglev).tcp(ackOnly), nil, n == 1},
+		{"no-service/local-pod", d.FromNetdev, fromUnderlay(podBIP).tcpSYN(), nil, false},
+	} {
+		if bc.skip {
+			continue
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			err := nsutil.Do(f.path, func() error {
+				if bc.reset != nil {
+					_ = bc.reset()
+				}
+				res, err := testrun.Run(bc.prog, bc.pkt)
+				if err != nil {
+					return err
+				}
+				if res.Verdict != testrun.Redirect {
+					b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
+				}
+				if bc.reset != nil {
+					benchNewFlows(b, bc.prog, bc.pkt, bc.reset)
+				} else {
+					testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package loader_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"podpath/datapath/loader"
+	pmaps "podpath/datapath/maps"
+	"podpath/datapath/testrun"
+	"podpath/datapath/trace"
+	"podpath/internal/nsutil"
+)
+
+// dumpMap is a map's contents as raw bytes.
+func dumpMap(t *testing.T, m *ebpf.Map) map[string]string {
+	t.Helper()
+	var k, v []byte
+	c := map[string]string{}
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		c[string(k)] = string(v)
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fuzzTuple is the frame as gopacket reads it, when it is an IPv4 first fragment
+// with a whole TCP or UDP header.
+func fuzzTuple(data []byte) (src, dst netip.AddrPort, proto uint8, ok bool) {
+	p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if ip == nil || ip.FragOffset != 0 {
+		return src, dst, 0, false
+	}
+	sa, _ := netip.AddrFromSlice(ip.SrcIP.To4())
+	da, _ := netip.AddrFromSlice(ip.DstIP.To4())
+	switch l4 := p.TransportLayer().(type) {
+	case *layers.TCP:
+		return netip.AddrPortFrom(sa, uint16(l4.SrcPort)), netip.AddrPortFrom(da, uint16(l4.DstPort)), 6, true
+	case *layers.UDP:
+		return netip.AddrPortFrom(sa, uint16(l4.SrcPort)), netip.AddrPortFrom(da, uint16(l4.DstPort)), 17, true
+	}
+	return src, dst, 0, false
+}
+
+type fuzzCTKey struct {
+	src, dst netip.AddrPort
+	proto    uint8
+	dir      pmaps.CTDir
+}
+
+func decodeCTKey(k []byte) fuzzCTKey {
+	ap := func(a, p []byte) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a)), binary.BigEndian.Uint16(p))
+	}
+	return fuzzCTKey{src: ap(k[0:4], k[8:10]), dst: ap(k[4:8], k[10:12]), proto: k[12], dir: pmaps.CTDir(k[13])}
+}
+
+// FuzzLBFromNetdev feeds random frames to from_netdev with the load balancer on and
+// NodePort, external and ClusterIP frontends programmed: the verdict is valid and
+// matches the one trace record; the packet keeps its length; the service, backend,
+// slot, rev NAT and Maglev maps never change; conntrack and SNAT entries appear or
+// change only for a frame that is a TCP or UDP packet, and a new one is keyed by that
+// packet's own tuple (service entries: to a NodePort or external frontend; reply
+// entries: from the backend they name, back to the packet's source).
+func FuzzLBFromNetdev(f *testing.F) {
+	fib := setupNamedFibNS(f, lbName("fuzz"))
+	addRoute(f, netlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
+	fd, err := netns.GetFromPath(fib.path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { fd.Close() })
+	if err := nsutil.Delete(fib.name); err != nil {
+		f.Fatal(err)
+	}
+	fib.path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd))
+	cfg := lbConfig(f, loader.LBConfig{})
+	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) {
+		for _, ep := range []pmaps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
+			if err := m.EndpointUpsert(ep); err != nil {
+				f.Fatal(err)
+			}
+		}
+	})
+	e.services(f)
+	e.nodePorts(f)
+	n, err := trace.DefaultNames()
+	if err != nil {
+		f.Fatal(err)
+	}
+	l := e.d.LB
+	frozen := map[string]*ebpf.Map{"lb_services": l.Services, "lb_backend_slots": l.BackendSlots,
+		"lb_backends": l.Backends, "lb_rev_nat": l.RevNat, "lb_maglev": l.Maglev,
+		"endpoints": e.d.Maps.Endpoints, "ipcache": e.d.Maps.IPCache, "nodes": e.d.Maps.Nodes}
+	tracked := map[string]*ebpf.Map{"ct_tcp": l.CTTCP, "ct_any": l.CTAny, "snat": l.SNAT}
+	services, err := l.ServiceList()
+	if err != nil {
+		f.Fatal(err)
+	}
+	backends, err := l.BackendList()
+	if err != nil {
+		f.Fatal(err)
+	}
+
+	sp := netip.AddrPortFrom(hostIP, snatPort(cfg, clientX, backendR, 6))
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	for _, fr := range []frame{xFrame.to(npRemote), xFrame.to(npLocal), xFrame.to(npUDP), xFrame.to(extIP), xFrame.to(vipLocal),
+		xFrame.to(npEmpty), {srcMAC: remoteMAC, dstMAC: eth0MAC, src: backendR, dst: sp}} {
+		f.Add(fr.tcp(synOnly))
+		f.Add(fr.tcp(finAck))
+		f.Add(fr.udp())
+		f.Add(laterFragment(fr.udp()))
+	}
+
+	ctx := e.f.ctx(e.f.eth0)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxFuzzFrame {
+			t.Skip("beyond test-run's frame limit")
+		}
+		frozenBefore := map[string]map[string]string{}
+		for name, m := range frozen {
+			frozenBefore[name] = dumpMap(t, m)
+		}
+		trackedBefore := map[string]map[string]string{}
+		for name, m := range tracked {
+			trackedBefore[name] = dumpMap(t, m)
+		}
+		var res testrun.Result
+		err := nsutil.Do(e.f.path, func() (err error) {
+			res, err = testrun.RunContext(e.d.FromNetdev, data, ctx)
+			return err
+		})
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) && kernelRejects(data) {
+				return
+			}
+			t.Fatalf("test-run of a %d-byte frame failed: %v", len(data), err)
+		}
+		if !slices.Contains([]testrun.Verdict{testrun.Next, testrun.Shot, testrun.Redirect}, res.Verdict) {
+			t.Fatalf("verdict %s", res.Verdict)
+		}
+		if len(res.Out) != len(data) {
+			t.Fatalf("packet length changed from %d to %d", len(data), len(res.Out))
+		}
+		recs := e.drain(t)
+		if len(recs) != 1 {
+			t.Fatalf("want 1 trace record, got %d", len(recs))
+		}
+		r := recs[0]
+		verdict := n.Verdict(r.Verdict)
+		_, dropNamed := n.DropReasons[uint64(r.DropReason)]
+		_, passNamed := n.PassReasons[uint64(r.PassReason)]
+		var consistent bool
+		switch res.Verdict {
+		case testrun.Shot:
+			consistent = verdict == "VERDICT_DROP" && r.DropReason != 0 && r.PassReason == 0
+		case testrun.Redirect:
+			consistent = (verdict == "VERDICT_REDIRECT" || verdict == "VERDICT_REDIRECT_PEER" || verdict == "VERDICT_REDIRECT_NEIGH") &&
+				r.TargetIfindex != 0 && r.DropReason == 0 && r.PassReason == 0
+		default:
+			consistent = verdict == "VERDICT_PASS" && r.DropReason == 0 && r.TargetIfindex == 0
+		}
+		if !consistent || n.ObsPoint(r.ObsPoint) != "OBS_FROM_NETDEV" || r.PktLen != uint32(len(data)) || !dropNamed || !passNamed ||
+			r.Action == "" || r.CT == "" {
+			t.Fatalf("verdict %s but record %s", res.Verdict, r.String(t))
+		}
+		for name, m := range frozen {
+			if !maps.Equal(frozenBefore[name], dumpMap(t, m)) {
+				t.Fatalf("map %s changed", name)
+			}
+		}
+
+		src, dst, proto, isL4 := fuzzTuple(data)
+		for name, m := range tracked {
+			after := dumpMap(t, m)
+			for k, v := range after {
+				if old, ok := trackedBefore[name][k]; ok && old == v {
+					continue
+				}
+				ck := decodeCTKey([]byte(k))
+				if !isL4 {
+					t.Fatalf("%s: entry %+v written for a frame that is no TCP/UDP packet", name, ck)
+				}
+				if _, existed := trackedBefore[name][k]; existed {
+					continue // a refresh of a flow the packet belongs to
+				}
+				wantProto := map[string]uint8{"ct_tcp": 6, "ct_any": 17, "snat": ck.proto}[name]
+				if ck.proto != proto || ck.proto != wantProto {
+					t.Fatalf("%s: new entry %+v for a packet of protocol %d", name, ck, proto)
+				}
+				backendID := binary.NativeEndian.Uint32([]byte(v)[8:12])
+				var be *pmaps.Backend
+				for i := range backends {
+					if backends[i].ID == backendID {
+						be = &backends[i]
+					}
+				}
+				if be == nil {
+					t.Fatalf("%s: new entry %+v names backend %d, which does not exist", name, ck, backendID)
+				}
+				bAP := netip.AddrPortFrom(be.Addr, be.Port)
+				switch {
+				case name != "snat" && ck.dir == pmaps.CTService:
+					ok := ck.src == src && ck.dst == dst
+					okFE := false
+					for _, s := range services {
+						okFE = okFE || (netip.AddrPortFrom(s.Addr, s.Port) == dst && uint8(s.Proto) == proto &&
+							s.Flags&(pmaps.ServiceNodePort|pmaps.ServiceExternal) != 0)
+					}
+					if !ok || !okFE {
+						t.Fatalf("%s: new service entry %+v for packet %s -> %s", name, ck, src, dst)
+					}
+				case name != "snat" && ck.dir == pmaps.CTReply:
+					if ck.src != bAP || ck.dst != src {
+						t.Fatalf("%s: new reply entry %+v for packet %s -> %s (backend %s)", name, ck, src, dst, bAP)
+					}
+				case name == "snat" && ck.dir == pmaps.CTReply:
+					if ck.src != bAP || ck.dst.Addr() != hostIP || ck.dst.Port() < cfg.LbSnatPortMin {
+						t.Fatalf("snat: new entry %+v for packet %s -> %s (backend %s)", ck, src, dst, bAP)
+					}
+				default:
+					t.Fatalf("%s: new entry with direction %d", name, ck.dir)
+				}
+			}
+		}
+	})
+}
