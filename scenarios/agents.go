@@ -198,3 +198,13 @@ func (a *Agents) Restart(ctx context.Context, node, configFile string, kill bool
 	}
 	return a.Start(ctx, node)
 }
+
+// ServiceUpsert programs a service on every node's agent.
+func (a *Agents) ServiceUpsert(ctx context.Context, s agent.Service) error {
+	for _, n := range a.t.Nodes() {
+		if err := a.Client(n.Name).ServiceUpsert(ctx, s); err != nil {
+			return fmt.Errorf("agent on %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}

@@ -260,6 +260,41 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 	return a.removeNode(n)
 }
 
+// ServiceUpsert records a service and programs its frontends and backends.
+func (a *Agent) ServiceUpsert(ctx context.Context, s Service) error {
+	if !(a.cfg.KubeProxyReplacement == config.KPRTrue) {
+		return badInput("service %s: kube-proxy-replacement is off in the cilium-config: this agent balances no service", s.Name)
+	}
+	if err := s.validate(); err != nil {
+		return &InputError{Err: err}
+	}
+	if err := a.store.update(func(d *desired) error { d.Services[s.Name] = s; return nil }); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dp.programService(&s, a.cfg)
+}
+
+// ServiceDelete removes a service.
+func (a *Agent) ServiceDelete(ctx context.Context, name string) error {
+	var s Service
+	err := a.store.update(func(d *desired) error {
+		var ok bool
+		if s, ok = d.Services[name]; !ok {
+			return badInput("service %s: not found", name)
+		}
+		delete(d.Services, name)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dp.unprogramService(&s, a.store.services())
+}
+
 func (a *Agent) reconcileEndpoint(ep Endpoint) error {
 	host, err := a.nl.LinkByName(ep.HostVeth)
 	if err != nil {
@@ -421,6 +456,11 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 		}
 		if err := a.reconcileEndpoint(ep); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if a.cfg.KubeProxyReplacement == config.KPRTrue {
+		for _, s := range a.store.services() {
+			errs = append(errs, a.dp.programService(&s, a.cfg))
 		}
 	}
 	return errors.Join(errs...)

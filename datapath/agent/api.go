@@ -30,6 +30,7 @@ func badInput(format string, args ...any) error {
 //	GET    /v1/status
 //	GET    /v1/endpoints          PUT/DELETE /v1/endpoints/{name}
 //	GET    /v1/nodes              PUT/DELETE /v1/nodes/{name}
+//	GET    /v1/services           PUT/DELETE /v1/services/{name}
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +71,24 @@ func (a *Agent) handler() http.Handler {
 	})
 	mux.HandleFunc("DELETE /v1/nodes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.NodeDelete(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.store.services(), nil)
+	})
+	mux.HandleFunc("PUT /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var s Service
+		if err := decode(r, &s); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		if s.Name != r.PathValue("name") {
+			reply(w, nil, badInput("service name %q in the body differs from %q in the path", s.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, nil, a.ServiceUpsert(r.Context(), s))
+	})
+	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
 	})
 	return mux
 }

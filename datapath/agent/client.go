@@ -115,3 +115,13 @@ func (c *Client) WaitReady(ctx context.Context) (Status, error) {
 		}
 	}
 }
+
+// ServiceUpsert adds or updates a service (PUT /v1/services/NAME).
+func (c *Client) ServiceUpsert(ctx context.Context, s Service) error {
+	return c.do(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(s.Name), s, nil)
+}
+
+// ServiceDelete removes a service's frontends and unused backends.
+func (c *Client) ServiceDelete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), nil, nil)
+}

@@ -92,7 +92,21 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 			return nil, fmt.Errorf("bpffs folder: %w", err)
 		}
 	}
-	d.dp, err = loader.LoadDatapath(d.cfg, &loader.Options{PinPath: filepath.Join(opts.BPFFS, "maps")})
+	var sizes loader.MapSizes
+	if c.KubeProxyReplacement == config.KPRTrue {
+		if c.LBMode != config.LBModeSNAT {
+			return nil, fmt.Errorf("bpf-lb-mode %s: not implemented by this podpath yet (only snat); refusing rather than balancing in another mode", c.LBMode)
+		}
+		lb := loader.LBConfig{MaglevTableSize: uint32(c.MaglevTableSize)}
+		if c.MaglevHashSeedSet {
+			lb.MaglevSeed = c.MaglevHashSeed
+		}
+		if err := loader.SetLB(&d.cfg, lb); err != nil {
+			return nil, err
+		}
+		sizes.CTTCP, sizes.CTAny = uint32(c.CTTCPMax), uint32(c.CTAnyMax)
+	}
+	d.dp, err = loader.LoadDatapath(d.cfg, &loader.Options{PinPath: filepath.Join(opts.BPFFS, "maps"), MapSizes: sizes})
 	if err != nil {
 		return nil, err
 	}

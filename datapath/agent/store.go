@@ -18,6 +18,7 @@ import (
 type desired struct {
 	Endpoints map[string]Endpoint `json:"endpoints"`
 	Nodes     map[string]Node     `json:"nodes"`
+	Services  map[string]Service  `json:"services,omitempty"`
 }
 
 type store struct {
@@ -27,7 +28,7 @@ type store struct {
 }
 
 func openStore(dir string) (*store, error) {
-	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}}}
+	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}, Services: map[string]Service{}}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -44,6 +45,9 @@ func openStore(dir string) (*store, error) {
 	if s.d.Nodes == nil {
 		s.d.Nodes = map[string]Node{}
 	}
+	if s.d.Services == nil {
+		s.d.Services = map[string]Service{}
+	}
 	return s, nil
 }
 
@@ -51,7 +55,7 @@ func openStore(dir string) (*store, error) {
 func (s *store) update(fn func(d *desired) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes)}
+	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes), Services: maps.Clone(s.d.Services)}
 	if err := fn(&next); err != nil {
 		return err
 	}
@@ -80,6 +84,12 @@ func (s *store) nodes() []Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.SortedFunc(maps.Values(s.d.Nodes), func(a, b Node) int { return cmpString(a.Name, b.Name) })
+}
+
+func (s *store) services() []Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.d.Services), func(a, b Service) int { return cmpString(a.Name, b.Name) })
 }
 
 func cmpString(a, b string) int {

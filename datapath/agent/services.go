@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+
+	"podpath/datapath/config"
+	"podpath/datapath/maglev"
+	"podpath/datapath/maps"
+)
+
+// Service is a Kubernetes Service as the API receives it: its frontends (cluster IP,
+// node port, external IPs) and its backends.
+type Service struct {
+	Name        string           `json:"name"`
+	Type        string           `json:"type"` // ClusterIP, NodePort or LoadBalancer
+	ClusterIP   netip.Addr       `json:"clusterIP"`
+	Port        uint16           `json:"port"`
+	Protocol    string           `json:"protocol"` // TCP or UDP
+	NodePort    uint16           `json:"nodePort,omitempty"`
+	ExternalIPs []netip.Addr     `json:"externalIPs,omitempty"`
+	Backends    []ServiceBackend `json:"backends"`
+}
+
+// ServiceBackend is one endpoint of a service.
+type ServiceBackend struct {
+	IP   netip.Addr `json:"ip"`
+	Port uint16     `json:"port"`
+	// Weight for Maglev (default 1); State: active (default), terminating, maintenance.
+	Weight uint16 `json:"weight,omitempty"`
+	State  string `json:"state,omitempty"`
+}
+
+var backendStates = map[string]maps.BackendState{
+	"": maps.BackendActive, "active": maps.BackendActive,
+	"terminating": maps.BackendTerminating, "maintenance": maps.BackendMaintenance,
+}
+
+func (s *Service) validate() error {
+	var errs []error
+	if !nameRE.MatchString(s.Name) {
+		errs = append(errs, fmt.Errorf("service name %q: want lowercase letters, digits, '-' or '.'", s.Name))
+	}
+	switch s.Type {
+	case "ClusterIP", "NodePort", "LoadBalancer":
+	default:
+		errs = append(errs, fmt.Errorf("service %s: type: %q is not one of ClusterIP, NodePort, LoadBalancer", s.Name, s.Type))
+	}
+	if s.Protocol != "TCP" && s.Protocol != "UDP" {
+		errs = append(errs, fmt.Errorf("service %s: protocol: %q is not one of TCP, UDP", s.Name, s.Protocol))
+	}
+	if !s.ClusterIP.Is4() {
+		errs = append(errs, fmt.Errorf("service %s: clusterIP: %v is not an IPv4 address", s.Name, s.ClusterIP))
+	}
+	if s.Port == 0 {
+		errs = append(errs, fmt.Errorf("service %s: port: 0 is not a port", s.Name))
+	}
+	if (s.Type != "ClusterIP") != (s.NodePort != 0) {
+		errs = append(errs, fmt.Errorf("service %s: nodePort: %d, want one for NodePort and LoadBalancer services and none for ClusterIP", s.Name, s.NodePort))
+	}
+	for i, b := range s.Backends {
+		if !b.IP.Is4() || b.Port == 0 {
+			errs = append(errs, fmt.Errorf("service %s: backends[%d]: %v:%d is not an IPv4 address and port", s.Name, i, b.IP, b.Port))
+		}
+		if _, ok := backendStates[b.State]; !ok {
+			errs = append(errs, fmt.Errorf("service %s: backends[%d].state: %q is not one of active, terminating, maintenance", s.Name, i, b.State))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) proto() maps.Proto {
+	if s.Protocol == "UDP" {
+		return maps.ProtoUDP
+	}
+	return maps.ProtoTCP
+}
+
+// stableID numbers a service or backend the same way on every node: Maglev tables are
+// built from backend IDs, so IDs allocated per node would give each node its own table.
+func stableID(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()%0xfffffffe + 1
+}
+
+func backendID(s *Service, b ServiceBackend) uint32 {
+	return stableID(fmt.Sprintf("backend %s %s", netip.AddrPortFrom(b.IP, b.Port), s.Protocol))
+}
+
+// frontends are the addresses a service answers on here: its cluster IP, this node's
+// IP on the node port, and its external IPs.
+func (s *Service) frontends(nodeIP netip.Addr) []maps.Service {
+	key := func(a netip.Addr, port uint16) maps.ServiceKey {
+		return maps.ServiceKey{Addr: a, Port: port, Proto: s.proto(), Scope: maps.ScopeExternal}
+	}
+	out := []maps.Service{{ServiceKey: key(s.ClusterIP, s.Port), Flags: maps.ServiceClusterIP}}
+	if s.NodePort != 0 {
+		out = append(out, maps.Service{ServiceKey: key(nodeIP, s.NodePort), Flags: maps.ServiceNodePort})
+	}
+	for _, ip := range s.ExternalIPs {
+		out = append(out, maps.Service{ServiceKey: key(ip, s.Port), Flags: maps.ServiceExternal})
+	}
+	return out
+}
+
+// programService writes a service into the LB maps: backends, each frontend with its
+// reverse-NAT entry and the active backends as slots, and the Maglev table when the
+// algorithm is maglev. Established flows keep their backends through conntrack.
+func (d *datapath) programService(s *Service, c *config.Config) error {
+	lb := d.dp.LB
+	id := stableID("service " + s.Name)
+	var active []uint32
+	var weighted []maglev.Backend
+	for _, b := range s.Backends {
+		bid := backendID(s, b)
+		st := backendStates[b.State]
+		if err := lb.BackendUpsert(maps.Backend{ID: bid, Addr: b.IP, Port: b.Port, Proto: s.proto(), State: st}); err != nil {
+			return err
+		}
+		w := b.Weight
+		if w == 0 {
+			w = maglev.DefaultWeight
+		}
+		if st != maps.BackendActive {
+			w = 0 // terminating: no new flows
+		} else {
+			active = append(active, bid)
+		}
+		weighted = append(weighted, maglev.Backend{ID: bid, Weight: w})
+	}
+	useMaglev := c.LBAlgorithm == config.LBMaglev
+	if useMaglev {
+		table, err := maglev.Table(weighted, c.MaglevTableSize, c.MaglevHashSeed)
+		switch {
+		case errors.Is(err, maglev.ErrNoBackends):
+			if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return err
+			}
+		case err != nil:
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		default:
+			if err := lb.MaglevSet(id, table); err != nil {
+				return err
+			}
+		}
+	}
+	for _, fe := range s.frontends(d.nodeIP) {
+		fe.ID, fe.Backends = id, active
+		fe.RevNatID = stableID("revnat " + fe.ServiceKey.String())
+		if useMaglev {
+			fe.Flags |= maps.ServiceMaglev
+		}
+		if err := lb.RevNatUpsert(fe.RevNatID, netip.AddrPortFrom(fe.Addr, fe.Port)); err != nil {
+			return err
+		}
+		if err := lb.ServiceUpsert(fe); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unprogramService removes a service's frontends, reverse-NAT entries and Maglev table,
+// and the backends no remaining service uses.
+func (d *datapath) unprogramService(s *Service, remaining []Service) error {
+	lb := d.dp.LB
+	var errs []error
+	for _, fe := range s.frontends(d.nodeIP) {
+		errs = append(errs, lb.ServiceDelete(fe.ServiceKey), lb.RevNatDelete(stableID("revnat "+fe.ServiceKey.String())))
+	}
+	if err := lb.MaglevDelete(stableID("service " + s.Name)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	var inUse []uint32
+	for _, o := range remaining {
+		for _, b := range o.Backends {
+			inUse = append(inUse, backendID(&o, b))
+		}
+	}
+	for _, b := range s.Backends {
+		if bid := backendID(s, b); !slices.Contains(inUse, bid) {
+			errs = append(errs, lb.BackendDelete(bid))
+		}
+	}
+	return errors.Join(errs...)
+}
