@@ -57,33 +57,7 @@ func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst st
 		return err
 	}
 	defer server.Close()
-	msg := fmt.Sprintf("podpath %s probe %s -> %s %d", proto, src, dst, time.Now().UnixNano())
-	var got string
-	err = t.Do(src, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		conn, err := d.DialContext(ctx, string(proto), netip.AddrPortFrom(dstIP, probePort).String())
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := conn.Write([]byte(msg)); err != nil {
-			return err
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			return err
-		}
-		got = string(buf)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%s %s -> %s:%d: %w", proto, src, dst, probePort, err)
-	}
-	if got != msg {
-		return fmt.Errorf("%s %s -> %s: echo %q, sent %q", proto, src, dst, got, msg)
-	}
-	return nil
+	return exchangeAddr(ctx, t, src, proto, netip.AddrPortFrom(dstIP, probePort))
 }
 
 // startEcho opens an echo server inside member's namespace; the listening socket is
