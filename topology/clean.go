@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 	"time"
 
 	"podpath/internal/nsutil"
@@ -17,9 +18,24 @@ import (
 // progress rather than a crash.
 const stateGrace = 30 * time.Second
 
+// testNetnsRE matches the namespaces podpath's own tests create: pptest-<what>-<pid>-...
+var testNetnsRE = regexp.MustCompile(`^pptest-[a-z]+-([0-9]+)-`)
+
+// testNamespaceOrphaned says whether n is a test namespace whose test process is gone
+// (a test killed before its cleanup ran).
+func testNamespaceOrphaned(n string) bool {
+	m := testNetnsRE.FindStringSubmatch(n)
+	if m == nil {
+		return false
+	}
+	_, err := os.Stat("/proc/" + m[1])
+	return errors.Is(err, fs.ErrNotExist)
+}
+
 // Clean removes the leftovers of crashed runs: every run under StateRoot whose owner
 // process is gone (every run when all is true), and every namespace named pp-<6hex>-*
-// whose run has no state dir at all. Live runs, and detached runs, are left alone unless
+// whose run has no state dir at all, and test namespaces (pptest-<what>-<pid>-*) whose
+// test process is gone. Live runs, and detached runs, are left alone unless
 // all is true. It returns what it removed: topology names and orphan namespace names.
 func Clean(ctx context.Context, all bool) ([]string, error) {
 	// Namespaces are listed before the run dirs are looked at: a run creates its dir
@@ -68,6 +84,11 @@ func Clean(ctx context.Context, all bool) ([]string, error) {
 	for _, n := range namespaces {
 		if ctx.Err() != nil {
 			break
+		}
+		if testNamespaceOrphaned(n) {
+			errs = append(errs, killInside(ctx, []string{n}, func(string, ...any) {}), nsutil.Delete(n))
+			removed = append(removed, n)
+			continue
 		}
 		m := runNetnsRE.FindStringSubmatch(n)
 		if m == nil {
