@@ -4,10 +4,13 @@ ARTIFACTS ?= $(CURDIR)/artifacts
 BENCH_COUNT ?= 1
 # Root is needed for BPF and namespaces; tests that need it skip with a reason otherwise.
 
-.PHONY: help generate drift build test e2e bench demo clean
+.PHONY: help deps generate drift build test e2e bench demo clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages podpath uses (clang, iproute2, nftables, ping, iperf3, tshark, chromium; as root)
+	scripts/install-deps.sh
 
 generate: ## Rebuild BPF objects and bpf2go bindings from bpf/ (needs clang, llvm-strip, libbpf-dev)
 	$(GO) generate ./datapath/bpfobj/
