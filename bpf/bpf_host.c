@@ -23,7 +23,7 @@
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
-	const struct endpoint_info *ep;
+	const struct endpoint_info *ep = NULL;
 	struct pkt_summary sum = {};
 	struct parsed p = {};
 	enum drop_reason reason;
@@ -49,11 +49,11 @@ int from_netdev(struct __sk_buff *skb)
 
 	/* NodePort and external-IP frontends, and replies to translated flows, before
 	 * anything else: they are forwarded in BPF whatever the host routing (see
-	 * lb_from_netdev()). */
+	 * lb_from_netdev(), which also looks up the destination's endpoint). */
 	if (CONFIG.lb_enabled) {
 		int verdict;
 
-		if (lb_from_netdev(skb, &p, &sum, HOST_PASS, &verdict) == LB_DONE)
+		if (lb_from_netdev(skb, &p, &sum, HOST_PASS, &verdict, &ep) == LB_DONE)
 			return verdict;
 	}
 
@@ -62,7 +62,8 @@ int from_netdev(struct __sk_buff *skb)
 		return HOST_PASS;
 	}
 
-	ep = endpoint_lookup(sum.daddr);
+	if (!CONFIG.lb_enabled)
+		ep = endpoint_lookup(sum.daddr);
 	if (!ep) {
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_NOT_ENDPOINT, &sum);
 		return HOST_PASS;

@@ -27,6 +27,9 @@ struct icmp_head {
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_FRAG_NEEDED   4
 #endif
+#ifndef ICMP_PARAMETERPROB
+#define ICMP_PARAMETERPROB 12
+#endif
 
 #ifndef AF_INET
 #define AF_INET 2

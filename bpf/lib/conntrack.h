@@ -57,7 +57,7 @@ struct ct_key {
 };
 
 struct ct_entry {
-	__u32  lifetime;   /* expiry, in seconds of bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u32  lifetime;   /* expiry, in seconds of CLOCK_MONOTONIC (ct_now()) */
 	__u16  flags;      /* enum ct_flags */
 	__u16  _pad;
 	__u32  backend_id; /* lb_backends */
@@ -85,25 +85,39 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ct_any SEC(".maps");
 
-/* The current time in the unit of ct_entry.lifetime. */
+/* The current time in the unit of ct_entry.lifetime: seconds of CLOCK_MONOTONIC, read
+ * coarsely (the last tick's time: bpf_ktime_get_ns() reads the clocksource, which
+ * cost ~30 ns a packet here). */
 static __always_inline __u32 ct_now(void)
 {
-	return bpf_ktime_get_ns() / NSEC_PER_SEC;
+	return bpf_ktime_get_coarse_ns() / NSEC_PER_SEC;
 }
 
-/* ct_tcp for TCP, ct_any for everything else. */
+/* ct_tcp for TCP, ct_any for everything else. barrier_var() (libbpf) keeps clang from
+ * merging the two calls into one whose map is chosen at run time: the verifier then
+ * sees two maps at one call site and stops inlining the lookup (the generic helper
+ * and an extra call level cost ~10 ns a packet). Every choice between two maps in
+ * lb.h does the same. */
 static __always_inline struct ct_entry *ct_lookup(const struct ct_key *key)
 {
+	struct ct_entry *e;
+
 	if (key->proto == IPPROTO_TCP)
 		return bpf_map_lookup_elem(&ct_tcp, key);
-	return bpf_map_lookup_elem(&ct_any, key);
+	e = bpf_map_lookup_elem(&ct_any, key);
+	barrier_var(e);
+	return e;
 }
 
 static __always_inline long ct_update(const struct ct_key *key, const struct ct_entry *e)
 {
+	long ret;
+
 	if (key->proto == IPPROTO_TCP)
 		return bpf_map_update_elem(&ct_tcp, key, e, BPF_ANY);
-	return bpf_map_update_elem(&ct_any, key, e, BPF_ANY);
+	ret = bpf_map_update_elem(&ct_any, key, e, BPF_ANY);
+	barrier_var(ret);
+	return ret;
 }
 
 /* The state flags one packet contributes: for TCP, SYN -> CT_F_SYN_SEEN, anything

@@ -38,7 +38,7 @@ static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *
 {
 	const struct endpoint_info *ep;
 
-	if (CONFIG.lb_enabled && lb_l4(p, sum)) {
+	if (CONFIG.lb_enabled) {
 		int verdict;
 
 		if (lb_ingress_reply(skb, p, sum, point, pass_ret, &verdict) == LB_DONE)

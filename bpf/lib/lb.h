@@ -353,10 +353,14 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
 {
 	struct ct_entry r = *e;
 
+	long ret;
+
 	if (e->flags & CT_F_SNAT) {
 		r.nat_addr = client;
 		r.nat_port = cport;
-		return bpf_map_update_elem(&snat, rkey, &r, how);
+		ret = bpf_map_update_elem(&snat, rkey, &r, how);
+		barrier_var(ret);
+		return ret;
 	}
 	r.nat_addr = 0;
 	r.nat_port = 0;
@@ -416,10 +420,12 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 			rkey.sport = be->port;
 			rkey.daddr = saddr;
 			rkey.dport = sport;
-			if (ct->flags & CT_F_SNAT)
+			if (ct->flags & CT_F_SNAT) {
 				r = bpf_map_lookup_elem(&snat, &rkey);
-			else
+				barrier_var(r);
+			} else {
 				r = ct_lookup(&rkey);
+			}
 			if (r)
 				ct_refresh(r, now, proto, pkt_flags);
 			else
@@ -528,10 +534,12 @@ static __always_inline struct ct_entry *lb_reply_lookup(struct __sk_buff *skb, c
 	};
 	struct ct_entry *e;
 
-	if (in_snat)
+	if (in_snat) {
 		e = bpf_map_lookup_elem(&snat, &key);
-	else
+		barrier_var(e);
+	} else {
 		e = ct_lookup(&key);
+	}
 	if (!e || !ct_live(e, ct_now(), sum->ip_proto, lb_tcp_flags(skb, p)))
 		return NULL;
 	return e;
@@ -548,6 +556,123 @@ static __always_inline enum drop_reason lb_rev_nat_reply(struct __sk_buff *skb, 
 	if (!e)
 		return DROP_NONE;
 	return lb_reply_xlate(skb, p, sum, e, 0, result);
+}
+
+/* ICMP errors (RFC 792) about a translated flow: destination unreachable (fragmentation
+ * needed included: PMTUD), time exceeded, parameter problem. They quote the IPv4
+ * header and the first bytes of the packet that caused them, as it left this node:
+ * translated. */
+static __always_inline int icmp_is_error(__u8 type)
+{
+	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+}
+
+#define PP_ICMP_HDR_LEN 8 /* type, code, checksum, 4 bytes (unused, or the next-hop MTU) */
+
+/* Translates an ICMP error about a flow this node translated back to what its client
+ * sent and expects (the error travels towards the client). The quoted packet (quoted
+ * IPv4 header without options, TCP or UDP, first fragment) reversed is the flow's
+ * reply key: in conntrack, or in the snat map when its source is this node (SNAT).
+ *   quoted destination (the backend)      -> the frontend (lb_rev_nat);
+ *   SNAT: quoted source (this node)       -> the client; outer destination -> the client;
+ *   outer source = the backend (it reports
+ *   the error itself: port unreachable)   -> the frontend's address;
+ * the quoted IPv4 header checksum, the quoted TCP/UDP checksum when it was quoted
+ * (as Linux NAT does; a UDP checksum of 0 stays 0), the ICMP checksum and the outer
+ * IPv4 checksum are updated by hand (none of them is offloaded; every change comes
+ * with its compensating checksum change, so a CHECKSUM_COMPLETE skb->csum stays
+ * right). Errors about the replies (towards a backend) are not translated. An error
+ * matching no live flow is left untouched. *result as lb_reply_xlate() sets it; for
+ * SNAT flows LB_REPLY_NODEPORT. */
+static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *skb, struct parsed *p,
+							    struct pkt_summary *sum, int *result)
+{
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
+	struct ct_key key = { .dir = CT_REPLY };
+	const struct lb_rev_nat *rn;
+	__be32 o_saddr, o_daddr, i_saddr, i_daddr;
+	__be16 i_sport, i_dport, *ports, *l4sum;
+	__u32 off = p->l4_off, id, l3diff, l4diff;
+	struct icmp_head *ih;
+	struct iphdr *in;
+	struct ct_entry *e;
+	int from_snat;
+
+	if (off > 14 + 60)
+		return DROP_NONE;
+	ih = data + off;
+	in = data + off + PP_ICMP_HDR_LEN;
+	if ((void *)(in + 1) > data_end || *(__u8 *)in != 0x45 ||
+	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+	    (in->frag_off & bpf_htons(PP_IP_OFFSET)))
+		return DROP_NONE;
+	ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end)
+		return DROP_NONE;
+	key.saddr = in->daddr;
+	key.daddr = in->saddr;
+	key.sport = ports[1];
+	key.dport = ports[0];
+	key.proto = in->protocol;
+	from_snat = in->saddr == config_node_ip();
+	if (from_snat) {
+		e = bpf_map_lookup_elem(&snat, &key);
+		barrier_var(e);
+	} else {
+		e = ct_lookup(&key);
+	}
+	if (!e || (__s32)(e->lifetime - ct_now()) <= 0)
+		return DROP_NONE;
+	id = e->rev_nat_id;
+	rn = bpf_map_lookup_elem(&lb_rev_nat, &id);
+	if (!rn)
+		return DROP_NONE;
+
+	/* What each address becomes. */
+	i_saddr = from_snat ? e->nat_addr : in->saddr;
+	i_sport = from_snat ? e->nat_port : ports[0];
+	i_daddr = rn->addr;
+	i_dport = rn->port;
+	o_saddr = p->ip->saddr == in->daddr ? rn->addr : p->ip->saddr;
+	o_daddr = from_snat ? e->nat_addr : p->ip->daddr;
+
+	/* The quoted packet: IPv4 header, ports, and its L4 checksum when quoted. */
+	l3diff = csum_add(csum_diff4(in->saddr, i_saddr), csum_diff4(in->daddr, i_daddr));
+	l4diff = csum_add(csum_diff2(ports[0], i_sport), csum_diff2(ports[1], i_dport));
+	l4sum = in->protocol == IPPROTO_TCP ? (void *)(ports + 8) : (void *)(ports + 3);
+	in->saddr = i_saddr;
+	in->daddr = i_daddr;
+	csum_apply_diff(&in->check, l3diff);
+	ports[0] = i_sport;
+	ports[1] = i_dport;
+	if ((void *)(l4sum + 1) <= data_end && (*l4sum || in->protocol == IPPROTO_TCP)) {
+		__be16 old = *l4sum;
+
+		csum_apply_diff(l4sum, csum_add(l3diff, l4diff));
+		if (!*l4sum && in->protocol == IPPROTO_UDP)
+			*l4sum = 0xffff;
+		l4diff = csum_add(l4diff, csum_diff2(old, *l4sum));
+	}
+	/* The quoted IPv4 header still sums to the same: only the port (and quoted
+	 * checksum) changes reach the ICMP checksum. */
+	csum_apply_diff(&ih->checksum, l4diff);
+
+	csum_apply_diff(&p->ip->check, csum_add(csum_diff4(p->ip->saddr, o_saddr), csum_diff4(p->ip->daddr, o_daddr)));
+	p->ip->saddr = o_saddr;
+	p->ip->daddr = o_daddr;
+
+	*result = (from_snat || (e->flags & CT_F_NODEPORT)) ? LB_REPLY_NODEPORT : LB_REPLY_REVNAT;
+	lb_trace_xlate(sum, from_snat ? TRACE_LB_REV_SNAT : TRACE_LB_REVNAT, TRACE_CT_REPLY, e->backend_id,
+		       o_saddr, 0, o_daddr, 0);
+	return DROP_NONE;
+}
+
+/* Whether the packet is an ICMP error the load balancer looks at. */
+static __always_inline int lb_icmp_error(const struct parsed *p, const struct pkt_summary *sum)
+{
+	return sum->ip_proto == IPPROTO_ICMP && icmp_is_error(sum->icmp_type) &&
+	       !(p->ip->frag_off & bpf_htons(PP_IP_OFFSET));
 }
 
 /* Forwards a packet the load balancer translated for a flow that entered through a
@@ -583,8 +708,9 @@ enum lb_hook_result {
 
 /* from-container (CONFIG.lb_enabled): a pod's packet to a frontend of any kind is
  * translated (no SNAT: the client is a pod of this node, its replies come back
- * here); a local backend's reply is translated back, and when its flow came in through
- * a NIC (NodePort) forwarded by lb_forward(). Everything else continues untouched. */
+ * here); a local backend's reply, or an ICMP error it sends about a flow, is
+ * translated back, and when its flow came in through a NIC (NodePort) forwarded by
+ * lb_forward(). Everything else continues untouched. */
 static __always_inline int lb_from_container(struct __sk_buff *skb, struct parsed *p,
 					     struct pkt_summary *sum, int pass_ret, int *verdict)
 {
@@ -593,10 +719,11 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 	enum drop_reason reason;
 	int result = LB_REPLY_NONE;
 
-	if (!lb_l4(p, sum))
+	if (lb_icmp_error(p, sum))
+		reason = lb_icmp_error_xlate(skb, p, sum, &result);
+	else if (!lb_l4(p, sum))
 		return LB_CONTINUE;
-	svc = lb_service_lookup(sum);
-	if (svc)
+	else if ((svc = lb_service_lookup(sum)))
 		reason = lb_service_xlate(skb, p, sum, svc, 0);
 	else
 		reason = lb_rev_nat_reply(skb, p, sum, &result);
@@ -614,6 +741,9 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 
 /* Packets reaching this node from outside, before delivery (from-netdev, and tunnel
  * delivery after decapsulation):
+ *   an ICMP error about a translated flow      -> lb_icmp_error_xlate(); SNATed and
+ *                                                 NodePort flows' errors are forwarded
+ *                                                 to the client by lb_forward();
  *   to this node's IP, a live snat reply entry -> reverse SNAT and reverse NAT, then
  *                                                 lb_forward() to the client;
  *   a live conntrack reply entry               -> reverse NAT (a remote backend
@@ -627,6 +757,18 @@ static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed
 	struct ct_entry *e;
 	int result = LB_REPLY_NONE;
 
+	if (lb_icmp_error(p, sum)) {
+		reason = lb_icmp_error_xlate(skb, p, sum, &result);
+		if (reason != DROP_NONE)
+			goto drop;
+		if (result == LB_REPLY_NODEPORT) {
+			*verdict = lb_forward(skb, p, sum, point, pass_ret);
+			return LB_DONE;
+		}
+		return LB_CONTINUE;
+	}
+	if (!lb_l4(p, sum))
+		return LB_CONTINUE;
 	if (sum->daddr == config_node_ip()) {
 		e = lb_reply_lookup(skb, p, sum, 1);
 		if (e) {
@@ -651,32 +793,72 @@ drop:
 	return LB_DONE;
 }
 
-/* from-netdev (CONFIG.lb_enabled), for TCP and UDP: replies first
- * (lb_ingress_reply()), then NodePort and external-IP frontends: translated
- * (lb_service_xlate(), SNAT to remote backends) and forwarded by lb_forward().
+/* from-netdev (CONFIG.lb_enabled), before delivery. Each kind of packet pays only its
+ * own lookups; *epp is the destination's endpoint for the caller (NULL: none), so it
+ * needs no lookup of its own when the packet continues:
+ *   TCP/UDP to this node's IP  -> a NodePort frontend: translated (lb_service_xlate(),
+ *                                 SNAT to remote backends), forwarded by lb_forward();
+ *                                 else a live snat reply: reverse SNAT and reverse NAT,
+ *                                 forwarded to the client by lb_forward();
+ *   TCP/UDP to a pod here      -> a remote backend's reply to a client pod here is
+ *                                 translated back (lb_rev_nat_reply()), then delivery
+ *                                 continues;
+ *   TCP/UDP to anything else   -> an external-IP (or NodePort on another node IP)
+ *                                 frontend: translated and forwarded as above;
+ *   an ICMP error              -> lb_icmp_error_xlate() (PMTUD through a service).
  * ClusterIP frontends are not reachable from outside (Cilium's
  * bpf-lb-external-clusterip=false): such packets continue untouched. */
 static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *p,
-					  struct pkt_summary *sum, int pass_ret, int *verdict)
+					  struct pkt_summary *sum, int pass_ret, int *verdict,
+					  const struct endpoint_info **epp)
 {
 	const enum obs_point point = OBS_FROM_NETDEV;
+	const struct endpoint_info *ep = NULL;
 	const struct lb_service *svc;
 	enum drop_reason reason;
+	int result = LB_REPLY_NONE;
+	int to_node;
 
-	if (!lb_l4(p, sum))
+	if (lb_icmp_error(p, sum)) {
+		if (lb_ingress_reply(skb, p, sum, point, pass_ret, verdict) == LB_DONE)
+			return LB_DONE;
+		*epp = endpoint_lookup(sum->daddr);
 		return LB_CONTINUE;
+	}
+	if (!lb_l4(p, sum)) {
+		*epp = endpoint_lookup(sum->daddr);
+		return LB_CONTINUE;
+	}
+	to_node = sum->daddr == config_node_ip();
+	if (!to_node) {
+		ep = endpoint_lookup(sum->daddr);
+		*epp = ep;
+		if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+			reason = lb_rev_nat_reply(skb, p, sum, &result);
+			if (reason != DROP_NONE)
+				goto drop;
+			return LB_CONTINUE;
+		}
+	}
 	svc = lb_service_lookup(sum);
 	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
 		reason = lb_service_xlate(skb, p, sum, svc, 1);
-		if (reason != DROP_NONE) {
-			trace_drop(skb, point, reason, sum);
-			*verdict = PP_TCX_DROP;
-			return LB_DONE;
-		}
+		if (reason != DROP_NONE)
+			goto drop;
 		*verdict = lb_forward(skb, p, sum, point, pass_ret);
 		return LB_DONE;
 	}
-	return lb_ingress_reply(skb, p, sum, point, pass_ret, verdict);
+	if (to_node) {
+		if (lb_ingress_reply(skb, p, sum, point, pass_ret, verdict) == LB_DONE)
+			return LB_DONE;
+		*epp = endpoint_lookup(sum->daddr);
+	}
+	return LB_CONTINUE;
+
+drop:
+	trace_drop(skb, point, reason, sum);
+	*verdict = PP_TCX_DROP;
+	return LB_DONE;
 }
 
 /* Puts the load balancer's enums into BTF for bpf2go. */

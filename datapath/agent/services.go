@@ -176,7 +176,9 @@ func (d *datapath) unprogramService(s *Service, remaining []Service) error {
 	for _, fe := range s.frontends(d.nodeIP) {
 		errs = append(errs, lb.ServiceDelete(fe.ServiceKey), lb.RevNatDelete(stableID("revnat "+fe.ServiceKey.String())))
 	}
-	if err := lb.MaglevDelete(stableID("service " + s.Name)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	id := stableID("service " + s.Name)
+	errs = append(errs, lb.ServiceBackendsDelete(id))
+	if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, err)
 	}
 	var inUse []uint32

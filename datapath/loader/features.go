@@ -52,6 +52,13 @@ var datapathFeatures = []kernelFeature{
 	{"bpf_skb_get_tunnel_key helper", "4.3", helper(asm.FnSkbGetTunnelKey)},
 	{"bpf_skb_change_type helper", "4.8", helper(asm.FnSkbChangeType)},
 	{"bpf_get_hash_recalc helper", "4.8", helper(asm.FnGetHashRecalc)},
+	// Service load balancing.
+	{"LRU hash maps", "4.10", func() error { return features.HaveMapType(ebpf.LRUHash) }},
+	{"hash of maps", "4.12", func() error { return features.HaveMapType(ebpf.HashOfMaps) }},
+	{"BPF_F_INNER_MAP map flag", "5.10", func() error { return features.HaveMapFlag(features.BPF_F_INNER_MAP) }},
+	{"bpf_l4_csum_replace helper", "4.1", helper(asm.FnL4CsumReplace)},
+	{"bpf_get_prandom_u32 helper", "4.1", helper(asm.FnGetPrandomU32)},
+	{"bpf_ktime_get_coarse_ns helper", "5.11", helper(asm.FnKtimeGetCoarseNs)},
 }
 
 // CheckFeatures probes the kernel for everything the datapath objects use and

@@ -257,8 +257,10 @@ func (l *LB) deleteSlotsFrom(id uint32, first int) error {
 // ServiceDelete removes the frontend k (`bpftool map delete pinned PINPATH/lb_services
 // key ...`); its ID's slots and Maglev table stay for the other frontends that may
 // share them (ServiceBackendsDelete). A missing frontend is an error matching
-// ebpf.ErrKeyNotExist. Flows already tracked keep their backend until they end; their
-// replies are translated back while the rev NAT entry exists.
+// ebpf.ErrKeyNotExist. The datapath looks the frontend up before conntrack, so the
+// frontend's flows, established ones included, are no longer translated (as in
+// Cilium); replies already in flight are translated back while the rev NAT entry
+// exists.
 func (l *LB) ServiceDelete(k ServiceKey) error {
 	op := fmt.Sprintf("service delete %s", k)
 	wk, err := k.wire(op)
