@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +13,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -256,36 +251,12 @@ func listening(pid, port int) bool {
 
 // VethPair is the throughput baseline: two network namespaces joined directly by one
 // veth pair, no bridge, no routing, no BPF. Its namespaces are pp-<id>-veth-a and
-// pp-<id>-veth-b; <id> claims /run/podpath/<id> like a topology run. The dir holds no
-// state.json: `podpath clean` takes it for a run coming up while its modification time
-// is fresh (30s), so the pair refreshes it every 10s until Down; once the process that
-// made the pair dies, clean removes it.
+// pp-<id>-veth-b of a run claimed with topology.Claim: once the process that made the
+// pair dies, `podpath clean` removes them like any crashed run.
 type VethPair struct {
 	ID string
 	// A and B are the two ends; their members are named "veth-a" and "veth-b".
 	A, B VethEnd
-
-	mu       sync.Mutex
-	procs    []*exec.Cmd
-	stop     chan struct{}
-	stopOnce sync.Once
-	stopped  chan struct{}
-}
-
-// keepFresh touches the run dir until Down.
-func (p *VethPair) keepFresh() {
-	defer close(p.stopped)
-	dir := filepath.Join(topology.StateRoot, p.ID)
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case now := <-tick.C:
-			_ = os.Chtimes(dir, now, now)
-		}
-	}
 }
 
 // VethEnd is one end of a VethPair.
@@ -306,18 +277,17 @@ func VethPairUp(ctx context.Context, mtu int) (_ *VethPair, err error) {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	id, err := claimRunDir()
+	id, err := topology.Claim("veth-pair", "veth-a", "veth-b")
 	if err != nil {
 		return nil, fmt.Errorf("veth pair up: %w", err)
 	}
 	x, _ := strconv.ParseUint(id[:2], 16, 8)
 	base := netip.AddrFrom4([4]byte{10, 250, byte(x), 0})
-	p := &VethPair{ID: id, stop: make(chan struct{}), stopped: make(chan struct{})}
-	go p.keepFresh()
+	p := &VethPair{ID: id}
 	p.A = VethEnd{Member: "veth-a", Ifname: "veth0", Addr: netip.PrefixFrom(base.Next(), 30), MTU: mtu}
 	p.B = VethEnd{Member: "veth-b", Ifname: "veth0", Addr: netip.PrefixFrom(base.Next().Next(), 30), MTU: mtu}
 	for _, e := range []*VethEnd{&p.A, &p.B} {
-		e.Netns = "pp-" + id + "-" + e.Member
+		e.Netns = topology.NetnsName(id, e.Member)
 		e.NsPath = nsutil.Path(e.Netns)
 	}
 	defer func() {
@@ -394,85 +364,16 @@ func (p *VethPair) StartCmd(member string, cmd *exec.Cmd) error {
 	if startErr != nil {
 		return fmt.Errorf("start %q in %s: %w", strings.Join(cmd.Args, " "), e.Netns, startErr)
 	}
-	p.mu.Lock()
-	p.procs = append(p.procs, cmd)
-	p.mu.Unlock()
 	return nil
 }
 
-// Down kills the processes started in the pair, deletes both namespaces (the veth goes
-// with them) and releases the run dir. Calling it again is a no-op.
+// Down kills every process inside the pair's namespaces, deletes them (the veth goes
+// with them) and releases the run. Calling it again is a no-op.
 func (p *VethPair) Down(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stop) })
-	<-p.stopped
-	p.mu.Lock()
-	procs := p.procs
-	p.procs = nil
-	p.mu.Unlock()
-	for _, c := range procs {
-		_ = c.Process.Kill() // os.Process holds a pidfd: never hits a reused PID
-	}
-	var errs []error
-	for _, e := range []VethEnd{p.A, p.B} {
-		if e.Netns == "" {
-			continue
-		}
-		// Anything else still inside (started behind our back) dies too.
-		if _, err := os.Stat(e.NsPath); err == nil {
-			if pids, err := nsutil.PIDsIn(e.NsPath); err == nil {
-				for _, pid := range pids {
-					if pid != os.Getpid() {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-			}
-		}
-		if err := nsutil.Delete(e.Netns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(topology.StateRoot, p.ID)); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := topology.Release(ctx, p.ID); err != nil {
 		return fmt.Errorf("veth pair down %s: %w", p.ID, err)
 	}
 	return nil
-}
-
-// claimRunDir claims /run/podpath/<6 hex digits> whose namespace prefix is unused, as
-// a topology run does, so Clean treats the pair as a run (see VethPair).
-func claimRunDir() (string, error) {
-	if err := os.MkdirAll(topology.StateRoot, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", topology.StateRoot, err)
-	}
-	existing, err := nsutil.List()
-	if err != nil {
-		return "", err
-	}
-	for range 100 {
-		var b [3]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", fmt.Errorf("random run id: %w", err)
-		}
-		id := hex.EncodeToString(b[:])
-		taken := false
-		for _, n := range existing {
-			taken = taken || strings.HasPrefix(n, "pp-"+id+"-")
-		}
-		if taken {
-			continue
-		}
-		err := os.Mkdir(filepath.Join(topology.StateRoot, id), 0o755)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("create run dir: %w", err)
-		}
-		return id, nil
-	}
-	return "", errors.New("create run dir: no free run id after 100 tries")
 }
 
 // handleAt returns a netlink handle that targets the namespace at nsPath, and the
