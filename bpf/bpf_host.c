@@ -83,13 +83,7 @@ drop:
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
-	struct pkt_summary sum = {};
-	struct parsed p = {};
-
-	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
-		parse_ipv4(skb, &p, &sum);
-	trace_pass(skb, OBS_TO_NETDEV, PASS_NONE, &sum);
-	return PP_TCX_NEXT;
+	return observe(skb, OBS_TO_NETDEV);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

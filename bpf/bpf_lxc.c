@@ -87,13 +87,7 @@ drop:
 SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
-	struct pkt_summary sum = {};
-	struct parsed p = {};
-
-	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
-		parse_ipv4(skb, &p, &sum);
-	trace_pass(skb, OBS_TO_CONTAINER, PASS_NONE, &sum);
-	return PP_TCX_NEXT;
+	return observe(skb, OBS_TO_CONTAINER);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -98,4 +98,17 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	return DROP_NONE;
 }
 
+/* The body of an observer hook: summarise the packet as far as it parses, trace it
+ * (subject to monitor-aggregation) and let it continue. */
+static __always_inline int observe(struct __sk_buff *skb, enum obs_point point)
+{
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+
+	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
+		parse_ipv4(skb, &p, &sum);
+	trace_pass(skb, point, PASS_NONE, &sum);
+	return PP_TCX_NEXT;
+}
+
 #endif /* PODPATH_PARSE_H */
