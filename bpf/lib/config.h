@@ -33,12 +33,13 @@ enum tunnel_protocol {
 };
 
 /* Cilium's bpf-lb-mode: how NodePort and external-IP traffic reaches a backend on
- * another node. Milestone 1 implements SNAT; the loader refuses DSR and hybrid until
- * they exist, but every NodePort decision already goes through lb_mode. */
+ * another node. DSR's dispatch follows the routing mode: with native routing the
+ * service travels in an IPv4 option, in tunnel mode (Geneve only: the loader refuses
+ * VXLAN) in a Geneve option (dsr.h). */
 enum lb_mode {
 	LB_MODE_SNAT   = 0, /* source rewritten to this node; replies come back through it */
-	LB_MODE_DSR    = 1, /* (milestone 2) backend answers the client directly */
-	LB_MODE_HYBRID = 2, /* (milestone 2) DSR for TCP, SNAT for UDP */
+	LB_MODE_DSR    = 1, /* the backend answers the client directly, from the service */
+	LB_MODE_HYBRID = 2, /* DSR for TCP, SNAT for UDP */
 };
 
 struct podpath_config {

@@ -43,6 +43,10 @@ enum ct_flags {
 	CT_F_NODEPORT    = 1 << 3, /* entered through a NIC (NodePort, external IP): replies are
 				    * forwarded by BPF, never handed to the stack */
 	CT_F_SNAT        = 1 << 4, /* the source was rewritten to nat_addr:nat_port */
+	CT_F_DSR         = 1 << 5, /* direct server return: on the node that balanced the flow
+				    * (CT_SERVICE) there is no reply entry, replies never come back;
+				    * on the backend's node (CT_REPLY, learned from the DSR option)
+				    * nat_addr:nat_port is the service the replies come from */
 };
 
 /* A 5-tuple as on the wire, plus the direction. */
@@ -63,7 +67,8 @@ struct ct_entry {
 	__u32  backend_id; /* lb_backends */
 	__u32  rev_nat_id; /* lb_rev_nat: the frontend replies get as their source */
 	/* CT_SERVICE with CT_F_SNAT: the source address and port of the translated flow.
-	 * Reply entries of the snat map: the client, restored as the destination. */
+	 * Reply entries of the snat map: the client, restored as the destination.
+	 * CT_REPLY with CT_F_DSR: the service, restored as the source. */
 	__be32 nat_addr;
 	__be16 nat_port;
 	__u16  _pad2;

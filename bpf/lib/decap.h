@@ -91,6 +91,8 @@ static __always_inline enum drop_reason tunnel_ecn_decap(struct iphdr *ip, __u8 
  *   protocol 0x6558                            DROP_GENEVE_PROTOCOL
  *   options inside the packet, well formed,
  *   none critical                              DROP_GENEVE_OPT_LEN, _CRITICAL_OPT
+ *   (a Cilium DSR option first among them is read: the flow is recorded by
+ *   lb_dsr_learn() once the inner packet is known, in DSR modes)
  *   inner Ethernet + IPv4 header present       DROP_TRUNCATED_INNER
  *   inner EtherType IPv4                       DROP_NOT_IPV4
  *   VNI (source identity) not 0                DROP_BAD_VNI
@@ -106,10 +108,11 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 	struct trace_tun tun = { .kind = TRACE_DECAP_GENEVE, .endpoint = sum->saddr, .pkt_len = skb->len };
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
+	struct dsr_geneve_data dsr = {};
 	struct genevehdr *gh;
 	struct ethhdr *ieth;
 	enum drop_reason reason;
-	__u32 opt_len, inner_off;
+	__u32 opt_len, inner_off, dsr_off = 0;
 	__u8 outer_tos;
 
 	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET)) {
@@ -150,6 +153,8 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 					   opt_len);
 		if (reason != DROP_NONE)
 			goto drop;
+		dsr_off = geneve_dsr_opt(skb, p->l4_off + sizeof(struct udphdr) + sizeof(struct genevehdr),
+					 opt_len, &dsr);
 		data = ctx_data(skb);
 		data_end = ctx_data_end(skb);
 	}
@@ -181,6 +186,11 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 		reason = parse_ipv4(skb, p, sum);
 	if (reason == DROP_NONE)
 		reason = tunnel_ecn_decap(p->ip, outer_tos);
+	if (reason == DROP_NONE && dsr_off && lb_dsr_enabled()) {
+		struct dsr_service fe = { .addr = dsr.addr, .port = dsr.port };
+
+		reason = lb_dsr_learn(skb, p, sum, &fe);
+	}
 	if (reason != DROP_NONE)
 		goto drop;
 	return tunnel_deliver(skb, p, sum, &tun, point, pass_ret);

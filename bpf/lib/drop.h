@@ -37,6 +37,10 @@ enum drop_reason {
 	DROP_NAT_FAILED              = 27, /* a checksum helper failed while rewriting addresses or ports */
 	DROP_SNAT_NO_PORT            = 28, /* NodePort SNAT found no free source port towards the backend */
 	DROP_CT_CREATE_FAILED        = 29, /* a conntrack or SNAT entry could not be written */
+	DROP_DSR_OPT_NO_ROOM         = 30, /* the IPv4 header has no room left for the 8-byte DSR option */
+	DROP_DSR_OPT_FAILED          = 31, /* bpf_skb_adjust_room() could not make room for the DSR option */
+	DROP_FRAG_NEEDED_UNANSWERED  = 32, /* too big for the way to the backend (DSR option, tunnel), DF set,
+					    * and no ICMP answer could be built (IPv4 options, helper failure) */
 	__DROP_REASON_MAX,
 };
 

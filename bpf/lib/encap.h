@@ -8,6 +8,7 @@
 #include "config.h"
 #include "csum.h"
 #include "drop.h"
+#include "dsr.h"
 #include "endpoint.h"
 #include "fib.h"
 #include "geneve.h"
@@ -289,11 +290,12 @@ drop:
  *   identity                                -> DROP_NO_SOURCE_IDENTITY
  *   larger than the tunnel MTU              -> stack, see tunnel_fits()
  *   TTL <= 1                                -> stack, PASS_TTL_EXPIRED
- *   else encapsulated towards the endpoint, VNI = the source pod's identity.
+ *   else encapsulated towards the endpoint, VNI = the source pod's identity; a DSR
+ *   request (dsr, Geneve only) carries the service in Cilium's Geneve DSR option.
  * Same-node traffic never gets here: the caller delivered it already. */
 static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct parsed *p,
 					const struct pkt_summary *sum, enum obs_point point,
-					__be32 id_addr, int pass_ret)
+					__be32 id_addr, const struct dsr_service *dsr, int pass_ret)
 {
 	__u32 proto = CONFIG.tunnel_protocol;
 	const struct endpoint_info *src;
@@ -326,7 +328,11 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 		return PP_TCX_DROP;
 	}
 
-	if (proto == TUNNEL_GENEVE && GENEVE_TEST_OPT) {
+	if (proto == TUNNEL_GENEVE && dsr) {
+		struct dsr_geneve_data opt = { .addr = dsr->addr, .port = dsr->port };
+
+		geneve_opt_append(&opts, GENEVE_OPT_CLASS_CILIUM, DSR_GENEVE_OPT_TYPE, &opt, sizeof(opt));
+	} else if (proto == TUNNEL_GENEVE && GENEVE_TEST_OPT) {
 		struct {
 			__be32 addr;
 			__be16 port;
@@ -353,7 +359,7 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
 						 const struct pkt_summary *sum, int pass_ret)
 {
-	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, sum->saddr, pass_ret);
+	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, sum->saddr, NULL, pass_ret);
 }
 
 #endif /* PODPATH_ENCAP_H */

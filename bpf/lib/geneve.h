@@ -11,6 +11,7 @@
 #define GENEVE_F_CRITICAL       0x40   /* C: critical options present */
 #define GENEVE_OPT_CLASS_CILIUM 0x014B /* Cilium's option class (DSR) */
 #define GENEVE_OPT_TYPE_CRIT    0x80   /* the critical bit of an option's type */
+#define GENEVE_OPT_TYPE_DSR     0x01   /* Cilium's DSR option: service address and port (dsr.h) */
 #define GENEVE_OPT_TYPE_TEST    0x7F   /* podpath test option: see GENEVE_TEST_OPT in encap.h */
 
 /* Options this datapath may add to one packet (the base header allows 252 bytes). */
@@ -75,9 +76,9 @@ static __always_inline void geneve_set_vni(struct genevehdr *gh, __u32 vni)
 }
 
 /* Walks the opt_len bytes of options at off (the caller checked they are inside the
- * packet): every option must end inside them, and none may be critical, since this
- * datapath understands no option yet (RFC 8926 3.5: an endpoint drops packets with
- * critical options it does not know). */
+ * packet): every option must end inside them, and none may be critical (RFC 8926 3.5:
+ * an endpoint drops packets with critical options it does not know; the DSR option is
+ * not critical either). */
 static __always_inline enum drop_reason geneve_opts_check(struct __sk_buff *skb, __u32 off,
 							  __u32 opt_len)
 {

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "conntrack.h"
 #include "drop.h"
+#include "dsr.h"
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
@@ -336,12 +337,45 @@ static __always_inline void lb_trace_xlate(struct pkt_summary *sum, __u8 action,
 	sum->dport = dport;
 }
 
-/* Whether a new flow from a NIC to a backend that is not on this node gets SNAT. The
- * loader accepts CONFIG.lb_mode = LB_MODE_SNAT only, so it always does; DSR and hybrid
- * (DSR for TCP) will decide here, per service or per protocol. */
-static __always_inline int lb_nodeport_snat(const struct lb_service *svc, __u8 proto)
+/* Whether a new flow from a NIC to a backend that is not on this node gets direct
+ * server return (bpf-lb-mode dsr; hybrid: TCP only) rather than SNAT. */
+static __always_inline int lb_nodeport_dsr(__u8 proto)
 {
-	return 1;
+	return CONFIG.lb_mode == LB_MODE_DSR || (CONFIG.lb_mode == LB_MODE_HYBRID && proto == IPPROTO_TCP);
+}
+
+/* How a NodePort packet translated by lb_service_xlate() goes on (lb_from_netdev()). */
+struct lb_fwd {
+	__u32 frag_mtu;         /* not 0: too big for the way to the backend; the packet is
+				 * left untranslated for an ICMP frag-needed with this MTU */
+	__u8  dsr;              /* a DSR flow: no SNAT, replies go straight to the client */
+	__u8  dsr_opt;          /* the packet carries the DSR option (dsr_needs_opt()) */
+	__u16 _pad;
+	struct dsr_service svc; /* the frontend, for the option */
+};
+
+/* For a DF packet of a NodePort flow to a remote backend: the MTU to announce when it
+ * does not fit the way there once encapsulated or given the DSR option, else 0.
+ *   tunnel mode      the tunnel MTU, less the Geneve DSR option when it rides along
+ *                    (every packet is encapsulated: any may be too big);
+ *   option dispatch  the route MTU to the backend less the option, for the packets
+ *                    that carry it (the others are forwarded as they came).
+ * A packet without DF goes on: forwarding hands it to the stack to fragment. */
+static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const struct parsed *p,
+						const struct lb_fwd *fwd, __be32 backend)
+{
+	__u32 opt, mtu;
+
+	if (!(p->ip->frag_off & bpf_htons(PP_IP_DF)))
+		return 0;
+	if (tunnel_enabled()) {
+		opt = fwd->dsr_opt ? DSR_GENEVE_OPT_LEN : 0;
+		return ipv4_seg_len(skb, p) + opt > CONFIG.tunnel_mtu ? CONFIG.tunnel_mtu - opt : 0;
+	}
+	if (!fwd->dsr_opt)
+		return 0;
+	mtu = dsr_opt_path_mtu(skb, p, backend);
+	return mtu > DSR_IPV4_OPT_LEN ? mtu - DSR_IPV4_OPT_LEN : 0;
 }
 
 /* Writes the reply entry of a flow whose service entry is e, under rkey (the reply
@@ -374,15 +408,20 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
  *   lb_backends (whatever its state)        -> that backend (TRACE_CT_ESTABLISHED);
  *   otherwise                               -> lb_select(): a new flow (TRACE_CT_NEW),
  *                                              DROP_NO_SERVICE_BACKEND without one;
- *   a new flow from a NIC to a backend that is no pod of this node gets SNAT: source
+ *   a new flow from a NIC to a backend that is no pod of this node gets direct server
+ *   return (lb_nodeport_dsr(): CT_F_DSR, the client's source is kept) or SNAT: source
  *   = this node's IP and a port of [lb_snat_port_min, lb_snat_port_max] (snat_alloc);
+ *   such a flow's packet that will not fit the way to the backend is left untouched,
+ *   fwd->frag_mtu says the MTU to answer (lb_remote_frag_mtu());
  * then the packet is rewritten (nat4_rewrite) and the summary carries the translated
- * tuple. A new flow writes its CT_SERVICE entry and its reply entry (lb_reply_write);
- * a live one refreshes both, the reply entry only when the service entry changed
- * (ct_refresh), which is at most once a second per flow. */
+ * tuple. A new flow writes its CT_SERVICE entry and its reply entry (lb_reply_write;
+ * none for DSR: the replies do not come back here); a live one refreshes both, the
+ * reply entry only when the service entry changed (ct_refresh), which is at most once
+ * a second per flow. fwd (from_nic only) tells lb_from_netdev() how to go on. */
 static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, struct parsed *p,
 							 struct pkt_summary *sum,
-							 const struct lb_service *svc, int from_nic)
+							 const struct lb_service *svc, int from_nic,
+							 struct lb_fwd *fwd)
 {
 	struct ct_key key = {
 		.saddr = sum->saddr, .daddr = sum->daddr, .sport = sum->sport, .dport = sum->dport,
@@ -400,6 +439,7 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 	__be16 sport = sum->sport;
 	__u8 state = TRACE_CT_ESTABLISHED;
 	__u8 action = TRACE_LB_DNAT;
+	__u16 flags = 0;
 	enum drop_reason reason;
 
 	ct = ct_lookup(&key);
@@ -408,12 +448,14 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		be = lb_backend_lookup(backend_id);
 	}
 	if (be && ct) {
+		flags = ct->flags;
 		if (ct->flags & CT_F_SNAT) {
 			saddr = ct->nat_addr;
 			sport = ct->nat_port;
 			action = TRACE_LB_DNAT_SNAT;
 		}
-		if (ct_refresh(ct, now, proto, pkt_flags)) {
+		/* A DSR flow has no reply entry here. */
+		if (ct_refresh(ct, now, proto, pkt_flags) && !(flags & CT_F_DSR)) {
 			struct ct_entry *r;
 
 			rkey.saddr = be->addr;
@@ -446,9 +488,12 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		rkey.sport = be->port;
 		if (from_nic) {
 			const struct endpoint_info *ep = endpoint_lookup(be->addr);
+			int remote = !ep || (ep->flags & ENDPOINT_F_HOST);
 
 			e.flags |= CT_F_NODEPORT;
-			if ((!ep || (ep->flags & ENDPOINT_F_HOST)) && lb_nodeport_snat(svc, proto)) {
+			if (remote && lb_nodeport_dsr(proto)) {
+				e.flags |= CT_F_DSR;
+			} else if (remote) {
 				struct ct_entry r;
 
 				e.flags |= CT_F_SNAT;
@@ -467,7 +512,7 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 				action = TRACE_LB_DNAT_SNAT;
 			}
 		}
-		if (!(e.flags & CT_F_SNAT)) {
+		if (!(e.flags & (CT_F_SNAT | CT_F_DSR))) {
 			rkey.daddr = saddr;
 			rkey.dport = sport;
 			if (lb_reply_write(&rkey, &e, 0, 0, BPF_ANY) < 0)
@@ -475,8 +520,24 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		}
 		if (ct_update(&key, &e) < 0)
 			return DROP_CT_CREATE_FAILED;
+		flags = e.flags;
 	}
 
+	if (from_nic && (flags & (CT_F_SNAT | CT_F_DSR))) {
+		if (flags & CT_F_DSR) {
+			action = TRACE_LB_DNAT_DSR;
+			fwd->dsr = 1;
+			fwd->dsr_opt = dsr_needs_opt(proto, tcp_flags);
+			fwd->svc.addr = sum->daddr;
+			fwd->svc.port = sum->dport;
+		}
+		fwd->frag_mtu = lb_remote_frag_mtu(skb, p, fwd, be->addr);
+		if (fwd->frag_mtu) {
+			lb_trace_xlate(sum, TRACE_LB_FRAG_NEEDED, state, backend_id, saddr, sport,
+				       be->addr, be->port);
+			return DROP_NONE;
+		}
+	}
 	reason = nat4_rewrite(skb, p, saddr, sport, be->addr, be->port);
 	if (reason != DROP_NONE)
 		return reason;
@@ -491,8 +552,28 @@ enum lb_reply_result {
 	LB_REPLY_NODEPORT = 2, /* translated back, and the flow came in through a NIC */
 };
 
+/* The frontend a reply entry's flow was sent to: lb_rev_nat's entry, or for a DSR
+ * flow on the backend's node the service the DSR option named. 0: gone. */
+static __always_inline int lb_frontend_of(const struct ct_entry *e, struct dsr_service *fe)
+{
+	const struct lb_rev_nat *rn;
+	__u32 id = e->rev_nat_id;
+
+	if (e->flags & CT_F_DSR) {
+		fe->addr = e->nat_addr;
+		fe->port = e->nat_port;
+		return 1;
+	}
+	rn = bpf_map_lookup_elem(&lb_rev_nat, &id);
+	if (!rn)
+		return 0;
+	fe->addr = rn->addr;
+	fe->port = rn->port;
+	return 1;
+}
+
 /* Translates a backend's reply whose live reply entry is e back to what the client
- * expects: source = the frontend (lb_rev_nat), and for SNATed flows (from_snat)
+ * expects: source = the frontend (lb_frontend_of()), and for SNATed flows (from_snat)
  * destination = the client. A frontend that is gone (no lb_rev_nat entry) leaves the
  * packet untouched. */
 static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, struct parsed *p,
@@ -500,26 +581,27 @@ static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, st
 						       int from_snat, int *result)
 {
 	__u32 now = ct_now();
-	__u32 id = e->rev_nat_id;
-	const struct lb_rev_nat *rn;
+	struct dsr_service fe;
 	__be32 daddr = sum->daddr;
 	__be16 dport = sum->dport;
 	enum drop_reason reason;
+	__u8 action = TRACE_LB_REVNAT;
 
 	ct_refresh(e, now, sum->ip_proto, ct_pkt_flags(sum->ip_proto, lb_tcp_flags(skb, p)));
-	rn = bpf_map_lookup_elem(&lb_rev_nat, &id);
-	if (!rn)
+	if (!lb_frontend_of(e, &fe))
 		return DROP_NONE;
 	if (from_snat) {
 		daddr = e->nat_addr;
 		dport = e->nat_port;
+		action = TRACE_LB_REV_SNAT;
+	} else if (e->flags & CT_F_DSR) {
+		action = TRACE_LB_REV_DSR;
 	}
-	reason = nat4_rewrite(skb, p, rn->addr, rn->port, daddr, dport);
+	reason = nat4_rewrite(skb, p, fe.addr, fe.port, daddr, dport);
 	if (reason != DROP_NONE)
 		return reason;
 	*result = (e->flags & CT_F_NODEPORT) ? LB_REPLY_NODEPORT : LB_REPLY_REVNAT;
-	lb_trace_xlate(sum, from_snat ? TRACE_LB_REV_SNAT : TRACE_LB_REVNAT, TRACE_CT_REPLY,
-		       e->backend_id, rn->addr, rn->port, daddr, dport);
+	lb_trace_xlate(sum, action, TRACE_CT_REPLY, e->backend_id, fe.addr, fe.port, daddr, dport);
 	return DROP_NONE;
 }
 
@@ -573,7 +655,7 @@ static __always_inline int icmp_is_error(__u8 type)
  * sent and expects (the error travels towards the client). The quoted packet (quoted
  * IPv4 header without options, TCP or UDP, first fragment) reversed is the flow's
  * reply key: in conntrack, or in the snat map when its source is this node (SNAT).
- *   quoted destination (the backend)      -> the frontend (lb_rev_nat);
+ *   quoted destination (the backend)      -> the frontend (lb_frontend_of());
  *   SNAT: quoted source (this node)       -> the client; outer destination -> the client;
  *   outer source = the backend (it reports
  *   the error itself: port unreachable)   -> the frontend's address;
@@ -590,10 +672,10 @@ static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *sk
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
 	struct ct_key key = { .dir = CT_REPLY };
-	const struct lb_rev_nat *rn;
+	struct dsr_service fe;
 	__be32 o_saddr, o_daddr, i_saddr, i_daddr;
 	__be16 i_sport, i_dport, *ports, *l4sum;
-	__u32 off = p->l4_off, id, l3diff, l4diff;
+	__u32 off = p->l4_off, l3diff, l4diff;
 	struct icmp_head *ih;
 	struct iphdr *in;
 	struct ct_entry *e;
@@ -624,17 +706,15 @@ static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *sk
 	}
 	if (!e || (__s32)(e->lifetime - ct_now()) <= 0)
 		return DROP_NONE;
-	id = e->rev_nat_id;
-	rn = bpf_map_lookup_elem(&lb_rev_nat, &id);
-	if (!rn)
+	if (!lb_frontend_of(e, &fe))
 		return DROP_NONE;
 
 	/* What each address becomes. */
 	i_saddr = from_snat ? e->nat_addr : in->saddr;
 	i_sport = from_snat ? e->nat_port : ports[0];
-	i_daddr = rn->addr;
-	i_dport = rn->port;
-	o_saddr = p->ip->saddr == in->daddr ? rn->addr : p->ip->saddr;
+	i_daddr = fe.addr;
+	i_dport = fe.port;
+	o_saddr = p->ip->saddr == in->daddr ? fe.addr : p->ip->saddr;
 	o_daddr = from_snat ? e->nat_addr : p->ip->daddr;
 
 	/* The quoted packet: IPv4 header, ports, and its L4 checksum when quoted. */
@@ -679,11 +759,14 @@ static __always_inline int lb_icmp_error(const struct parsed *p, const struct pk
  * NIC (NodePort requests, their replies), never through the stack: the stack would
  * take a packet from this node's own address arriving on a device for a martian.
  *   a pod of this node                    -> endpoint_redirect() (redirect_peer);
- *   tunnel mode, a remote tunnel endpoint -> tunnel_encap(), the node's identity;
- *   anything else                         -> fib_redirect() (native routing, world). */
-static __always_inline int lb_forward(struct __sk_buff *skb, const struct parsed *p,
-				      const struct pkt_summary *sum, enum obs_point point,
-				      int pass_ret)
+ *   tunnel mode, a remote tunnel endpoint -> tunnel_encap(), the node's identity,
+ *                                            with the Geneve DSR option for dsr;
+ *   anything else                         -> fib_redirect() (native routing, world),
+ *                                            with the IPv4 DSR option for dsr.
+ * dsr (NULL: none) is the service a DSR request carries to the backend's node. */
+static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
+				      struct pkt_summary *sum, enum obs_point point,
+				      int pass_ret, const struct dsr_service *dsr)
 {
 	const struct endpoint_info *ep = endpoint_lookup(sum->daddr);
 
@@ -693,7 +776,14 @@ static __always_inline int lb_forward(struct __sk_buff *skb, const struct parsed
 		const struct ipcache_info *info = ipcache_lookup(sum->daddr);
 
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
-			return tunnel_encap(skb, p, sum, point, config_node_ip(), pass_ret);
+			return tunnel_encap(skb, p, sum, point, config_node_ip(), dsr, pass_ret);
+	} else if (dsr) {
+		enum drop_reason reason = dsr_opt_insert(skb, p, dsr);
+
+		if (reason != DROP_NONE) {
+			trace_drop(skb, point, reason, sum);
+			return PP_TCX_DROP;
+		}
 	}
 	return fib_redirect(skb, p, sum, point, pass_ret);
 }
@@ -724,7 +814,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 	else if (!lb_l4(p, sum))
 		return LB_CONTINUE;
 	else if ((svc = lb_service_lookup(sum)))
-		reason = lb_service_xlate(skb, p, sum, svc, 0);
+		reason = lb_service_xlate(skb, p, sum, svc, 0, NULL);
 	else
 		reason = lb_rev_nat_reply(skb, p, sum, &result);
 	if (reason != DROP_NONE) {
@@ -733,7 +823,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 		return LB_DONE;
 	}
 	if (result == LB_REPLY_NODEPORT) {
-		*verdict = lb_forward(skb, p, sum, point, pass_ret);
+		*verdict = lb_forward(skb, p, sum, point, pass_ret, NULL);
 		return LB_DONE;
 	}
 	return LB_CONTINUE;
@@ -762,7 +852,7 @@ static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed
 		if (reason != DROP_NONE)
 			goto drop;
 		if (result == LB_REPLY_NODEPORT) {
-			*verdict = lb_forward(skb, p, sum, point, pass_ret);
+			*verdict = lb_forward(skb, p, sum, point, pass_ret, NULL);
 			return LB_DONE;
 		}
 		return LB_CONTINUE;
@@ -776,7 +866,7 @@ static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed
 			if (reason != DROP_NONE)
 				goto drop;
 			if (result != LB_REPLY_NONE) {
-				*verdict = lb_forward(skb, p, sum, point, pass_ret);
+				*verdict = lb_forward(skb, p, sum, point, pass_ret, NULL);
 				return LB_DONE;
 			}
 		}
@@ -793,16 +883,46 @@ drop:
 	return LB_DONE;
 }
 
+/* Whether this node takes part in DSR: bpf-lb-mode dsr or hybrid. */
+static __always_inline int lb_dsr_enabled(void)
+{
+	return CONFIG.lb_enabled && CONFIG.lb_mode != LB_MODE_SNAT;
+}
+
+/* On the backend's node: a request that carried a DSR option for service fe. The
+ * flow is recorded (dsr_learn()) and the summary says so (TRACE_LB_DSR_LEARNED, the
+ * service in lb.orig_daddr/orig_dport); delivery continues. */
+static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, const struct parsed *p,
+						     struct pkt_summary *sum,
+						     const struct dsr_service *fe)
+{
+	enum drop_reason reason;
+
+	reason = dsr_learn(sum, fe, ct_pkt_flags(sum->ip_proto, lb_tcp_flags(skb, p)));
+	if (reason != DROP_NONE)
+		return reason;
+	sum->lb.action = TRACE_LB_DSR_LEARNED;
+	sum->lb.ct = TRACE_CT_NEW;
+	sum->lb.orig_saddr = sum->saddr;
+	sum->lb.orig_sport = sum->sport;
+	sum->lb.orig_daddr = fe->addr;
+	sum->lb.orig_dport = fe->port;
+	return DROP_NONE;
+}
+
 /* from-netdev (CONFIG.lb_enabled), before delivery. Each kind of packet pays only its
  * own lookups; *epp is the destination's endpoint for the caller (NULL: none), so it
  * needs no lookup of its own when the packet continues:
  *   TCP/UDP to this node's IP  -> a NodePort frontend: translated (lb_service_xlate(),
- *                                 SNAT to remote backends), forwarded by lb_forward();
+ *                                 SNAT or DSR to remote backends), forwarded by
+ *                                 lb_forward(), or answered with ICMP frag-needed
+ *                                 (dsr_icmp_frag_needed()) when it will not fit;
  *                                 else a live snat reply: reverse SNAT and reverse NAT,
  *                                 forwarded to the client by lb_forward();
- *   TCP/UDP to a pod here      -> a remote backend's reply to a client pod here is
- *                                 translated back (lb_rev_nat_reply()), then delivery
- *                                 continues;
+ *   TCP/UDP to a pod here      -> a DSR request with the IPv4 option (DSR modes):
+ *                                 recorded (lb_dsr_learn()); else a remote backend's
+ *                                 reply to a client pod here is translated back
+ *                                 (lb_rev_nat_reply()); then delivery continues;
  *   TCP/UDP to anything else   -> an external-IP (or NodePort on another node IP)
  *                                 frontend: translated and forwarded as above;
  *   an ICMP error              -> lb_icmp_error_xlate() (PMTUD through a service).
@@ -834,7 +954,12 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 		ep = endpoint_lookup(sum->daddr);
 		*epp = ep;
 		if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
-			reason = lb_rev_nat_reply(skb, p, sum, &result);
+			struct dsr_service fe;
+
+			if (lb_dsr_enabled() && p->ip->ihl > 5 && dsr_opt_read(skb, p, &fe))
+				reason = lb_dsr_learn(skb, p, sum, &fe);
+			else
+				reason = lb_rev_nat_reply(skb, p, sum, &result);
 			if (reason != DROP_NONE)
 				goto drop;
 			return LB_CONTINUE;
@@ -842,10 +967,15 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 	}
 	svc = lb_service_lookup(sum);
 	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
-		reason = lb_service_xlate(skb, p, sum, svc, 1);
+		struct lb_fwd fwd = {};
+
+		reason = lb_service_xlate(skb, p, sum, svc, 1, &fwd);
 		if (reason != DROP_NONE)
 			goto drop;
-		*verdict = lb_forward(skb, p, sum, point, pass_ret);
+		if (fwd.frag_mtu)
+			*verdict = dsr_icmp_frag_needed(skb, p, sum, point, fwd.frag_mtu);
+		else
+			*verdict = lb_forward(skb, p, sum, point, pass_ret, fwd.dsr_opt ? &fwd.svc : NULL);
 		return LB_DONE;
 	}
 	if (to_node) {

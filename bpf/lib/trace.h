@@ -79,6 +79,14 @@ enum trace_lb {
 	TRACE_LB_REVNAT    = 3, /* a backend's reply: source restored to the frontend */
 	TRACE_LB_REV_SNAT  = 4, /* a backend's reply to an SNATed flow: destination restored to the
 				 * client, source to the frontend */
+	TRACE_LB_DNAT_DSR  = 5, /* NodePort/external to another node's backend with direct server
+				 * return: destination rewritten, the client's source kept */
+	TRACE_LB_REV_DSR   = 6, /* on the backend's node, a reply of a DSR flow: source rewritten
+				 * to the service from the DSR option, sent straight to the client */
+	TRACE_LB_DSR_LEARNED = 7, /* on the backend's node, a request carrying the DSR option: the
+				   * flow was recorded; lb.orig_daddr/orig_dport hold the service */
+	TRACE_LB_FRAG_NEEDED = 8, /* too big for the way to the backend once the DSR option or the
+				   * tunnel headers are added: answered with ICMP frag-needed */
 };
 
 /* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */

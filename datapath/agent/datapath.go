@@ -94,10 +94,16 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	}
 	var sizes loader.MapSizes
 	if c.KubeProxyReplacement == config.KPRTrue {
-		if c.LBMode != config.LBModeSNAT {
-			return nil, fmt.Errorf("bpf-lb-mode %s: not implemented by this podpath yet (only snat); refusing rather than balancing in another mode", c.LBMode)
-		}
 		lb := loader.LBConfig{MaglevTableSize: uint32(c.MaglevTableSize)}
+		switch c.LBMode {
+		case config.LBModeDSR:
+			lb.Mode = loader.LBModeDSR
+		case config.LBModeHybrid:
+			lb.Mode = loader.LBModeHybrid
+		}
+		if c.LBMode.UsesDSR() && c.RoutingMode == config.RoutingNative && c.DSRDispatch == config.DSRDispatchGeneve {
+			return nil, fmt.Errorf("bpf-lb-dsr-dispatch geneve with routing-mode native: not implemented by this podpath (it decapsulates Geneve in tunnel mode only); use routing-mode: tunnel with tunnel-protocol: geneve, or bpf-lb-dsr-dispatch: opt")
+		}
 		if c.MaglevHashSeedSet {
 			lb.MaglevSeed = c.MaglevHashSeed
 		}

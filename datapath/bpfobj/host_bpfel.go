@@ -40,6 +40,7 @@ const (
 	HostCtFlagsCT_F_CLOSING     HostCtFlags = 4
 	HostCtFlagsCT_F_NODEPORT    HostCtFlags = 8
 	HostCtFlagsCT_F_SNAT        HostCtFlags = 16
+	HostCtFlagsCT_F_DSR         HostCtFlags = 32
 )
 
 type HostCtKey struct {
@@ -86,7 +87,10 @@ const (
 	HostDropReasonDROP_NAT_FAILED              HostDropReason = 27
 	HostDropReasonDROP_SNAT_NO_PORT            HostDropReason = 28
 	HostDropReasonDROP_CT_CREATE_FAILED        HostDropReason = 29
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 30
+	HostDropReasonDROP_DSR_OPT_NO_ROOM         HostDropReason = 30
+	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
+	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 33
 )
 
 type HostEndpointFlags uint32
@@ -305,11 +309,15 @@ const (
 type HostTraceLb uint32
 
 const (
-	HostTraceLbTRACE_LB_NONE      HostTraceLb = 0
-	HostTraceLbTRACE_LB_DNAT      HostTraceLb = 1
-	HostTraceLbTRACE_LB_DNAT_SNAT HostTraceLb = 2
-	HostTraceLbTRACE_LB_REVNAT    HostTraceLb = 3
-	HostTraceLbTRACE_LB_REV_SNAT  HostTraceLb = 4
+	HostTraceLbTRACE_LB_NONE        HostTraceLb = 0
+	HostTraceLbTRACE_LB_DNAT        HostTraceLb = 1
+	HostTraceLbTRACE_LB_DNAT_SNAT   HostTraceLb = 2
+	HostTraceLbTRACE_LB_REVNAT      HostTraceLb = 3
+	HostTraceLbTRACE_LB_REV_SNAT    HostTraceLb = 4
+	HostTraceLbTRACE_LB_DNAT_DSR    HostTraceLb = 5
+	HostTraceLbTRACE_LB_REV_DSR     HostTraceLb = 6
+	HostTraceLbTRACE_LB_DSR_LEARNED HostTraceLb = 7
+	HostTraceLbTRACE_LB_FRAG_NEEDED HostTraceLb = 8
 )
 
 type HostTraceRecord struct {

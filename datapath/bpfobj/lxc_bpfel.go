@@ -40,6 +40,7 @@ const (
 	LxcCtFlagsCT_F_CLOSING     LxcCtFlags = 4
 	LxcCtFlagsCT_F_NODEPORT    LxcCtFlags = 8
 	LxcCtFlagsCT_F_SNAT        LxcCtFlags = 16
+	LxcCtFlagsCT_F_DSR         LxcCtFlags = 32
 )
 
 type LxcCtKey struct {
@@ -86,7 +87,10 @@ const (
 	LxcDropReasonDROP_NAT_FAILED              LxcDropReason = 27
 	LxcDropReasonDROP_SNAT_NO_PORT            LxcDropReason = 28
 	LxcDropReasonDROP_CT_CREATE_FAILED        LxcDropReason = 29
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 30
+	LxcDropReasonDROP_DSR_OPT_NO_ROOM         LxcDropReason = 30
+	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
+	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 33
 )
 
 type LxcEndpointFlags uint32
@@ -305,11 +309,15 @@ const (
 type LxcTraceLb uint32
 
 const (
-	LxcTraceLbTRACE_LB_NONE      LxcTraceLb = 0
-	LxcTraceLbTRACE_LB_DNAT      LxcTraceLb = 1
-	LxcTraceLbTRACE_LB_DNAT_SNAT LxcTraceLb = 2
-	LxcTraceLbTRACE_LB_REVNAT    LxcTraceLb = 3
-	LxcTraceLbTRACE_LB_REV_SNAT  LxcTraceLb = 4
+	LxcTraceLbTRACE_LB_NONE        LxcTraceLb = 0
+	LxcTraceLbTRACE_LB_DNAT        LxcTraceLb = 1
+	LxcTraceLbTRACE_LB_DNAT_SNAT   LxcTraceLb = 2
+	LxcTraceLbTRACE_LB_REVNAT      LxcTraceLb = 3
+	LxcTraceLbTRACE_LB_REV_SNAT    LxcTraceLb = 4
+	LxcTraceLbTRACE_LB_DNAT_DSR    LxcTraceLb = 5
+	LxcTraceLbTRACE_LB_REV_DSR     LxcTraceLb = 6
+	LxcTraceLbTRACE_LB_DSR_LEARNED LxcTraceLb = 7
+	LxcTraceLbTRACE_LB_FRAG_NEEDED LxcTraceLb = 8
 )
 
 type LxcTraceRecord struct {

@@ -40,6 +40,7 @@ const (
 	OverlayCtFlagsCT_F_CLOSING     OverlayCtFlags = 4
 	OverlayCtFlagsCT_F_NODEPORT    OverlayCtFlags = 8
 	OverlayCtFlagsCT_F_SNAT        OverlayCtFlags = 16
+	OverlayCtFlagsCT_F_DSR         OverlayCtFlags = 32
 )
 
 type OverlayCtKey struct {
@@ -86,7 +87,10 @@ const (
 	OverlayDropReasonDROP_NAT_FAILED              OverlayDropReason = 27
 	OverlayDropReasonDROP_SNAT_NO_PORT            OverlayDropReason = 28
 	OverlayDropReasonDROP_CT_CREATE_FAILED        OverlayDropReason = 29
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 30
+	OverlayDropReasonDROP_DSR_OPT_NO_ROOM         OverlayDropReason = 30
+	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
+	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 33
 )
 
 type OverlayEndpointFlags uint32
@@ -305,11 +309,15 @@ const (
 type OverlayTraceLb uint32
 
 const (
-	OverlayTraceLbTRACE_LB_NONE      OverlayTraceLb = 0
-	OverlayTraceLbTRACE_LB_DNAT      OverlayTraceLb = 1
-	OverlayTraceLbTRACE_LB_DNAT_SNAT OverlayTraceLb = 2
-	OverlayTraceLbTRACE_LB_REVNAT    OverlayTraceLb = 3
-	OverlayTraceLbTRACE_LB_REV_SNAT  OverlayTraceLb = 4
+	OverlayTraceLbTRACE_LB_NONE        OverlayTraceLb = 0
+	OverlayTraceLbTRACE_LB_DNAT        OverlayTraceLb = 1
+	OverlayTraceLbTRACE_LB_DNAT_SNAT   OverlayTraceLb = 2
+	OverlayTraceLbTRACE_LB_REVNAT      OverlayTraceLb = 3
+	OverlayTraceLbTRACE_LB_REV_SNAT    OverlayTraceLb = 4
+	OverlayTraceLbTRACE_LB_DNAT_DSR    OverlayTraceLb = 5
+	OverlayTraceLbTRACE_LB_REV_DSR     OverlayTraceLb = 6
+	OverlayTraceLbTRACE_LB_DSR_LEARNED OverlayTraceLb = 7
+	OverlayTraceLbTRACE_LB_FRAG_NEEDED OverlayTraceLb = 8
 )
 
 type OverlayTraceRecord struct {

@@ -46,7 +46,10 @@ const (
 	ProbeDropReasonDROP_NAT_FAILED              ProbeDropReason = 27
 	ProbeDropReasonDROP_SNAT_NO_PORT            ProbeDropReason = 28
 	ProbeDropReasonDROP_CT_CREATE_FAILED        ProbeDropReason = 29
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 30
+	ProbeDropReasonDROP_DSR_OPT_NO_ROOM         ProbeDropReason = 30
+	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
+	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 33
 )
 
 type ProbeHostRouting uint32
@@ -159,11 +162,15 @@ const (
 type ProbeTraceLb uint32
 
 const (
-	ProbeTraceLbTRACE_LB_NONE      ProbeTraceLb = 0
-	ProbeTraceLbTRACE_LB_DNAT      ProbeTraceLb = 1
-	ProbeTraceLbTRACE_LB_DNAT_SNAT ProbeTraceLb = 2
-	ProbeTraceLbTRACE_LB_REVNAT    ProbeTraceLb = 3
-	ProbeTraceLbTRACE_LB_REV_SNAT  ProbeTraceLb = 4
+	ProbeTraceLbTRACE_LB_NONE        ProbeTraceLb = 0
+	ProbeTraceLbTRACE_LB_DNAT        ProbeTraceLb = 1
+	ProbeTraceLbTRACE_LB_DNAT_SNAT   ProbeTraceLb = 2
+	ProbeTraceLbTRACE_LB_REVNAT      ProbeTraceLb = 3
+	ProbeTraceLbTRACE_LB_REV_SNAT    ProbeTraceLb = 4
+	ProbeTraceLbTRACE_LB_DNAT_DSR    ProbeTraceLb = 5
+	ProbeTraceLbTRACE_LB_REV_DSR     ProbeTraceLb = 6
+	ProbeTraceLbTRACE_LB_DSR_LEARNED ProbeTraceLb = 7
+	ProbeTraceLbTRACE_LB_FRAG_NEEDED ProbeTraceLb = 8
 )
 
 type ProbeTraceRecord struct {

@@ -17,8 +17,12 @@ const (
 	// LBModeSNAT rewrites the source to the node's IP and a port of the SNAT range;
 	// replies come back through the node.
 	LBModeSNAT = uint8(bpfobj.LxcLbModeLB_MODE_SNAT)
-	// LBModeDSR and LBModeHybrid come with milestone 2; ValidateConfig refuses them.
-	LBModeDSR    = uint8(bpfobj.LxcLbModeLB_MODE_DSR)
+	// LBModeDSR forwards with direct server return: the backend's node learns the
+	// service from an IPv4 option (native routing) or a Geneve option (tunnel mode,
+	// Geneve only) on the flow's first packet, and the backend answers the client
+	// directly with the service as source.
+	LBModeDSR = uint8(bpfobj.LxcLbModeLB_MODE_DSR)
+	// LBModeHybrid is DSR for TCP and SNAT for UDP.
 	LBModeHybrid = uint8(bpfobj.LxcLbModeLB_MODE_HYBRID)
 )
 
@@ -41,7 +45,9 @@ const (
 // LBConfig is the service load-balancer part of Config, as SetLB writes it. Zero
 // fields get the defaults.
 type LBConfig struct {
-	// Mode is Cilium's bpf-lb-mode; LBModeSNAT (0) is the only one implemented.
+	// Mode is Cilium's bpf-lb-mode: LBModeSNAT (0), LBModeDSR or LBModeHybrid. The
+	// DSR dispatch follows the routing mode: an IPv4 option with native routing, a
+	// Geneve option in tunnel mode, which must then use Geneve (SetTunnel first).
 	Mode uint8
 	// MaglevTableSize is M (bpf-lb-maglev-table-size), one of maglev.TableSizes();
 	// default maglev.DefaultTableSize. Every table given to LB.MaglevSet has M entries.
@@ -109,9 +115,12 @@ func validateLB(cfg Config) []error {
 	switch cfg.LbMode {
 	case LBModeSNAT:
 	case LBModeDSR, LBModeHybrid:
-		errs = append(errs, fmt.Errorf("lb mode %d: DSR and hybrid are not implemented yet (milestone 2); want %d (snat)", cfg.LbMode, LBModeSNAT))
+		if cfg.RoutingMode == RoutingTunnel && cfg.TunnelProtocol != TunnelGeneve {
+			errs = append(errs, fmt.Errorf("lb mode %d (DSR) in tunnel mode needs tunnel protocol %d (Geneve): the service travels in a Geneve option; tunnel protocol is %d",
+				cfg.LbMode, TunnelGeneve, cfg.TunnelProtocol))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("lb mode %d: want %d (snat)", cfg.LbMode, LBModeSNAT))
+		errs = append(errs, fmt.Errorf("lb mode %d: want %d (snat), %d (dsr) or %d (hybrid)", cfg.LbMode, LBModeSNAT, LBModeDSR, LBModeHybrid))
 	}
 	if !slices.Contains(maglev.TableSizes(), int(cfg.LbMaglevTableSize)) {
 		errs = append(errs, fmt.Errorf("maglev table size %d: want one of %v", cfg.LbMaglevTableSize, maglev.TableSizes()))

@@ -197,7 +197,10 @@ func TestSetLB(t *testing.T) {
 		mutate func(*loader.Config)
 		want   string
 	}{
-		{lb: loader.LBConfig{Mode: loader.LBModeDSR}, want: "not implemented yet"},
+		{lb: loader.LBConfig{Mode: loader.LBModeDSR}, want: "needs tunnel protocol 2 (Geneve)",
+			mutate: func(c *loader.Config) { c.RoutingMode, c.TunnelProtocol = loader.RoutingTunnel, loader.TunnelVXLAN }},
+		{lb: loader.LBConfig{Mode: loader.LBModeHybrid}, want: "needs tunnel protocol 2 (Geneve)",
+			mutate: func(c *loader.Config) { c.RoutingMode, c.TunnelProtocol = loader.RoutingTunnel, loader.TunnelVXLAN }},
 		{lb: loader.LBConfig{Mode: 7}, want: "lb mode 7"},
 		{lb: loader.LBConfig{MaglevTableSize: 1000}, want: "maglev table size 1000"},
 		{lb: loader.LBConfig{SNATPortMin: 2000, SNATPortMax: 1000}, want: "SNAT ports 2000-1000"},

@@ -608,6 +608,7 @@ const (
 	CTClosing     = CTFlags(bpfobj.LxcCtFlagsCT_F_CLOSING)
 	CTNodePort    = CTFlags(bpfobj.LxcCtFlagsCT_F_NODEPORT)
 	CTSNAT        = CTFlags(bpfobj.LxcCtFlagsCT_F_SNAT)
+	CTDSR         = CTFlags(bpfobj.LxcCtFlagsCT_F_DSR)
 )
 
 func (f CTFlags) String() string {
@@ -615,7 +616,7 @@ func (f CTFlags) String() string {
 	for _, n := range []struct {
 		f    CTFlags
 		name string
-	}{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"}, {CTNodePort, "nodeport"}, {CTSNAT, "snat"}} {
+	}{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"}, {CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}} {
 		if f&n.f != 0 {
 			s = append(s, n.name)
 			f &^= n.f
