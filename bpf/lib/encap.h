@@ -285,9 +285,10 @@ drop:
  *   ipcache: no entry, no tunnel endpoint,
  *   or this node as the endpoint            -> stack, PASS_NO_TUNNEL_ENDPOINT (world)
  *   tunnel endpoint not in the nodes map    -> DROP_UNKNOWN_TUNNEL_ENDPOINT
- *   id_addr (the source, or the node for
- *   load-balanced traffic) without a usable
- *   identity                                -> DROP_NO_SOURCE_IDENTITY
+ *   identity (the source pod's, or for
+ *   load-balanced traffic the source's as
+ *   lb_source_identity() says) 0 or wider
+ *   than the 24-bit VNI                     -> DROP_NO_SOURCE_IDENTITY
  *   larger than the tunnel MTU              -> stack, see tunnel_fits()
  *   TTL <= 1                                -> stack, PASS_TTL_EXPIRED
  *   else encapsulated towards the endpoint, VNI = the source pod's identity; a DSR
@@ -295,10 +296,9 @@ drop:
  * Same-node traffic never gets here: the caller delivered it already. */
 static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct parsed *p,
 					const struct pkt_summary *sum, enum obs_point point,
-					__be32 id_addr, const struct dsr_service *dsr, int pass_ret)
+					__u32 identity, const struct dsr_service *dsr, int pass_ret)
 {
 	__u32 proto = CONFIG.tunnel_protocol;
-	const struct endpoint_info *src;
 	const struct ipcache_info *info;
 	struct geneve_opts opts = {};
 	struct trace_tun tun = {};
@@ -316,14 +316,12 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN : TRACE_ENCAP_GENEVE;
 	tun.pkt_len = skb->len;
 	tun.endpoint = info->tunnel_endpoint;
-	src = endpoint_lookup(id_addr);
-	if (src)
-		tun.identity = src->sec_identity;
+	tun.identity = identity;
 	if (!node_lookup(tun.endpoint)) {
 		trace_drop_tun(skb, point, DROP_UNKNOWN_TUNNEL_ENDPOINT, sum, &tun);
 		return PP_TCX_DROP;
 	}
-	if (!src || tun.identity == 0 || tun.identity > 0xffffff) {
+	if (tun.identity == 0 || tun.identity > 0xffffff) {
 		trace_drop_tun(skb, point, DROP_NO_SOURCE_IDENTITY, sum, &tun);
 		return PP_TCX_DROP;
 	}
@@ -355,11 +353,14 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 	return geneve_encap_redirect(skb, p, sum, &tun, &opts, point, pass_ret);
 }
 
-/* From-container: the source pod's identity goes into the VNI. */
+/* From-container: the source pod's identity goes into the VNI (0 when the source is
+ * no endpoint: dropped). */
 static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
 						 const struct pkt_summary *sum, int pass_ret)
 {
-	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, sum->saddr, NULL, pass_ret);
+	const struct endpoint_info *src = endpoint_lookup(sum->saddr);
+
+	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, src ? src->sec_identity : 0, NULL, pass_ret);
 }
 
 #endif /* PODPATH_ENCAP_H */

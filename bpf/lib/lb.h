@@ -755,11 +755,24 @@ static __always_inline int lb_icmp_error(const struct parsed *p, const struct pk
 	       !(p->ip->frag_off & bpf_htons(PP_IP_OFFSET));
 }
 
+/* The identity a load-balanced packet carries into the tunnel: the host's when this
+ * node is its source (SNAT), else the ipcache's for the source, world for a client
+ * outside the cluster (DSR keeps the client as source). */
+static __always_inline __u32 lb_source_identity(__be32 saddr)
+{
+	const struct ipcache_info *info;
+
+	if (saddr == config_node_ip())
+		return IDENTITY_HOST;
+	info = ipcache_lookup(saddr);
+	return info && info->sec_identity ? info->sec_identity : IDENTITY_WORLD;
+}
+
 /* Forwards a packet the load balancer translated for a flow that entered through a
  * NIC (NodePort requests, their replies), never through the stack: the stack would
  * take a packet from this node's own address arriving on a device for a martian.
  *   a pod of this node                    -> endpoint_redirect() (redirect_peer);
- *   tunnel mode, a remote tunnel endpoint -> tunnel_encap(), the node's identity,
+ *   tunnel mode, a remote tunnel endpoint -> tunnel_encap() (lb_source_identity()),
  *                                            with the Geneve DSR option for dsr;
  *   anything else                         -> fib_redirect() (native routing, world),
  *                                            with the IPv4 DSR option for dsr.
@@ -776,7 +789,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 		const struct ipcache_info *info = ipcache_lookup(sum->daddr);
 
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
-			return tunnel_encap(skb, p, sum, point, config_node_ip(), dsr, pass_ret);
+			return tunnel_encap(skb, p, sum, point, lb_source_identity(sum->saddr), dsr, pass_ret);
 	} else if (dsr) {
 		enum drop_reason reason = dsr_opt_insert(skb, p, dsr);
 

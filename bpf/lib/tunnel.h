@@ -16,6 +16,10 @@
 #define TUNNEL_SPORT_MIN 32768
 #define TUNNEL_SPORT_MAX 60999
 
+/* Cilium's reserved security identities. */
+#define IDENTITY_HOST  1 /* this node */
+#define IDENTITY_WORLD 2 /* outside the cluster */
+
 #define PP_IP_DF     0x4000
 #define PP_IP_MF     0x2000
 #define PP_IP_OFFSET 0x1fff

@@ -170,8 +170,8 @@ func TestLBDSRBackendNode(t *testing.T) {
 		})
 		e.runCases(t, e.d.FromContainer, []lbCase{
 			{name: "pod B's syn-ack: source = the service, FIB-forwarded to the client", dev: f.lxc0,
-				in:  podBFrame(backendB, clientX).tcp(synAck),
-				out: frame{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svc, dst: clientX, ttl: 63}.tcp(synAck),
+				in:      podBFrame(backendB, clientX).tcp(synAck),
+				out:     frame{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svc, dst: clientX, ttl: 63}.tcp(synAck),
 				verdict: testrun.Redirect, rec: redirectedFromContainer("VERDICT_REDIRECT", f.eth0),
 				lb: lbWant{action: "TRACE_LB_REV_DSR", ct: "TRACE_CT_REPLY", origSrc: backendB, origDst: clientX}},
 		})
@@ -212,8 +212,10 @@ func TestLBDSRGeneve(t *testing.T) {
 	e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })
 	e.services(t)
 	e.nodePorts(t)
+	// The client is outside the cluster: the VNI says world (2), not the node (SNAT).
+	const worldID = 2
 	encapRec := want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_REDIRECT", target: uint32(f.eth0),
-		tunnel: "TRACE_ENCAP_GENEVE", identity: hostID, endpoint: node2IP}
+		tunnel: "TRACE_ENCAP_GENEVE", identity: worldID, endpoint: node2IP}
 
 	for _, c := range []struct {
 		name  string
@@ -232,7 +234,7 @@ func TestLBDSRGeneve(t *testing.T) {
 			checkRecord(t, r, encapRec, uint32(f.eth0))
 			checkLB(t, r, dnatDSR(c.ct, 2, clientX, npRemote))
 			o := encapOuter(eth0MAC, gw2MAC, node2IP, binary.BigEndian.Uint16(res.Out[34:36]))
-			o.vni = hostID
+			o.vni = worldID
 			if c.opt {
 				o.opts = dsrGeneveOpt(npRemote)
 			}
@@ -274,8 +276,8 @@ func TestLBDSRGeneve(t *testing.T) {
 	})
 	e.runCases(t, e.d.FromContainer, []lbCase{
 		{name: "pod B's syn-ack: source = the service, natively to the client (not into the tunnel)", dev: f.lxc0,
-			in:  podBFrame(backendB, clientX).tcp(synAck),
-			out: frame{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svc, dst: clientX, ttl: 63}.tcp(synAck),
+			in:      podBFrame(backendB, clientX).tcp(synAck),
+			out:     frame{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svc, dst: clientX, ttl: 63}.tcp(synAck),
 			verdict: testrun.Redirect, rec: redirectedFromContainer("VERDICT_REDIRECT", f.eth0),
 			lb: lbWant{action: "TRACE_LB_REV_DSR", ct: "TRACE_CT_REPLY", origSrc: backendB, origDst: clientX}},
 	})
