@@ -38,7 +38,7 @@ bench: build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . -benchtime 200000x ./datapath/loader/ | tee $(ARTIFACTS)/bench.txt
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . ./datapath/maglev/ | tee -a $(ARTIFACTS)/bench.txt
-	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench Throughput -benchtime 1x ./scenarios/ | tee -a $(ARTIFACTS)/bench.txt
+	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'Throughput|AgentServices' -benchtime 1x ./scenarios/ | tee -a $(ARTIFACTS)/bench.txt
 	@echo
 	./bin/podpath bench parse $(ARTIFACTS)/bench.txt --json $(ARTIFACTS)/bench.json
 	@echo "compare with another run: ./bin/podpath bench compare OLD/bench.json $(ARTIFACTS)/bench.json"

@@ -149,7 +149,9 @@ struct lb_maglev_inner {
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(max_entries, LB_MAGLEV_TABLE_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/* BPF_F_MMAPABLE: Go fills a new table with one memory copy (a syscall per entry
+	 * made 10,000 tables of 16381 entries take 45 s). */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 };
 
 struct {

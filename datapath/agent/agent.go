@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -276,6 +277,43 @@ func (a *Agent) ServiceUpsert(ctx context.Context, s Service) error {
 	return a.dp.programService(&s, a.cfg)
 }
 
+// ServicesUpsert records many services in one step and programs them together (see
+// programServices): what a watcher resyncing thousands of Services, or a restart,
+// needs. Every invalid service is named; none is recorded then.
+func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
+	if !(a.cfg.KubeProxyReplacement == config.KPRTrue) {
+		return badInput("services: kube-proxy-replacement is off in the cilium-config: this agent balances no service")
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i := range list {
+		if err := list[i].validate(); err != nil {
+			errs = append(errs, fmt.Errorf("services[%d]: %w", i, err))
+		}
+		if seen[list[i].Name] {
+			errs = append(errs, fmt.Errorf("services[%d]: name %q given twice", i, list[i].Name))
+		}
+		seen[list[i].Name] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &InputError{Err: err}
+	}
+	if err := a.store.update(func(d *desired) error {
+		for _, s := range list {
+			d.Services[s.Name] = s
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	start := time.Now()
+	err := a.dp.programServices(list, a.cfg)
+	a.opts.Log.Info("services programmed", "count", len(list), "took", time.Since(start), "err", err)
+	return err
+}
+
 // ServiceDelete removes a service.
 func (a *Agent) ServiceDelete(ctx context.Context, name string) error {
 	var s Service
@@ -459,9 +497,7 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 		}
 	}
 	if a.cfg.KubeProxyReplacement == config.KPRTrue {
-		for _, s := range a.store.services() {
-			errs = append(errs, a.dp.programService(&s, a.cfg))
-		}
+		errs = append(errs, a.dp.programServices(a.store.services(), a.cfg))
 	}
 	return errors.Join(errs...)
 }

@@ -87,14 +87,27 @@ func (a *Agent) handler() http.Handler {
 		}
 		reply(w, nil, a.ServiceUpsert(r.Context(), s))
 	})
+	mux.HandleFunc("PUT /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		var list []Service
+		if err := decodeLimit(r, &list, maxBulkBody); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		reply(w, nil, a.ServicesUpsert(r.Context(), list))
+	})
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
 	})
 	return mux
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+// maxBulkBody bounds a bulk request: 10,000 services of 10 backends are about 4 MiB.
+const maxBulkBody = 64 << 20
+
+func decode(r *http.Request, v any) error { return decodeLimit(r, v, 1<<20) }
+
+func decodeLimit(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badInput("decode request body: %v", err)

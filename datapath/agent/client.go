@@ -23,7 +23,6 @@ type Client struct {
 // NewClient returns a client for the agent listening on socket.
 func NewClient(socket string) *Client {
 	return &Client{Socket: socket, http: &http.Client{
-		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
@@ -31,7 +30,15 @@ func NewClient(socket string) *Client {
 	}}
 }
 
+// defaultTimeout bounds a call whose context has no deadline of its own.
+const defaultTimeout = 30 * time.Second
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+		defer cancel()
+	}
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -119,6 +126,17 @@ func (c *Client) WaitReady(ctx context.Context) (Status, error) {
 // ServiceUpsert adds or updates a service (PUT /v1/services/NAME).
 func (c *Client) ServiceUpsert(ctx context.Context, s Service) error {
 	return c.do(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(s.Name), s, nil)
+}
+
+// ServicesUpsert records and programs many services in one request (PUT /v1/services).
+// Without a deadline in ctx it waits up to 5 minutes: 10,000 services take seconds.
+func (c *Client) ServicesUpsert(ctx context.Context, list []Service) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+	}
+	return c.do(ctx, http.MethodPut, "/v1/services", list, nil)
 }
 
 // ServiceDelete removes a service's frontends and unused backends.

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 
@@ -115,47 +118,85 @@ func (s *Service) frontends(nodeIP netip.Addr) []maps.Service {
 // reverse-NAT entry and the active backends as slots, and the Maglev table when the
 // algorithm is maglev. Established flows keep their backends through conntrack.
 func (d *datapath) programService(s *Service, c *config.Config) error {
+	return d.programServices([]Service{*s}, c)
+}
+
+// programServices programs many services at once. Their Maglev tables are computed
+// on every CPU and installed together (maps.LB.MaglevSetMany: one RCU grace period
+// per batch of tables, not one per service) before the frontends that use them are
+// written. A service that fails is named in the error; the others are programmed.
+func (d *datapath) programServices(list []Service, c *config.Config) error {
+	lb := d.dp.LB
+	errs := make([]error, len(list))
+	if c.LBAlgorithm == config.LBMaglev {
+		tables := make([][]uint32, len(list))
+		parallel(len(list), func(i int) {
+			tables[i], errs[i] = maglev.Table(maglevBackends(&list[i]), c.MaglevTableSize, c.MaglevHashSeed)
+		})
+		set := map[uint32][]uint32{}
+		for i := range list {
+			id := stableID("service " + list[i].Name)
+			switch {
+			case errors.Is(errs[i], maglev.ErrNoBackends):
+				errs[i] = nil
+				if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs[i] = err
+				}
+			case errs[i] != nil:
+				errs[i] = fmt.Errorf("service %s: %w", list[i].Name, errs[i])
+			default:
+				set[id] = tables[i]
+			}
+		}
+		if err := lb.MaglevSetMany(set); err != nil {
+			return err
+		}
+	}
+	for i := range list {
+		if errs[i] == nil {
+			errs[i] = d.programFrontends(&list[i], c)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maglevBackends are the service's backends with their Maglev weights: 0 for the
+// ones not active (no new flows).
+func maglevBackends(s *Service) []maglev.Backend {
+	var out []maglev.Backend
+	for _, b := range s.Backends {
+		w := b.Weight
+		if w == 0 {
+			w = maglev.DefaultWeight
+		}
+		if backendStates[b.State] != maps.BackendActive {
+			w = 0
+		}
+		out = append(out, maglev.Backend{ID: backendID(s, b), Weight: w})
+	}
+	return out
+}
+
+// programFrontends writes a service's backends, then each frontend with its
+// reverse-NAT entry and the active backends as slots.
+func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 	lb := d.dp.LB
 	id := stableID("service " + s.Name)
 	var active []uint32
-	var weighted []maglev.Backend
 	for _, b := range s.Backends {
 		bid := backendID(s, b)
 		st := backendStates[b.State]
 		if err := lb.BackendUpsert(maps.Backend{ID: bid, Addr: b.IP, Port: b.Port, Proto: s.proto(), State: st}); err != nil {
 			return err
 		}
-		w := b.Weight
-		if w == 0 {
-			w = maglev.DefaultWeight
-		}
-		if st != maps.BackendActive {
-			w = 0 // terminating: no new flows
-		} else {
+		if st == maps.BackendActive {
 			active = append(active, bid)
-		}
-		weighted = append(weighted, maglev.Backend{ID: bid, Weight: w})
-	}
-	useMaglev := c.LBAlgorithm == config.LBMaglev
-	if useMaglev {
-		table, err := maglev.Table(weighted, c.MaglevTableSize, c.MaglevHashSeed)
-		switch {
-		case errors.Is(err, maglev.ErrNoBackends):
-			if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return err
-			}
-		case err != nil:
-			return fmt.Errorf("service %s: %w", s.Name, err)
-		default:
-			if err := lb.MaglevSet(id, table); err != nil {
-				return err
-			}
 		}
 	}
 	for _, fe := range s.frontends(d.nodeIP) {
 		fe.ID, fe.Backends = id, active
 		fe.RevNatID = stableID("revnat " + fe.ServiceKey.String())
-		if useMaglev {
+		if c.LBAlgorithm == config.LBMaglev {
 			fe.Flags |= maps.ServiceMaglev
 		}
 		if err := lb.RevNatUpsert(fe.RevNatID, netip.AddrPortFrom(fe.Addr, fe.Port)); err != nil {
@@ -166,6 +207,22 @@ func (d *datapath) programService(s *Service, c *config.Config) error {
 		}
 	}
 	return nil
+}
+
+// parallel runs fn(0..n-1) on GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // unprogramService removes a service's frontends, reverse-NAT entries and Maglev table,

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -466,9 +468,10 @@ func (l *LB) BackendList() ([]Backend, error) {
 	return out, nil
 }
 
-// bpfFInnerMap is BPF_F_INNER_MAP: the outer map takes inner arrays of any size, so a
-// change of M needs no new outer map (bpf/lib/lb.h).
-const bpfFInnerMap = unix.BPF_F_INNER_MAP
+// maglevInnerFlags are the inner arrays' flags, as bpf/lib/lb.h declares them:
+// BPF_F_INNER_MAP (the outer map takes arrays of any size, so a change of M needs no
+// new outer map) and BPF_F_MMAPABLE (fillMmapable).
+const maglevInnerFlags = unix.BPF_F_INNER_MAP | unix.BPF_F_MMAPABLE
 
 // MaglevSet gives service id the Maglev table (maglev.Table with M =
 // MaglevTableSize), replacing any previous one in one step: a new inner array is
@@ -476,36 +479,82 @@ const bpfFInnerMap = unix.BPF_F_INNER_MAP
 // the new one, never a mix (`bpftool map update pinned PINPATH/lb_maglev key ID
 // inner_map fd ...`). Entries are backend ids.
 func (l *LB) MaglevSet(id uint32, table []uint32) error {
-	op := fmt.Sprintf("maglev set %d", id)
-	if uint32(len(table)) != l.MaglevTableSize {
-		return fmt.Errorf("%s: table of %d entries, the datapath's M is %d", op, len(table), l.MaglevTableSize)
-	}
-	inner, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: "lb_maglev_tbl", Type: ebpf.Array, KeySize: 4, ValueSize: 4,
-		MaxEntries: l.MaglevTableSize, Flags: bpfFInnerMap,
-	})
-	if err != nil {
-		return fmt.Errorf("%s: create table: %w", op, err)
-	}
-	defer inner.Close()
-	keys := make([]uint32, len(table))
-	for i := range keys {
-		keys[i] = uint32(i)
-	}
-	if _, err := inner.BatchUpdate(keys, table, nil); err != nil {
-		if !errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("%s: fill table: %w", op, err)
+	return l.MaglevSetMany(map[uint32][]uint32{id: table})
+}
+
+// maglevBatch bounds the inner maps open at once while MaglevSetMany installs them.
+const maglevBatch = 512
+
+// MaglevSetMany installs the Maglev tables of many services (service id -> table).
+// Each table is a new inner array; the outer map takes them in batches
+// (BPF_MAP_UPDATE_BATCH): the kernel waits for an RCU grace period after every update
+// of a map-in-map (programs still running must stop seeing the replaced inner map),
+// about 10 ms here, so one update per service would cost 100 s for 10,000 services,
+// one per batch of maglevBatch costs 0.2 s.
+func (l *LB) MaglevSetMany(tables map[uint32][]uint32) error {
+	ids := slices.Sorted(maps.Keys(tables))
+	for start := 0; start < len(ids); start += maglevBatch {
+		batch := ids[start:min(start+maglevBatch, len(ids))]
+		if err := l.maglevInstall(batch, tables); err != nil {
+			return err
 		}
-		for i, v := range table {
-			if err := inner.Put(uint32(i), v); err != nil {
-				return fmt.Errorf("%s: fill table entry %d: %w", op, i, err)
-			}
-		}
-	}
-	if err := l.Maglev.Put(id, inner); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
+}
+
+func (l *LB) maglevInstall(ids []uint32, tables map[uint32][]uint32) error {
+	inners := make([]*ebpf.Map, 0, len(ids))
+	defer func() {
+		for _, m := range inners {
+			m.Close()
+		}
+	}()
+	fds := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		op := fmt.Sprintf("maglev set %d", id)
+		table := tables[id]
+		if uint32(len(table)) != l.MaglevTableSize {
+			return fmt.Errorf("%s: table of %d entries, the datapath's M is %d", op, len(table), l.MaglevTableSize)
+		}
+		inner, err := ebpf.NewMap(&ebpf.MapSpec{
+			Name: "lb_maglev_tbl", Type: ebpf.Array, KeySize: 4, ValueSize: 4,
+			MaxEntries: l.MaglevTableSize, Flags: maglevInnerFlags,
+		})
+		if err != nil {
+			return fmt.Errorf("%s: create table: %w", op, err)
+		}
+		inners = append(inners, inner)
+		if err := fillMmapable(inner, table); err != nil {
+			return fmt.Errorf("%s: fill table: %w", op, err)
+		}
+		fds = append(fds, uint32(inner.FD()))
+	}
+	if len(ids) == 1 {
+		if err := l.Maglev.Put(ids[0], inners[0]); err != nil {
+			return fmt.Errorf("maglev set %d: %w", ids[0], err)
+		}
+		return nil
+	}
+	if _, err := l.Maglev.BatchUpdate(ids, fds, nil); err != nil {
+		return fmt.Errorf("maglev set %d tables (ids %d..%d): %w", len(ids), ids[0], ids[len(ids)-1], err)
+	}
+	return nil
+}
+
+// fillMmapable writes values into the BPF_F_MMAPABLE array m through a shared
+// mapping: element i at i*8 (array elements are 8-byte aligned), one memory copy
+// instead of a syscall per element.
+func fillMmapable(m *ebpf.Map, values []uint32) error {
+	page := os.Getpagesize()
+	size := (len(values)*8 + page - 1) / page * page
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	for i, v := range values {
+		binary.NativeEndian.PutUint32(mem[i*8:], v)
+	}
+	return unix.Munmap(mem)
 }
 
 // MaglevLookup returns the Maglev table of service id.

@@ -32,7 +32,7 @@ func loadLB(t *testing.T) *maps.LB {
 	}
 	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: loader.MapSizes{
 		Endpoints: 16, IPCache: 16, Nodes: 16, TraceEvents: 1 << 14,
-		LBServices: 16, LBBackendSlots: 64, LBBackends: 16, LBRevNat: 16, LBMaglev: 8, CTTCP: 64, CTAny: 64, SNAT: 64,
+		LBServices: 16, LBBackendSlots: 64, LBBackends: 16, LBRevNat: 16, LBMaglev: 2048, CTTCP: 64, CTAny: 64, SNAT: 64,
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +207,38 @@ func TestMaglevSetReplacesTheTable(t *testing.T) {
 	}
 }
 
+// More tables than one batch of the outer map: every service gets its own, and a
+// second call replaces them.
+func TestMaglevSetMany(t *testing.T) {
+	l := loadLB(t)
+	const n = 1100
+	for round := uint32(0); round < 2; round++ {
+		tables := map[uint32][]uint32{}
+		for id := uint32(1); id <= n; id++ {
+			table := make([]uint32, testM)
+			for i := range table {
+				table[i] = id*10 + round
+			}
+			tables[id] = table
+		}
+		start := time.Now()
+		if err := l.MaglevSetMany(tables); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d tables of M=%d in %s", round, n, testM, time.Since(start))
+		for _, id := range []uint32{1, 511, 512, 513, 1024, n} {
+			got, err := l.MaglevLookup(id)
+			if err != nil || !reflect.DeepEqual(got, tables[id]) {
+				t.Fatalf("round %d: service %d: table %v... (%v)", round, id, got[:min(len(got), 3)], err)
+			}
+		}
+	}
+	bad := map[uint32][]uint32{7: make([]uint32, testM), 8: make([]uint32, testM+1)}
+	if err := l.MaglevSetMany(bad); err == nil || !strings.Contains(err.Error(), "maglev set 8: table of 252 entries") {
+		t.Errorf("a table of the wrong size: want an error naming the service, got %v", err)
+	}
+}
+
 func TestRevNatCRUD(t *testing.T) {
 	l := loadLB(t)
 	fe := netip.AddrPortFrom(vip, 80)
@@ -370,8 +402,8 @@ func TestLBLayoutsMatchBTF(t *testing.T) {
 		}
 		mg := spec.Maps["lb_maglev"]
 		if mg == nil || mg.Type != ebpf.HashOfMaps || mg.InnerMap == nil || mg.InnerMap.Type != ebpf.Array ||
-			mg.InnerMap.KeySize != 4 || mg.InnerMap.ValueSize != 4 || mg.InnerMap.Flags&0x1000 == 0 {
-			t.Errorf("%s: lb_maglev is not a hash of BPF_F_INNER_MAP u32 arrays: %+v", obj, mg)
+			mg.InnerMap.KeySize != 4 || mg.InnerMap.ValueSize != 4 || mg.InnerMap.Flags != 0x1000|0x400 {
+			t.Errorf("%s: lb_maglev is not a hash of BPF_F_INNER_MAP|BPF_F_MMAPABLE u32 arrays (what MaglevSet creates): %+v", obj, mg)
 		}
 	}
 }
