@@ -217,3 +217,49 @@ func benchLB(b *testing.B, n int, m uint32) {
 		})
 	}
 }
+
+// BenchmarkLBDSR measures the DSR paths (native routing, option dispatch): the
+// balancing node on a NodePort SYN (new flow: Maglev, conntrack, DNAT, path MTU
+// lookup, option insertion) and on an established flow's packet; the backend's node
+// reading the option of a SYN (conntrack entry) and translating the backend's reply.
+func BenchmarkLBDSR(b *testing.B) {
+	cfg := lbConfig(b, loader.LBConfig{Mode: loader.LBModeDSR})
+	cfg.MonitorAggregation = loader.AggregationMax
+	e := newNodePortEnv(b, "bench-dsr", cfg)
+	l := e.d.LB
+	svc := netip.MustParseAddrPort("192.168.50.9:30080")
+	resetNew := func() error { return l.CTTCP.Delete(ctKeyOf(clientX, npRemote, 6, maps.CTService)) }
+	learn := withDSROption(frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: clientX, dst: backendB, ttl: 63}.tcp(synOnly), svc)
+	for _, bc := range []struct {
+		name  string
+		prog  *ebpf.Program
+		pkt   []byte
+		reset func() error
+	}{
+		{"balancer/new-flow-syn", e.d.FromNetdev, xFrame.to(npRemote).tcp(synOnly), resetNew},
+		{"balancer/established", e.d.FromNetdev, xFrame.to(npRemote).tcp(ackOnly), nil},
+		{"backend-node/syn-with-option", e.d.FromNetdev, learn, nil},
+		{"backend-node/reply", e.d.FromContainer, podBFrame(backendB, clientX).tcp(ackOnly), nil},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			err := nsutil.Do(e.f.path, func() error {
+				res, err := testrun.Run(bc.prog, bc.pkt)
+				if err != nil {
+					return err
+				}
+				if res.Verdict != testrun.Redirect {
+					b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
+				}
+				if bc.reset != nil {
+					benchNewFlows(b, bc.prog, bc.pkt, bc.reset)
+				} else {
+					testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

@@ -44,7 +44,7 @@ func (e *lbEnv) nodePorts(t testing.TB) {
 }
 
 // newNodePortEnv is newLBEnv with a route to the outside clients and every frontend.
-func newNodePortEnv(t *testing.T, suffix string, cfg loader.Config) *lbEnv {
+func newNodePortEnv(t testing.TB, suffix string, cfg loader.Config) *lbEnv {
 	t.Helper()
 	e := newLBEnv(t, suffix, cfg)
 	addRoute(t, netlinkAt(t, e.f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: e.f.eth0})
