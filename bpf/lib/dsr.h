@@ -13,8 +13,8 @@
 #include "trace.h"
 
 /* The IPv4 option, 8 bytes right after the base header: type 0x9a (copied flag, class
- * 0, number 26, as Cilium), length 8, the service port, the service address. Linux
- * ignores unknown options of received packets, so the backend's stack accepts it. */
+ * 0, number 26, as Cilium), length 8, the service port, the service address. The
+ * backend's node removes it after reading it (dsr_opt_strip()). */
 #define DSR_IPV4_OPT_TYPE 0x9a
 #define DSR_IPV4_OPT_LEN  8
 
@@ -176,6 +176,39 @@ static __always_inline int dsr_opt_read(struct __sk_buff *skb, const struct pars
 	svc->addr = opt->addr;
 	svc->port = opt->port;
 	return 1;
+}
+
+/* Removes the DSR option dsr_opt_read() found (the first option) before delivery, so
+ * the backend sees the packet as the client sent it, less the translation: its ICMP
+ * errors then quote a plain header, which lb_icmp_error_xlate() translates. Fixes
+ * IHL, total length and the header checksum; p is refreshed. */
+static __always_inline enum drop_reason dsr_opt_strip(struct __sk_buff *skb, struct parsed *p)
+{
+	struct dsr_ipv4_opt opt;
+	void *data, *data_end;
+	struct iphdr *ip;
+	__be16 old_vihl, old_len;
+	__u32 diff;
+
+	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &opt, sizeof(opt)) < 0 ||
+	    bpf_skb_adjust_room(skb, -DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		return DROP_DSR_OPT_FAILED;
+	data = ctx_data(skb);
+	data_end = ctx_data_end(skb);
+	ip = data + sizeof(struct ethhdr);
+	if ((void *)(ip + 1) > data_end)
+		return DROP_DSR_OPT_FAILED;
+	old_vihl = *(__be16 *)ip;
+	old_len = ip->tot_len;
+	ip->ihl -= DSR_IPV4_OPT_LEN / 4;
+	ip->tot_len = bpf_htons(bpf_ntohs(ip->tot_len) - DSR_IPV4_OPT_LEN);
+	diff = csum_add(csum_diff2(old_vihl, *(__be16 *)ip), csum_diff2(old_len, ip->tot_len));
+	diff = csum_add(diff, csum_add(~((__u32 *)&opt)[0], ~((__u32 *)&opt)[1]));
+	csum_apply_diff(&ip->check, diff);
+	p->eth = data;
+	p->ip = ip;
+	p->l4_off -= DSR_IPV4_OPT_LEN;
+	return DROP_NONE;
 }
 
 /* The backend's node records a DSR flow: a reply entry (backend -> client, as the

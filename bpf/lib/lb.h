@@ -906,7 +906,8 @@ static __always_inline int lb_dsr_enabled(void)
 
 /* On the backend's node: a request that carried a DSR option for service fe. The
  * flow is recorded (dsr_learn()) and the summary says so (TRACE_LB_DSR_LEARNED, the
- * service in lb.orig_daddr/orig_dport); delivery continues. */
+ * service in lb.orig_daddr/orig_dport); delivery continues (an IPv4 option is removed
+ * first by the caller: dsr_opt_strip()). */
 static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, const struct parsed *p,
 						     struct pkt_summary *sum,
 						     const struct dsr_service *fe)
@@ -935,7 +936,8 @@ static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, cons
  *                                 else a live snat reply: reverse SNAT and reverse NAT,
  *                                 forwarded to the client by lb_forward();
  *   TCP/UDP to a pod here      -> a DSR request with the IPv4 option (DSR modes):
- *                                 recorded (lb_dsr_learn()); else a remote backend's
+ *                                 recorded (lb_dsr_learn()), the option removed
+ *                                 (dsr_opt_strip()); else a remote backend's
  *                                 reply to a client pod here is translated back
  *                                 (lb_rev_nat_reply()); then delivery continues;
  *   TCP/UDP to anything else   -> an external-IP (or NodePort on another node IP)
@@ -971,10 +973,13 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 		if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
 			struct dsr_service fe;
 
-			if (lb_dsr_enabled() && p->ip->ihl > 5 && dsr_opt_read(skb, p, &fe))
+			if (lb_dsr_enabled() && p->ip->ihl > 5 && dsr_opt_read(skb, p, &fe)) {
 				reason = lb_dsr_learn(skb, p, sum, &fe);
-			else
+				if (reason == DROP_NONE)
+					reason = dsr_opt_strip(skb, p);
+			} else {
 				reason = lb_rev_nat_reply(skb, p, sum, &result);
+			}
 			if (reason != DROP_NONE)
 				goto drop;
 			return LB_CONTINUE;

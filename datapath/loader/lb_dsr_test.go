@@ -145,7 +145,8 @@ func TestLBHybridFixtures(t *testing.T) {
 // service as source, forwarded straight to the client; ICMP errors the backend sends
 // about the flow get the service too. In SNAT mode the option is not trusted.
 func TestLBDSRBackendNode(t *testing.T) {
-	svc := netip.MustParseAddrPort("192.168.50.9:30080") // another node's NodePort
+	svc := netip.MustParseAddrPort("192.168.50.9:30080")  // another node's NodePort
+	svcU := netip.MustParseAddrPort("192.168.50.9:30053") // and its UDP one
 	fromLB := frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: clientX, dst: backendB, ttl: 63}
 	toB := frame{srcMAC: lxcBMAC, dstMAC: podBMAC, src: clientX, dst: backendB, ttl: 62}
 	learned := lbWant{action: "TRACE_LB_DSR_LEARNED", ct: "TRACE_CT_NEW", origSrc: clientX, origDst: svc}
@@ -155,8 +156,8 @@ func TestLBDSRBackendNode(t *testing.T) {
 		e := newNodePortEnv(t, "dsr-be", cfg)
 		l, f := e.d.LB, e.f
 		e.runCases(t, e.d.FromNetdev, []lbCase{
-			{name: "syn with the option: recorded, redirect_peer into pod B, option kept", dev: f.eth0,
-				in: withDSROption(fromLB.tcp(synOnly), svc), out: withDSROption(toB.tcp(synOnly), svc),
+			{name: "syn with the option: recorded, the option removed, redirect_peer into pod B", dev: f.eth0,
+				in: withDSROption(fromLB.tcp(synOnly), svc), out: toB.tcp(synOnly),
 				verdict: testrun.Redirect, rec: redirectPeer("OBS_FROM_NETDEV", lxcBIfindex), lb: learned,
 				after: func(t *testing.T) {
 					r := ctExpect(t, l, "ct_tcp", backendB, clientX, maps.CTReply, maps.CTSynSeen|maps.CTNodePort|maps.CTDSR, 60, 0)
@@ -167,6 +168,10 @@ func TestLBDSRBackendNode(t *testing.T) {
 			{name: "the client's ack without the option: delivered untouched", dev: f.eth0,
 				in: fromLB.tcp(ackOnly), out: toB.tcp(ackOnly),
 				verdict: testrun.Redirect, rec: redirectPeer("OBS_FROM_NETDEV", lxcBIfindex)},
+			{name: "udp with the option: recorded, delivered without it", dev: f.eth0,
+				in: withDSROption(fromLB.udp(), svcU), out: toB.udp(),
+				verdict: testrun.Redirect, rec: redirectPeer("OBS_FROM_NETDEV", lxcBIfindex),
+				lb: lbWant{action: "TRACE_LB_DSR_LEARNED", ct: "TRACE_CT_NEW", origSrc: clientX, origDst: svcU}},
 		})
 		e.runCases(t, e.d.FromContainer, []lbCase{
 			{name: "pod B's syn-ack: source = the service, FIB-forwarded to the client", dev: f.lxc0,
@@ -174,6 +179,14 @@ func TestLBDSRBackendNode(t *testing.T) {
 				out:     frame{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svc, dst: clientX, ttl: 63}.tcp(synAck),
 				verdict: testrun.Redirect, rec: redirectedFromContainer("VERDICT_REDIRECT", f.eth0),
 				lb: lbWant{action: "TRACE_LB_REV_DSR", ct: "TRACE_CT_REPLY", origSrc: backendB, origDst: clientX}},
+			{name: "port unreachable from pod B about the udp flow: outer source and quoted destination = the service", dev: f.lxc0,
+				in: icmpErr{srcMAC: podBMAC, dstMAC: lxcBMAC, src: podBIP, dst: clientX.Addr(), typ: 3, code: 3}.
+					frame(toB.udp(), 20+8+8),
+				out: icmpErr{srcMAC: eth0MAC, dstMAC: gw2MAC, src: svcU.Addr(), dst: clientX.Addr(), typ: 3, code: 3, ttl: 63}.
+					frame(toB.to(svcU).udp(), 20+8+8),
+				verdict: testrun.Redirect, rec: redirectedFromContainer("VERDICT_REDIRECT", f.eth0),
+				lb: lbWant{action: "TRACE_LB_REVNAT", ct: "TRACE_CT_REPLY",
+					origSrc: netip.AddrPortFrom(podBIP, 0), origDst: netip.AddrPortFrom(clientX.Addr(), 0)}},
 		})
 	})
 	t.Run("snat mode ignores the option", func(t *testing.T) {
