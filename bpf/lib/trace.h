@@ -140,7 +140,9 @@ struct trace_record {
 	__u32 node_id;
 	__u32 ifindex;          /* device the program runs on */
 	__u32 target_ifindex;   /* redirect target, 0 otherwise */
-	__u32 pkt_len;          /* the frame's length as the program received it */
+	__u32 pkt_len;          /* the frame's length as the program received it; as it
+				 * leaves when the record's lb.action added or removed a
+				 * DSR option or answered frag-needed */
 	__u16 obs_point;        /* enum obs_point */
 	__u16 verdict;          /* enum trace_verdict */
 	__u16 drop_reason;      /* enum drop_reason */

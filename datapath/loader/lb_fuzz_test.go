@@ -80,8 +80,15 @@ func decodeCTKey(k []byte) fuzzCTKey {
 // change only for a frame that is a TCP or UDP packet, and a new one is keyed by that
 // packet's own tuple (service entries: to a NodePort or external frontend; reply
 // entries: from the backend they name, back to the packet's source).
-func FuzzLBFromNetdev(f *testing.F) {
-	fib := setupNamedFibNS(f, lbName("fuzz"))
+func FuzzLBFromNetdev(f *testing.F) { fuzzLBFromNetdev(f, loader.LBModeSNAT) }
+
+// FuzzLBFromNetdevDSR is the same in DSR mode: options inserted and removed, ICMP
+// frag-needed answers, flows learned from options; the packet length changes only
+// as the trace record says.
+func FuzzLBFromNetdevDSR(f *testing.F) { fuzzLBFromNetdev(f, loader.LBModeDSR) }
+
+func fuzzLBFromNetdev(f *testing.F, mode uint8) {
+	fib := setupNamedFibNS(f, lbName(fmt.Sprintf("fuzz%d", mode)))
 	addRoute(f, netlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
 	fd, err := netns.GetFromPath(fib.path)
 	if err != nil {
@@ -92,7 +99,7 @@ func FuzzLBFromNetdev(f *testing.F) {
 		f.Fatal(err)
 	}
 	fib.path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd))
-	cfg := lbConfig(f, loader.LBConfig{})
+	cfg := lbConfig(f, loader.LBConfig{Mode: mode})
 	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) {
 		for _, ep := range []pmaps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
 			if err := m.EndpointUpsert(ep); err != nil {
@@ -131,6 +138,11 @@ func FuzzLBFromNetdev(f *testing.F) {
 		f.Add(fr.udp())
 		f.Add(laterFragment(fr.udp()))
 	}
+	dsrSvc := netip.MustParseAddrPort("192.168.50.9:30080")
+	toB := frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: clientX, dst: backendB, ttl: 63}
+	f.Add(withDSROption(toB.tcp(synOnly), dsrSvc))
+	f.Add(withDSROption(toB.udp(), dsrSvc))
+	f.Add(xFrame.to(npUDP).bigUDP(1500))
 
 	ctx := e.f.ctx(e.f.eth0)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -159,14 +171,14 @@ func FuzzLBFromNetdev(f *testing.F) {
 		if !slices.Contains([]testrun.Verdict{testrun.Next, testrun.Shot, testrun.Redirect}, res.Verdict) {
 			t.Fatalf("verdict %s", res.Verdict)
 		}
-		if len(res.Out) != len(data) {
-			t.Fatalf("packet length changed from %d to %d", len(data), len(res.Out))
-		}
 		recs := e.drain(t)
 		if len(recs) != 1 {
 			t.Fatalf("want 1 trace record, got %d", len(recs))
 		}
 		r := recs[0]
+		if want := fuzzOutLen(data, r, res.Out); len(res.Out) != want {
+			t.Fatalf("packet length changed from %d to %d, want %d (%s)", len(data), len(res.Out), want, r.String(t))
+		}
 		verdict := n.Verdict(r.Verdict)
 		_, dropNamed := n.DropReasons[uint64(r.DropReason)]
 		_, passNamed := n.PassReasons[uint64(r.PassReason)]
@@ -180,7 +192,7 @@ func FuzzLBFromNetdev(f *testing.F) {
 		default:
 			consistent = verdict == "VERDICT_PASS" && r.DropReason == 0 && r.TargetIfindex == 0
 		}
-		if !consistent || n.ObsPoint(r.ObsPoint) != "OBS_FROM_NETDEV" || r.PktLen != uint32(len(data)) || !dropNamed || !passNamed ||
+		if !consistent || n.ObsPoint(r.ObsPoint) != "OBS_FROM_NETDEV" || r.PktLen != uint32(fuzzOutLen(data, r, res.Out)) || !dropNamed || !passNamed ||
 			r.Action == "" || r.CT == "" {
 			t.Fatalf("verdict %s but record %s", res.Verdict, r.String(t))
 		}
@@ -209,6 +221,14 @@ func FuzzLBFromNetdev(f *testing.F) {
 					t.Fatalf("%s: new entry %+v for a packet of protocol %d", name, ck, proto)
 				}
 				backendID := binary.NativeEndian.Uint32([]byte(v)[8:12])
+				flags := pmaps.CTFlags(binary.NativeEndian.Uint16([]byte(v)[4:6]))
+				if backendID == 0 && flags&pmaps.CTDSR != 0 {
+					// Learned from a DSR option: the reply of the packet's flow.
+					if mode == loader.LBModeSNAT || !hasDSROption(data) || ck.dir != pmaps.CTReply || ck.src != dst || ck.dst != src {
+						t.Fatalf("%s: DSR entry %+v for packet %s -> %s", name, ck, src, dst)
+					}
+					continue
+				}
 				var be *pmaps.Backend
 				for i := range backends {
 					if backends[i].ID == backendID {
@@ -244,4 +264,27 @@ func FuzzLBFromNetdev(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hasDSROption reports whether the frame's IPv4 header starts its options with the
+// DSR option.
+func hasDSROption(data []byte) bool {
+	return len(data) >= 42 && data[14]&0x0f >= 7 && data[34] == 0x9a && data[35] == 8
+}
+
+// fuzzOutLen is the output length the record r allows: the option added (balancing a
+// DSR flow, when the packet carries it) or removed (learned on the backend's node),
+// the packet replaced by a 70-byte ICMP frag-needed, else unchanged.
+func fuzzOutLen(data []byte, r lbRecord, out []byte) int {
+	switch r.Action {
+	case "TRACE_LB_DNAT_DSR":
+		if len(out) == len(data)+8 && out[34] == 0x9a {
+			return len(data) + 8
+		}
+	case "TRACE_LB_DSR_LEARNED":
+		return len(data) - 8
+	case "TRACE_LB_FRAG_NEEDED":
+		return 14 + 20 + 8 + 28
+	}
+	return len(data)
 }
