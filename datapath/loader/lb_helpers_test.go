@@ -11,12 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -185,54 +183,15 @@ type lbRecord struct {
 	OrigSrc, OrigDst netip.AddrPort
 }
 
-var lbEnumNames = sync.OnceValues(func() (map[string]map[uint64]string, error) {
-	spec, err := bpfobj.LoadLxc()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]map[uint64]string{}
-	for _, name := range []string{"trace_lb", "trace_ct"} {
-		var enum *btf.Enum
-		if err := spec.Types.TypeByName(name, &enum); err != nil {
-			return nil, err
-		}
-		out[name] = map[uint64]string{}
-		for _, v := range enum.Values {
-			out[name][v.Value] = v.Name
-		}
-	}
-	return out, nil
-})
-
-func wireAddrPort(addr uint32, port uint16) netip.AddrPort {
-	var a [4]byte
-	binary.NativeEndian.PutUint32(a[:], addr)
-	var p [2]byte
-	binary.NativeEndian.PutUint16(p[:], port)
-	return netip.AddrPortFrom(netip.AddrFrom4(a), binary.BigEndian.Uint16(p[:]))
-}
-
 func decodeLB(t testing.TB, raw []byte) lbRecord {
 	t.Helper()
 	r, err := trace.Decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var w bpfobj.LxcTraceRecord
-	if err := binary.Read(bytes.NewReader(raw[:binary.Size(w)]), binary.NativeEndian, &w); err != nil {
-		t.Fatal(err)
-	}
-	names, err := lbEnumNames()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb := w.Pkt.Lb
-	out := lbRecord{Record: r, Action: names["trace_lb"][uint64(lb.Action)], CT: names["trace_ct"][uint64(lb.Ct)], BackendID: lb.BackendId}
-	if lb.Action != 0 {
-		out.OrigSrc = wireAddrPort(lb.OrigSaddr, lb.OrigSport)
-		out.OrigDst = wireAddrPort(lb.OrigDaddr, lb.OrigDport)
-	}
-	return out
+	n := names(t)
+	return lbRecord{Record: r, Action: n.LBAction(r.LB.Action), CT: n.CTState(r.LB.CT), BackendID: r.LB.BackendID,
+		OrigSrc: r.LB.OrigSrc, OrigDst: r.LB.OrigDst}
 }
 
 func (r lbRecord) String(t testing.TB) string {

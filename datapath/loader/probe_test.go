@@ -64,7 +64,7 @@ func loadProbe(t *testing.T, cfg loader.Config) (*bpfobj.ProbeObjects, *trace.Re
 	return objs, rd
 }
 
-func names(t *testing.T) *trace.Names {
+func names(t testing.TB) *trace.Names {
 	t.Helper()
 	n, err := trace.DefaultNames()
 	if err != nil {

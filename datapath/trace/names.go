@@ -20,10 +20,12 @@ type Names struct {
 	ObsPoints   map[uint64]string // "OBS_FROM_CONTAINER"
 	Verdicts    map[uint64]string // "VERDICT_REDIRECT_PEER"
 	Tunnels     map[uint64]string // "TRACE_ENCAP_GENEVE"
+	LBActions   map[uint64]string // "TRACE_LB_DNAT_DSR"
+	CTStates    map[uint64]string // "TRACE_CT_ESTABLISHED"
 }
 
-// NamesFromSpec reads the enums drop_reason, pass_reason, obs_point, trace_verdict
-// and trace_tunnel from spec's BTF.
+// NamesFromSpec reads the enums drop_reason, pass_reason, obs_point, trace_verdict,
+// trace_tunnel, trace_lb and trace_ct from spec's BTF.
 func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 	n := &Names{}
 	for _, e := range []struct {
@@ -35,6 +37,8 @@ func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 		{"obs_point", &n.ObsPoints},
 		{"trace_verdict", &n.Verdicts},
 		{"trace_tunnel", &n.Tunnels},
+		{"trace_lb", &n.LBActions},
+		{"trace_ct", &n.CTStates},
 	} {
 		var enum *btf.Enum
 		if err := spec.Types.TypeByName(e.name, &enum); err != nil {
@@ -93,6 +97,12 @@ func (n *Names) Verdict(v uint16) string { return lookup(n.Verdicts, v, "verdict
 // Tunnel names a trace_tunnel value (TRACE_TUNNEL_NONE for 0).
 func (n *Names) Tunnel(v uint16) string { return lookup(n.Tunnels, v, "tunnel") }
 
+// LBAction names enum trace_lb.
+func (n *Names) LBAction(v uint8) string { return lookup(n.LBActions, uint16(v), "trace_lb") }
+
+// CTState names enum trace_ct.
+func (n *Names) CTState(v uint8) string { return lookup(n.CTStates, uint16(v), "trace_ct") }
+
 // DropReasonCode is the reverse lookup, for tests that expect a reason by name.
 func (n *Names) DropReasonCode(name string) (uint16, error) {
 	for v, s := range n.DropReasons {
@@ -137,7 +147,18 @@ func (n *Names) Format(r Record) string {
 	}
 	fmt.Fprintf(&b, " len %d", r.PktLen)
 	b.WriteString(" " + r.Pkt.String())
+	if r.LB.Action != 0 {
+		b.WriteString(" " + n.lbString(r.LB))
+	}
 	return b.String()
+}
+
+// lbString is "lb dnat-dsr ct new backend 2 from 172.16.0.5:50000->192.168.50.1:30080"
+// and the like: the translation, conntrack, the backend, the tuple as received.
+func (n *Names) lbString(lb LBInfo) string {
+	action := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(n.LBAction(lb.Action), "TRACE_LB_")), "_", "-")
+	ct := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(n.CTState(lb.CT), "TRACE_CT_")), "_", "-")
+	return fmt.Sprintf("lb %s ct %s backend %d from %s->%s", action, ct, lb.BackendID, lb.OrigSrc, lb.OrigDst)
 }
 
 // tunnelString is "encap vxlan to 192.168.77.2 identity 1000" and the like.

@@ -40,6 +40,20 @@ type Record struct {
 	// TunnelEndpoint is the remote node: the tunnel endpoint encapsulated towards, or
 	// the outer source decapsulated from. Invalid when unknown.
 	TunnelEndpoint netip.Addr
+	// LB is what the service load balancer did to the packet; zero when nothing.
+	LB LBInfo
+}
+
+// LBInfo is the load-balancer part of a record: the translation (enum trace_lb), what
+// conntrack found (enum trace_ct), the backend, and the tuple as received (Pkt then
+// holds the translated one). For TRACE_LB_DSR_LEARNED, OrigDst is the service the DSR
+// option named.
+type LBInfo struct {
+	Action    uint8
+	CT        uint8
+	BackendID uint32
+	OrigSrc   netip.AddrPort
+	OrigDst   netip.AddrPort
 }
 
 // Summary is the packet as the program parsed it.
@@ -92,6 +106,11 @@ func Decode(raw []byte) (Record, error) {
 		ICMPCode: p.IcmpCode,
 		SrcPort:  swap16(p.Sport),
 		DstPort:  swap16(p.Dport),
+	}
+	if lb := p.Lb; lb.Action != 0 {
+		r.LB = LBInfo{Action: lb.Action, CT: lb.Ct, BackendID: lb.BackendId,
+			OrigSrc: netip.AddrPortFrom(addrFromWire(lb.OrigSaddr), swap16(lb.OrigSport)),
+			OrigDst: netip.AddrPortFrom(addrFromWire(lb.OrigDaddr), swap16(lb.OrigDport))}
 	}
 	if r.Pkt.EthProto == 0x0800 && (p.Saddr != 0 || p.Daddr != 0) {
 		r.Pkt.HasIPv4 = true

@@ -109,3 +109,37 @@ func TestDecodeAndFormatTunnelRecords(t *testing.T) {
 		t.Errorf("tunnel names: %v", n.Tunnels)
 	}
 }
+
+func TestDecodeAndFormatLBRecords(t *testing.T) {
+	n, err := DefaultNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bpfobj.LxcTraceRecord{NodeId: 1, Ifindex: 7, TargetIfindex: 7, PktLen: 70,
+		ObsPoint: uint16(bpfobj.LxcObsPointOBS_FROM_NETDEV), Verdict: uint16(bpfobj.LxcTraceVerdictVERDICT_REDIRECT)}
+	w.Pkt.Saddr, w.Pkt.Daddr, w.Pkt.IpProto, w.Pkt.Ttl = wireAddr("172.16.0.5"), wireAddr("10.244.2.30"), 6, 64
+	w.Pkt.Sport, w.Pkt.Dport, w.Pkt.EthProto = 0x50c3, 0x901f, 0x0008 // 50000, 8080 on the wire
+	w.Pkt.Lb.Action, w.Pkt.Lb.Ct, w.Pkt.Lb.BackendId = uint8(bpfobj.LxcTraceLbTRACE_LB_DNAT_DSR), uint8(bpfobj.LxcTraceCtTRACE_CT_NEW), 2
+	w.Pkt.Lb.OrigSaddr, w.Pkt.Lb.OrigDaddr, w.Pkt.Lb.OrigSport, w.Pkt.Lb.OrigDport = wireAddr("172.16.0.5"), wireAddr("192.168.50.1"), 0x50c3, 0x8075
+	raw, err := binary.Append(nil, binary.NativeEndian, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LBInfo{Action: uint8(bpfobj.LxcTraceLbTRACE_LB_DNAT_DSR), CT: uint8(bpfobj.LxcTraceCtTRACE_CT_NEW), BackendID: 2,
+		OrigSrc: netip.MustParseAddrPort("172.16.0.5:50000"), OrigDst: netip.MustParseAddrPort("192.168.50.1:30080")}
+	if r.LB != want {
+		t.Errorf("decoded lb part %+v, want %+v", r.LB, want)
+	}
+	const line = "node 1 OBS_FROM_NETDEV if 7 VERDICT_REDIRECT -> if 7 len 70 172.16.0.5:50000 -> 10.244.2.30:8080 tcp ttl 64 " +
+		"lb dnat-dsr ct new backend 2 from 172.16.0.5:50000->192.168.50.1:30080"
+	if got := n.Format(r); got != line {
+		t.Errorf("format:\n got %s\nwant %s", got, line)
+	}
+	if r, _ := Decode(make([]byte, RecordSize)); r.LB != (LBInfo{}) {
+		t.Errorf("zero record has an lb part: %+v", r.LB)
+	}
+}
