@@ -47,6 +47,9 @@ enum ct_flags {
 				    * (CT_SERVICE) there is no reply entry, replies never come back;
 				    * on the backend's node (CT_REPLY, learned from the DSR option)
 				    * nat_addr:nat_port is the service the replies come from */
+	CT_F_LOOPBACK    = 1 << 6, /* hairpin: a pod reached itself through a service; the
+				    * source became LB_LOOPBACK (CT_SERVICE: nat_addr:nat_port),
+				    * the reply entry (in conntrack) restores the client */
 };
 
 /* A 5-tuple as on the wire, plus the direction. */
@@ -68,7 +71,8 @@ struct ct_entry {
 	__u32  rev_nat_id; /* lb_rev_nat: the frontend replies get as their source */
 	/* CT_SERVICE with CT_F_SNAT: the source address and port of the translated flow.
 	 * Reply entries of the snat map: the client, restored as the destination.
-	 * CT_REPLY with CT_F_DSR: the service, restored as the source. */
+	 * CT_REPLY with CT_F_DSR: the service, restored as the source.
+	 * CT_F_LOOPBACK: as CT_F_SNAT, the reply entry living in conntrack. */
 	__be32 nat_addr;
 	__be16 nat_port;
 	__u16  _pad2;

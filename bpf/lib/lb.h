@@ -67,6 +67,10 @@ enum lb_backend_state {
 	LB_BACKEND_MAINTENANCE = 2, /* taken out by the operator */
 };
 
+/* The source a pod's packets to its own service get when the service sends them back
+ * to the pod itself (Cilium's ipv4-service-loopback-address): 169.254.42.1. */
+#define LB_LOOPBACK bpf_htonl(0xa9fe2a01)
+
 /* A frontend. NodePort frontends are keyed by each of this node's IPs explicitly
  * (addr = the node IP; there is no wildcard): the agent knows them, and one exact
  * lookup serves every packet. */
@@ -391,15 +395,17 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
 
 	long ret;
 
+	r.nat_addr = client;
+	r.nat_port = cport;
 	if (e->flags & CT_F_SNAT) {
-		r.nat_addr = client;
-		r.nat_port = cport;
 		ret = bpf_map_update_elem(&snat, rkey, &r, how);
 		barrier_var(ret);
 		return ret;
 	}
-	r.nat_addr = 0;
-	r.nat_port = 0;
+	if (!(e->flags & CT_F_LOOPBACK)) {
+		r.nat_addr = 0;
+		r.nat_port = 0;
+	}
 	return ct_update(rkey, &r);
 }
 
@@ -410,6 +416,7 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
  *   lb_backends (whatever its state)        -> that backend (TRACE_CT_ESTABLISHED);
  *   otherwise                               -> lb_select(): a new flow (TRACE_CT_NEW),
  *                                              DROP_NO_SERVICE_BACKEND without one;
+ *   a pod's new flow to itself (hairpin)    -> source LB_LOOPBACK (CT_F_LOOPBACK);
  *   a new flow from a NIC to a backend that is no pod of this node gets direct server
  *   return (lb_nodeport_dsr(): CT_F_DSR, the client's source is kept) or SNAT: source
  *   = this node's IP and a port of [lb_snat_port_min, lb_snat_port_max] (snat_alloc);
@@ -451,7 +458,7 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 	}
 	if (be && ct) {
 		flags = ct->flags;
-		if (ct->flags & CT_F_SNAT) {
+		if (ct->flags & (CT_F_SNAT | CT_F_LOOPBACK)) {
 			saddr = ct->nat_addr;
 			sport = ct->nat_port;
 			action = TRACE_LB_DNAT_SNAT;
@@ -488,6 +495,15 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		e.rev_nat_id = svc->rev_nat_id;
 		rkey.saddr = be->addr;
 		rkey.sport = be->port;
+		if (!from_nic && be->addr == sum->saddr) {
+			/* Hairpin: the pod would get a packet from its own address, which
+			 * its stack drops as a martian. */
+			e.flags |= CT_F_LOOPBACK;
+			saddr = LB_LOOPBACK;
+			e.nat_addr = saddr;
+			e.nat_port = sport;
+			action = TRACE_LB_DNAT_SNAT;
+		}
 		if (from_nic) {
 			const struct endpoint_info *ep = endpoint_lookup(be->addr);
 			int remote = !ep || (ep->flags & ENDPOINT_F_HOST);
@@ -517,7 +533,7 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		if (!(e.flags & (CT_F_SNAT | CT_F_DSR))) {
 			rkey.daddr = saddr;
 			rkey.dport = sport;
-			if (lb_reply_write(&rkey, &e, 0, 0, BPF_ANY) < 0)
+			if (lb_reply_write(&rkey, &e, sum->saddr, sum->sport, BPF_ANY) < 0)
 				return DROP_CT_CREATE_FAILED;
 		}
 		if (ct_update(&key, &e) < 0)
@@ -592,7 +608,7 @@ static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, st
 	ct_refresh(e, now, sum->ip_proto, ct_pkt_flags(sum->ip_proto, lb_tcp_flags(skb, p)));
 	if (!lb_frontend_of(e, &fe))
 		return DROP_NONE;
-	if (from_snat) {
+	if (from_snat || (e->flags & CT_F_LOOPBACK)) {
 		daddr = e->nat_addr;
 		dport = e->nat_port;
 		action = TRACE_LB_REV_SNAT;

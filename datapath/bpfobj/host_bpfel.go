@@ -41,6 +41,7 @@ const (
 	HostCtFlagsCT_F_NODEPORT    HostCtFlags = 8
 	HostCtFlagsCT_F_SNAT        HostCtFlags = 16
 	HostCtFlagsCT_F_DSR         HostCtFlags = 32
+	HostCtFlagsCT_F_LOOPBACK    HostCtFlags = 64
 )
 
 type HostCtKey struct {

@@ -41,6 +41,7 @@ const (
 	LxcCtFlagsCT_F_NODEPORT    LxcCtFlags = 8
 	LxcCtFlagsCT_F_SNAT        LxcCtFlags = 16
 	LxcCtFlagsCT_F_DSR         LxcCtFlags = 32
+	LxcCtFlagsCT_F_LOOPBACK    LxcCtFlags = 64
 )
 
 type LxcCtKey struct {

@@ -41,6 +41,7 @@ const (
 	OverlayCtFlagsCT_F_NODEPORT    OverlayCtFlags = 8
 	OverlayCtFlagsCT_F_SNAT        OverlayCtFlags = 16
 	OverlayCtFlagsCT_F_DSR         OverlayCtFlags = 32
+	OverlayCtFlagsCT_F_LOOPBACK    OverlayCtFlags = 64
 )
 
 type OverlayCtKey struct {

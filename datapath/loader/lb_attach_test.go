@@ -412,3 +412,36 @@ func TestLBAttachNodePortSNAT(t *testing.T) {
 		t.Error("node 1 has no snat entries")
 	}
 }
+
+// Hairpin through real namespaces: pod b1 reaches the service whose only backend is
+// itself, over TCP and UDP; it sees its peer as 169.254.42.1, the reply as coming
+// from the service.
+func TestLBAttachHairpin(t *testing.T) {
+	c := newLBCluster(t)
+	b1 := c.pod(t, c.n1, "pod-b1", podB1, podBMAC, lxcBMAC)
+	vip := netip.MustParseAddr("10.96.0.11")
+	serveTCP(t, b1.ns, 8080, "b1")
+	serveUDP(t, b1.ns, 5353, "b1")
+	program(t, []maps.Backend{
+		{ID: 1, Addr: podB1, Port: 8080, Proto: maps.ProtoTCP}, {ID: 3, Addr: podB1, Port: 5353, Proto: maps.ProtoUDP},
+	}, []maps.Service{
+		{ServiceKey: maps.ServiceKey{Addr: vip, Port: 80, Proto: maps.ProtoTCP}, ID: 1, RevNatID: 1, Flags: maps.ServiceClusterIP, Backends: []uint32{1}},
+		{ServiceKey: maps.ServiceKey{Addr: vip, Port: 53, Proto: maps.ProtoUDP}, ID: 2, RevNatID: 2, Flags: maps.ServiceClusterIP, Backends: []uint32{3}},
+	}, c.n1, c.n2)
+	loopback := netip.MustParseAddr("169.254.42.1")
+	for _, tc := range []struct {
+		network string
+		port    uint16
+	}{{"tcp4", 80}, {"udp4", 53}} {
+		server, seen, local, err := ask(b1.ns, tc.network, netip.AddrPortFrom(vip, tc.port))
+		if err != nil {
+			for _, r := range drainLB(t, c.n1) {
+				t.Log(r.String(t))
+			}
+			t.Fatalf("%s from b1 to its own service: %v", tc.network, err)
+		}
+		if server != "b1" || seen.Addr() != loopback || seen.Port() != local.Port() || local.Addr() != podB1 {
+			t.Errorf("%s: server %s saw %s, the client is %s: want b1 seeing %s:%d", tc.network, server, seen, local, loopback, local.Port())
+		}
+	}
+}

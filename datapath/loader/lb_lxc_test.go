@@ -364,3 +364,37 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 		})
 	})
 }
+
+// Hairpin: pod B reaches its own service and gets itself as the backend. Its packet
+// would arrive from its own address, a martian its stack drops, so the source
+// becomes the loopback address 169.254.42.1 (Cilium's) and the reply is turned back.
+func TestLBHairpin(t *testing.T) {
+	e := newLBEnv(t, "hairpin", lbConfig(t, loader.LBConfig{}))
+	e.services(t)
+	l, f := e.d.LB, e.f
+	clientB := netip.AddrPortFrom(podBIP, 40000)
+	loop := netip.AddrPortFrom(netip.MustParseAddr("169.254.42.1"), 40000)
+	toVIP := podBFrame(clientB, vipLocal)
+	looped := frame{srcMAC: lxcBMAC, dstMAC: podBMAC, src: loop, dst: backendB, ttl: 63}
+	reply := podBFrame(backendB, loop)
+	replied := frame{srcMAC: lxcBMAC, dstMAC: podBMAC, src: vipLocal, dst: clientB, ttl: 63}
+	peerB := redirectPeer("OBS_FROM_CONTAINER", lxcBIfindex)
+	e.runCases(t, e.d.FromContainer, []lbCase{
+		{name: "pod B's syn to its own service: DNAT to itself, source the loopback address", dev: f.lxc0,
+			in: toVIP.tcp(synOnly), out: looped.tcp(synOnly), verdict: testrun.Redirect, rec: peerB,
+			lb: lbWant{action: "TRACE_LB_DNAT_SNAT", ct: "TRACE_CT_NEW", backend: 1, origSrc: clientB, origDst: vipLocal},
+			after: func(t *testing.T) {
+				s := ctExpect(t, l, "ct_tcp", clientB, vipLocal, maps.CTService, maps.CTSynSeen|maps.CTLoopback, 60, 1)
+				r := ctExpect(t, l, "ct_tcp", backendB, loop, maps.CTReply, maps.CTSynSeen|maps.CTLoopback, 60, 1)
+				if s.NAT != loop || r.NAT != clientB {
+					t.Errorf("service entry NAT %s (want %s), reply entry NAT %s (want %s)", s.NAT, loop, r.NAT, clientB)
+				}
+			}},
+		{name: "its syn-ack to the loopback address: back to itself from the service", dev: f.lxc0,
+			in: reply.tcp(synAck), out: replied.tcp(synAck), verdict: testrun.Redirect, rec: peerB,
+			lb: lbWant{action: "TRACE_LB_REV_SNAT", ct: "TRACE_CT_REPLY", backend: 1, origSrc: backendB, origDst: loop}},
+		{name: "its ack: established, the same source", dev: f.lxc0,
+			in: toVIP.tcp(ackOnly), out: looped.tcp(ackOnly), verdict: testrun.Redirect, rec: peerB,
+			lb: lbWant{action: "TRACE_LB_DNAT_SNAT", ct: "TRACE_CT_ESTABLISHED", backend: 1, origSrc: clientB, origDst: vipLocal}},
+	})
+}

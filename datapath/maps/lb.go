@@ -658,6 +658,7 @@ const (
 	CTNodePort    = CTFlags(bpfobj.LxcCtFlagsCT_F_NODEPORT)
 	CTSNAT        = CTFlags(bpfobj.LxcCtFlagsCT_F_SNAT)
 	CTDSR         = CTFlags(bpfobj.LxcCtFlagsCT_F_DSR)
+	CTLoopback    = CTFlags(bpfobj.LxcCtFlagsCT_F_LOOPBACK)
 )
 
 func (f CTFlags) String() string {
@@ -665,7 +666,7 @@ func (f CTFlags) String() string {
 	for _, n := range []struct {
 		f    CTFlags
 		name string
-	}{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"}, {CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}} {
+	}{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"}, {CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}, {CTLoopback, "loopback"}} {
 		if f&n.f != 0 {
 			s = append(s, n.name)
 			f &^= n.f
