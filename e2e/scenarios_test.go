@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -12,8 +13,8 @@ import (
 	"podpath/scenarios"
 )
 
-// Every catalog scenario is one spec, labelled with its features, so CI can select
-// subsets: -ginkgo.label-filter=native-routing.
+// Every catalog scenario (scenarios/catalog/*.yaml, labels from the file) is one spec,
+// labelled with its features, so CI can select subsets: -ginkgo.label-filter=native-routing.
 var _ = Describe("scenario catalog", func() {
 	for _, name := range scenarios.Names() {
 		s, _ := scenarios.Lookup(name)
@@ -30,6 +31,12 @@ var _ = Describe("scenario catalog", func() {
 			}
 			Expect(failed).To(BeEmpty(), "failed checks of %s:\n%s", s.Name, strings.Join(failed, "\n"))
 			Expect(r.Passed()).To(BeNumerically(">", 0))
+			// The trace records the run read are in its artifacts, names decoded.
+			traces := r.Result().Traces
+			Expect(traces).To(Equal(filepath.Join(artifacts, s.Name, scenarios.TraceLogFile)))
+			data, err := os.ReadFile(traces)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(data)).To(ContainSubstring(`"obsPoint":"OBS_FROM_`))
 		})
 	}
 })

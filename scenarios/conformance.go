@@ -23,7 +23,10 @@ type ScenarioResult struct {
 	Duration time.Duration `json:"duration"`
 	Checks   []CheckResult `json:"checks"`
 	Flows    []FlowRecord  `json:"flows,omitempty"`
-	Error    string        `json:"error,omitempty"`
+	// Traces is the run's trace log (TraceLogFile), relative to the report folder in a
+	// conformance report; empty when the run read no trace record.
+	Traces string `json:"traces,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Report is a conformance run: every scenario, under one folder of artifacts.
@@ -60,8 +63,11 @@ func Conformance(ctx context.Context, dir string, labels []string, out io.Writer
 		run, err := Execute(ctx, s, Options{Artifacts: filepath.Join(dir, s.Name), Out: out})
 		res := ScenarioResult{Name: s.Name, Labels: s.Labels, Duration: time.Since(start)}
 		if run != nil {
-			res.Passed, res.Failed, res.Checks = run.Passed(), run.Failed(), run.Results
+			res = run.Result()
 			res.Flows = relativePcaps(dir, run.Flows)
+			if res.Traces != "" {
+				res.Traces = filepath.ToSlash(filepath.Join(s.Name, TraceLogFile))
+			}
 		}
 		if err != nil {
 			res.Error = err.Error()
@@ -80,6 +86,16 @@ func Conformance(ctx context.Context, dir string, labels []string, out io.Writer
 		return rep, err
 	}
 	return rep, WriteReportHTML(dir, rep)
+}
+
+// Result summarises the run as a ScenarioResult (no error, paths as the run made them).
+func (r *Run) Result() ScenarioResult {
+	res := ScenarioResult{Name: r.Scenario.Name, Labels: r.Scenario.Labels, Passed: r.Passed(), Failed: r.Failed(),
+		Duration: r.Duration, Checks: r.Results, Flows: r.Flows}
+	if r.traceLog != nil {
+		res.Traces = filepath.Join(r.Artifacts, TraceLogFile)
+	}
+	return res
 }
 
 // Summary writes the table: scenario, checks passed and failed, result, time.

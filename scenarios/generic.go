@@ -9,74 +9,87 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"podpath/datapath/config"
+	"go.yaml.in/yaml/v3"
+
 	"podpath/topology"
 )
+
+func init() {
+	registerStep(StepDef[matrixWith, none]{
+		Name:    "connectivity-matrix",
+		Summary: "every pod reaches every other pod: one check per protocol over all ordered pod pairs",
+		With:    matrixWith{Protocols: probeProtocols},
+		Run:     runConnectivityMatrix,
+	})
+	registerStep(StepDef[none, nodePairMTUExpect]{
+		Name: "node-pair-mtu",
+		Summary: "between the first pods of every pair of nodes: DF packets of the path MTU cross, one byte more " +
+			"is refused",
+		Run: runNodePairMTU,
+	})
+}
 
 // Generic builds the scenario a user gets for their own topology and cilium-config:
 // every pod reaches every other pod over ICMP, TCP and UDP, and between the first pods
 // of every pair of nodes the path MTU is what the agent planned: DF packets up to the
 // route MTU cross, one byte more is refused. configFile may be empty (Cilium's
 // defaults); a topology whose pods the harness plumbs (podNetwork: kernel) runs
-// without agents.
+// without agents, and so without a config. It is a scenario file built in code:
+//
+//	name: <the topology's name>
+//	stages:
+//	  - topology: <topologyFile>
+//	    config: <configFile>
+//	    steps:
+//	      - check: connectivity-matrix
+//	      - check: node-pair-mtu
 func Generic(topologyFile, configFile string) (*Scenario, error) {
 	spec, err := topology.Load(topologyFile)
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.Validate(); err != nil {
-		return nil, fmt.Errorf("topology %s: %w", topologyFile, err)
+	// Absolute paths: a file reference is told from a catalog name by its slash.
+	topoPath, err := filepath.Abs(topologyFile)
+	if err != nil {
+		return nil, err
+	}
+	stage := map[string]any{
+		"topology": topoPath,
+		"steps":    []any{map[string]any{"check": "connectivity-matrix"}, map[string]any{"check": "node-pair-mtu"}},
 	}
 	if configFile != "" {
-		abs, err := filepath.Abs(configFile)
+		cfgPath, err := filepath.Abs(configFile)
 		if err != nil {
 			return nil, err
 		}
-		if _, _, err := config.ParseFile(abs); err != nil {
-			return nil, fmt.Errorf("config %s: %w", configFile, err)
-		}
-		configFile = abs
+		stage["config"] = cfgPath
 	}
-	return &Scenario{
-		Name:        spec.Name,
-		Description: fmt.Sprintf("generic checks of topology %s with cilium-config %s: connectivity matrix and MTU sweep", topologyFile, orDefault(configFile)),
-		Labels:      []string{"generic"},
-		Run: func(ctx context.Context, r *Run) error {
-			r.Progress("bringing up topology %s", spec.Name)
-			t, err := topology.Up(ctx, spec)
-			if err != nil {
-				return err
-			}
-			r.Defer(func(ctx context.Context) error {
-				if r.Keep {
-					r.Progress("kept topology %s up (podpath down %s)", t.Name, t.Name)
-					return nil
-				}
-				return t.Down(ctx)
-			})
-			var agents *Agents
-			if t.Spec.PodNetwork == topology.PodNetworkAgent {
-				r.Progress("starting agents with %s", orDefault(configFile))
-				if agents, err = StartAgents(ctx, t, configFile); err != nil {
-					return err
-				}
-			}
-			connectivityMatrix(ctx, r, t)
-			return genericMTU(ctx, r, t, agents)
-		},
-	}, nil
+	doc := map[string]any{
+		"name": spec.Name,
+		"description": fmt.Sprintf("generic checks of topology %s with cilium-config %s: connectivity matrix and MTU sweep",
+			topologyFile, ConfigRef{Name: configFile}),
+		"labels": []string{"generic"},
+		"stages": []any{stage},
+	}
+	data, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ParseScenario(data, ".")
+	if err != nil {
+		return nil, fmt.Errorf("generic checks of %s: %w", topologyFile, err)
+	}
+	f.Source = filepath.Clean(topologyFile)
+	return f.Scenario(), nil
 }
 
-func orDefault(configFile string) string {
-	if configFile == "" {
-		return "Cilium's defaults"
-	}
-	return configFile
+type matrixWith struct {
+	Protocols []Protocol `json:"protocols" doc:"the probes"`
 }
 
-func connectivityMatrix(ctx context.Context, r *Run, t *topology.Topology) {
-	pods := t.Pods()
-	for _, p := range probeProtocols {
+func runConnectivityMatrix(ctx context.Context, s *Stage, w matrixWith, _ none) error {
+	pods := s.T.Pods()
+	for _, p := range w.Protocols {
 		var errs []error
 		pairs := 0
 		for _, a := range pods {
@@ -85,19 +98,24 @@ func connectivityMatrix(ctx context.Context, r *Run, t *topology.Topology) {
 					continue
 				}
 				pairs++
-				if err := Exchange(ctx, t, p, a.Name, b.Name); err != nil {
+				if err := Exchange(ctx, s.T, p, a.Name, b.Name); err != nil {
 					errs = append(errs, err)
 				}
 			}
 		}
-		r.Check(fmt.Sprintf("connectivity matrix: %s between all %d ordered pod pairs", p, pairs),
+		s.Check(fmt.Sprintf("connectivity matrix: %s between all %d ordered pod pairs", p, pairs),
 			"the answer of the echo server (or ping) in every destination pod", errors.Join(errs...))
 	}
+	return nil
 }
 
-// genericMTU sweeps between the first pods of every pair of nodes. The expected MTU is
-// the agent's route MTU, or without agents the pod's own interface MTU.
-func genericMTU(ctx context.Context, r *Run, t *topology.Topology, agents *Agents) error {
+type nodePairMTUExpect struct {
+	MTU int `json:"mtu" range:"0..65535" doc:"the path MTU (default: the sending node's agent's route MTU, or without agents the sending pod's MTU)"`
+}
+
+// runNodePairMTU sweeps between the first pods of every pair of nodes.
+func runNodePairMTU(ctx context.Context, s *Stage, _ none, e nodePairMTUExpect) error {
+	t := s.T
 	nodes := t.Nodes()
 	for _, na := range nodes {
 		for _, nb := range nodes {
@@ -106,8 +124,11 @@ func genericMTU(ctx context.Context, r *Run, t *topology.Topology, agents *Agent
 			}
 			src, dst := na.Pods[0], nb.Pods[0]
 			mtu := src.MTU
-			if agents != nil {
-				st, err := agents.Client(na.Name).Status(ctx)
+			switch {
+			case e.MTU != 0:
+				mtu = e.MTU
+			case s.agents != nil:
+				st, err := s.agents.Client(na.Name).Status(ctx)
 				if err != nil {
 					return err
 				}
@@ -122,7 +143,7 @@ func genericMTU(ctx context.Context, r *Run, t *topology.Topology, agents *Agent
 			if err == nil {
 				ferr = errors.Join(ferr, fmt.Errorf("%d-byte DF packet crossed a path of MTU %d: %s", mtu+1, mtu, over))
 			}
-			r.Check(fmt.Sprintf("MTU %s (%s) -> %s (%s): DF packets of %d bytes cross, %d are refused", src.Name, na.Name, dst.Name, nb.Name, mtu, mtu+1),
+			s.Check(fmt.Sprintf("MTU %s (%s) -> %s (%s): DF packets of %d bytes cross, %d are refused", src.Name, na.Name, dst.Name, nb.Name, mtu, mtu+1),
 				"ping -M do -s "+strconv.Itoa(mtu-28)+" and "+strconv.Itoa(mtu-27), ferr)
 		}
 	}

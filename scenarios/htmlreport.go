@@ -58,6 +58,7 @@ func (r *Report) WriteHTML(w io.Writer, dir string) error {
 		hs := htmlScenario{ScenarioResult: s, ID: fmt.Sprintf("s%d-%s", i, fileSafe(s.Name))}
 		if dir != "" {
 			hs.Pcaps = findPcaps(dir, s.Name)
+			hs.Traces, hs.TraceRecords = findTraceLog(dir, s)
 		}
 		for _, c := range s.Checks {
 			if !c.Passed {
@@ -98,6 +99,24 @@ type htmlScenario struct {
 	ID           string
 	FailedChecks bool
 	Pcaps        []string
+	// Traces is the scenario's trace log relative to the report folder ("" when
+	// none); TraceRecords counts its records.
+	Traces       string
+	TraceRecords int
+}
+
+// findTraceLog finds the trace log of scenario s under dir: the one its result names,
+// else dir/<scenario>/traces.jsonl. It returns its path relative to dir and its records.
+func findTraceLog(dir string, s ScenarioResult) (string, int) {
+	rel := s.Traces
+	if rel == "" || filepath.IsAbs(rel) {
+		rel = filepath.ToSlash(filepath.Join(s.Name, TraceLogFile))
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return "", 0
+	}
+	return rel, bytes.Count(data, []byte("\n"))
 }
 
 // findPcaps lists the pcaps under dir/scenario, relative to dir, in slash form.

@@ -3,6 +3,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,137 +22,262 @@ import (
 )
 
 func init() {
-	register(&Scenario{
-		Name: "maglev-consistency",
-		Description: "10,000 UDP flows to a shared external IP enter node1, then node2: Maglev sends each to " +
-			"the same backend on both; removing one of three backends moves its flows and at most 1% of the " +
-			"others; established TCP connections survive the removal of another backend",
-		Labels: []string{"services", "maglev"},
-		Run:    runMaglev,
+	registerStep(StepDef[maglevBalanceWith, maglevBalanceExpect]{
+		Name:    "maglev-balance",
+		Summary: "the Maglev lookup table a node holds for a service: entries per backend differ by at most maxSpread",
+		Agents:  true,
+		Expect:  maglevBalanceExpect{MaxSpread: 1},
+		Run:     runMaglevBalance,
+	})
+	registerStep(StepDef[maglevCrossNodeWith, maglevCrossNodeExpect]{
+		Name:    "maglev-cross-node",
+		Summary: "many UDP flows from a client to a service's external IP, entering through one node and then another: each flow lands on the same backend both times",
+		Agents:  true,
+		With:    maglevCrossNodeWith{Flows: 10000},
+		Expect:  maglevCrossNodeExpect{MaxUnansweredPercent: 1},
+		Run:     runMaglevCrossNode,
+	})
+	registerStep(StepDef[maglevRemovalWith, maglevRemovalExpect]{
+		Name: "maglev-backend-removal",
+		Summary: "remove one backend from services: established TCP connections to the others survive on the same " +
+			"backend, and fresh lookups move the removed backend's flows and at most maxMovedPercent of the others",
+		Agents: true,
+		With:   maglevRemovalWith{Flows: 10000, Connections: 4},
+		Expect: maglevRemovalExpect{MaxMovedPercent: 1},
+		Run:    runMaglevRemoval,
 	})
 }
 
 const (
-	maglevFlows    = 10000
-	whoamiPort     = 7070
-	firstFlowPort  = 20000
-	maglevSvcPort  = 80
-	maglevUDPName  = "lb-udp"
-	maglevTCPName  = "lb-tcp"
-	flowTimeout    = 300 * time.Millisecond
-	maglevSvcShare = "maglev-consistency"
+	// firstFlowPort is the source port of the first of the flows a client sends.
+	firstFlowPort = 20000
+	flowTimeout   = 300 * time.Millisecond
 )
 
-var lbVIP = netip.MustParseAddr("10.96.100.100")
-
-func maglevService(name, proto string, backends []topology.Pod) agent.Service {
-	s := agent.Service{Name: name, Type: "LoadBalancer", ClusterIP: netip.MustParseAddr("10.96.0.20"), Port: maglevSvcPort,
-		Protocol: proto, NodePort: 30100, ExternalIPs: []netip.Addr{lbVIP}}
-	if proto == "TCP" {
-		s.ClusterIP, s.NodePort = netip.MustParseAddr("10.96.0.21"), 30101
-	}
-	for _, p := range backends {
-		s.Backends = append(s.Backends, agent.ServiceBackend{IP: p.IP, Port: whoamiPort})
-	}
-	return s
+type maglevBalanceWith struct {
+	Node    NodeRef    `json:"node" required:"true" doc:"whose table"`
+	Service ServiceRef `json:"service" required:"true" doc:"the service (its first external IP, else its ClusterIP)"`
 }
 
-func runMaglev(ctx context.Context, r *Run) error {
-	t, agents, err := r.UpWithAgents(ctx, "l2-services-agent", "services-snat")
-	if err != nil {
-		return err
-	}
-	var backends []topology.Pod
-	for _, p := range t.Pods() {
-		if p.Name != "pod1a" {
-			backends = append(backends, p)
-		}
-	}
-	servers, err := whoamiOn(t, backends)
-	if err != nil {
-		return err
-	}
-	defer servers.Close()
-	for _, proto := range []string{"UDP", "TCP"} {
-		name := map[string]string{"UDP": maglevUDPName, "TCP": maglevTCPName}[proto]
-		if err := agents.ServiceUpsert(ctx, maglevService(name, proto, backends)); err != nil {
-			return err
-		}
-	}
-	n1, _ := t.Node("node1")
-	n2, _ := t.Node("node2")
+type maglevBalanceExpect struct {
+	MaxSpread int `json:"maxSpread" range:"0.." doc:"most minus fewest entries per backend (1: every backend holds floor or ceil of M/N)"`
+}
 
-	// Balance of the table node1 holds.
-	lb, err := maps.OpenPinnedLB(filepath.Join(t.Dir(), "bpffs", "node1", "maps"), uint32(maglev.DefaultTableSize))
+// lbOpen opens node's pinned load-balancer maps, sized by the stage's config.
+func (s *Stage) lbOpen(node string) (*maps.LB, error) {
+	size := s.effectiveConfig().MaglevTableSize
+	if size == 0 {
+		size = maglev.DefaultTableSize
+	}
+	return maps.OpenPinnedLB(filepath.Join(s.T.Dir(), "bpffs", node, "maps"), uint32(size))
+}
+
+// vip is where the maglev steps send a service's traffic: its first external IP (else
+// its ClusterIP) and port.
+func vip(svc agent.Service) netip.AddrPort {
+	if len(svc.ExternalIPs) > 0 {
+		return netip.AddrPortFrom(svc.ExternalIPs[0], svc.Port)
+	}
+	return netip.AddrPortFrom(svc.ClusterIP, svc.Port)
+}
+
+func runMaglevBalance(_ context.Context, s *Stage, w maglevBalanceWith, e maglevBalanceExpect) error {
+	svc := s.Services[string(w.Service)]
+	lb, err := s.lbOpen(string(w.Node))
 	if err != nil {
 		return err
 	}
 	defer lb.Close()
-	svcs, _ := lb.ServiceList()
-	var balance error
-	lookedAt := "node1's Maglev table of " + maglevUDPName
-	for _, s := range svcs {
-		if s.Addr == lbVIP && s.Proto == maps.ProtoUDP {
-			table, err := lb.MaglevLookup(s.ID)
-			if err != nil {
-				balance = err
-				break
-			}
-			lo, hi, per := maglev.Balance(table)
-			lookedAt = fmt.Sprintf("node1's Maglev table (M=%d): entries per backend %v, max/min %d/%d = %.4f", len(table), per, hi, lo, float64(hi)/float64(max(lo, 1)))
-			if hi-lo > 1 {
-				balance = fmt.Errorf("max %d - min %d > 1 with equal weights", hi, lo)
-			}
+	svcs, err := lb.ServiceList()
+	if err != nil {
+		return err
+	}
+	proto := map[string]maps.Proto{"TCP": maps.ProtoTCP, "UDP": maps.ProtoUDP}[svc.Protocol]
+	balance := fmt.Errorf("no %s service %s in %s's maps", svc.Protocol, vip(svc), w.Node)
+	lookedAt := fmt.Sprintf("%s's Maglev table of %s", w.Node, w.Service)
+	for _, m := range svcs {
+		if m.Addr != vip(svc).Addr() || m.Proto != proto {
+			continue
+		}
+		table, err := lb.MaglevLookup(m.ID)
+		if err != nil {
+			balance = err
+			break
+		}
+		lo, hi, per := maglev.Balance(table)
+		lookedAt = fmt.Sprintf("%s's Maglev table (M=%d): entries per backend %v, max/min %d/%d = %.4f", w.Node, len(table), per, hi, lo, float64(hi)/float64(max(lo, 1)))
+		balance = nil
+		if hi-lo > e.MaxSpread {
+			balance = fmt.Errorf("max %d - min %d > %d with equal weights", hi, lo, e.MaxSpread)
 		}
 	}
-	r.Check("Maglev table balance: every backend holds floor or ceil of M/N entries", lookedAt, balance)
+	name := "Maglev table balance: every backend holds floor or ceil of M/N entries"
+	if e.MaxSpread != 1 {
+		name = fmt.Sprintf("Maglev table balance: entries per backend differ by at most %d", e.MaxSpread)
+	}
+	s.Check(name, lookedAt, balance)
+	return nil
+}
 
-	r.Progress("sending %d UDP flows to %s through node1", maglevFlows, lbVIP)
-	via1, err := flowsThrough(ctx, t, n1.InternalIP)
-	if err != nil {
-		return err
+type maglevCrossNodeWith struct {
+	Client  MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that sends the flows"`
+	Service ServiceRef `json:"service" required:"true" doc:"a UDP service with an external IP and whoami servers"`
+	Via     []NodeRef  `json:"via" required:"true" doc:"two nodes: the flows enter through the first, then through the second"`
+	Flows   int        `json:"flows" range:"1..40000" doc:"flows, one UDP datagram each from its own source port"`
+}
+
+func (w *maglevCrossNodeWith) validate(e fieldErrors) {
+	if len(w.Via) != 2 || w.Via[0] == w.Via[1] {
+		e.add("via", "want two different nodes, got %v", w.Via)
 	}
-	r.Progress("sending the same %d flows through node2", maglevFlows)
-	via2, err := flowsThrough(ctx, t, n2.InternalIP)
-	if err != nil {
-		return err
+	checkWhoami(e, "service", w.Service, "UDP")
+}
+
+// checkWhoami wants service to be of proto (any when "") with whoami servers and an
+// external IP.
+func checkWhoami(e fieldErrors, field string, name ServiceRef, proto string) {
+	svc := e.d.stage.service(name)
+	if svc == nil {
+		return
 	}
-	same, differ, lost := compareFlows(via1, via2)
+	if proto != "" && svc.Protocol != proto || svc.Server != "whoami" || len(svc.ExternalIPs) == 0 {
+		e.add(field, "service %s is %s with server %q and external IPs %v: want %s with server whoami and an external IP", name, svc.Protocol, svc.Server, svc.ExternalIPs, cmp.Or(proto, "TCP or UDP"))
+	}
+}
+
+type maglevCrossNodeExpect struct {
+	MaxDiffering         int     `json:"maxDiffering" range:"0.." doc:"flows that may land on another backend through the second node"`
+	MaxUnansweredPercent float64 `json:"maxUnansweredPercent" range:"0..100" doc:"flows that may go unanswered through either node, in percent"`
+}
+
+// flowMemo names the flows a stage sent to svc through node, for a later step.
+func flowMemo(svc ServiceRef, node NodeRef) string {
+	return "maglev flows " + string(svc) + " via " + string(node)
+}
+
+func runMaglevCrossNode(ctx context.Context, s *Stage, w maglevCrossNodeWith, e maglevCrossNodeExpect) error {
+	svc := s.Services[string(w.Service)]
+	dst := vip(svc)
+	var via [2]map[int]string
+	for i, n := range w.Via {
+		node, err := s.T.Node(string(n))
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			s.Progress("sending %d UDP flows to %s through %s", w.Flows, dst.Addr(), n)
+		} else {
+			s.Progress("sending the same %d flows through %s", w.Flows, n)
+		}
+		if via[i], err = flowsThrough(ctx, s.T, string(w.Client), dst, node.InternalIP, w.Flows); err != nil {
+			return err
+		}
+		s.memo[flowMemo(w.Service, n)] = via[i]
+	}
+	same, differ, lost := compareFlows(via[0], via[1], w.Flows)
 	var cerr error
-	if differ > 0 || lost > maglevFlows/100 {
-		cerr = fmt.Errorf("%d of %d flows landed on another backend through node2 (%d unanswered)", differ, maglevFlows, lost)
+	if differ > e.MaxDiffering || float64(lost) > e.MaxUnansweredPercent/100*float64(w.Flows) {
+		cerr = fmt.Errorf("%d of %d flows landed on another backend through %s (at most %d may), %d unanswered (at most %g%% may be)",
+			differ, w.Flows, w.Via[1], e.MaxDiffering, lost, e.MaxUnansweredPercent)
 	}
-	r.Check(fmt.Sprintf("cross-node consistency: %d of %d flows land on the same backend through node1 and node2", same, maglevFlows),
-		"the backend name each flow's answer carries, per entry node ("+spread(via1)+")", cerr)
+	s.Check(fmt.Sprintf("cross-node consistency: %d of %d flows land on the same backend through %s and %s", same, w.Flows, w.Via[0], w.Via[1]),
+		"the backend name each flow's answer carries, per entry node ("+spread(via[0])+")", cerr)
+	return nil
+}
+
+type maglevRemovalWith struct {
+	Client      MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
+	Services    []ServiceRef `json:"services" required:"true" doc:"the services the backend is removed from: a UDP one (flows) and a TCP one (connections), with whoami servers"`
+	Remove      PodRef       `json:"remove" required:"true" doc:"the backend pod removed"`
+	Via         NodeRef      `json:"via" required:"true" doc:"the node the client's traffic enters through"`
+	Flows       int          `json:"flows" range:"1..40000" doc:"UDP flows compared before and after"`
+	Connections int          `json:"connections" range:"1..64" doc:"TCP connections to other backends held across the removal"`
+}
+
+func (w *maglevRemovalWith) validate(e fieldErrors) {
+	protos := map[string]bool{}
+	for i, name := range w.Services {
+		checkWhoami(e, fmt.Sprintf("services[%d]", i), name, "")
+		svc := e.d.stage.service(name)
+		if svc == nil {
+			continue
+		}
+		protos[svc.Protocol] = true
+		if !slices.ContainsFunc(svc.Backends, func(b BackendSpec) bool { return b.Pod == w.Remove }) {
+			e.add("remove", "%q is not a backend of service %s", w.Remove, name)
+		}
+	}
+	if !protos["UDP"] || !protos["TCP"] {
+		e.add("services", "want a UDP service and a TCP service")
+	}
+}
+
+type maglevRemovalExpect struct {
+	MaxMovedPercent float64 `json:"maxMovedPercent" range:"0..100" doc:"flows of the remaining backends that may move to another backend, in percent"`
+}
+
+// runMaglevRemoval holds TCP connections to backends other than the one removed,
+// removes it from the services, checks the connections, then compares fresh lookups
+// (conntrack flushed) of the same UDP flows before and after.
+func runMaglevRemoval(ctx context.Context, s *Stage, w maglevRemovalWith, e maglevRemovalExpect) error {
+	var udp, tcp agent.Service
+	var udpName ServiceRef
+	for _, name := range w.Services {
+		if svc := s.Services[string(name)]; svc.Protocol == "UDP" {
+			udp, udpName = svc, name
+		} else {
+			tcp = svc
+		}
+	}
+	entry, err := s.T.Node(string(w.Via))
+	if err != nil {
+		return err
+	}
+	removed, err := s.T.Pod(string(w.Remove))
+	if err != nil {
+		return err
+	}
+	before, ok := s.memo[flowMemo(udpName, w.Via)].(map[int]string)
+	if !ok || len(before) == 0 {
+		s.Progress("sending %d UDP flows to %s through %s", w.Flows, vip(udp).Addr(), w.Via)
+		if before, err = flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows); err != nil {
+			return err
+		}
+	}
+	lb, err := s.lbOpen(string(w.Via))
+	if err != nil {
+		return err
+	}
+	defer lb.Close()
 
 	// Established TCP connections, to backends other than the one removed next.
-	removed := backends[len(backends)-1]
-	conns, err := holdTCP(ctx, t, n1.InternalIP, removed.Name, 4)
+	conns, err := holdTCP(ctx, s.T, string(w.Client), vip(tcp), entry.InternalIP, removed.Name, w.Connections)
 	if err != nil {
 		return err
 	}
 	defer conns.Close()
 
-	r.Progress("removing backend %s from both services", removed.Name)
-	for _, proto := range []string{"UDP", "TCP"} {
-		name := map[string]string{"UDP": maglevUDPName, "TCP": maglevTCPName}[proto]
-		if err := agents.ServiceUpsert(ctx, maglevService(name, proto, backends[:len(backends)-1])); err != nil {
+	s.Progress("removing backend %s from %s", removed.Name, joinRefs(w.Services))
+	for _, name := range w.Services {
+		svc := s.Services[string(name)]
+		svc.Backends = slices.DeleteFunc(slices.Clone(svc.Backends), func(b agent.ServiceBackend) bool { return b.IP == removed.IP })
+		if err := s.ServiceUpsert(ctx, svc); err != nil {
 			return err
 		}
 	}
-	r.Check("established TCP connections to the remaining backends survive the removal, on the same backend",
-		"replies on 4 connections opened through node1 before the removal", conns.stillSame())
+	s.Check("established TCP connections to the remaining backends survive the removal, on the same backend",
+		fmt.Sprintf("replies on %d connections opened through %s before the removal", w.Connections, w.Via), conns.stillSame())
 
 	// Disruption: fresh lookups (conntrack flushed) against the table before.
 	if err := lb.CTFlush(); err != nil {
 		return err
 	}
-	after, err := flowsThrough(ctx, t, n1.InternalIP)
+	after, err := flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows)
 	if err != nil {
 		return err
 	}
 	var ofRemoved, others, movedOthers int
-	for port, b := range via1 {
+	for port, b := range before {
 		a, ok := after[port]
 		if !ok || b == "" {
 			continue
@@ -165,82 +292,100 @@ func runMaglev(ctx context.Context, r *Run) error {
 		}
 	}
 	var derr error
-	if others == 0 || float64(movedOthers) > 0.01*float64(others) {
-		derr = fmt.Errorf("%d of %d flows of the remaining backends moved (limit 1%%)", movedOthers, others)
+	if others == 0 || float64(movedOthers) > e.MaxMovedPercent/100*float64(others) {
+		derr = fmt.Errorf("%d of %d flows of the remaining backends moved (limit %g%%)", movedOthers, others, e.MaxMovedPercent)
 	}
-	r.Check(fmt.Sprintf("removing %s moves its %d flows and %d of the other %d (%.2f%%)", removed.Name, ofRemoved, movedOthers, others, 100*float64(movedOthers)/float64(max(others, 1))),
-		"backends of the same flows through node1 before and after, conntrack flushed", derr)
+	s.Check(fmt.Sprintf("removing %s moves its %d flows and %d of the other %d (%.2f%%)", removed.Name, ofRemoved, movedOthers, others, 100*float64(movedOthers)/float64(max(others, 1))),
+		fmt.Sprintf("backends of the same flows through %s before and after, conntrack flushed", w.Via), derr)
 	return nil
 }
 
-// whoamiOn starts, in each pod, TCP and UDP servers on whoamiPort that answer every
-// message with the pod's name.
-func whoamiOn(t *topology.Topology, pods []topology.Pod) (io.Closer, error) {
-	var cs closers
-	for _, p := range pods {
-		name := p.Name
-		err := t.Do(name, func() error {
-			ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", whoamiPort))
-			if err != nil {
-				return err
-			}
-			pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", whoamiPort))
-			if err != nil {
-				ln.Close()
-				return err
-			}
-			cs = append(cs, ln, pc)
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						buf := make([]byte, 64)
-						for {
-							if _, err := c.Read(buf); err != nil {
-								return
-							}
-							if _, err := c.Write([]byte(name + "\n")); err != nil {
-								return
-							}
-						}
-					}()
-				}
-			}()
-			go func() {
-				buf := make([]byte, 64)
-				for {
-					_, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo([]byte(name), from)
-				}
-			}()
-			return nil
-		})
-		if err != nil {
-			cs.Close()
-			return nil, fmt.Errorf("whoami server in %s: %w", name, err)
-		}
+func joinRefs(refs []ServiceRef) string {
+	var out []string
+	for _, r := range refs {
+		out = append(out, string(r))
 	}
-	return cs, nil
+	return strings.Join(out, " and ")
 }
 
-// flowsThrough routes the VIP from ext via entry and sends one UDP datagram from each
-// of maglevFlows source ports; it returns which backend answered each (empty: none).
-func flowsThrough(ctx context.Context, t *topology.Topology, entry netip.Addr) (map[int]string, error) {
-	if out, err := t.Exec(ctx, "ext", "ip", "route", "replace", lbVIP.String()+"/32", "via", entry.String()); err != nil {
-		return nil, fmt.Errorf("route the VIP via %s: %w: %s", entry, err, out)
+// startWhoami starts, in pod, a server on port that answers every message with the
+// pod's name (TCP: one line per message).
+func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) (io.Closer, error) {
+	var closer io.Closer
+	addr := fmt.Sprintf(":%d", port)
+	err := t.Do(pod, func() error {
+		if proto == TCP {
+			ln, err := net.Listen("tcp4", addr)
+			if err != nil {
+				return err
+			}
+			closer = ln
+			go serveWhoamiTCP(ln, pod)
+			return nil
+		}
+		pc, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return err
+		}
+		closer = pc
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = pc.WriteTo([]byte(pod), from)
+			}
+		}()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("whoami %s server in %s: %w", proto, pod, err)
 	}
-	got := make(map[int]string, maglevFlows)
-	err := t.Do("ext", func() error {
+	return closer, nil
+}
+
+func serveWhoamiTCP(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 64)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				if _, err := c.Write([]byte(name + "\n")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// routeVia routes dst from client via entry (the client's next hop for it).
+func routeVia(ctx context.Context, t *topology.Topology, client string, dst, entry netip.Addr) error {
+	if out, err := t.Exec(ctx, client, "ip", "route", "replace", dst.String()+"/32", "via", entry.String()); err != nil {
+		return fmt.Errorf("route %s via %s in %s: %w: %s", dst, entry, client, err, out)
+	}
+	return nil
+}
+
+// flowsThrough routes dst's address from client via entry and sends one UDP datagram
+// from each of flows source ports; it returns which backend answered each (empty: none).
+func flowsThrough(ctx context.Context, t *topology.Topology, client string, dst netip.AddrPort, entry netip.Addr, flows int) (map[int]string, error) {
+	if err := routeVia(ctx, t, client, dst.Addr(), entry); err != nil {
+		return nil, err
+	}
+	got := make(map[int]string, flows)
+	err := t.Do(client, func() error {
 		buf := make([]byte, 64)
-		dst := &net.UDPAddr{IP: lbVIP.AsSlice(), Port: maglevSvcPort}
-		for i := range maglevFlows {
+		to := net.UDPAddrFromAddrPort(dst)
+		for i := range flows {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -250,7 +395,7 @@ func flowsThrough(ctx context.Context, t *topology.Topology, entry netip.Addr) (
 				return err
 			}
 			_ = c.SetDeadline(time.Now().Add(flowTimeout))
-			if _, err := c.WriteTo([]byte("who"), dst); err == nil {
+			if _, err := c.WriteTo([]byte("who"), to); err == nil {
 				if n, _, err := c.ReadFrom(buf); err == nil {
 					got[port] = string(buf[:n])
 				}
@@ -262,8 +407,8 @@ func flowsThrough(ctx context.Context, t *topology.Topology, entry netip.Addr) (
 	return got, err
 }
 
-func compareFlows(a, b map[int]string) (same, differ, lost int) {
-	for port := firstFlowPort; port < firstFlowPort+maglevFlows; port++ {
+func compareFlows(a, b map[int]string, flows int) (same, differ, lost int) {
+	for port := firstFlowPort; port < firstFlowPort+flows; port++ {
 		x, y := a[port], b[port]
 		switch {
 		case x == "" || y == "":
@@ -292,23 +437,23 @@ func spread(flows map[int]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// heldConns are TCP connections to the VIP with the backend each first reached.
+// heldConns are TCP connections to a service with the backend each first reached.
 type heldConns struct {
 	conns    []net.Conn
 	backends []string
 }
 
-// holdTCP opens TCP connections from ext to the VIP through entry until n reach backends
-// other than avoid.
-func holdTCP(ctx context.Context, t *topology.Topology, entry netip.Addr, avoid string, n int) (*heldConns, error) {
-	if out, err := t.Exec(ctx, "ext", "ip", "route", "replace", lbVIP.String()+"/32", "via", entry.String()); err != nil {
-		return nil, fmt.Errorf("route the VIP via %s: %w: %s", entry, err, out)
+// holdTCP opens TCP connections from client to dst through entry until n reach
+// backends other than avoid.
+func holdTCP(ctx context.Context, t *topology.Topology, client string, dst netip.AddrPort, entry netip.Addr, avoid string, n int) (*heldConns, error) {
+	if err := routeVia(ctx, t, client, dst.Addr(), entry); err != nil {
+		return nil, err
 	}
 	h := &heldConns{}
-	err := t.Do("ext", func() error {
-		for try := 0; len(h.conns) < n && try < 64; try++ {
+	err := t.Do(client, func() error {
+		for try := 0; len(h.conns) < n && try < 16*n; try++ {
 			d := net.Dialer{Timeout: time.Second}
-			c, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(lbVIP, maglevSvcPort).String())
+			c, err := d.DialContext(ctx, "tcp4", dst.String())
 			if err != nil {
 				return err
 			}

@@ -77,7 +77,12 @@ type MonitorRecord struct {
 	SrcPort       uint16    `json:"srcPort,omitempty"`
 	DstPort       uint16    `json:"dstPort,omitempty"`
 	TTL           uint8     `json:"ttl,omitempty"`
-	Summary       string    `json:"summary"`
+	// Tunnel names the encapsulation the packet went into or came out of, with the
+	// source identity it carried and the remote node.
+	Tunnel         string `json:"tunnel,omitempty"`
+	SrcIdentity    uint32 `json:"srcIdentity,omitempty"`
+	TunnelEndpoint string `json:"tunnelEndpoint,omitempty"`
+	Summary        string `json:"summary"`
 }
 
 type nodeRecord struct {
@@ -85,14 +90,12 @@ type nodeRecord struct {
 	rec  trace.Record
 }
 
-// monitorNode is one node's open ring buffer, and a netlink handle in its namespace to
-// name interfaces.
+// monitorNode is one node's open ring buffer, and the names of its interfaces.
 type monitorNode struct {
-	name   string
-	m      *ebpf.Map
-	rd     *trace.Reader
-	nl     *netlink.Handle
-	ifname map[uint32]string
+	name string
+	m    *ebpf.Map
+	rd   *trace.Reader
+	ifn  *ifNamer
 }
 
 func (n *monitorNode) close() {
@@ -102,25 +105,82 @@ func (n *monitorNode) close() {
 	if n.m != nil {
 		_ = n.m.Close()
 	}
-	if n.nl != nil {
-		n.nl.Close()
-	}
+	n.ifn.close()
 }
 
-func (n *monitorNode) ifName(idx uint32) string {
-	if idx == 0 || n.nl == nil {
+// ifNamer names a node's interfaces by index, through a netlink handle in its
+// namespace. Without a handle it names none: records carry indexes only.
+type ifNamer struct {
+	nl    *netlink.Handle
+	names map[uint32]string
+}
+
+func newIfNamer(t *topology.Topology, node string) *ifNamer {
+	n := &ifNamer{names: map[uint32]string{}}
+	if m, err := t.Member(node); err == nil {
+		if ns, err := netns.GetFromPath(m.NsPath); err == nil {
+			n.nl, _ = netlink.NewHandleAt(ns)
+			ns.Close()
+		}
+	}
+	return n
+}
+
+func (n *ifNamer) name(idx uint32) string {
+	if n == nil || idx == 0 || n.nl == nil {
 		return ""
 	}
-	if s, ok := n.ifname[idx]; ok {
+	if s, ok := n.names[idx]; ok {
 		return s
 	}
 	l, err := n.nl.LinkByIndex(int(idx))
 	if err != nil {
 		return "" // gone, or not yet there: try again next time
 	}
-	n.ifname[idx] = l.Attrs().Name
-	return n.ifname[idx]
+	n.names[idx] = l.Attrs().Name
+	return n.names[idx]
 }
+
+func (n *ifNamer) close() {
+	if n != nil && n.nl != nil {
+		n.nl.Close()
+	}
+}
+
+// newMonitorRecord renders node's record r with names; wallOffset turns its
+// CLOCK_MONOTONIC time into wall time.
+func newMonitorRecord(node string, r trace.Record, names *trace.Names, ifn *ifNamer, wallOffset int64) MonitorRecord {
+	jr := MonitorRecord{
+		Node: node, NodeID: r.NodeID, KtimeNs: r.KtimeNs,
+		Time:     time.Unix(0, wallOffset+int64(r.KtimeNs)).UTC(),
+		ObsPoint: names.ObsPoint(r.ObsPoint), Ifindex: r.Ifindex, Ifname: ifn.name(r.Ifindex),
+		Verdict: names.Verdict(r.Verdict), TargetIfindex: r.TargetIfindex, TargetIfname: ifn.name(r.TargetIfindex),
+		Len: r.PktLen, Summary: r.Pkt.String(),
+	}
+	if r.DropReason != 0 {
+		jr.DropReason = names.DropReason(r.DropReason)
+	}
+	if r.PassReason != 0 {
+		jr.PassReason = names.PassReason(r.PassReason)
+	}
+	if r.Pkt.HasIPv4 {
+		jr.Src, jr.Dst, jr.Proto, jr.TTL = r.Pkt.Src.String(), r.Pkt.Dst.String(), r.Pkt.IPProto, r.Pkt.TTL
+		if r.Pkt.HasTransport {
+			jr.SrcPort, jr.DstPort = r.Pkt.SrcPort, r.Pkt.DstPort
+		}
+	}
+	if r.Tunnel != 0 {
+		jr.Tunnel = names.Tunnel(r.Tunnel)
+		jr.SrcIdentity = r.SrcIdentity
+		if r.TunnelEndpoint.IsValid() {
+			jr.TunnelEndpoint = r.TunnelEndpoint.String()
+		}
+	}
+	return jr
+}
+
+// wallOffset is what to add to a CLOCK_MONOTONIC time to get wall time, now.
+func wallOffset() int64 { return time.Now().UnixNano() - int64(monotonicNow()) }
 
 // Monitor streams the trace records of a running topology's datapath to w, like
 // `cilium monitor`: it reads every node's pinned trace ring buffer (or only
@@ -196,7 +256,7 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts Monito
 	}
 
 	start := monotonicNow()
-	wallOffset := time.Now().UnixNano() - int64(start)
+	wallOffset := wallOffset()
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -255,26 +315,7 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts Monito
 			continue
 		}
 		if opts.JSON {
-			n := nodes[nr.node]
-			jr := MonitorRecord{
-				Node: nr.node, NodeID: r.NodeID, KtimeNs: r.KtimeNs,
-				Time:     time.Unix(0, wallOffset+int64(r.KtimeNs)).UTC(),
-				ObsPoint: names.ObsPoint(r.ObsPoint), Ifindex: r.Ifindex, Ifname: n.ifName(r.Ifindex),
-				Verdict: names.Verdict(r.Verdict), TargetIfindex: r.TargetIfindex, TargetIfname: n.ifName(r.TargetIfindex),
-				Len: r.PktLen, Summary: r.Pkt.String(),
-			}
-			if r.DropReason != 0 {
-				jr.DropReason = names.DropReason(r.DropReason)
-			}
-			if r.PassReason != 0 {
-				jr.PassReason = names.PassReason(r.PassReason)
-			}
-			if r.Pkt.HasIPv4 {
-				jr.Src, jr.Dst, jr.Proto, jr.TTL = r.Pkt.Src.String(), r.Pkt.Dst.String(), r.Pkt.IPProto, r.Pkt.TTL
-				if r.Pkt.HasTransport {
-					jr.SrcPort, jr.DstPort = r.Pkt.SrcPort, r.Pkt.DstPort
-				}
-			}
+			jr := newMonitorRecord(nr.node, r, names, nodes[nr.node].ifn, wallOffset)
 			if err := enc.Encode(jr); err != nil {
 				return fmt.Errorf("monitor: %w", err)
 			}
@@ -291,7 +332,7 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts Monito
 // openMonitorNode opens node's pinned trace ring buffer; an error wrapping
 // fs.ErrNotExist means the node has no datapath pinned.
 func openMonitorNode(t *topology.Topology, node string) (_ *monitorNode, err error) {
-	n := &monitorNode{name: node, ifname: map[uint32]string{}}
+	n := &monitorNode{name: node}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -307,13 +348,7 @@ func openMonitorNode(t *topology.Topology, node string) (_ *monitorNode, err err
 	if n.rd, err = trace.NewReader(n.m); err != nil {
 		return nil, fmt.Errorf("%s: %w", pin, err)
 	}
-	// Interface names are a nicety: without a handle, records carry indexes only.
-	if m, err := t.Member(node); err == nil {
-		if ns, err := netns.GetFromPath(m.NsPath); err == nil {
-			n.nl, _ = netlink.NewHandleAt(ns)
-			ns.Close()
-		}
-	}
+	n.ifn = newIfNamer(t, node)
 	return n, nil
 }
 

@@ -4,12 +4,10 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
@@ -21,84 +19,94 @@ import (
 )
 
 func init() {
-	register(&Scenario{
-		Name: "native-routing",
-		Description: "cross-node pod to pod without encapsulation: bpf_fib_lookup + redirect out of the NIC, " +
-			"from-netdev -> bpf_redirect_peer on the other side; L2 with auto-direct-node-routes and a routed " +
-			"underlay; nodes added and removed; agents restarted and killed without losing a packet",
-		Labels: []string{"native-routing", "redirect-peer", "agent"},
-		Run:    runNativeRouting,
+	registerStep(StepDef[nodeRouteWith, nodeRouteExpect]{
+		Name:    "node-route",
+		Summary: "whether a node routes another node's PodCIDR via that node's IP (auto-direct-node-routes)",
+		With:    nodeRouteWith{},
+		Expect:  nodeRouteExpect{Present: true},
+		Run:     runNodeRoute,
+	})
+	registerStep(StepDef[podPairWith, none]{
+		Name: "cross-node-path",
+		Summary: "ICMP, TCP and UDP between pods of two nodes with native routing: delivery, the trace on both " +
+			"nodes (FIB lookup and redirect out, redirect_peer in), the wire hop by hop, not encapsulated, and " +
+			"neither host stack seeing the packets",
+		Agents: true,
+		Run:    runCrossNodePath,
+	})
+	registerStep(StepDef[nodeChangeWith, none]{
+		Name:    "node-remove",
+		Summary: "remove a node from another node's agent: its route and map entries go, and its pods become unreachable",
+		Agents:  true,
+		Run:     runNodeRemove,
+	})
+	registerStep(StepDef[nodeChangeWith, none]{
+		Name:    "node-add",
+		Summary: "add a node (back) to another node's agent: its route comes back, and its pods are reachable",
+		Agents:  true,
+		Run:     runNodeAdd,
 	})
 }
 
-func runNativeRouting(ctx context.Context, r *Run) error {
-	if err := nativeL2(ctx, r); err != nil {
-		return err
-	}
-	return nativeRouted(ctx, r)
+type nodeRouteWith struct {
+	Node NodeRef `json:"node" required:"true" doc:"whose routing table"`
+	To   NodeRef `json:"to" required:"true" doc:"the node whose PodCIDR is routed"`
 }
 
-func nativeL2(ctx context.Context, r *Run) error {
-	t, agents, err := r.UpWithAgents(ctx, "l2-two-node-agent", "native-routing")
-	if err != nil {
-		return err
-	}
-	node2, _ := t.Node("node2")
-	node2IP := node2.InternalIP
-	r.Check("auto-direct-node-routes: node1 routes node2's PodCIDR via node2",
-		"node1 routing table: "+node2.PodCIDR.String(), expectRoute(t, "node1", node2.PodCIDR, node2IP))
-	if err := crossNode(ctx, r, t, "L2", "pod1a", "pod2a"); err != nil {
-		return err
-	}
-	if err := nodeLifecycle(ctx, r, t, agents); err != nil {
-		return err
-	}
-	return restartWithoutLoss(ctx, r, t, agents)
+type nodeRouteExpect struct {
+	Present bool `json:"present" doc:"the route is there (false: there is no route to the PodCIDR at all)"`
 }
 
-func nativeRouted(ctx context.Context, r *Run) error {
-	t, agents, err := r.UpWithAgents(ctx, "routed-two-node-agent", "native-routing-routed")
+func runNodeRoute(_ context.Context, s *Stage, w nodeRouteWith, e nodeRouteExpect) error {
+	to, err := s.T.Node(string(w.To))
 	if err != nil {
 		return err
 	}
-	if err := crossNode(ctx, r, t, "routed", "pod1", "pod2"); err != nil {
-		return err
+	where := fmt.Sprintf("%s routing table: %s", w.Node, to.PodCIDR)
+	if e.Present {
+		s.Check(fmt.Sprintf("auto-direct-node-routes: %s routes %s's PodCIDR via %s", w.Node, w.To, w.To), where,
+			expectRoute(s.T, string(w.Node), to.PodCIDR, to.InternalIP))
+		return nil
 	}
-	direct, err := WriteConfig(t.Dir(), "native-routing")
-	if err != nil {
-		return err
-	}
-	r.Progress("restarting node1's agent with auto-direct-node-routes: true on the routed underlay")
-	if err := agents.Restart(ctx, "node1", direct, false); err != nil {
-		return err
-	}
-	st, err := agents.Client("node1").Status(ctx)
-	if err == nil {
-		err = errors.New("no problem reported")
-		for _, p := range st.Problems {
-			if strings.Contains(p, "node node2") && strings.Contains(p, "not on a directly connected subnet") {
-				err = nil
-			}
-		}
-		if err != nil {
-			err = fmt.Errorf("%w; problems: %q", err, st.Problems)
-		}
-	}
-	r.Check("auto-direct-node-routes on a routed underlay: the agent names node2 as not directly reachable",
-		"podpath-agent status of node1: Problems", err)
+	s.Check(fmt.Sprintf("%s has no route to %s's PodCIDR", w.Node, w.To), where, expectNoRoute(s.T, string(w.Node), to.PodCIDR))
 	return nil
+}
+
+// podPairWith names two pods, a sender and a receiver.
+type podPairWith struct {
+	From  PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To    PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
+	Label string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+func (w *podPairWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+
+// checkOtherNode wants pod to on another node than pod from.
+func checkOtherNode(e fieldErrors, from, to PodRef) {
+	st := e.stage()
+	if st == nil {
+		return
+	}
+	if a, b := st.podNode(from), st.podNode(to); a == b {
+		e.add("to", "%q is on %s, like %s: want a pod of another node", to, b, from)
+	}
+}
+
+func runCrossNodePath(ctx context.Context, s *Stage, w podPairWith, _ none) error {
+	return crossNode(ctx, s, s.Label(w.Label), string(w.From), string(w.To))
 }
 
 // crossNode checks one cross-node flow: delivery of ICMP/TCP/UDP, the trace on both
 // nodes, the wire (not encapsulated, pod IPs, node MACs, TTL per hop), and that neither
 // node's host stack saw the packets.
-func crossNode(ctx context.Context, r *Run, t *topology.Topology, label, src, dst string) error {
+func crossNode(ctx context.Context, r *Stage, label, src, dst string) error {
+	t := r.T
 	from, _ := t.Pod(src)
 	to, _ := t.Pod(dst)
-	if err := HostStackCounters(ctx, t, podSupernet(t)); err != nil {
+	if err := r.HostStackCounters(ctx); err != nil {
 		return err
 	}
-	traces, err := OpenTraces(t, from.Node, to.Node)
+	traces, err := r.OpenTraces(t, from.Node, to.Node)
 	if err != nil {
 		return err
 	}
@@ -221,39 +229,82 @@ func expectNoRoute(t *topology.Topology, node string, dst netip.Prefix) error {
 	})
 }
 
-// nodeLifecycle removes node2 from node1's agent and adds it back: its routes and map
-// entries must go and come back, and connectivity with them.
-func nodeLifecycle(ctx context.Context, r *Run, t *topology.Topology, agents *Agents) error {
-	node2, _ := t.Node("node2")
-	node2IP := node2.InternalIP
-	c := agents.Client("node1")
-	m, err := maps.OpenPinned(filepath.Join(t.Dir(), "bpffs", "node1", "maps"))
+// nodeChangeWith names a node, the agent told about it, and two pods to probe with.
+type nodeChangeWith struct {
+	On   NodeRef `json:"on" required:"true" doc:"whose agent is told"`
+	Node NodeRef `json:"node" required:"true" doc:"the node removed or added"`
+	From PodRef  `json:"from" required:"true" doc:"a pod on the agent's node that probes"`
+	To   PodRef  `json:"to" required:"true" doc:"a pod of the node removed or added"`
+}
+
+func (w *nodeChangeWith) validate(e fieldErrors) {
+	if w.On == w.Node {
+		e.add("node", "%q is the node whose agent is told: want another", w.Node)
+	}
+	st := e.stage()
+	if st == nil {
+		return
+	}
+	if n := st.podNode(w.From); n != string(w.On) {
+		e.add("from", "%q is on %s: want a pod of %s", w.From, n, w.On)
+	}
+	if n := st.podNode(w.To); n != string(w.Node) {
+		e.add("to", "%q is on %s: want a pod of %s", w.To, n, w.Node)
+	}
+}
+
+// runNodeRemove removes node from on's agent: its routes and map entries must go,
+// and connectivity with them.
+func runNodeRemove(ctx context.Context, s *Stage, w nodeChangeWith, _ none) error {
+	agents, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	on, gone := string(w.On), string(w.Node)
+	n, err := s.T.Node(gone)
+	if err != nil {
+		return err
+	}
+	m, err := maps.OpenPinned(filepath.Join(s.T.Dir(), "bpffs", on, "maps"))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	r.Progress("removing node2 from node1's agent")
-	if err := c.NodeDelete(ctx, "node2"); err != nil {
+	s.Progress("removing %s from %s's agent", gone, on)
+	if err := agents.Client(on).NodeDelete(ctx, gone); err != nil {
 		return err
 	}
-	r.Check("node removed: node1's route to node2's PodCIDR is gone", "node1 routing table: "+node2.PodCIDR.String(),
-		expectNoRoute(t, "node1", node2.PodCIDR))
-	r.Check("node removed: node1's ipcache and node map hold no entry of node2",
-		"node1 pinned maps ipcache ("+node2.PodCIDR.String()+", "+node2IP.String()+"/32) and nodes ("+node2IP.String()+")",
-		noNodeEntries(m, node2.PodCIDR, node2IP))
-	pod2a, _ := t.Pod("pod2a")
+	s.Check(fmt.Sprintf("node removed: %s's route to %s's PodCIDR is gone", on, gone), fmt.Sprintf("%s routing table: %s", on, n.PodCIDR),
+		expectNoRoute(s.T, on, n.PodCIDR))
+	s.Check(fmt.Sprintf("node removed: %s's ipcache and node map hold no entry of %s", on, gone),
+		fmt.Sprintf("%s pinned maps ipcache (%s, %s/32) and nodes (%s)", on, n.PodCIDR, n.InternalIP, n.InternalIP),
+		noNodeEntries(m, n.PodCIDR, n.InternalIP))
+	to, _ := s.T.Pod(string(w.To))
 	var unreachable error
-	if err := Exchange(ctx, t, ICMP, "pod1a", "pod2a"); err == nil {
-		unreachable = fmt.Errorf("ping pod1a -> pod2a (%s) still answered", pod2a.IP)
+	if err := Exchange(ctx, s.T, ICMP, string(w.From), to.Name); err == nil {
+		unreachable = fmt.Errorf("ping %s -> %s (%s) still answered", w.From, to.Name, to.IP)
 	}
-	r.Check("node removed: pod1a can no longer reach pod2a", "ping from pod1a", unreachable)
+	s.Check(fmt.Sprintf("node removed: %s can no longer reach %s", w.From, to.Name), "ping from "+string(w.From), unreachable)
+	return nil
+}
 
-	r.Progress("adding node2 back")
-	if err := c.NodeUpsert(ctx, agent.Node{Name: "node2", IP: node2IP, PodCIDR: node2.PodCIDR}); err != nil {
+// runNodeAdd adds node to on's agent: its route and connectivity come back.
+func runNodeAdd(ctx context.Context, s *Stage, w nodeChangeWith, _ none) error {
+	agents, err := s.Agents()
+	if err != nil {
 		return err
 	}
-	r.Check("node added: node1 routes node2's PodCIDR again", "node1 routing table", expectRoute(t, "node1", node2.PodCIDR, node2IP))
-	r.Check("node added: pod1a reaches pod2a", "ping from pod1a", Exchange(ctx, t, ICMP, "pod1a", "pod2a"))
+	on := string(w.On)
+	n, err := s.T.Node(string(w.Node))
+	if err != nil {
+		return err
+	}
+	s.Progress("adding %s to %s's agent", n.Name, on)
+	if err := agents.Client(on).NodeUpsert(ctx, agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}); err != nil {
+		return err
+	}
+	s.Check(fmt.Sprintf("node added: %s routes %s's PodCIDR again", on, n.Name), on+" routing table", expectRoute(s.T, on, n.PodCIDR, n.InternalIP))
+	s.Check(fmt.Sprintf("node added: %s reaches %s", w.From, w.To), "ping from "+string(w.From), Exchange(ctx, s.T, ICMP, string(w.From), string(w.To)))
 	return nil
 }
 
@@ -275,45 +326,6 @@ func noNodeEntries(m *maps.Maps, podCIDR netip.Prefix, nodeIP netip.Addr) error 
 		if n.IP == nodeIP {
 			return fmt.Errorf("node map still holds %s (id %d)", n.IP, n.ID)
 		}
-	}
-	return nil
-}
-
-// restartWithoutLoss pings pod1a -> pod2a every 10 ms while node1's agent is restarted
-// and node2's is killed with SIGKILL and started again: no request may go unanswered.
-func restartWithoutLoss(ctx context.Context, r *Run, t *topology.Topology, agents *Agents) error {
-	pod2a, _ := t.Pod("pod2a")
-	const count, interval = 300, 10 * time.Millisecond
-	type result struct {
-		lost int
-		out  string
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		lost, out, err := PingLoss(ctx, t, "pod1a", pod2a.IP, count, interval)
-		done <- result{lost, out, err}
-	}()
-	time.Sleep(300 * time.Millisecond)
-	r.Progress("restarting node1's agent (SIGTERM) and killing node2's (SIGKILL) during a 10 ms ping")
-	rerr := agents.Restart(ctx, "node1", "", false)
-	rerr = errors.Join(rerr, agents.Restart(ctx, "node2", "", true))
-	res := <-done
-	if rerr != nil {
-		return rerr
-	}
-	err := res.err
-	if err == nil && res.lost > 0 {
-		err = fmt.Errorf("%d of %d echo requests lost:\n%s", res.lost, count, res.out)
-	}
-	r.Check(fmt.Sprintf("agents restarted and killed: %d pings every %s, none lost", count, interval),
-		"ping -i 0.01 statistics in pod1a", err)
-	for _, n := range []string{"node1", "node2"} {
-		st, err := agents.Client(n).Status(ctx)
-		if err == nil && !st.Adopted {
-			err = fmt.Errorf("status says the programs were attached afresh, not adopted: %v", st.Attached)
-		}
-		r.Check(n+": the new agent adopted the attached programs and pinned maps", "podpath-agent status of "+n+": Adopted", err)
 	}
 	return nil
 }

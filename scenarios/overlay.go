@@ -4,6 +4,7 @@ package scenarios
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,79 +29,137 @@ import (
 // overlay describes one tunnel protocol as the scenarios check it.
 type overlay struct {
 	name     string // vxlan | geneve
-	config   string // catalog cilium-config
 	port     uint16
 	layer    gopacket.LayerType
 	tsharkAs string // tshark decode-as for the port, when not its default
 }
 
-var (
-	vxlanOverlay  = overlay{"vxlan", "vxlan", 8472, layers.LayerTypeVXLAN, "udp.port==8472,vxlan"}
-	geneveOverlay = overlay{"geneve", "geneve", 6081, layers.LayerTypeGeneve, ""}
-)
-
-// overlayTopologies: MTU 1500, jumbo 9000, and nodes whose first NIC is not the one
-// that carries the tunnel.
-var overlayTopologies = []string{"l2-two-node-agent", "l2-jumbo-agent", "multi-nic-agent"}
-
-func init() {
-	for _, o := range []overlay{vxlanOverlay, geneveOverlay} {
-		register(&Scenario{
-			Name: o.name + "-mtu",
-			Description: fmt.Sprintf("%s overlay on MTU 1500, jumbo 9000 and a two-NIC underlay: outer headers, "+
-				"VNI = source identity, inner packet intact, MTU sweep both ways (ICMP/UDP/TCP, DF and not), "+
-				"frag-needed with the tunnel MTU, tracepath, iperf3 at full MSS, tshark agrees", strings.ToUpper(o.name)),
-			Labels: []string{o.name, "mtu", "overlay"},
-			Run: func(ctx context.Context, r *Run) error {
-				for _, topo := range overlayTopologies {
-					if err := overlayRun(ctx, r, o, topo); err != nil {
-						return err
-					}
-				}
-				if o.name == "vxlan" {
-					return vxlanInterop(ctx, r)
-				}
-				return nil
-			},
-		})
-	}
+var overlays = map[string]overlay{
+	"vxlan":  {"vxlan", 8472, layers.LayerTypeVXLAN, "udp.port==8472,vxlan"},
+	"geneve": {"geneve", 6081, layers.LayerTypeGeneve, ""},
 }
 
-// overlayRun checks one tunnel protocol on one topology.
-func overlayRun(ctx context.Context, r *Run, o overlay, topo string) error {
-	t, agents, err := r.UpWithAgents(ctx, topo, o.config)
+func init() {
+	registerStep(StepDef[tunnelMTUWith, tunnelMTUExpect]{
+		Name:    "tunnel-mtu",
+		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
+		Agents:  true,
+		Run:     runTunnelMTU,
+	})
+	registerStep(StepDef[connectivityWith, none]{
+		Name:    "connectivity",
+		Summary: "ICMP, TCP and UDP exchanges between two pods, one way or both: one check per protocol and direction",
+		With:    connectivityWith{Protocols: probeProtocols},
+		Run:     runConnectivity,
+	})
+	registerStep(StepDef[overlayWith, overlayExpect]{
+		Name: "overlay-headers",
+		Summary: "one echo request over the tunnel: outer headers between the node IPs to the tunnel port, VNI = the " +
+			"source pod's identity, inner frame as sent; every underlay frame fits the link (with a 2 MiB TCP " +
+			"transfer); traces of encapsulation and decapsulation; tshark agrees",
+		Agents: true,
+		Run:    runOverlayHeaders,
+	})
+	registerStep(StepDef[podPairWith, mtuSweepExpect]{
+		Name: "mtu-sweep",
+		Summary: "both ways: DF packets (ICMP, UDP) up to the route MTU cross, one byte more is refused naming the " +
+			"MTU, without DF they arrive whole; tracepath finds the path MTU; iperf3 runs at full MSS",
+		Run: runMTUSweep,
+	})
+	registerStep(StepDef[fragNeededWith, fragNeededExpect]{
+		Name: "frag-needed",
+		Summary: "a sender unaware of the tunnel (eth0 and route at the device MTU) gets ICMP frag-needed with the " +
+			"route MTU for a DF packet over it, and TCP converges (PMTUD)",
+		Run: runFragNeeded,
+	})
+}
+
+type tunnelMTUWith struct {
+	Node  NodeRef  `json:"node" required:"true" doc:"whose agent's MTU plan is read"`
+	Pods  []PodRef `json:"pods" doc:"pods whose eth0 and default route must carry the route MTU"`
+	Label string   `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+type tunnelMTUExpect struct {
+	RouteMTU  int    `json:"routeMTU" required:"true" range:"68..65535" doc:"the MTU pods get: device MTU - 50 with VXLAN or Geneve over IPv4"`
+	DeviceMTU int    `json:"deviceMTU" range:"68..65535" doc:"the underlay device's MTU (default: the MTU of the node's internal interface in the topology)"`
+	Device    string `json:"device" doc:"the underlay device the agent sizes the tunnel from (default: the node's internal interface)"`
+}
+
+// runTunnelMTU checks the agent's MTU plan and that pods got the route MTU.
+func runTunnelMTU(ctx context.Context, s *Stage, w tunnelMTUWith, e tunnelMTUExpect) error {
+	agents, err := s.Agents()
 	if err != nil {
 		return err
 	}
-	label := o.name + " on " + topo
-	n1, _ := t.Node("node1")
-	underlay := internalIface(n1)
-	st, err := agents.Client("node1").Status(ctx)
+	label := s.Label(w.Label)
+	n, err := s.T.Node(string(w.Node))
 	if err != nil {
 		return err
 	}
-	route := underlay.MTU - 50
-	r.Check(fmt.Sprintf("%s: agent sizes the tunnel from %s (MTU %d): route MTU %d", label, underlay.Name, underlay.MTU, route),
-		fmt.Sprintf("podpath-agent status of node1: device MTU %d (%s), route MTU %d (%s)", st.MTU.Device, st.MTU.DeviceSource, st.MTU.Route, st.MTU.OverheadSource),
-		errors.Join(expectEqual("device MTU", underlay.MTU, st.MTU.Device), expectEqual("route MTU", route, st.MTU.Route),
-			expectEqual("underlay device", underlay.Name, st.MTU.UnderlayDevice)))
-	for _, pod := range []string{"pod1a", "pod2a"} {
-		r.Check(fmt.Sprintf("%s: %s's eth0 and default route carry the route MTU %d", label, pod, route),
-			pod+": link eth0 MTU and the default route's mtu attribute", podMTUs(t, pod, route, route))
+	underlay := internalIface(n)
+	device, deviceMTU := cmp.Or(e.Device, underlay.Name), cmp.Or(e.DeviceMTU, underlay.MTU)
+	st, err := agents.Client(n.Name).Status(ctx)
+	if err != nil {
+		return err
 	}
-	for _, p := range probeProtocols {
-		for _, c := range [][2]string{{"pod1a", "pod2a"}, {"pod2a", "pod1a"}} {
-			r.Check(fmt.Sprintf("%s: %s %s -> %s delivered", label, p, c[0], c[1]),
-				"the answer of the echo server in "+c[1], Exchange(ctx, t, p, c[0], c[1]))
+	route := e.RouteMTU
+	s.Check(fmt.Sprintf("%s: agent sizes the tunnel from %s (MTU %d): route MTU %d", label, device, deviceMTU, route),
+		fmt.Sprintf("podpath-agent status of %s: device MTU %d (%s), route MTU %d (%s)", n.Name, st.MTU.Device, st.MTU.DeviceSource, st.MTU.Route, st.MTU.OverheadSource),
+		errors.Join(expectEqual("device MTU", deviceMTU, st.MTU.Device), expectEqual("route MTU", route, st.MTU.Route),
+			expectEqual("underlay device", device, st.MTU.UnderlayDevice)))
+	for _, pod := range w.Pods {
+		s.Check(fmt.Sprintf("%s: %s's eth0 and default route carry the route MTU %d", label, pod, route),
+			string(pod)+": link eth0 MTU and the default route's mtu attribute", podMTUs(s.T, string(pod), route, route))
+	}
+	return nil
+}
+
+type connectivityWith struct {
+	From      PodRef     `json:"from" required:"true" doc:"the pod that sends"`
+	To        PodRef     `json:"to" required:"true" doc:"the pod that answers"`
+	BothWays  bool       `json:"bothWays" doc:"also from to to from"`
+	Protocols []Protocol `json:"protocols" doc:"the probes"`
+	Label     string     `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+func runConnectivity(ctx context.Context, s *Stage, w connectivityWith, _ none) error {
+	label := s.Label(w.Label)
+	pairs := [][2]string{{string(w.From), string(w.To)}}
+	if w.BothWays {
+		pairs = append(pairs, [2]string{string(w.To), string(w.From)})
+	}
+	for _, p := range w.Protocols {
+		for _, c := range pairs {
+			s.Check(fmt.Sprintf("%s: %s %s -> %s delivered", label, p, c[0], c[1]),
+				"the answer of the echo server in "+c[1], Exchange(ctx, s.T, p, c[0], c[1]))
 		}
 	}
-	if err := overlayWire(ctx, r, t, agents, o, label); err != nil {
-		return err
+	return nil
+}
+
+type overlayWith struct {
+	From   PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To     PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
+	Tunnel string `json:"tunnel" required:"true" oneOf:"vxlan,geneve" doc:"the encapsulation on the wire"`
+	Label  string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+func (w *overlayWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+
+type overlayExpect struct {
+	Port uint16 `json:"port" range:"1..65535" doc:"the tunnel's UDP destination port (default: 8472 for vxlan, 6081 for geneve)"`
+}
+
+func runOverlayHeaders(ctx context.Context, s *Stage, w overlayWith, e overlayExpect) error {
+	o := overlays[w.Tunnel]
+	if e.Port != 0 {
+		o.port = e.Port
+		if o.tsharkAs != "" {
+			o.tsharkAs = fmt.Sprintf("udp.port==%d,%s", e.Port, o.name)
+		}
 	}
-	if err := mtuSweep(ctx, r, t, o, label, route); err != nil {
-		return err
-	}
-	return fragNeeded(ctx, r, t, label, underlay.MTU, route)
+	return overlayWire(ctx, s, o, s.Label(w.Label), string(w.From), string(w.To))
 }
 
 func internalIface(n topology.Node) topology.Interface {
@@ -113,7 +172,16 @@ func internalIface(n topology.Node) topology.Interface {
 }
 
 func podMTUs(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
-	return t.Do(pod, func() error {
+	l, r, err := podMTU(t, pod)
+	if err != nil {
+		return err
+	}
+	return errors.Join(expectEqual("eth0 MTU", linkMTU, l), expectEqual("default route mtu", routeMTU, r))
+}
+
+// podMTU reads a pod's eth0 MTU and its default route's mtu attribute (0: none).
+func podMTU(t *topology.Topology, pod string) (linkMTU, routeMTU int, err error) {
+	err = t.Do(pod, func() error {
 		l, err := netlink.LinkByName("eth0")
 		if err != nil {
 			return err
@@ -131,31 +199,38 @@ func podMTUs(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
 		if def == nil {
 			return errors.New("no default route in the pod")
 		}
-		return errors.Join(expectEqual("eth0 MTU", linkMTU, l.Attrs().MTU), expectEqual("default route mtu", routeMTU, def.MTU))
+		linkMTU, routeMTU = l.Attrs().MTU, def.MTU
+		return nil
 	})
+	return linkMTU, routeMTU, err
 }
 
 // overlayWire follows one echo request: on the underlay it is outer IPv4/UDP to the
 // tunnel port between the node IPs, its VNI is the source pod's identity, the inner
 // frame is what the pod sent (TTL one less), every frame fits the link, the trace
 // shows encapsulation and delivery, and tshark decodes the pcap without complaint.
-func overlayWire(ctx context.Context, r *Run, t *topology.Topology, agents *Agents, o overlay, label string) error {
-	n1, _ := t.Node("node1")
-	n2, _ := t.Node("node2")
-	from, _ := t.Pod("pod1a")
-	to, _ := t.Pod("pod2a")
+func overlayWire(ctx context.Context, r *Stage, o overlay, label, src, dst string) error {
+	t := r.T
+	agents, err := r.Agents()
+	if err != nil {
+		return err
+	}
+	from, _ := t.Pod(src)
+	to, _ := t.Pod(dst)
+	n1, _ := t.Node(from.Node)
+	n2, _ := t.Node(to.Node)
 	u1 := internalIface(n1)
-	m1, _ := t.Member("node1")
-	mp, _ := t.Member("pod1a")
+	m1, _ := t.Member(n1.Name)
+	mp, _ := t.Member(src)
 	dir := filepath.Join(r.Artifacts, strings.ReplaceAll(label, " ", "-"))
 	session, err := capture.Start(dir,
-		capture.Point{Member: "pod1a", Interface: "eth0", NsPath: mp.NsPath},
-		capture.Point{Member: "node1", Interface: u1.Name, NsPath: m1.NsPath})
+		capture.Point{Member: src, Interface: "eth0", NsPath: mp.NsPath},
+		capture.Point{Member: n1.Name, Interface: u1.Name, NsPath: m1.NsPath})
 	if err != nil {
 		return err
 	}
 	defer session.Stop()
-	traces, err := OpenTraces(t, "node1", "node2")
+	traces, err := r.OpenTraces(t, n1.Name, n2.Name)
 	if err != nil {
 		return err
 	}
@@ -163,48 +238,48 @@ func overlayWire(ctx context.Context, r *Run, t *topology.Topology, agents *Agen
 	if err := traces.Reset(); err != nil {
 		return err
 	}
-	if err := Exchange(ctx, t, ICMP, "pod1a", "pod2a"); err != nil {
+	if err := Exchange(ctx, t, ICMP, src, dst); err != nil {
 		return err
 	}
 	// A bulk TCP transfer, for the frame-size check with GSO super-packets.
-	bulkErr := bulkTCP(ctx, t, "pod1a", "pod2a", 2<<20)
+	bulkErr := bulkTCP(ctx, t, src, dst, 2<<20)
 	if err := session.Stop(); err != nil {
 		return err
 	}
 	if err := traces.Collect(); err != nil {
 		return err
 	}
-	eps, err := agents.Client("node1").EndpointList(ctx)
+	eps, err := agents.Client(n1.Name).EndpointList(ctx)
 	if err != nil {
 		return err
 	}
 	var identity uint32
 	for _, ep := range eps {
-		if ep.Name == "pod1a" {
+		if ep.Name == src {
 			identity = ep.Identity
 		}
 	}
-	sent := session.Packets("pod1a", "eth0", capture.ICMPEcho(ip(from.IP), ip(to.IP)))
-	wire := session.Packets("node1", u1.Name, capture.And(capture.InnerIPv4(ip(from.IP), ip(to.IP)), capture.ICMPEcho(ip(from.IP), ip(to.IP))))
-	where := fmt.Sprintf("node1/%s (pcap %s) against pod1a/eth0", u1.Name, session.PcapPath("node1", u1.Name))
+	sent := session.Packets(src, "eth0", capture.ICMPEcho(ip(from.IP), ip(to.IP)))
+	wire := session.Packets(n1.Name, u1.Name, capture.And(capture.InnerIPv4(ip(from.IP), ip(to.IP)), capture.ICMPEcho(ip(from.IP), ip(to.IP))))
+	where := fmt.Sprintf("%s/%s (pcap %s) against %s/eth0", n1.Name, u1.Name, session.PcapPath(n1.Name, u1.Name), src)
 	var werr error
 	switch {
 	case len(sent) == 0:
-		werr = errors.New("no echo request seen leaving pod1a")
+		werr = errors.New("no echo request seen leaving " + src)
 	case len(wire) == 0:
-		werr = fmt.Errorf("no encapsulated echo request on the underlay; seen there:\n%s", evidence(session, Hop{Member: "node1", Interface: u1.Name}))
+		werr = fmt.Errorf("no encapsulated echo request on the underlay; seen there:\n%s", evidence(session, Hop{Member: n1.Name, Interface: u1.Name}))
 	default:
-		werr = checkEncapsulated(wire[0], sent[0], o, n1.InternalIP, n2.InternalIP, identity)
-		r.RecordFlow(label+": ICMP echo request pod1a -> node1's underlay", session,
-			[]Hop{{"pod1a", "eth0", true, DefaultTTL, from.MAC}, {"node1", u1.Name, true, DefaultTTL, u1.MAC}},
+		werr = checkEncapsulated(wire[0], sent[0], o, n1.InternalIP, n2.InternalIP, identity, src)
+		r.RecordFlow(fmt.Sprintf("%s: ICMP echo request %s -> %s's underlay", label, src, n1.Name), session,
+			[]Hop{{src, "eth0", true, DefaultTTL, from.MAC}, {n1.Name, u1.Name, true, DefaultTTL, u1.MAC}},
 			[]capture.Packet{sent[0], wire[0]}, werr)
 	}
-	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = pod1a's identity, inner frame as pod1a sent it (TTL-1)",
-		label, n1.InternalIP, n2.InternalIP, o.port, identity), where, werr)
+	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = %s's identity, inner frame as %s sent it (TTL-1)",
+		label, n1.InternalIP, n2.InternalIP, o.port, identity, src, src), where, werr)
 
 	var big error
 	frames := 0
-	for _, p := range session.Packets("node1", u1.Name, nil) {
+	for _, p := range session.Packets(n1.Name, u1.Name, nil) {
 		frames++
 		if p.WireFrameLen() > u1.MTU+14 {
 			big = fmt.Errorf("frame of %d bytes on a link of MTU %d: %s", p.WireFrameLen(), u1.MTU, p.Summary())
@@ -212,30 +287,31 @@ func overlayWire(ctx context.Context, r *Run, t *topology.Topology, agents *Agen
 		}
 	}
 	r.Check(fmt.Sprintf("%s: every frame on the underlay fits MTU %d (%d frames incl. a 2 MiB TCP transfer, GSO segments counted as on the wire)", label, u1.MTU, frames),
-		"node1/"+u1.Name+": each frame's length, GSO super-packets by their segment size", errors.Join(bulkErr, big))
+		n1.Name+"/"+u1.Name+": each frame's length, GSO super-packets by their segment size", errors.Join(bulkErr, big))
 
-	kind := map[string]string{"vxlan": "VXLAN", "geneve": "GENEVE"}[o.name]
-	lxc, err := ifindexIn(t, "node2", to.HostVeth)
+	kind := strings.ToUpper(o.name)
+	lxc, err := ifindexIn(t, n2.Name, to.HostVeth)
 	if err != nil {
 		return err
 	}
-	r.Check(label+": node1 traces the encapsulation with pod1a's identity and node2 as tunnel endpoint",
-		"node1 trace: OBS_FROM_CONTAINER record with tunnel "+kind+", src identity, tunnel endpoint",
-		expectTunnelTrace(traces, "node1", from.IP, to.IP, "OBS_FROM_CONTAINER", identity, n2.InternalIP))
+	r.Check(fmt.Sprintf("%s: %s traces the encapsulation with %s's identity and %s as tunnel endpoint", label, n1.Name, src, n2.Name),
+		n1.Name+" trace: OBS_FROM_CONTAINER record with tunnel "+kind+", src identity, tunnel endpoint",
+		expectTunnelTrace(traces, n1.Name, from.IP, to.IP, "OBS_FROM_CONTAINER", identity, n2.InternalIP))
 	point := "OBS_FROM_NETDEV"
 	if o.name == "vxlan" {
 		point = "OBS_FROM_OVERLAY"
 	}
-	r.Check(label+": node2 decapsulates, reads pod1a's identity from the VNI and hands the packet to pod2a with redirect_peer",
-		"node2 trace: "+point+" record, verdict, target ifindex, src identity",
-		errors.Join(expectTrace(traces, "node2", from.IP, to.IP, ICMP, point, lxc, "VERDICT_REDIRECT_PEER"),
-			expectTunnelTrace(traces, "node2", from.IP, to.IP, point, identity, netip.Addr{})))
+	r.Check(fmt.Sprintf("%s: %s decapsulates, reads %s's identity from the VNI and hands the packet to %s with redirect_peer", label, n2.Name, src, dst),
+		n2.Name+" trace: "+point+" record, verdict, target ifindex, src identity",
+		errors.Join(expectTrace(traces, n2.Name, from.IP, to.IP, ICMP, point, lxc, "VERDICT_REDIRECT_PEER"),
+			expectTunnelTrace(traces, n2.Name, from.IP, to.IP, point, identity, netip.Addr{})))
+	pcap := session.PcapPath(n1.Name, u1.Name)
 	r.Check(label+": tshark decodes the underlay pcap as "+kind+" with the same VNI and no malformed packet",
-		"tshark -r "+session.PcapPath("node1", u1.Name), tsharkAgrees(ctx, session.PcapPath("node1", u1.Name), o, identity))
+		"tshark -r "+pcap, tsharkAgrees(ctx, pcap, o, identity))
 	return nil
 }
 
-func checkEncapsulated(outer, sent capture.Packet, o overlay, src, dst netip.Addr, identity uint32) error {
+func checkEncapsulated(outer, sent capture.Packet, o overlay, src, dst netip.Addr, identity uint32, pod string) error {
 	d := outer.Decode()
 	ip4, _ := d.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	udp, _ := d.Layer(layers.LayerTypeUDP).(*layers.UDP)
@@ -260,7 +336,7 @@ func checkEncapsulated(outer, sent capture.Packet, o overlay, src, dst netip.Add
 		return errors.Join(append(errs, fmt.Errorf("no %s header: %s", o.name, outer.Summary()))...)
 	}
 	if vni != identity {
-		errs = append(errs, fmt.Errorf("VNI %d, want pod1a's identity %d", vni, identity))
+		errs = append(errs, fmt.Errorf("VNI %d, want %s's identity %d", vni, pod, identity))
 	}
 	errs = append(errs, sameExceptTTL(sent.Data, inner))
 	return errors.Join(errs...)
@@ -429,8 +505,14 @@ func sendUDP(ctx context.Context, t *topology.Topology, src, dst string, size in
 // with DF (ICMP, UDP), one byte more with DF is refused with the route MTU, and without
 // DF it is fragmented by the sender and arrives whole; tracepath finds the path MTU and
 // iperf3 runs at full MSS without a retransmission storm.
-func mtuSweep(ctx context.Context, r *Run, t *topology.Topology, o overlay, label string, route int) error {
-	for _, c := range [][2]string{{"pod1a", "pod2a"}, {"pod2a", "pod1a"}} {
+type mtuSweepExpect struct {
+	RouteMTU int `json:"routeMTU" required:"true" range:"68..65535" doc:"the path MTU between the pods"`
+}
+
+func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect) error {
+	t, label, route := s.T, s.Label(w.Label), e.RouteMTU
+	a, b := string(w.From), string(w.To)
+	for _, c := range [][2]string{{a, b}, {b, a}} {
 		src, dst := c[0], c[1]
 		to, _ := t.Pod(dst)
 		dir := src + " -> " + dst
@@ -443,7 +525,7 @@ func mtuSweep(ctx context.Context, r *Run, t *topology.Topology, o overlay, labe
 				errs = append(errs, fmt.Errorf("UDP payload %d with DF: %w", size, err))
 			}
 		}
-		r.Check(fmt.Sprintf("%s: %s: with DF, ICMP and UDP up to the route MTU (%d bytes) cross", label, dir, route),
+		s.Check(fmt.Sprintf("%s: %s: with DF, ICMP and UDP up to the route MTU (%d bytes) cross", label, dir, route),
 			"echo replies to ping -M do -s 64/half/"+strconv.Itoa(route-28)+" and UDP echoes with IP_PMTUDISC_DO", errors.Join(errs...))
 
 		out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(route-27), to.IP.String())
@@ -455,7 +537,7 @@ func mtuSweep(ctx context.Context, r *Run, t *topology.Topology, o overlay, labe
 		if uerr == nil || !errors.Is(uerr, unix.EMSGSIZE) {
 			oerr = errors.Join(oerr, fmt.Errorf("UDP %d bytes with DF: want EMSGSIZE, got %v", route-27, uerr))
 		}
-		r.Check(fmt.Sprintf("%s: %s: one byte over the route MTU with DF is refused, naming MTU %d", label, dir, route),
+		s.Check(fmt.Sprintf("%s: %s: one byte over the route MTU with DF is refused, naming MTU %d", label, dir, route),
 			"ping -M do -s "+strconv.Itoa(route-27)+" output; UDP send error", oerr)
 
 		var ferr error
@@ -463,17 +545,17 @@ func mtuSweep(ctx context.Context, r *Run, t *topology.Topology, o overlay, labe
 			ferr = fmt.Errorf("ICMP: %w: %s", err, out)
 		}
 		ferr = errors.Join(ferr, sendUDP(ctx, t, src, dst, 2*route, false))
-		r.Check(fmt.Sprintf("%s: %s: without DF, larger packets are fragmented by the sender and arrive whole", label, dir),
+		s.Check(fmt.Sprintf("%s: %s: without DF, larger packets are fragmented by the sender and arrive whole", label, dir),
 			"ping -M dont -s "+strconv.Itoa(route-27)+" reply; UDP echo of "+strconv.Itoa(2*route)+" bytes", ferr)
 	}
-	to, _ := t.Pod("pod2a")
-	out, err := t.Exec(ctx, "pod1a", "tracepath", "-n", to.IP.String())
+	to, _ := t.Pod(b)
+	out, err := t.Exec(ctx, a, "tracepath", "-n", to.IP.String())
 	if err == nil && !strings.Contains(string(out), "pmtu "+strconv.Itoa(route)) {
 		err = fmt.Errorf("want pmtu %d in:\n%s", route, out)
 	}
-	r.Check(fmt.Sprintf("%s: tracepath from pod1a reports path MTU %d", label, route), "tracepath -n output", err)
+	s.Check(fmt.Sprintf("%s: tracepath from %s reports path MTU %d", label, a, route), "tracepath -n output", err)
 
-	res, err := IPerf3(ctx, t, "pod1a", "pod2a", to.IP, 2)
+	res, err := IPerf3(ctx, t, a, b, to.IP, 2)
 	if err == nil {
 		segs := res.BitsPerSecond * res.Seconds / 8 / float64(max(res.MSS, 1))
 		switch {
@@ -485,43 +567,62 @@ func mtuSweep(ctx context.Context, r *Run, t *topology.Topology, o overlay, labe
 			err = fmt.Errorf("%d retransmissions for ~%.0f segments", res.Retransmits, segs)
 		}
 	}
-	r.Check(fmt.Sprintf("%s: iperf3 pod1a -> pod2a at full MSS without a retransmission storm (%.2f Gbit/s, %d retransmits, MSS %d)", label, res.Gbps(), res.Retransmits, res.MSS),
+	s.Check(fmt.Sprintf("%s: iperf3 %s -> %s at full MSS without a retransmission storm (%.2f Gbit/s, %d retransmits, MSS %d)", label, a, b, res.Gbps(), res.Retransmits, res.MSS),
 		"iperf3 -J: MSS and retransmits", err)
 	return nil
 }
 
-// fragNeeded makes pod1a a sender that does not know the tunnel (eth0 and route at the
-// device MTU): its DF packet over the tunnel MTU must be answered with ICMP
+type fragNeededWith struct {
+	From      PodRef `json:"from" required:"true" doc:"the sender made unaware of the tunnel"`
+	To        PodRef `json:"to" required:"true" doc:"the pod it sends to, on another node"`
+	SenderMTU int    `json:"senderMTU" range:"68..65535" doc:"the MTU the sender believes in, on eth0 and its default route (default: the MTU of its node's internal interface)"`
+	Label     string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+func (w *fragNeededWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+
+type fragNeededExpect struct {
+	MTU int `json:"mtu" required:"true" range:"68..65535" doc:"the next-hop MTU the ICMP frag-needed carries: the route MTU"`
+}
+
+// runFragNeeded makes a pod a sender that does not know the tunnel (eth0 and route at
+// the device MTU): its DF packet over the tunnel MTU must be answered with ICMP
 // fragmentation-needed carrying the route MTU, and TCP must converge (PMTUD).
-func fragNeeded(ctx context.Context, r *Run, t *topology.Topology, label string, deviceMTU, route int) error {
-	from, _ := t.Pod("pod1a")
-	to, _ := t.Pod("pod2a")
-	if err := setPodMTU(t, "pod1a", deviceMTU, 0); err != nil {
+func runFragNeeded(ctx context.Context, s *Stage, w fragNeededWith, e fragNeededExpect) error {
+	t, label, route := s.T, s.Label(w.Label), e.MTU
+	from, _ := t.Pod(string(w.From))
+	to, _ := t.Pod(string(w.To))
+	n, _ := t.Node(from.Node)
+	linkMTU, routeMTU, err := podMTU(t, from.Name)
+	if err != nil {
 		return err
 	}
-	defer setPodMTU(t, "pod1a", route, route)
-	mp, _ := t.Member("pod1a")
-	session, err := capture.Start(filepath.Join(r.Artifacts, strings.ReplaceAll(label, " ", "-"), "frag-needed"),
-		capture.Point{Member: "pod1a", Interface: "eth0", NsPath: mp.NsPath})
+	if err := setPodMTU(t, from.Name, cmp.Or(w.SenderMTU, internalIface(n).MTU), 0); err != nil {
+		return err
+	}
+	defer setPodMTU(t, from.Name, linkMTU, routeMTU)
+	mp, _ := t.Member(from.Name)
+	session, err := capture.Start(filepath.Join(s.Artifacts, strings.ReplaceAll(label, " ", "-"), "frag-needed"),
+		capture.Point{Member: from.Name, Interface: "eth0", NsPath: mp.NsPath})
 	if err != nil {
 		return err
 	}
 	defer session.Stop()
-	out, _ := t.Exec(ctx, "pod1a", "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(route-27), to.IP.String())
-	pkts, werr := session.WaitFor(ctx, "pod1a", "eth0", func(p gopacket.Packet) bool {
+	out, _ := t.Exec(ctx, from.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(route-27), to.IP.String())
+	pkts, werr := session.WaitFor(ctx, from.Name, "eth0", func(p gopacket.Packet) bool {
 		icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
 		return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
 	}, 1)
 	var ferr error
 	if werr != nil {
-		ferr = fmt.Errorf("no ICMP frag-needed reached pod1a (ping said: %s)", strings.TrimSpace(string(out)))
+		ferr = fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)", from.Name, strings.TrimSpace(string(out)))
 	} else if icmp := pkts[0].Decode().Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); int(icmp.Seq) != route {
 		ferr = fmt.Errorf("next-hop MTU %d, want %d: %s", icmp.Seq, route, pkts[0].Summary())
 	}
-	r.Check(fmt.Sprintf("%s: a DF packet over the tunnel MTU from a sender unaware of it gets ICMP frag-needed with MTU %d", label, route),
-		"pod1a/eth0 capture (pcap "+session.PcapPath("pod1a", "eth0")+"): ICMP type 3 code 4, next-hop MTU", ferr)
-	r.Check(label+": TCP from that sender converges (PMTUD) and a 2 MiB transfer completes",
-		"bulk TCP pod1a -> pod2a echo", bulkTCP(ctx, t, from.Name, to.Name, 2<<20))
+	s.Check(fmt.Sprintf("%s: a DF packet over the tunnel MTU from a sender unaware of it gets ICMP frag-needed with MTU %d", label, route),
+		fmt.Sprintf("%s/eth0 capture (pcap %s): ICMP type 3 code 4, next-hop MTU", from.Name, session.PcapPath(from.Name, "eth0")), ferr)
+	s.Check(label+": TCP from that sender converges (PMTUD) and a 2 MiB transfer completes",
+		fmt.Sprintf("bulk TCP %s -> %s echo", from.Name, to.Name), bulkTCP(ctx, t, from.Name, to.Name, 2<<20))
 	return nil
 }
 

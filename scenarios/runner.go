@@ -4,6 +4,7 @@ package scenarios
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"podpath/topology"
@@ -44,10 +46,14 @@ type Run struct {
 	out     io.Writer
 	Results []CheckResult
 	// Flows are the packet paths the run followed hop by hop (RecordFlow).
-	Flows      []FlowRecord
+	Flows []FlowRecord
+	// Duration is how long the run took, set when it ends.
+	Duration   time.Duration
+	started    time.Time
 	topologies []*topology.Topology
 	last       time.Time
 	cleanup    []func(context.Context) error
+	traceLog   *traceLog
 }
 
 // Check records a check: passed when err is nil, else failed with err as evidence.
@@ -83,6 +89,13 @@ func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.upSpec(ctx, spec, name)
+}
+
+// upSpec brings up spec (called name in progress lines); it comes down with the
+// cleanups registered since (unless Keep), after the records left in its agents' trace
+// ring buffers have been written to the run's trace log.
+func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (*topology.Topology, error) {
 	r.Progress("bringing up topology %s", name)
 	t, err := topology.Up(ctx, spec)
 	if err != nil {
@@ -90,6 +103,7 @@ func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
 	}
 	r.topologies = append(r.topologies, t)
 	r.Defer(func(ctx context.Context) error {
+		r.drainTraces(t)
 		if r.Keep {
 			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name, t.Name)
 			return nil
@@ -154,27 +168,79 @@ func Execute(ctx context.Context, s *Scenario, opts Options) (*Run, error) {
 	if err := os.MkdirAll(opts.Artifacts, 0o755); err != nil {
 		return nil, err
 	}
-	r := &Run{Scenario: s, Artifacts: opts.Artifacts, Keep: opts.Keep, out: opts.Out, last: time.Now()}
+	r := &Run{Scenario: s, Artifacts: opts.Artifacts, Keep: opts.Keep, out: opts.Out, last: time.Now(), started: time.Now()}
 	fmt.Fprintf(r.out, "=== scenario %s: %s\n", s.Name, s.Description)
 	err := s.Run(ctx, r)
 	if err != nil {
 		r.Check("scenario setup and traffic", "the scenario's own steps", err)
 	}
-	for i := len(r.cleanup) - 1; i >= 0; i-- {
+	err = errors.Join(err, r.unwind(ctx, 0))
+	if r.traceLog != nil {
+		err = errors.Join(err, r.traceLog.Close())
+	}
+	r.Duration = time.Since(r.started)
+	return r, err
+}
+
+// unwind runs the cleanups registered after the first mark, last registered first,
+// and forgets them; each failure is recorded as a failed teardown check.
+func (r *Run) unwind(ctx context.Context, mark int) error {
+	var err error
+	for i := len(r.cleanup) - 1; i >= mark; i-- {
 		if cerr := r.cleanup[i](context.WithoutCancel(ctx)); cerr != nil {
 			err = errors.Join(err, cerr)
 			r.Check("teardown", "namespaces, processes and mounts of the run", cerr)
 		}
 	}
-	return r, err
+	r.cleanup = r.cleanup[:mark]
+	return err
 }
 
-var registry = map[string]*Scenario{}
+// registry holds the catalog: the scenario files of catalog/ and the scenarios
+// registered in Go.
+var (
+	registry    = map[string]*Scenario{}
+	catalogOnce sync.Once
+)
 
+// register adds a scenario written in Go to the catalog; call it from init. Scenario
+// files (catalog/*.yaml) are the preferred form: see README.md.
 func register(s *Scenario) { registry[s.Name] = s }
+
+//go:embed catalog/*.yaml
+var catalogFiles embed.FS
+
+// loadCatalog reads the scenario files of catalog/ into the registry. The files are
+// part of the program: one that does not parse is a defect (TestCatalog), so it panics.
+func loadCatalog() {
+	entries, _ := catalogFiles.ReadDir("catalog")
+	for _, e := range entries {
+		data, _ := catalogFiles.ReadFile("catalog/" + e.Name())
+		f, err := ParseScenario(data, "")
+		if err != nil {
+			panic(fmt.Sprintf("scenarios: catalog/%s:\n%v", e.Name(), err))
+		}
+		f.Source = "catalog/" + e.Name()
+		if want := strings.TrimSuffix(e.Name(), ".yaml"); f.Name != want {
+			panic(fmt.Sprintf("scenarios: catalog/%s: name %q, want the file's name %q", e.Name(), f.Name, want))
+		}
+		if _, dup := registry[f.Name]; dup {
+			panic(fmt.Sprintf("scenarios: %s: scenario %s is also registered in Go", f.Source, f.Name))
+		}
+		registry[f.Name] = f.Scenario()
+	}
+}
+
+// CatalogFile returns the text of catalog scenario name's file (false when the
+// scenario is written in Go or unknown).
+func CatalogFile(name string) ([]byte, bool) {
+	data, err := catalogFiles.ReadFile("catalog/" + name + ".yaml")
+	return data, err == nil
+}
 
 // Lookup returns a catalog scenario by name.
 func Lookup(name string) (*Scenario, error) {
+	catalogOnce.Do(loadCatalog)
 	s, ok := registry[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown scenario %q (have: %s)", name, strings.Join(Names(), ", "))
@@ -184,6 +250,7 @@ func Lookup(name string) (*Scenario, error) {
 
 // Names lists the catalog's scenarios.
 func Names() []string {
+	catalogOnce.Do(loadCatalog)
 	var out []string
 	for n := range registry {
 		out = append(out, n)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,72 +22,99 @@ import (
 )
 
 func init() {
-	register(&Scenario{
-		Name: "services-snat",
-		Description: "kube-proxy replacement in SNAT mode with Maglev: ClusterIP from a pod, NodePort from " +
-			"an external client entering a node without the backend (the backend sees the node's IP, the " +
-			"client sees replies from the node port), TCP and UDP",
-		Labels: []string{"services", "snat", "maglev"},
-		Run:    runServicesSNAT,
+	registerStep(StepDef[serviceEchoWith, none]{
+		Name:    "service-echo",
+		Summary: "one exchange per service through a frontend (ClusterIP, a node's NodePort, or an external IP), answered by an echo server on a backend",
+		Agents:  true,
+		With:    serviceEchoWith{Frontend: "clusterIP"},
+		Run:     runServiceEcho,
+	})
+	registerStep(StepDef[nodePortSNATWith, none]{
+		Name: "nodeport-snat",
+		Summary: "TCP connections from a client to a node's NodePort until one lands on a backend of another node: " +
+			"the backend sees the entry node's IP as the source, the client sees every reply from the node port",
+		Agents: true,
+		With:   nodePortSNATWith{Connections: 16},
+		Run:    runNodePortSNAT,
 	})
 }
 
-var webVIP = netip.MustParseAddr("10.96.0.10")
-
-const (
-	webPort     = 80
-	webNodePort = 30080
-)
-
-// webService balances over every pod but pod1a (the client), on the echo port.
-func webService(t *topology.Topology, proto string) agent.Service {
-	s := agent.Service{Name: "web-" + strings.ToLower(proto), Type: "NodePort", ClusterIP: webVIP, Port: webPort,
-		Protocol: proto, NodePort: webNodePort}
-	for _, p := range t.Pods() {
-		if p.Name != "pod1a" {
-			s.Backends = append(s.Backends, agent.ServiceBackend{IP: p.IP, Port: probePort})
-		}
-	}
-	return s
+type serviceEchoWith struct {
+	From     MemberRef    `json:"from" required:"true" doc:"the pod or client that sends"`
+	Services []ServiceRef `json:"services" required:"true" doc:"services of the stage, with echo servers (one check each, over the service's protocol)"`
+	Frontend string       `json:"frontend" oneOf:"clusterIP,nodePort,externalIP" doc:"the address dialled: the ClusterIP, node's InternalIP at the NodePort, or the first external IP"`
+	Node     NodeRef      `json:"node" doc:"with frontend nodePort: the node dialled"`
 }
 
-func runServicesSNAT(ctx context.Context, r *Run) error {
-	t, agents, err := r.UpWithAgents(ctx, "l2-services-agent", "services-snat")
-	if err != nil {
-		return err
+func (w *serviceEchoWith) validate(e fieldErrors) {
+	if (w.Frontend == "nodePort") != (w.Node != "") {
+		e.add("node", "want a node with frontend nodePort, and none with %s", w.Frontend)
 	}
-	for _, proto := range []string{"TCP", "UDP"} {
-		if err := agents.ServiceUpsert(ctx, webService(t, proto)); err != nil {
+	for i, name := range w.Services {
+		svc := e.d.stage.service(name)
+		switch {
+		case svc == nil:
+		case svc.Server != "" && svc.Server != "echo":
+			e.add(fmt.Sprintf("services[%d]", i), "service %s runs server %s: want echo", name, svc.Server)
+		case w.Frontend == "nodePort" && svc.NodePort == 0:
+			e.add(fmt.Sprintf("services[%d]", i), "service %s has no nodePort", name)
+		case w.Frontend == "externalIP" && len(svc.ExternalIPs) == 0:
+			e.add(fmt.Sprintf("services[%d]", i), "service %s has no externalIPs", name)
+		}
+	}
+}
+
+// service returns the stage's service name (nil when unknown or outside a stage).
+func (s *StageSpec) service(name ServiceRef) *ServiceSpec {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Services {
+		if s.Services[i].Name == string(name) {
+			return &s.Services[i]
+		}
+	}
+	return nil
+}
+
+// frontend is the address a service is dialled at.
+func frontend(t *topology.Topology, svc agent.Service, kind, node string) (netip.AddrPort, error) {
+	switch kind {
+	case "nodePort":
+		n, err := t.Node(node)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		return netip.AddrPortFrom(n.InternalIP, svc.NodePort), nil
+	case "externalIP":
+		if len(svc.ExternalIPs) == 0 {
+			return netip.AddrPort{}, fmt.Errorf("service %s has no external IP", svc.Name)
+		}
+		return netip.AddrPortFrom(svc.ExternalIPs[0], svc.Port), nil
+	}
+	return netip.AddrPortFrom(svc.ClusterIP, svc.Port), nil
+}
+
+func runServiceEcho(ctx context.Context, s *Stage, w serviceEchoWith, _ none) error {
+	kind := map[string]string{"clusterIP": "ClusterIP", "nodePort": "NodePort", "externalIP": "External IP"}[w.Frontend]
+	lookedAt := "the echo from a backend pod, through the service VIP"
+	if w.Frontend != "clusterIP" {
+		lookedAt = "the echo seen by " + string(w.From)
+		if m, err := s.T.Member(string(w.From)); err == nil && m.Kind == topology.KindClient {
+			lookedAt = "the echo seen by the external client"
+		}
+	}
+	for _, name := range w.Services {
+		svc := s.Services[string(name)]
+		dst, err := frontend(s.T, svc, w.Frontend, string(w.Node))
+		if err != nil {
 			return err
 		}
+		p := Protocol(strings.ToLower(svc.Protocol))
+		s.Check(fmt.Sprintf("%s: %s %s -> %s answered by a backend", kind, p, w.From, dst), lookedAt,
+			exchangeAddr(ctx, s.T, string(w.From), p, dst))
 	}
-	servers, err := echoOn(t, backendsOf(t))
-	if err != nil {
-		return err
-	}
-	defer servers.Close()
-	for _, p := range []Protocol{TCP, UDP} {
-		r.Check(fmt.Sprintf("ClusterIP: %s pod1a -> %s:%d answered by a backend", p, webVIP, webPort),
-			"the echo from a backend pod, through the service VIP", exchangeAddr(ctx, t, "pod1a", p, netip.AddrPortFrom(webVIP, webPort)))
-	}
-	n1, _ := t.Node("node1")
-	nodePort := netip.AddrPortFrom(n1.InternalIP, webNodePort)
-	for _, p := range []Protocol{TCP, UDP} {
-		r.Check(fmt.Sprintf("NodePort: %s ext -> %s answered by a backend", p, nodePort),
-			"the echo seen by the external client", exchangeAddr(ctx, t, "ext", p, nodePort))
-	}
-	return snatOnTheWire(ctx, r, t, nodePort)
-}
-
-// backendsOf are the pods serving webService.
-func backendsOf(t *topology.Topology) []string {
-	var out []string
-	for _, p := range t.Pods() {
-		if p.Name != "pod1a" {
-			out = append(out, p.Name)
-		}
-	}
-	return out
+	return nil
 }
 
 type closers []io.Closer
@@ -97,22 +125,6 @@ func (c closers) Close() error {
 		errs = append(errs, x.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// echoOn starts TCP and UDP echo servers in every pod named.
-func echoOn(t *topology.Topology, pods []string) (io.Closer, error) {
-	var cs closers
-	for _, p := range pods {
-		for _, proto := range []Protocol{TCP, UDP} {
-			c, err := startEcho(t, proto, p)
-			if err != nil {
-				cs.Close()
-				return nil, err
-			}
-			cs = append(cs, c)
-		}
-	}
-	return cs, nil
 }
 
 // exchangeAddr sends one probe from member to dst (a service frontend) and checks the
@@ -141,51 +153,87 @@ func exchangeAddr(ctx context.Context, t *topology.Topology, member string, prot
 	})
 }
 
-// snatOnTheWire sends TCP connections from ext to the node port until one lands on a
-// backend on node2, and checks on node2's NIC that the backend sees node1's IP as the
-// source, and on ext that replies come from the node port.
-func snatOnTheWire(ctx context.Context, r *Run, t *topology.Topology, nodePort netip.AddrPort) error {
-	n1, _ := t.Node("node1")
-	n2, _ := t.Node("node2")
-	me, _ := t.Member("ext")
-	m2, _ := t.Member("node2")
-	ifs, _ := t.Interfaces("ext")
-	session, err := capture.Start(filepath.Join(r.Artifacts, "nodeport-snat"),
-		capture.Point{Member: "ext", Interface: ifs[0].Name, NsPath: me.NsPath},
-		capture.Point{Member: "node2", Interface: internalIface(n2).Name, NsPath: m2.NsPath})
+type nodePortSNATWith struct {
+	Client      MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that connects"`
+	Service     ServiceRef `json:"service" required:"true" doc:"a TCP NodePort (or LoadBalancer) service of the stage with echo servers"`
+	Node        NodeRef    `json:"node" required:"true" doc:"the node whose NodePort the client dials"`
+	BackendNode NodeRef    `json:"backendNode" required:"true" doc:"another node with backends: its NIC is where the source address is checked"`
+	Connections int        `json:"connections" range:"1..1000" doc:"connections tried until one lands on backendNode"`
+}
+
+func (w *nodePortSNATWith) validate(e fieldErrors) {
+	if w.Node == w.BackendNode {
+		e.add("backendNode", "%q is the entry node: want another", w.BackendNode)
+	}
+	if svc := e.d.stage.service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0 || svc.Server == "whoami" || svc.Server == "none") {
+		e.add("service", "service %s is %s %s with server %q: want a TCP service with a nodePort and echo servers", w.Service, svc.Protocol, svc.Type, svc.Server)
+	}
+}
+
+// runNodePortSNAT sends TCP connections from the client to the node port until one
+// lands on a backend of the other node, and checks on that node's NIC that the backend
+// sees the entry node's IP as the source, and on the client that replies come from
+// the node port.
+func runNodePortSNAT(ctx context.Context, s *Stage, w nodePortSNATWith, _ none) error {
+	t := s.T
+	svc := s.Services[string(w.Service)]
+	n1, err := t.Node(string(w.Node))
+	if err != nil {
+		return err
+	}
+	n2, _ := t.Node(string(w.BackendNode))
+	nodePort := netip.AddrPortFrom(n1.InternalIP, svc.NodePort)
+	client := string(w.Client)
+	me, _ := t.Member(client)
+	m2, _ := t.Member(n2.Name)
+	ifs, err := t.Interfaces(client)
+	if err != nil || len(ifs) == 0 {
+		return fmt.Errorf("client %s: no interface (%v)", client, err)
+	}
+	nic := internalIface(n2).Name
+	session, err := capture.Start(filepath.Join(s.Artifacts, "nodeport-snat"),
+		capture.Point{Member: client, Interface: ifs[0].Name, NsPath: me.NsPath},
+		capture.Point{Member: n2.Name, Interface: nic, NsPath: m2.NsPath})
 	if err != nil {
 		return err
 	}
 	defer session.Stop()
-	for range 16 {
-		if err := exchangeAddr(ctx, t, "ext", TCP, nodePort); err != nil {
+	for range w.Connections {
+		if err := exchangeAddr(ctx, t, client, TCP, nodePort); err != nil {
 			return err
 		}
 	}
 	if err := session.Stop(); err != nil {
 		return err
 	}
-	toBackend := session.Packets("node2", internalIface(n2).Name, capture.And(capture.TCPPort(probePort), capture.IPv4Flow(nil, nil, layers.IPProtocolTCP)))
+	var ports []uint16
+	for _, b := range svc.Backends {
+		ports = append(ports, b.Port)
+	}
+	toBackend := session.Packets(n2.Name, nic, capture.IPv4Flow(nil, nil, layers.IPProtocolTCP))
 	var serr error
-	switch {
-	case len(toBackend) == 0:
-		serr = errors.New("no connection reached a backend on node2 in 16 tries (Maglev sent all to node1's pod1b?)")
-	default:
-		for _, p := range toBackend {
-			ip4 := p.Decode().Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-			tcp := p.Decode().Layer(layers.LayerTypeTCP).(*layers.TCP)
-			if uint16(tcp.DstPort) == probePort && ip4.SrcIP.String() != n1.InternalIP.String() {
-				serr = fmt.Errorf("backend-bound packet from %s, want node1's %s (SNAT): %s", ip4.SrcIP, n1.InternalIP, p.Summary())
-				break
-			}
+	seen := 0
+	for _, p := range toBackend {
+		ip4 := p.Decode().Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp := p.Decode().Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !slices.Contains(ports, uint16(tcp.DstPort)) {
+			continue
+		}
+		seen++
+		if ip4.SrcIP.String() != n1.InternalIP.String() {
+			serr = fmt.Errorf("backend-bound packet from %s, want %s's %s (SNAT): %s", ip4.SrcIP, n1.Name, n1.InternalIP, p.Summary())
+			break
 		}
 	}
-	r.Check("NodePort SNAT: the remote backend sees node1's IP as the source",
-		"node2/"+internalIface(n2).Name+" capture: IPv4 source of packets to the backend port", serr)
+	if seen == 0 {
+		serr = fmt.Errorf("no connection reached a backend on %s in %d tries (Maglev sent all elsewhere?)", n2.Name, w.Connections)
+	}
+	s.Check(fmt.Sprintf("NodePort SNAT: the remote backend sees %s's IP as the source", n1.Name),
+		fmt.Sprintf("%s/%s capture: IPv4 source of packets to the backend port", n2.Name, nic), serr)
 	var rerr error
-	replies := session.Packets("ext", ifs[0].Name, capture.TCPPort(webNodePort))
+	replies := session.Packets(client, ifs[0].Name, capture.TCPPort(svc.NodePort))
 	if len(replies) == 0 {
-		rerr = errors.New("no packet to or from the node port on ext")
+		rerr = errors.New("no packet to or from the node port on " + client)
 	}
 	for _, p := range replies {
 		ip4 := p.Decode().Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -195,7 +243,7 @@ func snatOnTheWire(ctx context.Context, r *Run, t *topology.Topology, nodePort n
 			break
 		}
 	}
-	r.Check("NodePort SNAT: the client sees every reply from "+nodePort.String(),
-		"ext/"+ifs[0].Name+" capture: IPv4/TCP source of incoming packets", rerr)
+	s.Check("NodePort SNAT: the client sees every reply from "+nodePort.String(),
+		fmt.Sprintf("%s/%s capture: IPv4/TCP source of incoming packets", client, ifs[0].Name), rerr)
 	return nil
 }

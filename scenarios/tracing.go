@@ -21,6 +21,8 @@ type Traces struct {
 	readers map[string]*trace.Reader
 	maps    []*ebpf.Map
 	seen    map[string][]trace.Record
+	// log, when set, receives every record read (Run.OpenTraces: the trace log).
+	log func(node string, recs []trace.Record)
 }
 
 // OpenTraces opens the trace ring buffer of every node that runs an agent.
@@ -53,6 +55,9 @@ func (tr *Traces) Collect() error {
 	for n, rd := range tr.readers {
 		recs, err := rd.Drain()
 		tr.seen[n] = append(tr.seen[n], recs...)
+		if tr.log != nil {
+			tr.log(n, recs)
+		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -26,6 +26,8 @@ const (
 	UDP  Protocol = "udp"
 )
 
+func (Protocol) values() []string { return []string{string(ICMP), string(TCP), string(UDP)} }
+
 // probePort is where echo servers listen inside pods.
 const probePort = 7777
 
@@ -60,11 +62,16 @@ func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst st
 	return exchangeAddr(ctx, t, src, proto, netip.AddrPortFrom(dstIP, probePort))
 }
 
-// startEcho opens an echo server inside member's namespace; the listening socket is
-// created there, so it serves that namespace only.
+// startEcho opens an echo server on probePort inside member's namespace; the
+// listening socket is created there, so it serves that namespace only.
 func startEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, error) {
+	return startEchoOn(t, proto, member, probePort)
+}
+
+// startEchoOn is startEcho on port.
+func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint16) (io.Closer, error) {
 	var closer io.Closer
-	addr := ":" + strconv.Itoa(probePort)
+	addr := ":" + strconv.Itoa(int(port))
 	err := t.Do(member, func() error {
 		if proto == TCP {
 			ln, err := net.Listen("tcp4", addr)

@@ -17,29 +17,102 @@ import (
 	"podpath/scenarios"
 )
 
+// cmdScenarios lists the catalog: name, labels and the one-line description; --steps
+// lists the step kinds scenario files can use, --show prints a catalog scenario's file.
 func cmdScenarios(_ context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
+	steps := fs.Bool("steps", false, "list the step kinds a scenario file can use, with their parameters")
+	show := fs.String("show", "", "print the scenario file of catalog scenario NAME")
+	asJSON := fs.Bool("json", false, "print as JSON")
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
+	switch {
+	case *show != "":
+		data, ok := scenarios.CatalogFile(*show)
+		if !ok {
+			if _, err := scenarios.Lookup(*show); err != nil {
+				return err
+			}
+			return fmt.Errorf("scenario %s is written in Go: it has no scenario file", *show)
+		}
+		_, err := e.stdout.Write(data)
+		return err
+	case *steps:
+		kinds := scenarios.StepKinds()
+		if *asJSON {
+			return e.printJSON(kinds)
+		}
+		printStepKinds(e.stdout, kinds)
+		return nil
+	}
+	if *asJSON {
+		var list []map[string]any
+		for _, n := range scenarios.Names() {
+			s, _ := scenarios.Lookup(n)
+			list = append(list, map[string]any{"name": s.Name, "labels": s.Labels, "description": s.Description})
+		}
+		return e.printJSON(list)
+	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tLABELS\tDESCRIPTION")
 	for _, n := range scenarios.Names() {
 		s, _ := scenarios.Lookup(n)
-		fmt.Fprintf(w, "%s\t%v\t%s\n", s.Name, s.Labels, s.Description)
+		fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, strings.Join(s.Labels, ","), s.Description)
 	}
 	return w.Flush()
 }
 
-// cmdRun runs one scenario, prints one line per check and ends with "N passed, M failed";
-// the exit status is 0 only when every check passed.
+func printStepKinds(w io.Writer, kinds []scenarios.StepKindDoc) {
+	for i, k := range kinds {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		agents := ""
+		if k.Agents {
+			agents = " (needs agents: podNetwork: agent)"
+		}
+		fmt.Fprintf(w, "%s%s\n  %s\n", k.Name, agents, k.Summary)
+		for _, part := range []struct {
+			key    string
+			params []scenarios.ParamDoc
+		}{{"with", k.With}, {"expect", k.Expect}} {
+			if len(part.params) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "  %s:\n", part.key)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			for _, p := range part.params {
+				var notes []string
+				if p.Required {
+					notes = append(notes, "required")
+				}
+				if p.Default != "" {
+					notes = append(notes, "default "+p.Default)
+				}
+				note := ""
+				if len(notes) > 0 {
+					note = "[" + strings.Join(notes, ", ") + "] "
+				}
+				fmt.Fprintf(tw, "    %s\t%s\t%s%s\n", p.Name, p.Type, note, p.Doc)
+			}
+			tw.Flush()
+		}
+	}
+}
+
+// cmdRun runs one scenario (a catalog name or a scenario file), prints one line per
+// check and ends with "N passed, M failed"; the exit status is 0 only when every check
+// passed.
 func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	artifacts := fs.String("artifacts", "", "folder for pcaps and logs (default artifacts/SCENARIO)")
+	artifacts := fs.String("artifacts", "", "folder for pcaps, trace records and logs (default artifacts/SCENARIO)")
 	keep := fs.Bool("keep", false, "leave the topologies up for poking at them")
 	asJSON := fs.Bool("json", false, "print the check results as JSON after the run")
-	topo := fs.String("topology", "", "run the generic checks on this topology spec instead of a catalog scenario")
+	junit := fs.String("junit", "", "also write the checks as JUnit XML to this file")
+	topo := fs.String("topology", "", "run the generic checks on this topology spec instead of a scenario")
 	cfg := fs.String("config", "", "with --topology: the cilium-config ConfigMap for the agents (default: Cilium's defaults)")
-	want, what := 1, "a SCENARIO name (see podpath scenarios), or --topology FILE [--config FILE]"
+	want, what := 1, "a SCENARIO name (see podpath scenarios) or a scenario FILE.yaml, or --topology FILE [--config FILE]"
 	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "topology") }) {
 		want = 0
 	}
@@ -48,12 +121,13 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var s *scenarios.Scenario
-	if *topo != "" {
+	switch {
+	case *topo != "":
 		s, err = scenarios.Generic(*topo, *cfg)
-	} else if *cfg != "" {
-		err = fmt.Errorf("--config goes with --topology: catalog scenarios bring their own")
-	} else {
-		s, err = scenarios.Lookup(pos[0])
+	case *cfg != "":
+		err = fmt.Errorf("--config goes with --topology: scenarios bring their own")
+	default:
+		s, err = lookupScenario(pos[0])
 	}
 	if err != nil {
 		return err
@@ -66,18 +140,50 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if r == nil {
 		return fmt.Errorf("scenario %s could not start", s.Name)
 	}
+	res := r.Result()
+	if *junit != "" {
+		if err := scenarios.WriteJUnitFile(*junit, res); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		if err := e.printJSON(map[string]any{"scenario": s.Name, "artifacts": r.Artifacts, "checks": r.Results,
-			"flows": r.Flows, "passed": r.Passed(), "failed": r.Failed()}); err != nil {
+			"flows": r.Flows, "traces": res.Traces, "passed": r.Passed(), "failed": r.Failed(), "duration": r.Duration}); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "artifacts: %s\n%d passed, %d failed\n", r.Artifacts, r.Passed(), r.Failed())
+		fmt.Fprintf(e.stdout, "artifacts: %s\n", r.Artifacts)
+		if res.Traces != "" {
+			fmt.Fprintf(e.stdout, "trace records: %s\n", res.Traces)
+		}
+		if *junit != "" {
+			fmt.Fprintf(e.stdout, "junit: %s\n", *junit)
+		}
+		fmt.Fprintf(e.stdout, "%d passed, %d failed\n", r.Passed(), r.Failed())
 	}
 	if r.Failed() > 0 {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// lookupScenario finds arg in the catalog, or reads it as a scenario file: a path, a
+// name ending in .yaml, or a file that exists.
+func lookupScenario(arg string) (*scenarios.Scenario, error) {
+	if !scenarios.IsScenarioFile(arg) {
+		s, err := scenarios.Lookup(arg)
+		if err == nil {
+			return s, nil
+		}
+		if _, serr := os.Stat(arg); serr != nil {
+			return nil, err
+		}
+	}
+	f, err := scenarios.LoadScenario(arg)
+	if err != nil {
+		return nil, err
+	}
+	return f.Scenario(), nil
 }
 
 // cmdConformance runs the whole catalog (or --label subsets) into one report folder.

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"podpath/datapath/config"
+)
+
+func init() {
+	registerStep(StepDef[restartWith, none]{
+		Name:    "restart-agents",
+		Summary: "stop agents (SIGTERM, or SIGKILL: a crash) and start them again, optionally with another cilium-config; the new agents adopt the attached datapath",
+		Agents:  true,
+		Run:     runRestartAgents,
+	})
+	registerStep(StepDef[agentStatusWith, agentStatusExpect]{
+		Name:    "agent-status",
+		Summary: "one check of what a node's agent reports (podpath-agent status): host routing, adoption, problems",
+		Agents:  true,
+		Run:     runAgentStatus,
+	})
+	registerStep(StepDef[pingRestartWith, pingRestartExpect]{
+		Name:    "ping-during-restart",
+		Summary: "a fast ping between two pods while agents are restarted and killed: how many requests went unanswered",
+		Agents:  true,
+		With:    pingRestartWith{Count: 300, Interval: 10 * time.Millisecond},
+		Run:     runPingDuringRestart,
+	})
+}
+
+type restartWith struct {
+	Nodes  []NodeRef `json:"nodes" doc:"whose agents (default: every node's)"`
+	Config ConfigRef `json:"config" doc:"the cilium-config the new agents read (default: the one they had)"`
+	Kill   bool      `json:"kill" doc:"SIGKILL, a crash, instead of SIGTERM"`
+}
+
+func runRestartAgents(ctx context.Context, s *Stage, w restartWith, _ none) error {
+	agents, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	nodes := w.Nodes
+	if len(nodes) == 0 {
+		for _, n := range s.T.Nodes() {
+			nodes = append(nodes, NodeRef(n.Name))
+		}
+	}
+	cfg, err := w.Config.write(s.T)
+	if err != nil {
+		return err
+	}
+	how := "SIGTERM"
+	if w.Kill {
+		how = "SIGKILL"
+	}
+	what := "the same cilium-config"
+	if w.Config.Data != nil {
+		what = "cilium-config " + w.Config.String()
+	}
+	r := make([]string, len(nodes))
+	for i, n := range nodes {
+		r[i] = string(n)
+	}
+	s.Progress("restarting the agents of %s (%s) with %s", strings.Join(r, ", "), how, what)
+	for _, n := range nodes {
+		if err := agents.Restart(ctx, string(n), cfg, w.Kill); err != nil {
+			return err
+		}
+	}
+	if w.Config.Config != nil {
+		s.Config = w.Config.Config
+	}
+	return nil
+}
+
+type agentStatusWith struct {
+	Node  NodeRef `json:"node" required:"true" doc:"whose agent"`
+	Title string  `json:"title" doc:"the check's name (default: what is expected)"`
+}
+
+type agentStatusExpect struct {
+	HostRouting string   `json:"hostRouting" oneOf:"BPF,Legacy" doc:"the host routing in effect"`
+	Adopted     *bool    `json:"adopted" doc:"true: the agent found the programs attached and the maps pinned, and adopted them"`
+	Problems    []Regexp `json:"problems" doc:"regular expressions, each matching one of the problems the agent reports"`
+}
+
+func (e *agentStatusExpect) validate(fe fieldErrors) {
+	if e.HostRouting == "" && e.Adopted == nil && len(e.Problems) == 0 {
+		fe.add("", "want at least one of hostRouting, adopted, problems")
+	}
+}
+
+// Regexp is a regular expression in a scenario file, compiled when the file is read.
+type Regexp struct{ *regexp.Regexp }
+
+func (r *Regexp) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	s, ok := d.scalar(n, path, "a regular expression")
+	if !ok {
+		return
+	}
+	re, err := regexp.Compile(s)
+	if err != nil {
+		d.fail(n, path, "%q is not a regular expression: %v", s, err)
+		return
+	}
+	r.Regexp = re
+}
+
+func runAgentStatus(ctx context.Context, s *Stage, w agentStatusWith, e agentStatusExpect) error {
+	agents, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	st, err := agents.Client(string(w.Node)).Status(ctx)
+	var fields, wants []string
+	var errs []error
+	if e.HostRouting != "" {
+		fields, wants = append(fields, "Host Routing"), append(wants, "host routing "+e.HostRouting)
+		if err == nil {
+			errs = append(errs, expectEqual("host routing", e.HostRouting, st.HostRouting))
+		}
+	}
+	if e.Adopted != nil {
+		fields = append(fields, "Adopted")
+		wants = append(wants, map[bool]string{true: "adopted the attached programs", false: "attached the programs afresh"}[*e.Adopted])
+		if err == nil && st.Adopted != *e.Adopted {
+			if st.Adopted {
+				errs = append(errs, fmt.Errorf("status says the programs were adopted, want attached afresh: %v", st.Attached))
+			} else {
+				errs = append(errs, fmt.Errorf("status says the programs were attached afresh, not adopted: %v", st.Attached))
+			}
+		}
+	}
+	for _, re := range e.Problems {
+		if !slices.Contains(fields, "Problems") {
+			fields = append(fields, "Problems")
+		}
+		wants = append(wants, "a problem matching "+re.String())
+		if err != nil {
+			continue
+		}
+		found := false
+		for _, p := range st.Problems {
+			found = found || re.MatchString(p)
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("no problem reported matching %q; problems: %q", re.String(), st.Problems))
+		}
+	}
+	title := w.Title
+	if title == "" {
+		title = fmt.Sprintf("%s's agent reports %s", w.Node, strings.Join(wants, ", "))
+	}
+	s.Check(title, fmt.Sprintf("podpath-agent status of %s: %s", w.Node, strings.Join(fields, ", ")), errors.Join(append([]error{err}, errs...)...))
+	return nil
+}
+
+type pingRestartWith struct {
+	From     PodRef        `json:"from" required:"true" doc:"the pod that pings"`
+	To       PodRef        `json:"to" required:"true" doc:"the pod pinged"`
+	Count    int           `json:"count" range:"1..100000" doc:"echo requests"`
+	Interval time.Duration `json:"interval" doc:"between echo requests (ping -i)"`
+	Restart  []NodeRef     `json:"restart" doc:"nodes whose agent is stopped with SIGTERM and started again"`
+	Kill     []NodeRef     `json:"kill" doc:"nodes whose agent is killed with SIGKILL and started again"`
+}
+
+func (w *pingRestartWith) validate(e fieldErrors) {
+	if len(w.Restart) == 0 && len(w.Kill) == 0 {
+		e.add("restart", "want at least one node to restart or kill")
+	}
+	if w.Interval < time.Millisecond {
+		e.add("interval", "%s is too short (want at least 1ms)", w.Interval)
+	}
+}
+
+type pingRestartExpect struct {
+	MaxLost int `json:"maxLost" range:"0.." doc:"echo requests that may go unanswered"`
+}
+
+// runPingDuringRestart pings every interval while the agents are restarted and killed:
+// at most maxLost requests may go unanswered.
+func runPingDuringRestart(ctx context.Context, s *Stage, w pingRestartWith, e pingRestartExpect) error {
+	agents, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	to, _ := s.T.Pod(string(w.To))
+	type result struct {
+		lost int
+		out  string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		lost, out, err := PingLoss(ctx, s.T, string(w.From), to.IP, w.Count, w.Interval)
+		done <- result{lost, out, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	var how, verbs []string
+	for _, n := range w.Restart {
+		how = append(how, string(n)+" (SIGTERM)")
+	}
+	for _, n := range w.Kill {
+		how = append(how, string(n)+" (SIGKILL)")
+	}
+	s.Progress("restarting the agents of %s during a %s ping", strings.Join(how, " and "), w.Interval)
+	var rerr error
+	for _, n := range w.Restart {
+		rerr = errors.Join(rerr, agents.Restart(ctx, string(n), "", false))
+	}
+	for _, n := range w.Kill {
+		rerr = errors.Join(rerr, agents.Restart(ctx, string(n), "", true))
+	}
+	res := <-done
+	if rerr != nil {
+		return rerr
+	}
+	err = res.err
+	if err == nil && res.lost > e.MaxLost {
+		err = fmt.Errorf("%d of %d echo requests lost (at most %d may be):\n%s", res.lost, w.Count, e.MaxLost, res.out)
+	}
+	if len(w.Restart) > 0 {
+		verbs = append(verbs, "restarted")
+	}
+	if len(w.Kill) > 0 {
+		verbs = append(verbs, "killed")
+	}
+	lost := "none lost"
+	if e.MaxLost > 0 {
+		lost = fmt.Sprintf("at most %d lost", e.MaxLost)
+	}
+	s.Check(fmt.Sprintf("agents %s: %d pings every %s, %s", strings.Join(verbs, " and "), w.Count, w.Interval, lost),
+		fmt.Sprintf("ping -i %g statistics in %s", w.Interval.Seconds(), w.From), err)
+	return nil
+}
+
+// effectiveConfig is the stage's cilium-config as resolved (Cilium's defaults when none).
+func (s *Stage) effectiveConfig() *config.Config {
+	if s.Config != nil {
+		return s.Config
+	}
+	return config.Default()
+}

@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"podpath/datapath/agent"
+	"podpath/datapath/config"
+	"podpath/topology"
+)
+
+// ScenarioFile is a scenario as data, as a scenarios/catalog/<name>.yaml file or a
+// user's own file holds it: stages, each a topology with a cilium-config, services
+// and steps that drive traffic and check it. The format is described in README.md.
+type ScenarioFile struct {
+	Name        string      `json:"name" required:"true" doc:"the scenario's name: lowercase letters, digits and '-'"`
+	Description string      `json:"description" required:"true" doc:"one line: what the scenario proves"`
+	Labels      []string    `json:"labels" doc:"features, for podpath conformance --label and the e2e label filter"`
+	Stages      []StageSpec `json:"stages" required:"true" doc:"run one after the other, each on its own topology"`
+	// Source is where the scenario came from: catalog/<name>.yaml or the file's path.
+	Source string `json:"-"`
+}
+
+// StageSpec is one stage: a topology brought up with agents configured by a
+// cilium-config, services programmed into them, and steps run in order. The stage's
+// topology comes down when its steps are done (unless the run keeps topologies).
+type StageSpec struct {
+	Name     string        `json:"name" doc:"prefixes the names of the stage's checks (e.g. L2, vxlan on l2-jumbo-agent)"`
+	Topology TopologyRef   `json:"topology" required:"true" doc:"a catalog topology name, a file path, or an inline topology spec"`
+	Config   ConfigRef     `json:"config" doc:"a catalog cilium-config name, a file path, or {data: {key: value}}; default: Cilium's defaults"`
+	Services []ServiceSpec `json:"services" doc:"Services the agents program before the first step"`
+	Steps    []StepSpec    `json:"steps" required:"true" doc:"run in order; each is {check: KIND, with: {...}, expect: {...}}"`
+	// Path is the stage's field path (stages[1]), for messages.
+	Path string `json:"-"`
+}
+
+// ServiceSpec is a Service as the agents take it (agent.Service), with backends named
+// by pod, and the server the harness runs on the backends.
+type ServiceSpec struct {
+	Name        string        `json:"name" required:"true"`
+	Type        string        `json:"type" required:"true" oneOf:"ClusterIP,NodePort,LoadBalancer"`
+	ClusterIP   netip.Addr    `json:"clusterIP" required:"true"`
+	Port        uint16        `json:"port" required:"true" range:"1..65535"`
+	Protocol    string        `json:"protocol" required:"true" oneOf:"TCP,UDP"`
+	NodePort    uint16        `json:"nodePort" range:"1..65535" doc:"required for NodePort and LoadBalancer services"`
+	ExternalIPs []netip.Addr  `json:"externalIPs"`
+	Backends    []BackendSpec `json:"backends" required:"true"`
+	Server      string        `json:"server" oneOf:"echo,whoami,none" doc:"what the harness serves on each backend pod's port: echo (the default) sends every message back, whoami answers with the pod's name, none runs nothing"`
+}
+
+// BackendSpec is one backend: a pod of the stage's topology or an address.
+type BackendSpec struct {
+	Pod    PodRef     `json:"pod" doc:"a pod of the topology (or ip)"`
+	IP     netip.Addr `json:"ip" doc:"an address (or pod)"`
+	Port   uint16     `json:"port" required:"true" range:"1..65535"`
+	Weight uint16     `json:"weight"`
+	State  string     `json:"state" oneOf:"active,terminating,maintenance"`
+}
+
+var scenarioNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+func (f *ScenarioFile) validate(e fieldErrors) {
+	if !scenarioNameRE.MatchString(f.Name) {
+		e.add("name", "%q is invalid (want lowercase letters, digits and '-', starting with a letter)", f.Name)
+	}
+	if strings.TrimSpace(f.Description) == "" || strings.Contains(strings.TrimSpace(f.Description), "\n") {
+		e.add("description", "want one line, got %q", f.Description)
+	}
+	for i, l := range f.Labels {
+		if !scenarioNameRE.MatchString(l) {
+			e.add(fmt.Sprintf("labels[%d]", i), "%q is invalid (want lowercase letters, digits and '-')", l)
+		}
+	}
+	if len(f.Stages) == 0 {
+		e.add("stages", "want at least one stage")
+	}
+}
+
+func (s *StageSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	s.Path = path
+	outer := d.stage
+	d.stage = s
+	d.decodeStruct(n, elem(s), path)
+	d.stage = outer
+}
+
+func (s *StageSpec) validate(e fieldErrors) {
+	if len(s.Steps) == 0 {
+		e.add("steps", "want at least one step")
+	}
+	agents := s.Topology.Spec != nil && s.Topology.Spec.PodNetwork == topology.PodNetworkAgent
+	if !agents && s.Topology.Spec != nil {
+		if s.Config.Name != "" {
+			e.add("config", "topology %s plumbs its pods itself (podNetwork: kernel): no agent reads a cilium-config; set podNetwork: agent or drop config", s.Topology.Name)
+		}
+		if len(s.Services) > 0 {
+			e.add("services", "topology %s runs no agents (podNetwork: kernel) to program services; set podNetwork: agent", s.Topology.Name)
+		}
+	}
+	seen := map[string]bool{}
+	for i, svc := range s.Services {
+		if seen[svc.Name] {
+			e.add(fmt.Sprintf("services[%d].name", i), "%q is used twice", svc.Name)
+		}
+		seen[svc.Name] = true
+	}
+}
+
+func (s *ServiceSpec) validate(e fieldErrors) {
+	if (s.Type != "ClusterIP") != (s.NodePort != 0) {
+		e.add("nodePort", "want one for NodePort and LoadBalancer services and none for ClusterIP (type %s, nodePort %d)", s.Type, s.NodePort)
+	}
+	for i, b := range s.Backends {
+		if (b.Pod == "") == !b.IP.IsValid() {
+			e.add(fmt.Sprintf("backends[%d]", i), "want either pod or ip")
+		}
+		if b.Pod == "" && s.Server != "none" {
+			e.add(fmt.Sprintf("backends[%d].ip", i), "the harness serves pods only: with an address backend set server: none")
+		}
+	}
+}
+
+// agentService is the Service as the agents take it, backends resolved to addresses.
+func (s ServiceSpec) agentService(t *topology.Topology) (agent.Service, error) {
+	out := agent.Service{Name: s.Name, Type: s.Type, ClusterIP: s.ClusterIP, Port: s.Port, Protocol: s.Protocol,
+		NodePort: s.NodePort, ExternalIPs: s.ExternalIPs}
+	for _, b := range s.Backends {
+		ip := b.IP
+		if b.Pod != "" {
+			p, err := t.Pod(string(b.Pod))
+			if err != nil {
+				return out, err
+			}
+			ip = p.IP
+		}
+		out.Backends = append(out.Backends, agent.ServiceBackend{IP: ip, Port: b.Port, Weight: b.Weight, State: b.State})
+	}
+	return out, nil
+}
+
+// TopologyRef is a stage's topology: a catalog name, a file, or a spec written inline.
+type TopologyRef struct {
+	// Name is the catalog name or the file path as written, or the inline spec's name.
+	Name string
+	// Spec is the parsed, validated spec.
+	Spec *topology.Spec
+	// resolved has every default filled in (member names, addresses), for references.
+	resolved *topology.Spec
+}
+
+// looksLikePath tells file references from catalog names.
+func looksLikePath(s string) bool {
+	return strings.ContainsRune(s, '/') || strings.HasSuffix(s, ".yaml") || strings.HasSuffix(s, ".yml")
+}
+
+// readRef reads a file reference relative to the decoder's base folder.
+func (d *decoder) readRef(n *yaml.Node, path, ref, what string) ([]byte, string, bool) {
+	if d.base == "" {
+		d.fail(n, path, "%q: the embedded catalog names catalog %ss, not files", ref, what)
+		return nil, "", false
+	}
+	p := ref
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(d.base, p)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		d.fail(n, path, "read %s file: %v", what, err)
+		return nil, "", false
+	}
+	return data, p, true
+}
+
+func (r *TopologyRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	before := len(d.errs)
+	switch {
+	case n != nil && n.Kind == yaml.MappingNode:
+		var spec topology.Spec
+		d.decodeStruct(n, elem(&spec), path)
+		if len(d.errs) > before {
+			return
+		}
+		r.Name, r.Spec = spec.Name, &spec
+	default:
+		ref, ok := d.scalar(n, path, "a catalog topology name, a file path or an inline topology spec")
+		if !ok {
+			return
+		}
+		r.Name = ref
+		if !looksLikePath(ref) {
+			spec, err := Topology(ref)
+			if err != nil {
+				d.fail(n, path, "unknown catalog topology %q (have: %s; or a file path ending in .yaml, or an inline spec)", ref, strings.Join(Topologies(), ", "))
+				return
+			}
+			r.Spec = spec
+			break
+		}
+		data, _, ok := d.readRef(n, path, ref, "topology")
+		if !ok {
+			return
+		}
+		var spec topology.Spec
+		root, err := parseYAMLDocument(data)
+		if err != nil {
+			d.fail(n, path, "%s: %v", ref, err)
+			return
+		}
+		sub := &decoder{field: "field"}
+		sub.decodeStruct(root, elem(&spec), "")
+		for _, e := range sub.errs {
+			d.fail(n, path, "%s: %v", ref, e)
+		}
+		if len(sub.errs) > 0 {
+			return
+		}
+		r.Spec = &spec
+	}
+	resolved, err := r.Spec.Resolve()
+	if err != nil {
+		if n.Kind == yaml.MappingNode {
+			d.failFields(n, path, err)
+		} else {
+			d.failAll(n, path, err)
+		}
+		r.Spec = nil
+		return
+	}
+	r.resolved = resolved
+}
+
+// ConfigRef is a stage's cilium-config: a catalog name, a file, or data keys inline.
+// The zero ConfigRef is Cilium's defaults.
+type ConfigRef struct {
+	// Name is the catalog name or the file path as written, or "inline".
+	Name string
+	// Data is the ConfigMap (or its data keys) as the agents read it.
+	Data []byte
+	// Config is what the agents will make of it.
+	Config *config.Config
+}
+
+type inlineConfig struct {
+	Data map[string]string `json:"data" required:"true" doc:"cilium-config data keys"`
+}
+
+func (c *ConfigRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	if n != nil && n.Kind == yaml.MappingNode {
+		var in inlineConfig
+		before := len(d.errs)
+		d.decodeStruct(n, elem(&in), path)
+		if len(d.errs) > before {
+			return
+		}
+		data, err := yaml.Marshal(in.Data)
+		if err != nil {
+			d.fail(n, path, "%v", err)
+			return
+		}
+		c.Name, c.Data = "inline", data
+		c.parse(d, n, joinPath(path, "data"))
+		return
+	}
+	ref, ok := d.scalar(n, path, "a catalog cilium-config name, a file path or {data: {...}}")
+	if !ok {
+		return
+	}
+	c.Name = ref
+	if !looksLikePath(ref) {
+		data, err := configFiles.ReadFile("configs/" + ref + ".yaml")
+		if err != nil {
+			d.fail(n, path, "unknown catalog cilium-config %q (have: %s; or a file path ending in .yaml, or {data: {...}})", ref, strings.Join(Configs(), ", "))
+			return
+		}
+		c.Data = data
+		c.parse(d, n, path)
+		return
+	}
+	data, _, ok := d.readRef(n, path, ref, "cilium-config")
+	if !ok {
+		return
+	}
+	c.Data = data
+	c.parse(d, n, path)
+}
+
+// parse validates the config as the agents will, naming each bad key under path.
+func (c *ConfigRef) parse(d *decoder, n *yaml.Node, path string) {
+	cfg, _, err := config.Parse(c.Data)
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			for _, ke := range ve.Errs {
+				d.fail(n, joinPath(path, ke.Key), "%s", ke.Reason)
+			}
+			return
+		}
+		d.fail(n, path, "%v", err)
+		return
+	}
+	c.Config = cfg
+}
+
+// write puts the config where the agents of t read it and returns the path ("" for
+// Cilium's defaults).
+func (c ConfigRef) write(t *topology.Topology) (string, error) {
+	if c.Data == nil {
+		return "", nil
+	}
+	name := c.Name
+	if looksLikePath(name) {
+		name = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
+	}
+	p := filepath.Join(t.Dir(), "cilium-config-"+fileSafe(name)+".yaml")
+	if err := os.WriteFile(p, c.Data, 0o600); err != nil {
+		return "", fmt.Errorf("write config %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// String names the config in progress lines.
+func (c ConfigRef) String() string {
+	if c.Name == "" {
+		return "Cilium's defaults"
+	}
+	return c.Name
+}
+
+// References from steps to the stage's topology and services: checked when the file
+// is read, against the stage's topology with every default filled in.
+
+// PodRef names a pod of the stage's topology.
+type PodRef string
+
+// NodeRef names a node of the stage's topology.
+type NodeRef string
+
+// MemberRef names any member of the stage's topology: node, pod, router or client.
+type MemberRef string
+
+// ServiceRef names a service of the stage.
+type ServiceRef string
+
+func (r *PodRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	d.decodeRef(n, path, (*string)(r), "pod", func(s *topology.Spec) []string {
+		var out []string
+		for _, nd := range s.Nodes {
+			for _, p := range nd.Pods {
+				out = append(out, p.Name)
+			}
+		}
+		return out
+	})
+}
+
+func (r *NodeRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	d.decodeRef(n, path, (*string)(r), "node", func(s *topology.Spec) []string {
+		var out []string
+		for _, nd := range s.Nodes {
+			out = append(out, nd.Name)
+		}
+		return out
+	})
+}
+
+func (r *MemberRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	d.decodeRef(n, path, (*string)(r), "member", memberNames)
+}
+
+func memberNames(s *topology.Spec) []string {
+	var out []string
+	for _, nd := range s.Nodes {
+		out = append(out, nd.Name)
+		for _, p := range nd.Pods {
+			out = append(out, p.Name)
+		}
+	}
+	for _, r := range s.Routers {
+		out = append(out, r.Name)
+	}
+	for _, c := range s.Clients {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func (r *ServiceRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	s, ok := d.scalar(n, path, "a service name")
+	if !ok {
+		return
+	}
+	*r = ServiceRef(s)
+	if d.stage == nil {
+		return
+	}
+	var have []string
+	for _, svc := range d.stage.Services {
+		have = append(have, svc.Name)
+	}
+	if !slices.Contains(have, s) {
+		d.fail(n, path, "%q is not a service of this stage (have: %s)", s, orNone(have))
+	}
+}
+
+// decodeRef reads a name and checks it against the names of the stage's topology.
+func (d *decoder) decodeRef(n *yaml.Node, path string, dst *string, what string, names func(*topology.Spec) []string) {
+	s, ok := d.scalar(n, path, "a "+what+" name")
+	if !ok {
+		return
+	}
+	*dst = s
+	if d.stage == nil || d.stage.Topology.resolved == nil {
+		return // no stage, or its topology is broken: reported already
+	}
+	have := names(d.stage.Topology.resolved)
+	if !slices.Contains(have, s) {
+		d.fail(n, path, "%q is not a %s of topology %s (have: %s)", s, what, d.stage.Topology.Name, orNone(have))
+	}
+}
+
+func orNone(list []string) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	return strings.Join(list, ", ")
+}
+
+// podNode returns the node of pod p in the stage's topology ("" when unknown).
+func (s *StageSpec) podNode(p PodRef) string {
+	if s.Topology.resolved == nil {
+		return ""
+	}
+	for _, n := range s.Topology.resolved.Nodes {
+		for _, pod := range n.Pods {
+			if pod.Name == string(p) {
+				return n.Name
+			}
+		}
+	}
+	return ""
+}
+
+// ParseScenario reads a scenario file's text strictly and checks it against the step
+// kinds, the catalog and the topologies it names: every problem is reported, each with
+// its field path and what would be accepted. File references are relative to base
+// ("" allows none: the embedded catalog).
+func ParseScenario(data []byte, base string) (*ScenarioFile, error) {
+	root, err := parseYAMLDocument(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse scenario: %w", err)
+	}
+	var f ScenarioFile
+	d := &decoder{base: base}
+	d.decodeStruct(root, elem(&f), "")
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// LoadScenario reads the scenario file at path; see ParseScenario.
+func LoadScenario(p string) (*ScenarioFile, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("load scenario: %w", err)
+	}
+	f, err := ParseScenario(data, filepath.Dir(p))
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s:\n%w", p, err)
+	}
+	f.Source = p
+	return f, nil
+}
+
+// IsScenarioFile tells a scenario file argument from a catalog name: it names a file
+// (a path, or a name ending in .yaml or .yml).
+func IsScenarioFile(arg string) bool { return looksLikePath(arg) }

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"podpath/datapath/agent"
+	"podpath/datapath/config"
+	"podpath/topology"
+)
+
+// StepDef defines a step kind: the name a scenario file gives after `check:` (or
+// `do:`), its parameters (`with:`) and expected values (`expect:`) as structs whose
+// field values are the defaults, and the function that runs it. Struct fields are
+// named by their json tag; `required:"true"`, `oneOf:"a,b"`, `range:"lo..hi"` and
+// `doc:"..."` tags say what a file must and may give (see decoder). Use `none` for a
+// step without parameters or expected values.
+type StepDef[W, E any] struct {
+	Name string
+	// Summary is one line for `podpath scenarios --steps`.
+	Summary string
+	// Agents says the step talks to the agents: the stage's topology must run them
+	// (podNetwork: agent).
+	Agents bool
+	With   W
+	Expect E
+	// Run drives traffic and records checks with s.Check; an error is a setup failure
+	// that ends the scenario.
+	Run func(ctx context.Context, s *Stage, with W, expect E) error
+}
+
+// none is the parameters or expected values of a step that takes none.
+type none struct{}
+
+type stepKind struct {
+	name, summary string
+	agents        bool
+	with, expect  reflect.Value // defaults
+	run           func(ctx context.Context, s *Stage, with, expect any) error
+}
+
+var stepKinds = map[string]*stepKind{}
+
+// registerStep makes a step kind available to scenario files; call it from init.
+func registerStep[W, E any](def StepDef[W, E]) {
+	if _, dup := stepKinds[def.Name]; dup {
+		panic("scenarios: step kind " + def.Name + " registered twice")
+	}
+	stepKinds[def.Name] = &stepKind{
+		name: def.Name, summary: def.Summary, agents: def.Agents,
+		with: reflect.ValueOf(def.With), expect: reflect.ValueOf(def.Expect),
+		run: func(ctx context.Context, s *Stage, with, expect any) error {
+			return def.Run(ctx, s, with.(W), expect.(E))
+		},
+	}
+}
+
+func stepKindNames() []string {
+	var out []string
+	for n := range stepKinds {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StepSpec is one step of a stage: a step kind with its parameters and expected
+// values, decoded and checked.
+type StepSpec struct {
+	Kind   string
+	With   any
+	Expect any
+	// Path is the step's field path (stages[0].steps[2]), for messages.
+	Path string
+	kind *stepKind
+}
+
+func (s *StepSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
+	s.Path = path
+	if n == nil || n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a mapping {check: KIND, with: {...}, expect: {...}}, got %s", nodeKindOrNothing(n))
+		return
+	}
+	var kindNode, with, expect *yaml.Node
+	kindKey := "check"
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "check", "do":
+			if kindNode != nil {
+				d.fail(k, joinPath(path, k.Value), "a step has one kind: give check or do, once")
+				continue
+			}
+			kindNode, kindKey = v, k.Value
+		case "with":
+			with = v
+		case "expect":
+			expect = v
+		default:
+			d.fail(k, joinPath(path, k.Value), "unknown field (want one of: check (or do), with, expect)")
+		}
+	}
+	if kindNode == nil {
+		d.fail(n, joinPath(path, "check"), "required: the step kind (have: %s)", strings.Join(stepKindNames(), ", "))
+		return
+	}
+	name, ok := d.scalar(kindNode, joinPath(path, kindKey), "a step kind")
+	if !ok {
+		return
+	}
+	k, ok := stepKinds[name]
+	if !ok {
+		d.fail(kindNode, joinPath(path, kindKey), "unknown step kind %q (have: %s)", name, strings.Join(stepKindNames(), ", "))
+		return
+	}
+	s.Kind, s.kind = name, k
+	if k.agents && d.stage != nil && d.stage.Topology.Spec != nil && d.stage.Topology.Spec.PodNetwork != topology.PodNetworkAgent {
+		d.fail(kindNode, joinPath(path, kindKey), "step kind %s talks to the agents, and topology %s runs none (podNetwork: kernel); set podNetwork: agent", name, d.stage.Topology.Name)
+	}
+	s.With = d.decodeParams(with, n, k.with, joinPath(path, "with"), "parameter of step kind "+name)
+	s.Expect = d.decodeParams(expect, n, k.expect, joinPath(path, "expect"), "expected value of step kind "+name)
+}
+
+// decodeParams decodes n over a copy of the defaults; when n is absent, problems are
+// reported at the step's line.
+func (d *decoder) decodeParams(n, step *yaml.Node, defaults reflect.Value, path, noun string) any {
+	if n == nil {
+		n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: step.Line}
+	}
+	v := reflect.New(defaults.Type()).Elem()
+	v.Set(defaults)
+	outer := d.field
+	d.field = noun
+	d.decodeStruct(n, v, path)
+	d.field = outer
+	return v.Interface()
+}
+
+// Stage is one stage of a running scenario file, as its steps see it: the run (Check,
+// Progress, VerifyPath, Artifacts...), the topology up, its agents and services.
+type Stage struct {
+	*Run
+	Spec *StageSpec
+	T    *topology.Topology
+	// Config is the cilium-config the agents run with (nil: Cilium's defaults).
+	Config *config.Config
+	// Services are the stage's services as the agents have them, by name.
+	Services map[string]agent.Service
+	agents   *Agents
+	counters bool
+	memo     map[string]any
+}
+
+// Agents returns the stage's agents; steps registered with Agents: true always have them.
+func (s *Stage) Agents() (*Agents, error) {
+	if s.agents == nil {
+		return nil, fmt.Errorf("topology %s runs no agents (podNetwork: kernel)", s.T.Name)
+	}
+	return s.agents, nil
+}
+
+// Label is a step's label for its check names: given, or the stage's name.
+func (s *Stage) Label(given string) string {
+	if given != "" {
+		return given
+	}
+	return s.Spec.Name
+}
+
+// HostStackCounters installs the host-stack counters (see HostStackCounters) in every
+// node of the stage, once.
+func (s *Stage) HostStackCounters(ctx context.Context) error {
+	if s.counters {
+		return nil
+	}
+	if err := HostStackCounters(ctx, s.T, podSupernet(s.T)); err != nil {
+		return err
+	}
+	s.counters = true
+	return nil
+}
+
+// ServiceUpsert programs a service on every agent and remembers it.
+func (s *Stage) ServiceUpsert(ctx context.Context, svc agent.Service) error {
+	a, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	if err := a.ServiceUpsert(ctx, svc); err != nil {
+		return err
+	}
+	s.Services[svc.Name] = svc
+	return nil
+}
+
+// run runs the scenario file: its stages in order.
+func (f *ScenarioFile) run(ctx context.Context, r *Run) error {
+	for i := range f.Stages {
+		if err := r.runStage(ctx, &f.Stages[i], len(f.Stages)); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Scenario is the runtime form of the file, for Execute.
+func (f *ScenarioFile) Scenario() *Scenario {
+	return &Scenario{Name: f.Name, Description: f.Description, Labels: f.Labels, Run: f.run}
+}
+
+// runStage brings the stage's topology up with its agents and services, runs its steps
+// and takes the topology down again (unless the run keeps it).
+func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
+	mark := len(r.cleanup)
+	defer r.unwind(ctx, mark)
+	if stages > 1 {
+		what := spec.Path
+		if spec.Name != "" {
+			what += ": " + spec.Name
+		}
+		r.Progress("%s", what)
+	}
+	t, err := r.upSpec(ctx, spec.Topology.Spec, spec.Topology.Name)
+	if err != nil {
+		return err
+	}
+	s := &Stage{Run: r, Spec: spec, T: t, Config: spec.Config.Config, Services: map[string]agent.Service{}, memo: map[string]any{}}
+	if t.Spec.PodNetwork == topology.PodNetworkAgent {
+		cfg, err := spec.Config.write(t)
+		if err != nil {
+			return err
+		}
+		r.Progress("starting agents with cilium-config %s", spec.Config)
+		if s.agents, err = StartAgents(ctx, t, cfg); err != nil {
+			return err
+		}
+	}
+	for i, svc := range spec.Services {
+		as, err := svc.agentService(t)
+		if err == nil {
+			err = s.ServiceUpsert(ctx, as)
+		}
+		if err != nil {
+			return fmt.Errorf("%s.services[%d] (%s): %w", spec.Path, i, svc.Name, err)
+		}
+	}
+	servers, err := startServers(t, spec.Services)
+	if err != nil {
+		return err
+	}
+	defer servers.Close()
+	for _, step := range spec.Steps {
+		if err := step.kind.run(ctx, s, step.With, step.Expect); err != nil {
+			return fmt.Errorf("%s (%s): %w", step.Path, step.Kind, err)
+		}
+	}
+	return nil
+}
+
+// startServers runs, in every backend pod of the services, the server each asks for on
+// the backend's port and the service's protocol.
+func startServers(t *topology.Topology, services []ServiceSpec) (io.Closer, error) {
+	type key struct {
+		pod, server string
+		proto       Protocol
+		port        uint16
+	}
+	started := map[key]bool{}
+	var cs closers
+	for _, svc := range services {
+		if svc.Server == "none" {
+			continue
+		}
+		proto := Protocol(strings.ToLower(svc.Protocol))
+		for _, b := range svc.Backends {
+			k := key{string(b.Pod), svc.Server, proto, b.Port}
+			if b.Pod == "" || started[k] {
+				continue
+			}
+			started[k] = true
+			var c io.Closer
+			var err error
+			if svc.Server == "whoami" {
+				c, err = startWhoami(t, proto, string(b.Pod), b.Port)
+			} else {
+				c, err = startEchoOn(t, proto, string(b.Pod), b.Port)
+			}
+			if err != nil {
+				cs.Close()
+				return nil, err
+			}
+			cs = append(cs, c)
+		}
+	}
+	return cs, nil
+}
+
+// StepKindDoc describes a step kind for `podpath scenarios --steps`.
+type StepKindDoc struct {
+	Name    string     `json:"name"`
+	Summary string     `json:"summary"`
+	Agents  bool       `json:"agents"`
+	With    []ParamDoc `json:"with,omitempty"`
+	Expect  []ParamDoc `json:"expect,omitempty"`
+}
+
+// ParamDoc is one parameter or expected value of a step kind.
+type ParamDoc struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Required bool   `json:"required,omitempty"`
+	Default  string `json:"default,omitempty"`
+	Doc      string `json:"doc,omitempty"`
+}
+
+// StepKinds documents every step kind scenario files may use.
+func StepKinds() []StepKindDoc {
+	var out []StepKindDoc
+	for _, n := range stepKindNames() {
+		k := stepKinds[n]
+		out = append(out, StepKindDoc{Name: n, Summary: k.summary, Agents: k.agents, With: paramDocs(k.with), Expect: paramDocs(k.expect)})
+	}
+	return out
+}
+
+func paramDocs(defaults reflect.Value) []ParamDoc {
+	var out []ParamDoc
+	for _, f := range fieldsOf(defaults.Type()) {
+		v := defaults.Field(f.index)
+		p := ParamDoc{Name: f.key, Type: typeName(v.Type()), Required: f.required, Doc: f.doc}
+		if len(f.oneOf) > 0 {
+			p.Type = strings.Join(f.oneOf, "|")
+			if v.Kind() == reflect.Slice {
+				p.Type = "list of " + p.Type
+			}
+		}
+		if !v.IsZero() {
+			p.Default = formatDefault(v)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func typeName(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[PodRef]():
+		return "pod"
+	case reflect.TypeFor[NodeRef]():
+		return "node"
+	case reflect.TypeFor[MemberRef]():
+		return "member"
+	case reflect.TypeFor[ServiceRef]():
+		return "service"
+	case reflect.TypeFor[ConfigRef]():
+		return "cilium-config"
+	case reflect.TypeFor[Regexp]():
+		return "regular expression"
+	case durationType:
+		return "duration"
+	case addrType:
+		return "IPv4 address"
+	case prefixType:
+		return "IPv4 prefix"
+	}
+	if e, ok := reflect.Zero(t).Interface().(enum); ok {
+		return strings.Join(e.values(), "|")
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		return "list of " + typeName(t.Elem())
+	case reflect.Pointer:
+		return typeName(t.Elem())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "number"
+	case reflect.Float64:
+		return "number"
+	}
+	return t.Kind().String()
+}
+
+func formatDefault(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case time.Duration:
+		return x.String()
+	case netip.Addr:
+		return x.String()
+	}
+	if v.Kind() == reflect.Slice {
+		var parts []string
+		for i := range v.Len() {
+			parts = append(parts, fmt.Sprint(v.Index(i).Interface()))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v.Interface())
+}
