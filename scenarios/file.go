@@ -482,6 +482,21 @@ func LoadScenario(p string) (*ScenarioFile, error) {
 	return f, nil
 }
 
+// IsScenario tells a scenario file's text from a topology spec's: it is a YAML mapping
+// with stages.
+func IsScenario(data []byte) bool {
+	root, err := parseYAMLDocument(data)
+	if err != nil || root.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "stages" {
+			return true
+		}
+	}
+	return false
+}
+
 // IsScenarioFile tells a scenario file argument from a catalog name: it names a file
 // (a path, or a name ending in .yaml or .yml).
 func IsScenarioFile(arg string) bool { return looksLikePath(arg) }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 
+	"podpath/scenarios"
 	"podpath/topology"
 	"podpath/topology/kind"
 )
@@ -27,9 +29,16 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the topology (members, nodes, pods, addresses) as JSON")
 	backendName := fs.String("backend", "netns", "netns (namespaces on this machine) or kind (a kind cluster; needs Docker)")
 	config := fs.String("config", "", "kind backend: the cilium-config for the agent DaemonSet")
-	pos, err := parse(fs, args, 1, "a topology FILE")
+	pos, err := parse(fs, args, 1, "a topology or scenario FILE")
 	if err != nil {
 		return err
+	}
+	if data, err := os.ReadFile(pos[0]); err == nil && scenarios.IsScenario(data) {
+		if _, err := scenarios.LoadScenario(pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: valid scenario\n", pos[0])
+		return nil
 	}
 	spec, err := topology.Load(pos[0])
 	if err != nil {
@@ -94,9 +103,16 @@ func cmdDown(ctx context.Context, e *env, args []string) error {
 
 func cmdValidate(_ context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	pos, err := parse(fs, args, 1, "a topology FILE")
+	pos, err := parse(fs, args, 1, "a topology or scenario FILE")
 	if err != nil {
 		return err
+	}
+	if data, err := os.ReadFile(pos[0]); err == nil && scenarios.IsScenario(data) {
+		if _, err := scenarios.LoadScenario(pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: valid scenario\n", pos[0])
+		return nil
 	}
 	spec, err := topology.Load(pos[0])
 	if err != nil {
