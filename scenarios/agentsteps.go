@@ -132,7 +132,7 @@ func runAgentStatus(ctx context.Context, s *Stage, w agentStatusWith, e agentSta
 	}
 	if e.Adopted != nil {
 		fields = append(fields, "Adopted")
-		wants = append(wants, map[bool]string{true: "adopted the attached programs", false: "attached the programs afresh"}[*e.Adopted])
+		wants = append(wants, map[bool]string{true: "adopted the attached programs and pinned maps", false: "attached the programs afresh"}[*e.Adopted])
 		if err == nil && st.Adopted != *e.Adopted {
 			if st.Adopted {
 				errs = append(errs, fmt.Errorf("status says the programs were adopted, want attached afresh: %v", st.Attached))
@@ -159,7 +159,7 @@ func runAgentStatus(ctx context.Context, s *Stage, w agentStatusWith, e agentSta
 	}
 	title := w.Title
 	if title == "" {
-		title = fmt.Sprintf("%s's agent reports %s", w.Node, strings.Join(wants, ", "))
+		title = fmt.Sprintf("%s's agent: %s", w.Node, strings.Join(wants, "; "))
 	}
 	s.Check(title, fmt.Sprintf("podpath-agent status of %s: %s", w.Node, strings.Join(fields, ", ")), errors.Join(append([]error{err}, errs...)...))
 	return nil

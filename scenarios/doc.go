@@ -1,3 +1,4 @@
-// Package scenarios holds the scenario catalog (topologies as data) and the checks that
-// follow a packet hop by hop through a running topology.
+// Package scenarios holds the scenario catalog as data (scenario files, topologies,
+// cilium-configs), the step kinds scenario files use, and the runner that follows a
+// packet hop by hop through a running topology; README.md describes the file format.
 package scenarios

@@ -302,3 +302,29 @@ func TestGeneric(t *testing.T) {
 		t.Errorf("kernel topology without config: %v", err)
 	}
 }
+
+// The README's example is a valid scenario file, and its table names every step kind.
+func TestReadme(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	_, rest, ok := strings.Cut(readme, "```yaml\n# small-underlay.yaml")
+	if !ok {
+		t.Fatal("README.md lacks the small-underlay example")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	f, err := ParseScenario([]byte("#"+example), "")
+	if err != nil {
+		t.Fatalf("README example:\n%v", err)
+	}
+	if f.Name != "small-underlay" || len(f.Stages[0].Steps) != 5 {
+		t.Errorf("README example parsed as %+v", f)
+	}
+	for _, k := range StepKinds() {
+		if !strings.Contains(readme, "`"+k.Name+"`") {
+			t.Errorf("README.md does not name step kind %s", k.Name)
+		}
+	}
+}
