@@ -85,15 +85,17 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errs = append(d.errs, fmt.Errorf("%s: %s", path, msg))
 }
 
-// failAll records every error of err (errors.Join'ed or not) under path.
-func (d *decoder) failAll(n *yaml.Node, path string, err error) {
-	var list []error
+// errorList is the errors joined in err (errors.Join), or err alone.
+func errorList(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
+		return j.Unwrap()
 	}
-	for _, e := range list {
+	return []error{err}
+}
+
+// failAll records every error of err under path.
+func (d *decoder) failAll(n *yaml.Node, path string, err error) {
+	for _, e := range errorList(err) {
 		d.fail(n, path, "%v", e)
 	}
 }
@@ -101,13 +103,7 @@ func (d *decoder) failAll(n *yaml.Node, path string, err error) {
 // failFields records every error of err, each starting with a field path relative to
 // path ("nodes[0].podCIDR: ..."), under path.
 func (d *decoder) failFields(n *yaml.Node, path string, err error) {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
+	for _, e := range errorList(err) {
 		field, rest, ok := strings.Cut(e.Error(), ": ")
 		if ok && !strings.ContainsRune(field, ' ') {
 			d.fail(n, joinPath(path, field), "%s", rest)
@@ -133,6 +129,59 @@ var (
 	addrType     = reflect.TypeFor[netip.Addr]()
 	prefixType   = reflect.TypeFor[netip.Prefix]()
 )
+
+// scalarOf says what a scalar of v's type must be, and parses one from its text and
+// YAML tag (nil for types that are not scalars).
+func scalarOf(v reflect.Value) (string, func(s, tag string) (reflect.Value, bool)) {
+	t := v.Type()
+	switch t {
+	case durationType:
+		return "a duration like 10ms or 2s", func(s, _ string) (reflect.Value, bool) {
+			d, err := time.ParseDuration(s)
+			return reflect.ValueOf(d), err == nil && d >= 0
+		}
+	case addrType:
+		return "an IPv4 address", func(s, _ string) (reflect.Value, bool) {
+			a, err := netip.ParseAddr(s)
+			return reflect.ValueOf(a), err == nil && a.Is4()
+		}
+	case prefixType:
+		return "an IPv4 network prefix like 10.244.9.0/24", func(s, _ string) (reflect.Value, bool) {
+			p, err := netip.ParsePrefix(s)
+			return reflect.ValueOf(p), err == nil && p.Addr().Is4() && p.Masked() == p
+		}
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if e, ok := v.Interface().(enum); ok {
+			return "one of " + strings.Join(e.values(), ", "), func(s, _ string) (reflect.Value, bool) {
+				return reflect.ValueOf(s), slices.Contains(e.values(), s)
+			}
+		}
+		return "a string", func(s, _ string) (reflect.Value, bool) { return reflect.ValueOf(s), true }
+	case reflect.Bool:
+		return "true or false", func(s, tag string) (reflect.Value, bool) {
+			b, err := strconv.ParseBool(strings.ToLower(s))
+			return reflect.ValueOf(b), err == nil && tag == "!!bool"
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number", func(s, tag string) (reflect.Value, bool) {
+			i, err := strconv.ParseInt(s, 0, t.Bits())
+			return reflect.ValueOf(i), err == nil && tag == "!!int"
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a whole number from 0 to %d", uint64(1)<<t.Bits()-1), func(s, tag string) (reflect.Value, bool) {
+			u, err := strconv.ParseUint(s, 0, t.Bits())
+			return reflect.ValueOf(u), err == nil && tag == "!!int"
+		}
+	case reflect.Float64:
+		return "a number", func(s, tag string) (reflect.Value, bool) {
+			f, err := strconv.ParseFloat(s, 64)
+			return reflect.ValueOf(f), err == nil && (tag == "!!int" || tag == "!!float")
+		}
+	}
+	return "", nil
+}
 
 // nodeKind names what a node holds, for messages.
 func nodeKind(n *yaml.Node) string {
@@ -165,42 +214,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 	}
-	switch v.Type() {
-	case durationType:
-		s, ok := d.scalar(n, path, "a duration like 10ms or 2s")
+	if what, parse := scalarOf(v); parse != nil {
+		s, ok := d.scalar(n, path, what)
 		if !ok {
 			return
 		}
-		dur, err := time.ParseDuration(s)
-		if err != nil || dur < 0 {
-			d.fail(n, path, "%q is not a duration (want one like 10ms or 2s)", s)
-			return
-		}
-		v.SetInt(int64(dur))
-		return
-	case addrType:
-		s, ok := d.scalar(n, path, "an IPv4 address")
+		x, ok := parse(s, n.Tag)
 		if !ok {
+			d.fail(n, path, "%q is not %s", s, what)
 			return
 		}
-		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			d.fail(n, path, "%q is not an IPv4 address", s)
-			return
-		}
-		v.Set(reflect.ValueOf(a))
-		return
-	case prefixType:
-		s, ok := d.scalar(n, path, "an IPv4 prefix like 10.244.9.0/24")
-		if !ok {
-			return
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil || !p.Addr().Is4() || p.Masked() != p {
-			d.fail(n, path, "%q is not an IPv4 network prefix (want one like 10.244.9.0/24)", s)
-			return
-		}
-		v.Set(reflect.ValueOf(p))
+		v.Set(x.Convert(v.Type()))
 		return
 	}
 	switch v.Kind() {
@@ -214,60 +238,6 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(p)
 	case reflect.Struct:
 		d.decodeStruct(n, v, path)
-	case reflect.String:
-		s, ok := d.scalar(n, path, "a string")
-		if !ok {
-			return
-		}
-		if e, ok := v.Interface().(enum); ok && !slices.Contains(e.values(), s) {
-			d.fail(n, path, "%q is not one of %s", s, strings.Join(e.values(), ", "))
-			return
-		}
-		v.SetString(s)
-	case reflect.Bool:
-		s, ok := d.scalar(n, path, "true or false")
-		if !ok {
-			return
-		}
-		if n.Tag != "!!bool" {
-			d.fail(n, path, "%q is not true or false", s)
-			return
-		}
-		b, _ := strconv.ParseBool(strings.ToLower(s))
-		v.SetBool(b)
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		s, ok := d.scalar(n, path, "a whole number")
-		if !ok {
-			return
-		}
-		i, err := strconv.ParseInt(s, 0, v.Type().Bits())
-		if err != nil || n.Tag != "!!int" {
-			d.fail(n, path, "%q is not a whole number", s)
-			return
-		}
-		v.SetInt(i)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		s, ok := d.scalar(n, path, "a whole number")
-		if !ok {
-			return
-		}
-		i, err := strconv.ParseUint(s, 0, v.Type().Bits())
-		if err != nil || n.Tag != "!!int" {
-			d.fail(n, path, "%q is not a whole number from 0 to %d", s, uint64(1)<<v.Type().Bits()-1)
-			return
-		}
-		v.SetUint(i)
-	case reflect.Float64:
-		s, ok := d.scalar(n, path, "a number")
-		if !ok {
-			return
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || n.Tag != "!!int" && n.Tag != "!!float" {
-			d.fail(n, path, "%q is not a number", s)
-			return
-		}
-		v.SetFloat(f)
 	case reflect.Slice:
 		if n == nil || n.Kind != yaml.SequenceNode {
 			d.fail(n, path, "want a list, got %s", nodeKindOrNothing(n))

@@ -91,7 +91,7 @@ func TestParseScenario(t *testing.T) {
 		{"not one of", strings.Replace(validFile, "bothWays: true}", "bothWays: true, protocols: [icmp, sctp]}", 1),
 			[]string{`stages[0].steps[0].with.protocols[1]: "sctp" is not one of icmp, tcp, udp`}},
 		{"bad duration", strings.Replace(validFile, "bothWays: true}", "bothWays: true}\n      - check: ping-during-restart\n        with: {from: pod1a, to: pod2a, kill: [node2], interval: soon}", 1),
-			[]string{`stages[0].steps[1].with.interval: "soon" is not a duration (want one like 10ms or 2s)`}},
+			[]string{`stages[0].steps[1].with.interval: "soon" is not a duration like 10ms or 2s`}},
 		{"bad regular expression", strings.Replace(validFile, "bothWays: true}", "bothWays: true}\n      - check: agent-status\n        with: {node: node1}\n        expect: {problems: [\"node (\"]}", 1),
 			[]string{`stages[0].steps[1].expect.problems[0]: "node (" is not a regular expression`}},
 		{"invalid name", strings.Replace(validFile, "name: my-scenario", "name: My Scenario", 1),

@@ -347,24 +347,17 @@ func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) 
 }
 
 func serveWhoamiTCP(ln net.Listener, name string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 64)
-			for {
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				if _, err := c.Write([]byte(name + "\n")); err != nil {
-					return
-				}
+	acceptLoop(ln, func(c net.Conn) {
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
 			}
-		}()
-	}
+			if _, err := c.Write([]byte(name + "\n")); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // routeVia routes dst from client via entry (the client's next hop for it).

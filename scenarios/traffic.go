@@ -97,6 +97,15 @@ func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint1
 }
 
 func serveTCP(ln net.Listener) {
+	acceptLoop(ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(c, c)
+	})
+}
+
+// acceptLoop serves every connection ln accepts with serve, in its own goroutine,
+// until ln is closed; serve's connection is closed when it returns.
+func acceptLoop(ln net.Listener, serve func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -104,8 +113,7 @@ func serveTCP(ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.Copy(c, c)
+			serve(c)
 		}()
 	}
 }
