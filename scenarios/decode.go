@@ -411,6 +411,15 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+// decodeFields is decodeStruct for a struct whose keys are called fields, wherever it
+// sits (an inline topology spec among a step's parameters).
+func (d *decoder) decodeFields(n *yaml.Node, v reflect.Value, path string) {
+	outer := d.field
+	d.field = ""
+	d.decodeStruct(n, v, path)
+	d.field = outer
+}
+
 // checkValue applies a field's oneOf and range rules to what was decoded.
 func checkValue(d *decoder, n *yaml.Node, v reflect.Value, path string, f structField) {
 	switch {

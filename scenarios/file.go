@@ -3,6 +3,7 @@
 package scenarios
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -186,7 +187,7 @@ func (r *TopologyRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	switch {
 	case n != nil && n.Kind == yaml.MappingNode:
 		var spec topology.Spec
-		d.decodeStruct(n, elem(&spec), path)
+		d.decodeFields(n, elem(&spec), path)
 		if len(d.errs) > before {
 			return
 		}
@@ -258,7 +259,7 @@ func (c *ConfigRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	if n != nil && n.Kind == yaml.MappingNode {
 		var in inlineConfig
 		before := len(d.errs)
-		d.decodeStruct(n, elem(&in), path)
+		d.decodeFields(n, elem(&in), path)
 		if len(d.errs) > before {
 			return
 		}
@@ -321,7 +322,10 @@ func (c ConfigRef) write(t *topology.Topology) (string, error) {
 	if looksLikePath(name) {
 		name = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
 	}
-	p := filepath.Join(t.Dir(), "cilium-config-"+fileSafe(name)+".yaml")
+	// Agents restarted later without a config read the file again: one file per
+	// content, so that another config written for other nodes never replaces it.
+	sum := sha256.Sum256(c.Data)
+	p := filepath.Join(t.Dir(), fmt.Sprintf("cilium-config-%s-%x.yaml", fileSafe(name), sum[:4]))
 	if err := os.WriteFile(p, c.Data, 0o600); err != nil {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}

@@ -218,7 +218,7 @@ func cmdConformance(ctx context.Context, e *env, args []string) error {
 	if rep != nil {
 		fmt.Fprintln(e.stdout)
 		rep.Summary(e.stdout)
-		fmt.Fprintf(e.stdout, "\nreport: %s (report.json and pcaps per scenario beside it)\n%d passed, %d failed\n",
+		fmt.Fprintf(e.stdout, "\nreport: %s (report.json, and pcaps and trace records per scenario beside it)\n%d passed, %d failed\n",
 			filepath.Join(*dir, "report.html"), rep.Passed(), rep.Failed())
 	}
 	if err != nil {
