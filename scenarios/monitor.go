@@ -82,7 +82,14 @@ type MonitorRecord struct {
 	Tunnel         string `json:"tunnel,omitempty"`
 	SrcIdentity    uint32 `json:"srcIdentity,omitempty"`
 	TunnelEndpoint string `json:"tunnelEndpoint,omitempty"`
-	Summary        string `json:"summary"`
+	// LBAction, CTState and BackendID say what the service load balancer did, and
+	// OrigSrc/OrigDst the tuple as received (Src/Dst are then the translated one).
+	LBAction  string `json:"lbAction,omitempty"`
+	CTState   string `json:"ctState,omitempty"`
+	BackendID uint32 `json:"backendID,omitempty"`
+	OrigSrc   string `json:"origSrc,omitempty"`
+	OrigDst   string `json:"origDst,omitempty"`
+	Summary   string `json:"summary"`
 }
 
 type nodeRecord struct {
@@ -175,6 +182,10 @@ func newMonitorRecord(node string, r trace.Record, names *trace.Names, ifn *ifNa
 		if r.TunnelEndpoint.IsValid() {
 			jr.TunnelEndpoint = r.TunnelEndpoint.String()
 		}
+	}
+	if r.LB.Action != 0 {
+		jr.LBAction, jr.CTState, jr.BackendID = names.LBAction(r.LB.Action), names.CTState(r.LB.CT), r.LB.BackendID
+		jr.OrigSrc, jr.OrigDst = r.LB.OrigSrc.String(), r.LB.OrigDst.String()
 	}
 	return jr
 }

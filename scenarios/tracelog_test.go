@@ -31,9 +31,12 @@ func TestTraceLog(t *testing.T) {
 	encap := redirect
 	encap.ObsPoint, encap.Verdict, encap.TargetIfindex = uint16(bpfobj.LxcObsPointOBS_FROM_CONTAINER), uint16(bpfobj.LxcTraceVerdictVERDICT_REDIRECT), 3
 	encap.Tunnel, encap.SrcIdentity, encap.TunnelEndpoint = uint16(bpfobj.LxcTraceTunnelTRACE_ENCAP_GENEVE), 24372, netip.MustParseAddr("10.0.0.2")
+	dnat := redirect
+	dnat.LB = trace.LBInfo{Action: uint8(bpfobj.LxcTraceLbTRACE_LB_DNAT), CT: uint8(bpfobj.LxcTraceCtTRACE_CT_NEW), BackendID: 2,
+		OrigSrc: netip.MustParseAddrPort("10.0.0.9:50000"), OrigDst: netip.MustParseAddrPort("10.96.0.10:80")}
 	drop := redirect
 	drop.ObsPoint, drop.Verdict, drop.DropReason = uint16(bpfobj.LxcObsPointOBS_FROM_NETDEV), uint16(bpfobj.LxcTraceVerdictVERDICT_DROP), uint16(bpfobj.LxcDropReasonDROP_TRUNCATED_IPV4)
-	l.write(nil, "l2-agent-1a2b3c", "node1", []trace.Record{redirect, encap})
+	l.write(nil, "l2-agent-1a2b3c", "node1", []trace.Record{redirect, encap, dnat})
 	l.write(nil, "l2-agent-1a2b3c", "node2", []trace.Record{drop})
 	l.write(nil, "l2-agent-1a2b3c", "node2", nil)
 	if err := l.Close(); err != nil {
@@ -55,8 +58,8 @@ func TestTraceLog(t *testing.T) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 3 {
-		t.Fatalf("%d records, want 3: %+v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("%d records, want 4: %+v", len(got), got)
 	}
 	r := got[0]
 	if r.Topology != "l2-agent-1a2b3c" || r.Node != "node1" || r.ObsPoint != "OBS_FROM_CONTAINER" || r.Verdict != "VERDICT_REDIRECT_PEER" ||
@@ -69,7 +72,10 @@ func TestTraceLog(t *testing.T) {
 	if e := got[1]; e.Tunnel != "TRACE_ENCAP_GENEVE" || e.SrcIdentity != 24372 || e.TunnelEndpoint != "10.0.0.2" {
 		t.Errorf("encap record %+v", e)
 	}
-	if d := got[2]; d.Node != "node2" || d.Verdict != "VERDICT_DROP" || d.DropReason != "DROP_TRUNCATED_IPV4" {
+	if lb := got[2]; lb.LBAction != "TRACE_LB_DNAT" || lb.CTState != "TRACE_CT_NEW" || lb.BackendID != 2 || lb.OrigSrc != "10.0.0.9:50000" || lb.OrigDst != "10.96.0.10:80" {
+		t.Errorf("load-balanced record %+v", lb)
+	}
+	if d := got[3]; d.Node != "node2" || d.Verdict != "VERDICT_DROP" || d.DropReason != "DROP_TRUNCATED_IPV4" {
 		t.Errorf("drop record %+v", d)
 	}
 }
