@@ -12,168 +12,173 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
-	"podpath/datapath/agent"
 	"podpath/scenarios/capture"
 	"podpath/topology"
 )
 
-// dsrVariant is one way of returning NodePort replies directly from the backend.
-type dsrVariant struct {
-	name, config string
-	geneve       bool // dispatch in a Geneve option (tunnel mode), else the IPv4 option
-	udpSNAT      bool // hybrid: UDP flows are SNATed, TCP flows get DSR
-	// udpPathMTU is what a client learns from the frag-needed answer to a 1500-byte
-	// DF datagram that carries the option: 1500 - 8 (IPv4 option), or the tunnel MTU
-	// 1450 less the 12-byte Geneve option.
-	udpPathMTU int
-}
-
-var dsrVariants = []dsrVariant{
-	{name: "dsr", config: "dsr", udpPathMTU: 1492},
-	{name: "dsr-geneve", config: "dsr-geneve", geneve: true, udpPathMTU: 1438},
-	{name: "hybrid", config: "hybrid", udpSNAT: true},
-}
-
 func init() {
-	descriptions := map[string]string{
-		"dsr": "direct server return with native routing: the SYN to a NodePort on node1 reaches the backend " +
-			"on node2 with the service in an IPv4 option, replies go from node2 straight to the client with " +
-			"the service as source; a DF datagram the option makes too big gets ICMP frag-needed 1492",
-		"dsr-geneve": "direct server return in Geneve tunnel mode: the request travels in Geneve with Cilium's " +
-			"DSR option (class 0x014B) on the SYN only, replies leave node2 natively from the service; " +
-			"frag-needed 1438 for a DF datagram that no longer fits",
-		"hybrid": "hybrid load balancing in one run: TCP to the NodePort gets DSR (option on the SYN, replies " +
-			"straight from node2), UDP gets SNAT (the backend sees node1, replies return through node1)",
-	}
-	labels := map[string][]string{
-		"dsr":        {"services", "dsr", "native-routing", "mtu"},
-		"dsr-geneve": {"services", "dsr", "geneve", "mtu"},
-		"hybrid":     {"services", "dsr", "snat", "hybrid"},
-	}
-	for _, v := range dsrVariants {
-		register(&Scenario{Name: v.name, Description: descriptions[v.name], Labels: labels[v.name],
-			Run: func(ctx context.Context, r *Run) error { return runDSR(ctx, r, v) }})
-	}
+	registerStep(StepDef[dsrWith, dsrExpect]{
+		Name: "dsr-nodeport",
+		Summary: "TCP and UDP exchanges, a 1 MiB TCP echo and DF datagrams from a client to a node's NodePort whose " +
+			"backends are on another node: the requests reach that node with the DSR option (IPv4 or Geneve) on the " +
+			"first packet only, replies go from it straight to the client with the service as source (or, for " +
+			"SNATed UDP, back through the entry node), and a DF datagram the option makes too big gets frag-needed",
+		Agents: true,
+		With:   dsrWith{Dispatch: "opt"},
+		Expect: dsrExpect{UDP: "dsr"},
+		Run:    runDSRNodePort,
+	})
 }
 
-const dsrNodePort = 30080
+type dsrWith struct {
+	Client      MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
+	Node        NodeRef      `json:"node" required:"true" doc:"the node whose NodePort the client dials: it balances the flows"`
+	BackendNode NodeRef      `json:"backendNode" required:"true" doc:"the node of every backend: where the option is checked and the replies leave"`
+	Services    []ServiceRef `json:"services" required:"true" doc:"a TCP and a UDP NodePort service of the stage on the same nodePort, echo servers, backends on backendNode only"`
+	Dispatch    string       `json:"dispatch" oneOf:"opt,geneve" doc:"where the service travels: an IPv4 option, or a Geneve option (tunnel mode)"`
+}
 
-// dsrService balances over node2's pods only, so every flow entering node1 goes to a
-// remote backend.
-func dsrService(t *topology.Topology, proto string) agent.Service {
-	s := agent.Service{Name: "dsr-" + strings.ToLower(proto), Type: "NodePort", ClusterIP: netip.MustParseAddr("10.96.0.30"),
-		Port: 80, Protocol: proto, NodePort: dsrNodePort}
-	for _, p := range t.Pods() {
-		if p.Node == "node2" {
-			s.Backends = append(s.Backends, agent.ServiceBackend{IP: p.IP, Port: probePort})
+type dsrExpect struct {
+	UDP string `json:"udp" oneOf:"dsr,snat" doc:"what UDP flows get: dsr, or snat (hybrid mode)"`
+	// UDPPathMTU is what the client learns from the frag-needed answer to a 1500-byte
+	// DF datagram carrying the option: 1500 - 8, or the tunnel MTU less 12.
+	UDPPathMTU int `json:"udpPathMTU" range:"0..65535" doc:"the path MTU a 1500-byte DF datagram with the option teaches the client (0: not checked)"`
+}
+
+func (w *dsrWith) validate(e fieldErrors) {
+	if w.Node == w.BackendNode {
+		e.add("backendNode", "%q is the entry node: want another", w.BackendNode)
+	}
+	protos := map[string]bool{}
+	for i, name := range w.Services {
+		svc := e.d.stage.service(name)
+		if svc == nil {
+			continue
+		}
+		protos[svc.Protocol] = true
+		if svc.NodePort == 0 || (svc.Server != "" && svc.Server != "echo") {
+			e.add(fmt.Sprintf("services[%d]", i), "service %s: want a nodePort and echo servers", name)
 		}
 	}
-	return s
+	if len(w.Services) != 2 || !protos["TCP"] || !protos["UDP"] {
+		e.add("services", "want two services: one TCP, one UDP")
+	}
 }
 
 // dsrWire is what the captures of one DSR run show, with the names of where they
 // were taken for the checks' "looked at".
 type dsrWire struct {
 	s                  *capture.Session
+	client, node, back string // member names
 	ext, n1, n2        string // interface names
 	extIP, n1IP        net.IP
 	n1MAC, n2MAC       net.HardwareAddr
 	service            netip.AddrPort
 	geneve             bool
 	backends           []netip.Addr
-	icmpMTUs           []int // frag-needed MTUs ext received from the service address
+	backendPort        map[uint16]bool
+	icmpMTUs           []int // frag-needed MTUs the client received from the service address
 	optSYN, optLater   []capture.Packet
 	plainSYN           []capture.Packet
 	toBackendSrc       map[layers.IPProtocol][]net.IP
-	replies            map[layers.IPProtocol][]capture.Packet // at ext, from the service port
-	n1Replies, n2Reply map[layers.IPProtocol]int              // replies leaving node1 / node2 towards ext
+	replies            map[layers.IPProtocol][]capture.Packet // at the client, from the service port
+	n1Replies, n2Reply map[layers.IPProtocol]int              // replies leaving node / backendNode towards the client
 }
 
-func runDSR(ctx context.Context, r *Run, v dsrVariant) error {
-	t, agents, err := r.UpWithAgents(ctx, "l2-services-agent", v.config)
+func runDSRNodePort(ctx context.Context, s *Stage, w dsrWith, e dsrExpect) error {
+	t := s.T
+	n1, err := t.Node(string(w.Node))
 	if err != nil {
 		return err
 	}
-	for _, proto := range []string{"TCP", "UDP"} {
-		if err := agents.ServiceUpsert(ctx, dsrService(t, proto)); err != nil {
-			return err
-		}
-	}
-	var backends []string
-	for _, p := range t.Pods() {
-		if p.Node == "node2" {
-			backends = append(backends, p.Name)
-		}
-	}
-	servers, err := echoOn(t, backends)
+	n2, err := t.Node(string(w.BackendNode))
 	if err != nil {
 		return err
 	}
-	defer servers.Close()
+	wire := &dsrWire{client: string(w.Client), node: n1.Name, back: n2.Name, geneve: w.Dispatch == "geneve",
+		backendPort: map[uint16]bool{}}
+	var port uint16
+	for _, name := range w.Services {
+		svc := s.Services[string(name)]
+		port = svc.NodePort
+		for _, b := range svc.Backends {
+			wire.backends = append(wire.backends, b.IP)
+			wire.backendPort[b.Port] = true
+		}
+	}
+	for _, b := range wire.backends {
+		if p, ok := podByIP(t, b); !ok || p.Node != n2.Name {
+			return fmt.Errorf("backend %s is not a pod of %s", b, n2.Name)
+		}
+	}
+	service := netip.AddrPortFrom(n1.InternalIP, port)
+	ifs, err := t.Interfaces(wire.client)
+	if err != nil || len(ifs) == 0 {
+		return fmt.Errorf("client %s: no interface (%v)", wire.client, err)
+	}
+	mc, _ := t.Member(wire.client)
+	m1, _ := t.Member(n1.Name)
+	m2, _ := t.Member(n2.Name)
+	wire.ext, wire.n1, wire.n2 = ifs[0].Name, internalIface(n1).Name, internalIface(n2).Name
+	wire.extIP, wire.n1IP = ifs[0].Address.Addr().AsSlice(), n1.InternalIP.AsSlice()
+	wire.n1MAC, wire.n2MAC, wire.service = internalIface(n1).MAC, internalIface(n2).MAC, service
+	wire.s, err = capture.Start(filepath.Join(s.Artifacts, "dsr"),
+		capture.Point{Member: wire.client, Interface: wire.ext, NsPath: mc.NsPath},
+		capture.Point{Member: n1.Name, Interface: wire.n1, NsPath: m1.NsPath},
+		capture.Point{Member: n2.Name, Interface: wire.n2, NsPath: m2.NsPath})
+	if err != nil {
+		return err
+	}
+	defer wire.s.Stop()
 
-	n1, _ := t.Node("node1")
-	n2, _ := t.Node("node2")
-	service := netip.AddrPortFrom(n1.InternalIP, dsrNodePort)
-	ifs, _ := t.Interfaces("ext")
-	me, _ := t.Member("ext")
-	m1, _ := t.Member("node1")
-	m2, _ := t.Member("node2")
-	w := &dsrWire{ext: ifs[0].Name, n1: internalIface(n1).Name, n2: internalIface(n2).Name,
-		extIP: ifs[0].Address.Addr().AsSlice(), n1IP: n1.InternalIP.AsSlice(),
-		n1MAC: internalIface(n1).MAC, n2MAC: internalIface(n2).MAC, service: service, geneve: v.geneve}
-	for _, p := range t.Pods() {
-		if p.Node == "node2" {
-			w.backends = append(w.backends, p.IP)
-		}
-	}
-	w.s, err = capture.Start(filepath.Join(r.Artifacts, "dsr"),
-		capture.Point{Member: "ext", Interface: w.ext, NsPath: me.NsPath},
-		capture.Point{Member: "node1", Interface: w.n1, NsPath: m1.NsPath},
-		capture.Point{Member: "node2", Interface: w.n2, NsPath: m2.NsPath})
-	if err != nil {
-		return err
-	}
-	defer w.s.Stop()
-
-	r.Progress("traffic: 4 TCP and 4 UDP exchanges ext -> %s, a 1 MiB TCP echo, DF datagrams of 1500 bytes", service)
+	s.Progress("traffic: 4 TCP and 4 UDP exchanges %s -> %s, a 1 MiB TCP echo, DF datagrams of 1500 bytes", wire.client, service)
 	for _, p := range []Protocol{TCP, UDP} {
 		var errs []error
 		for range 4 {
-			errs = append(errs, exchangeAddr(ctx, t, "ext", p, service))
+			errs = append(errs, exchangeAddr(ctx, t, wire.client, p, service))
 		}
-		r.Check(fmt.Sprintf("%s ext -> NodePort %s answered by a backend on node2 (4 exchanges)", p, service),
-			"the echo ext's socket read back", errors.Join(errs...))
+		s.Check(fmt.Sprintf("%s %s -> NodePort %s answered by a backend on %s (4 exchanges)", p, wire.client, service, n2.Name),
+			"the echo "+wire.client+"'s socket read back", errors.Join(errs...))
 	}
-	r.Check("TCP: a 1 MiB echo through the NodePort completes, full-size segments included",
-		"bytes ext's socket read back, compared with what it sent", tcpEchoBulk(ctx, t, "ext", service, 1<<20))
+	s.Check("TCP: a 1 MiB echo through the NodePort completes, full-size segments included",
+		"bytes "+wire.client+"'s socket read back, compared with what it sent", tcpEchoBulk(ctx, t, wire.client, service, 1<<20))
 	var learned int
 	var dfErr error
-	if !v.udpSNAT {
-		learned, dfErr = dfDatagram(ctx, t, "ext", service, 1500)
+	if e.UDPPathMTU != 0 {
+		learned, dfErr = dfDatagram(ctx, t, wire.client, service, 1500)
 	}
-	if err := w.s.Stop(); err != nil {
+	if err := wire.s.Stop(); err != nil {
 		return err
 	}
-	w.collect()
+	wire.collect()
 
-	if !v.udpSNAT {
-		r.Check(fmt.Sprintf("MTU: a 1500-byte DF datagram that carries the option is answered with ICMP frag-needed %d", v.udpPathMTU),
-			"ext/"+w.ext+" capture: ICMP type 3 code 4 from "+service.Addr().String()+" and its next-hop MTU",
-			w.expectFragNeeded(v.udpPathMTU))
-		r.Check(fmt.Sprintf("MTU: the client's socket learns path MTU %d and a datagram of that size is answered", v.udpPathMTU),
-			"IP_MTU of ext's connected UDP socket, then the echo of a DF datagram of that size",
-			errors.Join(dfErr, expectInt("learned path MTU", learned, v.udpPathMTU)))
+	if e.UDPPathMTU != 0 {
+		s.Check(fmt.Sprintf("MTU: a 1500-byte DF datagram that carries the option is answered with ICMP frag-needed %d", e.UDPPathMTU),
+			wire.where(wire.client, wire.ext)+" capture: ICMP type 3 code 4 from "+service.Addr().String()+" and its next-hop MTU",
+			wire.expectFragNeeded(e.UDPPathMTU))
+		s.Check(fmt.Sprintf("MTU: the client's socket learns path MTU %d and a datagram of that size is answered", e.UDPPathMTU),
+			"IP_MTU of "+wire.client+"'s connected UDP socket, then the echo of a DF datagram of that size",
+			errors.Join(dfErr, expectInt("learned path MTU", learned, e.UDPPathMTU)))
 	}
-	w.checkRequests(r, v)
-	w.checkReplies(r, v)
+	wire.checkRequests(s.Run, e.UDP == "snat")
+	wire.checkReplies(s.Run, e.UDP == "snat")
 	return nil
+}
+
+// podByIP finds the topology's pod with address a.
+func podByIP(t *topology.Topology, a netip.Addr) (topology.Pod, bool) {
+	for _, p := range t.Pods() {
+		if p.IP == a {
+			return p, true
+		}
+	}
+	return topology.Pod{}, false
 }
 
 // collect sorts the captured packets into what the checks look at.
@@ -182,7 +187,7 @@ func (w *dsrWire) collect() {
 	w.replies = map[layers.IPProtocol][]capture.Packet{}
 	w.n1Replies = map[layers.IPProtocol]int{}
 	w.n2Reply = map[layers.IPProtocol]int{}
-	for _, p := range w.s.Packets("node2", w.n2, nil) {
+	for _, p := range w.s.Packets(w.back, w.n2, nil) {
 		if p.Outgoing {
 			if proto, ok := w.serviceReply(p.Decode(), false); ok {
 				w.n2Reply[proto]++
@@ -207,12 +212,12 @@ func (w *dsrWire) collect() {
 			w.optLater = append(w.optLater, p)
 		}
 	}
-	for _, p := range w.s.Packets("node1", w.n1, nil) {
+	for _, p := range w.s.Packets(w.node, w.n1, nil) {
 		if proto, ok := w.serviceReply(p.Decode(), false); ok && p.Outgoing {
 			w.n1Replies[proto]++
 		}
 	}
-	for _, p := range w.s.Packets("ext", w.ext, nil) {
+	for _, p := range w.s.Packets(w.client, w.ext, nil) {
 		if p.Outgoing {
 			continue
 		}
@@ -239,11 +244,11 @@ func (w *dsrWire) toBackend(pkt gopacket.Packet) (*layers.IPv4, gopacket.Layer) 
 		case *layers.IPv4:
 			found = h
 		case *layers.TCP:
-			if uint16(h.DstPort) == probePort {
+			if w.backendPort[uint16(h.DstPort)] {
 				l4 = h
 			}
 		case *layers.UDP:
-			if uint16(h.DstPort) == probePort {
+			if w.backendPort[uint16(h.DstPort)] {
 				l4 = h
 			}
 		}
@@ -268,9 +273,9 @@ func (w *dsrWire) serviceReply(pkt gopacket.Packet, atExt bool) (layers.IPProtoc
 	}
 	switch h := pkt.TransportLayer().(type) {
 	case *layers.TCP:
-		return layers.IPProtocolTCP, uint16(h.SrcPort) == dsrNodePort
+		return layers.IPProtocolTCP, uint16(h.SrcPort) == w.service.Port()
 	case *layers.UDP:
-		return layers.IPProtocolUDP, uint16(h.SrcPort) == dsrNodePort
+		return layers.IPProtocolUDP, uint16(h.SrcPort) == w.service.Port()
 	}
 	return 0, false
 }
@@ -303,40 +308,40 @@ func (w *dsrWire) hasOption(pkt gopacket.Packet, inner *layers.IPv4) bool {
 
 func (w *dsrWire) where(member, iface string) string { return member + "/" + iface }
 
-func (w *dsrWire) checkRequests(r *Run, v dsrVariant) {
-	at := w.where("node2", w.n2) + " capture (incoming)"
+func (w *dsrWire) checkRequests(r *Run, udpSNAT bool) {
+	at := w.where(w.back, w.n2) + " capture (incoming)"
 	how := "IPv4 option 0x9a"
-	if v.geneve {
+	if w.geneve {
 		how = "Geneve option class 0x014B type 1, inner IPv4"
 	}
 	var synErr error
 	switch {
 	case len(w.optSYN) == 0:
-		synErr = fmt.Errorf("no SYN with the DSR option naming %s reached node2 (%d SYNs without it)", w.service, len(w.plainSYN))
+		synErr = fmt.Errorf("no SYN with the DSR option naming %s reached %s (%d SYNs without it)", w.service, w.back, len(w.plainSYN))
 	case len(w.plainSYN) > 0:
 		synErr = fmt.Errorf("%d SYNs without the option, e.g. %s", len(w.plainSYN), w.plainSYN[0].Summary())
 	}
-	r.Check(fmt.Sprintf("every TCP SYN reaches node2 carrying the DSR option with the service %s (%d SYNs)", w.service, len(w.optSYN)),
+	r.Check(fmt.Sprintf("every TCP SYN reaches %s carrying the DSR option with the service %s (%d SYNs)", w.back, w.service, len(w.optSYN)),
 		at+": "+how, synErr)
 	var laterErr error
 	if len(w.optLater) > 0 {
 		laterErr = fmt.Errorf("%d TCP packets after the SYN carry the option, e.g. %s", len(w.optLater), w.optLater[0].Summary())
 	}
 	r.Check("only the first packet of a TCP flow carries the option", at+": "+how+" on non-SYN TCP packets to the backend port", laterErr)
-	if v.geneve {
+	if w.geneve {
 		var encErr error
-		for _, p := range w.s.Packets("node2", w.n2, nil) {
+		for _, p := range w.s.Packets(w.back, w.n2, nil) {
 			if ip, _ := w.toBackend(p.Decode()); ip != nil && !p.Outgoing && p.Decode().Layer(layers.LayerTypeGeneve) == nil {
-				encErr = fmt.Errorf("a request reached node2 outside Geneve: %s", p.Summary())
+				encErr = fmt.Errorf("a request reached %s outside Geneve: %s", w.back, p.Summary())
 				break
 			}
 		}
-		r.Check("requests reach node2 encapsulated in Geneve (UDP 6081)", at+": outer UDP/Geneve around every request", encErr)
+		r.Check("requests reach "+w.back+" encapsulated in Geneve (UDP 6081)", at+": outer UDP/Geneve around every request", encErr)
 	}
 	for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
 		want, who := w.extIP, "the client's address (no SNAT)"
-		if proto == layers.IPProtocolUDP && v.udpSNAT {
-			want, who = w.n1IP, "node1's address (SNAT)"
+		if proto == layers.IPProtocolUDP && udpSNAT {
+			want, who = w.n1IP, w.node+"'s address (SNAT)"
 		}
 		srcs := w.toBackendSrc[proto]
 		var err error
@@ -353,17 +358,17 @@ func (w *dsrWire) checkRequests(r *Run, v dsrVariant) {
 	}
 }
 
-func (w *dsrWire) checkReplies(r *Run, v dsrVariant) {
+func (w *dsrWire) checkReplies(r *Run, udpSNAT bool) {
 	for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
-		dsr := !(proto == layers.IPProtocolUDP && v.udpSNAT)
-		sender, senderMAC, other := "node2", w.n2MAC, w.n1Replies[proto]
+		dsr := !(proto == layers.IPProtocolUDP && udpSNAT)
+		sender, senderMAC, other := w.back, w.n2MAC, w.n1Replies[proto]
 		if !dsr {
-			sender, senderMAC, other = "node1", w.n1MAC, w.n2Reply[proto]
+			sender, senderMAC, other = w.node, w.n1MAC, w.n2Reply[proto]
 		}
 		var err error
 		replies := w.replies[proto]
 		if len(replies) == 0 {
-			err = fmt.Errorf("ext received no %s reply from %s", proto, w.service)
+			err = fmt.Errorf("%s received no %s reply from %s", w.client, proto, w.service)
 		}
 		for _, p := range replies {
 			eth := p.Decode().Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
@@ -376,24 +381,24 @@ func (w *dsrWire) checkReplies(r *Run, v dsrVariant) {
 		if dsr {
 			name += " (direct server return)"
 		}
-		r.Check(name, w.where("ext", w.ext)+" capture: source address, port and Ethernet source of incoming replies", err)
+		r.Check(name, w.where(w.client, w.ext)+" capture: source address, port and Ethernet source of incoming replies", err)
 		var crossErr error
 		if other > 0 {
 			crossErr = fmt.Errorf("%d %s replies left the other node", other, proto)
 		}
 		if dsr {
-			r.Check(fmt.Sprintf("%s replies never cross node1, the node that balanced the flow", proto),
-				w.where("node1", w.n1)+" capture: outgoing packets from "+w.service.String()+" to ext", crossErr)
+			r.Check(fmt.Sprintf("%s replies never cross %s, the node that balanced the flow", proto, w.node),
+				w.where(w.node, w.n1)+" capture: outgoing packets from "+w.service.String()+" to "+w.client, crossErr)
 		} else {
-			r.Check(fmt.Sprintf("%s replies return through node1 (SNAT), never directly from node2", proto),
-				w.where("node2", w.n2)+" capture: outgoing packets from "+w.service.String()+" to ext", crossErr)
+			r.Check(fmt.Sprintf("%s replies return through %s (SNAT), never directly from %s", proto, w.node, w.back),
+				w.where(w.back, w.n2)+" capture: outgoing packets from "+w.service.String()+" to "+w.client, crossErr)
 		}
 	}
 }
 
 func (w *dsrWire) expectFragNeeded(mtu int) error {
 	if len(w.icmpMTUs) == 0 {
-		return errors.New("no ICMP fragmentation-needed from the service address reached ext")
+		return errors.New("no ICMP fragmentation-needed from the service address reached " + w.client)
 	}
 	for _, m := range w.icmpMTUs {
 		if m != mtu {

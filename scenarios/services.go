@@ -127,23 +127,6 @@ func (c closers) Close() error {
 	return errors.Join(errs...)
 }
 
-// echoOn starts TCP and UDP echo servers on probePort in every pod named (for
-// scenarios written in Go; a scenario file's services start their own servers).
-func echoOn(t *topology.Topology, pods []string) (io.Closer, error) {
-	var cs closers
-	for _, p := range pods {
-		for _, proto := range []Protocol{TCP, UDP} {
-			c, err := startEcho(t, proto, p)
-			if err != nil {
-				cs.Close()
-				return nil, err
-			}
-			cs = append(cs, c)
-		}
-	}
-	return cs, nil
-}
-
 // exchangeAddr sends one probe from member to dst (a service frontend) and checks the
 // echo comes back from dst.
 func exchangeAddr(ctx context.Context, t *topology.Topology, member string, proto Protocol, dst netip.AddrPort) error {
