@@ -192,29 +192,7 @@ func benchLB(b *testing.B, n int, m uint32) {
 		if bc.skip {
 			continue
 		}
-		b.Run(bc.name, func(b *testing.B) {
-			err := nsutil.Do(f.path, func() error {
-				if bc.reset != nil {
-					_ = bc.reset()
-				}
-				res, err := testrun.Run(bc.prog, bc.pkt)
-				if err != nil {
-					return err
-				}
-				if res.Verdict != testrun.Redirect {
-					b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
-				}
-				if bc.reset != nil {
-					benchNewFlows(b, bc.prog, bc.pkt, bc.reset)
-				} else {
-					testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { benchRedirect(b, f.path, bc.prog, bc.pkt, bc.reset) })
 	}
 }
 
@@ -241,25 +219,33 @@ func BenchmarkLBDSR(b *testing.B) {
 		{"backend-node/syn-with-option", e.d.FromNetdev, learn, nil},
 		{"backend-node/reply", e.d.FromContainer, podBFrame(backendB, clientX).tcp(ackOnly), nil},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			err := nsutil.Do(e.f.path, func() error {
-				res, err := testrun.Run(bc.prog, bc.pkt)
-				if err != nil {
-					return err
-				}
-				if res.Verdict != testrun.Redirect {
-					b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
-				}
-				if bc.reset != nil {
-					benchNewFlows(b, bc.prog, bc.pkt, bc.reset)
-				} else {
-					testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { benchRedirect(b, e.f.path, bc.prog, bc.pkt, bc.reset) })
+	}
+}
+
+// benchRedirect benchmarks prog on pkt inside the namespace at nsPath, after checking
+// the packet takes the redirect path: a new flow each run when reset (which deletes
+// what the previous run created) is given, the established flow otherwise.
+func benchRedirect(b *testing.B, nsPath string, prog *ebpf.Program, pkt []byte, reset func() error) {
+	err := nsutil.Do(nsPath, func() error {
+		if reset != nil {
+			_ = reset()
+		}
+		res, err := testrun.Run(prog, pkt)
+		if err != nil {
+			return err
+		}
+		if res.Verdict != testrun.Redirect {
+			b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
+		}
+		if reset != nil {
+			benchNewFlows(b, prog, pkt, reset)
+		} else {
+			testrun.Bench(b, prog, pkt, testrun.Rewrites)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 }
