@@ -54,6 +54,12 @@ type Agent struct {
 
 	mu       sync.Mutex // serialises reconciliation
 	problems map[string]string
+
+	// CNI attachments (attachments.go): cniMu serialises them, ipam keeps their
+	// addresses, pods (optional) says which address a pod asks for.
+	cniMu sync.Mutex
+	ipam  *ipamStore
+	pods  PodAddresses
 }
 
 // Socket returns the API socket path of an agent with this state dir.
@@ -91,6 +97,9 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent state dir: %w", err)
 	}
 	if a.store, err = openStore(opts.StateDir); err != nil {
+		return nil, err
+	}
+	if a.ipam, err = openIPAM(opts.StateDir); err != nil {
 		return nil, err
 	}
 	if a.nl, err = netlink.NewHandle(); err != nil {

@@ -25,12 +25,21 @@ func badInput(format string, args ...any) error {
 	return &InputError{Err: fmt.Errorf(format, args...)}
 }
 
+var (
+	// ErrNotFound: the object asked for does not exist (HTTP 404).
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: something the agent needs is not there yet; try again later
+	// (HTTP 503).
+	ErrUnavailable = errors.New("unavailable, try again later")
+)
+
 // handler serves the agent's API (HTTP+JSON over a unix socket):
 //
 //	GET    /v1/status
 //	GET    /v1/endpoints          PUT/DELETE /v1/endpoints/{name}
 //	GET    /v1/nodes              PUT/DELETE /v1/nodes/{name}
 //	GET    /v1/services           PUT/DELETE /v1/services/{name}
+//	/v1/attachments...            the CNI side (attachmentRoutes)
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +107,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
 	})
+	a.attachmentRoutes(mux)
 	return mux
 }
 
@@ -125,6 +135,12 @@ func reply(w http.ResponseWriter, v any, err error) {
 	switch {
 	case errors.As(err, &in):
 		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(apiError{err.Error()})
+	case errors.Is(err, ErrNotFound):
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(apiError{err.Error()})
+	case errors.Is(err, ErrUnavailable):
+		w.WriteHeader(http.StatusServiceUnavailable)
 		_ = json.NewEncoder(w).Encode(apiError{err.Error()})
 	case err != nil:
 		w.WriteHeader(http.StatusInternalServerError)

@@ -59,8 +59,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if resp.StatusCode >= 300 {
 		var e apiError
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		if resp.StatusCode == http.StatusBadRequest {
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
 			return &InputError{Err: fmt.Errorf("%s", e.Error)}
+		case http.StatusNotFound:
+			return fmt.Errorf("agent API %s %s: %s: %w", method, path, e.Error, ErrNotFound)
+		case http.StatusServiceUnavailable:
+			return fmt.Errorf("agent API %s %s: %s: %w", method, path, e.Error, ErrUnavailable)
 		}
 		return fmt.Errorf("agent API %s %s: %s: %s", method, path, resp.Status, e.Error)
 	}

@@ -59,15 +59,7 @@ func (s *store) update(fn func(d *desired) error) error {
 	if err := fn(&next); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(next, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("save desired state: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := saveJSON(s.path, next); err != nil {
 		return fmt.Errorf("save desired state: %w", err)
 	}
 	s.d = next
