@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/k8swatch"
 	"podpath/internal/version"
 )
 
@@ -55,7 +56,7 @@ func usage(w io.Writer) {
 
 Usage:
   podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--node-ip IP] [--config cilium-config.yaml]
-                    [--state-dir DIR] [--bpffs DIR]
+                    [--state-dir DIR] [--bpffs DIR] [--k8s [--kubeconfig FILE]] [--cni-conf FILE]
   podpath-agent status [--state-dir DIR] [--json]
   podpath-agent version
 `)
@@ -65,10 +66,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		opts    agent.Options
-		podCIDR string
-		devices string
-		nodeIP  string
+		opts       agent.Options
+		podCIDR    string
+		devices    string
+		nodeIP     string
+		watch      bool
+		kubeconfig string
+		cniConf    string
 	)
 	fs.StringVar(&opts.Node, "node", "", "this node's name")
 	fs.StringVar(&podCIDR, "pod-cidr", "", "this node's PodCIDR")
@@ -77,6 +81,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
 	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
 	fs.StringVar(&opts.BPFFS, "bpffs", "/sys/fs/bpf/podpath", "this node's folder on a bpf filesystem")
+	fs.BoolVar(&watch, "k8s", false, "watch Kubernetes: Nodes and Services (with EndpointSlices) become the agent's nodes and services, and pods of this node get the address of their podpath.io/address annotation")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --k8s: kubeconfig file (default: the in-cluster service account)")
+	fs.StringVar(&cniConf, "cni-conf", "", "once the agent serves (and with --k8s has synced), write the CNI network config list FILE (e.g. /etc/cni/net.d/05-podpath.conflist) pointing podpath-cni at this agent")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,12 +104,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if devices != "" {
 		opts.Devices = strings.Split(devices, ",")
 	}
+	if kubeconfig != "" && !watch {
+		return errors.New("--kubeconfig: only with --k8s")
+	}
 	opts.Log = slog.New(slog.NewTextHandler(stderr, nil))
 	a, err := agent.New(opts)
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	var w *k8swatch.Watcher
+	if watch {
+		if w, err = newWatcher(a, opts, kubeconfig); err != nil {
+			return err
+		}
+	}
+	return serve(ctx, a, w, opts, cniConf)
 }
 
 func status(ctx context.Context, args []string, stdout io.Writer) error {

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package k8swatch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"podpath/datapath/agent"
+	"podpath/internal/nsutil"
+	"podpath/internal/testutil"
+	"podpath/scenarios"
+	"podpath/topology"
+)
+
+// useAgentBinary points PODPATH_AGENT at a podpath-agent built from this tree, unless
+// it is set already.
+func useAgentBinary(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PODPATH_AGENT") != "" {
+		return
+	}
+	bin := filepath.Join(t.TempDir(), "podpath-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
+		t.Fatalf("build podpath-agent: %v: %s", err, out)
+	}
+	t.Setenv("PODPATH_AGENT", bin)
+}
+
+// echoServer answers every line on TCP port with "<pod>: <line>", from inside the
+// pod's namespace, until the test ends.
+func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
+	t.Helper()
+	m, err := topo.Member(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := nsutil.Do(m.NsPath, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				fmt.Fprintf(c, "%s: %s", pod, line)
+			}()
+		}
+	}()
+}
+
+// dial connects from pod to addr, sends a line and returns who answered.
+func dial(topo *topology.Topology, pod string, addr netip.AddrPort) (string, error) {
+	m, err := topo.Member(pod)
+	if err != nil {
+		return "", err
+	}
+	var c net.Conn
+	if err := nsutil.Do(m.NsPath, func() (err error) { c, err = net.DialTimeout("tcp", addr.String(), 2*time.Second); return err }); err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintln(c, "hello"); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	who, rest, _ := strings.Cut(strings.TrimSpace(line), ": ")
+	if rest != "hello" {
+		return "", fmt.Errorf("answer %q", line)
+	}
+	return who, nil
+}
+
+// TestWatcherWithAgent feeds a real agent (two-node topology, kube-proxy replacement)
+// from a fake API server through its API socket, the way the agent's own watcher feeds
+// it in-process: the first sync deletes a service the cluster does not have, the
+// cluster's Service reaches the agent and a pod gets answers through its cluster IP,
+// an endpoint that stops being ready stops getting new connections, and node and
+// service deletes reach the agent.
+func TestWatcherWithAgent(t *testing.T) {
+	testutil.RequireRoot(t)
+	useAgentBinary(t)
+	ctx := t.Context()
+	spec, err := scenarios.Topology("l2-services-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Name = "k8swatch"
+	topo, err := topology.Up(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Down(context.Background()); err != nil {
+			t.Errorf("down: %v", err)
+		}
+	})
+	cfg, err := scenarios.WriteConfig(topo.Dir(), "services-snat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents, err := scenarios.StartAgents(ctx, topo, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agents.Client("node1")
+	if err := c.ServiceUpsert(ctx, agent.Service{Name: "stale", Type: "ClusterIP", ClusterIP: netip.MustParseAddr("10.96.0.99"), Port: 80, Protocol: "TCP"}); err != nil {
+		t.Fatal(err)
+	}
+
+	ip := func(pod string) string {
+		p, err := topo.Pod(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.IP.String()
+	}
+	var objs []*corev1.Node
+	for _, n := range topo.Nodes() {
+		objs = append(objs, node(n.Name, n.PodCIDR.String(), internalIP(n.InternalIP.String())))
+	}
+	svc := webService(80)
+	svc.Spec.Type, svc.Spec.Ports[0].NodePort = corev1.ServiceTypeNodePort, 30080
+	webSlice := slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)},
+		endpoint(ip("pod1b"), nil, nil, nil), endpoint(ip("pod2a"), ptr(true), nil, nil))
+	_, cs := startWatcher(t, c, objs[0], objs[1], svc, webSlice)
+
+	services, err := c.ServiceList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(services) != 1 || services[0].Name != "web.default.80-tcp" || len(services[0].Backends) != 2 || services[0].NodePort != 30080 {
+		t.Fatalf("agent services after the first sync: %+v", services)
+	}
+	echoServer(t, topo, "pod1b", 8080)
+	echoServer(t, topo, "pod2a", 8080)
+	vip := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.10"), 80)
+	seen := map[string]bool{}
+	for range 8 {
+		who, err := dial(topo, "pod1a", vip)
+		if err != nil {
+			t.Fatalf("pod1a -> %s: %v", vip, err)
+		}
+		seen[who] = true
+	}
+	if !seen["pod1b"] && !seen["pod2a"] {
+		t.Errorf("answers from %v, want the backends", seen)
+	}
+
+	// pod2a stops being ready: new connections go to pod1b only.
+	webSlice.Endpoints[1] = endpoint(ip("pod2a"), ptr(false), ptr(false), ptr(false))
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pod2a removed from the agent's backends", func() error {
+		s, err := c.ServiceList(ctx)
+		if err != nil || len(s) != 1 || len(s[0].Backends) != 1 || s[0].Backends[0].IP.String() != ip("pod1b") {
+			return fmt.Errorf("services %+v, %v", s, err)
+		}
+		return nil
+	})
+	for range 6 {
+		if who, err := dial(topo, "pod1a", vip); err != nil || who != "pod1b" {
+			t.Errorf("pod1a -> %s after pod2a left: %q, %v; want pod1b", vip, who, err)
+		}
+	}
+
+	// A third node joins and leaves; the service goes.
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node("node3", "10.244.3.0/24", internalIP("10.0.0.99")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node3 registered", func() error {
+		ns, err := c.NodeList(ctx)
+		if !slices.ContainsFunc(ns, func(n agent.Node) bool {
+			return n.Name == "node3" && n.IP == netip.MustParseAddr("10.0.0.99") && n.PodCIDR == netip.MustParsePrefix("10.244.3.0/24")
+		}) {
+			return fmt.Errorf("nodes %+v, %v", ns, err)
+		}
+		return nil
+	})
+	if err := errors.Join(cs.CoreV1().Nodes().Delete(ctx, "node3", metav1.DeleteOptions{}),
+		cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node3 and the service gone", func() error {
+		ns, err1 := c.NodeList(ctx)
+		ss, err2 := c.ServiceList(ctx)
+		if len(ns) != 2 || len(ss) != 0 {
+			return fmt.Errorf("nodes %+v, services %+v, %v", ns, ss, errors.Join(err1, err2))
+		}
+		return nil
+	})
+	if st, err := c.Status(ctx); err != nil || len(st.Problems) != 0 {
+		t.Errorf("agent problems: %v %v", st.Problems, err)
+	}
+}

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package k8swatch
+
+import (
+	"net/netip"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"podpath/datapath/agent"
+)
+
+func node(name, podCIDR string, addrs ...corev1.NodeAddress) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
+	if podCIDR != "" {
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = podCIDR, []string{podCIDR}
+	}
+	return n
+}
+
+func internalIP(ip string) corev1.NodeAddress {
+	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
+}
+
+func TestNodeFromK8s(t *testing.T) {
+	tests := []struct {
+		name string
+		n    *corev1.Node
+		want agent.Node
+		err  string
+	}{
+		{"kind worker", node("c-worker", "10.244.1.0/24", corev1.NodeAddress{Type: corev1.NodeHostName, Address: "c-worker"}, internalIP("172.18.0.3")),
+			agent.Node{Name: "c-worker", IP: netip.MustParseAddr("172.18.0.3"), PodCIDR: netip.MustParsePrefix("10.244.1.0/24")}, ""},
+		{"IPv4 of a dual-stack node", func() *corev1.Node {
+			n := node("ds", "", internalIP("fc00::3"), internalIP("172.18.0.4"))
+			n.Spec.PodCIDR, n.Spec.PodCIDRs = "fd00:10:244::/64", []string{"fd00:10:244::/64", "10.244.2.0/24"}
+			return n
+		}(), agent.Node{Name: "ds", IP: netip.MustParseAddr("172.18.0.4"), PodCIDR: netip.MustParsePrefix("10.244.2.0/24")}, ""},
+		{"ExternalIP when no InternalIP", node("e", "10.244.3.0/24", corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.7"}),
+			agent.Node{Name: "e", IP: netip.MustParseAddr("203.0.113.7"), PodCIDR: netip.MustParsePrefix("10.244.3.0/24")}, ""},
+		{"no PodCIDR yet", node("p", "", internalIP("172.18.0.5")), agent.Node{}, "no IPv4 spec.podCIDR yet"},
+		{"no address", node("a", "10.244.4.0/24"), agent.Node{}, "no IPv4 InternalIP or ExternalIP yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NodeFromK8s(tt.n)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("NodeFromK8s = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func slice(svc string, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-x", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4, Ports: ports, Endpoints: eps,
+	}
+}
+
+func endpoint(ip string, ready, serving, terminating *bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ready, Serving: serving, Terminating: terminating}}
+}
+
+func epPort(name string, port int32, proto corev1.Protocol) discoveryv1.EndpointPort {
+	return discoveryv1.EndpointPort{Name: ptr(name), Port: ptr(port), Protocol: ptr(proto)}
+}
+
+func backend(ip string, port uint16, state string) agent.ServiceBackend {
+	return agent.ServiceBackend{IP: netip.MustParseAddr(ip), Port: port, State: state}
+}
+
+func TestServicesFromK8s(t *testing.T) {
+	vip := netip.MustParseAddr("10.96.0.10")
+	web := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeNodePort, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
+			ExternalIPs: []string{"192.0.2.9", "2001:db8::9"},
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080},
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, NodePort: 30053},
+				{Name: "sctp", Protocol: corev1.ProtocolSCTP, Port: 9, NodePort: 30009},
+			},
+		},
+	}
+	slices := []*discoveryv1.EndpointSlice{
+		slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP), epPort("dns", 5353, corev1.ProtocolUDP)},
+			endpoint("10.244.1.11", nil, nil, nil),                      // no conditions: ready
+			endpoint("10.244.2.10", ptr(true), ptr(true), ptr(false)),   // ready
+			endpoint("10.244.2.11", ptr(false), ptr(true), ptr(true)),   // terminating, still serving
+			endpoint("10.244.2.12", ptr(false), ptr(false), ptr(true)),  // terminating, not serving
+			endpoint("10.244.2.13", ptr(false), ptr(false), ptr(false)), // not ready
+		),
+		// The same endpoint in a second slice, and an IPv6 slice: counted once, ignored.
+		slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, endpoint("10.244.1.11", ptr(true), nil, nil)),
+		{AddressType: discoveryv1.AddressTypeIPv6, Ports: []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)},
+			Endpoints: []discoveryv1.Endpoint{endpoint("fd00::1", nil, nil, nil)}},
+	}
+	got, notes := ServicesFromK8s(web, slices)
+	ext := []netip.Addr{netip.MustParseAddr("192.0.2.9")}
+	want := []agent.Service{
+		{Name: "web.default.80-tcp", Type: "NodePort", ClusterIP: vip, Port: 80, Protocol: "TCP", NodePort: 30080, ExternalIPs: ext,
+			Backends: []agent.ServiceBackend{backend("10.244.1.11", 8080, ""), backend("10.244.2.10", 8080, ""), backend("10.244.2.11", 8080, "terminating")}},
+		{Name: "web.default.53-udp", Type: "NodePort", ClusterIP: vip, Port: 53, Protocol: "UDP", NodePort: 30053, ExternalIPs: ext,
+			Backends: []agent.ServiceBackend{backend("10.244.1.11", 5353, ""), backend("10.244.2.10", 5353, ""), backend("10.244.2.11", 5353, "terminating")}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ServicesFromK8s =\n%+v\nwant\n%+v", got, want)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "port 9/SCTP: podpath balances TCP and UDP only") {
+		t.Errorf("notes = %q", notes)
+	}
+
+	tests := []struct {
+		name   string
+		mutate func(s *corev1.Service)
+		check  func(t *testing.T, got []agent.Service, notes []string)
+	}{
+		{"ClusterIP, unnamed port, no slices", func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.ExternalIPs = corev1.ServiceTypeClusterIP, nil
+			s.Spec.Ports = []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 443}}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || got[0].Name != "web.default.443-tcp" || got[0].Type != "ClusterIP" || got[0].NodePort != 0 || len(got[0].Backends) != 0 {
+				t.Errorf("got %+v", got)
+			}
+		}},
+		{"LoadBalancer: ingress IPs are external frontends", func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.Ports = corev1.ServiceTypeLoadBalancer, s.Spec.Ports[:1]
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}, {Hostname: "lb.example"}}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || got[0].Type != "LoadBalancer" || got[0].NodePort != 30080 ||
+				!reflect.DeepEqual(got[0].ExternalIPs, []netip.Addr{netip.MustParseAddr("192.0.2.9"), netip.MustParseAddr("198.51.100.1")}) {
+				t.Errorf("got %+v", got)
+			}
+		}},
+		{"LoadBalancer without node ports", func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.Ports = corev1.ServiceTypeLoadBalancer, []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || got[0].Type != "ClusterIP" || got[0].NodePort != 0 || len(got[0].ExternalIPs) != 1 {
+				t.Errorf("got %+v", got)
+			}
+		}},
+		{"headless", func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = corev1.ClusterIPNone, nil }, func(t *testing.T, got []agent.Service, notes []string) {
+			if len(got) != 0 || len(notes) != 0 {
+				t.Errorf("got %+v %q", got, notes)
+			}
+		}},
+		{"ExternalName", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeExternalName }, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 0 {
+				t.Errorf("got %+v", got)
+			}
+		}},
+		{"IPv6 only", func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "fd00:96::a", []string{"fd00:96::a"} }, func(t *testing.T, got []agent.Service, notes []string) {
+			if len(got) != 0 || len(notes) != 1 || !strings.Contains(notes[0], "no IPv4 cluster IP") {
+				t.Errorf("got %+v %q", got, notes)
+			}
+		}},
+		{"another proxy's", func(s *corev1.Service) { s.Labels = map[string]string{LabelServiceProxyName: "other"} }, func(t *testing.T, got []agent.Service, notes []string) {
+			if len(got) != 0 || len(notes) != 1 {
+				t.Errorf("got %+v %q", got, notes)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := web.DeepCopy()
+			tt.mutate(s)
+			got, notes := ServicesFromK8s(s, nil)
+			tt.check(t, got, notes)
+		})
+	}
+}
+
+func TestServiceName(t *testing.T) {
+	if got := ServiceName("default", "web", 80, corev1.ProtocolTCP); got != "web.default.80-tcp" {
+		t.Errorf("ServiceName = %q", got)
+	}
+	long := ServiceName(strings.Repeat("n", 40), strings.Repeat("s", 40), 8080, corev1.ProtocolUDP)
+	other := ServiceName(strings.Repeat("n", 40), strings.Repeat("s", 40), 8081, corev1.ProtocolUDP)
+	if len(long) > 63 || long == other || !strings.HasPrefix(long, strings.Repeat("s", 40)+".") {
+		t.Errorf("long names %q, %q: want distinct, at most 63 characters", long, other)
+	}
+	// The agent's name rule (agent.Service.validate).
+	agentName := regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+	for _, n := range []string{long, other, ServiceName("kube-system", "kube-dns", 53, corev1.ProtocolUDP)} {
+		if !agentName.MatchString(n) {
+			t.Errorf("%q is not a valid agent service name", n)
+		}
+	}
+}
