@@ -19,7 +19,7 @@ drift: generate ## Fail if committed BPF objects or bindings differ from a fresh
 	@git diff --exit-code --stat -- datapath/bpfobj || { echo "generated BPF code drifted from bpf/: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- datapath/bpfobj)" || { git status --porcelain -- datapath/bpfobj; echo "untracked generated files: commit them"; exit 1; }
 
-build: ## Build bin/podpath and bin/podpath-agent
+build: ## Build bin/podpath, bin/podpath-agent and bin/podpath-cni
 	$(GO) build -o bin/ ./cmd/...
 
 test: ## All tests as root: unit, BPF test-run fixtures, topology and e2e suites (JUnit in artifacts/)

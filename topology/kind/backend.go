@@ -5,7 +5,6 @@ package kind
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	"sigs.k8s.io/kind/pkg/log"
 
-	"podpath/datapath/agent"
 	"podpath/topology"
 )
 
@@ -47,11 +45,10 @@ func (b *Backend) Name() string { return "kind" }
 // creates the kind cluster through kind's Go API (kubeconfig in the work directory, not
 // ~/.kube/config); loads the agent image into the nodes when the local engine has it;
 // sets every Node's spec.podCIDR; applies the manifests with kubectl; waits for the
-// podpath-agent DaemonSet; and registers every node with every agent. An Up that fails
-// after creating the cluster deletes it, unless Options.Retain is set.
-//
-// The scenario Pods are applied but not waited for: they start once a CNI plugin hands
-// them to the agent (see the package documentation).
+// podpath-agent DaemonSet; and waits for the scenario Pods to be Ready: podpath-cni has
+// handed each to its node's agent, which gave it its annotated address. The agents
+// learn the nodes (and Services) from their Kubernetes watchers. An Up that fails after
+// creating the cluster deletes it, unless Options.Retain is set.
 func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err error) {
 	p, err := NewPlan(spec, b.Options)
 	if err != nil {
@@ -177,28 +174,23 @@ func (c *Cluster) up(ctx context.Context, b *Backend, haveImage bool, manifests 
 		logs, _ := c.Kubectl(ctx, "logs", "-n", SystemNamespace, "-l", LabelName+"="+AgentName, "--all-containers", "--prefix", "--tail=20")
 		return fmt.Errorf("%w\n%s\n%s", err, bytes.TrimSpace(diag), bytes.TrimSpace(logs))
 	}
-	return c.registerNodes(ctx, addrs)
+	return c.waitPods(ctx, b)
 }
 
-// registerNodes tells every agent about every node (PUT /v1/nodes/NAME on its API
-// socket, through curl in the node container): the agent does not watch Kubernetes yet.
-func (c *Cluster) registerNodes(ctx context.Context, addrs map[string]nodeAddr) error {
-	all := c.Plan.AllNodes()
-	for _, target := range all {
-		c.progress("registering %d nodes with the agent on %s", len(all), target.KindNode)
-		for _, m := range all {
-			body, err := json.Marshal(agent.Node{Name: m.KindNode, IP: addrs[m.KindNode].prefix.Addr(), PodCIDR: m.PodCIDR})
-			if err != nil {
-				return err
-			}
-			_, err = run(ctx, bytes.NewReader(body), c.docker, "exec", "-i", target.KindNode,
-				"curl", "-sS", "--fail-with-body", "--unix-socket", agent.Socket(AgentStateDir),
-				"-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", "@-",
-				"http://agent/v1/nodes/"+m.KindNode)
-			if err != nil {
-				return fmt.Errorf("register node %s with the agent on %s: %w", m.KindNode, target.KindNode, err)
-			}
-		}
+// waitPods waits for the scenario Pods to be Ready, which takes a CNI ADD that worked
+// on every node; on failure the error carries the pods, their events and the agents'
+// logs.
+func (c *Cluster) waitPods(ctx context.Context, b *Backend) error {
+	o := c.Plan.Options
+	if len(c.Plan.pods()) == 0 {
+		return nil
+	}
+	b.progress("waiting for the scenario pods in %s (at most %s)", o.PodNamespace, o.WaitTimeout)
+	if _, err := c.Kubectl(ctx, "wait", "pods", "--all", "-n", o.PodNamespace, "--for=condition=Ready", "--timeout="+o.WaitTimeout.String()); err != nil {
+		pods, _ := c.Kubectl(ctx, "get", "pods", "-n", o.PodNamespace, "-o", "wide")
+		events, _ := c.Kubectl(ctx, "get", "events", "-n", o.PodNamespace, "--sort-by=.lastTimestamp")
+		logs, _ := c.Kubectl(ctx, "logs", "-n", SystemNamespace, "-l", LabelName+"="+AgentName, "-c", "agent", "--prefix", "--tail=20")
+		return fmt.Errorf("scenario pods not ready: %w\n%s\n%s\n%s", err, bytes.TrimSpace(pods), bytes.TrimSpace(events), bytes.TrimSpace(logs))
 	}
 	return nil
 }

@@ -19,8 +19,10 @@
 //     podpath-agent; ConfigMap cilium-config (the user's data keys, as given);
 //     ConfigMap podpath-agent (the agent's files, below); DaemonSet podpath-agent
 //     (hostNetwork, privileged, tolerates every taint, mounts /sys/fs/bpf as bpffs with
-//     Bidirectional propagation, /run/podpath-agent, /var/run/netns and the node's
-//     /proc at /host/proc); Namespace podpath-scenario with one Pod per topology pod
+//     Bidirectional propagation, /run/podpath-agent, /var/run/netns, the node's /proc
+//     at /host/proc and its /etc/cni/net.d at /host/etc/cni/net.d; init containers
+//     mount-bpf-fs and install-cni, which copies podpath-cni into the node's
+//     /opt/cni/bin); Namespace podpath-scenario with one Pod per topology pod
 //     (nodeName pinned, image nicolaka/netshoot running `sleep infinity`, label
 //     podpath.io/pod, annotation podpath.io/address with the topology address); and
 //     one Service per Options.Services entry (none when empty).
@@ -47,8 +49,9 @@
 //     podpath-agent holds one key pod-cidr.<kind node name> per node, and the agent
 //     container's shell looks up pod-cidr.$NODE_NAME (NODE_NAME from spec.nodeName)
 //     before exec'ing `podpath-agent run --node $NODE_NAME --pod-cidr ... --devices
-//     eth0 --state-dir /run/podpath-agent --bpffs /sys/fs/bpf/podpath [--config ...]`.
-//     No API access from the agent, and no kube-proxy, is needed to start it.
+//     eth0 --state-dir /run/podpath-agent --bpffs /sys/fs/bpf/podpath --k8s --cni-conf
+//     /host/etc/cni/net.d/05-podpath.conflist [--config ...]`. The datapath starts
+//     without the API server; the watcher (--k8s) only feeds it.
 //
 // # The agent's cilium-config
 //
@@ -61,22 +64,42 @@
 // --config-dir flag reading the per-key layout, as Cilium's agent does, would remove the
 // copy. With no keys, --config is left out and the agent runs with Cilium's defaults.
 //
-// # What is not there yet
+// # Pods: podpath-cni and the agent's watcher
 //
-//   - No CNI plugin: kubelet calls a CNI plugin for every pod that is not
-//     hostNetwork, and podpath has none yet. The scenario Pods are applied but stay
-//     ContainerCreating ("network plugin not initialized"), and the nodes stay NotReady.
-//     The agent side is ready: its API is CNI ADD shaped (agent.Endpoint: name, netns
-//     path, IP). The missing piece is a podpath-cni binary that the DaemonSet installs
-//     (an init container copying it to /opt/cni/bin and writing
-//     /etc/cni/net.d/05-podpath.conflist) and that turns ADD/DEL into
-//     PUT/DELETE /v1/endpoints on /run/podpath-agent/agent.sock, taking the address from
-//     the pod's podpath.io/address annotation (or host-local IPAM on the node's PodCIDR).
-//   - No Kubernetes watcher in the agent: Up registers every node with every agent
-//     itself (PUT /v1/nodes/<kind node> through curl in each node container), as the
-//     scenarios do for netns. The agents know each other by kind node name.
-//   - Services are generated but need the agent's service load-balancing to watch
-//     them (kube-proxy is off).
+// kubelet hands every pod that is not hostNetwork to the CNI plugin the node's
+// /etc/cni/net.d names, and reports the node NotReady until there is one.
+//
+//   - install-cni copies the image's podpath-cni to /opt/cni/bin (temporary name,
+//     then rename: a runtime never runs half a binary).
+//   - The agent runs its Kubernetes watcher (--k8s, in-cluster service account). The
+//     DaemonSet sets KUBERNETES_SERVICE_HOST/PORT to <cluster>-control-plane:6443:
+//     the kubernetes Service's cluster IP needs the service load balancing that only
+//     the agent provides. The watcher registers every Node (InternalIP, spec.podCIDR)
+//     with the agent, and every Service with its EndpointSlices; it watches the pods
+//     of its node for their podpath.io/address annotation.
+//   - Once the agent serves and the watcher has synced, the agent writes
+//     05-podpath.conflist (cniVersion 1.1.0: containerd 2.x, as in kindest/node,
+//     also asks podpath-cni for STATUS and GC) pointing at its socket; the node turns
+//     Ready. A CNI ADD goes to the agent, which gives the pod its annotated address
+//     (the scenario pods: their topology addresses) or, for the cluster's own pods
+//     (CoreDNS, local-path-provisioner), the next free address of the node's PodCIDR,
+//     never one an annotated pod of the node asks for (the watcher has seen the
+//     node's pods before the conflist appears). Up waits for the scenario pods to be
+//     Ready.
+//
+// # What is not there (yet)
+//
+//   - This path has not run against a real cluster where podpath is developed (no
+//     Docker engine there): the manifests are golden-tested, the plugin, the agent's
+//     attachments and the watcher are tested against agents in network namespaces
+//     and a fake API server.
+//   - Services are balanced only with kube-proxy-replacement: "true" in the
+//     cilium-config; otherwise the agent refuses them (the watcher logs it) and, with
+//     kube-proxy off, the cluster has no Service load balancing at all (CoreDNS, for
+//     one, reaches the API server through the kubernetes Service).
+//   - Pods are IPv4 only, and their namespace must be a path the agent sees
+//     (/var/run/netns, where containerd puts them); /proc/PID/ns/net paths are not
+//     translated to the agent's /host/proc.
 //
 // # What kind cannot model
 //

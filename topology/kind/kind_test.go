@@ -19,7 +19,10 @@ import (
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
 
+	"podpath/datapath/agent"
+	"podpath/datapath/cni"
 	"podpath/datapath/config"
+	"podpath/datapath/k8swatch"
 	"podpath/topology"
 )
 
@@ -303,12 +306,32 @@ func TestManifests(t *testing.T) {
 	if get(spec, "containers", 0, "env", 0, "valueFrom", "fieldRef", "fieldPath") != "spec.nodeName" {
 		t.Error("NODE_NAME does not come from spec.nodeName")
 	}
+	// The watcher reaches the API server directly, not through the kubernetes Service.
+	env := map[string]any{}
+	for _, e := range get(spec, "containers", 0, "env").([]any) {
+		env[get(e, "name").(string)] = get(e, "value")
+	}
+	if env["KUBERNETES_SERVICE_HOST"] != "l2-agent-control-plane" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
+		t.Errorf("agent env = %v, want the control plane's API server", env)
+	}
+	if get(spec, "initContainers", 1, "name") != "install-cni" || get(spec, "initContainers", 1, "volumeMounts", 0, "mountPath") != "/host/opt/cni/bin" {
+		t.Errorf("init containers = %v", get(spec, "initContainers"))
+	}
+	hostPaths := map[string]string{}
+	for _, v := range get(spec, "volumes").([]any) {
+		if hp, ok := get(v, "hostPath", "path").(string); ok {
+			hostPaths[get(v, "name").(string)] = hp
+		}
+	}
+	if hostPaths["cni-bin"] != CNIBinDir || hostPaths["cni-conf"] != CNIConfDir {
+		t.Errorf("hostPath volumes = %v", hostPaths)
+	}
 	mounts := map[string]string{}
 	for _, m := range get(spec, "containers", 0, "volumeMounts").([]any) {
 		prop, _ := get(m, "mountPropagation").(string)
 		mounts[get(m, "mountPath").(string)] = prop
 	}
-	for path, prop := range map[string]string{"/sys/fs/bpf": "Bidirectional", AgentStateDir: "", "/var/run/netns": "HostToContainer", "/host/proc": "", agentFiles: ""} {
+	for path, prop := range map[string]string{"/sys/fs/bpf": "Bidirectional", AgentStateDir: "", "/var/run/netns": "HostToContainer", "/host/proc": "", agentFiles: "", "/host/etc/cni/net.d": ""} {
 		if got, ok := mounts[path]; !ok || got != prop {
 			t.Errorf("mount %s: present %v, propagation %q, want %q", path, ok, got, prop)
 		}
@@ -395,13 +418,57 @@ func TestAgentScript(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	want := strings.Join([]string{"run", "--node", "c-worker2", "--pod-cidr", "10.244.2.0/24", "--devices", "eth0",
-		"--state-dir", AgentStateDir, "--bpffs", AgentBPFFS, "--config", files + "/" + agentConfigKey}, "\n") + "\n"
+		"--state-dir", AgentStateDir, "--bpffs", AgentBPFFS, "--k8s", "--cni-conf", "/host/etc/cni/net.d/05-podpath.conflist",
+		"--config", files + "/" + agentConfigKey}, "\n") + "\n"
 	if out != want {
 		t.Errorf("agent argv:\n%s\nwant:\n%s", out, want)
 	}
 	out, err = runScript("c-worker9")
 	if err == nil || !strings.Contains(out, "no PodCIDR for node c-worker9") {
 		t.Errorf("missing PodCIDR: err %v, output %q", err, out)
+	}
+}
+
+// TestInstallCNIScript runs the install-cni init container's script on a fake node:
+// podpath-cni lands in the CNI folder, replacing an older one, with no temporary left.
+func TestInstallCNIScript(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "image-bin"), filepath.Join(dir, "node-cni-bin")
+	for _, d := range []string{src, dst} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "podpath-cni"), []byte("#!/bin/sh\necho new\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "podpath-cni"), []byte("old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := strings.NewReplacer("/usr/local/bin", src, "/host/opt/cni/bin", dst).Replace(installCNIScript())
+	if out, err := exec.Command(sh, "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(dst, "podpath-cni")).Output()
+	if err != nil || string(out) != "new\n" {
+		t.Errorf("installed podpath-cni says %q, %v", out, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dst, ".*")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+// The kind pods' address annotation is the one the agent's watcher reads.
+func TestAnnotationAddress(t *testing.T) {
+	if AnnotationAddress != k8swatch.AnnotationAddress {
+		t.Errorf("kind.AnnotationAddress %q != k8swatch.AnnotationAddress %q", AnnotationAddress, k8swatch.AnnotationAddress)
+	}
+	if cni.DefaultAgentSocket != agent.Socket(AgentStateDir) {
+		t.Errorf("podpath-cni's default socket %s is not the DaemonSet agent's %s", cni.DefaultAgentSocket, agent.Socket(AgentStateDir))
 	}
 }
 

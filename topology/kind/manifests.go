@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -34,6 +35,19 @@ const (
 	agentConfigKey = "cilium-config.yaml"
 	// podCIDRKeyPrefix + <kind node name> holds that node's PodCIDR.
 	podCIDRKeyPrefix = "pod-cidr."
+	// CNIBinDir and CNIConfDir are the node's CNI folders (containerd's defaults in
+	// kindest/node): the install-cni init container copies podpath-cni into the first;
+	// the agent writes CNIConfFile into the second once it serves and its Kubernetes
+	// watcher has synced, which is when the node's pod network becomes ready.
+	CNIBinDir   = "/opt/cni/bin"
+	CNIConfDir  = "/etc/cni/net.d"
+	CNIConfFile = "05-podpath.conflist"
+	// hostDir is where the containers mount node folders they write to.
+	hostDir = "/host"
+	// APIServerPort is the control plane's kube-apiserver port on the kind network.
+	// The agent talks to it directly (KUBERNETES_SERVICE_HOST/PORT): the kubernetes
+	// Service's cluster IP needs the service load balancing the agent provides.
+	APIServerPort = 6443
 )
 
 // Labels and annotations on the generated objects.
@@ -151,11 +165,13 @@ func (p *Plan) agentFiles(cilium configMap) (configMap, error) {
 
 // agentScript is the agent container's command: it looks its node's PodCIDR up in the
 // podpath-agent ConfigMap (the downward API cannot expose Node.spec.podCIDR), then execs
-// the agent. Kubernetes expands only $(VAR) in commands; the script uses ${VAR} only.
+// the agent with its Kubernetes watcher, writing the CNI conflist once it is ready.
+// Kubernetes expands only $(VAR) in commands; the script uses ${VAR} only.
 func agentScript(withConfig bool) string {
 	args := []string{
 		"podpath-agent", "run", `--node "${NODE_NAME}"`, `--pod-cidr "${cidr}"`,
 		"--devices", AgentDevice, "--state-dir", AgentStateDir, "--bpffs", AgentBPFFS,
+		"--k8s", "--cni-conf", hostDir + CNIConfDir + "/" + CNIConfFile,
 	}
 	if withConfig {
 		args = append(args, "--config", agentFiles+"/"+agentConfigKey)
@@ -169,6 +185,18 @@ func agentScript(withConfig bool) string {
 		"fi",
 		`IFS= read -r cidr < "${f}" || true`,
 		"exec " + strings.Join(args, " "),
+	}, "\n") + "\n"
+}
+
+// installCNIScript is the install-cni init container's command: it copies the image's
+// podpath-cni into the node's CNI folder under a temporary name, then renames it, so a
+// runtime never runs half a binary and a running one is not overwritten.
+func installCNIScript() string {
+	dst := hostDir + CNIBinDir
+	return strings.Join([]string{
+		"set -eu",
+		"cp /usr/local/bin/podpath-cni " + dst + "/.podpath-cni.new",
+		"mv -f " + dst + "/.podpath-cni.new " + dst + "/podpath-cni",
 	}, "\n") + "\n"
 }
 
@@ -209,13 +237,23 @@ func (p *Plan) daemonSet(files configMap) daemonSet {
 						Command:         []string{"sh", "-c", `mount | grep -q "/sys/fs/bpf type bpf" || mount -t bpf bpf /sys/fs/bpf`},
 						SecurityContext: &securityContext{Privileged: &privileged},
 						VolumeMounts:    []volumeMount{bpfMount},
+					}, {
+						Name:            "install-cni",
+						Image:           p.Options.AgentImage,
+						ImagePullPolicy: "IfNotPresent",
+						Command:         []string{"sh", "-c", installCNIScript()},
+						VolumeMounts:    []volumeMount{{Name: "cni-bin", MountPath: hostDir + CNIBinDir}},
 					}},
 					Containers: []container{{
 						Name:            "agent",
 						Image:           p.Options.AgentImage,
 						ImagePullPolicy: "IfNotPresent",
 						Command:         []string{"sh", "-c", agentScript(len(p.Options.CiliumConfig) > 0)},
-						Env:             []envVar{{Name: "NODE_NAME", ValueFrom: &envVarSource{FieldRef: &fieldRef{FieldPath: "spec.nodeName"}}}},
+						Env: []envVar{
+							{Name: "NODE_NAME", ValueFrom: &envVarSource{FieldRef: &fieldRef{FieldPath: "spec.nodeName"}}},
+							{Name: "KUBERNETES_SERVICE_HOST", Value: p.ControlPlane.KindNode},
+							{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(APIServerPort)},
+						},
 						SecurityContext: &securityContext{Privileged: &privileged},
 						ReadinessProbe: &probe{
 							Exec:          &execAction{Command: []string{"podpath-agent", "status", "--state-dir", AgentStateDir}},
@@ -227,6 +265,7 @@ func (p *Plan) daemonSet(files configMap) daemonSet {
 							{Name: "netns", MountPath: "/var/run/netns", MountPropagation: "HostToContainer"},
 							{Name: "host-proc", MountPath: "/host/proc", ReadOnly: true},
 							{Name: "files", MountPath: agentFiles, ReadOnly: true},
+							{Name: "cni-conf", MountPath: hostDir + CNIConfDir},
 						},
 					}},
 					Volumes: []volume{
@@ -234,6 +273,8 @@ func (p *Plan) daemonSet(files configMap) daemonSet {
 						hostPath("state", AgentStateDir, "DirectoryOrCreate"),
 						hostPath("netns", "/var/run/netns", "DirectoryOrCreate"),
 						hostPath("host-proc", "/proc", "Directory"),
+						hostPath("cni-bin", CNIBinDir, "DirectoryOrCreate"),
+						hostPath("cni-conf", CNIConfDir, "DirectoryOrCreate"),
 						{Name: "files", ConfigMap: &configMapSource{Name: AgentName}},
 					},
 				},

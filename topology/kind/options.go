@@ -22,7 +22,8 @@ const (
 	// DefaultNetworkMTU is the MTU of the kind Docker network: kind copies the MTU of
 	// Docker's default bridge, 1500 unless the engine is configured otherwise.
 	DefaultNetworkMTU = 1500
-	// DefaultWaitTimeout bounds the wait for the agent DaemonSet to become ready.
+	// DefaultWaitTimeout bounds each wait of Up: for the agent DaemonSet, then for the
+	// scenario pods.
 	DefaultWaitTimeout = 5 * time.Minute
 	// SystemNamespace holds the agent DaemonSet, its ConfigMaps and RBAC.
 	SystemNamespace = "podpath-system"
@@ -59,7 +60,8 @@ type Options struct {
 	NetworkMTU int
 	// Services are the scenario's Services; none are generated when empty.
 	Services []Service
-	// WaitTimeout bounds the wait for the agent DaemonSet; default DefaultWaitTimeout.
+	// WaitTimeout bounds each wait of Up (the agent DaemonSet, the scenario pods);
+	// default DefaultWaitTimeout.
 	WaitTimeout time.Duration
 	// Retain keeps the cluster when Up fails after creating it (for debugging).
 	Retain bool
