@@ -23,16 +23,22 @@ import (
 // PodIfName is the only pod interface name the agent plumbs (kubelet's CNI_IFNAME).
 const PodIfName = "eth0"
 
-// AttachmentRequest is a CNI ADD as podpath-cni hands it to the agent.
-type AttachmentRequest struct {
+// PodSandbox is what an attachment is for: the runtime's container ID and interface
+// name (CNI_CONTAINERID, CNI_IFNAME), the pod's network namespace and, under
+// Kubernetes, the pod (CNI_ARGS K8S_POD_*).
+type PodSandbox struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	// Netns is the path of the pod's network namespace (CNI_NETNS).
-	Netns string `json:"netns"`
-	// Namespace, Pod and PodUID name the Kubernetes pod (CNI_ARGS K8S_POD_*), if any.
+	Netns     string `json:"netns"`
 	Namespace string `json:"namespace,omitempty"`
 	Pod       string `json:"pod,omitempty"`
 	PodUID    string `json:"podUID,omitempty"`
+}
+
+// AttachmentRequest is a CNI ADD as podpath-cni hands it to the agent.
+type AttachmentRequest struct {
+	PodSandbox
 	// RequestedIP, when set, is the address the runtime asks for; it wins over the
 	// pod's annotation and the pool.
 	RequestedIP netip.Addr `json:"requestedIP,omitzero"`
@@ -40,15 +46,10 @@ type AttachmentRequest struct {
 	MTU int `json:"mtu,omitempty"`
 }
 
-// Attachment is a pod interface attached through CNI: the key the runtime knows it by
-// (container ID and interface name), its address and the endpoint that plumbs it.
+// Attachment is a pod interface attached through CNI: its sandbox, its address and the
+// endpoint that plumbs it.
 type Attachment struct {
-	ContainerID string `json:"containerID"`
-	IfName      string `json:"ifName"`
-	Netns       string `json:"netns"`
-	Namespace   string `json:"namespace,omitempty"`
-	Pod         string `json:"pod,omitempty"`
-	PodUID      string `json:"podUID,omitempty"`
+	PodSandbox
 	// Endpoint names the agent endpoint (GET /v1/endpoints) of this attachment.
 	Endpoint string     `json:"endpoint"`
 	IP       netip.Addr `json:"ip"`
@@ -162,8 +163,7 @@ func (a *Agent) AttachmentAdd(ctx context.Context, req AttachmentRequest) (Attac
 
 // newAttachment records a new attachment for req with its address.
 func (a *Agent) newAttachment(ctx context.Context, req AttachmentRequest) (Attachment, error) {
-	att := Attachment{ContainerID: req.ContainerID, IfName: req.IfName, Netns: req.Netns, Namespace: req.Namespace,
-		Pod: req.Pod, PodUID: req.PodUID, Endpoint: attachmentEndpointName(req.Pod, req.ContainerID)}
+	att := Attachment{PodSandbox: req.PodSandbox, Endpoint: attachmentEndpointName(req.Pod, req.ContainerID)}
 	want, source, err := a.wantedAddress(ctx, req)
 	if err != nil {
 		return att, err

@@ -159,7 +159,7 @@ func TestAllocate(t *testing.T) {
 		t.Fatal(err)
 	}
 	add := func(id, pod string, requested string) (Attachment, error) {
-		req := AttachmentRequest{ContainerID: id, IfName: PodIfName, Netns: "/var/run/netns/" + id, Namespace: "default", Pod: pod}
+		req := AttachmentRequest{PodSandbox: PodSandbox{ContainerID: id, IfName: PodIfName, Netns: "/var/run/netns/" + id, Namespace: "default", Pod: pod}}
 		if requested != "" {
 			req.RequestedIP = mustAddr(requested)
 		}

@@ -3,7 +3,6 @@
 package cni_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
+	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
@@ -39,31 +39,14 @@ type cluster struct {
 func upCluster(t *testing.T) *cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
-	bin, agentBin := binaries(t)
-	t.Setenv("PODPATH_AGENT", agentBin)
-	spec, err := scenarios.Topology("l2-two-node-agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Name = "cni"
-	for i := range spec.Nodes {
-		spec.Nodes[i].Pods = nil
-	}
-	ctx := t.Context()
-	topo, err := topology.Up(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Down(context.Background()); err != nil {
-			t.Errorf("down %s: %v", topo.Name, err)
-		}
-	})
+	agenttest.UseAgent(t)
+	bin := pluginBinary(t)
+	topo := agenttest.Up(t, "l2-two-node-agent", "cni", false)
 	cfg, err := scenarios.WriteConfig(topo.Dir(), "native-routing")
 	if err != nil {
 		t.Fatal(err)
 	}
-	agents, err := scenarios.StartAgents(ctx, topo, cfg)
+	agents, err := scenarios.StartAgents(t.Context(), topo, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,8 +113,9 @@ func TestConfList(t *testing.T) {
 
 func TestResultVersions(t *testing.T) {
 	r := agent.AttachmentResult{
-		Attachment: agent.Attachment{ContainerID: "c1", IfName: "eth0", Netns: "/var/run/netns/p", IP: netip.MustParseAddr("10.244.1.5")},
-		Gateway:    netip.MustParseAddr("10.244.1.1"), HostVeth: "lxc1234", HostMAC: "02:00:00:00:00:01", PodMAC: "02:00:00:00:00:02",
+		Attachment: agent.Attachment{PodSandbox: agent.PodSandbox{ContainerID: "c1", IfName: "eth0", Netns: "/var/run/netns/p"},
+			IP: netip.MustParseAddr("10.244.1.5")},
+		Gateway: netip.MustParseAddr("10.244.1.1"), HostVeth: "lxc1234", HostMAC: "02:00:00:00:00:01", PodMAC: "02:00:00:00:00:02",
 		MTU: 1450, RouteMTU: 1450,
 	}
 	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {

@@ -9,52 +9,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// binaries returns podpath-cni and podpath-agent built from this tree (once per test
-// binary), or $PODPATH_CNI and $PODPATH_AGENT when set.
-func binaries(t testing.TB) (cniBin, agentBin string) {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "podpath-cni-test-"); buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "podpath/cmd/podpath-cni", "podpath/cmd/podpath-agent").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build podpath-cni and podpath-agent: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	cniBin, agentBin = filepath.Join(binDir, "podpath-cni"), filepath.Join(binDir, "podpath-agent")
+// pluginBinary returns $PODPATH_CNI, or podpath-cni built from this tree.
+func pluginBinary(t *testing.T) string {
 	if p := os.Getenv("PODPATH_CNI"); p != "" {
-		cniBin = p
+		return p
 	}
-	if p := os.Getenv("PODPATH_AGENT"); p != "" {
-		agentBin = p
-	}
-	return cniBin, agentBin
+	return agenttest.Build(t, "podpath/cmd/podpath-cni")
 }
 
 // call is one run of the plugin, as a runtime makes it: CNI_* variables and the

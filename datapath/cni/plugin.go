@@ -83,11 +83,10 @@ func request(args *skel.CmdArgs) (*NetConf, agent.AttachmentRequest, error) {
 		return nil, agent.AttachmentRequest{}, types.NewError(types.ErrInvalidEnvironmentVariables,
 			fmt.Sprintf("CNI_IFNAME %q: podpath plumbs the pod's interface as %s only", args.IfName, agent.PodIfName), "")
 	}
-	req := agent.AttachmentRequest{
+	req := agent.AttachmentRequest{PodSandbox: agent.PodSandbox{
 		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		Namespace: string(ka.K8S_POD_NAMESPACE), Pod: string(ka.K8S_POD_NAME), PodUID: string(ka.K8S_POD_UID),
-		MTU: conf.MTU,
-	}
+	}, MTU: conf.MTU}
 	switch {
 	case fromConf != nil && fromArgs != nil && *fromConf != *fromArgs:
 		return nil, req, types.NewError(types.ErrInvalidNetworkConfig,

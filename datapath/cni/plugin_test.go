@@ -18,7 +18,7 @@ import (
 // TestPluginWithoutAgent runs the plugin binary where no agent answers: every command
 // must fail with the CNI error code a runtime acts on, printed as CNI error JSON.
 func TestPluginWithoutAgent(t *testing.T) {
-	bin, _ := binaries(t)
+	bin := pluginBinary(t)
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.sock")
 	// A socket file nobody listens on: what an agent that crashed leaves behind.

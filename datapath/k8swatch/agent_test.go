@@ -4,14 +4,10 @@ package k8swatch
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,25 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"podpath/datapath/agent"
+	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
 )
-
-// useAgentBinary points PODPATH_AGENT at a podpath-agent built from this tree, unless
-// it is set already.
-func useAgentBinary(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PODPATH_AGENT") != "" {
-		return
-	}
-	bin := filepath.Join(t.TempDir(), "podpath-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
-		t.Fatalf("build podpath-agent: %v: %s", err, out)
-	}
-	t.Setenv("PODPATH_AGENT", bin)
-}
 
 // echoServer answers every line on TCP port with "<pod>: <line>", from inside the
 // pod's namespace, until the test ends.
@@ -104,22 +87,9 @@ func dial(topo *topology.Topology, pod string, addr netip.AddrPort) (string, err
 // service deletes reach the agent.
 func TestWatcherWithAgent(t *testing.T) {
 	testutil.RequireRoot(t)
-	useAgentBinary(t)
+	agenttest.UseAgent(t)
 	ctx := t.Context()
-	spec, err := scenarios.Topology("l2-services-agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Name = "k8swatch"
-	topo, err := topology.Up(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Down(context.Background()); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
+	topo := agenttest.Up(t, "l2-services-agent", "k8swatch", true)
 	cfg, err := scenarios.WriteConfig(topo.Dir(), "services-snat")
 	if err != nil {
 		t.Fatal(err)

@@ -14,9 +14,8 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
+	"podpath/internal/agenttest"
 	"podpath/internal/testutil"
-	"podpath/scenarios"
-	"podpath/topology"
 )
 
 func TestRunFlags(t *testing.T) {
@@ -40,28 +39,9 @@ func TestRunFlags(t *testing.T) {
 func TestRunCNIConf(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "podpath-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
-		t.Fatalf("build podpath-agent: %v: %s", err, out)
-	}
-	spec, err := scenarios.Topology("l2-two-node-agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Name = "agentcli"
-	for i := range spec.Nodes {
-		spec.Nodes[i].Pods = nil
-	}
+	bin := agenttest.Build(t, "podpath/cmd/podpath-agent")
+	topo := agenttest.Up(t, "l2-two-node-agent", "agentcli", false)
 	ctx := t.Context()
-	topo, err := topology.Up(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Down(context.Background()); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
 	bpffs, err := topo.MountBPFFS()
 	if err != nil {
 		t.Fatal(err)

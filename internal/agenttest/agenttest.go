@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agenttest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"testing"
+
+	"podpath/scenarios"
+	"podpath/topology"
+)
+
+// Build builds the main package pkg of this module (podpath/cmd/...) into the test's
+// temporary folder and returns the binary's path.
+func Build(tb testing.TB, pkg string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), path.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v: %s", pkg, err, out)
+	}
+	return bin
+}
+
+// UseAgent points PODPATH_AGENT (what scenarios.StartAgents runs) at a podpath-agent
+// built from this tree for the rest of the test, unless it is set, and returns it.
+func UseAgent(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("PODPATH_AGENT"); p != "" {
+		return p
+	}
+	bin := Build(tb, "podpath/cmd/podpath-agent")
+	tb.Setenv("PODPATH_AGENT", bin)
+	return bin
+}
+
+// Up brings catalog topology up under name (withPods false: without its pods, which
+// the test makes itself) and takes it down when the test ends.
+func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
+	tb.Helper()
+	spec, err := scenarios.Topology(catalog)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	spec.Name = name
+	if !withPods {
+		for i := range spec.Nodes {
+			spec.Nodes[i].Pods = nil
+		}
+	}
+	topo, err := topology.Up(context.Background(), spec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := topo.Down(context.Background()); err != nil {
+			tb.Errorf("down %s: %v", topo.Name, err)
+		}
+	})
+	return topo
+}
