@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -25,8 +26,8 @@ import (
 	"podpath/topology"
 )
 
-// echoServer answers every line on TCP port with "<pod>: <line>", from inside the
-// pod's namespace, until the test ends.
+// echoServer answers the first line of every TCP connection on port with
+// "<pod>: <line>", from inside the pod's namespace, until the test ends.
 func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
 	t.Helper()
 	m, err := topo.Member(pod)
@@ -46,8 +47,12 @@ func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
 			}
 			go func() {
 				defer c.Close()
-				line, _ := bufio.NewReader(c).ReadString('\n')
+				r := bufio.NewReader(c)
+				line, _ := r.ReadString('\n')
 				fmt.Fprintf(c, "%s: %s", pod, line)
+				// The client closes first, so its port stays in TIME_WAIT and the
+				// next connection is a new flow, not a reuse of a conntrack entry.
+				_, _ = io.Copy(io.Discard, r)
 			}()
 		}
 	}()
@@ -154,11 +159,16 @@ func TestWatcherWithAgent(t *testing.T) {
 		}
 		return nil
 	})
-	for range 6 {
-		if who, err := dial(topo, "pod1a", vip); err != nil || who != "pod1b" {
-			t.Errorf("pod1a -> %s after pod2a left: %q, %v; want pod1b", vip, who, err)
+	// GET /v1/services shows the desired state, which the agent saves before it
+	// programs the maps: the datapath follows a moment later.
+	eventually(t, "new connections only to pod1b", func() error {
+		for range 6 {
+			if who, err := dial(topo, "pod1a", vip); err != nil || who != "pod1b" {
+				return fmt.Errorf("pod1a -> %s after pod2a left: %q, %v; want pod1b", vip, who, err)
+			}
 		}
-	}
+		return nil
+	})
 
 	// A third node joins and leaves; the service goes.
 	if _, err := cs.CoreV1().Nodes().Create(ctx, node("node3", "10.244.3.0/24", internalIP("10.0.0.99")), metav1.CreateOptions{}); err != nil {
