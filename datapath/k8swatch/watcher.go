@@ -36,6 +36,7 @@ type Target interface {
 	NodeDelete(ctx context.Context, name string) error
 	NodeList(ctx context.Context) ([]agent.Node, error)
 	ServiceUpsert(ctx context.Context, s agent.Service) error
+	ServicesUpsert(ctx context.Context, list []agent.Service) error
 	ServiceDelete(ctx context.Context, name string) error
 	ServiceList(ctx context.Context) ([]agent.Service, error)
 }
@@ -220,10 +221,9 @@ func (w *Watcher) initialSync(ctx context.Context) error {
 		return err
 	}
 	wanted := map[string]bool{}
+	errs = append(errs, w.upsertAll(ctx, services))
 	for _, s := range services {
-		key := s.Namespace + "/" + s.Name
-		errs = append(errs, w.syncService(ctx, key))
-		for name := range w.owned[key] {
+		for name := range w.owned[s.Namespace+"/"+s.Name] {
 			wanted[name] = true
 		}
 	}
@@ -276,26 +276,75 @@ func (w *Watcher) syncNode(ctx context.Context, name string) error {
 	return nil
 }
 
-// syncService upserts the agent services of one Service (key namespace/name) and
-// deletes those it no longer gives (ports removed, Service deleted).
-func (w *Watcher) syncService(ctx context.Context, key string) error {
-	ns, name, _ := strings.Cut(key, "/")
-	var want []agent.Service
-	svc, err := w.services.Services(ns).Get(name)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return err
-	default:
-		eps, err := w.slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+// upsertAll gives the agent every cluster Service in one request (ServicesUpsert:
+// its Maglev tables are installed together, seconds for thousands of services instead
+// of a grace period each). When the agent refuses the batch, the Services go one by
+// one, so only the invalid ones are left out.
+func (w *Watcher) upsertAll(ctx context.Context, services []*corev1.Service) error {
+	var batch []agent.Service
+	owned := map[string]map[string]bool{}
+	for _, svc := range services {
+		key := svc.Namespace + "/" + svc.Name
+		want, err := w.wanted(key)
 		if err != nil {
 			return err
 		}
-		var notes []string
-		want, notes = ServicesFromK8s(svc, eps)
-		for _, n := range notes {
-			w.opts.Log.Info("k8s: " + n)
+		owned[key] = map[string]bool{}
+		for _, s := range want {
+			owned[key][s.Name] = true
 		}
+		batch = append(batch, want...)
+	}
+	var in *agent.InputError
+	switch err := w.opts.Target.ServicesUpsert(ctx, batch); {
+	case errors.As(err, &in):
+		w.opts.Log.Info("k8s: the agent refused the services as a batch; one by one", "err", err)
+		var errs []error
+		for _, svc := range services {
+			errs = append(errs, w.syncService(ctx, svc.Namespace+"/"+svc.Name))
+		}
+		return errors.Join(errs...)
+	case err != nil:
+		return err
+	}
+	for _, s := range batch {
+		w.svcSeen[s.Name] = s
+	}
+	for key, names := range owned {
+		if len(names) > 0 {
+			w.owned[key] = names
+		}
+	}
+	return nil
+}
+
+// wanted are the agent services of Service key (namespace/name): none when it is gone.
+func (w *Watcher) wanted(key string) ([]agent.Service, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := w.services.Services(ns).Get(name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	eps, err := w.slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+	if err != nil {
+		return nil, err
+	}
+	want, notes := ServicesFromK8s(svc, eps)
+	for _, n := range notes {
+		w.opts.Log.Info("k8s: " + n)
+	}
+	return want, nil
+}
+
+// syncService upserts the agent services of one Service (key namespace/name) and
+// deletes those it no longer gives (ports removed, Service deleted).
+func (w *Watcher) syncService(ctx context.Context, key string) error {
+	want, err := w.wanted(key)
+	if err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	var errs []error

@@ -33,6 +33,7 @@ type memTarget struct {
 	nodes    map[string]agent.Node
 	services map[string]agent.Service
 	upserts  int
+	batches  int    // ServicesUpsert calls
 	refuse   string // a service name to refuse, as an agent without kube-proxy replacement does
 }
 
@@ -72,6 +73,23 @@ func (m *memTarget) ServiceUpsert(_ context.Context, s agent.Service) error {
 		return &agent.InputError{Err: errors.New("kube-proxy-replacement is off")}
 	}
 	m.services[s.Name] = s
+	return nil
+}
+
+// ServicesUpsert takes all or nothing, as the agent does.
+func (m *memTarget) ServicesUpsert(_ context.Context, list []agent.Service) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batches++
+	for _, s := range list {
+		if s.Name == m.refuse {
+			return &agent.InputError{Err: errors.New("kube-proxy-replacement is off")}
+		}
+	}
+	for _, s := range list {
+		m.upserts++
+		m.services[s.Name] = s
+	}
 	return nil
 }
 
@@ -177,6 +195,9 @@ func TestWatcher(t *testing.T) {
 	nodes, services, upserts := target.state()
 	if err := errors.Join(wantNames(nodes, "node1"), wantNames(services, "web.default.80-tcp")); err != nil {
 		t.Fatalf("after the first sync: %v", err)
+	}
+	if target.batches != 1 {
+		t.Errorf("the first sync sent %d ServicesUpsert batches, want 1 (every Service in one request)", target.batches)
 	}
 	if b := target.service("web.default.80-tcp").Backends; len(b) != 1 || b[0] != backend("10.244.1.11", 8080, "") {
 		t.Errorf("backends = %+v", b)
