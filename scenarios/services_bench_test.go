@@ -53,12 +53,13 @@ func BenchmarkAgentServices(b *testing.B) {
 	list := benchServices(n)
 	c := agent.NewClient(agent.Socket(filepath.Join(t.Dir(), "agents", "node1")))
 	for i := 0; i < b.N; i++ {
-		for _, round := range []string{"first", "again"} {
+		// The first call creates everything; the second replaces every table.
+		for _, unit := range []string{"ms/10k-services", "ms/10k-services-again"} {
 			start := time.Now()
 			if err := c.ServicesUpsert(ctx, list); err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/10k-services-"+round)
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), unit)
 		}
 	}
 	b.StopTimer()
