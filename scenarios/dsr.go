@@ -168,7 +168,52 @@ func runDSRNodePort(ctx context.Context, s *Stage, w dsrWith, e dsrExpect) error
 	}
 	wire.checkRequests(s.Run, e.UDP == "snat")
 	wire.checkReplies(s.Run, e.UDP == "snat")
+	wire.recordFlow(s.Run)
 	return nil
+}
+
+// recordFlow puts the first TCP handshake's path into the report: the SYN from the
+// client through the balancing node (DNAT, the option added) to the backend's node,
+// and the SYN-ACK from there straight back to the client. Packets are matched by the
+// client's port and the sequence numbers, which no translation changes.
+func (w *dsrWire) recordFlow(r *Run) {
+	if len(w.optSYN) == 0 {
+		return
+	}
+	first := w.optSYN[0].Decode().Layer(layers.LayerTypeTCP).(*layers.TCP)
+	match := func(member, iface string, outgoing, synAck bool) (capture.Packet, bool) {
+		for _, p := range w.s.Packets(member, iface, nil) {
+			tcp, ok := p.Decode().Layer(layers.LayerTypeTCP).(*layers.TCP)
+			if !ok || p.Outgoing != outgoing || !tcp.SYN || tcp.ACK != synAck {
+				continue
+			}
+			if (!synAck && tcp.SrcPort == first.SrcPort && tcp.Seq == first.Seq) ||
+				(synAck && tcp.DstPort == first.SrcPort && tcp.Ack == first.Seq+1) {
+				return p, true
+			}
+		}
+		return capture.Packet{}, false
+	}
+	hops := []Hop{
+		{Member: w.client, Interface: w.ext, Outgoing: true, TTL: DefaultTTL},
+		{Member: w.node, Interface: w.n1, Outgoing: false, TTL: DefaultTTL},
+		{Member: w.node, Interface: w.n1, Outgoing: true, TTL: DefaultTTL - 1, MAC: w.n1MAC},
+		{Member: w.back, Interface: w.n2, Outgoing: false, TTL: DefaultTTL - 1},
+		{Member: w.back, Interface: w.n2, Outgoing: true, TTL: DefaultTTL - 1, MAC: w.n2MAC},
+		{Member: w.client, Interface: w.ext, Outgoing: false, TTL: DefaultTTL - 1},
+	}
+	var seen []capture.Packet
+	var err error
+	for i, h := range hops {
+		p, ok := match(h.Member, h.Interface, h.Outgoing, i >= 4)
+		if !ok {
+			err = fmt.Errorf("hop %d (%s/%s): the handshake packet was not there", i+1, h.Member, h.Interface)
+			break
+		}
+		seen = append(seen, p)
+	}
+	r.RecordFlow(fmt.Sprintf("TCP SYN %s -> %s, DSR to %s, and the SYN-ACK straight back", w.client, w.service, w.back),
+		w.s, hops, seen, err)
 }
 
 // podByIP finds the topology's pod with address a.

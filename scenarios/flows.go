@@ -3,7 +3,9 @@
 package scenarios
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -72,6 +74,9 @@ type FlowHeaders struct {
 	IPSrc  string `json:"ipSrc,omitempty"`
 	IPDst  string `json:"ipDst,omitempty"`
 	TTL    uint8  `json:"ttl"`
+	// IPOptions are the IPv4 header's options: "DSR 10.0.0.1:30080" for the DSR
+	// option (type 0x9a), "type 0x.. len N" for others.
+	IPOptions string `json:"ipOptions,omitempty"`
 	// Proto is the layer above IPv4: "ICMP echo-request id=1 seq=1", "UDP 51234 > 8472".
 	Proto string `json:"proto,omitempty"`
 }
@@ -197,6 +202,7 @@ func flowHeaders(p gopacket.Packet) (outer *FlowHeaders, tunnel string, inner *F
 		case *layers.IPv4:
 			if cur.IPSrc == "" {
 				cur.IPSrc, cur.IPDst, cur.TTL = h.SrcIP.String(), h.DstIP.String(), h.TTL
+				cur.IPOptions = ipOptions(h.Options)
 				afterIP = true
 				continue
 			}
@@ -215,6 +221,22 @@ func flowHeaders(p gopacket.Packet) (outer *FlowHeaders, tunnel string, inner *F
 		afterIP = false
 	}
 	return outer, tunnel, inner
+}
+
+// ipOptions renders IPv4 options, naming the DSR option's service.
+func ipOptions(opts []layers.IPv4Option) string {
+	var out []string
+	for _, o := range opts {
+		switch {
+		case o.OptionType == 0x9a && len(o.OptionData) == 6:
+			addr := netip.AddrFrom4([4]byte(o.OptionData[2:6]))
+			out = append(out, fmt.Sprintf("DSR %s", netip.AddrPortFrom(addr, binary.BigEndian.Uint16(o.OptionData[:2]))))
+		case o.OptionType == 0 || o.OptionType == 1: // end of list, no-op padding
+		default:
+			out = append(out, fmt.Sprintf("type %#02x len %d", o.OptionType, o.OptionLength))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func protoSummary(l gopacket.Layer) string {
@@ -305,6 +327,7 @@ func diffHeaders(key, label string, a, b *FlowHeaders, cur *FlowHop) {
 		{"ttl", "TTL", fmt.Sprint(a.TTL), fmt.Sprint(b.TTL)},
 		{"ip.src", "source IP", a.IPSrc, b.IPSrc},
 		{"ip.dst", "destination IP", a.IPDst, b.IPDst},
+		{"ip.opts", "IPv4 options", noneIfEmpty(a.IPOptions), noneIfEmpty(b.IPOptions)},
 		{"proto", "L4", a.Proto, b.Proto},
 	} {
 		if f.old != f.new {
@@ -312,6 +335,13 @@ func diffHeaders(key, label string, a, b *FlowHeaders, cur *FlowHop) {
 			cur.Changes = append(cur.Changes, fmt.Sprintf("%s%s %s → %s", label, f.name, f.old, f.new))
 		}
 	}
+}
+
+func noneIfEmpty(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // RecordFlow adds a packet path to the run's report: hops as planned, seen and err as
