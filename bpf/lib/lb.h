@@ -354,9 +354,9 @@ static __always_inline int lb_nodeport_dsr(__u8 proto)
 struct lb_fwd {
 	__u32 frag_mtu;         /* not 0: too big for the way to the backend; the packet is
 				 * left untranslated for an ICMP frag-needed with this MTU */
-	__u8  dsr;              /* a DSR flow: no SNAT, replies go straight to the client */
-	__u8  dsr_opt;          /* the packet carries the DSR option (dsr_needs_opt()) */
-	__u16 _pad;
+	__u8  dsr_opt;          /* a DSR flow's packet that carries the DSR option
+				 * (dsr_needs_opt()) */
+	__u8  _pad[3];
 	struct dsr_service svc; /* the frontend, for the option */
 };
 
@@ -544,7 +544,6 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 	if (from_nic && (flags & (CT_F_SNAT | CT_F_DSR))) {
 		if (flags & CT_F_DSR) {
 			action = TRACE_LB_DNAT_DSR;
-			fwd->dsr = 1;
 			fwd->dsr_opt = dsr_needs_opt(proto, tcp_flags);
 			fwd->svc.addr = sum->daddr;
 			fwd->svc.port = sum->dport;
