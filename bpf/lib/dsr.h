@@ -93,26 +93,6 @@ static __always_inline __u32 ipv4_seg_len(const struct __sk_buff *skb, const str
 	return len;
 }
 
-/* Option dispatch: the path MTU towards daddr when the packet plus the option would
- * not fit it (bpf_fib_lookup() with tot_len checks the route's MTU, as forwarding
- * does), else 0. A lookup that fails for another reason returns 0: forwarding finds
- * out again and hands the packet to the stack. */
-static __always_inline __u32 dsr_opt_path_mtu(struct __sk_buff *skb, const struct parsed *p,
-					      __be32 daddr)
-{
-	struct bpf_fib_lookup fib = {
-		.family  = AF_INET,
-		.ifindex = skb->ingress_ifindex ?: skb->ifindex,
-	};
-
-	fib.tot_len = ipv4_seg_len(skb, p) + DSR_IPV4_OPT_LEN;
-	fib.ipv4_src = p->ip->saddr;
-	fib.ipv4_dst = daddr;
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return fib.mtu_result;
-	return 0;
-}
-
 /* Inserts the IPv4 option right after the 20-byte base header (options the packet
  * already had follow it), then fixes IHL, total length and the header checksum. The
  * TCP/UDP checksum does not cover IPv4 options. GSO packets keep their segment size

@@ -28,37 +28,44 @@ static __always_inline enum pass_reason fib_pass_reason(long ret)
 	return __PASS_FIB_BASE + ret;
 }
 
-/* Forwards the parsed IPv4 packet as the kernel's FIB would, from the device it
- * arrived on (skb->ingress_ifindex, so forwarding sysctls and policy rules apply):
+/* bpf_fib_lookup() of the parsed IPv4 packet as it will leave (saddr:sport ->
+ * daddr:dport), from the device it arrived on (skb->ingress_ifindex, so forwarding
+ * sysctls and policy rules apply). tot_len 0: the MTU is checked on the skb, which
+ * lets GSO packets through; else tot_len is checked against the route's MTU, and
+ * FRAG_NEEDED leaves that MTU in fib->mtu_result. Returns the lookup's result. */
+static __always_inline long fib_lookup4(struct __sk_buff *skb, const struct parsed *p,
+					__be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
+					__u16 tot_len, struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->l4_protocol = p->ip->protocol;
+	fib->sport = sport;
+	fib->dport = dport;
+	fib->tot_len = tot_len;
+	/* It is never 0 at tcx ingress; in a BPF_PROG_TEST_RUN without a context it is,
+	 * and the program's own device (loopback there) stands in. */
+	fib->ifindex = skb->ingress_ifindex ?: skb->ifindex;
+	fib->tos = p->ip->tos;
+	fib->ipv4_src = saddr;
+	fib->ipv4_dst = daddr;
+	return bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+}
+
+/* Forwards the parsed packet with the result ret of fib_lookup4() in fib:
  *   SUCCESS  -> MACs from the result, TTL - 1, bpf_redirect() to the egress device;
  *   NO_NEIGH -> TTL - 1, bpf_redirect_neigh() with the next hop: the neighbour
  *               subsystem resolves it and writes the Ethernet header;
  *   anything else (unreachable, frag needed, not forwarded, ...) and TTL <= 1 go to
  *   the stack (pass_ret), which generates the right ICMP, traced with the reason.
- * The MTU is checked on the skb (tot_len stays 0), which lets GSO packets through.
  * Returns the tcx verdict. */
-static __always_inline int fib_redirect(struct __sk_buff *skb, const struct parsed *p,
-					const struct pkt_summary *sum, enum obs_point point,
-					int pass_ret)
+static __always_inline int fib_forward(struct __sk_buff *skb, const struct parsed *p,
+				       const struct pkt_summary *sum, enum obs_point point,
+				       int pass_ret, const struct bpf_fib_lookup *fib, long ret)
 {
-	struct bpf_fib_lookup fib = {
-		.family      = AF_INET,
-		.l4_protocol = sum->ip_proto,
-		.sport       = sum->sport,
-		.dport       = sum->dport,
-		/* The device the packet arrived on. It is never 0 at tcx ingress; in a
-		 * BPF_PROG_TEST_RUN without a context it is, and the program's own device
-		 * (loopback there) stands in. */
-		.ifindex     = skb->ingress_ifindex ?: skb->ifindex,
-	};
 	struct bpf_redir_neigh nh = {};
 	enum drop_reason reason;
-	long ret;
 
-	fib.tos = p->ip->tos;
-	fib.ipv4_src = sum->saddr;
-	fib.ipv4_dst = sum->daddr;
-	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		trace_pass(skb, point, fib_pass_reason(ret), sum);
 		return pass_ret;
@@ -68,23 +75,35 @@ static __always_inline int fib_redirect(struct __sk_buff *skb, const struct pars
 		return pass_ret;
 	}
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS)
-		eth_set_macs(p->eth, fib.smac, fib.dmac);
+		eth_set_macs(p->eth, fib->smac, fib->dmac);
 	reason = ipv4_dec_ttl(skb, p->ip);
 	if (reason != DROP_NONE) {
 		trace_drop(skb, point, reason, sum);
 		return PP_TCX_DROP;
 	}
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
-		trace_redirect(skb, point, VERDICT_REDIRECT, fib.ifindex, sum);
-		return bpf_redirect(fib.ifindex, 0);
+		trace_redirect(skb, point, VERDICT_REDIRECT, fib->ifindex, sum);
+		return bpf_redirect(fib->ifindex, 0);
 	}
 
 	/* The lookup left the next hop (gateway, or the destination itself) in ipv4_dst;
 	 * the union copy also carries an IPv6 next hop (RFC 5549 routes). */
-	nh.nh_family = fib.family;
-	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
-	trace_redirect(skb, point, VERDICT_REDIRECT_NEIGH, fib.ifindex, sum);
-	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	nh.nh_family = fib->family;
+	__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, sizeof(nh.ipv6_nh));
+	trace_redirect(skb, point, VERDICT_REDIRECT_NEIGH, fib->ifindex, sum);
+	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+}
+
+/* Forwards the parsed IPv4 packet as the kernel's FIB would: fib_lookup4() of its
+ * summary's tuple, the MTU checked on the skb, then fib_forward(). */
+static __always_inline int fib_redirect(struct __sk_buff *skb, const struct parsed *p,
+					const struct pkt_summary *sum, enum obs_point point,
+					int pass_ret)
+{
+	struct bpf_fib_lookup fib;
+	long ret = fib_lookup4(skb, p, sum->saddr, sum->daddr, sum->sport, sum->dport, 0, &fib);
+
+	return fib_forward(skb, p, sum, point, pass_ret, &fib, ret);
 }
 
 #endif /* PODPATH_FIB_H */

@@ -358,30 +358,42 @@ struct lb_fwd {
 				 * (dsr_needs_opt()) */
 	__u8  _pad[3];
 	struct dsr_service svc; /* the frontend, for the option */
+	/* Option dispatch: the route to the backend, looked up once with the option's
+	 * length for the MTU check and then used to forward (lb_forward()). */
+	long fib_ret;
+	struct bpf_fib_lookup fib;
 };
 
-/* For a DF packet of a NodePort flow to a remote backend: the MTU to announce when it
- * does not fit the way there once encapsulated or given the DSR option, else 0.
+/* For a NodePort flow's packet to a remote backend (client port sport): the MTU to
+ * announce when it is DF and does not fit the way there once encapsulated or given
+ * the DSR option, else 0.
  *   tunnel mode      the tunnel MTU, less the Geneve DSR option when it rides along
  *                    (every packet is encapsulated: any may be too big);
- *   option dispatch  the route MTU to the backend less the option, for the packets
- *                    that carry it (the others are forwarded as they came).
- * A packet without DF goes on: forwarding hands it to the stack to fragment. */
+ *   option dispatch  the route to the backend is looked up here, with the option's
+ *                    length, for the packets that carry it (the others are forwarded
+ *                    as they came); lb_forward() forwards with that lookup. A packet
+ *                    without DF that is too big goes to the stack to fragment. */
 static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const struct parsed *p,
-						const struct lb_fwd *fwd, __be32 backend)
+						struct lb_fwd *fwd, const struct lb_backend *be,
+						__be16 sport)
 {
-	__u32 opt, mtu;
+	int df = p->ip->frag_off & bpf_htons(PP_IP_DF);
+	__u32 len, opt;
 
-	if (!(p->ip->frag_off & bpf_htons(PP_IP_DF)))
-		return 0;
 	if (tunnel_enabled()) {
+		if (!df)
+			return 0;
 		opt = fwd->dsr_opt ? DSR_GENEVE_OPT_LEN : 0;
-		return ipv4_seg_len(skb, p) + opt > CONFIG.tunnel_mtu ? CONFIG.tunnel_mtu - opt : 0;
+		len = ipv4_seg_len(skb, p) + opt;
+		return len > CONFIG.tunnel_mtu ? CONFIG.tunnel_mtu - opt : 0;
 	}
 	if (!fwd->dsr_opt)
 		return 0;
-	mtu = dsr_opt_path_mtu(skb, p, backend);
-	return mtu > DSR_IPV4_OPT_LEN ? mtu - DSR_IPV4_OPT_LEN : 0;
+	len = ipv4_seg_len(skb, p) + DSR_IPV4_OPT_LEN;
+	fwd->fib_ret = fib_lookup4(skb, p, p->ip->saddr, be->addr, sport, be->port, len, &fwd->fib);
+	if (df && fwd->fib_ret == BPF_FIB_LKUP_RET_FRAG_NEEDED && fwd->fib.mtu_result > DSR_IPV4_OPT_LEN)
+		return fwd->fib.mtu_result - DSR_IPV4_OPT_LEN;
+	return 0;
 }
 
 /* Writes the reply entry of a flow whose service entry is e, under rkey (the reply
@@ -548,7 +560,7 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 			fwd->svc.addr = sum->daddr;
 			fwd->svc.port = sum->dport;
 		}
-		fwd->frag_mtu = lb_remote_frag_mtu(skb, p, fwd, be->addr);
+		fwd->frag_mtu = lb_remote_frag_mtu(skb, p, fwd, be, sport);
 		if (fwd->frag_mtu) {
 			lb_trace_xlate(sum, TRACE_LB_FRAG_NEEDED, state, backend_id, saddr, sport,
 				       be->addr, be->port);
@@ -790,15 +802,19 @@ static __always_inline __u32 lb_source_identity(__be32 saddr)
  * take a packet from this node's own address arriving on a device for a martian.
  *   a pod of this node                    -> endpoint_redirect() (redirect_peer);
  *   tunnel mode, a remote tunnel endpoint -> tunnel_encap() (lb_source_identity()),
- *                                            with the Geneve DSR option for dsr;
- *   anything else                         -> fib_redirect() (native routing, world),
- *                                            with the IPv4 DSR option for dsr.
- * dsr (NULL: none) is the service a DSR request carries to the backend's node. */
+ *                                            with the Geneve DSR option for a DSR
+ *                                            packet that carries it;
+ *   such a packet with native routing     -> the IPv4 DSR option inserted, then
+ *                                            fib_forward() with the route
+ *                                            lb_remote_frag_mtu() looked up;
+ *   anything else                         -> fib_redirect() (native routing, world).
+ * fwd is lb_service_xlate()'s word on a request, NULL for replies. */
 static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 				      struct pkt_summary *sum, enum obs_point point,
-				      int pass_ret, const struct dsr_service *dsr)
+				      int pass_ret, const struct lb_fwd *fwd)
 {
 	const struct endpoint_info *ep = endpoint_lookup(sum->daddr);
+	int dsr_opt = fwd && fwd->dsr_opt;
 
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return endpoint_redirect(skb, p, ep, sum, point, pass_ret, NULL);
@@ -806,14 +822,16 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 		const struct ipcache_info *info = ipcache_lookup(sum->daddr);
 
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
-			return tunnel_encap(skb, p, sum, point, lb_source_identity(sum->saddr), dsr, pass_ret);
-	} else if (dsr) {
-		enum drop_reason reason = dsr_opt_insert(skb, p, dsr);
+			return tunnel_encap(skb, p, sum, point, lb_source_identity(sum->saddr),
+					    dsr_opt ? &fwd->svc : NULL, pass_ret);
+	} else if (dsr_opt) {
+		enum drop_reason reason = dsr_opt_insert(skb, p, &fwd->svc);
 
 		if (reason != DROP_NONE) {
 			trace_drop(skb, point, reason, sum);
 			return PP_TCX_DROP;
 		}
+		return fib_forward(skb, p, sum, point, pass_ret, &fwd->fib, fwd->fib_ret);
 	}
 	return fib_redirect(skb, p, sum, point, pass_ret);
 }
@@ -1010,7 +1028,7 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 		if (fwd.frag_mtu)
 			*verdict = dsr_icmp_frag_needed(skb, p, sum, point, fwd.frag_mtu);
 		else
-			*verdict = lb_forward(skb, p, sum, point, pass_ret, fwd.dsr_opt ? &fwd.svc : NULL);
+			*verdict = lb_forward(skb, p, sum, point, pass_ret, &fwd);
 		return LB_DONE;
 	}
 	if (to_node) {

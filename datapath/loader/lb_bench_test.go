@@ -197,8 +197,9 @@ func benchLB(b *testing.B, n int, m uint32) {
 }
 
 // BenchmarkLBDSR measures the DSR paths (native routing, option dispatch): the
-// balancing node on a NodePort SYN (new flow: Maglev, conntrack, DNAT, path MTU
-// lookup, option insertion) and on an established flow's packet; the backend's node
+// balancing node on a NodePort SYN (new flow: Maglev, conntrack, DNAT, one route
+// lookup for MTU and forwarding, option insertion), on an established flow's packet
+// and on a UDP datagram (established, with the option); the backend's node
 // reading the option of a SYN (conntrack entry) and translating the backend's reply.
 func BenchmarkLBDSR(b *testing.B) {
 	cfg := lbConfig(b, loader.LBConfig{Mode: loader.LBModeDSR})
@@ -216,6 +217,7 @@ func BenchmarkLBDSR(b *testing.B) {
 	}{
 		{"balancer/new-flow-syn", e.d.FromNetdev, xFrame.to(npRemote).tcp(synOnly), resetNew},
 		{"balancer/established", e.d.FromNetdev, xFrame.to(npRemote).tcp(ackOnly), nil},
+		{"balancer/udp-datagram", e.d.FromNetdev, xFrame.to(npUDP).udp(), nil}, // every datagram carries the option
 		{"backend-node/syn-with-option", e.d.FromNetdev, learn, nil},
 		{"backend-node/reply", e.d.FromContainer, podBFrame(backendB, clientX).tcp(ackOnly), nil},
 	} {
