@@ -46,14 +46,9 @@ int from_overlay(struct __sk_buff *skb)
 	reason = parse_ipv4(skb, &p, &sum);
 	if (reason != DROP_NONE)
 		goto drop;
-	if (!tun.identity) {
-		reason = DROP_BAD_VNI;
+	reason = tunnel_check_peer(&tun);
+	if (reason != DROP_NONE)
 		goto drop;
-	}
-	if (!node_lookup(tun.endpoint)) {
-		reason = DROP_UNKNOWN_TUNNEL_PEER;
-		goto drop;
-	}
 	return tunnel_deliver(skb, &p, &sum, &tun, OBS_FROM_OVERLAY, OVERLAY_PASS);
 
 drop:

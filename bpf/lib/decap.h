@@ -167,14 +167,9 @@ static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
 		reason = DROP_NOT_IPV4;
 		goto drop;
 	}
-	if (!tun.identity) {
-		reason = DROP_BAD_VNI;
+	reason = tunnel_check_peer(&tun);
+	if (reason != DROP_NONE)
 		goto drop;
-	}
-	if (!node_lookup(tun.endpoint)) {
-		reason = DROP_UNKNOWN_TUNNEL_PEER;
-		goto drop;
-	}
 
 	if (bpf_skb_adjust_room(skb, -(__s32)inner_off, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0) {
 		reason = DROP_DECAP_FAILED;

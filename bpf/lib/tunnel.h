@@ -6,6 +6,7 @@
 #include "common.h"
 #include "config.h"
 #include "geneve.h"
+#include "maps.h"
 #include "trace.h"
 
 /* Outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14. */
@@ -38,6 +39,18 @@ static __always_inline int tunnel_for_this_node(const struct pkt_summary *sum)
 {
 	return sum->ip_proto == IPPROTO_UDP && sum->dport == bpf_htons(CONFIG.tunnel_port) &&
 	       sum->daddr == config_node_ip();
+}
+
+/* The checks of every decapsulated packet, whichever tunnel brought it: the VNI
+ * carries a source identity (DROP_BAD_VNI), and the outer source is a node of the
+ * cluster (DROP_UNKNOWN_TUNNEL_PEER): only cluster nodes may claim an identity. */
+static __always_inline enum drop_reason tunnel_check_peer(const struct trace_tun *tun)
+{
+	if (!tun->identity)
+		return DROP_BAD_VNI;
+	if (!node_lookup(tun->endpoint))
+		return DROP_UNKNOWN_TUNNEL_PEER;
+	return DROP_NONE;
 }
 
 #endif /* PODPATH_TUNNEL_H */
