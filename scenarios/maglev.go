@@ -311,53 +311,23 @@ func joinRefs(refs []ServiceRef) string {
 // startWhoami starts, in pod, a server on port that answers every message with the
 // pod's name (TCP: one line per message).
 func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) (io.Closer, error) {
-	var closer io.Closer
-	addr := fmt.Sprintf(":%d", port)
-	err := t.Do(pod, func() error {
-		if proto == TCP {
-			ln, err := net.Listen("tcp4", addr)
-			if err != nil {
-				return err
-			}
-			closer = ln
-			go serveWhoamiTCP(ln, pod)
-			return nil
-		}
-		pc, err := net.ListenPacket("udp4", addr)
-		if err != nil {
-			return err
-		}
-		closer = pc
-		go func() {
+	c, err := startServer(t, proto, pod, port,
+		func(c net.Conn) {
 			buf := make([]byte, 64)
 			for {
-				_, from, err := pc.ReadFrom(buf)
-				if err != nil {
+				if _, err := c.Read(buf); err != nil {
 					return
 				}
-				_, _ = pc.WriteTo([]byte(pod), from)
+				if _, err := c.Write([]byte(pod + "\n")); err != nil {
+					return
+				}
 			}
-		}()
-		return nil
-	})
+		},
+		func([]byte, net.Addr) []byte { return []byte(pod) })
 	if err != nil {
 		return nil, fmt.Errorf("whoami %s server in %s: %w", proto, pod, err)
 	}
-	return closer, nil
-}
-
-func serveWhoamiTCP(ln net.Listener, name string) {
-	acceptLoop(ln, func(c net.Conn) {
-		buf := make([]byte, 64)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-			if _, err := c.Write([]byte(name + "\n")); err != nil {
-				return
-			}
-		}
-	})
+	return c, nil
 }
 
 // routeVia routes dst from client via entry (the client's next hop for it).

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"podpath/internal/nsutil"
 	"podpath/topology"
 )
 
@@ -70,63 +71,31 @@ func startEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, 
 
 // startEchoOn is startEcho on port.
 func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint16) (io.Closer, error) {
-	var closer io.Closer
-	addr := ":" + strconv.Itoa(int(port))
-	err := t.Do(member, func() error {
-		if proto == TCP {
-			ln, err := net.Listen("tcp4", addr)
-			if err != nil {
-				return err
-			}
-			closer = ln
-			go serveTCP(ln)
-			return nil
-		}
-		pc, err := net.ListenPacket("udp4", addr)
-		if err != nil {
-			return err
-		}
-		closer = pc
-		go serveUDP(pc)
-		return nil
-	})
+	c, err := startServer(t, proto, member, port,
+		func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(c, c)
+		},
+		func(b []byte, _ net.Addr) []byte { return b })
 	if err != nil {
 		return nil, fmt.Errorf("%s echo server in %s: %w", proto, member, err)
 	}
-	return closer, nil
+	return c, nil
 }
 
-func serveTCP(ln net.Listener) {
-	acceptLoop(ln, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.Copy(c, c)
-	})
-}
-
-// acceptLoop serves every connection ln accepts with serve, in its own goroutine,
-// until ln is closed; serve's connection is closed when it returns.
-func acceptLoop(ln net.Listener, serve func(net.Conn)) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			serve(c)
-		}()
+// startServer listens on port inside member's namespace: over TCP every connection
+// goes to serve, over UDP every datagram gets answer's reply.
+func startServer(t *topology.Topology, proto Protocol, member string, port uint16,
+	serve func(net.Conn), answer func(b []byte, from net.Addr) []byte) (io.Closer, error) {
+	m, err := t.Member(member)
+	if err != nil {
+		return nil, err
 	}
-}
-
-func serveUDP(pc net.PacketConn) {
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		_, _ = pc.WriteTo(buf[:n], from)
+	addr := ":" + strconv.Itoa(int(port))
+	if proto == TCP {
+		return nsutil.ServeTCP(m.NsPath, addr, serve)
 	}
+	return nsutil.ServeUDP(m.NsPath, addr, answer)
 }
 
 // PingLoss runs `ping -i interval -c count` from src to dst and returns how many

@@ -34,28 +34,18 @@ func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	if err := nsutil.Do(m.NsPath, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }); err != nil {
+	ln, err := nsutil.ServeTCP(m.NsPath, fmt.Sprintf(":%d", port), func(c net.Conn) {
+		r := bufio.NewReader(c)
+		line, _ := r.ReadString('\n')
+		fmt.Fprintf(c, "%s: %s", pod, line)
+		// The client closes first, so its port stays in TIME_WAIT and the next
+		// connection is a new flow, not a reuse of a conntrack entry.
+		_, _ = io.Copy(io.Discard, r)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				line, _ := r.ReadString('\n')
-				fmt.Fprintf(c, "%s: %s", pod, line)
-				// The client closes first, so its port stays in TIME_WAIT and the
-				// next connection is a new flow, not a reuse of a conntrack entry.
-				_, _ = io.Copy(io.Discard, r)
-			}()
-		}
-	}()
 }
 
 // dial connects from pod to addr, sends a line and returns who answered.

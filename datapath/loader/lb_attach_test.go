@@ -124,49 +124,25 @@ func drainLB(t *testing.T, n *testNode) []lbRecord {
 // serveTCP answers every connection to :port in namespace ns with "name remote-addr".
 func serveTCP(t *testing.T, ns string, port int, name string) {
 	t.Helper()
-	var ln net.Listener
-	if err := nsutil.Do(nsutil.Path(ns), func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
+	ln, err := nsutil.ServeTCP(nsutil.Path(ns), fmt.Sprintf(":%d", port), func(c net.Conn) {
+		fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
-			}()
-		}
-	}()
 }
 
 // serveUDP answers every datagram to :port in ns with "name remote-addr".
 func serveUDP(t *testing.T, ns string, port int, name string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := nsutil.Do(nsutil.Path(ns), func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
+	pc, err := nsutil.ServeUDP(nsutil.Path(ns), fmt.Sprintf(":%d", port), func(_ []byte, from net.Addr) []byte {
+		return []byte(fmt.Sprintf("%s %s\n", name, from))
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, from)), from)
-		}
-	}()
 }
 
 // ask connects from ns to addr over network (tcp4, or udp4 with a connected socket,

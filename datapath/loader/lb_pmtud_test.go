@@ -25,27 +25,14 @@ import (
 // before the client closed its side.
 func serveCount(t *testing.T, ns string, port int) {
 	t.Helper()
-	var ln net.Listener
-	if err := nsutil.Do(nsutil.Path(ns), func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
+	ln, err := nsutil.ServeTCP(nsutil.Path(ns), fmt.Sprintf(":%d", port), func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%d\n", n)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "%d\n", n)
-			}()
-		}
-	}()
 }
 
 // A client pod on node 1 uploads to a ClusterIP whose backend is on node 2, behind a
