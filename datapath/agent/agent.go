@@ -272,26 +272,21 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 
 // ServiceUpsert records a service and programs its frontends and backends.
 func (a *Agent) ServiceUpsert(ctx context.Context, s Service) error {
-	if !(a.cfg.KubeProxyReplacement == config.KPRTrue) {
-		return badInput("service %s: kube-proxy-replacement is off in the cilium-config: this agent balances no service", s.Name)
+	if err := a.balancing("service " + s.Name); err != nil {
+		return err
 	}
 	if err := s.validate(); err != nil {
 		return &InputError{Err: err}
 	}
-	if err := a.store.update(func(d *desired) error { d.Services[s.Name] = s; return nil }); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.dp.programService(&s, a.cfg)
+	return a.recordAndProgram([]Service{s})
 }
 
 // ServicesUpsert records many services in one step and programs them together (see
 // programServices): what a watcher resyncing thousands of Services, or a restart,
 // needs. Every invalid service is named; none is recorded then.
 func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
-	if !(a.cfg.KubeProxyReplacement == config.KPRTrue) {
-		return badInput("services: kube-proxy-replacement is off in the cilium-config: this agent balances no service")
+	if err := a.balancing("services"); err != nil {
+		return err
 	}
 	var errs []error
 	seen := map[string]bool{}
@@ -307,6 +302,19 @@ func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
 	if err := errors.Join(errs...); err != nil {
 		return &InputError{Err: err}
 	}
+	return a.recordAndProgram(list)
+}
+
+// balancing refuses services (what names them) when the agent balances none.
+func (a *Agent) balancing(what string) error {
+	if a.cfg.KubeProxyReplacement != config.KPRTrue {
+		return badInput("%s: kube-proxy-replacement is off in the cilium-config: this agent balances no service", what)
+	}
+	return nil
+}
+
+// recordAndProgram saves valid services in the desired state and programs them.
+func (a *Agent) recordAndProgram(list []Service) error {
 	if err := a.store.update(func(d *desired) error {
 		for _, s := range list {
 			d.Services[s.Name] = s
@@ -319,7 +327,7 @@ func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
 	defer a.mu.Unlock()
 	start := time.Now()
 	err := a.dp.programServices(list, a.cfg)
-	a.opts.Log.Info("services programmed", "count", len(list), "took", time.Since(start), "err", err)
+	a.opts.Log.Debug("services programmed", "count", len(list), "took", time.Since(start), "err", err)
 	return err
 }
 

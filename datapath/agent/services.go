@@ -114,17 +114,13 @@ func (s *Service) frontends(nodeIP netip.Addr) []maps.Service {
 	return out
 }
 
-// programService writes a service into the LB maps: backends, each frontend with its
+// programServices writes services into the LB maps: backends, each frontend with its
 // reverse-NAT entry and the active backends as slots, and the Maglev table when the
-// algorithm is maglev. Established flows keep their backends through conntrack.
-func (d *datapath) programService(s *Service, c *config.Config) error {
-	return d.programServices([]Service{*s}, c)
-}
-
-// programServices programs many services at once. Their Maglev tables are computed
-// on every CPU and installed together (maps.LB.MaglevSetMany: one RCU grace period
-// per batch of tables, not one per service) before the frontends that use them are
-// written. A service that fails is named in the error; the others are programmed.
+// algorithm is maglev (established flows keep their backends through conntrack).
+// The tables are computed on every CPU and installed together before the frontends
+// that use them are written (maps.LB.MaglevSetMany: one RCU grace period per batch
+// of tables, not one per service). A service that fails is named in the error; the
+// others are programmed.
 func (d *datapath) programServices(list []Service, c *config.Config) error {
 	lb := d.dp.LB
 	errs := make([]error, len(list))

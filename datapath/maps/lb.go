@@ -529,12 +529,6 @@ func (l *LB) maglevInstall(ids []uint32, tables map[uint32][]uint32) error {
 		}
 		fds = append(fds, uint32(inner.FD()))
 	}
-	if len(ids) == 1 {
-		if err := l.Maglev.Put(ids[0], inners[0]); err != nil {
-			return fmt.Errorf("maglev set %d: %w", ids[0], err)
-		}
-		return nil
-	}
 	if _, err := l.Maglev.BatchUpdate(ids, fds, nil); err != nil {
 		return fmt.Errorf("maglev set %d tables (ids %d..%d): %w", len(ids), ids[0], ids[len(ids)-1], err)
 	}
