@@ -129,11 +129,20 @@ const (
 )
 
 func (f ServiceFlags) String() string {
+	return flagString(f, []flagName[ServiceFlags]{{ServiceClusterIP, "clusterip"}, {ServiceNodePort, "nodeport"},
+		{ServiceExternal, "external"}, {ServiceMaglev, "maglev"}})
+}
+
+type flagName[F ~uint16] struct {
+	f    F
+	name string
+}
+
+// flagString names the bits of f set in names, joined by "|"; bits without a name
+// are shown in hex.
+func flagString[F ~uint16](f F, names []flagName[F]) string {
 	var s []string
-	for _, n := range []struct {
-		f    ServiceFlags
-		name string
-	}{{ServiceClusterIP, "clusterip"}, {ServiceNodePort, "nodeport"}, {ServiceExternal, "external"}, {ServiceMaglev, "maglev"}} {
+	for _, n := range names {
 		if f&n.f != 0 {
 			s = append(s, n.name)
 			f &^= n.f
@@ -656,20 +665,8 @@ const (
 )
 
 func (f CTFlags) String() string {
-	var s []string
-	for _, n := range []struct {
-		f    CTFlags
-		name string
-	}{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"}, {CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}, {CTLoopback, "loopback"}} {
-		if f&n.f != 0 {
-			s = append(s, n.name)
-			f &^= n.f
-		}
-	}
-	if f != 0 {
-		s = append(s, fmt.Sprintf("%#x", uint16(f)))
-	}
-	return strings.Join(s, "|")
+	return flagString(f, []flagName[CTFlags]{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"},
+		{CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}, {CTLoopback, "loopback"}})
 }
 
 // CTEntry is one entry of ct_tcp, ct_any or snat.
