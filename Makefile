@@ -1,5 +1,7 @@
 # podpath: eBPF container-networking datapath and its packet-level conformance harness.
 GO       ?= go
+# Go lives in /usr/local/go on a fresh machine, not always on root's PATH.
+export PATH := $(PATH):/usr/local/go/bin
 ARTIFACTS ?= $(CURDIR)/artifacts
 BENCH_COUNT ?= 1
 # Root is needed for BPF and namespaces; tests that need it skip with a reason otherwise.
@@ -9,10 +11,13 @@ BENCH_COUNT ?= 1
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages podpath uses (clang, iproute2, nftables, ping, iperf3, tshark, chromium; as root)
-	scripts/install-deps.sh
+# Every target that needs a tool depends on deps: on a fresh Debian machine `make demo`
+# or `make test` is the first command typed. install-deps.sh only asks dpkg when nothing
+# is missing, so this costs a fraction of a second on a prepared machine.
+deps: ## Install the Debian packages podpath uses if any is missing (as root; run by demo, test, bench, generate)
+	@scripts/install-deps.sh
 
-generate: ## Rebuild BPF objects and bpf2go bindings from bpf/ (needs clang, llvm-strip, libbpf-dev)
+generate: deps ## Rebuild BPF objects and bpf2go bindings from bpf/ (needs clang, llvm-strip, libbpf-dev)
 	$(GO) generate ./datapath/bpfobj/
 
 drift: generate ## Fail if committed BPF objects or bindings differ from a fresh generate
@@ -22,19 +27,19 @@ drift: generate ## Fail if committed BPF objects or bindings differ from a fresh
 build: ## Build bin/podpath, bin/podpath-agent and bin/podpath-cni
 	$(GO) build -o bin/ ./cmd/...
 
-test: ## All tests as root: unit, BPF test-run fixtures, topology and e2e suites (JUnit in artifacts/)
+test: deps ## All tests as root: unit, BPF test-run fixtures, topology and e2e suites (JUnit in artifacts/)
 	@mkdir -p $(ARTIFACTS)
 	$(GO) vet ./...
 	PODPATH_JUNIT=$(ARTIFACTS)/junit-e2e.xml $(GO) test -count=1 -timeout 20m ./...
 
-e2e: ## Only the ginkgo e2e suites (LABELS=... to filter)
+e2e: deps ## Only the ginkgo e2e suites (LABELS=... to filter)
 	@mkdir -p $(ARTIFACTS)
 	PODPATH_JUNIT=$(ARTIFACTS)/junit-e2e.xml $(GO) test -count=1 -timeout 20m ./e2e/ -args -ginkgo.v $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # The bench recipes pipe through tee: pipefail keeps a failing benchmark failing.
 bench: SHELL := /bin/bash
 bench: .SHELLFLAGS := -o pipefail -c
-bench: build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3 throughput ratios: one table, artifacts/bench.{txt,json} (BENCH_COUNT=N repeats)
+bench: deps build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3 throughput ratios: one table, artifacts/bench.{txt,json} (BENCH_COUNT=N repeats)
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . -benchtime 200000x ./datapath/loader/ | tee $(ARTIFACTS)/bench.txt
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . ./datapath/maglev/ | tee -a $(ARTIFACTS)/bench.txt
@@ -43,7 +48,7 @@ bench: build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3
 	./bin/podpath bench parse $(ARTIFACTS)/bench.txt --json $(ARTIFACTS)/bench.json
 	@echo "compare with another run: ./bin/podpath bench compare OLD/bench.json $(ARTIFACTS)/bench.json"
 
-demo: build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
+demo: deps build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo
 	./bin/podpath conformance --report $(ARTIFACTS)/conformance
 
