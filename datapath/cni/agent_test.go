@@ -31,7 +31,7 @@ import (
 // cluster is the catalog's two-node L2 topology without its pods, an agent on each
 // node (native routing) and the plugin: pods come only through CNI.
 type cluster struct {
-	topo   *topology.Topology
+	topo   topology.Cluster
 	agents *scenarios.Agents
 	bin    string
 }

@@ -28,7 +28,7 @@ import (
 
 // echoServer answers the first line of every TCP connection on port with
 // "<pod>: <line>", from inside the pod's namespace, until the test ends.
-func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
+func echoServer(t *testing.T, topo topology.Cluster, pod string, port int) {
 	t.Helper()
 	m, err := topo.Member(pod)
 	if err != nil {
@@ -49,7 +49,7 @@ func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
 }
 
 // dial connects from pod to addr, sends a line and returns who answered.
-func dial(topo *topology.Topology, pod string, addr netip.AddrPort) (string, error) {
+func dial(topo topology.Cluster, pod string, addr netip.AddrPort) (string, error) {
 	m, err := topo.Member(pod)
 	if err != nil {
 		return "", err

@@ -12,6 +12,7 @@ import (
 
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 // Build builds the main package pkg of this module (podpath/cmd/...) into the test's
@@ -39,7 +40,7 @@ func UseAgent(tb testing.TB) string {
 
 // Up brings catalog topology up under name (withPods false: without its pods, which
 // the test makes itself) and takes it down when the test ends.
-func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
+func Up(tb testing.TB, catalog, name string, withPods bool) topology.Cluster {
 	tb.Helper()
 	spec, err := scenarios.Topology(catalog)
 	if err != nil {
@@ -51,13 +52,13 @@ func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
 			spec.Nodes[i].Pods = nil
 		}
 	}
-	topo, err := topology.Up(context.Background(), spec)
+	topo, err := netns.Up(context.Background(), spec)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
 		if err := topo.Down(context.Background()); err != nil {
-			tb.Errorf("down %s: %v", topo.Name, err)
+			tb.Errorf("down %s: %v", topo.Name(), err)
 		}
 	})
 	return topo

@@ -13,6 +13,7 @@ import (
 	"podpath/scenarios"
 	"podpath/topology"
 	"podpath/topology/kind"
+	"podpath/topology/netns"
 )
 
 // topologyJSON is what `podpath up --json` prints.
@@ -51,16 +52,16 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	default:
 		return fmt.Errorf("--backend: %q is not one of netns, kind", *backendName)
 	}
-	backend := &topology.Netns{Detached: true, Progress: func(s string) { e.progress("%s", s) }}
+	backend := &netns.Backend{Detached: true, Progress: func(s string) { e.progress("%s", s) }}
 	t, err := backend.Up(ctx, spec)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return e.printJSON(topologyJSON{Name: t.Name, RunID: t.RunID, Backend: t.Backend, Members: t.Members(), Nodes: t.Nodes()})
+		return e.printJSON(topologyJSON{Name: t.Name(), RunID: t.RunID(), Backend: t.Backend(), Members: t.Members(), Nodes: t.Nodes()})
 	}
-	e.progress("up: %d namespaces; `podpath down %s` removes them", len(t.Members()), t.Name)
-	fmt.Fprintln(e.stdout, t.Name)
+	e.progress("up: %d namespaces; `podpath down %s` removes them", len(t.Members()), t.Name())
+	fmt.Fprintln(e.stdout, t.Name())
 	return nil
 }
 
@@ -78,8 +79,8 @@ func upKind(ctx context.Context, e *env, spec *topology.Spec, configFile string)
 	if err != nil {
 		return err
 	}
-	e.progress("kind cluster up; `podpath down --backend kind %s` deletes it", c.Name)
-	fmt.Fprintln(e.stdout, c.Name)
+	e.progress("kind cluster up; `podpath down --backend kind %s` deletes it", c.Name())
+	fmt.Fprintln(e.stdout, c.Name())
 	return nil
 }
 
@@ -93,7 +94,7 @@ func cmdDown(ctx context.Context, e *env, args []string) error {
 	if *backendName == "kind" {
 		return kind.Delete(ctx, pos[0])
 	}
-	t, err := topology.Open(pos[0])
+	t, err := netns.Open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func cmdExec(ctx context.Context, e *env, args []string) error {
 	if sep != 2 || len(args) == sep+1 {
 		return errors.New("usage: podpath exec NAME MEMBER -- CMD [ARGS...]")
 	}
-	t, err := topology.Open(args[0])
+	t, err := netns.Open(args[0])
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func cmdClean(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
-	removed, err := topology.Clean(ctx, *all)
+	removed, err := netns.Clean(ctx, *all)
 	if *asJSON {
 		if jerr := e.printJSON(map[string][]string{"removed": removed}); jerr != nil {
 			return errors.Join(err, jerr)
