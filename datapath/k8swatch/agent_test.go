@@ -19,11 +19,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"podpath/datapath/agent"
-	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/topotest"
 )
 
 // echoServer answers the first line of every TCP connection on port with
@@ -82,9 +82,9 @@ func dial(topo topology.Cluster, pod string, addr netip.AddrPort) (string, error
 // service deletes reach the agent.
 func TestWatcherWithAgent(t *testing.T) {
 	testutil.RequireRoot(t)
-	agenttest.UseAgent(t)
+	topotest.UseAgent(t)
 	ctx := t.Context()
-	topo := agenttest.Up(t, "l2-services-agent", "k8swatch", true)
+	topo := topotest.Up(t, "l2-services-agent", "k8swatch", true)
 	cfg, err := scenarios.WriteConfig(topo.Dir(), "services-snat")
 	if err != nil {
 		t.Fatal(err)
