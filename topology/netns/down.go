@@ -47,18 +47,23 @@ func (t *Topology) Down(ctx context.Context) error {
 // DownByName tears down a running topology named by its run ID, its full name
 // (<spec.name>-<runid>) or, when only one run has it, its spec name.
 func DownByName(ctx context.Context, nameOrRunID string) error {
+	return downByName(ctx, nameOrRunID, nil)
+}
+
+// downByName is DownByName with progress lines (nil: none).
+func downByName(ctx context.Context, nameOrRunID string, progress func(string, ...any)) error {
 	st, err := findRun(nameOrRunID)
 	if err != nil {
 		if errors.Is(err, topology.ErrNotFound) && runIDRE.MatchString(nameOrRunID) {
 			// No (readable) state: whatever is left under the run's prefix.
-			if err := teardown(ctx, nameOrRunID, nil, nil, nil); err != nil {
+			if err := teardown(ctx, nameOrRunID, nil, nil, progress); err != nil {
 				return fmt.Errorf("topology down %s: %w", nameOrRunID, err)
 			}
 			return nil
 		}
 		return fmt.Errorf("topology down: %w", err)
 	}
-	if err := teardown(ctx, st.RunID, st.Namespaces, st.Processes, nil); err != nil {
+	if err := teardown(ctx, st.RunID, st.Namespaces, st.Processes, progress); err != nil {
 		return fmt.Errorf("topology down %s: %w", st.Name, err)
 	}
 	return nil

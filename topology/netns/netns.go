@@ -70,8 +70,15 @@ func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (topology.Cluster
 	return t, nil
 }
 
-// Down tears down a running topology by run ID, full name or spec name (see DownByName).
-func (b *Backend) Down(ctx context.Context, name string) error { return DownByName(ctx, name) }
+// Down tears down a running topology by run ID, full name or spec name (see
+// DownByName), with a progress line per step when Progress is set.
+func (b *Backend) Down(ctx context.Context, name string) error {
+	var progress func(string, ...any)
+	if b.Progress != nil {
+		progress = func(format string, args ...any) { b.Progress(fmt.Sprintf(format, args...)) }
+	}
+	return downByName(ctx, name, progress)
+}
 
 // up is Up returning the concrete *Topology.
 func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Topology, err error) {

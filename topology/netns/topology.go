@@ -165,15 +165,6 @@ func (t *Topology) Pod(name string) (topology.Pod, error) {
 	return p, nil
 }
 
-// Gateway returns the pod gateway of a node: the first host address of its PodCIDR.
-func (t *Topology) Gateway(node string) (netip.Addr, error) {
-	n, err := t.Node(node)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	return n.Gateway, nil
-}
-
 // Interfaces returns the interfaces of a member: its veths to segments for a node, router
 // or client (pod veths of a node are in Pods), eth0 for a pod, the bridge ports for a
 // segment.
@@ -183,9 +174,6 @@ func (t *Topology) Interfaces(member string) ([]topology.Interface, error) {
 	}
 	return slices.Clone(t.ifaces[member]), nil
 }
-
-// Routes returns the routes the harness installs (see PlanRoutes).
-func (t *Topology) Routes() (topology.Plan, error) { return topology.PlanRoutes(t.spec) }
 
 func (t *Topology) progress(format string, args ...any) {
 	if t.Progress != nil {

@@ -92,8 +92,8 @@ func TestNewTopology(t *testing.T) {
 	if len(ports) != 3 || ports[0].Name != "r1.eth0" || ports[2].Peer != "client/eth0" {
 		t.Fatalf("segment a ports: %+v", ports)
 	}
-	if gw, err := topo.Gateway("node1"); err != nil || gw.String() != "10.244.1.1" {
-		t.Fatalf("gateway of node1: %v %v", gw, err)
+	if n, err := topo.Node("node1"); err != nil || n.Gateway.String() != "10.244.1.1" {
+		t.Fatalf("gateway of node1: %v %v", n.Gateway, err)
 	}
 	if _, err := topo.Member("nope"); err == nil {
 		t.Fatal("want an error for an unknown member")
