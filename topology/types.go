@@ -28,11 +28,13 @@ var (
 	ErrNotSupported = errors.New("not supported by this backend")
 )
 
-// Member is one namespace of a running topology.
+// Member is one member of a running topology: a network namespace with the netns
+// backend, a node container or Kubernetes Pod with kind.
 type Member struct {
 	Name string `json:"name"`
 	Kind Kind   `json:"kind"`
-	// Netns is the name of the member's network namespace (as `ip netns` lists it).
+	// Netns is the name of the member's network namespace (as `ip netns` lists it);
+	// empty where the backend makes none on this machine (kind).
 	Netns string `json:"netns"`
 	// NsPath is the path of that namespace, usable with setns or `nsenter --net=`.
 	NsPath string `json:"nsPath"`
