@@ -18,14 +18,15 @@ import (
 	"podpath/scenarios"
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 // upCatalog brings up a catalog topology and registers a Down that also proves no
 // namespace with the run's prefix survives it.
-func upCatalog(ctx context.Context, name string) *topology.Topology {
+func upCatalog(ctx context.Context, name string) topology.Cluster {
 	spec, err := scenarios.Topology(name)
 	Expect(err).NotTo(HaveOccurred())
-	t, err := topology.Up(ctx, spec)
+	t, err := netns.Up(ctx, spec)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx context.Context) {
 		Expect(t.Down(ctx)).To(Succeed())
@@ -46,8 +47,8 @@ func namespacesWithPrefix(prefix string) []string {
 	return left
 }
 
-func expectPingPath(ctx context.Context, t *topology.Topology, src, dst string, hops int) {
-	res, err := scenarios.PingPath(ctx, t, src, dst, filepath.Join(artifacts, t.Name))
+func expectPingPath(ctx context.Context, t topology.Cluster, src, dst string, hops int) {
+	res, err := scenarios.PingPath(ctx, t, src, dst, filepath.Join(artifacts, t.Name()))
 	Expect(err).NotTo(HaveOccurred(), "ping %s -> %s hop by hop", src, dst)
 	Expect(res.Seen).To(HaveLen(hops))
 	GinkgoWriter.Printf("%s -> %s:\n%s", src, dst, scenarios.FormatPath(res.Hops, res.Seen))
@@ -83,7 +84,7 @@ var _ = Describe("routed two-node topology", Label("topology", "routed", "mtu"),
 		By("a 2028-byte DF packet from the 9000 side is answered by r1 with ICMP frag-needed, MTU 1500")
 		r1, _ := t.Interfaces("r1")
 		m, _ := t.Member("pod2")
-		session, err := capture.Start(filepath.Join(artifacts, t.Name, "pmtu"), capture.Point{Member: "pod2", Interface: "eth0", NsPath: m.NsPath})
+		session, err := capture.Start(filepath.Join(artifacts, t.Name(), "pmtu"), capture.Point{Member: "pod2", Interface: "eth0", NsPath: m.NsPath})
 		Expect(err).NotTo(HaveOccurred())
 		out, err := t.Exec(ctx, "pod2", "ping", "-c1", "-W2", "-M", "do", "-s", "2000", pod1.IP.String())
 		Expect(err).To(HaveOccurred(), "the oversized DF ping must fail, got:\n%s", out)

@@ -20,7 +20,7 @@ import (
 // inside its node's namespace with state under the run's folder and a bpffs private
 // to the run.
 type Agents struct {
-	t      *topology.Topology
+	t      topology.Cluster
 	bin    string
 	config string
 	bpffs  string
@@ -53,9 +53,9 @@ func AgentBinary() (string, error) {
 // StartAgents starts an agent on every node with the cilium-config in configFile
 // (empty: defaults), then registers every node with every agent and every pod with its
 // node's agent, which plumbs it. The topology must use podNetwork: agent.
-func StartAgents(ctx context.Context, t *topology.Topology, configFile string) (*Agents, error) {
-	if t.Spec.PodNetwork != topology.PodNetworkAgent {
-		return nil, fmt.Errorf("start agents on %s: the topology plumbs pods itself (podNetwork: %s); set podNetwork: agent", t.Name, t.Spec.PodNetwork)
+func StartAgents(ctx context.Context, t topology.Cluster, configFile string) (*Agents, error) {
+	if t.Spec().PodNetwork != topology.PodNetworkAgent {
+		return nil, fmt.Errorf("start agents on %s: the topology plumbs pods itself (podNetwork: %s); set podNetwork: agent", t.Name(), t.Spec().PodNetwork)
 	}
 	bin, err := AgentBinary()
 	if err != nil {

@@ -28,7 +28,7 @@ func ipProto(p Protocol) uint8 {
 }
 
 // podSupernet is the smallest prefix holding every node's PodCIDR.
-func podSupernet(t *topology.Topology) netip.Prefix {
+func podSupernet(t topology.Cluster) netip.Prefix {
 	nodes := t.Nodes()
 	p := nodes[0].PodCIDR
 	for _, n := range nodes[1:] {
@@ -40,7 +40,7 @@ func podSupernet(t *topology.Topology) netip.Prefix {
 }
 
 // ifindexIn returns the index of interface name inside member's namespace.
-func ifindexIn(t *topology.Topology, member, name string) (int, error) {
+func ifindexIn(t topology.Cluster, member, name string) (int, error) {
 	var idx int
 	err := t.Do(member, func() error {
 		i, err := net.InterfaceByName(name)
@@ -95,7 +95,7 @@ func notSeen(s *capture.Session, h Hop, f capture.Filter) error {
 }
 
 // counterDelta reads a node's host-stack counters and says how they moved since before.
-func counterDelta(ctx context.Context, t *topology.Topology, node string, before StackPackets) (StackPackets, error) {
+func counterDelta(ctx context.Context, t topology.Cluster, node string, before StackPackets) (StackPackets, error) {
 	now, err := ReadHostStackCounters(ctx, t, node)
 	if err != nil {
 		return StackPackets{}, err

@@ -217,7 +217,7 @@ func (w *dsrWire) recordFlow(r *Run) {
 }
 
 // podByIP finds the topology's pod with address a.
-func podByIP(t *topology.Topology, a netip.Addr) (topology.Pod, bool) {
+func podByIP(t topology.Cluster, a netip.Addr) (topology.Pod, bool) {
 	for _, p := range t.Pods() {
 		if p.IP == a {
 			return p, true
@@ -464,7 +464,7 @@ func expectInt(what string, got, want int) error {
 // (IP_PMTUDISC_DO), a datagram of size bytes of IPv4 to dst; once the socket knows a
 // smaller path MTU (IP_MTU, from an ICMP frag-needed) it sends one of that size and
 // waits for its echo. Returns the path MTU learned.
-func dfDatagram(ctx context.Context, t *topology.Topology, member string, dst netip.AddrPort, size int) (int, error) {
+func dfDatagram(ctx context.Context, t topology.Cluster, member string, dst netip.AddrPort, size int) (int, error) {
 	var mtu int
 	err := t.Do(member, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -523,7 +523,7 @@ func dfDatagram(ctx context.Context, t *topology.Topology, member string, dst ne
 
 // tcpEchoBulk sends n random bytes from member to dst (an echo server behind it) and
 // reads them back.
-func tcpEchoBulk(ctx context.Context, t *topology.Topology, member string, dst netip.AddrPort, n int) error {
+func tcpEchoBulk(ctx context.Context, t topology.Cluster, member string, dst netip.AddrPort, n int) error {
 	return t.Do(member, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		c, err := d.DialContext(ctx, "tcp4", dst.String())

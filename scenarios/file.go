@@ -132,7 +132,7 @@ func (s *ServiceSpec) validate(e fieldErrors) {
 }
 
 // agentService is the Service as the agents take it, backends resolved to addresses.
-func (s ServiceSpec) agentService(t *topology.Topology) (agent.Service, error) {
+func (s ServiceSpec) agentService(t topology.Cluster) (agent.Service, error) {
 	out := agent.Service{Name: s.Name, Type: s.Type, ClusterIP: s.ClusterIP, Port: s.Port, Protocol: s.Protocol,
 		NodePort: s.NodePort, ExternalIPs: s.ExternalIPs}
 	for _, b := range s.Backends {
@@ -314,7 +314,7 @@ func (c *ConfigRef) parse(d *decoder, n *yaml.Node, path string) {
 
 // write puts the config where the agents of t read it and returns the path ("" for
 // Cilium's defaults).
-func (c ConfigRef) write(t *topology.Topology) (string, error) {
+func (c ConfigRef) write(t topology.Cluster) (string, error) {
 	if c.Data == nil {
 		return "", nil
 	}

@@ -310,7 +310,7 @@ func joinRefs(refs []ServiceRef) string {
 
 // startWhoami starts, in pod, a server on port that answers every message with the
 // pod's name (TCP: one line per message).
-func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) (io.Closer, error) {
+func startWhoami(t topology.Cluster, proto Protocol, pod string, port uint16) (io.Closer, error) {
 	c, err := startServer(t, proto, pod, port,
 		func(c net.Conn) {
 			buf := make([]byte, 64)
@@ -331,7 +331,7 @@ func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) 
 }
 
 // routeVia routes dst from client via entry (the client's next hop for it).
-func routeVia(ctx context.Context, t *topology.Topology, client string, dst, entry netip.Addr) error {
+func routeVia(ctx context.Context, t topology.Cluster, client string, dst, entry netip.Addr) error {
 	if out, err := t.Exec(ctx, client, "ip", "route", "replace", dst.String()+"/32", "via", entry.String()); err != nil {
 		return fmt.Errorf("route %s via %s in %s: %w: %s", dst, entry, client, err, out)
 	}
@@ -340,7 +340,7 @@ func routeVia(ctx context.Context, t *topology.Topology, client string, dst, ent
 
 // flowsThrough routes dst's address from client via entry and sends one UDP datagram
 // from each of flows source ports; it returns which backend answered each (empty: none).
-func flowsThrough(ctx context.Context, t *topology.Topology, client string, dst netip.AddrPort, entry netip.Addr, flows int) (map[int]string, error) {
+func flowsThrough(ctx context.Context, t topology.Cluster, client string, dst netip.AddrPort, entry netip.Addr, flows int) (map[int]string, error) {
 	if err := routeVia(ctx, t, client, dst.Addr(), entry); err != nil {
 		return nil, err
 	}
@@ -408,7 +408,7 @@ type heldConns struct {
 
 // holdTCP opens TCP connections from client to dst through entry until n reach
 // backends other than avoid.
-func holdTCP(ctx context.Context, t *topology.Topology, client string, dst netip.AddrPort, entry netip.Addr, avoid string, n int) (*heldConns, error) {
+func holdTCP(ctx context.Context, t topology.Cluster, client string, dst netip.AddrPort, entry netip.Addr, avoid string, n int) (*heldConns, error) {
 	if err := routeVia(ctx, t, client, dst.Addr(), entry); err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ const (
 
 // TraceEventsPath is where a node's agent pins its trace ring buffer:
 // <topology Dir>/bpffs/<node>/maps/trace_events.
-func TraceEventsPath(t *topology.Topology, node string) string {
+func TraceEventsPath(t topology.Cluster, node string) string {
 	return filepath.Join(t.Dir(), "bpffs", node, "maps", loader.MapTraceEvents)
 }
 
@@ -122,7 +122,7 @@ type ifNamer struct {
 	names map[uint32]string
 }
 
-func newIfNamer(t *topology.Topology, node string) *ifNamer {
+func newIfNamer(t topology.Cluster, node string) *ifNamer {
 	n := &ifNamer{names: map[uint32]string{}}
 	if m, err := t.Member(node); err == nil {
 		if ns, err := netns.GetFromPath(m.NsPath); err == nil {
@@ -202,7 +202,7 @@ func wallOffset() int64 { return time.Now().UnixNano() - int64(monotonicNow()) }
 // A ring buffer has one consumer position: the monitor consumes the records it reads,
 // so anything else reading the same buffer at the same time (a scenario run checking
 // verdicts, a second monitor) competes with it and each sees only part of the records.
-func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts MonitorOptions) error {
+func Monitor(ctx context.Context, w io.Writer, t topology.Cluster, opts MonitorOptions) error {
 	switch opts.Type {
 	case "", MonitorTypeDrop, MonitorTypeTrace:
 	default:
@@ -260,7 +260,7 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts Monito
 		if opts.Node != "" {
 			where = " on " + opts.Node
 		}
-		return fmt.Errorf("topology %s has no running datapath%s: start agents (podNetwork: agent)", t.Name, where)
+		return fmt.Errorf("topology %s has no running datapath%s: start agents (podNetwork: agent)", t.Name(), where)
 	}
 	for _, name := range missing {
 		warn(fmt.Sprintf("node %s has no running datapath (no %s): not monitored", name, TraceEventsPath(t, name)))
@@ -342,7 +342,7 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts Monito
 
 // openMonitorNode opens node's pinned trace ring buffer; an error wrapping
 // fs.ErrNotExist means the node has no datapath pinned.
-func openMonitorNode(t *topology.Topology, node string) (_ *monitorNode, err error) {
+func openMonitorNode(t topology.Cluster, node string) (_ *monitorNode, err error) {
 	n := &monitorNode{name: node}
 	defer func() {
 		if err != nil {

@@ -195,7 +195,7 @@ func plainPodPacket(p capture.Packet, src, dst netip.Addr) error {
 	return nil
 }
 
-func expectRoute(t *topology.Topology, node string, dst netip.Prefix, via netip.Addr) error {
+func expectRoute(t topology.Cluster, node string, dst netip.Prefix, via netip.Addr) error {
 	return t.Do(node, func() error {
 		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {
@@ -214,7 +214,7 @@ func expectRoute(t *topology.Topology, node string, dst netip.Prefix, via netip.
 	})
 }
 
-func expectNoRoute(t *topology.Topology, node string, dst netip.Prefix) error {
+func expectNoRoute(t topology.Cluster, node string, dst netip.Prefix) error {
 	return t.Do(node, func() error {
 		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {

@@ -17,7 +17,7 @@ const nftTable = "podpath_probe"
 // HostStackCounters installs, in every node, nftables counter rules on the forward and
 // input hooks for traffic between pod addresses: a packet the host stack routes or
 // receives raises them; a packet forwarded in BPF never does.
-func HostStackCounters(ctx context.Context, t *topology.Topology, pods netip.Prefix) error {
+func HostStackCounters(ctx context.Context, t topology.Cluster, pods netip.Prefix) error {
 	p := pods.String()
 	cmds := [][]string{
 		{"nft", "add", "table", "inet", nftTable},
@@ -40,7 +40,7 @@ func HostStackCounters(ctx context.Context, t *topology.Topology, pods netip.Pre
 type StackPackets struct{ Forward, Input uint64 }
 
 // ReadHostStackCounters reads a node's counters (`nft -j list table inet podpath_probe`).
-func ReadHostStackCounters(ctx context.Context, t *topology.Topology, node string) (StackPackets, error) {
+func ReadHostStackCounters(ctx context.Context, t topology.Cluster, node string) (StackPackets, error) {
 	out, err := t.Exec(ctx, node, "nft", "-j", "list", "table", "inet", nftTable)
 	if err != nil {
 		return StackPackets{}, err

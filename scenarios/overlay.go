@@ -171,7 +171,7 @@ func internalIface(n topology.Node) topology.Interface {
 	return n.Interfaces[0]
 }
 
-func podMTUs(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
+func podMTUs(t topology.Cluster, pod string, linkMTU, routeMTU int) error {
 	l, r, err := podMTU(t, pod)
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func podMTUs(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
 }
 
 // podMTU reads a pod's eth0 MTU and its default route's mtu attribute (0: none).
-func podMTU(t *topology.Topology, pod string) (linkMTU, routeMTU int, err error) {
+func podMTU(t topology.Cluster, pod string) (linkMTU, routeMTU int, err error) {
 	err = t.Do(pod, func() error {
 		l, err := netlink.LinkByName("eth0")
 		if err != nil {
@@ -418,7 +418,7 @@ func tsharkAgrees(ctx context.Context, pcap string, o overlay, identity uint32) 
 }
 
 // bulkTCP sends n bytes from src to dst's echo server and reads them back.
-func bulkTCP(ctx context.Context, t *topology.Topology, src, dst string, n int) error {
+func bulkTCP(ctx context.Context, t topology.Cluster, src, dst string, n int) error {
 	to, err := t.Pod(dst)
 	if err != nil {
 		return err
@@ -459,7 +459,7 @@ func bulkTCP(ctx context.Context, t *topology.Topology, src, dst string, n int) 
 
 // sendUDP sends one datagram of size payload bytes from src to dst's echo server with
 // DF set (df) or clear and checks the whole datagram comes back.
-func sendUDP(ctx context.Context, t *topology.Topology, src, dst string, size int, df bool) error {
+func sendUDP(ctx context.Context, t topology.Cluster, src, dst string, size int, df bool) error {
 	to, err := t.Pod(dst)
 	if err != nil {
 		return err
@@ -627,7 +627,7 @@ func runFragNeeded(ctx context.Context, s *Stage, w fragNeededWith, e fragNeeded
 }
 
 // setPodMTU sets a pod's eth0 MTU and its default route's mtu (0: none).
-func setPodMTU(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
+func setPodMTU(t topology.Cluster, pod string, linkMTU, routeMTU int) error {
 	return t.Do(pod, func() error {
 		l, err := netlink.LinkByName("eth0")
 		if err != nil {

@@ -42,7 +42,7 @@ func (h Hop) String() string {
 }
 
 // Point is where to capture to see this hop.
-func (h Hop) Point(t *topology.Topology) (capture.Point, error) {
+func (h Hop) Point(t topology.Cluster) (capture.Point, error) {
 	m, err := t.Member(h.Member)
 	if err != nil {
 		return capture.Point{}, err
@@ -53,7 +53,7 @@ func (h Hop) Point(t *topology.Topology) (capture.Point, error) {
 // PodPath returns every hop of an IPv4 packet from pod src to pod dst over unencapsulated
 // routing (plain kernel routes or BPF native routing use the same wires), following the
 // routes the harness plans. Where routes are ECMP the first next hop is taken.
-func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
+func PodPath(t topology.Cluster, src, dst string) ([]Hop, error) {
 	from, err := t.Pod(src)
 	if err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 		return nil, err
 	}
 	// The wires are the same whoever installs the PodCIDR routes (harness or agent).
-	spec := t.Spec.Clone()
+	spec := t.Spec().Clone()
 	spec.PodRoutes = topology.PodRoutesAll
 	plan, err := topology.PlanRoutes(spec)
 	if err != nil {
@@ -107,7 +107,7 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 
 type owner struct{ member, iface string }
 
-func addressOwners(t *topology.Topology) map[netip.Addr]owner {
+func addressOwners(t topology.Cluster) map[netip.Addr]owner {
 	owners := map[netip.Addr]owner{}
 	for _, m := range t.Members() {
 		ifs, _ := t.Interfaces(m.Name)
@@ -134,7 +134,7 @@ func nextHop(routes []topology.Route, dst netip.Addr) (topology.NextHop, error) 
 	return hop, nil
 }
 
-func iface(t *topology.Topology, member, name string) (topology.Interface, error) {
+func iface(t topology.Cluster, member, name string) (topology.Interface, error) {
 	ifs, err := t.Interfaces(member)
 	if err != nil {
 		return topology.Interface{}, err
@@ -160,7 +160,7 @@ func PeerRedirected(hops []Hop) (path []Hop, bypassed Hop) {
 }
 
 // PathPoints returns the capture points of a path.
-func PathPoints(t *topology.Topology, hops []Hop) ([]capture.Point, error) {
+func PathPoints(t topology.Cluster, hops []Hop) ([]capture.Point, error) {
 	var pts []capture.Point
 	for _, h := range hops {
 		p, err := h.Point(t)

@@ -24,7 +24,7 @@ type PathResult struct {
 // PingPath captures on every interface between pods src and dst, sends one ICMP echo
 // request from src, and verifies the request crossed every hop in order with the
 // expected direction and TTL. Pcaps land in artifacts/<src>-<dst>/.
-func PingPath(ctx context.Context, t *topology.Topology, src, dst, artifacts string) (PathResult, error) {
+func PingPath(ctx context.Context, t topology.Cluster, src, dst, artifacts string) (PathResult, error) {
 	res := PathResult{Src: src, Dst: dst, PcapDir: filepath.Join(artifacts, src+"-"+dst)}
 	hops, err := PodPath(t, src, dst)
 	if err != nil {

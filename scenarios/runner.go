@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 // Scenario is one named conformance run: it brings up what it needs, drives traffic
@@ -50,7 +51,7 @@ type Run struct {
 	// Duration is how long the run took, set when it ends.
 	Duration   time.Duration
 	started    time.Time
-	topologies []*topology.Topology
+	topologies []topology.Cluster
 	last       time.Time
 	cleanup    []func(context.Context) error
 	traceLog   *traceLog
@@ -84,7 +85,7 @@ func (r *Run) Progress(format string, args ...any) {
 
 // Up brings up a catalog topology for the run; it comes down when the run ends
 // (unless Keep).
-func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
+func (r *Run) Up(ctx context.Context, name string) (topology.Cluster, error) {
 	spec, err := Topology(name)
 	if err != nil {
 		return nil, err
@@ -95,9 +96,9 @@ func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
 // upSpec brings up spec (called name in progress lines); it comes down with the
 // cleanups registered since (unless Keep), after the records left in its agents' trace
 // ring buffers have been written to the run's trace log.
-func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (*topology.Topology, error) {
+func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (topology.Cluster, error) {
 	r.Progress("bringing up topology %s", name)
-	t, err := topology.Up(ctx, spec)
+	t, err := netns.Up(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (*to
 	r.Defer(func(ctx context.Context) error {
 		r.drainTraces(t)
 		if r.Keep {
-			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name, t.Name)
+			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name(), t.Name())
 			return nil
 		}
 		return t.Down(ctx)
@@ -115,7 +116,7 @@ func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (*to
 
 // UpWithAgents brings up a catalog topology whose pods the agents plumb and starts an
 // agent on every node with catalog cilium-config config.
-func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (*topology.Topology, *Agents, error) {
+func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (topology.Cluster, *Agents, error) {
 	t, err := r.Up(ctx, topo)
 	if err != nil {
 		return nil, nil, err

@@ -78,7 +78,7 @@ func (s *StageSpec) service(name ServiceRef) *ServiceSpec {
 }
 
 // frontend is the address a service is dialled at.
-func frontend(t *topology.Topology, svc agent.Service, kind, node string) (netip.AddrPort, error) {
+func frontend(t topology.Cluster, svc agent.Service, kind, node string) (netip.AddrPort, error) {
 	switch kind {
 	case "nodePort":
 		n, err := t.Node(node)
@@ -129,7 +129,7 @@ func (c closers) Close() error {
 
 // exchangeAddr sends one probe from member to dst (a service frontend) and checks the
 // echo comes back from dst.
-func exchangeAddr(ctx context.Context, t *topology.Topology, member string, proto Protocol, dst netip.AddrPort) error {
+func exchangeAddr(ctx context.Context, t topology.Cluster, member string, proto Protocol, dst netip.AddrPort) error {
 	msg := fmt.Sprintf("podpath %s service probe from %s %d", proto, member, time.Now().UnixNano())
 	return t.Do(member, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}

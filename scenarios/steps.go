@@ -151,7 +151,7 @@ func (d *decoder) decodeParams(n, step *yaml.Node, defaults reflect.Value, path,
 type Stage struct {
 	*Run
 	Spec *StageSpec
-	T    *topology.Topology
+	T    topology.Cluster
 	// Config is the cilium-config the agents run with (nil: Cilium's defaults).
 	Config *config.Config
 	// Services are the stage's services as the agents have them, by name.
@@ -164,7 +164,7 @@ type Stage struct {
 // Agents returns the stage's agents; steps registered with Agents: true always have them.
 func (s *Stage) Agents() (*Agents, error) {
 	if s.agents == nil {
-		return nil, fmt.Errorf("topology %s runs no agents (podNetwork: kernel)", s.T.Name)
+		return nil, fmt.Errorf("topology %s runs no agents (podNetwork: kernel)", s.T.Name())
 	}
 	return s.agents, nil
 }
@@ -238,7 +238,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 		return err
 	}
 	s := &Stage{Run: r, Spec: spec, T: t, Config: spec.Config.Config, Services: map[string]agent.Service{}, memo: map[string]any{}}
-	if t.Spec.PodNetwork == topology.PodNetworkAgent {
+	if t.Spec().PodNetwork == topology.PodNetworkAgent {
 		cfg, err := spec.Config.write(t)
 		if err != nil {
 			return err
@@ -272,7 +272,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 
 // startServers runs, in every backend pod of the services, the server each asks for on
 // the backend's port and the service's protocol.
-func startServers(t *topology.Topology, services []ServiceSpec) (io.Closer, error) {
+func startServers(t topology.Cluster, services []ServiceSpec) (io.Closer, error) {
 	type key struct {
 		pod, server string
 		proto       Protocol

@@ -22,6 +22,7 @@ import (
 
 	"podpath/internal/nsutil"
 	"podpath/topology"
+	topons "podpath/topology/netns"
 )
 
 // IPerf3Port is the port the iperf3 server listens on (iperf3's default).
@@ -31,12 +32,12 @@ const IPerf3Port = 5201
 const listenTimeout = 5 * time.Second
 
 // Starter starts a prepared command inside a member's network namespace, so that the
-// process is born there. *topology.Topology and *VethPair are Starters.
+// process is born there. topology.Cluster and *VethPair are Starters.
 type Starter interface {
 	StartCmd(member string, cmd *exec.Cmd) error
 }
 
-var _ Starter = (*topology.Topology)(nil)
+var _ Starter = (topology.Cluster)(nil)
 
 // ThroughputResult is one iperf3 run: a single TCP stream from client to server.
 type ThroughputResult struct {
@@ -89,7 +90,7 @@ type IPerf3Test struct {
 // Run starts `iperf3 -s -1 -B ServerIP` in Server's namespace, waits until it listens,
 // runs `iperf3 -c ServerIP -t Seconds -J` in Client's namespace and parses its JSON
 // report. Both processes are started inside their namespaces through s (a
-// *topology.Topology, whose Down kills whatever outlives the run, or a *VethPair).
+// topology.Cluster, whose Down kills whatever outlives the run, or a *VethPair).
 func (x IPerf3Test) Run(ctx context.Context, s Starter) (ThroughputResult, error) {
 	res := ThroughputResult{Client: x.Client, Server: x.Server, ServerIP: x.ServerIP}
 	fail := func(err error) (ThroughputResult, error) {
@@ -251,7 +252,7 @@ func listening(pid, port int) bool {
 
 // VethPair is the throughput baseline: two network namespaces joined directly by one
 // veth pair, no bridge, no routing, no BPF. Its namespaces are pp-<id>-veth-a and
-// pp-<id>-veth-b of a run claimed with topology.Claim: once the process that made the
+// pp-<id>-veth-b of a run claimed with topons.Claim: once the process that made the
 // pair dies, `podpath clean` removes them like any crashed run.
 type VethPair struct {
 	ID string
@@ -277,7 +278,7 @@ func VethPairUp(ctx context.Context, mtu int) (_ *VethPair, err error) {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	id, err := topology.Claim("veth-pair", "veth-a", "veth-b")
+	id, err := topons.Claim("veth-pair", "veth-a", "veth-b")
 	if err != nil {
 		return nil, fmt.Errorf("veth pair up: %w", err)
 	}
@@ -287,7 +288,7 @@ func VethPairUp(ctx context.Context, mtu int) (_ *VethPair, err error) {
 	p.A = VethEnd{Member: "veth-a", Ifname: "veth0", Addr: netip.PrefixFrom(base.Next(), 30), MTU: mtu}
 	p.B = VethEnd{Member: "veth-b", Ifname: "veth0", Addr: netip.PrefixFrom(base.Next().Next(), 30), MTU: mtu}
 	for _, e := range []*VethEnd{&p.A, &p.B} {
-		e.Netns = topology.NetnsName(id, e.Member)
+		e.Netns = topons.NetnsName(id, e.Member)
 		e.NsPath = nsutil.Path(e.Netns)
 	}
 	defer func() {
@@ -370,7 +371,7 @@ func (p *VethPair) StartCmd(member string, cmd *exec.Cmd) error {
 // Down kills every process inside the pair's namespaces, deletes them (the veth goes
 // with them) and releases the run. Calling it again is a no-op.
 func (p *VethPair) Down(ctx context.Context) error {
-	if err := topology.Release(ctx, p.ID); err != nil {
+	if err := topons.Release(ctx, p.ID); err != nil {
 		return fmt.Errorf("veth pair down %s: %w", p.ID, err)
 	}
 	return nil

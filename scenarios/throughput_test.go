@@ -22,6 +22,7 @@ import (
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 var (
@@ -112,7 +113,7 @@ func TestVethPair(t *testing.T) {
 	if left := namespacesWithPrefix(t, "pp-"+p.ID+"-"); len(left) > 0 {
 		t.Errorf("namespaces left after Down: %v", left)
 	}
-	if _, err := os.Stat(filepath.Join(topology.StateRoot, p.ID)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(netns.StateRoot, p.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("run dir left after Down: %v", err)
 	}
 }
@@ -242,7 +243,7 @@ type throughputPath struct {
 	name, what string
 	s          Starter
 	test       IPerf3Test
-	t          *topology.Topology
+	t          topology.Cluster
 	verdicts   []string // node1 must trace the stream with one of these (none: no datapath)
 	runs       []ThroughputResult
 }
@@ -310,14 +311,14 @@ func median(runs []ThroughputResult) ThroughputResult {
 
 // upSameNode brings up spec with agents configured by configs/<config>.yaml; the
 // benchmark's cleanup tears it down and checks no namespace of it is left.
-func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config string) (*topology.Topology, error) {
-	t, err := topology.Up(ctx, spec)
+func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config string) (topology.Cluster, error) {
+	t, err := netns.Up(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	b.Cleanup(func() {
 		if err := t.Down(context.WithoutCancel(ctx)); err != nil {
-			b.Errorf("down %s: %v", t.Name, err)
+			b.Errorf("down %s: %v", t.Name(), err)
 		}
 		if left := namespacesWithPrefix(b, t.Prefix()); len(left) > 0 {
 			b.Errorf("namespaces left after Down: %v", left)
@@ -336,7 +337,7 @@ func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config s
 // streamVerdicts drains node's trace ring buffer and counts the verdicts (with their
 // pass reason) of TCP records to or from port. With monitor-aggregation none and no
 // consumer the buffer holds the first records of the stream.
-func streamVerdicts(t *topology.Topology, node string, port uint16) (map[string]int, error) {
+func streamVerdicts(t topology.Cluster, node string, port uint16) (map[string]int, error) {
 	m, err := ebpf.LoadPinnedMap(TraceEventsPath(t, node), nil)
 	if err != nil {
 		return nil, err

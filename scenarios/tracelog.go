@@ -51,7 +51,7 @@ func newTraceLog(path string) (*traceLog, error) {
 }
 
 // write appends node's records; t (nil in tests) names the node's interfaces.
-func (l *traceLog) write(t *topology.Topology, topo, node string, recs []trace.Record) {
+func (l *traceLog) write(t topology.Cluster, topo, node string, recs []trace.Record) {
 	if len(recs) == 0 || l.err != nil {
 		return
 	}
@@ -89,7 +89,7 @@ func (l *traceLog) Close() error {
 
 // OpenTraces is OpenTraces whose records also go to the run's trace log
 // (TraceLogFile in its artifacts), with every record read by Collect and Reset.
-func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
+func (r *Run) OpenTraces(t topology.Cluster, nodes ...string) (*Traces, error) {
 	tr, err := OpenTraces(t, nodes...)
 	if err != nil {
 		return nil, err
@@ -100,14 +100,14 @@ func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error)
 			return nil, err
 		}
 	}
-	tr.log = func(node string, recs []trace.Record) { r.traceLog.write(t, t.Name, node, recs) }
+	tr.log = func(node string, recs []trace.Record) { r.traceLog.write(t, t.Name(), node, recs) }
 	return tr, nil
 }
 
 // drainTraces writes what is left in the trace ring buffers of t's nodes to the trace
 // log, before t goes down.
-func (r *Run) drainTraces(t *topology.Topology) {
-	if t.Spec.PodNetwork != topology.PodNetworkAgent {
+func (r *Run) drainTraces(t topology.Cluster) {
+	if t.Spec().PodNetwork != topology.PodNetworkAgent {
 		return
 	}
 	for _, n := range t.Nodes() {
@@ -123,6 +123,6 @@ func (r *Run) drainTraces(t *topology.Topology) {
 		}
 	}
 	if r.traceLog != nil {
-		r.traceLog.forget(t.Name)
+		r.traceLog.forget(t.Name())
 	}
 }

@@ -26,7 +26,7 @@ type Traces struct {
 }
 
 // OpenTraces opens the trace ring buffer of every node that runs an agent.
-func OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
+func OpenTraces(t topology.Cluster, nodes ...string) (*Traces, error) {
 	names, err := trace.DefaultNames()
 	if err != nil {
 		return nil, err

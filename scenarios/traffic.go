@@ -35,7 +35,7 @@ const probePort = 7777
 // Exchange sends one probe from pod src to pod dst over proto and checks the answer:
 // an ICMP echo via ping, or a TCP/UDP echo from a server the harness runs inside dst's
 // namespace (its sockets are born there). It returns what went wrong, with output.
-func Exchange(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string) error {
+func Exchange(ctx context.Context, t topology.Cluster, proto Protocol, src, dst string) error {
 	to, err := t.Pod(dst)
 	if err != nil {
 		return err
@@ -54,7 +54,7 @@ func Exchange(ctx context.Context, t *topology.Topology, proto Protocol, src, ds
 	return fmt.Errorf("unknown protocol %q (want icmp, tcp or udp)", proto)
 }
 
-func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string, dstIP netip.Addr) error {
+func echo(ctx context.Context, t topology.Cluster, proto Protocol, src, dst string, dstIP netip.Addr) error {
 	server, err := startEcho(t, proto, dst)
 	if err != nil {
 		return err
@@ -65,12 +65,12 @@ func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst st
 
 // startEcho opens an echo server on probePort inside member's namespace; the
 // listening socket is created there, so it serves that namespace only.
-func startEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, error) {
+func startEcho(t topology.Cluster, proto Protocol, member string) (io.Closer, error) {
 	return startEchoOn(t, proto, member, probePort)
 }
 
 // startEchoOn is startEcho on port.
-func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint16) (io.Closer, error) {
+func startEchoOn(t topology.Cluster, proto Protocol, member string, port uint16) (io.Closer, error) {
 	c, err := startServer(t, proto, member, port,
 		func(c net.Conn) {
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -85,7 +85,7 @@ func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint1
 
 // startServer listens on port inside member's namespace: over TCP every connection
 // goes to serve, over UDP every datagram gets answer's reply.
-func startServer(t *topology.Topology, proto Protocol, member string, port uint16,
+func startServer(t topology.Cluster, proto Protocol, member string, port uint16,
 	serve func(net.Conn), answer func(b []byte, from net.Addr) []byte) (io.Closer, error) {
 	m, err := t.Member(member)
 	if err != nil {
@@ -100,7 +100,7 @@ func startServer(t *topology.Topology, proto Protocol, member string, port uint1
 
 // PingLoss runs `ping -i interval -c count` from src to dst and returns how many
 // requests went unanswered.
-func PingLoss(ctx context.Context, t *topology.Topology, src string, dst netip.Addr, count int, interval time.Duration) (lost int, out string, err error) {
+func PingLoss(ctx context.Context, t topology.Cluster, src string, dst netip.Addr, count int, interval time.Duration) (lost int, out string, err error) {
 	b, err := t.Exec(ctx, src, "ping", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst.String())
 	out = string(b)
 	var sent, recv int

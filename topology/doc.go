@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package topology describes a cluster as a declarative YAML spec, validates and routes it,
-// and brings it up as a tree of network namespaces on one machine (the netns backend).
+// Package topology describes a cluster as a declarative YAML spec, validates it, plans its
+// routes, and defines the Backend and Cluster interfaces that topology/netns and
+// topology/kind implement.
 package topology

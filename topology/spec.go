@@ -186,14 +186,14 @@ func (s *Spec) resolve() (*Spec, error) {
 
 	// Every explicit address is taken before any is handed out.
 	used := map[netip.Addr]bool{}
-	r.eachInterface(func(_ string, _ string, ifc *InterfaceSpec) {
+	r.EachInterface(func(_ string, _ string, ifc *InterfaceSpec) {
 		if a, err := netip.ParseAddr(ifc.Address); err == nil {
 			used[a] = true
 		}
 	})
 	next := map[string]netip.Addr{} // segment -> next candidate
 	var errs []error
-	r.eachInterface(func(path, _ string, ifc *InterfaceSpec) {
+	r.EachInterface(func(path, _ string, ifc *InterfaceSpec) {
 		seg := r.Segments[segIdx[ifc.Segment]]
 		if ifc.MTU == 0 {
 			ifc.MTU = seg.MTU
@@ -273,9 +273,9 @@ func defaultIfNames(ifs []InterfaceSpec) {
 	}
 }
 
-// eachInterface calls fn for every interface in address-allocation order: routers,
+// EachInterface calls fn for every interface in address-allocation order: routers,
 // nodes, clients; path is the field path of the interface, e.g. nodes[1].interfaces[0].
-func (s *Spec) eachInterface(fn func(path, member string, ifc *InterfaceSpec)) {
+func (s *Spec) EachInterface(fn func(path, member string, ifc *InterfaceSpec)) {
 	for i := range s.Routers {
 		for j := range s.Routers[i].Interfaces {
 			fn(fmt.Sprintf("routers[%d].interfaces[%d]", i, j), s.Routers[i].Name, &s.Routers[i].Interfaces[j])

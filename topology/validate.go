@@ -173,7 +173,7 @@ func (s *Spec) checkRules() []error {
 	for _, n := range s.Nodes {
 		isNode[n.Name] = true
 	}
-	s.eachInterface(func(path, member string, ifc *InterfaceSpec) {
+	s.EachInterface(func(path, member string, ifc *InterfaceSpec) {
 		mk := path[:strings.Index(path, ".")] // e.g. nodes[1]
 		idx := memberIfIdx[mk]
 		memberIfIdx[mk]++

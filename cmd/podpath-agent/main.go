@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"podpath/internal/agentcli"
+	"podpath/cmd/podpath-agent/agentcli"
 )
 
 func main() {

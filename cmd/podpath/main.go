@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"podpath/internal/cli"
+	"podpath/cmd/podpath/cli"
 )
 
 func main() {

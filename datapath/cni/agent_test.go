@@ -21,17 +21,17 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
-	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/topotest"
 )
 
 // cluster is the catalog's two-node L2 topology without its pods, an agent on each
 // node (native routing) and the plugin: pods come only through CNI.
 type cluster struct {
-	topo   *topology.Topology
+	topo   topology.Cluster
 	agents *scenarios.Agents
 	bin    string
 }
@@ -39,9 +39,9 @@ type cluster struct {
 func upCluster(t *testing.T) *cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
-	agenttest.UseAgent(t)
+	topotest.UseAgent(t)
 	bin := pluginBinary(t)
-	topo := agenttest.Up(t, "l2-two-node-agent", "cni", false)
+	topo := topotest.Up(t, "l2-two-node-agent", "cni", false)
 	cfg, err := scenarios.WriteConfig(topo.Dir(), "native-routing")
 	if err != nil {
 		t.Fatal(err)

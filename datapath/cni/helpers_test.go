@@ -13,8 +13,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
+	"podpath/topology/topotest"
 )
 
 // pluginBinary returns $PODPATH_CNI, or podpath-cni built from this tree.
@@ -22,7 +22,7 @@ func pluginBinary(t *testing.T) string {
 	if p := os.Getenv("PODPATH_CNI"); p != "" {
 		return p
 	}
-	return agenttest.Build(t, "podpath/cmd/podpath-cni")
+	return topotest.Build(t, "podpath/cmd/podpath-cni")
 }
 
 // call is one run of the plugin, as a runtime makes it: CNI_* variables and the

@@ -19,16 +19,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"podpath/datapath/agent"
-	"podpath/internal/agenttest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/topotest"
 )
 
 // echoServer answers the first line of every TCP connection on port with
 // "<pod>: <line>", from inside the pod's namespace, until the test ends.
-func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
+func echoServer(t *testing.T, topo topology.Cluster, pod string, port int) {
 	t.Helper()
 	m, err := topo.Member(pod)
 	if err != nil {
@@ -49,7 +49,7 @@ func echoServer(t *testing.T, topo *topology.Topology, pod string, port int) {
 }
 
 // dial connects from pod to addr, sends a line and returns who answered.
-func dial(topo *topology.Topology, pod string, addr netip.AddrPort) (string, error) {
+func dial(topo topology.Cluster, pod string, addr netip.AddrPort) (string, error) {
 	m, err := topo.Member(pod)
 	if err != nil {
 		return "", err
@@ -82,9 +82,9 @@ func dial(topo *topology.Topology, pod string, addr netip.AddrPort) (string, err
 // service deletes reach the agent.
 func TestWatcherWithAgent(t *testing.T) {
 	testutil.RequireRoot(t)
-	agenttest.UseAgent(t)
+	topotest.UseAgent(t)
 	ctx := t.Context()
-	topo := agenttest.Up(t, "l2-services-agent", "k8swatch", true)
+	topo := topotest.Up(t, "l2-services-agent", "k8swatch", true)
 	cfg, err := scenarios.WriteConfig(topo.Dir(), "services-snat")
 	if err != nil {
 		t.Fatal(err)

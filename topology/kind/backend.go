@@ -23,9 +23,7 @@ import (
 
 // Backend brings a topology spec up as a kind cluster: Docker containers as nodes,
 // Kubernetes without kube-proxy or a default CNI, and the podpath agent as a DaemonSet.
-// It is the kind counterpart of topology.Netns; its Up returns a *Cluster rather than a
-// *topology.Topology (see doc.go for the change that lets both sit behind
-// topology.Backend).
+// It is the kind sibling of topology/netns behind topology.Backend.
 type Backend struct {
 	Options
 	// Progress, when set, receives one line per step, never concurrently.
@@ -36,8 +34,16 @@ type Backend struct {
 	docker, kubectl string
 }
 
+// BackendName is the kind backend's name: `podpath up --backend kind`.
+const BackendName = "kind"
+
+var _ topology.Backend = (*Backend)(nil)
+
 // Name returns "kind".
-func (b *Backend) Name() string { return "kind" }
+func (b *Backend) Name() string { return BackendName }
+
+// Down deletes the kind cluster called name (`kind delete cluster --name NAME`).
+func (b *Backend) Down(ctx context.Context, name string) error { return Delete(ctx, name) }
 
 // Up plans spec (an *UnsupportedError lists what kind cannot model), checks that Docker
 // is usable (a *DockerUnavailableError quoting `docker info` otherwise) and that kubectl
@@ -49,7 +55,16 @@ func (b *Backend) Name() string { return "kind" }
 // handed each to its node's agent, which gave it its annotated address. The agents
 // learn the nodes (and Services) from their Kubernetes watchers. An Up that fails after
 // creating the cluster deletes it, unless Options.Retain is set.
-func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err error) {
+func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (topology.Cluster, error) {
+	c, err := b.up(ctx, spec)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+// up is Up returning the concrete *Cluster.
+func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err error) {
 	p, err := NewPlan(spec, b.Options)
 	if err != nil {
 		return nil, fmt.Errorf("kind up: %w", err)
@@ -75,17 +90,17 @@ func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err 
 		return nil, fmt.Errorf("kind up %s: a kind cluster with this name already exists: delete it (`kind delete cluster --name %s`) or choose another name", o.ClusterName, o.ClusterName)
 	}
 
-	c := &Cluster{Name: o.ClusterName, Backend: b.Name(), Spec: p.Spec, Plan: p, Dir: o.WorkDir,
+	c := &Cluster{name: o.ClusterName, spec: p.Spec, Plan: p, dir: o.WorkDir,
 		Progress: b.Progress, docker: docker, kubectl: kubectl, provider: provider}
-	if c.Dir == "" {
-		if c.Dir, err = os.MkdirTemp("", "podpath-kind-"+o.ClusterName+"-"); err != nil {
+	if c.dir == "" {
+		if c.dir, err = os.MkdirTemp("", "podpath-kind-"+o.ClusterName+"-"); err != nil {
 			return nil, fmt.Errorf("kind up %s: %w", o.ClusterName, err)
 		}
 		c.ownDir = true
-	} else if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("kind up %s: %w", o.ClusterName, err)
 	}
-	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
+	c.Kubeconfig = filepath.Join(c.dir, "kubeconfig")
 	created := false
 	defer func() {
 		switch {
@@ -96,10 +111,10 @@ func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err 
 				err = errors.Join(err, derr)
 			}
 		case c.ownDir:
-			os.RemoveAll(c.Dir)
+			os.RemoveAll(c.dir)
 		}
 	}()
-	cfgPath, manPath, err := writeFiles(p, c.Dir)
+	cfgPath, manPath, err := writeFiles(p, c.dir)
 	if err != nil {
 		return nil, fmt.Errorf("kind up %s: %w", o.ClusterName, err)
 	}
@@ -128,7 +143,7 @@ func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (_ *Cluster, err 
 // up runs the steps after the cluster exists.
 func (c *Cluster) up(ctx context.Context, b *Backend, haveImage bool, manifests string) error {
 	p, o := c.Plan, c.Plan.Options
-	kindNodes, err := c.provider.ListNodes(c.Name)
+	kindNodes, err := c.provider.ListNodes(c.name)
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
@@ -151,7 +166,7 @@ func (c *Cluster) up(ctx context.Context, b *Backend, haveImage bool, manifests 
 
 	if haveImage {
 		b.progress("loading image %s into the nodes", o.AgentImage)
-		if err := loadImage(ctx, c.docker, o.AgentImage, filepath.Join(c.Dir, "agent-image.tar"), kindNodes); err != nil {
+		if err := loadImage(ctx, c.docker, o.AgentImage, filepath.Join(c.dir, "agent-image.tar"), kindNodes); err != nil {
 			return err
 		}
 	} else {

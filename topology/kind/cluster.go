@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 
@@ -16,30 +17,106 @@ import (
 	"podpath/topology"
 )
 
-// Cluster is a topology running as a kind cluster: the kind counterpart of
-// *topology.Topology, with the same accessors (Nodes, Node, Pods, Pod, Exec, Down).
-// Members are containers and Pods, not namespaces: there is no Member, Do or Start.
+// Cluster is a topology running as a kind cluster: the kind implementation of
+// topology.Cluster. Members are node containers and Kubernetes Pods, not network
+// namespaces on this machine: Exec works (docker exec, kubectl exec); Do, Start,
+// StartCmd and MountBPFFS return errors wrapping topology.ErrNotSupported.
 type Cluster struct {
-	// Name is the kind cluster name.
-	Name string
-	// Backend is "kind".
-	Backend string
-	// Spec is the resolved spec.
-	Spec *topology.Spec
 	// Plan is what the cluster was generated from: node mapping, subnets, options.
 	Plan *Plan
-	// Dir holds kind-config.yaml, manifests.yaml and kubeconfig.
-	Dir string
 	// Kubeconfig is the path of the cluster's kubeconfig (in Dir).
 	Kubeconfig string
 	// Progress, when set, receives one line per teardown step.
 	Progress func(string)
 
+	name     string         // kind cluster name
+	spec     *topology.Spec // resolved
+	dir      string         // kind-config.yaml, manifests.yaml and kubeconfig
 	nodes    []topology.Node
 	ownDir   bool // Dir was created by Up: Down removes it
 	docker   string
 	kubectl  string
 	provider *cluster.Provider
+}
+
+var _ topology.Cluster = (*Cluster)(nil)
+
+// Name is the kind cluster name (`kind get clusters`).
+func (c *Cluster) Name() string { return c.name }
+
+// RunID is empty: a kind cluster is no run on this machine.
+func (c *Cluster) RunID() string { return "" }
+
+// Backend returns "kind".
+func (c *Cluster) Backend() string { return BackendName }
+
+// Spec is the resolved spec the cluster was planned from.
+func (c *Cluster) Spec() *topology.Spec { return c.spec }
+
+// Prefix is empty: kind makes no network namespaces named after the run.
+func (c *Cluster) Prefix() string { return "" }
+
+// Dir holds kind-config.yaml, manifests.yaml and the kubeconfig.
+func (c *Cluster) Dir() string { return c.dir }
+
+// Members returns the podpath nodes, then the pods. Netns and NsPath are empty: they
+// live in containers, not in this machine's /var/run/netns.
+func (c *Cluster) Members() []topology.Member {
+	var out []topology.Member
+	for _, n := range c.nodes {
+		out = append(out, topology.Member{Name: n.Name, Kind: topology.KindNode})
+	}
+	for _, p := range c.Pods() {
+		out = append(out, topology.Member{Name: p.Name, Kind: topology.KindPod})
+	}
+	return out
+}
+
+// Member returns the node or pod called name (without a namespace, see Members).
+func (c *Cluster) Member(name string) (topology.Member, error) {
+	for _, m := range c.Members() {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return topology.Member{}, fmt.Errorf("kind cluster %s: member %q: %w", c.name, name, topology.ErrNotFound)
+}
+
+// Interfaces returns a node's eth0 on the kind network, or a pod's eth0 (/32).
+func (c *Cluster) Interfaces(member string) ([]topology.Interface, error) {
+	if n, err := c.Node(member); err == nil {
+		return slices.Clone(n.Interfaces), nil
+	}
+	p, err := c.Pod(member)
+	if err != nil {
+		return nil, fmt.Errorf("kind cluster %s: member %q: %w", c.name, member, topology.ErrNotFound)
+	}
+	return []topology.Interface{{Name: "eth0", Address: netip.PrefixFrom(p.IP, 32), MTU: p.MTU}}, nil
+}
+
+// Do is not supported: a kind member's namespace is not one this process can enter.
+func (c *Cluster) Do(member string, _ func() error) error {
+	return c.unsupported("run Go code", member)
+}
+
+// Start is not supported: use Exec (docker exec, kubectl exec) for one-shot commands.
+func (c *Cluster) Start(_ context.Context, member string, argv ...string) (*exec.Cmd, error) {
+	return nil, c.unsupported(fmt.Sprintf("start %q", strings.Join(argv, " ")), member)
+}
+
+// StartCmd is not supported, as Start.
+func (c *Cluster) StartCmd(member string, cmd *exec.Cmd) error {
+	return c.unsupported(fmt.Sprintf("start %q", strings.Join(cmd.Args, " ")), member)
+}
+
+// MountBPFFS is not supported: the agents mount their own bpffs inside the nodes.
+func (c *Cluster) MountBPFFS() (string, error) {
+	return "", fmt.Errorf("kind cluster %s: mount bpffs: the agent DaemonSet pins in its node's /sys/fs/bpf: %w", c.name, topology.ErrNotSupported)
+}
+
+func (c *Cluster) unsupported(what, member string) error {
+	return fmt.Errorf("kind cluster %s: %s in %s: kind members are containers and Kubernetes pods, not network namespaces on this machine (Exec works): %w",
+		c.name, what, member, topology.ErrNotSupported)
 }
 
 // Nodes returns the podpath nodes (the kind workers) in spec order. InternalIP and the
@@ -55,7 +132,7 @@ func (c *Cluster) Node(name string) (topology.Node, error) {
 			return n, nil
 		}
 	}
-	return topology.Node{}, fmt.Errorf("kind cluster %s: node %q: %w", c.Name, name, topology.ErrNotFound)
+	return topology.Node{}, fmt.Errorf("kind cluster %s: node %q: %w", c.name, name, topology.ErrNotFound)
 }
 
 // Pods returns every pod, node by node, in spec order.
@@ -74,7 +151,7 @@ func (c *Cluster) Pod(name string) (topology.Pod, error) {
 			return p, nil
 		}
 	}
-	return topology.Pod{}, fmt.Errorf("kind cluster %s: pod %q: %w", c.Name, name, topology.ErrNotFound)
+	return topology.Pod{}, fmt.Errorf("kind cluster %s: pod %q: %w", c.name, name, topology.ErrNotFound)
 }
 
 // KindNode returns the kind node (container and Kubernetes node name) of a podpath node;
@@ -85,7 +162,7 @@ func (c *Cluster) KindNode(name string) (string, error) {
 			return m.KindNode, nil
 		}
 	}
-	return "", fmt.Errorf("kind cluster %s: node %q: %w", c.Name, name, topology.ErrNotFound)
+	return "", fmt.Errorf("kind cluster %s: node %q: %w", c.name, name, topology.ErrNotFound)
 }
 
 // Exec runs argv in a member and returns its combined output: in a node's container
@@ -121,13 +198,13 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 // Down deletes the kind cluster (`kind delete cluster --name NAME`) and the work
 // directory Up created.
 func (c *Cluster) Down(ctx context.Context) error {
-	c.progress("deleting kind cluster %s", c.Name)
-	if err := deleteCluster(ctx, c.newProvider(), c.Name, c.Kubeconfig); err != nil {
+	c.progress("deleting kind cluster %s", c.name)
+	if err := deleteCluster(ctx, c.newProvider(), c.name, c.Kubeconfig); err != nil {
 		return err
 	}
 	if c.ownDir {
-		if err := os.RemoveAll(c.Dir); err != nil {
-			return fmt.Errorf("kind down %s: %w", c.Name, err)
+		if err := os.RemoveAll(c.dir); err != nil {
+			return fmt.Errorf("kind down %s: %w", c.name, err)
 		}
 	}
 	return nil

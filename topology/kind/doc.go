@@ -111,34 +111,13 @@
 // *UnsupportedError naming each field (errors.Is(err, ErrUnsupported)). Segment CIDRs are
 // ignored: node addresses come from the Docker network.
 //
-// # Hosting it behind topology.Backend
+// # Behind topology.Backend
 //
-// topology.Backend's Up returns a *topology.Topology, whose constructor is unexported
-// and whose members are namespaces, so this package cannot return one. *Cluster offers
-// the accessors both backends share, with the same signatures: Nodes, Node, Pods, Pod,
-// Exec and Down. The smallest change in package topology that lets both backends sit
-// behind one interface (kind's provider pattern):
-//
-//	// Running is a topology brought up by a backend.
-//	type Running interface {
-//		Nodes() []Node
-//		Node(name string) (Node, error)
-//		Pods() []Pod
-//		Pod(name string) (Pod, error)
-//		Exec(ctx context.Context, member string, argv ...string) ([]byte, error)
-//		Down(ctx context.Context) error
-//	}
-//
-//	type Backend interface {
-//		Up(ctx context.Context, spec *Spec) (Running, error)
-//		Name() string
-//	}
-//
-// *topology.Topology and *kind.Cluster both satisfy Running today (a test here checks
-// it); callers that need namespaces (Member, Do, Start, MountBPFFS) type-assert to
-// *topology.Topology. Backend.Up of Netns then returns Running; the package-level
-// topology.Up keeps returning *Topology. Package topology must not import this one (it
-// imports topology), so the CLI picks the backend: `--backend netns|kind`.
+// *Backend implements topology.Backend and *Cluster topology.Cluster, as siblings of
+// topology/netns. Members are node containers and Kubernetes Pods: Nodes, Pods,
+// Members, Interfaces and Exec (docker exec, kubectl exec) work; Do, Start, StartCmd
+// and MountBPFFS, which need a network namespace on this machine, return errors
+// wrapping topology.ErrNotSupported.
 //
 // Up needs a Docker engine; it returns a *DockerUnavailableError
 // (errors.Is(err, ErrDockerUnavailable)) quoting `docker info` where none answers.

@@ -701,7 +701,7 @@ func TestClusterNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{Name: "l2-agent", Plan: p, Spec: p.Spec, nodes: nodes}
+	c := &Cluster{name: "l2-agent", Plan: p, spec: p.Spec, nodes: nodes}
 	n2, err := c.Node("node2")
 	if err != nil {
 		t.Fatal(err)
@@ -727,21 +727,29 @@ func TestClusterNodes(t *testing.T) {
 	}
 }
 
-// running is the interface doc.go proposes for package topology: both backends'
-// results satisfy it as they are.
-type running interface {
-	Nodes() []topology.Node
-	Node(name string) (topology.Node, error)
-	Pods() []topology.Pod
-	Pod(name string) (topology.Pod, error)
-	Exec(ctx context.Context, member string, argv ...string) ([]byte, error)
-	Down(ctx context.Context) error
+// What kind cannot do in a member says so, and wraps topology.ErrNotSupported.
+func TestClusterUnsupported(t *testing.T) {
+	p, err := NewPlan(loadSpec(t, "l2-two-node-agent.yaml"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c topology.Cluster = &Cluster{name: "l2-agent", Plan: p, spec: p.Spec}
+	_, startErr := c.Start(context.Background(), "node1", "sleep", "1")
+	_, mountErr := c.MountBPFFS()
+	for what, err := range map[string]error{
+		"Do":         c.Do("node1", func() error { return nil }),
+		"Start":      startErr,
+		"StartCmd":   c.StartCmd("pod1a", exec.Command("true")),
+		"MountBPFFS": mountErr,
+	} {
+		if !errors.Is(err, topology.ErrNotSupported) || !strings.Contains(err.Error(), "kind cluster l2-agent") {
+			t.Errorf("%s: %v, want ErrNotSupported naming the cluster", what, err)
+		}
+	}
+	if c.Backend() != "kind" || c.Name() != "l2-agent" || c.RunID() != "" {
+		t.Errorf("backend %q name %q run %q", c.Backend(), c.Name(), c.RunID())
+	}
 }
-
-var (
-	_ running = (*topology.Topology)(nil)
-	_ running = (*Cluster)(nil)
-)
 
 func TestBackendName(t *testing.T) {
 	if got := (&Backend{}).Name(); got != "kind" {

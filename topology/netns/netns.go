@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 
 	"podpath/internal/nsutil"
 )
@@ -24,11 +26,11 @@ const (
 	carrierTimeout = 5 * time.Second
 )
 
-// Netns is the default backend: every member is a network namespace named
+// Backend is the default backend: every member is a network namespace named
 // pp-<runid>-<member>, every segment a Linux bridge in a namespace of its own, every
 // attachment a veth pair whose ends are created directly in the two namespaces. Nothing
 // is ever created in the root namespace.
-type Netns struct {
+type Backend struct {
 	// Progress, when set, receives one line per step ("creating namespace ..."), never
 	// concurrently.
 	Progress func(string)
@@ -41,20 +43,45 @@ type Netns struct {
 	failHook func(runID, step string) error
 }
 
-var _ Backend = (*Netns)(nil)
+// BackendName is the netns backend's name: `podpath up --backend netns`.
+const BackendName = "netns"
+
+var (
+	_ topology.Backend = (*Backend)(nil)
+	_ topology.Cluster = (*Topology)(nil)
+)
 
 // Name returns "netns".
-func (b *Netns) Name() string { return "netns" }
+func (b *Backend) Name() string { return BackendName }
 
-// Up brings spec up with the default netns backend.
-func Up(ctx context.Context, spec *Spec) (*Topology, error) {
-	return (&Netns{}).Up(ctx, spec)
+// Up brings spec up with the default netns backend and returns the running *Topology.
+func Up(ctx context.Context, spec *topology.Spec) (*Topology, error) {
+	return (&Backend{}).up(ctx, spec)
 }
 
 // Up resolves spec, then creates its namespaces, bridges, veths, addresses, routes and
 // pods. The state file is written before the first namespace exists and kept current,
 // so a crash leaves something Clean can find; an Up that fails tears down what it made.
-func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
+func (b *Backend) Up(ctx context.Context, spec *topology.Spec) (topology.Cluster, error) {
+	t, err := b.up(ctx, spec)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return t, nil
+}
+
+// Down tears down a running topology by run ID, full name or spec name (see
+// DownByName), with a progress line per step when Progress is set.
+func (b *Backend) Down(ctx context.Context, name string) error {
+	var progress func(string, ...any)
+	if b.Progress != nil {
+		progress = func(format string, args ...any) { b.Progress(fmt.Sprintf(format, args...)) }
+	}
+	return downByName(ctx, name, progress)
+}
+
+// up is Up returning the concrete *Topology.
+func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Topology, err error) {
 	if spec == nil {
 		return nil, errors.New("topology up: nil spec")
 	}
@@ -62,7 +89,7 @@ func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("topology up: %w", err)
 	}
-	plan, err := PlanRoutes(r)
+	plan, err := topology.PlanRoutes(r)
 	if err != nil {
 		return nil, fmt.Errorf("topology up: %w", err)
 	}
@@ -70,10 +97,10 @@ func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("topology up %s: %w", r.Name, err)
 	}
-	t := newTopology(b.Name(), runID, r)
+	t := newTopology(runID, r)
 	t.Progress = b.Progress
 	st := &state{
-		Format: stateFormat, Name: t.Name, RunID: runID, Backend: b.Name(), Spec: r,
+		Format: stateFormat, Name: t.name, RunID: runID, Backend: b.Name(), Spec: r,
 		Owner: self(), Created: time.Now().UTC(),
 	}
 	for _, m := range t.Members() {
@@ -81,18 +108,18 @@ func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
 	}
 	if err := writeState(st); err != nil {
 		os.RemoveAll(runDir(runID))
-		return nil, fmt.Errorf("topology up %s: %w", t.Name, err)
+		return nil, fmt.Errorf("topology up %s: %w", t.name, err)
 	}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("topology up %s: %w", t.Name, err)
+			err = fmt.Errorf("topology up %s: %w", t.name, err)
 			if derr := t.Down(context.WithoutCancel(ctx)); derr != nil {
 				err = errors.Join(err, fmt.Errorf("clean up after failed up: %w", derr))
 			}
 		}
 	}()
 
-	u := &upper{t: t, plan: plan, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}}
+	u := &upper{t: t, plan: plan, handles: map[string]*netlink.Handle{}, fds: map[string]vnetns.NsHandle{}}
 	u.nextIndex = firstIfindex(r)
 	defer u.close()
 	steps := []struct {
@@ -131,17 +158,17 @@ func (b *Netns) Up(ctx context.Context, spec *Spec) (_ *Topology, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	t.progress("topology %s is up (%d namespaces)", t.Name, len(t.order))
+	t.progress("topology %s is up (%d namespaces)", t.name, len(t.order))
 	return t, nil
 }
 
 // upper carries the netlink handles of one Up.
 type upper struct {
 	t       *Topology
-	plan    Plan
+	plan    topology.Plan
 	mu      sync.Mutex
 	handles map[string]*netlink.Handle // by member
-	fds     map[string]netns.NsHandle
+	fds     map[string]vnetns.NsHandle
 	// nextIndex is the next explicit ifindex for the veth ends Up creates.
 	nextIndex int
 }
@@ -157,14 +184,14 @@ func (u *upper) close() {
 }
 
 // handle returns the netlink handle inside member's namespace.
-func (u *upper) handle(member string) (*netlink.Handle, netns.NsHandle, error) {
+func (u *upper) handle(member string) (*netlink.Handle, vnetns.NsHandle, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if h, ok := u.handles[member]; ok {
 		return h, u.fds[member], nil
 	}
 	m := u.t.members[member]
-	fd, err := netns.GetFromPath(m.NsPath)
+	fd, err := vnetns.GetFromPath(m.NsPath)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open netns %s: %w", m.Netns, err)
 	}
@@ -197,9 +224,9 @@ func (u *upper) sysctls(ctx context.Context) error {
 	for _, m := range u.t.Members() {
 		var forward string
 		switch m.Kind {
-		case KindNode, KindRouter:
+		case topology.KindNode, topology.KindRouter:
 			forward = "1"
-		case KindClient:
+		case topology.KindClient:
 			forward = "0"
 		default:
 			continue

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"context"
 	"fmt"
 	"net"
@@ -20,9 +22,9 @@ import (
 // event on a device whose ifindex equals its iflink (the peer's ifindex) as non-urgent
 // and may delay it by up to a second; until then the device drops every packet (noop
 // qdisc) and a bridge port stays disabled.
-func firstIfindex(r *Spec) int {
+func firstIfindex(r *topology.Spec) int {
 	n := 0
-	r.eachInterface(func(string, string, *InterfaceSpec) { n++ })
+	r.EachInterface(func(string, string, *topology.InterfaceSpec) { n++ })
 	return max(100, n+3)
 }
 
@@ -36,7 +38,7 @@ func (u *upper) ifindex() int {
 
 // segments creates the bridge of every segment (`ip link add br0 type bridge`).
 func (u *upper) segments(ctx context.Context) error {
-	for _, sg := range u.t.Spec.Segments {
+	for _, sg := range u.t.spec.Segments {
 		u.t.progress("creating bridge of segment %s (%s)", sg.Name, sg.CIDR)
 		h, _, err := u.handle(sg.Name)
 		if err != nil {
@@ -56,7 +58,7 @@ func (u *upper) segments(ctx context.Context) error {
 // namespace whose peer is born in the segment namespace, enslaved to the bridge.
 func (u *upper) interfaces(ctx context.Context) error {
 	bridgeMTU := map[string]int{}
-	for _, sg := range u.t.Spec.Segments {
+	for _, sg := range u.t.spec.Segments {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -181,13 +183,13 @@ func (u *upper) waitCarrier(ctx context.Context) error {
 }
 
 // interfaceOf returns the interface ifname of member.
-func (t *Topology) interfaceOf(member, ifname string) Interface {
+func (t *Topology) interfaceOf(member, ifname string) topology.Interface {
 	for _, i := range t.ifaces[member] {
 		if i.Name == ifname {
 			return i
 		}
 	}
-	return Interface{}
+	return topology.Interface{}
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

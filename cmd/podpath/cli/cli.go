@@ -45,8 +45,8 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 
 func commands() []command {
 	return []command{
-		{"up", "FILE [--json]", "bring up the topology described in FILE and print its name", cmdUp},
-		{"down", "NAME", "tear down a topology: every namespace, link and process it made", cmdDown},
+		{"up", "FILE|NAME [--backend B] [--json]", "bring up a topology file or catalog topology and print its name (a scenario: podpath run)", cmdUp},
+		{"down", "NAME [--backend B]", "tear down a topology: every namespace, link and process it made", cmdDown},
 		{"exec", "NAME MEMBER -- CMD [ARGS...]", "run a command inside a node, pod, router or client namespace", cmdExec},
 		{"validate", "FILE", "check a topology spec or a scenario file and print every problem found", cmdValidate},
 		{"clean", "[--all] [--json]", "remove leftovers of crashed runs (--all: every podpath run)", cmdClean},

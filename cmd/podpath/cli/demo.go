@@ -13,7 +13,7 @@ import (
 
 	"podpath/internal/nsutil"
 	"podpath/scenarios"
-	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 type demoFlow struct{ topology, src, dst, what string }
@@ -55,7 +55,7 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 	}
 	fmt.Fprintf(e.stdout, "\n== topology %s\n", name)
 	start := time.Now()
-	t, err := (&topology.Netns{Progress: func(s string) { e.progress("%s", s) }}).Up(ctx, spec)
+	t, err := (&netns.Backend{Progress: func(s string) { e.progress("%s", s) }}).Up(ctx, spec)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,10 +22,10 @@ func Open(nameOrRunID string) (*Topology, error) {
 	if !st.Complete {
 		return nil, fmt.Errorf("open topology %s: run is not completely up (still starting, or crashed: see podpath clean)", st.Name)
 	}
-	if st.Backend != (&Netns{}).Name() {
+	if st.Backend != BackendName {
 		return nil, fmt.Errorf("open topology %s: backend %q is not supported here (want netns)", st.Name, st.Backend)
 	}
-	return newTopology(st.Backend, st.RunID, st.Spec), nil
+	return newTopology(st.RunID, st.Spec), nil
 }
 
 // findRun looks a run up in StateRoot.
@@ -50,7 +52,7 @@ func findRun(nameOrRunID string) (*state, error) {
 	}
 	switch len(bySpecName) {
 	case 0:
-		return nil, fmt.Errorf("topology %q: %w (want a run ID, or a name from %s)", nameOrRunID, ErrNotFound, StateRoot)
+		return nil, fmt.Errorf("topology %q: %w (want a run ID, or a name from %s)", nameOrRunID, topology.ErrNotFound, StateRoot)
 	case 1:
 		return bySpecName[0], nil
 	}

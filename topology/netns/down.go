@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"context"
 	"errors"
 	"fmt"
@@ -28,16 +30,16 @@ func (t *Topology) Down(ctx context.Context) error {
 	for _, m := range t.Members() {
 		namespaces = append(namespaces, m.Netns)
 	}
-	st, err := readState(t.RunID)
+	st, err := readState(t.runID)
 	switch {
 	case err == nil:
 		procs = st.Processes
 		namespaces = append(namespaces, st.Namespaces...)
 	case !errors.Is(err, fs.ErrNotExist):
-		t.progress("state of run %s unreadable, tearing down by namespace prefix: %v", t.RunID, err)
+		t.progress("state of run %s unreadable, tearing down by namespace prefix: %v", t.runID, err)
 	}
-	if err := teardown(ctx, t.RunID, namespaces, procs, t.progress); err != nil {
-		return fmt.Errorf("topology down %s: %w", t.Name, err)
+	if err := teardown(ctx, t.runID, namespaces, procs, t.progress); err != nil {
+		return fmt.Errorf("topology down %s: %w", t.name, err)
 	}
 	return nil
 }
@@ -45,18 +47,23 @@ func (t *Topology) Down(ctx context.Context) error {
 // DownByName tears down a running topology named by its run ID, its full name
 // (<spec.name>-<runid>) or, when only one run has it, its spec name.
 func DownByName(ctx context.Context, nameOrRunID string) error {
+	return downByName(ctx, nameOrRunID, nil)
+}
+
+// downByName is DownByName with progress lines (nil: none).
+func downByName(ctx context.Context, nameOrRunID string, progress func(string, ...any)) error {
 	st, err := findRun(nameOrRunID)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) && runIDRE.MatchString(nameOrRunID) {
+		if errors.Is(err, topology.ErrNotFound) && runIDRE.MatchString(nameOrRunID) {
 			// No (readable) state: whatever is left under the run's prefix.
-			if err := teardown(ctx, nameOrRunID, nil, nil, nil); err != nil {
+			if err := teardown(ctx, nameOrRunID, nil, nil, progress); err != nil {
 				return fmt.Errorf("topology down %s: %w", nameOrRunID, err)
 			}
 			return nil
 		}
 		return fmt.Errorf("topology down: %w", err)
 	}
-	if err := teardown(ctx, st.RunID, st.Namespaces, st.Processes, nil); err != nil {
+	if err := teardown(ctx, st.RunID, st.Namespaces, st.Processes, progress); err != nil {
 		return fmt.Errorf("topology down %s: %w", st.Name, err)
 	}
 	return nil

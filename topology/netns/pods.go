@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"context"
 	"fmt"
 
@@ -15,7 +17,7 @@ import (
 // The node holds the gateway as /32 on lo, so the host veth answers ARP for it. With
 // podNetwork "agent" the pod namespaces stay empty: the node's agent plumbs them.
 func (u *upper) pods(ctx context.Context) error {
-	if u.t.Spec.PodNetwork == PodNetworkAgent {
+	if u.t.spec.PodNetwork == topology.PodNetworkAgent {
 		return nil
 	}
 	for _, n := range u.t.nodes {
@@ -38,7 +40,7 @@ func (u *upper) pods(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := endpoint.Plumb(nh, pfd, p.Veth(u.ifindex())); err != nil {
+			if err := endpoint.Plumb(nh, pfd, podVeth(p, u.ifindex())); err != nil {
 				return fmt.Errorf("pod %s on node %s: %w", p.Name, n.Name, err)
 			}
 		}
@@ -46,9 +48,9 @@ func (u *upper) pods(ctx context.Context) error {
 	return nil
 }
 
-// Veth is the pod's veth pair as datapath/endpoint plumbs it; hostIndex 0 lets the
+// podVeth is the pod's veth pair as datapath/endpoint plumbs it; hostIndex 0 lets the
 // kernel choose (an explicit index keeps it distinct from the peer's, see ifindex).
-func (p Pod) Veth(hostIndex int) endpoint.Veth {
+func podVeth(p topology.Pod, hostIndex int) endpoint.Veth {
 	return endpoint.Veth{
 		HostName: p.HostVeth, HostMAC: p.HostMAC, HostIndex: hostIndex,
 		PodMAC: p.MAC, PodIP: p.IP, MTU: p.MTU, Gateway: p.Gateway,

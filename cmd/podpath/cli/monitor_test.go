@@ -19,6 +19,7 @@ import (
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 func TestMonitorArgs(t *testing.T) {
@@ -60,7 +61,7 @@ func TestMonitorNoDatapath(t *testing.T) {
 	testutil.RequireRoot(t)
 	topo := upCatalog(t, "l2-two-node")
 	err := scenarios.Monitor(t.Context(), &bytes.Buffer{}, topo, scenarios.MonitorOptions{Count: 1})
-	want := "topology " + topo.Name + " has no running datapath: start agents (podNetwork: agent)"
+	want := "topology " + topo.Name() + " has no running datapath: start agents (podNetwork: agent)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
 	}
@@ -73,7 +74,7 @@ func TestMonitor(t *testing.T) {
 	testutil.RequireRoot(t)
 	useAgentBinary(t)
 	topo := upCatalog(t, "l2-two-node-agent")
-	cfg, err := filepath.Abs(filepath.Join("..", "..", "scenarios", "configs", "native-routing.yaml"))
+	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "scenarios", "configs", "native-routing.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestMonitor(t *testing.T) {
 // monitorWhile runs Monitor until it returns or timeout passes, running traffic from
 // the moment the ring buffers are open until the monitor returns, and returns what it
 // printed.
-func monitorWhile(t *testing.T, topo *topology.Topology, opts scenarios.MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
+func monitorWhile(t *testing.T, topo topology.Cluster, opts scenarios.MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
@@ -185,13 +186,13 @@ func monitorWhile(t *testing.T, topo *topology.Topology, opts scenarios.MonitorO
 
 // upCatalog brings up a catalog topology and tears it down at the end of the test,
 // checking no namespace of it is left.
-func upCatalog(t *testing.T, name string) *topology.Topology {
+func upCatalog(t *testing.T, name string) topology.Cluster {
 	t.Helper()
 	spec, err := scenarios.Topology(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	topo, err := topology.Up(t.Context(), spec)
+	topo, err := netns.Up(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 
 // Dir is the run's own folder (/run/podpath/<runid>): agents keep their state, logs and
 // bpffs mount there, so teardown removes them with the run.
-func (t *Topology) Dir() string { return runDir(t.RunID) }
+func (t *Topology) Dir() string { return runDir(t.runID) }
 
 // MountBPFFS mounts a bpf filesystem private to the run at <Dir>/bpffs
 // (`mount -t bpf bpffs DIR`) and returns its path. Pins made there disappear when

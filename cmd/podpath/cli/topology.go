@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 
 	"podpath/scenarios"
 	"podpath/topology"
-	"podpath/topology/kind"
+	"podpath/topology/netns"
 )
 
 // topologyJSON is what `podpath up --json` prints.
@@ -27,78 +29,68 @@ type topologyJSON struct {
 func cmdUp(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the topology (members, nodes, pods, addresses) as JSON")
-	backendName := fs.String("backend", "netns", "netns (namespaces on this machine) or kind (a kind cluster; needs Docker)")
+	backendName := backendFlag(fs)
 	config := fs.String("config", "", "kind backend: the cilium-config for the agent DaemonSet")
-	pos, err := parse(fs, args, 1, "a topology or scenario FILE")
+	pos, err := parse(fs, args, 1, "a topology FILE or catalog topology NAME")
 	if err != nil {
 		return err
 	}
-	if data, err := os.ReadFile(pos[0]); err == nil && scenarios.IsScenario(data) {
-		if _, err := scenarios.LoadScenario(pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "%s: valid scenario\n", pos[0])
-		return nil
-	}
-	spec, err := topology.Load(pos[0])
+	spec, err := upSpec(pos[0])
 	if err != nil {
 		return err
 	}
-	switch *backendName {
-	case "netns":
-	case "kind":
-		return upKind(ctx, e, spec, *config)
-	default:
-		return fmt.Errorf("--backend: %q is not one of netns, kind", *backendName)
+	b, err := newBackend(*backendName, backendOptions{progress: func(s string) { e.progress("%s", s) }, ciliumConfig: *config})
+	if err != nil {
+		return err
 	}
-	backend := &topology.Netns{Detached: true, Progress: func(s string) { e.progress("%s", s) }}
-	t, err := backend.Up(ctx, spec)
+	t, err := b.Up(ctx, spec)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return e.printJSON(topologyJSON{Name: t.Name, RunID: t.RunID, Backend: t.Backend, Members: t.Members(), Nodes: t.Nodes()})
+		return e.printJSON(topologyJSON{Name: t.Name(), RunID: t.RunID(), Backend: t.Backend(), Members: t.Members(), Nodes: t.Nodes()})
 	}
-	e.progress("up: %d namespaces; `podpath down %s` removes them", len(t.Members()), t.Name)
-	fmt.Fprintln(e.stdout, t.Name)
+	down := "podpath down " + t.Name()
+	if t.Backend() != backends[0].name {
+		down = "podpath down --backend " + t.Backend() + " " + t.Name()
+	}
+	e.progress("up on %s: %d members; `%s` tears it down", t.Backend(), len(t.Members()), down)
+	fmt.Fprintln(e.stdout, t.Name())
 	return nil
 }
 
-// upKind brings the spec up as a kind cluster; where no Docker engine runs it says so.
-func upKind(ctx context.Context, e *env, spec *topology.Spec, configFile string) error {
-	b := &kind.Backend{Progress: func(s string) { e.progress("%s", s) }}
-	if configFile != "" {
-		data, err := kind.ReadCiliumConfig(configFile)
-		if err != nil {
-			return err
-		}
-		b.Options.CiliumConfig = data
+// upSpec loads what `podpath up` brings up: a topology file, or a catalog topology by
+// name. A scenario file is refused with the command that runs it: up brings up a
+// topology and leaves it running; run brings up a scenario's topologies, drives its
+// steps and tears them down.
+func upSpec(arg string) (*topology.Spec, error) {
+	data, err := os.ReadFile(arg)
+	switch {
+	case err == nil && scenarios.IsScenario(data):
+		return nil, fmt.Errorf("%s is a scenario file: podpath up wants a topology file or a catalog topology name (%s); to run the scenario: podpath run %s",
+			arg, strings.Join(scenarios.Topologies(), ", "), arg)
+	case err == nil:
+		return topology.Load(arg)
+	case errors.Is(err, os.ErrNotExist) && !strings.ContainsAny(arg, "/.") && slices.Contains(scenarios.Topologies(), arg):
+		return scenarios.Topology(arg)
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%s: no such topology file, nor a catalog topology (have: %s)", arg, strings.Join(scenarios.Topologies(), ", "))
 	}
-	c, err := b.Up(ctx, spec)
-	if err != nil {
-		return err
-	}
-	e.progress("kind cluster up; `podpath down --backend kind %s` deletes it", c.Name)
-	fmt.Fprintln(e.stdout, c.Name)
-	return nil
+	return nil, fmt.Errorf("load topology spec %s: %w", arg, err)
 }
 
 func cmdDown(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
-	backendName := fs.String("backend", "netns", "netns or kind")
+	backendName := backendFlag(fs)
 	pos, err := parse(fs, args, 1, "a topology NAME (or run ID)")
 	if err != nil {
 		return err
 	}
-	if *backendName == "kind" {
-		return kind.Delete(ctx, pos[0])
-	}
-	t, err := topology.Open(pos[0])
+	b, err := newBackend(*backendName, backendOptions{progress: func(s string) { e.progress("%s", s) }})
 	if err != nil {
 		return err
 	}
-	t.Progress = func(s string) { e.progress("%s", s) }
-	return t.Down(ctx)
+	return b.Down(ctx, pos[0])
 }
 
 func cmdValidate(_ context.Context, e *env, args []string) error {
@@ -138,7 +130,7 @@ func cmdExec(ctx context.Context, e *env, args []string) error {
 	if sep != 2 || len(args) == sep+1 {
 		return errors.New("usage: podpath exec NAME MEMBER -- CMD [ARGS...]")
 	}
-	t, err := topology.Open(args[0])
+	t, err := netns.Open(args[0])
 	if err != nil {
 		return err
 	}
@@ -163,7 +155,7 @@ func cmdClean(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
-	removed, err := topology.Clean(ctx, *all)
+	removed, err := netns.Clean(ctx, *all)
 	if *asJSON {
 		if jerr := e.printJSON(map[string][]string{"removed": removed}); jerr != nil {
 			return errors.Join(err, jerr)

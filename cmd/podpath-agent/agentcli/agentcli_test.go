@@ -14,8 +14,8 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
-	"podpath/internal/agenttest"
 	"podpath/internal/testutil"
+	"podpath/topology/topotest"
 )
 
 func TestRunFlags(t *testing.T) {
@@ -39,8 +39,8 @@ func TestRunFlags(t *testing.T) {
 func TestRunCNIConf(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	bin := agenttest.Build(t, "podpath/cmd/podpath-agent")
-	topo := agenttest.Up(t, "l2-two-node-agent", "agentcli", false)
+	bin := topotest.Build(t, "podpath/cmd/podpath-agent")
+	topo := topotest.Up(t, "l2-two-node-agent", "agentcli", false)
 	ctx := t.Context()
 	bpffs, err := topo.MountBPFFS()
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"podpath/internal/benchreport"
+	"podpath/cmd/podpath/benchreport"
 )
 
 // cmdBench dispatches `podpath bench parse|table` and `podpath bench compare`.

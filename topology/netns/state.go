@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -52,7 +54,7 @@ type state struct {
 	RunID   string `json:"runID"`
 	Backend string `json:"backend"`
 	// Spec is the resolved spec.
-	Spec *Spec `json:"spec"`
+	Spec *topology.Spec `json:"spec"`
 	// Namespaces are every namespace of the run, written before the first is created.
 	Namespaces []string `json:"namespaces"`
 	// Owner is the process that brought the run up; PID 0 for a detached run, which only

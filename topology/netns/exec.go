@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
 	"bytes"
@@ -63,7 +63,7 @@ func (t *Topology) StartCmd(member string, cmd *exec.Cmd) error {
 	}
 	ref := procRef{PID: cmd.Process.Pid, Member: member, Argv: cmd.Args}
 	ref.Start, _ = procStart(ref.PID)
-	if err := updateState(t.RunID, func(st *state) { st.Processes = append(st.Processes, ref) }); err != nil {
+	if err := updateState(t.runID, func(st *state) { st.Processes = append(st.Processes, ref) }); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return fmt.Errorf("start %q in %s: %w", strings.Join(cmd.Args, " "), member, err)

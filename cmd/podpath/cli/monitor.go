@@ -7,7 +7,7 @@ import (
 	"flag"
 
 	"podpath/scenarios"
-	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 func cmdMonitor(ctx context.Context, e *env, args []string) error {
@@ -20,7 +20,7 @@ func cmdMonitor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	t, err := topology.Open(pos[0])
+	t, err := netns.Open(pos[0])
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package topology
+package netns
 
 import (
+	"podpath/topology"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -45,9 +47,9 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func loadSpec(t *testing.T, path string) *Spec {
+func loadSpec(t *testing.T, path string) *topology.Spec {
 	t.Helper()
-	s, err := Load(path)
+	s, err := topology.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +57,12 @@ func loadSpec(t *testing.T, path string) *Spec {
 }
 
 // upT brings spec up with b (the default backend when nil) and tears it down at cleanup.
-func upT(t *testing.T, b *Netns, spec *Spec) *Topology {
+func upT(t *testing.T, b *Backend, spec *topology.Spec) *Topology {
 	t.Helper()
 	if b == nil {
-		b = &Netns{}
+		b = &Backend{}
 	}
-	topo, err := b.Up(context.Background(), spec)
+	topo, err := b.up(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +115,9 @@ func assertGone(t *testing.T, runID string) {
 func TestL2TwoNode(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	spec := loadSpec(t, "testdata/l2-two-node.yaml")
+	spec := loadSpec(t, "../testdata/l2-two-node.yaml")
 	var lines []string
-	b := &Netns{Progress: func(l string) { lines = append(lines, l) }}
+	b := &Backend{Progress: func(l string) { lines = append(lines, l) }}
 	start := time.Now()
 	topo := upT(t, b, spec)
 	upTime := time.Since(start)
@@ -143,7 +145,7 @@ func TestL2TwoNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	downTime := time.Since(start)
-	assertGone(t, topo.RunID)
+	assertGone(t, topo.RunID())
 	t.Logf("l2-two-node (%d namespaces): up %v, down %v", len(topo.Members()), upTime.Round(time.Microsecond), downTime.Round(time.Microsecond))
 }
 
@@ -151,7 +153,7 @@ func TestL2TwoNode(t *testing.T) {
 func TestRoutedTwoNode(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	topo := upT(t, nil, loadSpec(t, "testdata/routed-two-node.yaml"))
+	topo := upT(t, nil, loadSpec(t, "../testdata/routed-two-node.yaml"))
 	pingAll(t, topo)
 	assertDistinctPeerIndexes(t, topo)
 	if out, err := topo.Exec(context.Background(), "b", "ip", "-o", "link", "show", "br0"); err != nil || !strings.Contains(string(out), "mtu 9000") {
@@ -205,18 +207,18 @@ func assertDistinctPeerIndexes(t *testing.T, topo *Topology) {
 func TestDiamondECMP(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	spec := &Spec{
+	spec := &topology.Spec{
 		Name:     "diamond",
-		Segments: []SegmentSpec{{Name: "a", CIDR: "10.0.1.0/24"}, {Name: "b", CIDR: "10.0.2.0/24"}},
-		Routers: []RouterSpec{
-			{Name: "r1", Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "b"}}},
-			{Name: "r2", Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "b"}}},
+		Segments: []topology.SegmentSpec{{Name: "a", CIDR: "10.0.1.0/24"}, {Name: "b", CIDR: "10.0.2.0/24"}},
+		Routers: []topology.RouterSpec{
+			{Name: "r1", Interfaces: []topology.InterfaceSpec{{Segment: "a"}, {Segment: "b"}}},
+			{Name: "r2", Interfaces: []topology.InterfaceSpec{{Segment: "a"}, {Segment: "b"}}},
 		},
-		Nodes: []NodeSpec{
-			{Name: "node1", PodCIDR: "10.244.1.0/24", Interfaces: []InterfaceSpec{{Segment: "a"}}, Pods: []PodSpec{{Name: "pod1"}}},
-			{Name: "node2", PodCIDR: "10.244.2.0/24", Interfaces: []InterfaceSpec{{Segment: "b"}}, Pods: []PodSpec{{Name: "pod2"}}},
+		Nodes: []topology.NodeSpec{
+			{Name: "node1", PodCIDR: "10.244.1.0/24", Interfaces: []topology.InterfaceSpec{{Segment: "a"}}, Pods: []topology.PodSpec{{Name: "pod1"}}},
+			{Name: "node2", PodCIDR: "10.244.2.0/24", Interfaces: []topology.InterfaceSpec{{Segment: "b"}}, Pods: []topology.PodSpec{{Name: "pod2"}}},
 		},
-		Clients: []ClientSpec{{Name: "ext", Interfaces: []InterfaceSpec{{Segment: "a"}}}},
+		Clients: []topology.ClientSpec{{Name: "ext", Interfaces: []topology.InterfaceSpec{{Segment: "a"}}}},
 	}
 	topo := upT(t, nil, spec)
 	out, err := topo.Exec(context.Background(), "node1", "ip", "route", "show", "10.244.2.0/24")
@@ -235,14 +237,14 @@ func TestDiamondECMP(t *testing.T) {
 func TestDownRemovesEverything(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	topo := upT(t, nil, loadSpec(t, "testdata/l2-two-node.yaml"))
+	topo := upT(t, nil, loadSpec(t, "../testdata/l2-two-node.yaml"))
 
-	opened, err := Open(topo.Name)
+	opened, err := Open(topo.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opened.RunID != topo.RunID || len(opened.Pods()) != 4 {
-		t.Fatalf("Open: got run %s with %d pods", opened.RunID, len(opened.Pods()))
+	if opened.RunID() != topo.RunID() || len(opened.Pods()) != 4 {
+		t.Fatalf("Open: got run %s with %d pods", opened.RunID(), len(opened.Pods()))
 	}
 	sleeper, err := opened.Start(context.Background(), "pod2b", "sleep", "300")
 	if err != nil {
@@ -259,10 +261,10 @@ func TestDownRemovesEverything(t *testing.T) {
 	go func() { strayDone <- stray.Wait() }()
 	time.Sleep(100 * time.Millisecond) // let ip netns exec switch namespaces
 
-	if err := DownByName(context.Background(), topo.RunID); err != nil {
+	if err := DownByName(context.Background(), topo.RunID()); err != nil {
 		t.Fatal(err)
 	}
-	assertGone(t, topo.RunID)
+	assertGone(t, topo.RunID())
 	for name, ch := range map[string]chan error{"started": waited, "stray": strayDone} {
 		select {
 		case <-ch:
@@ -273,11 +275,11 @@ func TestDownRemovesEverything(t *testing.T) {
 	if err := topo.Down(context.Background()); err != nil {
 		t.Errorf("second Down: %v", err)
 	}
-	if err := DownByName(context.Background(), topo.Name); !errors.Is(err, ErrNotFound) {
-		t.Errorf("DownByName of a removed run: want ErrNotFound, got %v", err)
+	if err := DownByName(context.Background(), topo.Name()); !errors.Is(err, topology.ErrNotFound) {
+		t.Errorf("DownByName of a removed run: want topology.ErrNotFound, got %v", err)
 	}
-	if _, err := Open(topo.RunID); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open of a removed run: want ErrNotFound, got %v", err)
+	if _, err := Open(topo.RunID()); !errors.Is(err, topology.ErrNotFound) {
+		t.Errorf("Open of a removed run: want topology.ErrNotFound, got %v", err)
 	}
 }
 
@@ -285,12 +287,12 @@ func TestDownRemovesEverything(t *testing.T) {
 func TestUpFailureLeavesNothing(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	spec := loadSpec(t, "testdata/routed-two-node.yaml")
+	spec := loadSpec(t, "../testdata/routed-two-node.yaml")
 	for _, step := range []string{"namespaces", "sysctls", "segments", "interfaces", "routes", "pods", "carrier"} {
 		t.Run(step, func(t *testing.T) {
 			var runID string
 			injected := errors.New("injected failure")
-			b := &Netns{failHook: func(id, s string) error {
+			b := &Backend{failHook: func(id, s string) error {
 				runID = id
 				if _, err := os.Stat(runDir(id)); err != nil {
 					t.Errorf("state dir missing during Up: %v", err)
@@ -300,7 +302,7 @@ func TestUpFailureLeavesNothing(t *testing.T) {
 				}
 				return nil
 			}}
-			topo, err := b.Up(context.Background(), spec)
+			topo, err := b.up(context.Background(), spec)
 			if topo != nil {
 				_ = topo.Down(context.Background())
 			}
@@ -325,7 +327,7 @@ func TestUpFailureLeavesNothing(t *testing.T) {
 func TestParallelUps(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	spec := loadSpec(t, "testdata/l2-two-node.yaml")
+	spec := loadSpec(t, "../testdata/l2-two-node.yaml")
 	topos := make([]*Topology, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
@@ -345,8 +347,8 @@ func TestParallelUps(t *testing.T) {
 			t.Fatalf("Up #%d: %v", i, errs[i])
 		}
 	}
-	if topos[0].RunID == topos[1].RunID {
-		t.Fatalf("both runs got id %s", topos[0].RunID)
+	if topos[0].RunID() == topos[1].RunID() {
+		t.Fatalf("both runs got id %s", topos[0].RunID())
 	}
 	for _, topo := range topos {
 		pingAll(t, topo)
@@ -360,10 +362,10 @@ func TestParallelUps(t *testing.T) {
 func TestClean(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	spec := loadSpec(t, "testdata/l2-two-node.yaml")
+	spec := loadSpec(t, "../testdata/l2-two-node.yaml")
 	live := upT(t, nil, spec)
 	crashed := upT(t, nil, spec)
-	detached := upT(t, &Netns{Detached: true}, spec)
+	detached := upT(t, &Backend{Detached: true}, spec)
 
 	// Fake a dead owner: a process that has exited.
 	gone := exec.Command("true")
@@ -371,7 +373,7 @@ func TestClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadOwner := procRef{PID: gone.ProcessState.Pid(), Start: 1}
-	if err := updateState(crashed.RunID, func(st *state) { st.Owner = deadOwner }); err != nil {
+	if err := updateState(crashed.RunID(), func(st *state) { st.Owner = deadOwner }); err != nil {
 		t.Fatal(err)
 	}
 	// An orphan namespace: a run prefix with no state dir.
@@ -403,22 +405,22 @@ func TestClean(t *testing.T) {
 		}
 		return false
 	}
-	if !has(crashed.Name) || !has(orphan) {
-		t.Errorf("Clean should have removed %s and %s, removed %q", crashed.Name, orphan, removed)
+	if !has(crashed.Name()) || !has(orphan) {
+		t.Errorf("Clean should have removed %s and %s, removed %q", crashed.Name(), orphan, removed)
 	}
-	if has(live.Name) || has(detached.Name) {
+	if has(live.Name()) || has(detached.Name()) {
 		t.Errorf("Clean removed a live run: %q", removed)
 	}
-	assertGone(t, crashed.RunID)
+	assertGone(t, crashed.RunID())
 	if _, err := os.Stat(nsutil.Path(orphan)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("orphan namespace %s still there", orphan)
 	}
 	for _, topo := range []*Topology{live, detached} {
-		if _, err := os.Stat(runDir(topo.RunID)); err != nil {
-			t.Errorf("live run %s lost its state: %v", topo.Name, err)
+		if _, err := os.Stat(runDir(topo.RunID())); err != nil {
+			t.Errorf("live run %s lost its state: %v", topo.Name(), err)
 		}
 		if _, err := ping(t, topo, "pod1a", "10.244.2.11"); err != nil {
-			t.Errorf("live run %s broken after Clean: %v", topo.Name, err)
+			t.Errorf("live run %s broken after Clean: %v", topo.Name(), err)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package agenttest
+package topotest
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/netns"
 )
 
 // Build builds the main package pkg of this module (podpath/cmd/...) into the test's
@@ -37,11 +38,12 @@ func UseAgent(tb testing.TB) string {
 	return bin
 }
 
-// Up brings catalog topology up under name (withPods false: without its pods, which
-// the test makes itself) and takes it down when the test ends.
-func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
+// Up brings catalog topology topo up under name with the netns backend (withPods false:
+// without its pods, which the test makes itself) and takes it down when the test ends.
+func Up(tb testing.TB, topo, name string, withPods bool) topology.Cluster {
 	tb.Helper()
-	spec, err := scenarios.Topology(catalog)
+	// The catalog moves to podpath/topology/catalog (topo-apply.sh switches this call).
+	spec, err := scenarios.Topology(topo)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,14 +53,14 @@ func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
 			spec.Nodes[i].Pods = nil
 		}
 	}
-	topo, err := topology.Up(context.Background(), spec)
+	t, err := netns.Up(context.Background(), spec)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		if err := topo.Down(context.Background()); err != nil {
-			tb.Errorf("down %s: %v", topo.Name, err)
+		if err := t.Down(context.Background()); err != nil {
+			tb.Errorf("down %s: %v", t.Name(), err)
 		}
 	})
-	return topo
+	return t
 }
