@@ -30,9 +30,16 @@ const (
 
 // Default UDP ports of the tunnel protocols.
 const (
-	PortVXLAN  = 8472
-	PortGeneve = 6081
+	PortVXLAN  = 8472 // Linux and Cilium (IANA's is 4789)
+	PortGeneve = 6081 // IANA
 )
+
+// TunnelOverhead is what encapsulation adds to an inner IPv4 packet over an IPv4
+// underlay: outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14 bytes.
+const TunnelOverhead = 50
+
+// MinRouteMTU is IPv4's minimum MTU: the smallest route MTU pods may be given.
+const MinRouteMTU = 68
 
 // DefaultPort returns the protocol's UDP port: 8472 for VXLAN, 6081 for Geneve.
 func (p TunnelProtocol) DefaultPort() uint16 {
@@ -163,8 +170,7 @@ const (
 // Config is the resolved, typed datapath configuration.
 type Config struct {
 	RoutingMode RoutingMode
-	// TunnelProtocol is the encapsulation in tunnel mode; in native mode it matters
-	// only for DSR with Geneve dispatch.
+	// TunnelProtocol is the encapsulation in tunnel mode; native routing does not use it.
 	TunnelProtocol TunnelProtocol
 	// TunnelPort is the UDP port of the tunnel (the protocol's default when unset).
 	TunnelPort uint16

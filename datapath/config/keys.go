@@ -66,7 +66,7 @@ var keyTable = []Key{
 		ReplacedBy: "routing-mode and tunnel-protocol",
 		Meaning:    "legacy (Cilium <= 1.14) encapsulation switch: vxlan/geneve mean tunnel mode, disabled means native routing"},
 	{Name: "tunnel-protocol", Kind: KindEnum, Values: []string{"vxlan", "geneve"}, Default: "vxlan", Implemented: true,
-		Meaning: "encapsulation of tunnel mode; in native mode only used by bpf-lb-dsr-dispatch: geneve"},
+		Meaning: "encapsulation of tunnel mode; not used in native mode"},
 	{Name: "tunnel-port", Kind: KindInt, Min: 0, Max: 65535, Default: "0", Implemented: true,
 		Meaning: "UDP port of the tunnel; 0 means the protocol's port (8472 VXLAN, 6081 Geneve)"},
 	{Name: "ipv4-native-routing-cidr", Kind: KindCIDR, Implemented: true,
