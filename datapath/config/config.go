@@ -58,29 +58,31 @@ const (
 	HostRoutingLegacy HostRouting = "Legacy" // through the host stack
 )
 
-// MonitorAggregation is the trace aggregation level. Its numeric values are the
-// ones bpf/lib/config.h (enum monitor_aggregation) uses; they are NOT Cilium's
-// numbering (Cilium: none 0, lowest 1, low 2, medium 3, max 4).
+// MonitorAggregation is the trace aggregation level. Its order (none < low < medium
+// < maximum) is podpath's, not Cilium's numbering (Cilium: none 0, lowest 1, low 2,
+// medium 3, max 4); bpfconfig.Build maps each level onto enum monitor_aggregation of
+// bpf/lib/config.h by name.
 type MonitorAggregation uint32
 
 // Monitor aggregation levels.
 const (
-	AggregationNone    MonitorAggregation = 0 // every packet is traced
-	AggregationLow     MonitorAggregation = 1
-	AggregationMedium  MonitorAggregation = 2 // drops and flow-changing verdicts
-	AggregationMaximum MonitorAggregation = 3 // drops only
+	AggregationNone    MonitorAggregation = iota // every packet is traced
+	AggregationLow                               // (reserved for per-flow sampling)
+	AggregationMedium                            // drops and flow-changing verdicts
+	AggregationMaximum                           // drops only
 )
 
+// aggregationNames is the one table of the levels' cilium-config names: String,
+// the monitor-aggregation parser and the key's accepted values derive from it.
+// config stays free of BPF imports (it parses cilium-config for the CLIs, kind and
+// scenario files too), so these names are not read from BTF.
+var aggregationNames = [...]string{
+	AggregationNone: "none", AggregationLow: "low", AggregationMedium: "medium", AggregationMaximum: "maximum",
+}
+
 func (m MonitorAggregation) String() string {
-	switch m {
-	case AggregationNone:
-		return "none"
-	case AggregationLow:
-		return "low"
-	case AggregationMedium:
-		return "medium"
-	case AggregationMaximum:
-		return "maximum"
+	if int(m) < len(aggregationNames) {
+		return aggregationNames[m]
 	}
 	return fmt.Sprintf("MonitorAggregation(%d)", uint32(m))
 }

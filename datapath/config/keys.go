@@ -79,7 +79,7 @@ var keyTable = []Key{
 		Meaning: "IPv4 pod addressing; podpath is IPv4-only, so it must be true"},
 	{Name: "enable-ipv6", Kind: KindBool, Default: "false", Implemented: true,
 		Meaning: "IPv6 pod addressing; not supported by podpath (Cilium's agent defaults to true, its Helm chart writes false)"},
-	{Name: "monitor-aggregation", Kind: KindEnum, Values: []string{"none", "low", "medium", "maximum"}, Default: "none", Implemented: true,
+	{Name: "monitor-aggregation", Kind: KindEnum, Values: aggregationNames[:], Default: "none", Implemented: true,
 		Meaning: "how much the datapath traces: none (every packet), low, medium (flow changes), maximum (drops only); Cilium also accepts disabled, lowest, max and 0-4 (Helm writes medium)"},
 	{Name: "monitor-aggregation-flags", Kind: KindList, Values: []string{"none", "all", "fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"}, Default: "syn,fin,rst", Implemented: true,
 		Meaning: "TCP flags that still trigger a trace under medium/maximum aggregation (Helm writes all)"},

@@ -241,15 +241,19 @@ func (v *resolver) scalars() {
 
 var clusterNameRE = regexp.MustCompile(`^([a-z0-9][-a-z0-9]*)?[a-z0-9]$`)
 
-// Cilium's monitor-aggregation words and numbers, mapped to podpath's levels.
-var aggregationWords = map[string]MonitorAggregation{
-	"none": AggregationNone, "disabled": AggregationNone,
-	"lowest": AggregationLow, "low": AggregationLow,
-	"medium": AggregationMedium,
-	"max":    AggregationMaximum, "maximum": AggregationMaximum,
-	// Cilium's numbering: none 0, lowest 1, low 2, medium 3, max 4.
-	"0": AggregationNone, "1": AggregationLow, "2": AggregationLow, "3": AggregationMedium, "4": AggregationMaximum,
-}
+// aggregationWords are Cilium's monitor-aggregation words and numbers, mapped to
+// podpath's levels: the names of aggregationNames plus Cilium's synonyms.
+var aggregationWords = func() map[string]MonitorAggregation {
+	m := map[string]MonitorAggregation{
+		"disabled": AggregationNone, "lowest": AggregationLow, "max": AggregationMaximum,
+		// Cilium's numbering: none 0, lowest 1, low 2, medium 3, max 4.
+		"0": AggregationNone, "1": AggregationLow, "2": AggregationLow, "3": AggregationMedium, "4": AggregationMaximum,
+	}
+	for lvl, name := range aggregationNames {
+		m[name] = MonitorAggregation(lvl)
+	}
+	return m
+}()
 
 func (v *resolver) monitorAggregation() {
 	const key = "monitor-aggregation"
@@ -259,7 +263,7 @@ func (v *resolver) monitorAggregation() {
 	}
 	lvl, ok := aggregationWords[strings.ToLower(s)]
 	if !ok {
-		v.fail(key, "is not one of none, low, medium, maximum (Cilium also accepts disabled, lowest, max and its levels 0-4)")
+		v.fail(key, "is not one of %s (Cilium also accepts disabled, lowest, max and its levels 0-4)", strings.Join(aggregationNames[:], ", "))
 		return
 	}
 	v.c.MonitorAggregation = lvl
