@@ -106,7 +106,9 @@ func TestBuild(t *testing.T) {
 		{"monitor aggregation low", map[string]string{"monitor-aggregation": "low"}, nil,
 			want(all(vxlan, func(c *bpfconfig.Config) { c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_LOW) }))},
 		{"monitor aggregation medium (Cilium's 3)", map[string]string{"monitor-aggregation": "3"}, nil,
-			want(all(vxlan, func(c *bpfconfig.Config) { c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM) }))},
+			want(all(vxlan, func(c *bpfconfig.Config) {
+				c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM)
+			}))},
 		{"monitor aggregation maximum", map[string]string{"monitor-aggregation": "max"}, nil,
 			want(all(vxlan, func(c *bpfconfig.Config) { c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX) }))},
 		{"jumbo tunnel MTU", nil, &bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 8950, VXLANIfindex: 3},
