@@ -119,20 +119,11 @@ func Build(c *config.Config, n Node) (Config, error) {
 		return Config{}, fmt.Errorf("build datapath config: node IP %v: want an IPv4 address", n.IP)
 	}
 	cfg := Config{NodeId: n.ID, NodeIp: n.IP.As4()}
-	var errs []error
-	enum := func(name string, v any, dst *uint32, ok bool, got uint32) {
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s %q: not a value podpath knows", name, v))
-			return
-		}
-		*dst = got
-	}
-	agg, ok := aggregations[c.MonitorAggregation]
-	enum("monitor aggregation", c.MonitorAggregation, &cfg.MonitorAggregation, ok, uint32(agg))
-	host, ok := hostRoutings[c.HostRouting]
-	enum("host routing", c.HostRouting, &cfg.HostRouting, ok, uint32(host))
-	mode, ok := routingModes[c.RoutingMode]
-	enum("routing mode", c.RoutingMode, &cfg.RoutingMode, ok, uint32(mode))
+	agg, aggErr := toC(aggregations, c.MonitorAggregation, "monitor aggregation")
+	host, hostErr := toC(hostRoutings, c.HostRouting, "host routing")
+	mode, modeErr := toC(routingModes, c.RoutingMode, "routing mode")
+	cfg.MonitorAggregation, cfg.HostRouting, cfg.RoutingMode = uint32(agg), uint32(host), uint32(mode)
+	errs := []error{aggErr, hostErr, modeErr}
 
 	switch c.RoutingMode {
 	case config.RoutingNative:
@@ -158,11 +149,20 @@ func Build(c *config.Config, n Node) (Config, error) {
 	return cfg, nil
 }
 
+// toC is setting v's C enum value in m, or an error naming what.
+func toC[K comparable, V any](m map[K]V, v K, what string) (V, error) {
+	c, ok := m[v]
+	if !ok {
+		return c, fmt.Errorf("%s %q: not a value podpath knows", what, fmt.Sprint(v))
+	}
+	return c, nil
+}
+
 // tunnel fills in the tunnel fields of tunnel mode.
 func tunnel(cfg *Config, c *config.Config, n Node) []error {
-	proto, ok := tunnelProtocols[c.TunnelProtocol]
-	if !ok {
-		return []error{fmt.Errorf("tunnel protocol %q: want vxlan or geneve", c.TunnelProtocol)}
+	proto, err := toC(tunnelProtocols, c.TunnelProtocol, "tunnel protocol")
+	if err != nil {
+		return []error{err}
 	}
 	var errs []error
 	port := c.TunnelPort
@@ -186,9 +186,9 @@ func tunnel(cfg *Config, c *config.Config, n Node) []error {
 
 // loadBalancer turns on service load balancing (kube-proxy-replacement).
 func loadBalancer(cfg *Config, c *config.Config) []error {
-	mode, ok := lbModes[c.LBMode]
-	if !ok {
-		return []error{fmt.Errorf("lb mode %q: want snat, dsr or hybrid", c.LBMode)}
+	mode, err := toC(lbModes, c.LBMode, "lb mode")
+	if err != nil {
+		return []error{err}
 	}
 	cfg.LbEnabled, cfg.LbMode = 1, uint8(mode)
 	cfg.LbMaglevTableSize = uint32(c.MaglevTableSize)

@@ -222,3 +222,26 @@ func TestCheck(t *testing.T) {
 		t.Errorf("TunnelMTU(9000, 12) = %d", got)
 	}
 }
+
+// TestBuildRefusesUnknownSettings: a Config that did not come from package config
+// may hold values no C enum has.
+func TestBuildRefusesUnknownSettings(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*config.Config)
+		want   string
+	}{
+		{func(c *config.Config) { c.MonitorAggregation = 9 }, `monitor aggregation "MonitorAggregation(9)": not a value podpath knows`},
+		{func(c *config.Config) { c.HostRouting = "Fast" }, `host routing "Fast"`},
+		{func(c *config.Config) { c.RoutingMode = "mesh" }, `routing mode "mesh"`},
+		{func(c *config.Config) { c.TunnelProtocol = "gre" }, `tunnel protocol "gre"`},
+		{func(c *config.Config) { c.KubeProxyReplacement, c.LBMode = config.KPRTrue, "ipip" }, `lb mode "ipip"`},
+		{func(c *config.Config) { c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, 1000 }, "maglev table size 1000"},
+		{func(c *config.Config) { c.RoutingMode = config.RoutingNative }, "native-routing CIDR invalid Prefix: want an IPv4 prefix"},
+	} {
+		c := config.Default()
+		tc.mutate(c)
+		if _, err := bpfconfig.Build(c, testNode); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error with %q, got %v", tc.want, err)
+		}
+	}
+}
