@@ -57,8 +57,8 @@ type LB struct {
 	CTTCP        *ebpf.Map // ct_tcp: conntrack of TCP flows
 	CTAny        *ebpf.Map // ct_any: conntrack of UDP flows
 	SNAT         *ebpf.Map // snat: reply entries of NodePort SNAT flows
-	// MaglevTableSize is M, the length of every Maglev table (the loader's
-	// Config.LbMaglevTableSize).
+	// MaglevTableSize is M, the length of every Maglev table
+	// (bpfconfig.Config.LbMaglevTableSize).
 	MaglevTableSize uint32
 }
 
