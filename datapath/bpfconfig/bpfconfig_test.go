@@ -237,6 +237,9 @@ func TestBuildRefusesUnknownSettings(t *testing.T) {
 		{func(c *config.Config) { c.KubeProxyReplacement, c.LBMode = config.KPRTrue, "ipip" }, `lb mode "ipip"`},
 		{func(c *config.Config) { c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, 1000 }, "maglev table size 1000"},
 		{func(c *config.Config) { c.RoutingMode = config.RoutingNative }, "native-routing CIDR invalid Prefix: want an IPv4 prefix"},
+		{func(c *config.Config) {
+			c.RoutingMode, c.NativeRoutingCIDR = config.RoutingNative, netip.MustParsePrefix("fd00::/64")
+		}, "native-routing CIDR fd00::/64: want an IPv4 prefix"},
 	} {
 		c := config.Default()
 		tc.mutate(c)
