@@ -88,9 +88,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, problems: map[string]string{}}
 	var err error
-	if opts.ConfigFile == "" {
-		a.cfg, a.report = config.Default(), &config.Report{Source: "defaults"}
-	} else if a.cfg, a.report, err = config.ParseFile(opts.ConfigFile); err != nil {
+	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
@@ -106,6 +104,15 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
 	return a, nil
+}
+
+// loadConfig reads and validates the agent's cilium-config (the defaults without a
+// file), as `podpath validate` does: every combination rule lives in package config.
+func loadConfig(file string) (*config.Config, *config.Report, error) {
+	if file == "" {
+		return config.Default(), &config.Report{Source: "defaults"}, nil
+	}
+	return config.ParseFile(file)
 }
 
 // Run loads or adopts the datapath, reconciles everything, then serves the API until ctx

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
@@ -34,7 +35,7 @@ type datapath struct {
 	nodeIP  netip.Addr
 	mtu     MTUs
 	vxlan   netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
-	cfg     loader.Config
+	cfg     bpfconfig.Config
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
@@ -70,53 +71,42 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	}
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
-	d.cfg = loader.Config{NodeId: nodeID, MonitorAggregation: uint32(c.MonitorAggregation), NodeIp: d.nodeIP.As4()}
-	d.cfg.HostRouting = loader.HostRoutingBPF
-	if c.HostRouting == config.HostRoutingLegacy {
-		d.cfg.HostRouting = loader.HostRoutingLegacy
-	}
-	d.cfg.RoutingMode = loader.RoutingTunnel
-	if c.RoutingMode == config.RoutingNative {
-		d.cfg.RoutingMode = loader.RoutingNative
-		if err := loader.SetNativeRoutingCIDR(&d.cfg, c.NativeRoutingCIDR); err != nil {
+	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route}
+	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
+		// The vxlan device must exist before the load: its ifindex is a constant.
+		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Route); err != nil {
 			return nil, err
 		}
+		node.VXLANIfindex = d.vxlan.Attrs().Index
 	}
-	if c.RoutingMode == config.RoutingTunnel {
-		if err := d.setTunnel(c); err != nil {
-			return nil, err
-		}
+	var sizes loader.MapSizes
+	if d.cfg, sizes, err = datapathConfig(c, node); err != nil {
+		return nil, err
 	}
 	for _, sub := range []string{"maps", "links"} {
 		if err := os.MkdirAll(filepath.Join(opts.BPFFS, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("bpffs folder: %w", err)
 		}
 	}
-	var sizes loader.MapSizes
-	if c.KubeProxyReplacement == config.KPRTrue {
-		lb := loader.LBConfig{MaglevTableSize: uint32(c.MaglevTableSize)}
-		switch c.LBMode {
-		case config.LBModeDSR:
-			lb.Mode = loader.LBModeDSR
-		case config.LBModeHybrid:
-			lb.Mode = loader.LBModeHybrid
-		}
-		if c.LBMode.UsesDSR() && c.RoutingMode == config.RoutingNative && c.DSRDispatch == config.DSRDispatchGeneve {
-			return nil, fmt.Errorf("bpf-lb-dsr-dispatch geneve with routing-mode native: not implemented by this podpath (it decapsulates Geneve in tunnel mode only); use routing-mode: tunnel with tunnel-protocol: geneve, or bpf-lb-dsr-dispatch: opt")
-		}
-		if c.MaglevHashSeedSet {
-			lb.MaglevSeed = c.MaglevHashSeed
-		}
-		if err := loader.SetLB(&d.cfg, lb); err != nil {
-			return nil, err
-		}
-		sizes.CTTCP, sizes.CTAny = uint32(c.CTTCPMax), uint32(c.CTAnyMax)
-	}
 	d.dp, err = loader.LoadDatapath(d.cfg, &loader.Options{PinPath: filepath.Join(opts.BPFFS, "maps"), MapSizes: sizes})
 	if err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// datapathConfig is the start-up translation of the agent: the BPF configuration and
+// map sizes openDatapath loads, from the validated config and the node's facts.
+func datapathConfig(c *config.Config, node bpfconfig.Node) (bpfconfig.Config, loader.MapSizes, error) {
+	var sizes loader.MapSizes
+	cfg, err := bpfconfig.Build(c, node)
+	if err != nil {
+		return cfg, sizes, err
+	}
+	if c.KubeProxyReplacement == config.KPRTrue {
+		sizes.CTTCP, sizes.CTAny = uint32(c.CTTCPMax), uint32(c.CTAnyMax)
+	}
+	return cfg, sizes, nil
 }
 
 // Close releases the agent's handles; pinned maps and links, and so the attached

@@ -11,10 +11,6 @@ import (
 	"podpath/datapath/config"
 )
 
-// Encapsulation overhead with an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN or
-// Geneve base header 8 + inner Ethernet 14.
-const tunnelOverheadIPv4 = 50
-
 // MTUs is the MTU plan of a node, with where each number came from, as
 // `podpath-agent status` shows it.
 type MTUs struct {
@@ -43,10 +39,10 @@ func planMTU(c *config.Config, dev netlink.Link, nodeIP netip.Addr, geneveOptByt
 	case c.RoutingMode == config.RoutingNative:
 		m.OverheadSource = "native routing: no encapsulation"
 	case c.TunnelProtocol == config.TunnelGeneve && geneveOptBytes > 0:
-		m.Overhead = tunnelOverheadIPv4 + geneveOptBytes
+		m.Overhead = config.TunnelOverhead + geneveOptBytes
 		m.OverheadSource = fmt.Sprintf("Geneve over IPv4: 50 + %d bytes of options", geneveOptBytes)
 	default:
-		m.Overhead = tunnelOverheadIPv4
+		m.Overhead = config.TunnelOverhead
 		m.OverheadSource = fmt.Sprintf("%s over IPv4: outer IPv4 20 + UDP 8 + %s 8 + inner Ethernet 14", c.TunnelProtocol, c.TunnelProtocol)
 	}
 	m.Route = m.Device - m.Overhead

@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"podpath/datapath/config"
-	"podpath/datapath/loader"
 )
 
 // vxlanDevice is the node's collect_md vxlan device, named as Cilium names it.
@@ -20,10 +19,7 @@ func tunnelPort(c *config.Config) uint16 {
 	if c.TunnelPort != 0 {
 		return c.TunnelPort
 	}
-	if c.TunnelProtocol == config.TunnelGeneve {
-		return loader.PortGeneve
-	}
-	return loader.PortVXLAN
+	return c.TunnelProtocol.DefaultPort()
 }
 
 // ensureVXLAN creates, or keeps, the collect_md vxlan device that encapsulates for
@@ -61,21 +57,6 @@ func ensureVXLAN(nl *netlink.Handle, port uint16, mtu int) (netlink.Link, error)
 		return nil, fmt.Errorf("set %s up: %w", vxlanDevice, err)
 	}
 	return l, nil
-}
-
-// setTunnel configures tunnel mode in the datapath config, creating the vxlan device
-// for VXLAN (it must exist before the load: its ifindex is a constant).
-func (d *datapath) setTunnel(c *config.Config) error {
-	port := tunnelPort(c)
-	if c.TunnelProtocol == config.TunnelGeneve {
-		return loader.SetTunnel(&d.cfg, loader.TunnelGeneve, port, 0, d.mtu.Route)
-	}
-	vx, err := ensureVXLAN(d.nl, port, d.mtu.Route)
-	if err != nil {
-		return err
-	}
-	d.vxlan = vx
-	return loader.SetTunnel(&d.cfg, loader.TunnelVXLAN, port, vx.Attrs().Index, d.mtu.Route)
 }
 
 // tunnelRoute is the route to another node's PodCIDR in tunnel mode:

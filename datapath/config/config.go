@@ -30,9 +30,16 @@ const (
 
 // Default UDP ports of the tunnel protocols.
 const (
-	PortVXLAN  = 8472
-	PortGeneve = 6081
+	PortVXLAN  = 8472 // Linux and Cilium (IANA's is 4789)
+	PortGeneve = 6081 // IANA
 )
+
+// TunnelOverhead is what encapsulation adds to an inner IPv4 packet over an IPv4
+// underlay: outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14 bytes.
+const TunnelOverhead = 50
+
+// MinRouteMTU is IPv4's minimum MTU: the smallest route MTU pods may be given.
+const MinRouteMTU = 68
 
 // DefaultPort returns the protocol's UDP port: 8472 for VXLAN, 6081 for Geneve.
 func (p TunnelProtocol) DefaultPort() uint16 {
@@ -51,29 +58,31 @@ const (
 	HostRoutingLegacy HostRouting = "Legacy" // through the host stack
 )
 
-// MonitorAggregation is the trace aggregation level. Its numeric values are the
-// ones bpf/lib/config.h (enum monitor_aggregation) uses; they are NOT Cilium's
-// numbering (Cilium: none 0, lowest 1, low 2, medium 3, max 4).
+// MonitorAggregation is the trace aggregation level. Its order (none < low < medium
+// < maximum) is podpath's, not Cilium's numbering (Cilium: none 0, lowest 1, low 2,
+// medium 3, max 4); bpfconfig.Build maps each level onto enum monitor_aggregation of
+// bpf/lib/config.h by name.
 type MonitorAggregation uint32
 
 // Monitor aggregation levels.
 const (
-	AggregationNone    MonitorAggregation = 0 // every packet is traced
-	AggregationLow     MonitorAggregation = 1
-	AggregationMedium  MonitorAggregation = 2 // drops and flow-changing verdicts
-	AggregationMaximum MonitorAggregation = 3 // drops only
+	AggregationNone    MonitorAggregation = iota // every packet is traced
+	AggregationLow                               // (reserved for per-flow sampling)
+	AggregationMedium                            // drops and flow-changing verdicts
+	AggregationMaximum                           // drops only
 )
 
+// aggregationNames is the one table of the levels' cilium-config names: String,
+// the monitor-aggregation parser and the key's accepted values derive from it.
+// config stays free of BPF imports (it parses cilium-config for the CLIs, kind and
+// scenario files too), so these names are not read from BTF.
+var aggregationNames = [...]string{
+	AggregationNone: "none", AggregationLow: "low", AggregationMedium: "medium", AggregationMaximum: "maximum",
+}
+
 func (m MonitorAggregation) String() string {
-	switch m {
-	case AggregationNone:
-		return "none"
-	case AggregationLow:
-		return "low"
-	case AggregationMedium:
-		return "medium"
-	case AggregationMaximum:
-		return "maximum"
+	if int(m) < len(aggregationNames) {
+		return aggregationNames[m]
 	}
 	return fmt.Sprintf("MonitorAggregation(%d)", uint32(m))
 }
@@ -163,8 +172,7 @@ const (
 // Config is the resolved, typed datapath configuration.
 type Config struct {
 	RoutingMode RoutingMode
-	// TunnelProtocol is the encapsulation in tunnel mode; in native mode it matters
-	// only for DSR with Geneve dispatch.
+	// TunnelProtocol is the encapsulation in tunnel mode; native routing does not use it.
 	TunnelProtocol TunnelProtocol
 	// TunnelPort is the UDP port of the tunnel (the protocol's default when unset).
 	TunnelPort uint16

@@ -33,6 +33,7 @@ func resolve(data map[string]string, r *Report) (*Config, error) {
 	v.scalars()
 	v.routing()
 	v.loadBalancing()
+	v.tunnelMTU()
 	v.unusedTunnelSettings()
 	v.masquerading()
 	if len(v.errs) > 0 {
@@ -240,15 +241,19 @@ func (v *resolver) scalars() {
 
 var clusterNameRE = regexp.MustCompile(`^([a-z0-9][-a-z0-9]*)?[a-z0-9]$`)
 
-// Cilium's monitor-aggregation words and numbers, mapped to podpath's levels.
-var aggregationWords = map[string]MonitorAggregation{
-	"none": AggregationNone, "disabled": AggregationNone,
-	"lowest": AggregationLow, "low": AggregationLow,
-	"medium": AggregationMedium,
-	"max":    AggregationMaximum, "maximum": AggregationMaximum,
-	// Cilium's numbering: none 0, lowest 1, low 2, medium 3, max 4.
-	"0": AggregationNone, "1": AggregationLow, "2": AggregationLow, "3": AggregationMedium, "4": AggregationMaximum,
-}
+// aggregationWords are Cilium's monitor-aggregation words and numbers, mapped to
+// podpath's levels: the names of aggregationNames plus Cilium's synonyms.
+var aggregationWords = func() map[string]MonitorAggregation {
+	m := map[string]MonitorAggregation{
+		"disabled": AggregationNone, "lowest": AggregationLow, "max": AggregationMaximum,
+		// Cilium's numbering: none 0, lowest 1, low 2, medium 3, max 4.
+		"0": AggregationNone, "1": AggregationLow, "2": AggregationLow, "3": AggregationMedium, "4": AggregationMaximum,
+	}
+	for lvl, name := range aggregationNames {
+		m[name] = MonitorAggregation(lvl)
+	}
+	return m
+}()
 
 func (v *resolver) monitorAggregation() {
 	const key = "monitor-aggregation"
@@ -258,7 +263,7 @@ func (v *resolver) monitorAggregation() {
 	}
 	lvl, ok := aggregationWords[strings.ToLower(s)]
 	if !ok {
-		v.fail(key, "is not one of none, low, medium, maximum (Cilium also accepts disabled, lowest, max and its levels 0-4)")
+		v.fail(key, "is not one of %s (Cilium also accepts disabled, lowest, max and its levels 0-4)", strings.Join(aggregationNames[:], ", "))
 		return
 	}
 	v.c.MonitorAggregation = lvl
@@ -398,12 +403,9 @@ func (v *resolver) unusedTunnelSettings() {
 	if c.RoutingMode != RoutingNative || len(v.errs) > 0 {
 		return
 	}
-	if c.LBMode.UsesDSR() && c.DSRDispatch == DSRDispatchGeneve {
-		return // Geneve DSR dispatch uses the tunnel protocol and port
-	}
 	for _, key := range []string{"tunnel-protocol", "tunnel-port"} {
 		if _, ok := v.data[key]; ok {
-			v.r.notice(key, "not used in native routing mode (only bpf-lb-dsr-dispatch: geneve encapsulates there): ignored")
+			v.r.notice(key, "not used in native routing mode: ignored")
 		}
 	}
 }
@@ -460,12 +462,23 @@ func (v *resolver) loadBalancing() {
 	switch {
 	case c.RoutingMode == RoutingTunnel && c.DSRDispatch == DSRDispatchOption:
 		v.failRaw("bpf-lb-dsr-dispatch", "%s cannot be used in tunnel mode with bpf-lb-mode: %s: the IPv4 option would travel inside the tunnel; set bpf-lb-dsr-dispatch: geneve with tunnel-protocol: geneve, or routing-mode: native", dispatch, c.LBMode)
+	case c.RoutingMode == RoutingNative && c.DSRDispatch == DSRDispatchGeneve:
+		v.failRaw("bpf-lb-dsr-dispatch", "%s cannot be used with routing-mode: native: podpath decapsulates Geneve in tunnel mode only; set bpf-lb-dsr-dispatch: opt, or routing-mode: tunnel with tunnel-protocol: geneve", dispatch)
 	case c.DSRDispatch == DSRDispatchGeneve && c.TunnelProtocol != TunnelGeneve:
-		where := "the tunnel is " + string(c.TunnelProtocol)
-		if c.RoutingMode == RoutingNative {
-			where = "in native routing mode DSR requests are still Geneve-encapsulated, and tunnel-protocol is " + string(c.TunnelProtocol)
-		}
-		v.failRaw("bpf-lb-dsr-dispatch", "%s needs a Geneve tunnel (tunnel-protocol: geneve) to carry the DSR option, but %s", dispatch, where)
+		v.failRaw("bpf-lb-dsr-dispatch", "%s needs a Geneve tunnel (tunnel-protocol: geneve) to carry the DSR option, but the tunnel is %s", dispatch, c.TunnelProtocol)
+	}
+}
+
+// tunnelMTU refuses an mtu key that leaves pods less than IPv4's minimum MTU once
+// the tunnel overhead is taken off (the agent gives pods device MTU - TunnelOverhead).
+func (v *resolver) tunnelMTU() {
+	c := v.c
+	if c.RoutingMode != RoutingTunnel || c.MTU == 0 || v.bad["mtu"] || v.bad["routing-mode"] || v.bad["tunnel"] || v.bad["tunnel-protocol"] {
+		return
+	}
+	if route := c.MTU - TunnelOverhead; route < MinRouteMTU {
+		v.fail("mtu", "is too small for tunnel mode: pods would get %d - %d bytes of %s overhead = %d, below IPv4's minimum MTU %d: want 0 (auto) or %d..65535",
+			c.MTU, TunnelOverhead, c.TunnelProtocol, route, MinRouteMTU, MinRouteMTU+TunnelOverhead)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
@@ -73,7 +75,7 @@ func pingFrom(t *testing.T, ns, dst string, count int) {
 // The whole chain: load with a constant, attach with tcx inside a namespace, real ping
 // traffic, records read from the ring buffer in Go, and a clean detach.
 func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
-	objs, rd := loadProbe(t, loader.Config{NodeId: 42, MonitorAggregation: loader.AggregationNone})
+	objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
 	nsA, nsB, ifindexB := vethPair(t)
 
 	var lnk interface{ Close() error }
@@ -118,7 +120,7 @@ func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
 }
 
 func TestAttachTCXErrorNamesTheHook(t *testing.T) {
-	objs, _ := loadProbe(t, loader.Config{})
+	objs, _ := loadProbe(t, bpfconfig.Config{})
 	_, err := loader.AttachTCX(objs.Probe, 1<<30, loader.Egress)
 	if err == nil {
 		t.Fatal("attaching to a missing ifindex should fail")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
@@ -83,8 +84,8 @@ type Options struct {
 	geneveTestOpt bool
 }
 
-// Datapath is bpf_lxc, bpf_host and bpf_overlay of one node, loaded with one Config
-// and sharing their maps.
+// Datapath is bpf_lxc, bpf_host and bpf_overlay of one node, loaded with one
+// bpfconfig.Config and sharing their maps.
 type Datapath struct {
 	Lxc     bpfobj.LxcObjects
 	Host    bpfobj.HostObjects
@@ -96,7 +97,7 @@ type Datapath struct {
 	FromNetdev    *ebpf.Program // tcx ingress of the node's underlay NIC
 	ToNetdev      *ebpf.Program // tcx egress of the node's underlay NIC
 	// FromOverlay is for the tcx ingress of the node's collect_md vxlan device
-	// (cilium_vxlan) with TunnelVXLAN: it delivers what the device decapsulated.
+	// (cilium_vxlan) with VXLAN tunnelling: it delivers what the device decapsulated.
 	FromOverlay *ebpf.Program
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
@@ -111,15 +112,16 @@ type Datapath struct {
 // LoadDatapath probes the kernel for the features the datapath needs, then loads
 // bpf_lxc, bpf_host and bpf_overlay with cfg set in .rodata and their maps shared
 // (`bpftool prog loadall bpf_lxc.o DIR pinmaps PINPATH`, once per object). opts may
-// be nil. With TunnelVXLAN, the vxlan device must exist before the load: its ifindex
-// is part of cfg (SetTunnel).
+// be nil. cfg is built by bpfconfig.Build (tests may adjust its fields) and checked
+// with bpfconfig.Check. With VXLAN, the vxlan device must exist before the load: its
+// ifindex is part of cfg (bpfconfig.Node.VXLANIfindex).
 // Close the Datapath when done: programs stay attached only through their links,
 // pinned maps stay pinned.
-func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
+func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	if err := ValidateConfig(cfg); err != nil {
+	if err := bpfconfig.Check(cfg); err != nil {
 		return nil, err
 	}
 	if err := CheckFeatures(); err != nil {
@@ -143,7 +145,7 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 		}
 	}
 	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec} {
-		if err := SetConfig(spec, cfg); err != nil {
+		if err := setConfig(spec, cfg); err != nil {
 			return nil, err
 		}
 		if err := resizeMaps(spec, opts.MapSizes, cfg); err != nil {
@@ -203,7 +205,7 @@ func LoadDatapath(cfg Config, opts *Options) (*Datapath, error) {
 	return d, nil
 }
 
-func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg Config) error {
+func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg bpfconfig.Config) error {
 	sizes := map[string]uint32{
 		MapEndpoints: s.Endpoints, MapIPCache: s.IPCache, MapNodes: s.Nodes, MapTraceEvents: s.TraceEvents,
 		MapLBServices: s.LBServices, MapLBBackendSlots: s.LBBackendSlots, MapLBBackends: s.LBBackends,
@@ -240,7 +242,7 @@ func (d *Datapath) Close() error {
 
 // maglevTableSize is the M of cfg, or the default M while the load balancer is off
 // (the inner map template still needs a size).
-func maglevTableSize(cfg Config) uint32 {
+func maglevTableSize(cfg bpfconfig.Config) uint32 {
 	if cfg.LbMaglevTableSize != 0 {
 		return cfg.LbMaglevTableSize
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/trace"
@@ -47,7 +49,7 @@ type testPod struct {
 	lxc netlink.Link // host-side veth, in the node
 }
 
-func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg loader.Config, bpffs string) *testNode {
+func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg bpfconfig.Config, bpffs string) *testNode {
 	t.Helper()
 	return newTestNodeIn(t, newNS(t, suffix), suffix, gw, cfg, bpffs, false)
 }
@@ -55,7 +57,7 @@ func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg loader.Config, 
 // newTestNodeIn builds the node in the namespace name (created by the caller), its
 // maps pinned under bpffs/suffix; rawTrace reads the ring buffer with a raw reader
 // (testNode.rb) instead of a trace.Reader.
-func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg loader.Config, bpffs string, rawTrace bool) *testNode {
+func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg bpfconfig.Config, bpffs string, rawTrace bool) *testNode {
 	t.Helper()
 	n := &testNode{name: name, h: netlinkAt(t, name), gw: gw}
 	routerSysctls(t, name)
@@ -258,7 +260,7 @@ var (
 	podB2   = netip.MustParseAddr("10.244.2.20") // pod B on node 2
 )
 
-func attachConfig(node uint32, host uint32) loader.Config {
+func attachConfig(node uint32, host uint32) bpfconfig.Config {
 	cfg := fixtureConfig()
 	cfg.NodeId = node
 	cfg.HostRouting = host
@@ -280,7 +282,7 @@ func sameNode(t *testing.T, host uint32) (*testNode, testPod, testPod) {
 }
 
 func TestSameNodePodToPodBPFHostRouting(t *testing.T) {
-	n, a, b := sameNode(t, loader.HostRoutingBPF)
+	n, a, b := sameNode(t, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
 	pingFrom(t, a.ns, b.ip.String(), 3)
 	recs := drain(t, n)
 	logOnFailure(t, recs)
@@ -299,7 +301,7 @@ func TestSameNodePodToPodBPFHostRouting(t *testing.T) {
 }
 
 func TestSameNodePodToPodLegacyHostRouting(t *testing.T) {
-	n, a, b := sameNode(t, loader.HostRoutingLegacy)
+	n, a, b := sameNode(t, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY))
 	pingFrom(t, a.ns, b.ip.String(), 3)
 	recs := drain(t, n)
 	logOnFailure(t, recs)
@@ -326,8 +328,8 @@ func TestSameNodePodToPodLegacyHostRouting(t *testing.T) {
 func TestCrossNodeNativeRouting(t *testing.T) {
 	testutil.RequireRoot(t)
 	bpffs := mountBPFFS(t)
-	n1 := newTestNode(t, "node1", node1GW, attachConfig(1, loader.HostRoutingBPF), bpffs)
-	n2 := newTestNode(t, "node2", node2GW, attachConfig(2, loader.HostRoutingBPF), bpffs)
+	n1 := newTestNode(t, "node1", node1GW, attachConfig(1, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF)), bpffs)
+	n2 := newTestNode(t, "node2", node2GW, attachConfig(2, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF)), bpffs)
 
 	// Underlay: eth1 in node 1 <-> eth1 in node 2, 192.168.77.0/24.
 	fd2, err := netns.GetFromPath(nsutil.Path(n2.name))

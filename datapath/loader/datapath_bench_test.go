@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/testrun"
 	"podpath/internal/nsutil"
 )
@@ -20,7 +20,7 @@ import (
 func BenchmarkDatapath(b *testing.B) {
 	f := setupFibNS(b, "bench")
 	cfg := fixtureConfig()
-	cfg.MonitorAggregation = loader.AggregationMax
+	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
 	d, _ := loadDatapath(b, cfg)
 
 	for _, bc := range []struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
@@ -150,13 +151,13 @@ func TestLoadDatapathMapSizes(t *testing.T) {
 
 func TestLoadDatapathRejectsInvalidConfig(t *testing.T) {
 	for _, tc := range []struct {
-		mutate func(*loader.Config)
+		mutate func(*bpfconfig.Config)
 		want   string
 	}{
-		{func(c *loader.Config) { c.MonitorAggregation = 4 }, "monitor aggregation 4"},
-		{func(c *loader.Config) { c.HostRouting = 2 }, "host routing 2"},
-		{func(c *loader.Config) { c.RoutingMode = 7 }, "routing mode 7"},
-		{func(c *loader.Config) { c.NativeRoutingCidrLen = 33 }, "native-routing CIDR length 33"},
+		{func(c *bpfconfig.Config) { c.MonitorAggregation = 4 }, "monitor aggregation 4"},
+		{func(c *bpfconfig.Config) { c.HostRouting = 2 }, "host routing 2"},
+		{func(c *bpfconfig.Config) { c.RoutingMode = 7 }, "routing mode 7"},
+		{func(c *bpfconfig.Config) { c.NativeRoutingCidrLen = 33 }, "native-routing CIDR length 33"},
 	} {
 		cfg := fixtureConfig()
 		tc.mutate(&cfg)
@@ -164,16 +165,6 @@ func TestLoadDatapathRejectsInvalidConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error naming %q, got %v", tc.want, err)
 		}
-	}
-	var cfg loader.Config
-	if err := loader.SetNativeRoutingCIDR(&cfg, netipPrefix("fd00::/64")); err == nil {
-		t.Error("an IPv6 native-routing CIDR should be refused")
-	}
-	if err := loader.SetNativeRoutingCIDR(&cfg, netipPrefix("10.244.7.9/16")); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.NativeRoutingCidr != [4]uint8{10, 244, 0, 0} || cfg.NativeRoutingCidrLen != 16 {
-		t.Errorf("native-routing CIDR: got %v/%d", cfg.NativeRoutingCidr, cfg.NativeRoutingCidrLen)
 	}
 }
 
@@ -192,7 +183,7 @@ func TestSharedStructsMatchBTF(t *testing.T) {
 			btfName string
 			goSize  int
 		}{
-			{"podpath_config", binary.Size(loader.Config{})},
+			{"podpath_config", binary.Size(bpfconfig.Config{})},
 			{"trace_record", binary.Size(bpfobj.LxcTraceRecord{})},
 		} {
 			var s *btf.Struct
@@ -203,7 +194,7 @@ func TestSharedStructsMatchBTF(t *testing.T) {
 				t.Errorf("%s: struct %s is %d bytes in BTF, %d in Go", name, tc.btfName, s.Size, tc.goSize)
 			}
 		}
-		if v := spec.Variables["CONFIG"]; v == nil || int(v.Size()) != binary.Size(loader.Config{}) {
+		if v := spec.Variables["CONFIG"]; v == nil || int(v.Size()) != binary.Size(bpfconfig.Config{}) {
 			t.Errorf("%s: CONFIG variable missing or of another size", name)
 		}
 	}

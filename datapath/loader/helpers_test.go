@@ -19,6 +19,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
@@ -252,21 +254,24 @@ func (f *fibNS) ctx(dev int) *testrun.SkbContext {
 	return &testrun.SkbContext{Ifindex: uint32(dev), IngressIfindex: uint32(dev)}
 }
 
+// fixtureSettings are the cilium-config settings of fixtureConfig.
+func fixtureSettings() *config.Config {
+	c := config.Default()
+	c.RoutingMode, c.NativeRoutingCIDR = config.RoutingNative, nativeCIDR
+	return c
+}
+
 // fixtureConfig is node 1 with BPF host routing, native routing, every packet traced.
-func fixtureConfig() loader.Config {
-	cfg := loader.Config{
-		NodeId: fixtureNodeID, MonitorAggregation: loader.AggregationNone,
-		HostRouting: loader.HostRoutingBPF, RoutingMode: loader.RoutingNative,
-		NodeIp: hostIP.As4(),
-	}
-	if err := loader.SetNativeRoutingCIDR(&cfg, nativeCIDR); err != nil {
+func fixtureConfig() bpfconfig.Config {
+	cfg, err := bpfconfig.Build(fixtureSettings(), bpfconfig.Node{ID: fixtureNodeID, IP: hostIP})
+	if err != nil {
 		panic(err)
 	}
 	return cfg
 }
 
 // loadDatapath loads both objects unpinned, with the fixture endpoints programmed.
-func loadDatapath(tb testing.TB, cfg loader.Config) (*loader.Datapath, *trace.Reader) {
+func loadDatapath(tb testing.TB, cfg bpfconfig.Config) (*loader.Datapath, *trace.Reader) {
 	tb.Helper()
 	testutil.RequireRoot(tb)
 	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: testSizes})

@@ -5,7 +5,7 @@ package loader_test
 import (
 	"testing"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/testrun"
 )
 
@@ -54,7 +54,7 @@ func TestFromNetdevFixtures(t *testing.T) {
 
 func TestFromNetdevLegacyHostRouting(t *testing.T) {
 	cfg := fixtureConfig()
-	cfg.HostRouting = loader.HostRoutingLegacy
+	cfg.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
 	e := newFixtureEnv(t, "host-legacy", cfg)
 	testrun.RunFixtures(t, e.d.FromNetdev, []testrun.Fixture{
 		e.fixture(e.f.eth0, testrun.Fixture{Name: "a local pod is reached through the stack",

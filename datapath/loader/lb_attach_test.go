@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/trace"
@@ -38,11 +40,9 @@ func newLBCluster(t *testing.T) *lbCluster {
 	testutil.RequireRoot(t)
 	bpffs := mountBPFFS(t)
 	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
-		cfg := attachConfig(id, loader.HostRoutingBPF)
+		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
 		cfg.NodeIp = ip.As4()
-		if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-			t.Fatal(err)
-		}
+		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 		n := newTestNodeIn(t, newNamedNS(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
 		n.podNS = lbName
 		return n
@@ -356,7 +356,7 @@ func TestLBAttachNodePortSNAT(t *testing.T) {
 					t.Errorf("client address %s", local)
 				}
 				switch {
-				case tc.snat && (seen.Addr() != lbNode1IP || seen.Port() < loader.DefaultSNATPortMin):
+				case tc.snat && (seen.Addr() != lbNode1IP || seen.Port() < bpfconfig.DefaultSNATPortMin):
 					t.Errorf("the backend saw the client as %s: want node 1's IP and an SNAT port", seen)
 				case !tc.snat && seen != local:
 					t.Errorf("the backend saw the client as %s, want %s", seen, local)

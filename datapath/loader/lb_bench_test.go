@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
@@ -62,8 +64,8 @@ func BenchmarkLB(b *testing.B) {
 func benchLB(b *testing.B, n int, m uint32) {
 	f := setupNamedFibNS(b, lbName(fmt.Sprintf("bench-%d-%d", n, m)))
 	addRoute(b, netlinkAt(b, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
-	cfg := lbConfig(b, loader.LBConfig{MaglevTableSize: m})
-	cfg.MonitorAggregation = loader.AggregationMax
+	cfg := lbConfig(b, lbOpts{MaglevTableSize: m})
+	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
 	sizes := testSizes
 	sizes.LBServices, sizes.LBRevNat, sizes.LBMaglev, sizes.LBBackendSlots = 131072, 131072, 131072, 262144
 	sizes.CTTCP, sizes.CTAny, sizes.SNAT = 65536, 65536, 65536
@@ -202,8 +204,8 @@ func benchLB(b *testing.B, n int, m uint32) {
 // and on a UDP datagram (established, with the option); the backend's node
 // reading the option of a SYN (conntrack entry) and translating the backend's reply.
 func BenchmarkLBDSR(b *testing.B) {
-	cfg := lbConfig(b, loader.LBConfig{Mode: loader.LBModeDSR})
-	cfg.MonitorAggregation = loader.AggregationMax
+	cfg := lbConfig(b, lbOpts{Mode: config.LBModeDSR})
+	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
 	e := newNodePortEnv(b, "bench-dsr", cfg)
 	l := e.d.LB
 	svc := netip.MustParseAddrPort("192.168.50.9:30080")

@@ -11,7 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/config"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
 )
@@ -60,7 +60,7 @@ func dnatDSR(ct string, backend uint32, src, dst netip.AddrPort) lbWant {
 // source stays, the SYN carries the option, later packets do not; every UDP datagram
 // carries it; a DF packet the option makes too big is answered with frag-needed.
 func TestLBDSRFixtures(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{Mode: loader.LBModeDSR})
+	cfg := lbConfig(t, lbOpts{Mode: config.LBModeDSR})
 	e := newNodePortEnv(t, "dsr", cfg)
 	l, f := e.d.LB, e.f
 	fwd := want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_REDIRECT", target: uint32(f.eth0)}
@@ -121,7 +121,7 @@ func TestLBDSRFixtures(t *testing.T) {
 
 // Hybrid: TCP flows get DSR, UDP flows SNAT, on the same node.
 func TestLBHybridFixtures(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{Mode: loader.LBModeHybrid})
+	cfg := lbConfig(t, lbOpts{Mode: config.LBModeHybrid})
 	e := newNodePortEnv(t, "hybrid", cfg)
 	f := e.f
 	fwd := want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_REDIRECT", target: uint32(f.eth0)}
@@ -152,7 +152,7 @@ func TestLBDSRBackendNode(t *testing.T) {
 	learned := lbWant{action: "TRACE_LB_DSR_LEARNED", ct: "TRACE_CT_NEW", origSrc: clientX, origDst: svc}
 
 	t.Run("dsr", func(t *testing.T) {
-		cfg := lbConfig(t, loader.LBConfig{Mode: loader.LBModeDSR})
+		cfg := lbConfig(t, lbOpts{Mode: config.LBModeDSR})
 		e := newNodePortEnv(t, "dsr-be", cfg)
 		l, f := e.d.LB, e.f
 		e.runCases(t, e.d.FromNetdev, []lbCase{
@@ -190,7 +190,7 @@ func TestLBDSRBackendNode(t *testing.T) {
 		})
 	})
 	t.Run("snat mode ignores the option", func(t *testing.T) {
-		cfg := lbConfig(t, loader.LBConfig{})
+		cfg := lbConfig(t, lbOpts{})
 		e := newNodePortEnv(t, "dsr-snat", cfg)
 		e.runCases(t, e.d.FromNetdev, []lbCase{
 			{name: "syn with the option: delivered, nothing recorded", dev: e.f.eth0,
@@ -218,10 +218,8 @@ func dsrGeneveOpt(svc netip.AddrPort) []byte {
 func TestLBDSRGeneve(t *testing.T) {
 	f := setupNamedFibNS(t, lbName("dsr-gnv"))
 	addRoute(t, netlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
-	cfg := tunnelConfig(t, loader.TunnelGeneve, 0)
-	if err := loader.SetLB(&cfg, loader.LBConfig{Mode: loader.LBModeDSR, MaglevTableSize: testM}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tunnelConfig(t, config.TunnelGeneve, 0)
+	cfg = withLB(t, cfg, lbOpts{Mode: config.LBModeDSR, MaglevTableSize: testM})
 	e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })
 	e.services(t)
 	e.nodePorts(t)

@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/config"
 	pmaps "podpath/datapath/maps"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
@@ -80,15 +80,15 @@ func decodeCTKey(k []byte) fuzzCTKey {
 // change only for a frame that is a TCP or UDP packet, and a new one is keyed by that
 // packet's own tuple (service entries: to a NodePort or external frontend; reply
 // entries: from the backend they name, back to the packet's source).
-func FuzzLBFromNetdev(f *testing.F) { fuzzLBFromNetdev(f, loader.LBModeSNAT) }
+func FuzzLBFromNetdev(f *testing.F) { fuzzLBFromNetdev(f, config.LBModeSNAT) }
 
 // FuzzLBFromNetdevDSR is the same in DSR mode: options inserted and removed, ICMP
 // frag-needed answers, flows learned from options; the packet length changes only
 // as the trace record says.
-func FuzzLBFromNetdevDSR(f *testing.F) { fuzzLBFromNetdev(f, loader.LBModeDSR) }
+func FuzzLBFromNetdevDSR(f *testing.F) { fuzzLBFromNetdev(f, config.LBModeDSR) }
 
-func fuzzLBFromNetdev(f *testing.F, mode uint8) {
-	fib := setupNamedFibNS(f, lbName(fmt.Sprintf("fuzz%d", mode)))
+func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
+	fib := setupNamedFibNS(f, lbName(fmt.Sprintf("fuzz-%s", mode)))
 	addRoute(f, netlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
 	fd, err := netns.GetFromPath(fib.path)
 	if err != nil {
@@ -99,7 +99,7 @@ func fuzzLBFromNetdev(f *testing.F, mode uint8) {
 		f.Fatal(err)
 	}
 	fib.path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd))
-	cfg := lbConfig(f, loader.LBConfig{Mode: mode})
+	cfg := lbConfig(f, lbOpts{Mode: mode})
 	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) {
 		for _, ep := range []pmaps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
 			if err := m.EndpointUpsert(ep); err != nil {
@@ -224,7 +224,7 @@ func fuzzLBFromNetdev(f *testing.F, mode uint8) {
 				flags := pmaps.CTFlags(binary.NativeEndian.Uint16([]byte(v)[4:6]))
 				if backendID == 0 && flags&pmaps.CTDSR != 0 {
 					// Learned from a DSR option: the reply of the packet's flow.
-					if mode == loader.LBModeSNAT || !hasDSROption(data) || ck.dir != pmaps.CTReply || ck.src != dst || ck.dst != src {
+					if mode == config.LBModeSNAT || !hasDSROption(data) || ck.dir != pmaps.CTReply || ck.src != dst || ck.dst != src {
 						t.Fatalf("%s: DSR entry %+v for packet %s -> %s", name, ck, src, dst)
 					}
 					continue

@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maglev"
@@ -60,11 +61,11 @@ type lbEnv struct {
 	f   *fibNS
 	d   *loader.Datapath
 	rb  *ringbuf.Reader
-	cfg loader.Config
+	cfg bpfconfig.Config
 }
 
 // newLBEnv loads cfg in node 1's namespace with endpoints pod A, pod B and the host.
-func newLBEnv(t testing.TB, suffix string, cfg loader.Config) *lbEnv {
+func newLBEnv(t testing.TB, suffix string, cfg bpfconfig.Config) *lbEnv {
 	t.Helper()
 	f := setupNamedFibNS(t, lbName(suffix))
 	return newLBEnvIn(t, f, cfg, func(m *maps.Maps) {
@@ -76,7 +77,7 @@ func newLBEnv(t testing.TB, suffix string, cfg loader.Config) *lbEnv {
 	})
 }
 
-func newLBEnvIn(t testing.TB, f *fibNS, cfg loader.Config, program func(*maps.Maps)) *lbEnv {
+func newLBEnvIn(t testing.TB, f *fibNS, cfg bpfconfig.Config, program func(*maps.Maps)) *lbEnv {
 	t.Helper()
 	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: testSizes})
 	if err != nil {

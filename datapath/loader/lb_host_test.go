@@ -9,7 +9,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
 )
@@ -44,7 +46,7 @@ func (e *lbEnv) nodePorts(t testing.TB) {
 }
 
 // newNodePortEnv is newLBEnv with a route to the outside clients and every frontend.
-func newNodePortEnv(t testing.TB, suffix string, cfg loader.Config) *lbEnv {
+func newNodePortEnv(t testing.TB, suffix string, cfg bpfconfig.Config) *lbEnv {
 	t.Helper()
 	e := newLBEnv(t, suffix, cfg)
 	addRoute(t, netlinkAt(t, e.f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: e.f.eth0})
@@ -56,7 +58,7 @@ func newNodePortEnv(t testing.TB, suffix string, cfg loader.Config) *lbEnv {
 var gw2IP = netip.MustParseAddr("192.168.50.2")
 
 // snatPort is the first port snat_alloc() tries for client -> backend.
-func snatPort(cfg loader.Config, client, backend netip.AddrPort, proto uint8) uint16 {
+func snatPort(cfg bpfconfig.Config, client, backend netip.AddrPort, proto uint8) uint16 {
 	rng := uint32(cfg.LbSnatPortMax) - uint32(cfg.LbSnatPortMin) + 1
 	return cfg.LbSnatPortMin + uint16(lbHash(cfg.LbMaglevSeed, client, backend, proto)%rng)
 }
@@ -70,7 +72,7 @@ func revSNAT(backend uint32, src, dst netip.AddrPort) lbWant {
 }
 
 func TestLBNodePortFixtures(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{})
+	cfg := lbConfig(t, lbOpts{})
 	e := newNodePortEnv(t, "np", cfg)
 	l, f := e.d.LB, e.f
 	sp := snatPort(cfg, clientX, backendR, 6)
@@ -170,7 +172,7 @@ func TestLBNodePortFixtures(t *testing.T) {
 // A narrow SNAT range: the one port goes to the first flow; another flow is dropped
 // with its reason until the first one's entry expires.
 func TestLBSNATPortExhaustion(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{SNATPortMin: 61000, SNATPortMax: 61000})
+	cfg := lbConfig(t, lbOpts{SNATPortMin: 61000, SNATPortMax: 61000})
 	e := newNodePortEnv(t, "np-ports", cfg)
 	f := e.f
 	only := netip.AddrPortFrom(hostIP, 61000)
@@ -204,8 +206,8 @@ func TestLBSNATPortExhaustion(t *testing.T) {
 // Legacy host routing: NodePort traffic is still forwarded in BPF (the stack would
 // take the SNATed packet, from the node's own address, for a martian).
 func TestLBNodePortLegacyHostRouting(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{})
-	cfg.HostRouting = loader.HostRoutingLegacy
+	cfg := lbConfig(t, lbOpts{})
+	cfg.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
 	e := newNodePortEnv(t, "np-legacy", cfg)
 	sp := netip.AddrPortFrom(hostIP, snatPort(cfg, clientX, backendR, 6))
 	e.runCases(t, e.d.FromNetdev, []lbCase{
@@ -224,10 +226,8 @@ func TestLBNodePortLegacyHostRouting(t *testing.T) {
 func TestLBNodePortGeneve(t *testing.T) {
 	f := setupNamedFibNS(t, lbName("np-gnv"))
 	addRoute(t, netlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
-	cfg := tunnelConfig(t, loader.TunnelGeneve, 0)
-	if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tunnelConfig(t, config.TunnelGeneve, 0)
+	cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 	e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })
 	e.services(t)
 	e.nodePorts(t)

@@ -10,7 +10,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
 )
 
@@ -54,7 +53,7 @@ func (e icmpErr) to(a netip.Addr) icmpErr   { e.dst = a; return e }
 // (outer addresses and the quoted packet, checksums included) before they reach the
 // client, so the client's socket finds the flow it knows.
 func TestLBICMPErrors(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{})
+	cfg := lbConfig(t, lbOpts{})
 	e := newNodePortEnv(t, "icmp", cfg)
 	f := e.f
 	router := gw2IP

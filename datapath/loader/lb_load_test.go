@@ -12,6 +12,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maglev"
 	"podpath/internal/testutil"
@@ -31,16 +33,42 @@ func lbSharedMaps(d *loader.Datapath) map[string][3]*ebpf.Map {
 	}
 }
 
+// lbOpts are the load-balancer settings of lbConfig and withLB; zero fields get
+// bpfconfig.Build's values, and M = 251.
+type lbOpts struct {
+	Mode                     config.LBMode
+	MaglevTableSize          uint32
+	SNATPortMin, SNATPortMax uint16
+}
+
 // lbConfig is the fixture node with the load balancer on, M = 251 unless given.
-func lbConfig(tb testing.TB, lb loader.LBConfig) loader.Config {
+func lbConfig(tb testing.TB, lb lbOpts) bpfconfig.Config {
 	tb.Helper()
-	cfg := fixtureConfig()
-	if lb.MaglevTableSize == 0 {
-		lb.MaglevTableSize = 251
+	return withLB(tb, fixtureConfig(), lb)
+}
+
+// withLB is cfg with the load balancer of lb on: its fields as bpfconfig.Build
+// writes them for kube-proxy-replacement, on cfg's node IP.
+func withLB(tb testing.TB, cfg bpfconfig.Config, lb lbOpts) bpfconfig.Config {
+	tb.Helper()
+	c := fixtureSettings()
+	c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, 251
+	if lb.Mode != "" {
+		c.LBMode = lb.Mode
 	}
-	if err := loader.SetLB(&cfg, lb); err != nil {
+	if lb.MaglevTableSize != 0 {
+		c.MaglevTableSize = int(lb.MaglevTableSize)
+	}
+	on, err := bpfconfig.Build(c, bpfconfig.Node{ID: cfg.NodeId, IP: netip.AddrFrom4(cfg.NodeIp)})
+	if err != nil {
 		tb.Fatal(err)
 	}
+	cfg.LbEnabled, cfg.LbMode, cfg.LbMaglevTableSize, cfg.LbMaglevSeed = on.LbEnabled, on.LbMode, on.LbMaglevTableSize, on.LbMaglevSeed
+	cfg.LbSnatPortMin, cfg.LbSnatPortMax = on.LbSnatPortMin, on.LbSnatPortMax
+	if lb.SNATPortMin != 0 || lb.SNATPortMax != 0 {
+		cfg.LbSnatPortMin, cfg.LbSnatPortMax = lb.SNATPortMin, lb.SNATPortMax
+	}
+	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn, cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = on.CtTimeoutTcp, on.CtTimeoutTcpSyn, on.CtTimeoutTcpClosing, on.CtTimeoutAny
 	return cfg
 }
 
@@ -54,7 +82,7 @@ func TestLoadDatapathSharesLBMaps(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		d, err := loader.LoadDatapath(lbConfig(t, loader.LBConfig{}), opts)
+		d, err := loader.LoadDatapath(lbConfig(t, lbOpts{}), opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +112,7 @@ func TestLoadDatapathLBMapSizes(t *testing.T) {
 		LBMaglev: 12, CTTCP: 13, CTAny: 14, SNAT: 15}
 	for _, tc := range []struct {
 		name  string
-		cfg   loader.Config
+		cfg   bpfconfig.Config
 		sizes loader.MapSizes
 		want  map[string]uint32
 		m     uint32
@@ -92,10 +120,10 @@ func TestLoadDatapathLBMapSizes(t *testing.T) {
 		{"disabled: conntrack and snat get one entry", fixtureConfig(), loader.MapSizes{TraceEvents: 1 << 14},
 			map[string]uint32{"lb_services": 65536, "lb_backend_slots": 262144, "lb_backends": 65536, "lb_rev_nat": 65536,
 				"lb_maglev": 65536, "ct_tcp": 1, "ct_any": 1, "snat": 1}, maglev.DefaultTableSize},
-		{"enabled: the defaults", lbConfig(t, loader.LBConfig{MaglevTableSize: 16381}), loader.MapSizes{TraceEvents: 1 << 14},
+		{"enabled: the defaults", lbConfig(t, lbOpts{MaglevTableSize: 16381}), loader.MapSizes{TraceEvents: 1 << 14},
 			map[string]uint32{"lb_services": 65536, "lb_backend_slots": 262144, "lb_backends": 65536, "lb_rev_nat": 65536,
 				"lb_maglev": 65536, "ct_tcp": 524288, "ct_any": 262144, "snat": 131072}, 16381},
-		{"given sizes", lbConfig(t, loader.LBConfig{MaglevTableSize: 509}), small,
+		{"given sizes", lbConfig(t, lbOpts{MaglevTableSize: 509}), small,
 			map[string]uint32{"lb_services": 8, "lb_backend_slots": 9, "lb_backends": 10, "lb_rev_nat": 11,
 				"lb_maglev": 12, "ct_tcp": 13, "ct_any": 14, "snat": 15}, 509},
 	} {
@@ -126,7 +154,7 @@ func TestLoadDatapathReplacesIncompatibleLBPins(t *testing.T) {
 	if err := os.Mkdir(pin, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := lbConfig(t, loader.LBConfig{})
+	cfg := lbConfig(t, lbOpts{})
 	opts := &loader.Options{PinPath: pin, MapSizes: testSizes}
 	d1, err := loader.LoadDatapath(cfg, opts)
 	if err != nil {
@@ -178,46 +206,9 @@ func TestLoadDatapathReplacesIncompatibleLBPins(t *testing.T) {
 	_ = d3.Unpin()
 }
 
-func TestSetLB(t *testing.T) {
-	cfg := fixtureConfig()
-	if err := loader.SetLB(&cfg, loader.LBConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.LbEnabled != 1 || cfg.LbMode != loader.LBModeSNAT || cfg.LbMaglevTableSize != maglev.DefaultTableSize ||
-		cfg.LbMaglevSeed != maglev.DefaultSeed() || cfg.LbSnatPortMin != loader.DefaultSNATPortMin ||
-		cfg.LbSnatPortMax != loader.DefaultSNATPortMax || cfg.CtTimeoutTcp != 21600 || cfg.CtTimeoutTcpSyn != 60 ||
-		cfg.CtTimeoutTcpClosing != 10 || cfg.CtTimeoutAny != 60 {
-		t.Errorf("defaults: %+v", cfg)
-	}
-	if err := loader.ValidateConfig(cfg); err != nil {
-		t.Error(err)
-	}
-	for _, tc := range []struct {
-		lb     loader.LBConfig
-		mutate func(*loader.Config)
-		want   string
-	}{
-		{lb: loader.LBConfig{Mode: loader.LBModeDSR}, want: "needs tunnel protocol 2 (Geneve)",
-			mutate: func(c *loader.Config) { c.RoutingMode, c.TunnelProtocol = loader.RoutingTunnel, loader.TunnelVXLAN }},
-		{lb: loader.LBConfig{Mode: loader.LBModeHybrid}, want: "needs tunnel protocol 2 (Geneve)",
-			mutate: func(c *loader.Config) { c.RoutingMode, c.TunnelProtocol = loader.RoutingTunnel, loader.TunnelVXLAN }},
-		{lb: loader.LBConfig{Mode: 7}, want: "lb mode 7"},
-		{lb: loader.LBConfig{MaglevTableSize: 1000}, want: "maglev table size 1000"},
-		{lb: loader.LBConfig{SNATPortMin: 2000, SNATPortMax: 1000}, want: "SNAT ports 2000-1000"},
-		{mutate: func(c *loader.Config) { c.NodeIp = [4]uint8{} }, want: "without a node IP"},
-	} {
-		c := fixtureConfig()
-		if tc.mutate != nil {
-			tc.mutate(&c)
-		}
-		err := loader.SetLB(&c, tc.lb)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: want an error about %q, got %v", tc.lb, tc.want, err)
-		}
-		if c.LbEnabled != 0 {
-			t.Errorf("%+v: a refused SetLB changed the config", tc.lb)
-		}
-	}
+// LoadDatapath checks the load-balancer fields it is given (bpfconfig.Check).
+func TestLoadDatapathRejectsInvalidLBConfig(t *testing.T) {
+	cfg := lbConfig(t, lbOpts{})
 	bad := cfg
 	bad.CtTimeoutAny = 0
 	if _, err := loader.LoadDatapath(bad, nil); err == nil || !strings.Contains(err.Error(), "conntrack timeouts") {

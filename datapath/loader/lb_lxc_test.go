@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
 )
@@ -27,7 +28,7 @@ func revnat(backend uint32, src, dst netip.AddrPort) lbWant {
 // keeps the flow's backend through its states, and the local backend's replies are
 // translated back before they reach the client.
 func TestLBClusterIPFixtures(t *testing.T) {
-	e := newLBEnv(t, "cip", lbConfig(t, loader.LBConfig{}))
+	e := newLBEnv(t, "cip", lbConfig(t, lbOpts{}))
 	e.services(t)
 	l, f := e.d.LB, e.f
 	toVIP := podAFrame(clientA, vipLocal)
@@ -133,7 +134,7 @@ func TestLBClusterIPFixtures(t *testing.T) {
 // Terminating backends get no new flows but keep the ones they have; a deleted backend
 // loses its flows to a new selection.
 func TestLBTerminatingBackends(t *testing.T) {
-	e := newLBEnv(t, "term", lbConfig(t, loader.LBConfig{}))
+	e := newLBEnv(t, "term", lbConfig(t, lbOpts{}))
 	e.services(t)
 	l, f := e.d.LB, e.f
 	b4, b5 := netip.AddrPortFrom(podBIP, 9090), netip.AddrPortFrom(remotePodIP, 9090)
@@ -202,7 +203,7 @@ func TestLBTerminatingBackends(t *testing.T) {
 // with the same seed and tables; an established flow keeps its backend when the table
 // changes under it.
 func TestLBMaglevSelection(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{})
+	cfg := lbConfig(t, lbOpts{})
 	e := newLBEnv(t, "maglev", cfg)
 	e.services(t)
 	f := e.f
@@ -282,8 +283,8 @@ func TestLBMaglevSelection(t *testing.T) {
 // Legacy host routing: the translation still happens in from_container; the stack
 // forwards the translated packet.
 func TestLBClusterIPLegacyHostRouting(t *testing.T) {
-	cfg := lbConfig(t, loader.LBConfig{})
-	cfg.HostRouting = loader.HostRoutingLegacy
+	cfg := lbConfig(t, lbOpts{})
+	cfg.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
 	e := newLBEnv(t, "cip-legacy", cfg)
 	e.services(t)
 	f := e.f
@@ -315,7 +316,7 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 	}
 
 	t.Run("native", func(t *testing.T) {
-		e := newLBEnv(t, "cip-native", lbConfig(t, loader.LBConfig{}))
+		e := newLBEnv(t, "cip-native", lbConfig(t, lbOpts{}))
 		e.services(t)
 		open(t, e, false)
 		e.runCases(t, e.d.FromNetdev, []lbCase{
@@ -329,19 +330,17 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 		})
 	})
 
-	tunnelEnv := func(t *testing.T, suffix string, proto uint32) *lbEnv {
+	tunnelEnv := func(t *testing.T, suffix string, proto config.TunnelProtocol) *lbEnv {
 		f := setupNamedFibNS(t, lbName(suffix))
-		vx := addCollectMDVXLAN(t, netlinkAt(t, f.name), "cilium_vxlan", loader.PortVXLAN)
+		vx := addCollectMDVXLAN(t, netlinkAt(t, f.name), "cilium_vxlan", config.PortVXLAN)
 		cfg := tunnelConfig(t, proto, vx)
-		if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-			t.Fatal(err)
-		}
+		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 		e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })
 		e.services(t)
 		return e
 	}
 	t.Run("geneve", func(t *testing.T) {
-		e := tunnelEnv(t, "cip-gnv", loader.TunnelGeneve)
+		e := tunnelEnv(t, "cip-gnv", config.TunnelGeneve)
 		open(t, e, true)
 		e.runCases(t, e.d.FromNetdev, []lbCase{
 			{name: "decapsulated, reverse NAT, redirect_peer into pod A", dev: e.f.eth0,
@@ -352,7 +351,7 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 		})
 	})
 	t.Run("vxlan", func(t *testing.T) {
-		e := tunnelEnv(t, "cip-vx", loader.TunnelVXLAN)
+		e := tunnelEnv(t, "cip-vx", config.TunnelVXLAN)
 		open(t, e, true)
 		shim := tunnelKeyShim(t, e.d.FromOverlay, remoteIdentity, node2IP)
 		e.runCases(t, shim, []lbCase{
@@ -369,7 +368,7 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 // would arrive from its own address, a martian its stack drops, so the source
 // becomes the loopback address 169.254.42.1 (Cilium's) and the reply is turned back.
 func TestLBHairpin(t *testing.T) {
-	e := newLBEnv(t, "hairpin", lbConfig(t, loader.LBConfig{}))
+	e := newLBEnv(t, "hairpin", lbConfig(t, lbOpts{}))
 	e.services(t)
 	l, f := e.d.LB, e.f
 	clientB := netip.AddrPortFrom(podBIP, 40000)

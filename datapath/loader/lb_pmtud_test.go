@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/internal/nsutil"
@@ -44,11 +45,9 @@ func TestLBAttachPMTUDThroughClusterIP(t *testing.T) {
 	testutil.RequireRoot(t)
 	bpffs := mountBPFFS(t)
 	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
-		cfg := attachConfig(id, loader.HostRoutingBPF)
+		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
 		cfg.NodeIp = ip.As4()
-		if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-			t.Fatal(err)
-		}
+		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 		n := newTestNodeIn(t, newNamedNS(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
 		n.podNS = lbName
 		return n

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
@@ -20,7 +22,7 @@ type fixtureEnv struct {
 	rd *trace.Reader
 }
 
-func newFixtureEnv(t *testing.T, suffix string, cfg loader.Config) *fixtureEnv {
+func newFixtureEnv(t *testing.T, suffix string, cfg bpfconfig.Config) *fixtureEnv {
 	t.Helper()
 	f := setupFibNS(t, suffix)
 	d, rd := loadDatapath(t, cfg)
@@ -224,7 +226,7 @@ func runIn(t *testing.T, nsPath string, d *loader.Datapath, pkt []byte, ctx *tes
 
 func TestFromContainerLegacyHostRouting(t *testing.T) {
 	cfg := fixtureConfig()
-	cfg.HostRouting = loader.HostRoutingLegacy
+	cfg.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
 	e := newFixtureEnv(t, "lxc-legacy", cfg)
 	legacy := fromContainer("VERDICT_PASS", "PASS_LEGACY_HOST_ROUTING")
 	fixtures := []testrun.Fixture{
@@ -244,7 +246,7 @@ func TestFromContainerLegacyHostRouting(t *testing.T) {
 // configures one) hands cross-node traffic to the stack.
 func TestFromContainerTunnelModeWithoutProtocol(t *testing.T) {
 	cfg := fixtureConfig()
-	cfg.RoutingMode = loader.RoutingTunnel
+	cfg.RoutingMode = uint32(bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL)
 	e := newFixtureEnv(t, "lxc-tunnel", cfg)
 	toB := fromPodA(podBIP)
 	testrun.RunFixtures(t, e.d.FromContainer, []testrun.Fixture{
@@ -319,7 +321,7 @@ func TestDatapathMonitorAggregation(t *testing.T) {
 		{"unreachable", fromPodA(unreachableIP).icmpEcho(), true, false},
 		{"drop", corrupt(fromPodA(podBIP).tcpSYN(), func(b []byte) []byte { b[14] = 0x44; return b }), true, true},
 	}
-	for _, level := range []uint32{loader.AggregationNone, loader.AggregationLow, loader.AggregationMedium, loader.AggregationMax} {
+	for _, level := range []uint32{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE), uint32(bpfobj.LxcMonitorAggregationAGGREGATION_LOW), uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM), uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)} {
 		cfg := fixtureConfig()
 		cfg.MonitorAggregation = level
 		d, rd := loadDatapath(t, cfg)
@@ -331,9 +333,9 @@ func TestDatapathMonitorAggregation(t *testing.T) {
 			}
 			wantN := 1
 			switch {
-			case level == loader.AggregationMax && !in.drop:
+			case level == uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX) && !in.drop:
 				wantN = 0
-			case level == loader.AggregationMedium && !in.exceptions:
+			case level == uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM) && !in.exceptions:
 				wantN = 0
 			}
 			if len(recs) != wantN {

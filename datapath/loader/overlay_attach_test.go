@@ -22,6 +22,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/trace"
@@ -38,22 +40,22 @@ var (
 	underlay1    = netip.MustParseAddr("192.168.77.1")
 	underlay2    = netip.MustParseAddr("192.168.77.2")
 	podBIdentity = uint32(2000)
-	clusterMTU   = loader.TunnelMTU(1500, 0)
+	clusterMTU   = bpfconfig.TunnelMTU(1500, 0)
 )
 
 // tunnelSizes leave room for every record of a few-MB transfer, all traced.
 var tunnelSizes = loader.MapSizes{Endpoints: 64, IPCache: 64, Nodes: 16, TraceEvents: 1 << 22}
 
 type tunnelCluster struct {
-	proto  uint32
+	proto  config.TunnelProtocol
 	n1, n2 *testNode
 	a, b   testPod
 	eth1   map[*testNode]netlink.Link
 	vxlan  map[*testNode]int // cilium_vxlan, VXLAN only
 }
 
-func protoName(proto uint32) string {
-	if proto == loader.TunnelVXLAN {
+func protoName(proto config.TunnelProtocol) string {
+	if proto == config.TunnelVXLAN {
 		return "vxlan"
 	}
 	return "geneve"
@@ -65,7 +67,7 @@ func protoName(proto uint32) string {
 // node as tunnel endpoint, a route to it with the tunnel MTU (the frag-needed
 // contract), and the programs attached: from/to-container on the pods' host veths,
 // from/to-netdev on eth1, from-overlay on cilium_vxlan.
-func newTunnelCluster(t *testing.T, proto uint32) *tunnelCluster {
+func newTunnelCluster(t *testing.T, proto config.TunnelProtocol) *tunnelCluster {
 	t.Helper()
 	testutil.RequireRoot(t)
 	bpffs := mountBPFFS(t)
@@ -102,12 +104,13 @@ func newTunnelCluster(t *testing.T, proto uint32) *tunnelCluster {
 			t.Fatal(err)
 		}
 		c.eth1[n] = l
-		if proto == loader.TunnelVXLAN {
-			c.vxlan[n] = addCollectMDVXLAN(t, n.h, "cilium_vxlan", loader.PortVXLAN)
+		if proto == config.TunnelVXLAN {
+			c.vxlan[n] = addCollectMDVXLAN(t, n.h, "cilium_vxlan", config.PortVXLAN)
 		}
-		cfg := loader.Config{NodeId: uint32(i + 1), MonitorAggregation: loader.AggregationNone,
-			HostRouting: loader.HostRoutingBPF, RoutingMode: loader.RoutingTunnel, NodeIp: ips[i].As4()}
-		if err := loader.SetTunnel(&cfg, proto, 0, c.vxlan[n], clusterMTU); err != nil {
+		settings := config.Default()
+		settings.TunnelProtocol, settings.TunnelPort = proto, proto.DefaultPort()
+		cfg, err := bpfconfig.Build(settings, bpfconfig.Node{ID: uint32(i + 1), IP: ips[i], TunnelMTU: clusterMTU, VXLANIfindex: c.vxlan[n]})
+		if err != nil {
 			t.Fatal(err)
 		}
 		pin := filepath.Join(bpffs, fmt.Sprint(i+1))
@@ -151,7 +154,7 @@ func newTunnelCluster(t *testing.T, proto uint32) *tunnelCluster {
 		n.attach(t, n.d.ToContainer, p.lxc.Attrs().Index, loader.Egress)
 		n.attach(t, n.d.FromNetdev, c.eth1[n].Attrs().Index, loader.Ingress)
 		n.attach(t, n.d.ToNetdev, c.eth1[n].Attrs().Index, loader.Egress)
-		if proto == loader.TunnelVXLAN {
+		if proto == config.TunnelVXLAN {
 			n.attach(t, n.d.FromOverlay, c.vxlan[n], loader.Ingress)
 		}
 	}
@@ -211,7 +214,7 @@ func expectTunnel(t *testing.T, what string, recs []trace.Record, kind string, i
 // wireCheck decodes the tunnel packets captured on an underlay NIC and checks the
 // encapsulation: outer addresses, ports, DF, TTL 64, UDP checksum 0, the VNI = the
 // sender's identity, and the inner frame as the pod sent it (its own MACs, TTL - 1).
-func wireCheck(t *testing.T, proto uint32, pkts []capture.Packet, src, dst netip.Addr, vni uint32,
+func wireCheck(t *testing.T, proto config.TunnelProtocol, pkts []capture.Packet, src, dst netip.Addr, vni uint32,
 	innerSrc, innerDst netip.Addr, innerSrcMAC, innerDstMAC net.HardwareAddr) int {
 	t.Helper()
 	seen := 0
@@ -236,12 +239,12 @@ func wireCheck(t *testing.T, proto uint32, pkts []capture.Packet, src, dst netip
 				}
 			case *layers.VXLAN:
 				gotVNI, tunnelSeen = h.VNI, true
-				if proto != loader.TunnelVXLAN {
+				if proto != config.TunnelVXLAN {
 					t.Errorf("VXLAN on the wire, want Geneve")
 				}
 			case *layers.Geneve:
 				gotVNI, tunnelSeen = h.VNI, true
-				if proto != loader.TunnelGeneve || h.Version != 0 || h.Protocol != layers.EthernetTypeTransparentEthernetBridging ||
+				if proto != config.TunnelGeneve || h.Version != 0 || h.Protocol != layers.EthernetTypeTransparentEthernetBridging ||
 					h.OptionsLength != 0 || h.OAMPacket || h.CriticalOption {
 					t.Errorf("geneve header: %+v", h)
 				}
@@ -259,9 +262,9 @@ func wireCheck(t *testing.T, proto uint32, pkts []capture.Packet, src, dst netip
 			continue
 		}
 		seen++
-		port := layers.UDPPort(loader.PortGeneve)
-		if proto == loader.TunnelVXLAN {
-			port = loader.PortVXLAN
+		port := layers.UDPPort(config.PortGeneve)
+		if proto == config.TunnelVXLAN {
+			port = config.PortVXLAN
 		}
 		if netip.AddrFrom4([4]byte(outer.DstIP.To4())) != dst || outer.TTL != 64 || outer.Flags&layers.IPv4DontFragment == 0 ||
 			udp.DstPort != port || udp.SrcPort < 32768 || udp.SrcPort >= 60999 || udp.Checksum != 0 {
@@ -280,7 +283,7 @@ func wireCheck(t *testing.T, proto uint32, pkts []capture.Packet, src, dst netip
 }
 
 func TestOverlayPodToPod(t *testing.T) {
-	for _, proto := range []uint32{loader.TunnelVXLAN, loader.TunnelGeneve} {
+	for _, proto := range []config.TunnelProtocol{config.TunnelVXLAN, config.TunnelGeneve} {
 		t.Run(protoName(proto), func(t *testing.T) {
 			c := newTunnelCluster(t, proto)
 			cap1, err := capture.Start("", capture.Point{Member: "node1", Interface: "eth1", NsPath: nsutil.Path(c.n1.name)})
@@ -297,7 +300,7 @@ func TestOverlayPodToPod(t *testing.T) {
 			encapKind, decapKind, deliverObs := "TRACE_ENCAP_GENEVE", "TRACE_DECAP_GENEVE", "OBS_FROM_NETDEV"
 			target := func(n *testNode) int { return c.eth1[n].Attrs().Index }
 			verdicts := []string{"VERDICT_REDIRECT", "VERDICT_REDIRECT_NEIGH"}
-			if proto == loader.TunnelVXLAN {
+			if proto == config.TunnelVXLAN {
 				encapKind, decapKind, deliverObs = "TRACE_ENCAP_VXLAN", "TRACE_DECAP_VXLAN", "OBS_FROM_OVERLAY"
 				target = func(n *testNode) int { return c.vxlan[n] }
 				verdicts = []string{"VERDICT_REDIRECT"}
@@ -319,7 +322,7 @@ func TestOverlayPodToPod(t *testing.T) {
 					t.Errorf("node 2 should see the inner TTL node 1 decremented: %s", names(t).Format(r))
 				}
 			}
-			if proto == loader.TunnelVXLAN {
+			if proto == config.TunnelVXLAN {
 				n := names(t)
 				toOverlay := 0
 				for _, r := range r2 {
@@ -429,7 +432,7 @@ func tcpTransfer(t *testing.T, clientNS, serverNS string, serverIP netip.Addr, s
 // with DF, comes back as ICMP frag-needed with the tunnel MTU; a TCP transfer of a few
 // MB (GSO super-packets, after path MTU discovery) arrives whole.
 func TestOverlayLargeTransfer(t *testing.T) {
-	for _, proto := range []uint32{loader.TunnelVXLAN, loader.TunnelGeneve} {
+	for _, proto := range []config.TunnelProtocol{config.TunnelVXLAN, config.TunnelGeneve} {
 		t.Run(protoName(proto), func(t *testing.T) {
 			c := newTunnelCluster(t, proto)
 			// First TCP on a cold path: both pods advertise MSS 1460 (eth0 MTU 1500), so
@@ -511,10 +514,9 @@ func TestVXLANInteropWithLinux(t *testing.T) {
 	c := &tunnelCluster{}
 	c.underlay(t, n1.h, linuxNS, "eth1", []netip.Addr{underlay1, underlay2})
 
-	vx := addCollectMDVXLAN(t, n1.h, "cilium_vxlan", loader.PortVXLAN)
-	cfg := loader.Config{NodeId: 1, MonitorAggregation: loader.AggregationNone, HostRouting: loader.HostRoutingBPF,
-		RoutingMode: loader.RoutingTunnel, NodeIp: underlay1.As4()}
-	if err := loader.SetTunnel(&cfg, loader.TunnelVXLAN, 0, vx, clusterMTU); err != nil {
+	vx := addCollectMDVXLAN(t, n1.h, "cilium_vxlan", config.PortVXLAN)
+	cfg, err := bpfconfig.Build(config.Default(), bpfconfig.Node{ID: 1, IP: underlay1, TunnelMTU: clusterMTU, VXLANIfindex: vx})
+	if err != nil {
 		t.Fatal(err)
 	}
 	pin := filepath.Join(bpffs, "n1")
@@ -565,7 +567,7 @@ func TestVXLANInteropWithLinux(t *testing.T) {
 	la := netlink.NewLinkAttrs()
 	la.Name, la.HardwareAddr = "vxlan0", lxcAMAC
 	if err := lh.LinkAdd(&netlink.Vxlan{LinkAttrs: la, VxlanId: int(podAIdentity), VtepDevIndex: leth1.Attrs().Index,
-		SrcAddr: underlay2.AsSlice(), Group: underlay1.AsSlice(), Port: loader.PortVXLAN}); err != nil {
+		SrcAddr: underlay2.AsSlice(), Group: underlay1.AsSlice(), Port: config.PortVXLAN}); err != nil {
 		t.Fatalf("add plain vxlan device: %v", err)
 	}
 	vx0, err := lh.LinkByName("vxlan0")

@@ -7,7 +7,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"podpath/datapath/loader"
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/testrun"
 	"podpath/internal/nsutil"
 )
@@ -23,10 +25,10 @@ import (
 // "+hash-shim" cases set it first (bpf_set_hash + tail call), "hash-shim-only" is
 // that shim's own cost.
 func BenchmarkOverlay(b *testing.B) {
-	quiet := func(c *loader.Config) { c.MonitorAggregation = loader.AggregationMax }
-	vx := newOverlayEnv(b, "bench-vx", overlayOpts{proto: loader.TunnelVXLAN, mutate: quiet})
-	gnv := newOverlayEnv(b, "bench-gnv", overlayOpts{proto: loader.TunnelGeneve, mutate: quiet})
-	gnvOpt := newOverlayEnv(b, "bench-gnvopt", overlayOpts{proto: loader.TunnelGeneve, mutate: quiet, testOpt: true})
+	quiet := func(c *bpfconfig.Config) { c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX) }
+	vx := newOverlayEnv(b, "bench-vx", overlayOpts{proto: config.TunnelVXLAN, mutate: quiet})
+	gnv := newOverlayEnv(b, "bench-gnv", overlayOpts{proto: config.TunnelGeneve, mutate: quiet})
+	gnvOpt := newOverlayEnv(b, "bench-gnvopt", overlayOpts{proto: config.TunnelGeneve, mutate: quiet, testOpt: true})
 	empty, err := testrun.EmptyProgram()
 	if err != nil {
 		b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
@@ -174,7 +175,7 @@ func withGenevePrefix(tail []byte) []byte {
 
 func netdevFuzz(suffix string) overlayFuzz {
 	return overlayFuzz{
-		suffix: suffix, opts: overlayOpts{proto: loader.TunnelGeneve},
+		suffix: suffix, opts: overlayOpts{proto: config.TunnelGeneve},
 		prog: func(d *loader.Datapath) *ebpf.Program { return d.FromNetdev },
 		dev:  func(e *overlayEnv) int { return e.f.eth0 },
 		obs:  "OBS_FROM_NETDEV", valid: []testrun.Verdict{testrun.Next, testrun.Shot, testrun.Redirect},
@@ -203,7 +204,7 @@ func FuzzFromNetdevGeneve(f *testing.F) {
 // random frames: encapsulation, passes and drops.
 func FuzzFromContainerGeneve(f *testing.F) {
 	overlayFuzz{
-		suffix: "fuzz-fc-gnv", opts: overlayOpts{proto: loader.TunnelGeneve, testOpt: true},
+		suffix: "fuzz-fc-gnv", opts: overlayOpts{proto: config.TunnelGeneve, testOpt: true},
 		prog: func(d *loader.Datapath) *ebpf.Program { return d.FromContainer },
 		dev:  func(e *overlayEnv) int { return e.f.lxc0 },
 		obs:  "OBS_FROM_CONTAINER", valid: []testrun.Verdict{testrun.Pass, testrun.Shot, testrun.Redirect},

@@ -16,6 +16,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
@@ -51,13 +54,17 @@ var (
 	podAEndpoint    = maps.Endpoint{IP: podAIP, Ifindex: 4141, MAC: podAMAC, HostMAC: lxcAMAC, Identity: podAIdentity}
 )
 
-// tunnelConfig is fixtureConfig in tunnel mode with proto, port default, MTU 1450.
-func tunnelConfig(t testing.TB, proto uint32, vxlanIfindex int) loader.Config {
-	cfg := fixtureConfig()
-	cfg.RoutingMode = loader.RoutingTunnel
-	if err := loader.SetTunnel(&cfg, proto, 0, vxlanIfindex, fixtureMTU); err != nil {
+// tunnelConfig is fixtureConfig in tunnel mode with proto, port default, MTU 1450. It
+// keeps the fixture's native-routing CIDR, for tests that switch to native routing.
+func tunnelConfig(t testing.TB, proto config.TunnelProtocol, vxlanIfindex int) bpfconfig.Config {
+	c := fixtureSettings()
+	c.RoutingMode, c.TunnelProtocol, c.TunnelPort = config.RoutingTunnel, proto, proto.DefaultPort()
+	cfg, err := bpfconfig.Build(c, bpfconfig.Node{ID: fixtureNodeID, IP: hostIP, TunnelMTU: fixtureMTU, VXLANIfindex: vxlanIfindex})
+	if err != nil {
 		t.Fatal(err)
 	}
+	fixture := fixtureConfig()
+	cfg.NativeRoutingCidr, cfg.NativeRoutingCidrLen = fixture.NativeRoutingCidr, fixture.NativeRoutingCidrLen
 	return cfg
 }
 
@@ -70,16 +77,16 @@ type overlayEnv struct {
 }
 
 type overlayOpts struct {
-	proto   uint32
-	mutate  func(*loader.Config) // applied after tunnelConfig
-	testOpt bool                 // GENEVE_TEST_OPT
+	proto   config.TunnelProtocol
+	mutate  func(*bpfconfig.Config) // applied after tunnelConfig
+	testOpt bool                    // GENEVE_TEST_OPT
 }
 
 func newOverlayEnv(t testing.TB, suffix string, o overlayOpts) *overlayEnv {
 	t.Helper()
 	f := setupNamedFibNS(t, ovName(suffix))
 	h := netlinkAt(t, f.name)
-	e := &overlayEnv{vxlan: addCollectMDVXLAN(t, h, "cilium_vxlan", loader.PortVXLAN)}
+	e := &overlayEnv{vxlan: addCollectMDVXLAN(t, h, "cilium_vxlan", config.PortVXLAN)}
 	addRoute(t, h, &netlink.Route{Dst: ipnet("192.168.60.0/24"), Type: unix.RTN_UNREACHABLE})
 	cfg := tunnelConfig(t, o.proto, e.vxlan)
 	if o.mutate != nil {
@@ -178,13 +185,13 @@ type outer struct {
 // dst: the FIB's MACs, this node as source, TTL 64, DF, the inner ID, Geneve port.
 func encapOuter(srcMAC, dstMAC net.HardwareAddr, dst netip.Addr, sport uint16) outer {
 	return outer{srcMAC: srcMAC, dstMAC: dstMAC, src: hostIP, dst: dst, id: 0x1234, frag: 0x4000, ttl: 64,
-		sport: sport, dport: loader.PortGeneve, gproto: 0x6558, vni: podAIdentity, optWords: -1}
+		sport: sport, dport: config.PortGeneve, gproto: 0x6558, vni: podAIdentity, optWords: -1}
 }
 
 // fromNode2 is a Geneve packet node 2 sends to node 1, source identity 2000.
 func fromNode2() outer {
 	return outer{srcMAC: remoteMAC, dstMAC: eth0MAC, src: node2IP, dst: hostIP, id: 0x4321, frag: 0x4000, ttl: 64,
-		sport: 40123, dport: loader.PortGeneve, gproto: 0x6558, vni: remoteIdentity, optWords: -1}
+		sport: 40123, dport: config.PortGeneve, gproto: 0x6558, vni: remoteIdentity, optWords: -1}
 }
 
 func (o outer) wrap(inner []byte) []byte {
@@ -299,7 +306,7 @@ func encapRecord(verdict string, target int, tunnel string, endpoint netip.Addr)
 }
 
 func TestGeneveEncapFixtures(t *testing.T) {
-	e := newOverlayEnv(t, "gnv-encap", overlayOpts{proto: loader.TunnelGeneve})
+	e := newOverlayEnv(t, "gnv-encap", overlayOpts{proto: config.TunnelGeneve})
 	f := e.f
 	pass := func(reason string) want { return fromContainer("VERDICT_PASS", reason) }
 	tunPass := func(reason string, endpoint netip.Addr) want {
@@ -393,7 +400,7 @@ func TestGeneveEncapFixtures(t *testing.T) {
 // Geneve header and the inner frame, the options length says 3 words, and the option
 // bytes count against the tunnel MTU.
 func TestGeneveEncapWithOption(t *testing.T) {
-	e := newOverlayEnv(t, "gnv-opt", overlayOpts{proto: loader.TunnelGeneve, testOpt: true})
+	e := newOverlayEnv(t, "gnv-opt", overlayOpts{proto: config.TunnelGeneve, testOpt: true})
 	toRemote := fromPodA(remotePodIP)
 	fits, tooBig := toRemote, toRemote
 	fits.payload = fixtureMTU - 28 - 12
@@ -427,7 +434,7 @@ func TestGeneveEncapWithOption(t *testing.T) {
 
 // The flow hash picks the source port: one flow keeps its port, flows spread.
 func TestGeneveEncapSourcePortFollowsTheFlow(t *testing.T) {
-	e := newOverlayEnv(t, "gnv-sport", overlayOpts{proto: loader.TunnelGeneve})
+	e := newOverlayEnv(t, "gnv-sport", overlayOpts{proto: config.TunnelGeneve})
 	ports := map[uint16]bool{}
 	for i := range 16 {
 		p := fromPodA(remotePodIP).udp()
@@ -444,7 +451,7 @@ func TestGeneveEncapSourcePortFollowsTheFlow(t *testing.T) {
 }
 
 func TestVXLANEncapFixtures(t *testing.T) {
-	e := newOverlayEnv(t, "vx-encap", overlayOpts{proto: loader.TunnelVXLAN})
+	e := newOverlayEnv(t, "vx-encap", overlayOpts{proto: config.TunnelVXLAN})
 	f := e.f
 	toRemote := fromPodA(remotePodIP)
 	tooBig := toRemote
@@ -508,8 +515,8 @@ func gsoContext(t testing.TB, ifindex int, gsoSize, gsoSegs uint32) []byte {
 // A GSO packet fits when each of its segments does: IPv4 + TCP/UDP header + gso_size
 // against the tunnel MTU, whatever the length of the whole packet.
 func TestTunnelMTUOfGSOPackets(t *testing.T) {
-	for _, proto := range []uint32{loader.TunnelVXLAN, loader.TunnelGeneve} {
-		e := newOverlayEnv(t, fmt.Sprintf("gso%d", proto), overlayOpts{proto: proto})
+	for _, proto := range []config.TunnelProtocol{config.TunnelVXLAN, config.TunnelGeneve} {
+		e := newOverlayEnv(t, fmt.Sprintf("gso-%s", proto), overlayOpts{proto: proto})
 		big := fromPodA(remotePodIP)
 		big.payload = 2800 // one super-packet of several segments
 		tcp, udp := big.tcpSYN(), big.udp()
@@ -525,7 +532,7 @@ func TestTunnelMTUOfGSOPackets(t *testing.T) {
 			{"udp segments filling the tunnel mtu", udp, uint32(fixtureMTU - 28), true},
 			{"udp segments one byte over", udp, uint32(fixtureMTU - 28 + 1), false},
 		} {
-			if proto == loader.TunnelGeneve && c.fits {
+			if proto == config.TunnelGeneve && c.fits {
 				// test-run's GSO skb has no gso_type; bpf_skb_adjust_room() refuses it.
 				// GSO through Geneve is proven on real traffic (TestOverlayLargeTransfer).
 				continue
@@ -542,7 +549,7 @@ func TestTunnelMTUOfGSOPackets(t *testing.T) {
 				want = "VERDICT_PASS PASS_FRAG_NEEDED_TUNNEL"
 			}
 			if got != want || (c.fits != (res.Verdict == testrun.Redirect)) {
-				t.Errorf("tunnel %d, %s: want %s, got %s (%s)", proto, c.name, want, got, res.Verdict)
+				t.Errorf("tunnel %s, %s: want %s, got %s (%s)", proto, c.name, want, got, res.Verdict)
 			}
 		}
 	}
@@ -550,8 +557,8 @@ func TestTunnelMTUOfGSOPackets(t *testing.T) {
 
 // Tunnel settings change nothing in native routing mode.
 func TestNativeRoutingIgnoresTunnelSettings(t *testing.T) {
-	e := newOverlayEnv(t, "native", overlayOpts{proto: loader.TunnelGeneve,
-		mutate: func(c *loader.Config) { c.RoutingMode = loader.RoutingNative }})
+	e := newOverlayEnv(t, "native", overlayOpts{proto: config.TunnelGeneve,
+		mutate: func(c *bpfconfig.Config) { c.RoutingMode = uint32(bpfobj.LxcRoutingModeROUTING_MODE_NATIVE) }})
 	toRemote := fromPodA(remotePodIP)
 	testrun.RunFixtures(t, e.d.FromContainer, []testrun.Fixture{
 		e.fixture(e.f.lxc0, testrun.Fixture{Name: "remote pod routed natively", Input: toRemote.icmpEcho(),
@@ -577,7 +584,7 @@ func decapRecord(verdict, drop, pass string, target uint32, endpoint netip.Addr,
 }
 
 func TestGeneveDecapFixtures(t *testing.T) {
-	e := newOverlayEnv(t, "gnv-decap", overlayOpts{proto: loader.TunnelGeneve})
+	e := newOverlayEnv(t, "gnv-decap", overlayOpts{proto: config.TunnelGeneve})
 	f := e.f
 	inner := remotePodToB()
 	delivered := inner.routed(lxcBMAC, podBMAC)
@@ -691,8 +698,8 @@ func TestGeneveDecapFixtures(t *testing.T) {
 // Legacy host routing still decapsulates Geneve (the stack cannot), then hands the
 // inner packet to the stack.
 func TestGeneveDecapLegacyHostRouting(t *testing.T) {
-	e := newOverlayEnv(t, "gnv-legacy", overlayOpts{proto: loader.TunnelGeneve,
-		mutate: func(c *loader.Config) { c.HostRouting = loader.HostRoutingLegacy }})
+	e := newOverlayEnv(t, "gnv-legacy", overlayOpts{proto: config.TunnelGeneve,
+		mutate: func(c *bpfconfig.Config) { c.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY) }})
 	inner := remotePodToB()
 	in := fromNode2().wrap(inner.icmpEcho())
 	out := pktSpec{srcMAC: remoteMAC, dstMAC: eth0MAC, src: remotePodIP, dst: podBIP}.icmpEcho()
@@ -711,9 +718,9 @@ func TestGeneveDecapLegacyHostRouting(t *testing.T) {
 }
 
 func TestFromNetdevVXLANGoesToTheOverlayDevice(t *testing.T) {
-	e := newOverlayEnv(t, "vx-netdev", overlayOpts{proto: loader.TunnelVXLAN})
+	e := newOverlayEnv(t, "vx-netdev", overlayOpts{proto: config.TunnelVXLAN})
 	o := fromNode2()
-	o.dport = loader.PortVXLAN
+	o.dport = config.PortVXLAN
 	testrun.RunFixtures(t, e.d.FromNetdev, []testrun.Fixture{
 		e.fixture(e.f.eth0, testrun.Fixture{Name: "vxlan for this node continues to the stack", Verdict: testrun.Next,
 			Input: o.wrap(remotePodToB().icmpEcho())}, fromNetdev("VERDICT_PASS", "PASS_TO_OVERLAY")),
@@ -799,7 +806,7 @@ func overlayRecord(verdict, drop, pass string, target uint32, endpoint netip.Add
 // from_overlay sees the inner frame as the vxlan device hands it over: the pod's
 // Ethernet header, its IPv4 packet, the VNI and the outer source in the metadata.
 func TestFromOverlayFixtures(t *testing.T) {
-	e := newOverlayEnv(t, "vx-overlay", overlayOpts{proto: loader.TunnelVXLAN})
+	e := newOverlayEnv(t, "vx-overlay", overlayOpts{proto: config.TunnelVXLAN})
 	inner := remotePodToB()
 	shim := tunnelKeyShim(t, e.d.FromOverlay, remoteIdentity, node2IP)
 	ctx := e.f.ctx(e.vxlan)
@@ -836,8 +843,8 @@ func TestFromOverlayFixtures(t *testing.T) {
 }
 
 func TestFromOverlayLegacyHostRouting(t *testing.T) {
-	e := newOverlayEnv(t, "vx-legacy", overlayOpts{proto: loader.TunnelVXLAN,
-		mutate: func(c *loader.Config) { c.HostRouting = loader.HostRoutingLegacy }})
+	e := newOverlayEnv(t, "vx-legacy", overlayOpts{proto: config.TunnelVXLAN,
+		mutate: func(c *bpfconfig.Config) { c.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY) }})
 	shim := tunnelKeyShim(t, e.d.FromOverlay, remoteIdentity, node2IP)
 	testrun.RunFixtures(t, shim, []testrun.Fixture{
 		e.fixture(e.vxlan, testrun.Fixture{Name: "delivered through the stack", Input: remotePodToB().icmpEcho(),
@@ -846,57 +853,22 @@ func TestFromOverlayLegacyHostRouting(t *testing.T) {
 	})
 }
 
-func TestSetTunnel(t *testing.T) {
-	var cfg loader.Config
-	if err := loader.SetTunnel(&cfg, loader.TunnelGeneve, 0, 0, 1450); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.TunnelProtocol != loader.TunnelGeneve || cfg.TunnelPort != 6081 || cfg.TunnelMtu != 1450 || cfg.VxlanIfindex != 0 {
-		t.Errorf("geneve defaults: %+v", cfg)
-	}
-	if err := loader.SetTunnel(&cfg, loader.TunnelVXLAN, 4789, 12, 8950); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.TunnelProtocol != loader.TunnelVXLAN || cfg.TunnelPort != 4789 || cfg.TunnelMtu != 8950 || cfg.VxlanIfindex != 12 {
-		t.Errorf("vxlan: %+v", cfg)
-	}
-	for _, bad := range []struct {
-		proto         uint32
-		ifindex, mtu  int
-		wantSubstring string
-	}{
-		{loader.TunnelVXLAN, 0, 1450, "ifindex"},
-		{loader.TunnelGeneve, 0, 40, "tunnel MTU 40"},
-		{loader.TunnelGeneve, 0, 70000, "tunnel MTU 70000"},
-		{9, 0, 1450, "want TunnelNone"},
-	} {
-		if err := loader.SetTunnel(&cfg, bad.proto, 0, bad.ifindex, bad.mtu); err == nil || !strings.Contains(err.Error(), bad.wantSubstring) {
-			t.Errorf("SetTunnel(%d, ifindex %d, mtu %d): want an error with %q, got %v", bad.proto, bad.ifindex, bad.mtu, bad.wantSubstring, err)
-		}
-	}
-	if got := loader.TunnelMTU(1500, 0); got != 1450 {
-		t.Errorf("TunnelMTU(1500, 0) = %d", got)
-	}
-	if got := loader.TunnelMTU(9000, 12); got != 8938 {
-		t.Errorf("TunnelMTU(9000, 12) = %d", got)
-	}
-}
-
 func TestLoadDatapathRejectsInvalidTunnelConfig(t *testing.T) {
+	geneveEnum, vxlanEnum := uint32(bpfobj.LxcTunnelProtocolTUNNEL_GENEVE), uint32(bpfobj.LxcTunnelProtocolTUNNEL_VXLAN)
 	for _, tc := range []struct {
-		mutate func(*loader.Config)
+		mutate func(*bpfconfig.Config)
 		want   string
 	}{
-		{func(c *loader.Config) { c.TunnelProtocol = 3 }, "tunnel protocol 3"},
-		{func(c *loader.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = loader.TunnelGeneve, 0, 1450 }, "tunnel port 0"},
-		{func(c *loader.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = loader.TunnelGeneve, 6081, 0 }, "tunnel MTU 0"},
-		{func(c *loader.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = loader.TunnelVXLAN, 8472, 1450 }, "collect_md vxlan device"},
-		{func(c *loader.Config) {
-			c.TunnelProtocol, c.TunnelPort, c.TunnelMtu, c.NodeIp = loader.TunnelGeneve, 6081, 1450, [4]uint8{}
+		{func(c *bpfconfig.Config) { c.TunnelProtocol = 3 }, "tunnel protocol 3"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 0, 1450 }, "tunnel port 0"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 6081, 0 }, "tunnel MTU 0"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = vxlanEnum, 8472, 1450 }, "collect_md vxlan device"},
+		{func(c *bpfconfig.Config) {
+			c.TunnelProtocol, c.TunnelPort, c.TunnelMtu, c.NodeIp = geneveEnum, 6081, 1450, [4]uint8{}
 		}, "node IP"},
 	} {
 		cfg := fixtureConfig()
-		cfg.RoutingMode = loader.RoutingTunnel
+		cfg.RoutingMode = uint32(bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL)
 		tc.mutate(&cfg)
 		if _, err := loader.LoadDatapath(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error naming %q, got %v", tc.want, err)
@@ -907,8 +879,10 @@ func TestLoadDatapathRejectsInvalidTunnelConfig(t *testing.T) {
 // Monitor aggregation medium keeps encapsulations and the exceptional tunnel passes
 // (frag-needed, fragment), not the routine ones (world, no tunnel endpoint).
 func TestTunnelMonitorAggregation(t *testing.T) {
-	e := newOverlayEnv(t, "agg", overlayOpts{proto: loader.TunnelGeneve,
-		mutate: func(c *loader.Config) { c.MonitorAggregation = loader.AggregationMedium }})
+	e := newOverlayEnv(t, "agg", overlayOpts{proto: config.TunnelGeneve,
+		mutate: func(c *bpfconfig.Config) {
+			c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM)
+		}})
 	big := fromPodA(remotePodIP)
 	big.payload = fixtureMTU
 	bigNoDF := big
@@ -935,9 +909,11 @@ func TestTunnelMonitorAggregation(t *testing.T) {
 		}
 	}
 	o := fromNode2()
-	o.dport = loader.PortVXLAN
-	vx := newOverlayEnv(t, "agg-vx", overlayOpts{proto: loader.TunnelVXLAN,
-		mutate: func(c *loader.Config) { c.MonitorAggregation = loader.AggregationMedium }})
+	o.dport = config.PortVXLAN
+	vx := newOverlayEnv(t, "agg-vx", overlayOpts{proto: config.TunnelVXLAN,
+		mutate: func(c *bpfconfig.Config) {
+			c.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM)
+		}})
 	runInNS(t, vx.f.path, vx.d.FromNetdev, o.wrap(remotePodToB().icmpEcho()), vx.f.ctx(vx.f.eth0))
 	if recs, _ := vx.rd.Drain(); len(recs) != 0 {
 		t.Errorf("VXLAN handed to the vxlan device is routine, got %d records at medium", len(recs))

@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
@@ -48,7 +49,7 @@ func corrupt(pkt []byte, f func(b []byte) []byte) []byte {
 	return f(append([]byte(nil), pkt...))
 }
 
-func loadProbe(t *testing.T, cfg loader.Config) (*bpfobj.ProbeObjects, *trace.Reader) {
+func loadProbe(t *testing.T, cfg bpfconfig.Config) (*bpfobj.ProbeObjects, *trace.Reader) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	objs, err := loader.LoadProbe(cfg)
@@ -99,7 +100,7 @@ func expectOneRecord(t *testing.T, rd *trace.Reader, verdict, reason string) tra
 }
 
 func TestProbeFixtures(t *testing.T) {
-	objs, rd := loadProbe(t, loader.Config{NodeId: 42, MonitorAggregation: loader.AggregationNone})
+	objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
 
 	dropped := func(reason string) func(*testing.T, testrun.Result) {
 		return func(t *testing.T, _ testrun.Result) { expectOneRecord(t, rd, "VERDICT_DROP", reason) }
@@ -192,7 +193,7 @@ func TestProbeFixtures(t *testing.T) {
 // shorter than Ethernet + 20 bytes, before any program runs: those truncations are
 // reached through IHL and total length above, and this test keeps the claim honest.
 func TestKernelRejectsShortFramesBeforeTheProgram(t *testing.T) {
-	objs, _ := loadProbe(t, loader.Config{})
+	objs, _ := loadProbe(t, bpfconfig.Config{})
 	for _, n := range []int{13, 14 + 19} {
 		if _, err := testrun.Run(objs.Probe, tcpSYN()[:n]); err == nil {
 			t.Errorf("%d-byte frame: the kernel ran the program; the truncated-frame fixtures can now feed it directly", n)
@@ -217,11 +218,11 @@ func TestProbeMonitorAggregation(t *testing.T) {
 		level            uint32
 		passes, dropsToo int
 	}{
-		{loader.AggregationNone, 1, 1},
-		{loader.AggregationMedium, 0, 1},
-		{loader.AggregationMax, 0, 1},
+		{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE), 1, 1},
+		{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM), 0, 1},
+		{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX), 0, 1},
 	} {
-		objs, rd := loadProbe(t, loader.Config{NodeId: 1, MonitorAggregation: tc.level})
+		objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 1, MonitorAggregation: tc.level})
 		if _, err := testrun.Run(objs.Probe, tcpSYN()); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +261,7 @@ func TestDropReasonNamesFromBTF(t *testing.T) {
 
 func BenchmarkProbe(b *testing.B) {
 	testutil.RequireRoot(b)
-	objs, err := loader.LoadProbe(loader.Config{MonitorAggregation: loader.AggregationMax})
+	objs, err := loader.LoadProbe(bpfconfig.Config{MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)})
 	if err != nil {
 		b.Fatal(err)
 	}

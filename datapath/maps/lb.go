@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/bpfobj"
+	"podpath/datapath/btfnames"
 )
 
 // The layouts of bpf/lib/lb.h, conntrack.h and nat.h as bpf2go generates them
@@ -56,8 +57,8 @@ type LB struct {
 	CTTCP        *ebpf.Map // ct_tcp: conntrack of TCP flows
 	CTAny        *ebpf.Map // ct_any: conntrack of UDP flows
 	SNAT         *ebpf.Map // snat: reply entries of NodePort SNAT flows
-	// MaglevTableSize is M, the length of every Maglev table (the loader's
-	// Config.LbMaglevTableSize).
+	// MaglevTableSize is M, the length of every Maglev table
+	// (bpfconfig.Config.LbMaglevTableSize).
 	MaglevTableSize uint32
 }
 
@@ -128,31 +129,8 @@ const (
 	ServiceMaglev = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_MAGLEV)
 )
 
-func (f ServiceFlags) String() string {
-	return flagString(f, []flagName[ServiceFlags]{{ServiceClusterIP, "clusterip"}, {ServiceNodePort, "nodeport"},
-		{ServiceExternal, "external"}, {ServiceMaglev, "maglev"}})
-}
-
-type flagName[F ~uint16] struct {
-	f    F
-	name string
-}
-
-// flagString names the bits of f set in names, joined by "|"; bits without a name
-// are shown in hex.
-func flagString[F ~uint16](f F, names []flagName[F]) string {
-	var s []string
-	for _, n := range names {
-		if f&n.f != 0 {
-			s = append(s, n.name)
-			f &^= n.f
-		}
-	}
-	if f != 0 {
-		s = append(s, fmt.Sprintf("%#x", uint16(f)))
-	}
-	return strings.Join(s, "|")
-}
+// String names the flags from BTF, "clusterip|maglev" for SVC_F_CLUSTERIP|SVC_F_MAGLEV.
+func (f ServiceFlags) String() string { return btfnames.Flags("lb_service_flags", "SVC_F_", uint64(f)) }
 
 // Scopes of a frontend (enum lb_scope). The datapath looks up ScopeExternal only.
 const (
@@ -376,16 +354,9 @@ const (
 	BackendMaintenance = BackendState(bpfobj.LxcLbBackendStateLB_BACKEND_MAINTENANCE)
 )
 
+// String names the state from BTF: "terminating" for LB_BACKEND_TERMINATING.
 func (s BackendState) String() string {
-	switch s {
-	case BackendActive:
-		return "active"
-	case BackendTerminating:
-		return "terminating"
-	case BackendMaintenance:
-		return "maintenance"
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
+	return btfnames.Short("lb_backend_state", "LB_BACKEND_", uint64(s), "state")
 }
 
 // Backend is one endpoint of a service: where translated flows go.
@@ -641,15 +612,8 @@ const (
 	CTReply = CTDir(bpfobj.LxcCtDirCT_REPLY)
 )
 
-func (d CTDir) String() string {
-	switch d {
-	case CTService:
-		return "service"
-	case CTReply:
-		return "reply"
-	}
-	return fmt.Sprintf("dir(%d)", uint8(d))
-}
+// String names the direction from BTF: "reply" for CT_REPLY.
+func (d CTDir) String() string { return btfnames.Short("ct_dir", "CT_", uint64(d), "dir") }
 
 // CTFlags are enum ct_flags of bpf/lib/conntrack.h.
 type CTFlags uint16
@@ -664,10 +628,9 @@ const (
 	CTLoopback    = CTFlags(bpfobj.LxcCtFlagsCT_F_LOOPBACK)
 )
 
-func (f CTFlags) String() string {
-	return flagString(f, []flagName[CTFlags]{{CTSynSeen, "syn"}, {CTEstablished, "established"}, {CTClosing, "closing"},
-		{CTNodePort, "nodeport"}, {CTSNAT, "snat"}, {CTDSR, "dsr"}, {CTLoopback, "loopback"}})
-}
+// String names the flags from BTF, "syn-seen|established" for
+// CT_F_SYN_SEEN|CT_F_ESTABLISHED.
+func (f CTFlags) String() string { return btfnames.Flags("ct_flags", "CT_F_", uint64(f)) }
 
 // CTEntry is one entry of ct_tcp, ct_any or snat.
 type CTEntry struct {

@@ -15,7 +15,9 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/internal/testutil"
@@ -23,13 +25,23 @@ import (
 
 const testM = 251
 
+// lbConfig is a node on 192.168.50.1 with the load balancer on and M = testM.
+func lbConfig(t *testing.T) bpfconfig.Config {
+	t.Helper()
+	c := config.Default()
+	c.RoutingMode, c.NativeRoutingCIDR = config.RoutingNative, netip.MustParsePrefix("0.0.0.0/0")
+	c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, testM
+	cfg, err := bpfconfig.Build(c, bpfconfig.Node{IP: netip.MustParseAddr("192.168.50.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func loadLB(t *testing.T) *maps.LB {
 	t.Helper()
 	testutil.RequireRoot(t)
-	cfg := loader.Config{NodeIp: netip.MustParseAddr("192.168.50.1").As4()}
-	if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := lbConfig(t)
 	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: loader.MapSizes{
 		Endpoints: 16, IPCache: 16, Nodes: 16, TraceEvents: 1 << 14,
 		LBServices: 16, LBBackendSlots: 64, LBBackends: 16, LBRevNat: 16, LBMaglev: 2048, CTTCP: 64, CTAny: 64, SNAT: 64,
@@ -306,10 +318,7 @@ func TestCTListAndFlush(t *testing.T) {
 func TestOpenPinnedLB(t *testing.T) {
 	testutil.RequireRoot(t)
 	pin := mountBPFFS(t)
-	cfg := loader.Config{NodeIp: netip.MustParseAddr("192.168.50.1").As4()}
-	if err := loader.SetLB(&cfg, loader.LBConfig{MaglevTableSize: testM}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := lbConfig(t)
 	d, err := loader.LoadDatapath(cfg, &loader.Options{PinPath: pin, MapSizes: loader.MapSizes{
 		TraceEvents: 1 << 14, CTTCP: 64, CTAny: 64, SNAT: 64,
 	}})

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
@@ -23,7 +24,7 @@ import (
 func load(t *testing.T) *maps.Maps {
 	t.Helper()
 	testutil.RequireRoot(t)
-	d, err := loader.LoadDatapath(loader.Config{}, &loader.Options{
+	d, err := loader.LoadDatapath(bpfconfig.Config{}, &loader.Options{
 		MapSizes: loader.MapSizes{Endpoints: 16, IPCache: 16, Nodes: 16, TraceEvents: 1 << 14},
 	})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"podpath/datapath/bpfobj"
+	"podpath/datapath/btfnames"
 )
 
 // Names maps the values of the datapath's enums to their C names, read from BTF.
@@ -27,6 +27,10 @@ type Names struct {
 // NamesFromSpec reads the enums drop_reason, pass_reason, obs_point, trace_verdict,
 // trace_tunnel, trace_lb and trace_ct from spec's BTF.
 func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
+	return namesFromTypes(spec.Types)
+}
+
+func namesFromTypes(types *btf.Spec) (*Names, error) {
 	n := &Names{}
 	for _, e := range []struct {
 		name string
@@ -40,17 +44,11 @@ func NamesFromSpec(spec *ebpf.CollectionSpec) (*Names, error) {
 		{"trace_lb", &n.LBActions},
 		{"trace_ct", &n.CTStates},
 	} {
-		var enum *btf.Enum
-		if err := spec.Types.TypeByName(e.name, &enum); err != nil {
-			return nil, fmt.Errorf("read enum %s from BTF: %w", e.name, err)
+		enum, err := btfnames.FromTypes(types, e.name)
+		if err != nil {
+			return nil, err
 		}
-		m := make(map[uint64]string, len(enum.Values))
-		for _, v := range enum.Values {
-			if !strings.HasPrefix(v.Name, "__") {
-				m[v.Value] = v.Name
-			}
-		}
-		*e.dst = m
+		*e.dst = enum
 	}
 	return n, nil
 }
@@ -61,16 +59,16 @@ var (
 	defaultNamesOnce sync.Once
 )
 
-// DefaultNames returns the names compiled into the committed objects. Every object
-// includes the same headers, so any of them serves.
+// DefaultNames returns the names compiled into the committed objects
+// (btfnames.DefaultTypes): every object includes the same headers.
 func DefaultNames() (*Names, error) {
 	defaultNamesOnce.Do(func() {
-		spec, err := bpfobj.LoadProbe()
+		types, err := btfnames.DefaultTypes()
 		if err != nil {
 			defaultNamesErr = err
 			return
 		}
-		defaultNames, defaultNamesErr = NamesFromSpec(spec)
+		defaultNames, defaultNamesErr = namesFromTypes(types)
 	})
 	return defaultNames, defaultNamesErr
 }
