@@ -18,12 +18,13 @@ import (
 	"podpath/scenarios"
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 // upCatalog brings up a catalog topology and registers a Down that also proves no
 // namespace with the run's prefix survives it.
 func upCatalog(ctx context.Context, name string) *topology.Topology {
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	Expect(err).NotTo(HaveOccurred())
 	t, err := topology.Up(ctx, spec)
 	Expect(err).NotTo(HaveOccurred())

@@ -18,6 +18,7 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 // ScenarioFile is a scenario as data, as a scenarios/catalog/<name>.yaml file or a
@@ -199,9 +200,9 @@ func (r *TopologyRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 		}
 		r.Name = ref
 		if !looksLikePath(ref) {
-			spec, err := Topology(ref)
+			spec, err := catalog.Topology(ref)
 			if err != nil {
-				d.fail(n, path, "unknown catalog topology %q (have: %s; or a file path ending in .yaml, or an inline spec)", ref, strings.Join(Topologies(), ", "))
+				d.fail(n, path, "unknown catalog topology %q (have: %s; or a file path ending in .yaml, or an inline spec)", ref, strings.Join(catalog.Names(), ", "))
 				return
 			}
 			r.Spec = spec

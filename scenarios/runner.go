@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 // Scenario is one named conformance run: it brings up what it needs, drives traffic
@@ -85,7 +86,7 @@ func (r *Run) Progress(format string, args ...any) {
 // Up brings up a catalog topology for the run; it comes down when the run ends
 // (unless Keep).
 func (r *Run) Up(ctx context.Context, name string) (*topology.Topology, error) {
-	spec, err := Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		return nil, err
 	}

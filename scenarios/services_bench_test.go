@@ -12,6 +12,7 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/maps"
 	"podpath/internal/testutil"
+	"podpath/topology/catalog"
 )
 
 // benchServices are n ClusterIP services (10.96.0.0/16) of 10 backends each, drawn
@@ -41,7 +42,7 @@ func BenchmarkAgentServices(b *testing.B) {
 	testutil.RequireRoot(b)
 	useAgentBinary(b)
 	ctx := b.Context()
-	spec, err := Topology("l2-services-agent")
+	spec, err := catalog.Topology("l2-services-agent")
 	if err != nil {
 		b.Fatal(err)
 	}

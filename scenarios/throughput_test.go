@@ -22,6 +22,7 @@ import (
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 var (
@@ -134,7 +135,7 @@ func BenchmarkThroughputSameNode(b *testing.B) {
 	ctx := b.Context()
 	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
 
-	spec, err := Topology("l2-two-node-agent")
+	spec, err := catalog.Topology("l2-two-node-agent")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func BenchmarkThroughputCrossNode(b *testing.B) {
 	useAgentBinary(b)
 	ctx := b.Context()
 	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
-	spec, err := Topology("l2-two-node-agent")
+	spec, err := catalog.Topology("l2-two-node-agent")
 	if err != nil {
 		b.Fatal(err)
 	}

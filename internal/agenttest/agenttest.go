@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"podpath/scenarios"
 	"podpath/topology"
+	topocatalog "podpath/topology/catalog"
 )
 
 // Build builds the main package pkg of this module (podpath/cmd/...) into the test's
@@ -41,7 +41,7 @@ func UseAgent(tb testing.TB) string {
 // the test makes itself) and takes it down when the test ends.
 func Up(tb testing.TB, catalog, name string, withPods bool) *topology.Topology {
 	tb.Helper()
-	spec, err := scenarios.Topology(catalog)
+	spec, err := topocatalog.Topology(catalog)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"podpath/internal/nsutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 type demoFlow struct{ topology, src, dst, what string }
@@ -49,7 +50,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 }
 
 func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, failed int, err error) {
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -19,6 +19,7 @@ import (
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 func TestMonitorArgs(t *testing.T) {
@@ -187,7 +188,7 @@ func monitorWhile(t *testing.T, topo *topology.Topology, opts scenarios.MonitorO
 // checking no namespace of it is left.
 func upCatalog(t *testing.T, name string) *topology.Topology {
 	t.Helper()
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		t.Fatal(err)
 	}
