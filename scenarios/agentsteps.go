@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"podpath/datapath/config"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -94,23 +95,23 @@ type agentStatusExpect struct {
 	Problems    []Regexp `json:"problems" doc:"regular expressions, each matching one of the problems the agent reports"`
 }
 
-func (e *agentStatusExpect) validate(fe fieldErrors) {
+func (e *agentStatusExpect) Validate(fe strictyaml.FieldErrors) {
 	if e.HostRouting == "" && e.Adopted == nil && len(e.Problems) == 0 {
-		fe.add("", "want at least one of hostRouting, adopted, problems")
+		fe.Add("", "want at least one of hostRouting, adopted, problems")
 	}
 }
 
 // Regexp is a regular expression in a scenario file, compiled when the file is read.
 type Regexp struct{ *regexp.Regexp }
 
-func (r *Regexp) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	s, ok := d.scalar(n, path, "a regular expression")
+func (r *Regexp) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	s, ok := d.Scalar(n, path, "a regular expression")
 	if !ok {
 		return
 	}
 	re, err := regexp.Compile(s)
 	if err != nil {
-		d.fail(n, path, "%q is not a regular expression: %v", s, err)
+		d.Fail(n, path, "%q is not a regular expression: %v", s, err)
 		return
 	}
 	r.Regexp = re
@@ -174,12 +175,12 @@ type pingRestartWith struct {
 	Kill     []NodeRef     `json:"kill" doc:"nodes whose agent is killed with SIGKILL and started again"`
 }
 
-func (w *pingRestartWith) validate(e fieldErrors) {
+func (w *pingRestartWith) Validate(e strictyaml.FieldErrors) {
 	if len(w.Restart) == 0 && len(w.Kill) == 0 {
-		e.add("restart", "want at least one node to restart or kill")
+		e.Add("restart", "want at least one node to restart or kill")
 	}
 	if w.Interval < time.Millisecond {
-		e.add("interval", "%s is too short (want at least 1ms)", w.Interval)
+		e.Add("interval", "%s is too short (want at least 1ms)", w.Interval)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -51,23 +52,23 @@ type dsrExpect struct {
 	UDPPathMTU int `json:"udpPathMTU" range:"0..65535" doc:"the path MTU a 1500-byte DF datagram with the option teaches the client (0: not checked)"`
 }
 
-func (w *dsrWith) validate(e fieldErrors) {
+func (w *dsrWith) Validate(e strictyaml.FieldErrors) {
 	if w.Node == w.BackendNode {
-		e.add("backendNode", "%q is the entry node: want another", w.BackendNode)
+		e.Add("backendNode", "%q is the entry node: want another", w.BackendNode)
 	}
 	protos := map[string]bool{}
 	for i, name := range w.Services {
-		svc := e.d.stage.service(name)
+		svc := DecodingStage(e).Service(name)
 		if svc == nil {
 			continue
 		}
 		protos[svc.Protocol] = true
 		if svc.NodePort == 0 || (svc.Server != "" && svc.Server != "echo") {
-			e.add(fmt.Sprintf("services[%d]", i), "service %s: want a nodePort and echo servers", name)
+			e.Add(fmt.Sprintf("services[%d]", i), "service %s: want a nodePort and echo servers", name)
 		}
 	}
 	if len(w.Services) != 2 || !protos["TCP"] || !protos["UDP"] {
-		e.add("services", "want two services: one TCP, one UDP")
+		e.Add("services", "want two services: one TCP, one UDP")
 	}
 }
 

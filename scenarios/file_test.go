@@ -288,17 +288,17 @@ func TestStepKindDocs(t *testing.T) {
 
 // The generic checks are a scenario file built in code from the user's files.
 func TestGeneric(t *testing.T) {
-	s, err := Generic("topologies/l2-two-node-agent.yaml", "configs/vxlan.yaml")
+	s, err := Generic("../topology/catalog/l2-two-node-agent.yaml", "configs/vxlan.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Name != "l2-agent" || !strings.Contains(s.Description, "configs/vxlan.yaml") || s.Labels[0] != "generic" {
 		t.Errorf("%+v", s)
 	}
-	if _, err := Generic("topologies/l2-two-node.yaml", "configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
+	if _, err := Generic("../topology/catalog/l2-two-node.yaml", "configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
 		t.Errorf("config for a kernel topology: %v", err)
 	}
-	if _, err := Generic("topologies/l2-two-node.yaml", ""); err != nil {
+	if _, err := Generic("../topology/catalog/l2-two-node.yaml", ""); err != nil {
 		t.Errorf("kernel topology without config: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -126,22 +127,22 @@ type maglevCrossNodeWith struct {
 	Flows   int        `json:"flows" range:"1..40000" doc:"flows, one UDP datagram each from its own source port"`
 }
 
-func (w *maglevCrossNodeWith) validate(e fieldErrors) {
+func (w *maglevCrossNodeWith) Validate(e strictyaml.FieldErrors) {
 	if len(w.Via) != 2 || w.Via[0] == w.Via[1] {
-		e.add("via", "want two different nodes, got %v", w.Via)
+		e.Add("via", "want two different nodes, got %v", w.Via)
 	}
 	checkWhoami(e, "service", w.Service, "UDP")
 }
 
 // checkWhoami wants service to be of proto (any when "") with whoami servers and an
 // external IP.
-func checkWhoami(e fieldErrors, field string, name ServiceRef, proto string) {
-	svc := e.d.stage.service(name)
+func checkWhoami(e strictyaml.FieldErrors, field string, name ServiceRef, proto string) {
+	svc := DecodingStage(e).Service(name)
 	if svc == nil {
 		return
 	}
 	if proto != "" && svc.Protocol != proto || svc.Server != "whoami" || len(svc.ExternalIPs) == 0 {
-		e.add(field, "service %s is %s with server %q and external IPs %v: want %s with server whoami and an external IP", name, svc.Protocol, svc.Server, svc.ExternalIPs, cmp.Or(proto, "TCP or UDP"))
+		e.Add(field, "service %s is %s with server %q and external IPs %v: want %s with server whoami and an external IP", name, svc.Protocol, svc.Server, svc.ExternalIPs, cmp.Or(proto, "TCP or UDP"))
 	}
 }
 
@@ -194,21 +195,21 @@ type maglevRemovalWith struct {
 	Connections int          `json:"connections" range:"1..64" doc:"TCP connections to other backends held across the removal"`
 }
 
-func (w *maglevRemovalWith) validate(e fieldErrors) {
+func (w *maglevRemovalWith) Validate(e strictyaml.FieldErrors) {
 	protos := map[string]bool{}
 	for i, name := range w.Services {
 		checkWhoami(e, fmt.Sprintf("services[%d]", i), name, "")
-		svc := e.d.stage.service(name)
+		svc := DecodingStage(e).Service(name)
 		if svc == nil {
 			continue
 		}
 		protos[svc.Protocol] = true
 		if !slices.ContainsFunc(svc.Backends, func(b BackendSpec) bool { return b.Pod == w.Remove }) {
-			e.add("remove", "%q is not a backend of service %s", w.Remove, name)
+			e.Add("remove", "%q is not a backend of service %s", w.Remove, name)
 		}
 	}
 	if !protos["UDP"] || !protos["TCP"] {
-		e.add("services", "want a UDP service and a TCP service")
+		e.Add("services", "want a UDP service and a TCP service")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"podpath/datapath/maps"
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -79,16 +80,16 @@ type podPairWith struct {
 	Label string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
-func (w *podPairWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+func (w *podPairWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
 
 // checkOtherNode wants pod to on another node than pod from.
-func checkOtherNode(e fieldErrors, from, to PodRef) {
-	st := e.stage()
+func checkOtherNode(e strictyaml.FieldErrors, from, to PodRef) {
+	st := CheckableStage(e)
 	if st == nil {
 		return
 	}
-	if a, b := st.podNode(from), st.podNode(to); a == b {
-		e.add("to", "%q is on %s, like %s: want a pod of another node", to, b, from)
+	if a, b := st.PodNode(from), st.PodNode(to); a == b {
+		e.Add("to", "%q is on %s, like %s: want a pod of another node", to, b, from)
 	}
 }
 
@@ -237,19 +238,19 @@ type nodeChangeWith struct {
 	To   PodRef  `json:"to" required:"true" doc:"a pod of the node removed or added"`
 }
 
-func (w *nodeChangeWith) validate(e fieldErrors) {
+func (w *nodeChangeWith) Validate(e strictyaml.FieldErrors) {
 	if w.On == w.Node {
-		e.add("node", "%q is the node whose agent is told: want another", w.Node)
+		e.Add("node", "%q is the node whose agent is told: want another", w.Node)
 	}
-	st := e.stage()
+	st := CheckableStage(e)
 	if st == nil {
 		return
 	}
-	if n := st.podNode(w.From); n != string(w.On) {
-		e.add("from", "%q is on %s: want a pod of %s", w.From, n, w.On)
+	if n := st.PodNode(w.From); n != string(w.On) {
+		e.Add("from", "%q is on %s: want a pod of %s", w.From, n, w.On)
 	}
-	if n := st.podNode(w.To); n != string(w.Node) {
-		e.add("to", "%q is on %s: want a pod of %s", w.To, n, w.Node)
+	if n := st.PodNode(w.To); n != string(w.Node) {
+		e.Add("to", "%q is on %s: want a pod of %s", w.To, n, w.Node)
 	}
 }
 

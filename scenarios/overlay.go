@@ -24,6 +24,7 @@ import (
 
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 // overlay describes one tunnel protocol as the scenarios check it.
@@ -145,7 +146,7 @@ type overlayWith struct {
 	Label  string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
-func (w *overlayWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+func (w *overlayWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
 
 type overlayExpect struct {
 	Port uint16 `json:"port" range:"1..65535" doc:"the tunnel's UDP destination port (default: 8472 for vxlan, 6081 for geneve)"`
@@ -579,7 +580,7 @@ type fragNeededWith struct {
 	Label     string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
-func (w *fragNeededWith) validate(e fieldErrors) { checkOtherNode(e, w.From, w.To) }
+func (w *fragNeededWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
 
 type fragNeededExpect struct {
 	MTU int `json:"mtu" required:"true" range:"68..65535" doc:"the next-hop MTU the ICMP frag-needed carries: the route MTU"`

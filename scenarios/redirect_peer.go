@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"podpath/scenarios/capture"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -31,13 +32,13 @@ type sameNodeExpect struct {
 	HostRouting string `json:"hostRouting" required:"true" oneOf:"BPF,Legacy" doc:"BPF: from-container hands the packets to the peer pod with bpf_redirect_peer, the destination host veth and netfilter never see them; Legacy: they pass the host stack"`
 }
 
-func (w *sameNodeWith) validate(e fieldErrors) {
-	st := e.stage()
+func (w *sameNodeWith) Validate(e strictyaml.FieldErrors) {
+	st := CheckableStage(e)
 	if st == nil {
 		return
 	}
-	if a, b := st.podNode(w.From), st.podNode(w.To); a != b || w.From == w.To {
-		e.add("to", "%q is on %s: want another pod of %s's node %s", w.To, b, w.From, a)
+	if a, b := st.PodNode(w.From), st.PodNode(w.To); a != b || w.From == w.To {
+		e.Add("to", "%q is on %s: want another pod of %s's node %s", w.To, b, w.From, a)
 	}
 }
 

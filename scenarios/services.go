@@ -19,6 +19,7 @@ import (
 	"podpath/datapath/agent"
 	"podpath/scenarios/capture"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 func init() {
@@ -46,35 +47,22 @@ type serviceEchoWith struct {
 	Node     NodeRef      `json:"node" doc:"with frontend nodePort: the node dialled"`
 }
 
-func (w *serviceEchoWith) validate(e fieldErrors) {
+func (w *serviceEchoWith) Validate(e strictyaml.FieldErrors) {
 	if (w.Frontend == "nodePort") != (w.Node != "") {
-		e.add("node", "want a node with frontend nodePort, and none with %s", w.Frontend)
+		e.Add("node", "want a node with frontend nodePort, and none with %s", w.Frontend)
 	}
 	for i, name := range w.Services {
-		svc := e.d.stage.service(name)
+		svc := DecodingStage(e).Service(name)
 		switch {
 		case svc == nil:
 		case svc.Server != "" && svc.Server != "echo":
-			e.add(fmt.Sprintf("services[%d]", i), "service %s runs server %s: want echo", name, svc.Server)
+			e.Add(fmt.Sprintf("services[%d]", i), "service %s runs server %s: want echo", name, svc.Server)
 		case w.Frontend == "nodePort" && svc.NodePort == 0:
-			e.add(fmt.Sprintf("services[%d]", i), "service %s has no nodePort", name)
+			e.Add(fmt.Sprintf("services[%d]", i), "service %s has no nodePort", name)
 		case w.Frontend == "externalIP" && len(svc.ExternalIPs) == 0:
-			e.add(fmt.Sprintf("services[%d]", i), "service %s has no externalIPs", name)
+			e.Add(fmt.Sprintf("services[%d]", i), "service %s has no externalIPs", name)
 		}
 	}
-}
-
-// service returns the stage's service name (nil when unknown or outside a stage).
-func (s *StageSpec) service(name ServiceRef) *ServiceSpec {
-	if s == nil {
-		return nil
-	}
-	for i := range s.Services {
-		if s.Services[i].Name == string(name) {
-			return &s.Services[i]
-		}
-	}
-	return nil
 }
 
 // frontend is the address a service is dialled at.
@@ -161,12 +149,12 @@ type nodePortSNATWith struct {
 	Connections int        `json:"connections" range:"1..1000" doc:"connections tried until one lands on backendNode"`
 }
 
-func (w *nodePortSNATWith) validate(e fieldErrors) {
+func (w *nodePortSNATWith) Validate(e strictyaml.FieldErrors) {
 	if w.Node == w.BackendNode {
-		e.add("backendNode", "%q is the entry node: want another", w.BackendNode)
+		e.Add("backendNode", "%q is the entry node: want another", w.BackendNode)
 	}
-	if svc := e.d.stage.service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0 || svc.Server == "whoami" || svc.Server == "none") {
-		e.add("service", "service %s is %s %s with server %q: want a TCP service with a nodePort and echo servers", w.Service, svc.Protocol, svc.Type, svc.Server)
+	if svc := DecodingStage(e).Service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0 || svc.Server == "whoami" || svc.Server == "none") {
+		e.Add("service", "service %s is %s %s with server %q: want a TCP service with a nodePort and echo servers", w.Service, svc.Protocol, svc.Type, svc.Server)
 	}
 }
 

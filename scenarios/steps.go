@@ -17,13 +17,14 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
 	"podpath/topology"
+	"podpath/internal/strictyaml"
 )
 
 // StepDef defines a step kind: the name a scenario file gives after `check:` (or
 // `do:`), its parameters (`with:`) and expected values (`expect:`) as structs whose
 // field values are the defaults, and the function that runs it. Struct fields are
 // named by their json tag; `required:"true"`, `oneOf:"a,b"`, `range:"lo..hi"` and
-// `doc:"..."` tags say what a file must and may give (see decoder). Use `none` for a
+// `doc:"..."` tags say what a file must and may give (see strictyaml.Decoder). Use `none` for a
 // step without parameters or expected values.
 type StepDef[W, E any] struct {
 	Name string
@@ -85,10 +86,10 @@ type StepSpec struct {
 	kind *stepKind
 }
 
-func (s *StepSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
+func (s *StepSpec) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
 	s.Path = path
 	if n == nil || n.Kind != yaml.MappingNode {
-		d.fail(n, path, "want a mapping {check: KIND, with: {...}, expect: {...}}, got %s", nodeKindOrNothing(n))
+		d.Fail(n, path, "want a mapping {check: KIND, with: {...}, expect: {...}}, got %s", strictyaml.NodeKindOrNothing(n))
 		return
 	}
 	var kindNode, with, expect *yaml.Node
@@ -98,7 +99,7 @@ func (s *StepSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
 		switch k.Value {
 		case "check", "do":
 			if kindNode != nil {
-				d.fail(k, joinPath(path, k.Value), "a step has one kind: give check or do, once")
+				d.Fail(k, strictyaml.JoinPath(path, k.Value), "a step has one kind: give check or do, once")
 				continue
 			}
 			kindNode, kindKey = v, k.Value
@@ -107,42 +108,42 @@ func (s *StepSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
 		case "expect":
 			expect = v
 		default:
-			d.fail(k, joinPath(path, k.Value), "unknown field (want one of: check (or do), with, expect)")
+			d.Fail(k, strictyaml.JoinPath(path, k.Value), "unknown field (want one of: check (or do), with, expect)")
 		}
 	}
 	if kindNode == nil {
-		d.fail(n, joinPath(path, "check"), "required: the step kind (have: %s)", strings.Join(stepKindNames(), ", "))
+		d.Fail(n, strictyaml.JoinPath(path, "check"), "required: the step kind (have: %s)", strings.Join(stepKindNames(), ", "))
 		return
 	}
-	name, ok := d.scalar(kindNode, joinPath(path, kindKey), "a step kind")
+	name, ok := d.Scalar(kindNode, strictyaml.JoinPath(path, kindKey), "a step kind")
 	if !ok {
 		return
 	}
 	k, ok := stepKinds[name]
 	if !ok {
-		d.fail(kindNode, joinPath(path, kindKey), "unknown step kind %q (have: %s)", name, strings.Join(stepKindNames(), ", "))
+		d.Fail(kindNode, strictyaml.JoinPath(path, kindKey), "unknown step kind %q (have: %s)", name, strings.Join(stepKindNames(), ", "))
 		return
 	}
 	s.Kind, s.kind = name, k
-	if k.agents && d.stage != nil && d.stage.Topology.Spec != nil && d.stage.Topology.Spec.PodNetwork != topology.PodNetworkAgent {
-		d.fail(kindNode, joinPath(path, kindKey), "step kind %s talks to the agents, and topology %s runs none (podNetwork: kernel); set podNetwork: agent", name, d.stage.Topology.Name)
+	if st := stateOf(d).stage; k.agents && st != nil && st.Topology.Spec != nil && st.Topology.Spec.PodNetwork != topology.PodNetworkAgent {
+		d.Fail(kindNode, strictyaml.JoinPath(path, kindKey), "step kind %s talks to the agents, and topology %s runs none (podNetwork: kernel); set podNetwork: agent", name, st.Topology.Name)
 	}
-	s.With = d.decodeParams(with, n, k.with, joinPath(path, "with"), "parameter of step kind "+name)
-	s.Expect = d.decodeParams(expect, n, k.expect, joinPath(path, "expect"), "expected value of step kind "+name)
+	s.With = decodeParams(d, with, n, k.with, strictyaml.JoinPath(path, "with"), "parameter of step kind "+name)
+	s.Expect = decodeParams(d, expect, n, k.expect, strictyaml.JoinPath(path, "expect"), "expected value of step kind "+name)
 }
 
 // decodeParams decodes n over a copy of the defaults; when n is absent, problems are
 // reported at the step's line.
-func (d *decoder) decodeParams(n, step *yaml.Node, defaults reflect.Value, path, noun string) any {
+func decodeParams(d *strictyaml.Decoder, n, step *yaml.Node, defaults reflect.Value, path, noun string) any {
 	if n == nil {
 		n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: step.Line}
 	}
 	v := reflect.New(defaults.Type()).Elem()
 	v.Set(defaults)
-	outer := d.field
-	d.field = noun
-	d.decodeStruct(n, v, path)
-	d.field = outer
+	outer := d.Field
+	d.Field = noun
+	d.DecodeStruct(n, v, path)
+	d.Field = outer
 	return v.Interface()
 }
 
@@ -338,11 +339,11 @@ func StepKinds() []StepKindDoc {
 
 func paramDocs(defaults reflect.Value) []ParamDoc {
 	var out []ParamDoc
-	for _, f := range fieldsOf(defaults.Type()) {
-		v := defaults.Field(f.index)
-		p := ParamDoc{Name: f.key, Type: typeName(v.Type()), Required: f.required, Doc: f.doc}
-		if len(f.oneOf) > 0 {
-			p.Type = strings.Join(f.oneOf, "|")
+	for _, f := range strictyaml.Fields(defaults.Type()) {
+		v := defaults.Field(f.Index)
+		p := ParamDoc{Name: f.Key, Type: typeName(v.Type()), Required: f.Required, Doc: f.Doc}
+		if len(f.OneOf) > 0 {
+			p.Type = strings.Join(f.OneOf, "|")
 			if v.Kind() == reflect.Slice {
 				p.Type = "list of " + p.Type
 			}
@@ -369,15 +370,15 @@ func typeName(t reflect.Type) string {
 		return "cilium-config"
 	case reflect.TypeFor[Regexp]():
 		return "regular expression"
-	case durationType:
+	case strictyaml.DurationType:
 		return "duration"
-	case addrType:
+	case strictyaml.AddrType:
 		return "IPv4 address"
-	case prefixType:
+	case strictyaml.PrefixType:
 		return "IPv4 prefix"
 	}
-	if e, ok := reflect.Zero(t).Interface().(enum); ok {
-		return strings.Join(e.values(), "|")
+	if e, ok := reflect.Zero(t).Interface().(strictyaml.Enum); ok {
+		return strings.Join(e.Values(), "|")
 	}
 	switch t.Kind() {
 	case reflect.Slice:

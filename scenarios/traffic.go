@@ -27,7 +27,7 @@ const (
 	UDP  Protocol = "udp"
 )
 
-func (Protocol) values() []string { return []string{string(ICMP), string(TCP), string(UDP)} }
+func (Protocol) Values() []string { return []string{string(ICMP), string(TCP), string(UDP)} }
 
 // probePort is where echo servers listen inside pods.
 const probePort = 7777

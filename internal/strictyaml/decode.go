@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package strictyaml
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// decoder turns a YAML node tree into Go values strictly: an unknown field, a value of
+// Decoder turns a YAML node tree into Go values strictly: an unknown field, a value of
 // the wrong type, a value outside the accepted ones or a missing required value is an
 // error naming its field path (stages[1].steps[3].with.mtu) and what would be
 // accepted. It collects every problem instead of stopping at the first.
@@ -29,51 +29,47 @@ import (
 //
 // Fields are decoded in declaration order, whatever the order of the keys, so a stage's
 // topology is known when its steps name pods.
-type decoder struct {
-	// base is the folder that file references are relative to; "" when decoding the
-	// embedded catalog, where only catalog names and inline specs are accepted.
-	base string
-	// stage is the stage being decoded, for the references its steps make.
-	stage *StageSpec
-	// field is what a struct key is called in messages ("field", "parameter of step
-	// kind mtu-sweep").
-	field string
+type Decoder struct {
+	// Context is the caller's own state, for the types that decode themselves
+	// (Unmarshaler): a scenario file keeps the folder file references are relative to
+	// and the stage being decoded there.
+	Context any
+	// Field is what a struct key is called in messages ("field", "parameter of step
+	// kind mtu-sweep"); empty means "field".
+	Field string
 	errs  []error
 }
 
-// yamlDecoder is implemented by types that decode themselves.
-type yamlDecoder interface {
-	decodeYAML(d *decoder, n *yaml.Node, path string)
+// Unmarshaler is implemented by types that decode themselves.
+type Unmarshaler interface {
+	DecodeYAML(d *Decoder, n *yaml.Node, path string)
 }
 
-// enum is implemented by string types with a fixed set of values.
-type enum interface{ values() []string }
+// Enum is implemented by string types with a fixed set of values.
+type Enum interface{ Values() []string }
 
-// fieldErrors collects the problems a struct's validate method finds; each names a field
+// FieldErrors collects the problems a struct's Validate method finds; each names a field
 // relative to the struct.
-type fieldErrors struct {
+type FieldErrors struct {
 	path string
 	line int
-	d    *decoder
+	d    *Decoder
 }
 
-// stage is the stage being decoded, when its topology is known (nil otherwise: its
-// references cannot be checked, and its topology's problems are reported already).
-func (e fieldErrors) stage() *StageSpec {
-	if e.d.stage == nil || e.d.stage.Topology.resolved == nil {
-		return nil
-	}
-	return e.d.stage
+// Decoder is the decoder that found the struct, for its Context.
+func (e FieldErrors) Decoder() *Decoder { return e.d }
+
+// Add records a problem with field (relative to the struct; "" for the struct itself).
+func (e FieldErrors) Add(field, format string, args ...any) {
+	e.d.errs = append(e.d.errs, fmt.Errorf("%s: %s (line %d)", JoinPath(e.path, field), fmt.Sprintf(format, args...), e.line))
 }
 
-func (e fieldErrors) add(field, format string, args ...any) {
-	e.d.errs = append(e.d.errs, fmt.Errorf("%s: %s (line %d)", joinPath(e.path, field), fmt.Sprintf(format, args...), e.line))
-}
+// Validator is implemented by structs with rules across their fields; Validate runs
+// only when the struct's own fields decoded without error.
+type Validator interface{ Validate(e FieldErrors) }
 
-// validater is implemented by structs with rules across their fields.
-type validater interface{ validate(e fieldErrors) }
-
-func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+// Fail records a problem at path, with n's line when it has one.
+func (d *Decoder) Fail(n *yaml.Node, path, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if path == "" {
 		path = "(document)"
@@ -93,41 +89,49 @@ func errorList(err error) []error {
 	return []error{err}
 }
 
-// failAll records every error of err under path.
-func (d *decoder) failAll(n *yaml.Node, path string, err error) {
+// FailAll records every error of err under path.
+func (d *Decoder) FailAll(n *yaml.Node, path string, err error) {
 	for _, e := range errorList(err) {
-		d.fail(n, path, "%v", e)
+		d.Fail(n, path, "%v", e)
 	}
 }
 
-// failFields records every error of err, each starting with a field path relative to
+// FailFields records every error of err, each starting with a field path relative to
 // path ("nodes[0].podCIDR: ..."), under path.
-func (d *decoder) failFields(n *yaml.Node, path string, err error) {
+func (d *Decoder) FailFields(n *yaml.Node, path string, err error) {
 	for _, e := range errorList(err) {
 		field, rest, ok := strings.Cut(e.Error(), ": ")
 		if ok && !strings.ContainsRune(field, ' ') {
-			d.fail(n, joinPath(path, field), "%s", rest)
+			d.Fail(n, JoinPath(path, field), "%s", rest)
 			continue
 		}
-		d.fail(n, path, "%v", e)
+		d.Fail(n, path, "%v", e)
 	}
 }
 
-func (d *decoder) err() error { return errors.Join(d.errs...) }
+// Err is every problem recorded, joined (nil when none).
+func (d *Decoder) Err() error { return errors.Join(d.errs...) }
 
-func joinPath(path, key string) string {
+// ErrCount is how many problems were recorded so far: callers compare it before and
+// after decoding a part to know whether that part decoded cleanly.
+func (d *Decoder) ErrCount() int { return len(d.errs) }
+
+// JoinPath is the field path of key under path.
+func JoinPath(path, key string) string {
 	if path == "" {
 		return key
 	}
 	return path + "." + key
 }
 
-func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+// Index is the field path of element i of the list at path.
+func Index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
+// The scalar types decoded from text besides Go's own kinds.
 var (
-	durationType = reflect.TypeFor[time.Duration]()
-	addrType     = reflect.TypeFor[netip.Addr]()
-	prefixType   = reflect.TypeFor[netip.Prefix]()
+	DurationType = reflect.TypeFor[time.Duration]()
+	AddrType     = reflect.TypeFor[netip.Addr]()
+	PrefixType   = reflect.TypeFor[netip.Prefix]()
 )
 
 // scalarOf says what a scalar of v's type must be, and parses one from its text and
@@ -135,17 +139,17 @@ var (
 func scalarOf(v reflect.Value) (string, func(s, tag string) (reflect.Value, bool)) {
 	t := v.Type()
 	switch t {
-	case durationType:
+	case DurationType:
 		return "a duration like 10ms or 2s", func(s, _ string) (reflect.Value, bool) {
 			d, err := time.ParseDuration(s)
 			return reflect.ValueOf(d), err == nil && d >= 0
 		}
-	case addrType:
+	case AddrType:
 		return "an IPv4 address", func(s, _ string) (reflect.Value, bool) {
 			a, err := netip.ParseAddr(s)
 			return reflect.ValueOf(a), err == nil && a.Is4()
 		}
-	case prefixType:
+	case PrefixType:
 		return "an IPv4 network prefix like 10.244.9.0/24", func(s, _ string) (reflect.Value, bool) {
 			p, err := netip.ParsePrefix(s)
 			return reflect.ValueOf(p), err == nil && p.Addr().Is4() && p.Masked() == p
@@ -153,9 +157,9 @@ func scalarOf(v reflect.Value) (string, func(s, tag string) (reflect.Value, bool
 	}
 	switch t.Kind() {
 	case reflect.String:
-		if e, ok := v.Interface().(enum); ok {
-			return "one of " + strings.Join(e.values(), ", "), func(s, _ string) (reflect.Value, bool) {
-				return reflect.ValueOf(s), slices.Contains(e.values(), s)
+		if e, ok := v.Interface().(Enum); ok {
+			return "one of " + strings.Join(e.Values(), ", "), func(s, _ string) (reflect.Value, bool) {
+				return reflect.ValueOf(s), slices.Contains(e.Values(), s)
 			}
 		}
 		return "a string", func(s, _ string) (reflect.Value, bool) { return reflect.ValueOf(s), true }
@@ -183,8 +187,8 @@ func scalarOf(v reflect.Value) (string, func(s, tag string) (reflect.Value, bool
 	return "", nil
 }
 
-// nodeKind names what a node holds, for messages.
-func nodeKind(n *yaml.Node) string {
+// NodeKind names what a node holds, for messages.
+func NodeKind(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -203,25 +207,25 @@ func isNull(n *yaml.Node) bool {
 	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
-// decode decodes n into v (settable) at path.
-func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+// Decode decodes n into v (settable) at path.
+func (d *Decoder) Decode(n *yaml.Node, v reflect.Value, path string) {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	if v.CanAddr() {
-		if c, ok := v.Addr().Interface().(yamlDecoder); ok {
-			c.decodeYAML(d, n, path)
+		if c, ok := v.Addr().Interface().(Unmarshaler); ok {
+			c.DecodeYAML(d, n, path)
 			return
 		}
 	}
 	if what, parse := scalarOf(v); parse != nil {
-		s, ok := d.scalar(n, path, what)
+		s, ok := d.Scalar(n, path, what)
 		if !ok {
 			return
 		}
 		x, ok := parse(s, n.Tag)
 		if !ok {
-			d.fail(n, path, "%q is not %s", s, what)
+			d.Fail(n, path, "%q is not %s", s, what)
 			return
 		}
 		v.Set(x.Convert(v.Type()))
@@ -230,66 +234,67 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if isNull(n) {
-			d.fail(n, path, "want a value, got nothing")
+			d.Fail(n, path, "want a value, got nothing")
 			return
 		}
 		p := reflect.New(v.Type().Elem())
-		d.decode(n, p.Elem(), path)
+		d.Decode(n, p.Elem(), path)
 		v.Set(p)
 	case reflect.Struct:
-		d.decodeStruct(n, v, path)
+		d.DecodeStruct(n, v, path)
 	case reflect.Slice:
 		if n == nil || n.Kind != yaml.SequenceNode {
-			d.fail(n, path, "want a list, got %s", nodeKindOrNothing(n))
+			d.Fail(n, path, "want a list, got %s", NodeKindOrNothing(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, c := range n.Content {
-			d.decode(c, s.Index(i), index(path, i))
+			d.Decode(c, s.Index(i), Index(path, i))
 		}
 		v.Set(s)
 	case reflect.Map:
-		d.decodeStringMap(n, v, path)
+		d.DecodeStringMap(n, v, path)
 	default:
-		panic(fmt.Sprintf("scenarios: cannot decode into %s (at %s)", v.Type(), path))
+		panic(fmt.Sprintf("strictyaml: cannot decode into %s (at %s)", v.Type(), path))
 	}
 }
 
-func nodeKindOrNothing(n *yaml.Node) string {
+// NodeKindOrNothing is NodeKind that also takes a missing node.
+func NodeKindOrNothing(n *yaml.Node) string {
 	if n == nil {
 		return "nothing"
 	}
-	return nodeKind(n)
+	return NodeKind(n)
 }
 
-// scalar returns n's text when n is a scalar; else it records that want was expected.
-func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
+// Scalar returns n's text when n is a scalar; else it records that want was expected.
+func (d *Decoder) Scalar(n *yaml.Node, path, want string) (string, bool) {
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		d.fail(n, path, "want %s, got %s", want, nodeKindOrNothing(n))
+		d.Fail(n, path, "want %s, got %s", want, NodeKindOrNothing(n))
 		return "", false
 	}
 	return n.Value, true
 }
 
-// decodeStringMap decodes a mapping of scalars into a map[string]string, keeping each
+// DecodeStringMap decodes a mapping of scalars into a map[string]string, keeping each
 // value's text as written (true stays "true", 016 stays "016").
-func (d *decoder) decodeStringMap(n *yaml.Node, v reflect.Value, path string) {
+func (d *Decoder) DecodeStringMap(n *yaml.Node, v reflect.Value, path string) {
 	if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
-		panic(fmt.Sprintf("scenarios: cannot decode into %s (at %s)", v.Type(), path))
+		panic(fmt.Sprintf("strictyaml: cannot decode into %s (at %s)", v.Type(), path))
 	}
 	if n == nil || n.Kind != yaml.MappingNode {
-		d.fail(n, path, "want a mapping of keys to values, got %s", nodeKindOrNothing(n))
+		d.Fail(n, path, "want a mapping of keys to values, got %s", NodeKindOrNothing(n))
 		return
 	}
 	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		p := joinPath(path, k.Value)
+		p := JoinPath(path, k.Value)
 		if m.MapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key())).IsValid() {
-			d.fail(k, p, "given twice")
+			d.Fail(k, p, "given twice")
 			continue
 		}
-		s, ok := d.scalar(val, p, "a value (string, number or boolean)")
+		s, ok := d.Scalar(val, p, "a value (string, number or boolean)")
 		if !ok {
 			continue
 		}
@@ -298,18 +303,19 @@ func (d *decoder) decodeStringMap(n *yaml.Node, v reflect.Value, path string) {
 	v.Set(m)
 }
 
-// structField is one decodable field of a struct.
-type structField struct {
-	key      string
-	index    int
-	required bool
-	oneOf    []string
-	lo, hi   *float64
-	doc      string
+// Field is one decodable field of a struct, as its tags describe it.
+type Field struct {
+	Key      string
+	Index    int // in the struct
+	Required bool
+	OneOf    []string
+	Lo, Hi   *float64
+	Doc      string
 }
 
-func fieldsOf(t reflect.Type) []structField {
-	var out []structField
+// Fields lists the decodable fields of struct type t.
+func Fields(t reflect.Type) []Field {
+	var out []Field
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -322,17 +328,17 @@ func fieldsOf(t reflect.Type) []structField {
 		if key == "" {
 			key = f.Name
 		}
-		sf := structField{key: key, index: i, required: f.Tag.Get("required") == "true", doc: f.Tag.Get("doc")}
+		sf := Field{Key: key, Index: i, Required: f.Tag.Get("required") == "true", Doc: f.Tag.Get("doc")}
 		if o := f.Tag.Get("oneOf"); o != "" {
-			sf.oneOf = strings.Split(o, ",")
+			sf.OneOf = strings.Split(o, ",")
 		}
 		if r := f.Tag.Get("range"); r != "" {
 			a, b, _ := strings.Cut(r, "..")
 			if x, err := strconv.ParseFloat(a, 64); err == nil {
-				sf.lo = &x
+				sf.Lo = &x
 			}
 			if y, err := strconv.ParseFloat(b, 64); err == nil {
-				sf.hi = &y
+				sf.Hi = &y
 			}
 		}
 		out = append(out, sf)
@@ -340,20 +346,20 @@ func fieldsOf(t reflect.Type) []structField {
 	return out
 }
 
-func keysOf(fields []structField) []string {
+func keysOf(fields []Field) []string {
 	var keys []string
 	for _, f := range fields {
-		keys = append(keys, f.key)
+		keys = append(keys, f.Key)
 	}
 	return keys
 }
 
-// decodeStruct decodes a mapping into struct v: keys must be fields, required fields
+// DecodeStruct decodes a mapping into struct v: keys must be fields, required fields
 // must be there, values must be in range and among the accepted ones.
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
-	fields := fieldsOf(v.Type())
+func (d *Decoder) DecodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	fields := Fields(v.Type())
 	start := len(d.errs)
-	noun := d.field
+	noun := d.Field
 	if noun == "" {
 		noun = "field"
 	}
@@ -361,21 +367,21 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	switch {
 	case isNull(n):
 	case n.Kind != yaml.MappingNode:
-		d.fail(n, path, "want a mapping (%s), got %s", strings.Join(keysOf(fields), ", "), nodeKind(n))
+		d.Fail(n, path, "want a mapping (%s), got %s", strings.Join(keysOf(fields), ", "), NodeKind(n))
 		return
 	default:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			p := joinPath(path, k.Value)
+			p := JoinPath(path, k.Value)
 			switch {
 			case !slices.Contains(keysOf(fields), k.Value):
 				if len(fields) == 0 {
-					d.fail(k, p, "unknown %s: there are none here", noun)
+					d.Fail(k, p, "unknown %s: there are none here", noun)
 				} else {
-					d.fail(k, p, "unknown %s (want one of: %s)", noun, strings.Join(keysOf(fields), ", "))
+					d.Fail(k, p, "unknown %s (want one of: %s)", noun, strings.Join(keysOf(fields), ", "))
 				}
 			case given[k.Value] != nil:
-				d.fail(k, p, "given twice")
+				d.Fail(k, p, "given twice")
 			default:
 				given[k.Value] = n.Content[i+1]
 			}
@@ -386,51 +392,51 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		line = n.Line
 	}
 	for _, f := range fields {
-		p := joinPath(path, f.key)
-		c, ok := given[f.key]
+		p := JoinPath(path, f.Key)
+		c, ok := given[f.Key]
 		if !ok {
-			if f.required {
+			if f.Required {
 				what := "required"
-				if f.doc != "" {
-					what += ": " + f.doc
+				if f.Doc != "" {
+					what += ": " + f.Doc
 				}
-				d.fail(n, p, "%s", what)
+				d.Fail(n, p, "%s", what)
 			}
 			continue
 		}
 		before := len(d.errs)
-		fv := v.Field(f.index)
-		d.decode(c, fv, p)
+		fv := v.Field(f.Index)
+		d.Decode(c, fv, p)
 		if len(d.errs) > before {
 			continue
 		}
 		checkValue(d, c, fv, p, f)
 	}
-	if val, ok := v.Addr().Interface().(validater); ok && len(d.errs) == start {
-		val.validate(fieldErrors{path: path, line: line, d: d})
+	if val, ok := v.Addr().Interface().(Validator); ok && len(d.errs) == start {
+		val.Validate(FieldErrors{path: path, line: line, d: d})
 	}
 }
 
-// decodeFields is decodeStruct for a struct whose keys are called fields, wherever it
+// DecodeFields is DecodeStruct for a struct whose keys are called fields, wherever it
 // sits (an inline topology spec among a step's parameters).
-func (d *decoder) decodeFields(n *yaml.Node, v reflect.Value, path string) {
-	outer := d.field
-	d.field = ""
-	d.decodeStruct(n, v, path)
-	d.field = outer
+func (d *Decoder) DecodeFields(n *yaml.Node, v reflect.Value, path string) {
+	outer := d.Field
+	d.Field = ""
+	d.DecodeStruct(n, v, path)
+	d.Field = outer
 }
 
 // checkValue applies a field's oneOf and range rules to what was decoded.
-func checkValue(d *decoder, n *yaml.Node, v reflect.Value, path string, f structField) {
+func checkValue(d *Decoder, n *yaml.Node, v reflect.Value, path string, f Field) {
 	switch {
-	case len(f.oneOf) > 0 && v.Kind() == reflect.String:
-		if !slices.Contains(f.oneOf, v.String()) {
-			d.fail(n, path, "%q is not one of %s", v.String(), strings.Join(f.oneOf, ", "))
+	case len(f.OneOf) > 0 && v.Kind() == reflect.String:
+		if !slices.Contains(f.OneOf, v.String()) {
+			d.Fail(n, path, "%q is not one of %s", v.String(), strings.Join(f.OneOf, ", "))
 		}
-	case len(f.oneOf) > 0 && v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+	case len(f.OneOf) > 0 && v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		for i := range v.Len() {
-			if s := v.Index(i).String(); !slices.Contains(f.oneOf, s) {
-				d.fail(n.Content[i], index(path, i), "%q is not one of %s", s, strings.Join(f.oneOf, ", "))
+			if s := v.Index(i).String(); !slices.Contains(f.OneOf, s) {
+				d.Fail(n.Content[i], Index(path, i), "%q is not one of %s", s, strings.Join(f.OneOf, ", "))
 			}
 		}
 	}
@@ -445,8 +451,8 @@ func checkValue(d *decoder, n *yaml.Node, v reflect.Value, path string, f struct
 	default:
 		return
 	}
-	if f.lo != nil && x < *f.lo || f.hi != nil && x > *f.hi {
-		d.fail(n, path, "%v is out of range (want %s to %s)", n.Value, fmtBound(f.lo, "-∞"), fmtBound(f.hi, "∞"))
+	if f.Lo != nil && x < *f.Lo || f.Hi != nil && x > *f.Hi {
+		d.Fail(n, path, "%v is out of range (want %s to %s)", n.Value, fmtBound(f.Lo, "-∞"), fmtBound(f.Hi, "∞"))
 	}
 }
 
@@ -457,11 +463,11 @@ func fmtBound(b *float64, inf string) string {
 	return strconv.FormatFloat(*b, 'f', -1, 64)
 }
 
-// elem is the value a pointer points to, for decoding into it.
-func elem(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+// Elem is the value a pointer points to, for decoding into it.
+func Elem(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
 
-// parseYAMLDocument parses data as one YAML document and returns its root node.
-func parseYAMLDocument(data []byte) (*yaml.Node, error) {
+// ParseDocument parses data as one YAML document and returns its root node.
+func ParseDocument(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
