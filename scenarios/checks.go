@@ -58,7 +58,7 @@ func ifindexIn(t *topology.Topology, member, name string) (int, error) {
 
 // expectTrace checks that node's datapath traced the flow src -> dst of proto at point
 // with one of verdicts (and, when target is non-zero, redirected to that ifindex).
-func expectTrace(tr *Traces, node string, src, dst netip.Addr, proto Protocol, point string, target int, verdicts ...string) error {
+func expectTrace(tr *trace.Collector, node string, src, dst netip.Addr, proto Protocol, point string, target int, verdicts ...string) error {
 	n := tr.Names()
 	match := func(r trace.Record) bool {
 		return r.Pkt.Src == src && r.Pkt.Dst == dst && r.Pkt.IPProto == ipProto(proto) && n.ObsPoint(r.ObsPoint) == point

@@ -18,9 +18,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"podpath/internal/strictyaml"
 	"podpath/scenarios/capture"
 	"podpath/topology"
-	"podpath/internal/strictyaml"
 )
 
 func init() {

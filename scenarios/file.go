@@ -17,9 +17,9 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
+	"podpath/internal/strictyaml"
 	"podpath/topology"
 	"podpath/topology/catalog"
-	"podpath/internal/strictyaml"
 )
 
 // ScenarioFile is a scenario as data, as a scenarios/catalog/<name>.yaml file or a

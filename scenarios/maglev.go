@@ -18,8 +18,8 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
-	"podpath/topology"
 	"podpath/internal/strictyaml"
+	"podpath/topology"
 )
 
 func init() {

@@ -14,9 +14,9 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/maps"
+	"podpath/internal/strictyaml"
 	"podpath/scenarios/capture"
 	"podpath/topology"
-	"podpath/internal/strictyaml"
 )
 
 func init() {

@@ -22,9 +22,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"podpath/datapath/trace"
+	"podpath/internal/strictyaml"
 	"podpath/scenarios/capture"
 	"podpath/topology"
-	"podpath/internal/strictyaml"
 )
 
 // overlay describes one tunnel protocol as the scenarios check it.
@@ -367,9 +368,9 @@ func sameExceptTTL(sent, inner []byte) error {
 	return nil
 }
 
-func expectTunnelTrace(tr *Traces, node string, src, dst netip.Addr, point string, identity uint32, endpoint netip.Addr) error {
+func expectTunnelTrace(tr *trace.Collector, node string, src, dst netip.Addr, point string, identity uint32, endpoint netip.Addr) error {
 	n := tr.Names()
-	for _, rec := range tr.Find(node, func(rec traceRecord) bool {
+	for _, rec := range tr.Find(node, func(rec trace.Record) bool {
 		return rec.Pkt.Src == src && rec.Pkt.Dst == dst && n.ObsPoint(rec.ObsPoint) == point && rec.Tunnel != 0
 	}) {
 		if rec.SrcIdentity == identity && (!endpoint.IsValid() || rec.TunnelEndpoint == endpoint) {

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"podpath/scenarios/capture"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios/capture"
 )
 
 func init() {

@@ -17,9 +17,9 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/agent"
+	"podpath/internal/strictyaml"
 	"podpath/scenarios/capture"
 	"podpath/topology"
-	"podpath/internal/strictyaml"
 )
 
 func init() {

@@ -16,8 +16,8 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
-	"podpath/topology"
 	"podpath/internal/strictyaml"
+	"podpath/topology"
 )
 
 // StepDef defines a step kind: the name a scenario file gives after `check:` (or

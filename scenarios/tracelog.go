@@ -23,7 +23,7 @@ const TraceLogFile = "traces.jsonl"
 // prints it (names decoded), with the topology it came from.
 type TraceLogRecord struct {
 	Topology string `json:"topology"`
-	MonitorRecord
+	trace.MonitorRecord
 }
 
 // traceLog writes a run's trace records to TraceLogFile as they are read.
@@ -33,7 +33,7 @@ type traceLog struct {
 	enc        *json.Encoder
 	names      *trace.Names
 	wallOffset int64
-	ifn        map[string]*ifNamer // by topology/node
+	ifn        map[string]*trace.IfNamer // by topology/node
 	err        error
 }
 
@@ -47,7 +47,7 @@ func newTraceLog(path string) (*traceLog, error) {
 		return nil, fmt.Errorf("trace log: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	return &traceLog{f: f, w: w, enc: json.NewEncoder(w), names: names, wallOffset: wallOffset(), ifn: map[string]*ifNamer{}}, nil
+	return &traceLog{f: f, w: w, enc: json.NewEncoder(w), names: names, wallOffset: trace.WallOffset(), ifn: map[string]*trace.IfNamer{}}, nil
 }
 
 // write appends node's records; t (nil in tests) names the node's interfaces.
@@ -58,11 +58,11 @@ func (l *traceLog) write(t *topology.Topology, topo, node string, recs []trace.R
 	key := topo + "/" + node
 	ifn, ok := l.ifn[key]
 	if !ok && t != nil {
-		ifn = newIfNamer(t, node)
+		ifn = trace.NewIfNamer(memberNs(t, node))
 		l.ifn[key] = ifn
 	}
 	for _, r := range recs {
-		if err := l.enc.Encode(TraceLogRecord{Topology: topo, MonitorRecord: newMonitorRecord(node, r, l.names, ifn, l.wallOffset)}); err != nil {
+		if err := l.enc.Encode(TraceLogRecord{Topology: topo, MonitorRecord: trace.NewMonitorRecord(node, r, l.names, ifn, l.wallOffset)}); err != nil {
 			l.err = fmt.Errorf("trace log: %w", err)
 			return
 		}
@@ -73,7 +73,7 @@ func (l *traceLog) write(t *topology.Topology, topo, node string, recs []trace.R
 func (l *traceLog) forget(topo string) {
 	for k, n := range l.ifn {
 		if filepath.Dir(k) == topo {
-			n.close()
+			n.Close()
 			delete(l.ifn, k)
 		}
 	}
@@ -82,15 +82,15 @@ func (l *traceLog) forget(topo string) {
 // Close flushes the log and reports the first write error.
 func (l *traceLog) Close() error {
 	for _, n := range l.ifn {
-		n.close()
+		n.Close()
 	}
 	return errors.Join(l.err, l.w.Flush(), l.f.Close())
 }
 
 // OpenTraces is OpenTraces whose records also go to the run's trace log
 // (TraceLogFile in its artifacts), with every record read by Collect and Reset.
-func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
-	tr, err := OpenTraces(t, nodes...)
+func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*trace.Collector, error) {
+	tr, err := openTraces(t, nodes...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error)
 			return nil, err
 		}
 	}
-	tr.log = func(node string, recs []trace.Record) { r.traceLog.write(t, t.Name, node, recs) }
+	tr.OnRead = func(node string, recs []trace.Record) { r.traceLog.write(t, t.Name, node, recs) }
 	return tr, nil
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package trace
 
 import (
 	"errors"
@@ -8,38 +8,36 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-
-	"podpath/datapath/trace"
-	"podpath/topology"
 )
 
-// Traces reads the trace records of the nodes' datapaths from their pinned ring
-// buffers. A ring buffer has one consumer: a `podpath monitor` on the same topology
-// would take records from it.
-type Traces struct {
-	names   *trace.Names
-	readers map[string]*trace.Reader
+// Collector reads the trace records of the nodes' datapaths from their pinned ring
+// buffers and keeps them for checks to search. A ring buffer has one consumer: a
+// `podpath monitor` on the same topology would take records from it.
+type Collector struct {
+	names   *Names
+	readers map[string]*Reader
 	maps    []*ebpf.Map
-	seen    map[string][]trace.Record
-	// log, when set, receives every record read (Run.OpenTraces: the trace log).
-	log func(node string, recs []trace.Record)
+	seen    map[string][]Record
+	// OnRead, when set, receives every record read (scenarios' Run.OpenTraces: the
+	// run's trace log).
+	OnRead func(node string, recs []Record)
 }
 
-// OpenTraces opens the trace ring buffer of every node that runs an agent.
-func OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
-	names, err := trace.DefaultNames()
+// OpenCollector opens the trace ring buffer of every node given, pinned at pin(node).
+func OpenCollector(pin func(node string) string, nodes ...string) (*Collector, error) {
+	names, err := DefaultNames()
 	if err != nil {
 		return nil, err
 	}
-	tr := &Traces{names: names, readers: map[string]*trace.Reader{}, seen: map[string][]trace.Record{}}
+	tr := &Collector{names: names, readers: map[string]*Reader{}, seen: map[string][]Record{}}
 	for _, n := range nodes {
-		m, err := ebpf.LoadPinnedMap(TraceEventsPath(t, n), nil)
+		m, err := ebpf.LoadPinnedMap(pin(n), nil)
 		if err != nil {
 			tr.Close()
 			return nil, fmt.Errorf("trace ring buffer of %s: %w", n, err)
 		}
 		tr.maps = append(tr.maps, m)
-		rd, err := trace.NewReader(m)
+		rd, err := NewReader(m)
 		if err != nil {
 			tr.Close()
 			return nil, err
@@ -50,13 +48,13 @@ func OpenTraces(t *topology.Topology, nodes ...string) (*Traces, error) {
 }
 
 // Collect drains every ring buffer into the records seen so far.
-func (tr *Traces) Collect() error {
+func (tr *Collector) Collect() error {
 	var errs []error
 	for n, rd := range tr.readers {
 		recs, err := rd.Drain()
 		tr.seen[n] = append(tr.seen[n], recs...)
-		if tr.log != nil {
-			tr.log(n, recs)
+		if tr.OnRead != nil {
+			tr.OnRead(n, recs)
 		}
 		errs = append(errs, err)
 	}
@@ -64,15 +62,15 @@ func (tr *Traces) Collect() error {
 }
 
 // Reset forgets the records collected so far (after draining what is queued).
-func (tr *Traces) Reset() error {
+func (tr *Collector) Reset() error {
 	err := tr.Collect()
-	tr.seen = map[string][]trace.Record{}
+	tr.seen = map[string][]Record{}
 	return err
 }
 
 // Find returns node's records for which match holds.
-func (tr *Traces) Find(node string, match func(trace.Record) bool) []trace.Record {
-	var out []trace.Record
+func (tr *Collector) Find(node string, match func(Record) bool) []Record {
+	var out []Record
 	for _, r := range tr.seen[node] {
 		if match(r) {
 			out = append(out, r)
@@ -82,10 +80,10 @@ func (tr *Traces) Find(node string, match func(trace.Record) bool) []trace.Recor
 }
 
 // Names gives the datapath's enum names.
-func (tr *Traces) Names() *trace.Names { return tr.names }
+func (tr *Collector) Names() *Names { return tr.names }
 
 // Dump renders node's records (the last 12) as evidence.
-func (tr *Traces) Dump(node string) string {
+func (tr *Collector) Dump(node string) string {
 	recs := tr.seen[node]
 	if len(recs) == 0 {
 		return "  (no trace record from " + node + ")"
@@ -98,7 +96,7 @@ func (tr *Traces) Dump(node string) string {
 }
 
 // Close releases the readers and map handles.
-func (tr *Traces) Close() error {
+func (tr *Collector) Close() error {
 	var errs []error
 	for _, rd := range tr.readers {
 		errs = append(errs, rd.Close())
@@ -108,5 +106,3 @@ func (tr *Traces) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
-type traceRecord = trace.Record
