@@ -18,6 +18,7 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios/report"
 	"podpath/topology"
 	"podpath/topology/catalog"
 )
@@ -316,9 +317,9 @@ func (c *ConfigRef) parse(d *strictyaml.Decoder, n *yaml.Node, path string) {
 	c.Config = cfg
 }
 
-// write puts the config where the agents of t read it and returns the path ("" for
+// Write puts the config where the agents of t read it and returns the path ("" for
 // Cilium's defaults).
-func (c ConfigRef) write(t *topology.Topology) (string, error) {
+func (c ConfigRef) Write(t *topology.Topology) (string, error) {
 	if c.Data == nil {
 		return "", nil
 	}
@@ -329,7 +330,7 @@ func (c ConfigRef) write(t *topology.Topology) (string, error) {
 	// Agents restarted later without a config read the file again: one file per
 	// content, so that another config written for other nodes never replaces it.
 	sum := sha256.Sum256(c.Data)
-	p := filepath.Join(t.Dir(), fmt.Sprintf("cilium-config-%s-%x.yaml", fileSafe(name), sum[:4]))
+	p := filepath.Join(t.Dir(), fmt.Sprintf("cilium-config-%s-%x.yaml", report.FileSafe(name), sum[:4]))
 	if err := os.WriteFile(p, c.Data, 0o600); err != nil {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}
@@ -564,3 +565,19 @@ func IsScenario(data []byte) bool {
 // IsScenarioFile tells a scenario file argument from a catalog name: it names a file
 // (a path, or a name ending in .yaml or .yml).
 func IsScenarioFile(arg string) bool { return looksLikePath(arg) }
+
+// Regexp is a regular expression in a scenario file, compiled when the file is read.
+type Regexp struct{ *regexp.Regexp }
+
+func (r *Regexp) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	s, ok := d.Scalar(n, path, "a regular expression")
+	if !ok {
+		return
+	}
+	re, err := regexp.Compile(s)
+	if err != nil {
+		d.Fail(n, path, "%q is not a regular expression: %v", s, err)
+		return
+	}
+	r.Regexp = re
+}

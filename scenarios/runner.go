@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"podpath/scenarios/hops"
+	"podpath/scenarios/report"
 	"podpath/topology"
 	"podpath/topology/catalog"
 )
@@ -28,16 +30,6 @@ type Scenario struct {
 	Run         func(ctx context.Context, r *Run) error
 }
 
-// CheckResult is one check: what it verified, where it looked, and on failure the
-// evidence (expected vs seen, packets, pcap paths).
-type CheckResult struct {
-	Name     string        `json:"name"`
-	LookedAt string        `json:"lookedAt"`
-	Passed   bool          `json:"passed"`
-	Evidence string        `json:"evidence,omitempty"`
-	Duration time.Duration `json:"duration"`
-}
-
 // Run is the state of one scenario run.
 type Run struct {
 	Scenario  *Scenario
@@ -45,23 +37,23 @@ type Run struct {
 	// Keep leaves topologies up at the end (for poking at them); their names are printed.
 	Keep    bool
 	out     io.Writer
-	Results []CheckResult
+	Results []report.CheckResult
 	// Flows are the packet paths the run followed hop by hop (RecordFlow).
-	Flows []FlowRecord
+	Flows []hops.FlowRecord
 	// Duration is how long the run took, set when it ends.
 	Duration   time.Duration
 	started    time.Time
 	topologies []*topology.Topology
 	last       time.Time
 	cleanup    []func(context.Context) error
-	traceLog   *traceLog
+	traceLog   *report.TraceLog
 }
 
 // Check records a check: passed when err is nil, else failed with err as evidence.
 // lookedAt names what was examined (interface, header field, trace point, counter).
 func (r *Run) Check(name, lookedAt string, err error) bool {
 	now := time.Now()
-	res := CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
+	res := report.CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
 	r.last = now
 	if err != nil {
 		res.Evidence = err.Error()

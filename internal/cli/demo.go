@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"podpath/internal/nsutil"
-	"podpath/scenarios"
+	"podpath/scenarios/hops"
 	"podpath/topology"
 	"podpath/topology/catalog"
 )
@@ -78,7 +78,7 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 		if fl.topology != name {
 			continue
 		}
-		res, err := scenarios.PingPath(ctx, t, fl.src, fl.dst, artifacts)
+		res, err := hops.PingPath(ctx, t, fl.src, fl.dst, artifacts)
 		if err != nil {
 			failed++
 			fmt.Fprintf(e.stdout, "FAIL ping %s -> %s (%s): %v\n", fl.src, fl.dst, fl.what, err)
@@ -86,7 +86,7 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 		}
 		passed++
 		fmt.Fprintf(e.stdout, "PASS ping %s -> %s (%s): echo request seen on all %d hops\n%s",
-			fl.src, fl.dst, fl.what, len(res.Hops), scenarios.FormatPath(res.Hops, res.Seen))
+			fl.src, fl.dst, fl.what, len(res.Hops), hops.FormatPath(res.Hops, res.Seen))
 	}
 	return passed, failed, nil
 }

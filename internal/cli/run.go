@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"podpath/scenarios"
+	"podpath/scenarios/report"
+	// Every step kind registers itself (scenarios.RegisterStep) when its package loads.
+	_ "podpath/scenarios/steps"
 )
 
 // cmdScenarios lists the catalog: name, labels and the one-line description; --steps
@@ -142,7 +145,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	res := r.Result()
 	if *junit != "" {
-		if err := scenarios.WriteJUnitFile(*junit, res); err != nil {
+		if err := report.WriteJUnitFile(*junit, res); err != nil {
 			return err
 		}
 	}

@@ -1,36 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/agent"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
 func init() {
-	registerStep(StepDef[serviceEchoWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[serviceEchoWith, none]{
 		Name:    "service-echo",
 		Summary: "one exchange per service through a frontend (ClusterIP, a node's NodePort, or an external IP), answered by an echo server on a backend",
 		Agents:  true,
 		With:    serviceEchoWith{Frontend: "clusterIP"},
 		Run:     runServiceEcho,
 	})
-	registerStep(StepDef[nodePortSNATWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[nodePortSNATWith, none]{
 		Name: "nodeport-snat",
 		Summary: "TCP connections from a client to a node's NodePort until one lands on a backend of another node: " +
 			"the backend sees the entry node's IP as the source, the client sees every reply from the node port",
@@ -41,10 +40,10 @@ func init() {
 }
 
 type serviceEchoWith struct {
-	From     MemberRef    `json:"from" required:"true" doc:"the pod or client that sends"`
-	Services []ServiceRef `json:"services" required:"true" doc:"services of the stage, with echo servers (one check each, over the service's protocol)"`
-	Frontend string       `json:"frontend" oneOf:"clusterIP,nodePort,externalIP" doc:"the address dialled: the ClusterIP, node's InternalIP at the NodePort, or the first external IP"`
-	Node     NodeRef      `json:"node" doc:"with frontend nodePort: the node dialled"`
+	From     scenarios.MemberRef    `json:"from" required:"true" doc:"the pod or client that sends"`
+	Services []scenarios.ServiceRef `json:"services" required:"true" doc:"services of the stage, with echo servers (one check each, over the service's protocol)"`
+	Frontend string                 `json:"frontend" oneOf:"clusterIP,nodePort,externalIP" doc:"the address dialled: the ClusterIP, node's InternalIP at the NodePort, or the first external IP"`
+	Node     scenarios.NodeRef      `json:"node" doc:"with frontend nodePort: the node dialled"`
 }
 
 func (w *serviceEchoWith) Validate(e strictyaml.FieldErrors) {
@@ -52,7 +51,7 @@ func (w *serviceEchoWith) Validate(e strictyaml.FieldErrors) {
 		e.Add("node", "want a node with frontend nodePort, and none with %s", w.Frontend)
 	}
 	for i, name := range w.Services {
-		svc := DecodingStage(e).Service(name)
+		svc := scenarios.DecodingStage(e).Service(name)
 		switch {
 		case svc == nil:
 		case svc.Server != "" && svc.Server != "echo":
@@ -83,7 +82,7 @@ func frontend(t *topology.Topology, svc agent.Service, kind, node string) (netip
 	return netip.AddrPortFrom(svc.ClusterIP, svc.Port), nil
 }
 
-func runServiceEcho(ctx context.Context, s *Stage, w serviceEchoWith, _ none) error {
+func runServiceEcho(ctx context.Context, s *scenarios.Stage, w serviceEchoWith, _ none) error {
 	kind := map[string]string{"clusterIP": "ClusterIP", "nodePort": "NodePort", "externalIP": "External IP"}[w.Frontend]
 	lookedAt := "the echo from a backend pod, through the service VIP"
 	if w.Frontend != "clusterIP" {
@@ -98,62 +97,26 @@ func runServiceEcho(ctx context.Context, s *Stage, w serviceEchoWith, _ none) er
 		if err != nil {
 			return err
 		}
-		p := Protocol(strings.ToLower(svc.Protocol))
+		p := probe.Protocol(strings.ToLower(svc.Protocol))
 		s.Check(fmt.Sprintf("%s: %s %s -> %s answered by a backend", kind, p, w.From, dst), lookedAt,
-			exchangeAddr(ctx, s.T, string(w.From), p, dst))
+			probe.ExchangeAddr(ctx, s.T, string(w.From), p, dst))
 	}
 	return nil
 }
 
-type closers []io.Closer
-
-func (c closers) Close() error {
-	var errs []error
-	for _, x := range c {
-		errs = append(errs, x.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// exchangeAddr sends one probe from member to dst (a service frontend) and checks the
-// echo comes back from dst.
-func exchangeAddr(ctx context.Context, t *topology.Topology, member string, proto Protocol, dst netip.AddrPort) error {
-	msg := fmt.Sprintf("podpath %s service probe from %s %d", proto, member, time.Now().UnixNano())
-	return t.Do(member, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err := d.DialContext(ctx, string(proto)+"4", dst.String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return err
-		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return fmt.Errorf("%s %s -> %s: %w", proto, member, dst, err)
-		}
-		if string(buf) != msg {
-			return fmt.Errorf("%s %s -> %s: echo %q", proto, member, dst, buf)
-		}
-		return nil
-	})
-}
-
 type nodePortSNATWith struct {
-	Client      MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that connects"`
-	Service     ServiceRef `json:"service" required:"true" doc:"a TCP NodePort (or LoadBalancer) service of the stage with echo servers"`
-	Node        NodeRef    `json:"node" required:"true" doc:"the node whose NodePort the client dials"`
-	BackendNode NodeRef    `json:"backendNode" required:"true" doc:"another node with backends: its NIC is where the source address is checked"`
-	Connections int        `json:"connections" range:"1..1000" doc:"connections tried until one lands on backendNode"`
+	Client      scenarios.MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that connects"`
+	Service     scenarios.ServiceRef `json:"service" required:"true" doc:"a TCP NodePort (or LoadBalancer) service of the stage with echo servers"`
+	Node        scenarios.NodeRef    `json:"node" required:"true" doc:"the node whose NodePort the client dials"`
+	BackendNode scenarios.NodeRef    `json:"backendNode" required:"true" doc:"another node with backends: its NIC is where the source address is checked"`
+	Connections int                  `json:"connections" range:"1..1000" doc:"connections tried until one lands on backendNode"`
 }
 
 func (w *nodePortSNATWith) Validate(e strictyaml.FieldErrors) {
 	if w.Node == w.BackendNode {
 		e.Add("backendNode", "%q is the entry node: want another", w.BackendNode)
 	}
-	if svc := DecodingStage(e).Service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0 || svc.Server == "whoami" || svc.Server == "none") {
+	if svc := scenarios.DecodingStage(e).Service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0 || svc.Server == "whoami" || svc.Server == "none") {
 		e.Add("service", "service %s is %s %s with server %q: want a TCP service with a nodePort and echo servers", w.Service, svc.Protocol, svc.Type, svc.Server)
 	}
 }
@@ -162,7 +125,7 @@ func (w *nodePortSNATWith) Validate(e strictyaml.FieldErrors) {
 // lands on a backend of the other node, and checks on that node's NIC that the backend
 // sees the entry node's IP as the source, and on the client that replies come from
 // the node port.
-func runNodePortSNAT(ctx context.Context, s *Stage, w nodePortSNATWith, _ none) error {
+func runNodePortSNAT(ctx context.Context, s *scenarios.Stage, w nodePortSNATWith, _ none) error {
 	t := s.T
 	svc := s.Services[string(w.Service)]
 	n1, err := t.Node(string(w.Node))
@@ -187,7 +150,7 @@ func runNodePortSNAT(ctx context.Context, s *Stage, w nodePortSNATWith, _ none) 
 	}
 	defer session.Stop()
 	for range w.Connections {
-		if err := exchangeAddr(ctx, t, client, TCP, nodePort); err != nil {
+		if err := probe.ExchangeAddr(ctx, t, client, probe.TCP, nodePort); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package hops
 
 import (
 	"bytes"
@@ -83,7 +83,7 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 		if err != nil {
 			return nil, fmt.Errorf("path %s -> %s at %s: %w", src, dst, at, err)
 		}
-		out, err := iface(t, at, nh.Dev)
+		out, err := Iface(t, at, nh.Dev)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +91,7 @@ func PodPath(t *topology.Topology, src, dst string) ([]Hop, error) {
 		if !ok {
 			return nil, fmt.Errorf("path %s -> %s at %s: next hop %s belongs to no member", src, dst, at, nh.Via)
 		}
-		in, err := iface(t, next.member, next.iface)
+		in, err := Iface(t, next.member, next.iface)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +134,7 @@ func nextHop(routes []topology.Route, dst netip.Addr) (topology.NextHop, error) 
 	return hop, nil
 }
 
-func iface(t *topology.Topology, member, name string) (topology.Interface, error) {
+func Iface(t *topology.Topology, member, name string) (topology.Interface, error) {
 	ifs, err := t.Interfaces(member)
 	if err != nil {
 		return topology.Interface{}, err
@@ -204,7 +204,7 @@ func VerifyPath(s *capture.Session, hops []Hop, f capture.Filter) ([]capture.Pac
 	firsts := s.Packets(hops[0].Member, hops[0].Interface, f)
 	if len(firsts) == 0 {
 		return nil, fmt.Errorf("%w %s: no packet matched at all; seen there:\n%s\npcap: %s",
-			ErrHopMissing, hops[0], evidence(s, hops[0]), s.PcapPath(hops[0].Member, hops[0].Interface))
+			ErrHopMissing, hops[0], Evidence(s, hops[0]), s.PcapPath(hops[0].Member, hops[0].Interface))
 	}
 	same := SamePacket(firsts[0])
 	var seen []capture.Packet
@@ -218,7 +218,7 @@ func VerifyPath(s *capture.Session, hops []Hop, f capture.Filter) ([]capture.Pac
 		}
 		if match == nil {
 			return seen, fmt.Errorf("%w %d %s: want %s; seen there:\n%s\npcap: %s",
-				ErrHopMissing, i, h, firsts[0].Summary(), evidence(s, h), s.PcapPath(h.Member, h.Interface))
+				ErrHopMissing, i, h, firsts[0].Summary(), Evidence(s, h), s.PcapPath(h.Member, h.Interface))
 		}
 		ip, _ := match.Decode().Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		if ip.TTL != h.TTL {
@@ -250,7 +250,7 @@ func checkMAC(h Hop, p *capture.Packet) error {
 	return nil
 }
 
-func evidence(s *capture.Session, h Hop) string {
+func Evidence(s *capture.Session, h Hop) string {
 	pkts := s.Packets(h.Member, h.Interface, nil)
 	if len(pkts) == 0 {
 		return "  (nothing captured)"

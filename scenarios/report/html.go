@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package report
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"podpath/scenarios/hops"
 )
 
 // Result is PASS when the scenario ran, had checks and none failed, else FAIL.
@@ -55,7 +57,7 @@ func WriteReportHTML(dir string, rep *Report) error {
 func (r *Report) WriteHTML(w io.Writer, dir string) error {
 	v := htmlReport{Report: r, Generated: time.Now(), Result: "PASS"}
 	for i, s := range r.Scenarios {
-		hs := htmlScenario{ScenarioResult: s, ID: fmt.Sprintf("s%d-%s", i, fileSafe(s.Name))}
+		hs := htmlScenario{ScenarioResult: s, ID: fmt.Sprintf("s%d-%s", i, FileSafe(s.Name))}
 		if dir != "" {
 			hs.Pcaps = findPcaps(dir, s.Name)
 			hs.Traces, hs.TraceRecords = findTraceLog(dir, s)
@@ -136,12 +138,12 @@ func findPcaps(dir, scenario string) []string {
 
 // relativePcaps returns flows with their pcap paths relative to the report folder dir,
 // so that the report's links work wherever the folder is moved.
-func relativePcaps(dir string, flows []FlowRecord) []FlowRecord {
+func RelativePcaps(dir string, flows []hops.FlowRecord) []hops.FlowRecord {
 	base, err := filepath.Abs(dir)
 	if err != nil {
 		return flows
 	}
-	out := make([]FlowRecord, len(flows))
+	out := make([]hops.FlowRecord, len(flows))
 	for i, f := range flows {
 		f.Hops = slices.Clone(f.Hops)
 		for j, h := range f.Hops {
@@ -159,7 +161,7 @@ func relativePcaps(dir string, flows []FlowRecord) []FlowRecord {
 	return out
 }
 
-func fileSafe(s string) string {
+func FileSafe(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
@@ -184,7 +186,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 	},
 	"micros": func(d time.Duration) string { return fmt.Sprintf("+%.1f µs", float64(d.Nanoseconds())/1000) },
 	"lower":  strings.ToLower,
-	"chg": func(h FlowHop, key string) string {
+	"chg": func(h hops.FlowHop, key string) string {
 		if h.Changed[key] {
 			return "chg"
 		}

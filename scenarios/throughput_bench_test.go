@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package scenarios_test
 
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
+	"podpath/scenarios"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 	"podpath/topology/catalog"
 )
@@ -29,94 +30,6 @@ var (
 	throughputSeconds = flag.Int("throughput-seconds", 5, "duration of each iperf3 run of the throughput benchmarks")
 	throughputRounds  = flag.Int("throughput-rounds", 3, "interleaved rounds of the throughput benchmarks (median reported)")
 )
-
-// A trimmed `iperf3 -c -J` report (iperf 3.12) with the fields ThroughputResult reads.
-const iperf3Sample = `{
-  "start": {"connecting_to": {"host": "10.250.7.2", "port": 5201}, "tcp_mss_default": 1448,
-            "test_start": {"protocol": "TCP", "num_streams": 1, "duration": 5}},
-  "intervals": [],
-  "end": {
-    "sum_sent": {"start": 0, "end": 5.000039, "seconds": 5.000039, "bytes": 17179869184,
-                 "bits_per_second": 27487578960.4, "retransmits": 3, "sender": true},
-    "sum_received": {"start": 0, "end": 5.000112, "seconds": 5.000112, "bytes": 17170000000,
-                     "bits_per_second": 27471690000.1, "sender": true},
-    "cpu_utilization_percent": {"host_total": 61.5, "host_user": 1.2, "host_system": 60.3,
-                                "remote_total": 38.7, "remote_user": 0.9, "remote_system": 37.8}
-  }
-}`
-
-func TestParseIPerf3(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    ThroughputResult
-		wantErr string
-	}{
-		{"report", iperf3Sample, ThroughputResult{Seconds: 5.000112, BitsPerSecond: 27471690000.1,
-			SenderBitsPerSecond: 27487578960.4, Retransmits: 3, MSS: 1448, ClientCPU: 61.5, ServerCPU: 38.7}, ""},
-		{"forced mss", `{"start": {"tcp_mss_default": 1448, "tcp_mss": 1000}, "end": {}}`, ThroughputResult{MSS: 1000}, ""},
-		{"iperf3 error", `{"start": {}, "end": {}, "error": "unable to connect to server: Connection refused"}`, ThroughputResult{}, ""},
-		{"not json", `iperf3: error - unable to connect`, ThroughputResult{}, "parse iperf3 JSON report"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			rep, err := parseIPerf3([]byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got ThroughputResult
-			rep.fill(&got)
-			if got != tc.want {
-				t.Errorf("got %+v\nwant %+v", got, tc.want)
-			}
-			if strings.Contains(tc.in, `"error"`) && rep.Error == "" {
-				t.Errorf("iperf3 error not carried")
-			}
-		})
-	}
-}
-
-// TestVethPair checks the baseline's plumbing and that Down leaves nothing behind, even
-// for a Down repeated.
-func TestVethPair(t *testing.T) {
-	testutil.RequireRoot(t)
-	ctx := t.Context()
-	p, err := VethPairUp(ctx, 1500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Down(context.Background()) })
-	var out strings.Builder
-	cmd := exec.CommandContext(ctx, "ping", "-c1", "-W2", p.B.Addr.Addr().String())
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := p.StartCmd("veth-a", cmd); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("ping %s from %s: %v: %s", p.B.Addr, p.A.Netns, err, out.String())
-	}
-	if err := p.StartCmd("nope", exec.Command("true")); !errors.Is(err, topology.ErrNotFound) {
-		t.Errorf("StartCmd(nope) = %v, want ErrNotFound", err)
-	}
-	if err := p.Down(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Down(ctx); err != nil {
-		t.Fatalf("second Down: %v", err)
-	}
-	if left := namespacesWithPrefix(t, "pp-"+p.ID+"-"); len(left) > 0 {
-		t.Errorf("namespaces left after Down: %v", left)
-	}
-	if _, err := os.Stat(filepath.Join(topology.StateRoot, p.ID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("run dir left after Down: %v", err)
-	}
-}
 
 // BenchmarkThroughputSameNode measures a single TCP stream (iperf3) between two pods
 // of one node with BPF host routing (bpf_redirect_peer) and with legacy host routing,
@@ -149,7 +62,7 @@ func BenchmarkThroughputSameNode(b *testing.B) {
 		cpus = []int{0, 1}
 	}
 
-	veth, err := VethPairUp(ctx, mtu)
+	veth, err := probe.VethPairUp(ctx, mtu)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -165,11 +78,11 @@ func BenchmarkThroughputSameNode(b *testing.B) {
 	pod1b, _ := peer.Pod("pod1b")
 	paths := []*throughputPath{
 		{name: "veth", what: "plain veth pair", s: veth,
-			test: IPerf3Test{Client: veth.A.Member, Server: veth.B.Member, ServerIP: veth.B.Addr.Addr()}},
+			test: probe.IPerf3Test{Client: veth.A.Member, Server: veth.B.Member, ServerIP: veth.B.Addr.Addr()}},
 		{name: "redirect_peer", what: "pod1a -> pod1b, BPF host routing", s: peer, t: peer, verdicts: []string{"VERDICT_REDIRECT_PEER"},
-			test: IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
+			test: probe.IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
 		{name: "legacy", what: "pod1a -> pod1b, legacy host routing", s: legacy, t: legacy, verdicts: []string{"PASS_LEGACY_HOST_ROUTING"},
-			test: IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
+			test: probe.IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
 	}
 	med := measurePaths(ctx, b, paths, "veth", secs, rounds, cpus, mtu)
 	ratioVeth := med["redirect_peer"].Gbps() / med["veth"].Gbps()
@@ -220,10 +133,10 @@ func BenchmarkThroughputCrossNode(b *testing.B) {
 	}
 	pod2a, _ := native.Pod("pod2a")
 	node2, _ := native.Node("node2")
-	pods := IPerf3Test{Client: "pod1a", Server: "pod2a", ServerIP: pod2a.IP}
+	pods := probe.IPerf3Test{Client: "pod1a", Server: "pod2a", ServerIP: pod2a.IP}
 	paths := []*throughputPath{
 		{name: "host", what: "node1 -> node2 over the underlay", s: hosts,
-			test: IPerf3Test{Client: "node1", Server: "node2", ServerIP: node2.InternalIP}},
+			test: probe.IPerf3Test{Client: "node1", Server: "node2", ServerIP: node2.InternalIP}},
 		{name: "native", what: "pod1a -> pod2a, native routing", s: native, t: native, test: pods,
 			verdicts: []string{"VERDICT_REDIRECT", "VERDICT_REDIRECT_NEIGH"}},
 		{name: "vxlan", what: "pod1a -> pod2a, VXLAN", s: vxlan, t: vxlan, test: pods, verdicts: []string{"VERDICT_REDIRECT"}},
@@ -241,17 +154,17 @@ func BenchmarkThroughputCrossNode(b *testing.B) {
 // throughputPath is one path of a throughput benchmark.
 type throughputPath struct {
 	name, what string
-	s          Starter
-	test       IPerf3Test
+	s          probe.Starter
+	test       probe.IPerf3Test
 	t          *topology.Topology
 	verdicts   []string // node1 must trace the stream with one of these (none: no datapath)
-	runs       []ThroughputResult
+	runs       []probe.ThroughputResult
 }
 
 // measurePaths runs every path in interleaved rounds (the order rotates, so no path
 // always goes first), checks node1 traced each stream with the verdict meant, reports
 // each median's Gbit/s, and logs a table of ratios to baseline.
-func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, baseline string, secs, rounds int, cpus []int, mtu int) map[string]ThroughputResult {
+func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, baseline string, secs, rounds int, cpus []int, mtu int) map[string]probe.ThroughputResult {
 	b.ResetTimer()
 	for round := range rounds {
 		for i := range paths {
@@ -269,7 +182,7 @@ func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, ba
 		if p.t == nil {
 			continue
 		}
-		verdicts, err := streamVerdicts(p.t, "node1", uint16(IPerf3Port))
+		verdicts, err := streamVerdicts(p.t, "node1", uint16(probe.IPerf3Port))
 		if err != nil {
 			b.Fatalf("%s: %v", p.name, err)
 		}
@@ -278,7 +191,7 @@ func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, ba
 			b.Fatalf("%s: no %v record for the iperf3 stream on node1: not the path meant", p.name, p.verdicts)
 		}
 	}
-	med := map[string]ThroughputResult{}
+	med := map[string]probe.ThroughputResult{}
 	for _, p := range paths {
 		med[p.name] = median(p.runs)
 		b.ReportMetric(med[p.name].Gbps(), p.name+"-Gbit/s")
@@ -303,9 +216,9 @@ func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, ba
 
 // median returns the run with the median receiver throughput (the upper one of an
 // even count).
-func median(runs []ThroughputResult) ThroughputResult {
+func median(runs []probe.ThroughputResult) probe.ThroughputResult {
 	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b ThroughputResult) int { return cmp.Compare(a.BitsPerSecond, b.BitsPerSecond) })
+	slices.SortFunc(s, func(a, b probe.ThroughputResult) int { return cmp.Compare(a.BitsPerSecond, b.BitsPerSecond) })
 	return s[len(s)/2]
 }
 
@@ -324,11 +237,11 @@ func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config s
 			b.Errorf("namespaces left after Down: %v", left)
 		}
 	})
-	cfg, err := WriteConfig(t.Dir(), config)
+	cfg, err := scenarios.WriteConfig(t.Dir(), config)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := StartAgents(ctx, t, cfg); err != nil {
+	if _, err := scenarios.StartAgents(ctx, t, cfg); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -338,7 +251,7 @@ func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config s
 // pass reason) of TCP records to or from port. With monitor-aggregation none and no
 // consumer the buffer holds the first records of the stream.
 func streamVerdicts(t *topology.Topology, node string, port uint16) (map[string]int, error) {
-	m, err := ebpf.LoadPinnedMap(TraceEventsPath(t, node), nil)
+	m, err := ebpf.LoadPinnedMap(scenarios.TraceEventsPath(t, node), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package report
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
 	"podpath/topology"
 )
 
@@ -92,13 +93,18 @@ var testKinds = map[string]topology.Kind{"pod1a": topology.KindPod, "pod2a": top
 func testKind(m string) topology.Kind { return testKinds[m] }
 
 // nativeFlow fabricates pod1a -> pod2a over native routing with redirect_peer: 6 hops.
-func nativeFlow(t *testing.T, name string, err error, upto int) FlowRecord {
+// hop is a hop without a MAC check, as the fabricated frames carry made-up ones.
+func hop(member, iface string, out bool, ttl uint8) hops.Hop {
+	return hops.Hop{Member: member, Interface: iface, Outgoing: out, TTL: ttl}
+}
+
+func nativeFlow(t *testing.T, name string, err error, upto int) hops.FlowRecord {
 	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	hops := []Hop{
-		{"pod1a", "eth0", true, 64, nil}, {"node1", "lxc-pod1a", false, 64, nil},
-		{"node1", "eth1", true, 63, nil}, {"underlay", "node1-eth1", false, 63, nil},
-		{"underlay", "node2-eth1", true, 63, nil}, {"node2", "eth1", false, 63, nil},
-		{"pod2a", "eth0", false, 62, nil},
+	plan := []hops.Hop{
+		hop("pod1a", "eth0", true, 64), hop("node1", "lxc-pod1a", false, 64),
+		hop("node1", "eth1", true, 63), hop("underlay", "node1-eth1", false, 63),
+		hop("underlay", "node2-eth1", true, 63), hop("node2", "eth1", false, 63),
+		hop("pod2a", "eth0", false, 62),
 	}
 	const a, b = "10.244.1.10", "10.244.2.10"
 	frames := []frame{
@@ -111,19 +117,21 @@ func nativeFlow(t *testing.T, name string, err error, upto int) FlowRecord {
 		{src: macLxc2a, dst: macPod2a, ipSrc: a, ipDst: b, ttl: 62},
 	}
 	var seen []capture.Packet
-	for i, h := range hops[:upto] {
+	for i, h := range plan[:upto] {
 		seen = append(seen, frames[i].packet(t, h.Member, h.Interface, h.Outgoing, t0.Add(time.Duration(i)*7300*time.Nanosecond)))
 	}
-	return NewFlowRecord(name, hops, seen, err, FlowOptions{Kind: testKind,
-		Pcap: func(h Hop) string { return "native-routing/cross-node-L2/" + h.Member + "_" + h.Interface + ".pcap" }})
+	return hops.NewFlowRecord(name, plan, seen, err, hops.FlowOptions{Kind: testKind,
+		Pcap: func(h hops.Hop) string {
+			return "native-routing/cross-node-L2/" + h.Member + "_" + h.Interface + ".pcap"
+		}})
 }
 
 // vxlanFlow fabricates pod1a -> node1 underlay -> node2 -> pod2a over VXLAN.
-func vxlanFlow(t *testing.T) FlowRecord {
+func vxlanFlow(t *testing.T) hops.FlowRecord {
 	t0 := time.Date(2025, 1, 1, 12, 0, 1, 0, time.UTC)
 	const a, b = "10.244.1.10", "10.244.2.10"
-	hops := []Hop{{"pod1a", "eth0", true, 64, nil}, {"node1", "eth1", true, 63, nil},
-		{"node2", "cilium_vxlan", false, 63, nil}, {"pod2a", "eth0", false, 62, nil}}
+	plan := []hops.Hop{hop("pod1a", "eth0", true, 64), hop("node1", "eth1", true, 63),
+		hop("node2", "cilium_vxlan", false, 63), hop("pod2a", "eth0", false, 62)}
 	outer := &frame{src: macN1, dst: macN2, ipSrc: "192.168.0.1", ipDst: "192.168.0.2", ttl: 64}
 	frames := []frame{
 		{src: macPod1a, dst: macLxc1a, ipSrc: a, ipDst: b, ttl: 64},
@@ -132,10 +140,10 @@ func vxlanFlow(t *testing.T) FlowRecord {
 		{src: macLxc2a, dst: macPod2a, ipSrc: a, ipDst: b, ttl: 62},
 	}
 	var seen []capture.Packet
-	for i, h := range hops {
+	for i, h := range plan {
 		seen = append(seen, frames[i].packet(t, h.Member, h.Interface, h.Outgoing, t0.Add(time.Duration(i)*11*time.Microsecond)))
 	}
-	return NewFlowRecord("vxlan: ICMP echo request pod1a -> pod2a", hops, seen, nil, FlowOptions{Kind: testKind})
+	return hops.NewFlowRecord("vxlan: ICMP echo request pod1a -> pod2a", plan, seen, nil, hops.FlowOptions{Kind: testKind})
 }
 
 func TestFlowRecordChanges(t *testing.T) {
@@ -223,11 +231,11 @@ func sampleReport(t *testing.T, dir string) *Report {
 					{Name: "routed: echo request crosses 11 hops with the interfaces' MACs and TTL one less per routing hop",
 						LookedAt: "captures on every hop: direction, source/destination MAC, IPv4 TTL", Passed: false, Evidence: missing.Error(), Duration: 4 * time.Millisecond},
 				},
-				Flows: []FlowRecord{nativeFlow(t, "L2: ICMP echo request pod1a -> pod2a", nil, 7), nativeFlow(t, "routed: ICMP echo request pod1a -> pod2a", missing, 3)},
+				Flows: []hops.FlowRecord{nativeFlow(t, "L2: ICMP echo request pod1a -> pod2a", nil, 7), nativeFlow(t, "routed: ICMP echo request pod1a -> pod2a", missing, 3)},
 			},
 			{Name: "vxlan", Labels: []string{"overlay", "vxlan"}, Passed: 5, Duration: 16 * time.Second,
 				Checks: []CheckResult{{Name: "vxlan: outer Ethernet/IPv4/UDP 8472, VNI = pod1a's identity", LookedAt: "node1/eth1", Passed: true, Duration: time.Millisecond}},
-				Flows:  []FlowRecord{vxlanFlow(t)},
+				Flows:  []hops.FlowRecord{vxlanFlow(t)},
 			},
 		},
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
@@ -11,17 +11,20 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/trace"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
-var probeProtocols = []Protocol{ICMP, TCP, UDP}
+var probeProtocols = []probe.Protocol{probe.ICMP, probe.TCP, probe.UDP}
 
-func ipProto(p Protocol) uint8 {
+func ipProto(p probe.Protocol) uint8 {
 	switch p {
-	case TCP:
+	case probe.TCP:
 		return uint8(layers.IPProtocolTCP)
-	case UDP:
+	case probe.UDP:
 		return uint8(layers.IPProtocolUDP)
 	}
 	return uint8(layers.IPProtocolICMPv4)
@@ -58,7 +61,7 @@ func ifindexIn(t *topology.Topology, member, name string) (int, error) {
 
 // expectTrace checks that node's datapath traced the flow src -> dst of proto at point
 // with one of verdicts (and, when target is non-zero, redirected to that ifindex).
-func expectTrace(tr *trace.Collector, node string, src, dst netip.Addr, proto Protocol, point string, target int, verdicts ...string) error {
+func expectTrace(tr *trace.Collector, node string, src, dst netip.Addr, proto probe.Protocol, point string, target int, verdicts ...string) error {
 	n := tr.Names()
 	match := func(r trace.Record) bool {
 		return r.Pkt.Src == src && r.Pkt.Dst == dst && r.Pkt.IPProto == ipProto(proto) && n.ObsPoint(r.ObsPoint) == point
@@ -86,7 +89,7 @@ func formatRecords(n *trace.Names, node string, recs []trace.Record) string {
 }
 
 // notSeen fails when a capture point saw any packet matching f.
-func notSeen(s *capture.Session, h Hop, f capture.Filter) error {
+func notSeen(s *capture.Session, h hops.Hop, f capture.Filter) error {
 	if pkts := s.Packets(h.Member, h.Interface, f); len(pkts) > 0 {
 		return fmt.Errorf("%d packet(s) seen on %s/%s, want none: first %s (pcap %s)",
 			len(pkts), h.Member, h.Interface, pkts[0].Summary(), s.PcapPath(h.Member, h.Interface))
@@ -95,12 +98,47 @@ func notSeen(s *capture.Session, h Hop, f capture.Filter) error {
 }
 
 // counterDelta reads a node's host-stack counters and says how they moved since before.
-func counterDelta(ctx context.Context, t *topology.Topology, node string, before StackPackets) (StackPackets, error) {
-	now, err := ReadHostStackCounters(ctx, t, node)
+func counterDelta(ctx context.Context, t *topology.Topology, node string, before probe.StackPackets) (probe.StackPackets, error) {
+	now, err := probe.ReadHostStackCounters(ctx, t, node)
 	if err != nil {
-		return StackPackets{}, err
+		return probe.StackPackets{}, err
 	}
-	return StackPackets{Forward: now.Forward - before.Forward, Input: now.Input - before.Input}, nil
+	return probe.StackPackets{Forward: now.Forward - before.Forward, Input: now.Input - before.Input}, nil
 }
 
 func ip(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
+
+// internalIface is the interface of node n that carries its InternalIP (the first one
+// when none does): where DSR and service traffic enters and leaves the node.
+func internalIface(n topology.Node) topology.Interface {
+	for _, i := range n.Interfaces {
+		if i.Address.Addr() == n.InternalIP {
+			return i
+		}
+	}
+	return n.Interfaces[0]
+}
+
+// none is the parameters or expected values of a step that takes none.
+type none struct{}
+
+// hostStackCounters installs the host-stack counters (see probe.HostStackCounters) in
+// every node of the stage, once.
+func hostStackCounters(ctx context.Context, s *scenarios.Stage) error {
+	if s.Memo[countersMemo] != nil {
+		return nil
+	}
+	if err := probe.HostStackCounters(ctx, s.T, podSupernet(s.T)); err != nil {
+		return err
+	}
+	s.Memo[countersMemo] = true
+	return nil
+}
+
+const countersMemo = "host-stack-counters"
+
+// agentsOf is the stage's agents, nil when its topology runs none (podNetwork: kernel).
+func agentsOf(s *scenarios.Stage) *scenarios.Agents {
+	a, _ := s.Agents()
+	return a
+}

@@ -1,36 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"podpath/datapath/config"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
+	"podpath/scenarios/probe"
 )
 
 func init() {
-	registerStep(StepDef[restartWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[restartWith, none]{
 		Name:    "restart-agents",
 		Summary: "stop agents (SIGTERM, or SIGKILL: a crash) and start them again, optionally with another cilium-config; the new agents adopt the attached datapath",
 		Agents:  true,
 		Run:     runRestartAgents,
 	})
-	registerStep(StepDef[agentStatusWith, agentStatusExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[agentStatusWith, agentStatusExpect]{
 		Name:    "agent-status",
 		Summary: "one check of what a node's agent reports (podpath-agent status): host routing, adoption, problems",
 		Agents:  true,
 		Run:     runAgentStatus,
 	})
-	registerStep(StepDef[pingRestartWith, pingRestartExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[pingRestartWith, pingRestartExpect]{
 		Name:    "ping-during-restart",
 		Summary: "a fast ping between two pods while agents are restarted and killed: how many requests went unanswered",
 		Agents:  true,
@@ -40,12 +39,12 @@ func init() {
 }
 
 type restartWith struct {
-	Nodes  []NodeRef `json:"nodes" doc:"whose agents (default: every node's)"`
-	Config ConfigRef `json:"config" doc:"the cilium-config the new agents read (default: the one they had)"`
-	Kill   bool      `json:"kill" doc:"SIGKILL, a crash, instead of SIGTERM"`
+	Nodes  []scenarios.NodeRef `json:"nodes" doc:"whose agents (default: every node's)"`
+	Config scenarios.ConfigRef `json:"config" doc:"the cilium-config the new agents read (default: the one they had)"`
+	Kill   bool                `json:"kill" doc:"SIGKILL, a crash, instead of SIGTERM"`
 }
 
-func runRestartAgents(ctx context.Context, s *Stage, w restartWith, _ none) error {
+func runRestartAgents(ctx context.Context, s *scenarios.Stage, w restartWith, _ none) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -53,10 +52,10 @@ func runRestartAgents(ctx context.Context, s *Stage, w restartWith, _ none) erro
 	nodes := w.Nodes
 	if len(nodes) == 0 {
 		for _, n := range s.T.Nodes() {
-			nodes = append(nodes, NodeRef(n.Name))
+			nodes = append(nodes, scenarios.NodeRef(n.Name))
 		}
 	}
-	cfg, err := w.Config.write(s.T)
+	cfg, err := w.Config.Write(s.T)
 	if err != nil {
 		return err
 	}
@@ -85,14 +84,14 @@ func runRestartAgents(ctx context.Context, s *Stage, w restartWith, _ none) erro
 }
 
 type agentStatusWith struct {
-	Node  NodeRef `json:"node" required:"true" doc:"whose agent"`
-	Title string  `json:"title" doc:"the check's name (default: what is expected)"`
+	Node  scenarios.NodeRef `json:"node" required:"true" doc:"whose agent"`
+	Title string            `json:"title" doc:"the check's name (default: what is expected)"`
 }
 
 type agentStatusExpect struct {
-	HostRouting string   `json:"hostRouting" oneOf:"BPF,Legacy" doc:"the host routing in effect"`
-	Adopted     *bool    `json:"adopted" doc:"true: the agent found the programs attached and the maps pinned, and adopted them"`
-	Problems    []Regexp `json:"problems" doc:"regular expressions, each matching one of the problems the agent reports"`
+	HostRouting string             `json:"hostRouting" oneOf:"BPF,Legacy" doc:"the host routing in effect"`
+	Adopted     *bool              `json:"adopted" doc:"true: the agent found the programs attached and the maps pinned, and adopted them"`
+	Problems    []scenarios.Regexp `json:"problems" doc:"regular expressions, each matching one of the problems the agent reports"`
 }
 
 func (e *agentStatusExpect) Validate(fe strictyaml.FieldErrors) {
@@ -101,23 +100,7 @@ func (e *agentStatusExpect) Validate(fe strictyaml.FieldErrors) {
 	}
 }
 
-// Regexp is a regular expression in a scenario file, compiled when the file is read.
-type Regexp struct{ *regexp.Regexp }
-
-func (r *Regexp) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
-	s, ok := d.Scalar(n, path, "a regular expression")
-	if !ok {
-		return
-	}
-	re, err := regexp.Compile(s)
-	if err != nil {
-		d.Fail(n, path, "%q is not a regular expression: %v", s, err)
-		return
-	}
-	r.Regexp = re
-}
-
-func runAgentStatus(ctx context.Context, s *Stage, w agentStatusWith, e agentStatusExpect) error {
+func runAgentStatus(ctx context.Context, s *scenarios.Stage, w agentStatusWith, e agentStatusExpect) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -167,12 +150,12 @@ func runAgentStatus(ctx context.Context, s *Stage, w agentStatusWith, e agentSta
 }
 
 type pingRestartWith struct {
-	From     PodRef        `json:"from" required:"true" doc:"the pod that pings"`
-	To       PodRef        `json:"to" required:"true" doc:"the pod pinged"`
-	Count    int           `json:"count" range:"1..100000" doc:"echo requests"`
-	Interval time.Duration `json:"interval" doc:"between echo requests (ping -i)"`
-	Restart  []NodeRef     `json:"restart" doc:"nodes whose agent is stopped with SIGTERM and started again"`
-	Kill     []NodeRef     `json:"kill" doc:"nodes whose agent is killed with SIGKILL and started again"`
+	From     scenarios.PodRef    `json:"from" required:"true" doc:"the pod that pings"`
+	To       scenarios.PodRef    `json:"to" required:"true" doc:"the pod pinged"`
+	Count    int                 `json:"count" range:"1..100000" doc:"echo requests"`
+	Interval time.Duration       `json:"interval" doc:"between echo requests (ping -i)"`
+	Restart  []scenarios.NodeRef `json:"restart" doc:"nodes whose agent is stopped with SIGTERM and started again"`
+	Kill     []scenarios.NodeRef `json:"kill" doc:"nodes whose agent is killed with SIGKILL and started again"`
 }
 
 func (w *pingRestartWith) Validate(e strictyaml.FieldErrors) {
@@ -190,7 +173,7 @@ type pingRestartExpect struct {
 
 // runPingDuringRestart pings every interval while the agents are restarted and killed:
 // at most maxLost requests may go unanswered.
-func runPingDuringRestart(ctx context.Context, s *Stage, w pingRestartWith, e pingRestartExpect) error {
+func runPingDuringRestart(ctx context.Context, s *scenarios.Stage, w pingRestartWith, e pingRestartExpect) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -203,7 +186,7 @@ func runPingDuringRestart(ctx context.Context, s *Stage, w pingRestartWith, e pi
 	}
 	done := make(chan result, 1)
 	go func() {
-		lost, out, err := PingLoss(ctx, s.T, string(w.From), to.IP, w.Count, w.Interval)
+		lost, out, err := probe.PingLoss(ctx, s.T, string(w.From), to.IP, w.Count, w.Interval)
 		done <- result{lost, out, err}
 	}()
 	time.Sleep(300 * time.Millisecond)
@@ -246,7 +229,7 @@ func runPingDuringRestart(ctx context.Context, s *Stage, w pingRestartWith, e pi
 }
 
 // effectiveConfig is the stage's cilium-config as resolved (Cilium's defaults when none).
-func (s *Stage) effectiveConfig() *config.Config {
+func effectiveConfig(s *scenarios.Stage) *config.Config {
 	if s.Config != nil {
 		return s.Config
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
@@ -9,11 +9,14 @@ import (
 	"strings"
 
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
+	"podpath/scenarios/probe"
 )
 
 func init() {
-	registerStep(StepDef[sameNodeWith, sameNodeExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[sameNodeWith, sameNodeExpect]{
 		Name: "same-node-path",
 		Summary: "ICMP, TCP and UDP between two pods of one node: delivery, the from-container trace, the path " +
 			"hop by hop, and whether the host stack saw the packets (BPF host routing: bpf_redirect_peer, never)",
@@ -23,9 +26,9 @@ func init() {
 }
 
 type sameNodeWith struct {
-	From  PodRef `json:"from" required:"true" doc:"the pod that sends"`
-	To    PodRef `json:"to" required:"true" doc:"a pod on the same node"`
-	Label string `json:"label" doc:"prefix of the check names (default: BPF host routing or legacy host routing)"`
+	From  scenarios.PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To    scenarios.PodRef `json:"to" required:"true" doc:"a pod on the same node"`
+	Label string           `json:"label" doc:"prefix of the check names (default: BPF host routing or legacy host routing)"`
 }
 
 type sameNodeExpect struct {
@@ -33,7 +36,7 @@ type sameNodeExpect struct {
 }
 
 func (w *sameNodeWith) Validate(e strictyaml.FieldErrors) {
-	st := CheckableStage(e)
+	st := scenarios.CheckableStage(e)
 	if st == nil {
 		return
 	}
@@ -45,7 +48,7 @@ func (w *sameNodeWith) Validate(e strictyaml.FieldErrors) {
 // runSameNodePath sends ICMP, TCP and UDP between two pods of one node and checks
 // delivery, the trace, the capture path and the host-stack counters. With BPF host
 // routing the destination host veth and netfilter are bypassed; with legacy they are not.
-func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeExpect) error {
+func runSameNodePath(ctx context.Context, s *scenarios.Stage, w sameNodeWith, e sameNodeExpect) error {
 	t := s.T
 	bpf := e.HostRouting == "BPF"
 	mode := w.Label
@@ -55,7 +58,7 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 	from, _ := t.Pod(string(w.From))
 	to, _ := t.Pod(string(w.To))
 	node := from.Node
-	if err := s.HostStackCounters(ctx); err != nil {
+	if err := hostStackCounters(ctx, s); err != nil {
 		return err
 	}
 	traces, err := s.OpenTraces(t, node)
@@ -63,11 +66,11 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 		return err
 	}
 	defer traces.Close()
-	hops, err := PodPath(t, from.Name, to.Name)
+	plan, err := hops.PodPath(t, from.Name, to.Name)
 	if err != nil {
 		return err
 	}
-	points, err := PathPoints(t, hops)
+	points, err := hops.PathPoints(t, plan)
 	if err != nil {
 		return err
 	}
@@ -79,14 +82,14 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 	if err := traces.Reset(); err != nil {
 		return err
 	}
-	before, err := ReadHostStackCounters(ctx, t, node)
+	before, err := probe.ReadHostStackCounters(ctx, t, node)
 	if err != nil {
 		return err
 	}
 	for _, p := range probeProtocols {
 		s.Check(fmt.Sprintf("%s: %s %s -> %s delivered", mode, p, from.Name, to.Name),
 			fmt.Sprintf("the %s answer from %s (%s) in %s", p, to.Name, to.IP, from.Name),
-			Exchange(ctx, t, p, from.Name, to.Name))
+			probe.Exchange(ctx, t, p, from.Name, to.Name))
 	}
 	if err := session.Stop(); err != nil {
 		return err
@@ -112,7 +115,7 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 				traceAt+", verdict and target ifindex",
 				expectTrace(traces, node, from.IP, to.IP, p, "OBS_FROM_CONTAINER", target, "VERDICT_REDIRECT_PEER"))
 		}
-		path, bypassed := PeerRedirected(hops)
+		path, bypassed := hops.PeerRedirected(plan)
 		_, perr := s.VerifyPath(pathName, session, path, echo)
 		s.Check(fmt.Sprintf("%s: echo request crosses %s/eth0 -> %s/%s -> %s/eth0, MACs and TTL as a router sets them", mode, from.Name, node, from.HostVeth, to.Name),
 			"captures on every hop: direction, source/destination MAC, IPv4 TTL", perr)
@@ -125,7 +128,7 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 		s.Check(fmt.Sprintf("%s: %s traced at from-container and passed to the stack", mode, p), traceAt,
 			expectTrace(traces, node, from.IP, to.IP, p, "OBS_FROM_CONTAINER", 0, "VERDICT_PASS"))
 	}
-	_, perr := s.VerifyPath(pathName, session, hops, echo)
+	_, perr := s.VerifyPath(pathName, session, plan, echo)
 	s.Check(fmt.Sprintf("%s: echo request crosses %s/eth0 -> %s host stack -> %s -> %s/eth0", mode, from.Name, node, to.HostVeth, to.Name),
 		"captures on every hop: direction, source/destination MAC, IPv4 TTL", perr)
 	var cerr error
@@ -136,7 +139,7 @@ func runSameNodePath(ctx context.Context, s *Stage, w sameNodeWith, e sameNodeEx
 	return nil
 }
 
-func expectZero(d StackPackets) error {
+func expectZero(d probe.StackPackets) error {
 	if d.Forward != 0 || d.Input != 0 {
 		return fmt.Errorf("forward counter rose by %d, input by %d: packets went through the host stack", d.Forward, d.Input)
 	}

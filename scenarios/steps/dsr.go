@@ -1,30 +1,29 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
 func init() {
-	registerStep(StepDef[dsrWith, dsrExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[dsrWith, dsrExpect]{
 		Name: "dsr-nodeport",
 		Summary: "TCP and UDP exchanges, a 1 MiB TCP echo and DF datagrams from a client to a node's NodePort whose " +
 			"backends are on another node: the requests reach that node with the DSR option (IPv4 or Geneve) on the " +
@@ -38,11 +37,11 @@ func init() {
 }
 
 type dsrWith struct {
-	Client      MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
-	Node        NodeRef      `json:"node" required:"true" doc:"the node whose NodePort the client dials: it balances the flows"`
-	BackendNode NodeRef      `json:"backendNode" required:"true" doc:"the node of every backend: where the option is checked and the replies leave"`
-	Services    []ServiceRef `json:"services" required:"true" doc:"a TCP and a UDP NodePort service of the stage on the same nodePort, echo servers, backends on backendNode only"`
-	Dispatch    string       `json:"dispatch" oneOf:"opt,geneve" doc:"where the service travels: an IPv4 option, or a Geneve option (tunnel mode)"`
+	Client      scenarios.MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
+	Node        scenarios.NodeRef      `json:"node" required:"true" doc:"the node whose NodePort the client dials: it balances the flows"`
+	BackendNode scenarios.NodeRef      `json:"backendNode" required:"true" doc:"the node of every backend: where the option is checked and the replies leave"`
+	Services    []scenarios.ServiceRef `json:"services" required:"true" doc:"a TCP and a UDP NodePort service of the stage on the same nodePort, echo servers, backends on backendNode only"`
+	Dispatch    string                 `json:"dispatch" oneOf:"opt,geneve" doc:"where the service travels: an IPv4 option, or a Geneve option (tunnel mode)"`
 }
 
 type dsrExpect struct {
@@ -58,7 +57,7 @@ func (w *dsrWith) Validate(e strictyaml.FieldErrors) {
 	}
 	protos := map[string]bool{}
 	for i, name := range w.Services {
-		svc := DecodingStage(e).Service(name)
+		svc := scenarios.DecodingStage(e).Service(name)
 		if svc == nil {
 			continue
 		}
@@ -92,7 +91,7 @@ type dsrWire struct {
 	n1Replies, n2Reply map[layers.IPProtocol]int              // replies leaving node / backendNode towards the client
 }
 
-func runDSRNodePort(ctx context.Context, s *Stage, w dsrWith, e dsrExpect) error {
+func runDSRNodePort(ctx context.Context, s *scenarios.Stage, w dsrWith, e dsrExpect) error {
 	t := s.T
 	n1, err := t.Node(string(w.Node))
 	if err != nil {
@@ -139,20 +138,20 @@ func runDSRNodePort(ctx context.Context, s *Stage, w dsrWith, e dsrExpect) error
 	defer wire.s.Stop()
 
 	s.Progress("traffic: 4 TCP and 4 UDP exchanges %s -> %s, a 1 MiB TCP echo, DF datagrams of 1500 bytes", wire.client, service)
-	for _, p := range []Protocol{TCP, UDP} {
+	for _, p := range []probe.Protocol{probe.TCP, probe.UDP} {
 		var errs []error
 		for range 4 {
-			errs = append(errs, exchangeAddr(ctx, t, wire.client, p, service))
+			errs = append(errs, probe.ExchangeAddr(ctx, t, wire.client, p, service))
 		}
 		s.Check(fmt.Sprintf("%s %s -> NodePort %s answered by a backend on %s (4 exchanges)", p, wire.client, service, n2.Name),
 			"the echo "+wire.client+"'s socket read back", errors.Join(errs...))
 	}
 	s.Check("TCP: a 1 MiB echo through the NodePort completes, full-size segments included",
-		"bytes "+wire.client+"'s socket read back, compared with what it sent", tcpEchoBulk(ctx, t, wire.client, service, 1<<20))
+		"bytes "+wire.client+"'s socket read back, compared with what it sent", probe.TCPEchoBulk(ctx, t, wire.client, service, 1<<20))
 	var learned int
 	var dfErr error
 	if e.UDPPathMTU != 0 {
-		learned, dfErr = dfDatagram(ctx, t, wire.client, service, 1500)
+		learned, dfErr = probe.DFDatagram(ctx, t, wire.client, service, 1500)
 	}
 	if err := wire.s.Stop(); err != nil {
 		return err
@@ -177,7 +176,7 @@ func runDSRNodePort(ctx context.Context, s *Stage, w dsrWith, e dsrExpect) error
 // client through the balancing node (DNAT, the option added) to the backend's node,
 // and the SYN-ACK from there straight back to the client. Packets are matched by the
 // client's port and the sequence numbers, which no translation changes.
-func (w *dsrWire) recordFlow(r *Run) {
+func (w *dsrWire) recordFlow(r *scenarios.Run) {
 	if len(w.optSYN) == 0 {
 		return
 	}
@@ -195,17 +194,17 @@ func (w *dsrWire) recordFlow(r *Run) {
 		}
 		return capture.Packet{}, false
 	}
-	hops := []Hop{
-		{Member: w.client, Interface: w.ext, Outgoing: true, TTL: DefaultTTL},
-		{Member: w.node, Interface: w.n1, Outgoing: false, TTL: DefaultTTL},
-		{Member: w.node, Interface: w.n1, Outgoing: true, TTL: DefaultTTL - 1, MAC: w.n1MAC},
-		{Member: w.back, Interface: w.n2, Outgoing: false, TTL: DefaultTTL - 1},
-		{Member: w.back, Interface: w.n2, Outgoing: true, TTL: DefaultTTL - 1, MAC: w.n2MAC},
-		{Member: w.client, Interface: w.ext, Outgoing: false, TTL: DefaultTTL - 1},
+	plan := []hops.Hop{
+		{Member: w.client, Interface: w.ext, Outgoing: true, TTL: hops.DefaultTTL},
+		{Member: w.node, Interface: w.n1, Outgoing: false, TTL: hops.DefaultTTL},
+		{Member: w.node, Interface: w.n1, Outgoing: true, TTL: hops.DefaultTTL - 1, MAC: w.n1MAC},
+		{Member: w.back, Interface: w.n2, Outgoing: false, TTL: hops.DefaultTTL - 1},
+		{Member: w.back, Interface: w.n2, Outgoing: true, TTL: hops.DefaultTTL - 1, MAC: w.n2MAC},
+		{Member: w.client, Interface: w.ext, Outgoing: false, TTL: hops.DefaultTTL - 1},
 	}
 	var seen []capture.Packet
 	var err error
-	for i, h := range hops {
+	for i, h := range plan {
 		p, ok := match(h.Member, h.Interface, h.Outgoing, i >= 4)
 		if !ok {
 			err = fmt.Errorf("hop %d (%s/%s): the handshake packet was not there", i+1, h.Member, h.Interface)
@@ -214,7 +213,7 @@ func (w *dsrWire) recordFlow(r *Run) {
 		seen = append(seen, p)
 	}
 	r.RecordFlow(fmt.Sprintf("TCP SYN %s -> %s, DSR to %s, and the SYN-ACK straight back", w.client, w.service, w.back),
-		w.s, hops, seen, err)
+		w.s, plan, seen, err)
 }
 
 // podByIP finds the topology's pod with address a.
@@ -354,7 +353,7 @@ func (w *dsrWire) hasOption(pkt gopacket.Packet, inner *layers.IPv4) bool {
 
 func (w *dsrWire) where(member, iface string) string { return member + "/" + iface }
 
-func (w *dsrWire) checkRequests(r *Run, udpSNAT bool) {
+func (w *dsrWire) checkRequests(r *scenarios.Run, udpSNAT bool) {
 	at := w.where(w.back, w.n2) + " capture (incoming)"
 	how := "IPv4 option 0x9a"
 	if w.geneve {
@@ -404,7 +403,7 @@ func (w *dsrWire) checkRequests(r *Run, udpSNAT bool) {
 	}
 }
 
-func (w *dsrWire) checkReplies(r *Run, udpSNAT bool) {
+func (w *dsrWire) checkReplies(r *scenarios.Run, udpSNAT bool) {
 	for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
 		dsr := !(proto == layers.IPProtocolUDP && udpSNAT)
 		sender, senderMAC, other := w.back, w.n2MAC, w.n1Replies[proto]
@@ -459,97 +458,4 @@ func expectInt(what string, got, want int) error {
 		return fmt.Errorf("%s %d, want %d", what, got, want)
 	}
 	return nil
-}
-
-// dfDatagram sends, from member over a connected UDP socket with DF set
-// (IP_PMTUDISC_DO), a datagram of size bytes of IPv4 to dst; once the socket knows a
-// smaller path MTU (IP_MTU, from an ICMP frag-needed) it sends one of that size and
-// waits for its echo. Returns the path MTU learned.
-func dfDatagram(ctx context.Context, t *topology.Topology, member string, dst netip.AddrPort, size int) (int, error) {
-	var mtu int
-	err := t.Do(member, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
-			return err
-		}
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}); err != nil {
-			return err
-		}
-		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
-			return err
-		}
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			// A send after the ICMP fails with EMSGSIZE: the socket learned the MTU.
-			_, err := unix.Write(fd, make([]byte, size-28))
-			if m, gerr := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU); gerr == nil && m < size {
-				mtu = m
-				break
-			}
-			if err != nil && !errors.Is(err, unix.EMSGSIZE) {
-				return fmt.Errorf("send %d bytes to %s: %w", size, dst, err)
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("after 3 s of %d-byte DF datagrams to %s the socket still has path MTU %d", size, dst, size)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		payload := make([]byte, mtu-28)
-		_, _ = rand.Read(payload)
-		// The ICMP also left a pending EMSGSIZE on the socket, reported by one call.
-		if _, err := unix.Write(fd, payload); errors.Is(err, unix.EMSGSIZE) {
-			_, err = unix.Write(fd, payload)
-			if err != nil {
-				return fmt.Errorf("send %d bytes (the learned MTU) to %s: %w", mtu, dst, err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("send %d bytes (the learned MTU) to %s: %w", mtu, dst, err)
-		}
-		buf := make([]byte, 65536)
-		n, err := unix.Read(fd, buf)
-		if err != nil {
-			return fmt.Errorf("echo of the %d-byte datagram from %s: %w", mtu, dst, err)
-		}
-		if !bytes.Equal(buf[:n], payload) {
-			return fmt.Errorf("echo of the %d-byte datagram: %d bytes that differ", mtu, n)
-		}
-		return nil
-	})
-	return mtu, err
-}
-
-// tcpEchoBulk sends n random bytes from member to dst (an echo server behind it) and
-// reads them back.
-func tcpEchoBulk(ctx context.Context, t *topology.Topology, member string, dst netip.AddrPort, n int) error {
-	return t.Do(member, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err := d.DialContext(ctx, "tcp4", dst.String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		data := make([]byte, n)
-		_, _ = rand.Read(data)
-		werr := make(chan error, 1)
-		go func() {
-			_, err := c.Write(data)
-			werr <- err
-		}()
-		got := make([]byte, n)
-		if _, err := io.ReadFull(c, got); err != nil {
-			return fmt.Errorf("read back: %w (write: %v)", err, <-werr)
-		}
-		if err := <-werr; err != nil {
-			return err
-		}
-		if !bytes.Equal(got, data) {
-			return errors.New("the echoed bytes differ from the sent ones")
-		}
-		return nil
-	})
 }

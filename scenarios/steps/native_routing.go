@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
@@ -15,19 +15,22 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/maps"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
 func init() {
-	registerStep(StepDef[nodeRouteWith, nodeRouteExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[nodeRouteWith, nodeRouteExpect]{
 		Name:    "node-route",
 		Summary: "whether a node routes another node's PodCIDR via that node's IP (auto-direct-node-routes)",
 		With:    nodeRouteWith{},
 		Expect:  nodeRouteExpect{Present: true},
 		Run:     runNodeRoute,
 	})
-	registerStep(StepDef[podPairWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[podPairWith, none]{
 		Name: "cross-node-path",
 		Summary: "ICMP, TCP and UDP between pods of two nodes with native routing: delivery, the trace on both " +
 			"nodes (FIB lookup and redirect out, redirect_peer in), the wire hop by hop, not encapsulated, and " +
@@ -35,13 +38,13 @@ func init() {
 		Agents: true,
 		Run:    runCrossNodePath,
 	})
-	registerStep(StepDef[nodeChangeWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[nodeChangeWith, none]{
 		Name:    "node-remove",
 		Summary: "remove a node from another node's agent: its route and map entries go, and its pods become unreachable",
 		Agents:  true,
 		Run:     runNodeRemove,
 	})
-	registerStep(StepDef[nodeChangeWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[nodeChangeWith, none]{
 		Name:    "node-add",
 		Summary: "add a node (back) to another node's agent: its route comes back, and its pods are reachable",
 		Agents:  true,
@@ -50,15 +53,15 @@ func init() {
 }
 
 type nodeRouteWith struct {
-	Node NodeRef `json:"node" required:"true" doc:"whose routing table"`
-	To   NodeRef `json:"to" required:"true" doc:"the node whose PodCIDR is routed"`
+	Node scenarios.NodeRef `json:"node" required:"true" doc:"whose routing table"`
+	To   scenarios.NodeRef `json:"to" required:"true" doc:"the node whose PodCIDR is routed"`
 }
 
 type nodeRouteExpect struct {
 	Present bool `json:"present" doc:"the route is there (false: there is no route to the PodCIDR at all)"`
 }
 
-func runNodeRoute(_ context.Context, s *Stage, w nodeRouteWith, e nodeRouteExpect) error {
+func runNodeRoute(_ context.Context, s *scenarios.Stage, w nodeRouteWith, e nodeRouteExpect) error {
 	to, err := s.T.Node(string(w.To))
 	if err != nil {
 		return err
@@ -75,16 +78,16 @@ func runNodeRoute(_ context.Context, s *Stage, w nodeRouteWith, e nodeRouteExpec
 
 // podPairWith names two pods, a sender and a receiver.
 type podPairWith struct {
-	From  PodRef `json:"from" required:"true" doc:"the pod that sends"`
-	To    PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
-	Label string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+	From  scenarios.PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To    scenarios.PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
+	Label string           `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
 func (w *podPairWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
 
 // checkOtherNode wants pod to on another node than pod from.
-func checkOtherNode(e strictyaml.FieldErrors, from, to PodRef) {
-	st := CheckableStage(e)
+func checkOtherNode(e strictyaml.FieldErrors, from, to scenarios.PodRef) {
+	st := scenarios.CheckableStage(e)
 	if st == nil {
 		return
 	}
@@ -93,18 +96,18 @@ func checkOtherNode(e strictyaml.FieldErrors, from, to PodRef) {
 	}
 }
 
-func runCrossNodePath(ctx context.Context, s *Stage, w podPairWith, _ none) error {
+func runCrossNodePath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none) error {
 	return crossNode(ctx, s, s.Label(w.Label), string(w.From), string(w.To))
 }
 
 // crossNode checks one cross-node flow: delivery of ICMP/TCP/UDP, the trace on both
 // nodes, the wire (not encapsulated, pod IPs, node MACs, TTL per hop), and that neither
 // node's host stack saw the packets.
-func crossNode(ctx context.Context, r *Stage, label, src, dst string) error {
+func crossNode(ctx context.Context, r *scenarios.Stage, label, src, dst string) error {
 	t := r.T
 	from, _ := t.Pod(src)
 	to, _ := t.Pod(dst)
-	if err := r.HostStackCounters(ctx); err != nil {
+	if err := hostStackCounters(ctx, r); err != nil {
 		return err
 	}
 	traces, err := r.OpenTraces(t, from.Node, to.Node)
@@ -112,12 +115,12 @@ func crossNode(ctx context.Context, r *Stage, label, src, dst string) error {
 		return err
 	}
 	defer traces.Close()
-	hops, err := PodPath(t, src, dst)
+	plan, err := hops.PodPath(t, src, dst)
 	if err != nil {
 		return err
 	}
-	path, bypassed := PeerRedirected(hops)
-	points, err := PathPoints(t, hops)
+	path, bypassed := hops.PeerRedirected(plan)
+	points, err := hops.PathPoints(t, plan)
 	if err != nil {
 		return err
 	}
@@ -126,15 +129,15 @@ func crossNode(ctx context.Context, r *Stage, label, src, dst string) error {
 		return err
 	}
 	defer session.Stop()
-	before := map[string]StackPackets{}
+	before := map[string]probe.StackPackets{}
 	for _, n := range []string{from.Node, to.Node} {
-		if before[n], err = ReadHostStackCounters(ctx, t, n); err != nil {
+		if before[n], err = probe.ReadHostStackCounters(ctx, t, n); err != nil {
 			return err
 		}
 	}
 	for _, p := range probeProtocols {
 		r.Check(fmt.Sprintf("%s: %s %s -> %s (%s -> %s) delivered", label, p, src, dst, from.Node, to.Node),
-			fmt.Sprintf("the %s answer from %s (%s) in %s", p, dst, to.IP, src), Exchange(ctx, t, p, src, dst))
+			fmt.Sprintf("the %s answer from %s (%s) in %s", p, dst, to.IP, src), probe.Exchange(ctx, t, p, src, dst))
 	}
 	if err := session.Stop(); err != nil {
 		return err
@@ -232,17 +235,17 @@ func expectNoRoute(t *topology.Topology, node string, dst netip.Prefix) error {
 
 // nodeChangeWith names a node, the agent told about it, and two pods to probe with.
 type nodeChangeWith struct {
-	On   NodeRef `json:"on" required:"true" doc:"whose agent is told"`
-	Node NodeRef `json:"node" required:"true" doc:"the node removed or added"`
-	From PodRef  `json:"from" required:"true" doc:"a pod on the agent's node that probes"`
-	To   PodRef  `json:"to" required:"true" doc:"a pod of the node removed or added"`
+	On   scenarios.NodeRef `json:"on" required:"true" doc:"whose agent is told"`
+	Node scenarios.NodeRef `json:"node" required:"true" doc:"the node removed or added"`
+	From scenarios.PodRef  `json:"from" required:"true" doc:"a pod on the agent's node that probes"`
+	To   scenarios.PodRef  `json:"to" required:"true" doc:"a pod of the node removed or added"`
 }
 
 func (w *nodeChangeWith) Validate(e strictyaml.FieldErrors) {
 	if w.On == w.Node {
 		e.Add("node", "%q is the node whose agent is told: want another", w.Node)
 	}
-	st := CheckableStage(e)
+	st := scenarios.CheckableStage(e)
 	if st == nil {
 		return
 	}
@@ -256,7 +259,7 @@ func (w *nodeChangeWith) Validate(e strictyaml.FieldErrors) {
 
 // runNodeRemove removes node from on's agent: its routes and map entries must go,
 // and connectivity with them.
-func runNodeRemove(ctx context.Context, s *Stage, w nodeChangeWith, _ none) error {
+func runNodeRemove(ctx context.Context, s *scenarios.Stage, w nodeChangeWith, _ none) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -282,7 +285,7 @@ func runNodeRemove(ctx context.Context, s *Stage, w nodeChangeWith, _ none) erro
 		noNodeEntries(m, n.PodCIDR, n.InternalIP))
 	to, _ := s.T.Pod(string(w.To))
 	var unreachable error
-	if err := Exchange(ctx, s.T, ICMP, string(w.From), to.Name); err == nil {
+	if err := probe.Exchange(ctx, s.T, probe.ICMP, string(w.From), to.Name); err == nil {
 		unreachable = fmt.Errorf("ping %s -> %s (%s) still answered", w.From, to.Name, to.IP)
 	}
 	s.Check(fmt.Sprintf("node removed: %s can no longer reach %s", w.From, to.Name), "ping from "+string(w.From), unreachable)
@@ -290,7 +293,7 @@ func runNodeRemove(ctx context.Context, s *Stage, w nodeChangeWith, _ none) erro
 }
 
 // runNodeAdd adds node to on's agent: its route and connectivity come back.
-func runNodeAdd(ctx context.Context, s *Stage, w nodeChangeWith, _ none) error {
+func runNodeAdd(ctx context.Context, s *scenarios.Stage, w nodeChangeWith, _ none) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -305,7 +308,7 @@ func runNodeAdd(ctx context.Context, s *Stage, w nodeChangeWith, _ none) error {
 		return err
 	}
 	s.Check(fmt.Sprintf("node added: %s routes %s's PodCIDR again", on, n.Name), on+" routing table", expectRoute(s.T, on, n.PodCIDR, n.InternalIP))
-	s.Check(fmt.Sprintf("node added: %s reaches %s", w.From, w.To), "ping from "+string(w.From), Exchange(ctx, s.T, ICMP, string(w.From), string(w.To)))
+	s.Check(fmt.Sprintf("node added: %s reaches %s", w.From, w.To), "ping from "+string(w.From), probe.Exchange(ctx, s.T, probe.ICMP, string(w.From), string(w.To)))
 	return nil
 }
 

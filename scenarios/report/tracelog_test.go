@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package report
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 // datapath's enums by name, the node and the topology.
 func TestTraceLog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), TraceLogFile)
-	l, err := newTraceLog(path)
+	l, err := NewTraceLog(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,9 @@ func TestTraceLog(t *testing.T) {
 		OrigSrc: netip.MustParseAddrPort("10.0.0.9:50000"), OrigDst: netip.MustParseAddrPort("10.96.0.10:80")}
 	drop := redirect
 	drop.ObsPoint, drop.Verdict, drop.DropReason = uint16(bpfobj.LxcObsPointOBS_FROM_NETDEV), uint16(bpfobj.LxcTraceVerdictVERDICT_DROP), uint16(bpfobj.LxcDropReasonDROP_TRUNCATED_IPV4)
-	l.write(nil, "l2-agent-1a2b3c", "node1", []trace.Record{redirect, encap, dnat})
-	l.write(nil, "l2-agent-1a2b3c", "node2", []trace.Record{drop})
-	l.write(nil, "l2-agent-1a2b3c", "node2", nil)
+	l.Write("", "l2-agent-1a2b3c", "node1", []trace.Record{redirect, encap, dnat})
+	l.Write("", "l2-agent-1a2b3c", "node2", []trace.Record{drop})
+	l.Write("", "l2-agent-1a2b3c", "node2", nil)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

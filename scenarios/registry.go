@@ -5,7 +5,6 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -22,10 +21,10 @@ import (
 
 // StepDef defines a step kind: the name a scenario file gives after `check:` (or
 // `do:`), its parameters (`with:`) and expected values (`expect:`) as structs whose
-// field values are the defaults, and the function that runs it. Struct fields are
+// field values are the defaults, and the function that runs it; RegisterStep adds it. Struct fields are
 // named by their json tag; `required:"true"`, `oneOf:"a,b"`, `range:"lo..hi"` and
-// `doc:"..."` tags say what a file must and may give (see strictyaml.Decoder). Use `none` for a
-// step without parameters or expected values.
+// `doc:"..."` tags say what a file must and may give (see strictyaml.Decoder). Use an empty struct
+// for a step without parameters or expected values.
 type StepDef[W, E any] struct {
 	Name string
 	// Summary is one line for `podpath scenarios --steps`.
@@ -40,9 +39,6 @@ type StepDef[W, E any] struct {
 	Run func(ctx context.Context, s *Stage, with W, expect E) error
 }
 
-// none is the parameters or expected values of a step that takes none.
-type none struct{}
-
 type stepKind struct {
 	name, summary string
 	agents        bool
@@ -52,8 +48,11 @@ type stepKind struct {
 
 var stepKinds = map[string]*stepKind{}
 
-// registerStep makes a step kind available to scenario files; call it from init.
-func registerStep[W, E any](def StepDef[W, E]) {
+// RegisterStep makes a step kind available to scenario files. Step packages call it
+// from init, the way database/sql drivers register: a program that blank-imports
+// podpath/scenarios/steps has every step kind of the catalog. It panics when the name
+// is taken.
+func RegisterStep[W, E any](def StepDef[W, E]) {
 	if _, dup := stepKinds[def.Name]; dup {
 		panic("scenarios: step kind " + def.Name + " registered twice")
 	}
@@ -157,9 +156,10 @@ type Stage struct {
 	Config *config.Config
 	// Services are the stage's services as the agents have them, by name.
 	Services map[string]agent.Service
-	agents   *Agents
-	counters bool
-	memo     map[string]any
+	// Memo keeps what a step leaves for later steps of the stage (a flow's path, whether
+	// the host-stack counters are installed), by keys the step packages choose.
+	Memo   map[string]any
+	agents *Agents
 }
 
 // Agents returns the stage's agents; steps registered with Agents: true always have them.
@@ -176,19 +176,6 @@ func (s *Stage) Label(given string) string {
 		return given
 	}
 	return s.Spec.Name
-}
-
-// HostStackCounters installs the host-stack counters (see HostStackCounters) in every
-// node of the stage, once.
-func (s *Stage) HostStackCounters(ctx context.Context) error {
-	if s.counters {
-		return nil
-	}
-	if err := HostStackCounters(ctx, s.T, podSupernet(s.T)); err != nil {
-		return err
-	}
-	s.counters = true
-	return nil
 }
 
 // ServiceUpsert programs a service on every agent and remembers it.
@@ -238,9 +225,9 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 	if err != nil {
 		return err
 	}
-	s := &Stage{Run: r, Spec: spec, T: t, Config: spec.Config.Config, Services: map[string]agent.Service{}, memo: map[string]any{}}
+	s := &Stage{Run: r, Spec: spec, T: t, Config: spec.Config.Config, Services: map[string]agent.Service{}, Memo: map[string]any{}}
 	if t.Spec.PodNetwork == topology.PodNetworkAgent {
-		cfg, err := spec.Config.write(t)
+		cfg, err := spec.Config.Write(t)
 		if err != nil {
 			return err
 		}
@@ -258,7 +245,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 			return fmt.Errorf("%s.services[%d] (%s): %w", spec.Path, i, svc.Name, err)
 		}
 	}
-	servers, err := startServers(t, spec.Services)
+	servers, err := startServiceServers(t, spec.Services)
 	if err != nil {
 		return err
 	}
@@ -269,44 +256,6 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 		}
 	}
 	return nil
-}
-
-// startServers runs, in every backend pod of the services, the server each asks for on
-// the backend's port and the service's protocol.
-func startServers(t *topology.Topology, services []ServiceSpec) (io.Closer, error) {
-	type key struct {
-		pod, server string
-		proto       Protocol
-		port        uint16
-	}
-	started := map[key]bool{}
-	var cs closers
-	for _, svc := range services {
-		if svc.Server == "none" {
-			continue
-		}
-		proto := Protocol(strings.ToLower(svc.Protocol))
-		for _, b := range svc.Backends {
-			k := key{string(b.Pod), svc.Server, proto, b.Port}
-			if b.Pod == "" || started[k] {
-				continue
-			}
-			started[k] = true
-			var c io.Closer
-			var err error
-			if svc.Server == "whoami" {
-				c, err = startWhoami(t, proto, string(b.Pod), b.Port)
-			} else {
-				c, err = startEchoOn(t, proto, string(b.Pod), b.Port)
-			}
-			if err != nil {
-				cs.Close()
-				return nil, err
-			}
-			cs = append(cs, c)
-		}
-	}
-	return cs, nil
 }
 
 // StepKindDoc describes a step kind for `podpath scenarios --steps`.

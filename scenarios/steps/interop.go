@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"strconv"
 
 	"podpath/datapath/agent"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
 )
 
 func init() {
-	registerStep(StepDef[vxlanInteropWith, none]{
+	scenarios.RegisterStep(scenarios.StepDef[vxlanInteropWith, none]{
 		Name: "vxlan-interop",
 		Summary: "a plain Linux vxlan device (no BPF) in a client decapsulates what a node sends, and the node " +
 			"delivers what the device sends: the encapsulation is the standard one",
@@ -25,15 +26,15 @@ func init() {
 }
 
 type vxlanInteropWith struct {
-	VTEP    MemberRef    `json:"vtep" required:"true" doc:"the client that plays a plain VTEP (its first interface on the underlay)"`
-	Pod     PodRef       `json:"pod" required:"true" doc:"the pod that exchanges pings with the VTEP"`
-	PodCIDR netip.Prefix `json:"podCIDR" required:"true" doc:"the address range behind the VTEP, registered with the pod's agent as a node"`
+	VTEP    scenarios.MemberRef `json:"vtep" required:"true" doc:"the client that plays a plain VTEP (its first interface on the underlay)"`
+	Pod     scenarios.PodRef    `json:"pod" required:"true" doc:"the pod that exchanges pings with the VTEP"`
+	PodCIDR netip.Prefix        `json:"podCIDR" required:"true" doc:"the address range behind the VTEP, registered with the pod's agent as a node"`
 }
 
 // runVXLANInterop proves the VXLAN encapsulation is the standard one: a plain Linux
 // vxlan device (no BPF) decapsulates what podpath sends, and podpath delivers what it
 // sends.
-func runVXLANInterop(ctx context.Context, s *Stage, w vxlanInteropWith, _ none) error {
+func runVXLANInterop(ctx context.Context, s *scenarios.Stage, w vxlanInteropWith, _ none) error {
 	t := s.T
 	agents, err := s.Agents()
 	if err != nil {

@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -19,18 +18,19 @@ import (
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/topology"
 )
 
 func init() {
-	registerStep(StepDef[maglevBalanceWith, maglevBalanceExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[maglevBalanceWith, maglevBalanceExpect]{
 		Name:    "maglev-balance",
 		Summary: "the Maglev lookup table a node holds for a service: entries per backend differ by at most maxSpread",
 		Agents:  true,
 		Expect:  maglevBalanceExpect{MaxSpread: 1},
 		Run:     runMaglevBalance,
 	})
-	registerStep(StepDef[maglevCrossNodeWith, maglevCrossNodeExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[maglevCrossNodeWith, maglevCrossNodeExpect]{
 		Name:    "maglev-cross-node",
 		Summary: "many UDP flows from a client to a service's external IP, entering through one node and then another: each flow lands on the same backend both times",
 		Agents:  true,
@@ -38,7 +38,7 @@ func init() {
 		Expect:  maglevCrossNodeExpect{MaxUnansweredPercent: 1},
 		Run:     runMaglevCrossNode,
 	})
-	registerStep(StepDef[maglevRemovalWith, maglevRemovalExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[maglevRemovalWith, maglevRemovalExpect]{
 		Name: "maglev-backend-removal",
 		Summary: "remove one backend from services: established TCP connections to the others survive on the same " +
 			"backend, and fresh lookups move the removed backend's flows and at most maxMovedPercent of the others",
@@ -56,8 +56,8 @@ const (
 )
 
 type maglevBalanceWith struct {
-	Node    NodeRef    `json:"node" required:"true" doc:"whose table"`
-	Service ServiceRef `json:"service" required:"true" doc:"the service (its first external IP, else its ClusterIP)"`
+	Node    scenarios.NodeRef    `json:"node" required:"true" doc:"whose table"`
+	Service scenarios.ServiceRef `json:"service" required:"true" doc:"the service (its first external IP, else its ClusterIP)"`
 }
 
 type maglevBalanceExpect struct {
@@ -65,8 +65,8 @@ type maglevBalanceExpect struct {
 }
 
 // lbOpen opens node's pinned load-balancer maps, sized by the stage's config.
-func (s *Stage) lbOpen(node string) (*maps.LB, error) {
-	size := s.effectiveConfig().MaglevTableSize
+func lbOpen(s *scenarios.Stage, node string) (*maps.LB, error) {
+	size := effectiveConfig(s).MaglevTableSize
 	if size == 0 {
 		size = maglev.DefaultTableSize
 	}
@@ -82,9 +82,9 @@ func vip(svc agent.Service) netip.AddrPort {
 	return netip.AddrPortFrom(svc.ClusterIP, svc.Port)
 }
 
-func runMaglevBalance(_ context.Context, s *Stage, w maglevBalanceWith, e maglevBalanceExpect) error {
+func runMaglevBalance(_ context.Context, s *scenarios.Stage, w maglevBalanceWith, e maglevBalanceExpect) error {
 	svc := s.Services[string(w.Service)]
-	lb, err := s.lbOpen(string(w.Node))
+	lb, err := lbOpen(s, string(w.Node))
 	if err != nil {
 		return err
 	}
@@ -121,10 +121,10 @@ func runMaglevBalance(_ context.Context, s *Stage, w maglevBalanceWith, e maglev
 }
 
 type maglevCrossNodeWith struct {
-	Client  MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that sends the flows"`
-	Service ServiceRef `json:"service" required:"true" doc:"a UDP service with an external IP and whoami servers"`
-	Via     []NodeRef  `json:"via" required:"true" doc:"two nodes: the flows enter through the first, then through the second"`
-	Flows   int        `json:"flows" range:"1..40000" doc:"flows, one UDP datagram each from its own source port"`
+	Client  scenarios.MemberRef  `json:"client" required:"true" doc:"the client outside the cluster that sends the flows"`
+	Service scenarios.ServiceRef `json:"service" required:"true" doc:"a UDP service with an external IP and whoami servers"`
+	Via     []scenarios.NodeRef  `json:"via" required:"true" doc:"two nodes: the flows enter through the first, then through the second"`
+	Flows   int                  `json:"flows" range:"1..40000" doc:"flows, one UDP datagram each from its own source port"`
 }
 
 func (w *maglevCrossNodeWith) Validate(e strictyaml.FieldErrors) {
@@ -136,8 +136,8 @@ func (w *maglevCrossNodeWith) Validate(e strictyaml.FieldErrors) {
 
 // checkWhoami wants service to be of proto (any when "") with whoami servers and an
 // external IP.
-func checkWhoami(e strictyaml.FieldErrors, field string, name ServiceRef, proto string) {
-	svc := DecodingStage(e).Service(name)
+func checkWhoami(e strictyaml.FieldErrors, field string, name scenarios.ServiceRef, proto string) {
+	svc := scenarios.DecodingStage(e).Service(name)
 	if svc == nil {
 		return
 	}
@@ -152,11 +152,11 @@ type maglevCrossNodeExpect struct {
 }
 
 // flowMemo names the flows a stage sent to svc through node, for a later step.
-func flowMemo(svc ServiceRef, node NodeRef) string {
+func flowMemo(svc scenarios.ServiceRef, node scenarios.NodeRef) string {
 	return "maglev flows " + string(svc) + " via " + string(node)
 }
 
-func runMaglevCrossNode(ctx context.Context, s *Stage, w maglevCrossNodeWith, e maglevCrossNodeExpect) error {
+func runMaglevCrossNode(ctx context.Context, s *scenarios.Stage, w maglevCrossNodeWith, e maglevCrossNodeExpect) error {
 	svc := s.Services[string(w.Service)]
 	dst := vip(svc)
 	var via [2]map[int]string
@@ -173,7 +173,7 @@ func runMaglevCrossNode(ctx context.Context, s *Stage, w maglevCrossNodeWith, e 
 		if via[i], err = flowsThrough(ctx, s.T, string(w.Client), dst, node.InternalIP, w.Flows); err != nil {
 			return err
 		}
-		s.memo[flowMemo(w.Service, n)] = via[i]
+		s.Memo[flowMemo(w.Service, n)] = via[i]
 	}
 	same, differ, lost := compareFlows(via[0], via[1], w.Flows)
 	var cerr error
@@ -187,24 +187,24 @@ func runMaglevCrossNode(ctx context.Context, s *Stage, w maglevCrossNodeWith, e 
 }
 
 type maglevRemovalWith struct {
-	Client      MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
-	Services    []ServiceRef `json:"services" required:"true" doc:"the services the backend is removed from: a UDP one (flows) and a TCP one (connections), with whoami servers"`
-	Remove      PodRef       `json:"remove" required:"true" doc:"the backend pod removed"`
-	Via         NodeRef      `json:"via" required:"true" doc:"the node the client's traffic enters through"`
-	Flows       int          `json:"flows" range:"1..40000" doc:"UDP flows compared before and after"`
-	Connections int          `json:"connections" range:"1..64" doc:"TCP connections to other backends held across the removal"`
+	Client      scenarios.MemberRef    `json:"client" required:"true" doc:"the client outside the cluster"`
+	Services    []scenarios.ServiceRef `json:"services" required:"true" doc:"the services the backend is removed from: a UDP one (flows) and a TCP one (connections), with whoami servers"`
+	Remove      scenarios.PodRef       `json:"remove" required:"true" doc:"the backend pod removed"`
+	Via         scenarios.NodeRef      `json:"via" required:"true" doc:"the node the client's traffic enters through"`
+	Flows       int                    `json:"flows" range:"1..40000" doc:"UDP flows compared before and after"`
+	Connections int                    `json:"connections" range:"1..64" doc:"TCP connections to other backends held across the removal"`
 }
 
 func (w *maglevRemovalWith) Validate(e strictyaml.FieldErrors) {
 	protos := map[string]bool{}
 	for i, name := range w.Services {
 		checkWhoami(e, fmt.Sprintf("services[%d]", i), name, "")
-		svc := DecodingStage(e).Service(name)
+		svc := scenarios.DecodingStage(e).Service(name)
 		if svc == nil {
 			continue
 		}
 		protos[svc.Protocol] = true
-		if !slices.ContainsFunc(svc.Backends, func(b BackendSpec) bool { return b.Pod == w.Remove }) {
+		if !slices.ContainsFunc(svc.Backends, func(b scenarios.BackendSpec) bool { return b.Pod == w.Remove }) {
 			e.Add("remove", "%q is not a backend of service %s", w.Remove, name)
 		}
 	}
@@ -220,9 +220,9 @@ type maglevRemovalExpect struct {
 // runMaglevRemoval holds TCP connections to backends other than the one removed,
 // removes it from the services, checks the connections, then compares fresh lookups
 // (conntrack flushed) of the same UDP flows before and after.
-func runMaglevRemoval(ctx context.Context, s *Stage, w maglevRemovalWith, e maglevRemovalExpect) error {
+func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWith, e maglevRemovalExpect) error {
 	var udp, tcp agent.Service
-	var udpName ServiceRef
+	var udpName scenarios.ServiceRef
 	for _, name := range w.Services {
 		if svc := s.Services[string(name)]; svc.Protocol == "UDP" {
 			udp, udpName = svc, name
@@ -238,14 +238,14 @@ func runMaglevRemoval(ctx context.Context, s *Stage, w maglevRemovalWith, e magl
 	if err != nil {
 		return err
 	}
-	before, ok := s.memo[flowMemo(udpName, w.Via)].(map[int]string)
+	before, ok := s.Memo[flowMemo(udpName, w.Via)].(map[int]string)
 	if !ok || len(before) == 0 {
 		s.Progress("sending %d UDP flows to %s through %s", w.Flows, vip(udp).Addr(), w.Via)
 		if before, err = flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows); err != nil {
 			return err
 		}
 	}
-	lb, err := s.lbOpen(string(w.Via))
+	lb, err := lbOpen(s, string(w.Via))
 	if err != nil {
 		return err
 	}
@@ -301,34 +301,12 @@ func runMaglevRemoval(ctx context.Context, s *Stage, w maglevRemovalWith, e magl
 	return nil
 }
 
-func joinRefs(refs []ServiceRef) string {
+func joinRefs(refs []scenarios.ServiceRef) string {
 	var out []string
 	for _, r := range refs {
 		out = append(out, string(r))
 	}
 	return strings.Join(out, " and ")
-}
-
-// startWhoami starts, in pod, a server on port that answers every message with the
-// pod's name (TCP: one line per message).
-func startWhoami(t *topology.Topology, proto Protocol, pod string, port uint16) (io.Closer, error) {
-	c, err := startServer(t, proto, pod, port,
-		func(c net.Conn) {
-			buf := make([]byte, 64)
-			for {
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				if _, err := c.Write([]byte(pod + "\n")); err != nil {
-					return
-				}
-			}
-		},
-		func([]byte, net.Addr) []byte { return []byte(pod) })
-	if err != nil {
-		return nil, fmt.Errorf("whoami %s server in %s: %w", proto, pod, err)
-	}
-	return c, nil
 }
 
 // routeVia routes dst from client via entry (the client's next hop for it).

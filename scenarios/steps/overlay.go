@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package steps
 
 import (
 	"bytes"
@@ -8,14 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -24,7 +21,10 @@ import (
 
 	"podpath/datapath/trace"
 	"podpath/internal/strictyaml"
+	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
@@ -42,19 +42,13 @@ var overlays = map[string]overlay{
 }
 
 func init() {
-	registerStep(StepDef[tunnelMTUWith, tunnelMTUExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[tunnelMTUWith, tunnelMTUExpect]{
 		Name:    "tunnel-mtu",
 		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
 		Agents:  true,
 		Run:     runTunnelMTU,
 	})
-	registerStep(StepDef[connectivityWith, none]{
-		Name:    "connectivity",
-		Summary: "ICMP, TCP and UDP exchanges between two pods, one way or both: one check per protocol and direction",
-		With:    connectivityWith{Protocols: probeProtocols},
-		Run:     runConnectivity,
-	})
-	registerStep(StepDef[overlayWith, overlayExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[overlayWith, overlayExpect]{
 		Name: "overlay-headers",
 		Summary: "one echo request over the tunnel: outer headers between the node IPs to the tunnel port, VNI = the " +
 			"source pod's identity, inner frame as sent; every underlay frame fits the link (with a 2 MiB TCP " +
@@ -62,13 +56,13 @@ func init() {
 		Agents: true,
 		Run:    runOverlayHeaders,
 	})
-	registerStep(StepDef[podPairWith, mtuSweepExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[podPairWith, mtuSweepExpect]{
 		Name: "mtu-sweep",
 		Summary: "both ways: DF packets (ICMP, UDP) up to the route MTU cross, one byte more is refused naming the " +
 			"MTU, without DF they arrive whole; tracepath finds the path MTU; iperf3 runs at full MSS",
 		Run: runMTUSweep,
 	})
-	registerStep(StepDef[fragNeededWith, fragNeededExpect]{
+	scenarios.RegisterStep(scenarios.StepDef[fragNeededWith, fragNeededExpect]{
 		Name: "frag-needed",
 		Summary: "a sender unaware of the tunnel (eth0 and route at the device MTU) gets ICMP frag-needed with the " +
 			"route MTU for a DF packet over it, and TCP converges (PMTUD)",
@@ -77,9 +71,9 @@ func init() {
 }
 
 type tunnelMTUWith struct {
-	Node  NodeRef  `json:"node" required:"true" doc:"whose agent's MTU plan is read"`
-	Pods  []PodRef `json:"pods" doc:"pods whose eth0 and default route must carry the route MTU"`
-	Label string   `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+	Node  scenarios.NodeRef  `json:"node" required:"true" doc:"whose agent's MTU plan is read"`
+	Pods  []scenarios.PodRef `json:"pods" doc:"pods whose eth0 and default route must carry the route MTU"`
+	Label string             `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
 type tunnelMTUExpect struct {
@@ -89,7 +83,7 @@ type tunnelMTUExpect struct {
 }
 
 // runTunnelMTU checks the agent's MTU plan and that pods got the route MTU.
-func runTunnelMTU(ctx context.Context, s *Stage, w tunnelMTUWith, e tunnelMTUExpect) error {
+func runTunnelMTU(ctx context.Context, s *scenarios.Stage, w tunnelMTUWith, e tunnelMTUExpect) error {
 	agents, err := s.Agents()
 	if err != nil {
 		return err
@@ -117,34 +111,11 @@ func runTunnelMTU(ctx context.Context, s *Stage, w tunnelMTUWith, e tunnelMTUExp
 	return nil
 }
 
-type connectivityWith struct {
-	From      PodRef     `json:"from" required:"true" doc:"the pod that sends"`
-	To        PodRef     `json:"to" required:"true" doc:"the pod that answers"`
-	BothWays  bool       `json:"bothWays" doc:"also from to to from"`
-	Protocols []Protocol `json:"protocols" doc:"the probes"`
-	Label     string     `json:"label" doc:"prefix of the check names (default: the stage's name)"`
-}
-
-func runConnectivity(ctx context.Context, s *Stage, w connectivityWith, _ none) error {
-	label := s.Label(w.Label)
-	pairs := [][2]string{{string(w.From), string(w.To)}}
-	if w.BothWays {
-		pairs = append(pairs, [2]string{string(w.To), string(w.From)})
-	}
-	for _, p := range w.Protocols {
-		for _, c := range pairs {
-			s.Check(fmt.Sprintf("%s: %s %s -> %s delivered", label, p, c[0], c[1]),
-				"the answer of the echo server in "+c[1], Exchange(ctx, s.T, p, c[0], c[1]))
-		}
-	}
-	return nil
-}
-
 type overlayWith struct {
-	From   PodRef `json:"from" required:"true" doc:"the pod that sends"`
-	To     PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
-	Tunnel string `json:"tunnel" required:"true" oneOf:"vxlan,geneve" doc:"the encapsulation on the wire"`
-	Label  string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+	From   scenarios.PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To     scenarios.PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
+	Tunnel string           `json:"tunnel" required:"true" oneOf:"vxlan,geneve" doc:"the encapsulation on the wire"`
+	Label  string           `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
 func (w *overlayWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
@@ -153,7 +124,7 @@ type overlayExpect struct {
 	Port uint16 `json:"port" range:"1..65535" doc:"the tunnel's UDP destination port (default: 8472 for vxlan, 6081 for geneve)"`
 }
 
-func runOverlayHeaders(ctx context.Context, s *Stage, w overlayWith, e overlayExpect) error {
+func runOverlayHeaders(ctx context.Context, s *scenarios.Stage, w overlayWith, e overlayExpect) error {
 	o := overlays[w.Tunnel]
 	if e.Port != 0 {
 		o.port = e.Port
@@ -162,15 +133,6 @@ func runOverlayHeaders(ctx context.Context, s *Stage, w overlayWith, e overlayEx
 		}
 	}
 	return overlayWire(ctx, s, o, s.Label(w.Label), string(w.From), string(w.To))
-}
-
-func internalIface(n topology.Node) topology.Interface {
-	for _, i := range n.Interfaces {
-		if i.Address.Addr() == n.InternalIP {
-			return i
-		}
-	}
-	return n.Interfaces[0]
 }
 
 func podMTUs(t *topology.Topology, pod string, linkMTU, routeMTU int) error {
@@ -211,7 +173,7 @@ func podMTU(t *topology.Topology, pod string) (linkMTU, routeMTU int, err error)
 // tunnel port between the node IPs, its VNI is the source pod's identity, the inner
 // frame is what the pod sent (TTL one less), every frame fits the link, the trace
 // shows encapsulation and delivery, and tshark decodes the pcap without complaint.
-func overlayWire(ctx context.Context, r *Stage, o overlay, label, src, dst string) error {
+func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src, dst string) error {
 	t := r.T
 	agents, err := r.Agents()
 	if err != nil {
@@ -240,11 +202,11 @@ func overlayWire(ctx context.Context, r *Stage, o overlay, label, src, dst strin
 	if err := traces.Reset(); err != nil {
 		return err
 	}
-	if err := Exchange(ctx, t, ICMP, src, dst); err != nil {
+	if err := probe.Exchange(ctx, t, probe.ICMP, src, dst); err != nil {
 		return err
 	}
 	// A bulk TCP transfer, for the frame-size check with GSO super-packets.
-	bulkErr := bulkTCP(ctx, t, src, dst, 2<<20)
+	bulkErr := probe.BulkTCP(ctx, t, src, dst, 2<<20)
 	if err := session.Stop(); err != nil {
 		return err
 	}
@@ -269,11 +231,13 @@ func overlayWire(ctx context.Context, r *Stage, o overlay, label, src, dst strin
 	case len(sent) == 0:
 		werr = errors.New("no echo request seen leaving " + src)
 	case len(wire) == 0:
-		werr = fmt.Errorf("no encapsulated echo request on the underlay; seen there:\n%s", evidence(session, Hop{Member: n1.Name, Interface: u1.Name}))
+		werr = fmt.Errorf("no encapsulated echo request on the underlay; seen there:\n%s", hops.Evidence(session, hops.Hop{Member: n1.Name, Interface: u1.Name}))
 	default:
 		werr = checkEncapsulated(wire[0], sent[0], o, n1.InternalIP, n2.InternalIP, identity, src)
 		r.RecordFlow(fmt.Sprintf("%s: ICMP echo request %s -> %s's underlay", label, src, n1.Name), session,
-			[]Hop{{src, "eth0", true, DefaultTTL, from.MAC}, {n1.Name, u1.Name, true, DefaultTTL, u1.MAC}},
+			[]hops.Hop{
+				{Member: src, Interface: "eth0", Outgoing: true, TTL: hops.DefaultTTL, MAC: from.MAC},
+				{Member: n1.Name, Interface: u1.Name, Outgoing: true, TTL: hops.DefaultTTL, MAC: u1.MAC}},
 			[]capture.Packet{sent[0], wire[0]}, werr)
 	}
 	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = %s's identity, inner frame as %s sent it (TTL-1)",
@@ -305,7 +269,7 @@ func overlayWire(ctx context.Context, r *Stage, o overlay, label, src, dst strin
 	}
 	r.Check(fmt.Sprintf("%s: %s decapsulates, reads %s's identity from the VNI and hands the packet to %s with redirect_peer", label, n2.Name, src, dst),
 		n2.Name+" trace: "+point+" record, verdict, target ifindex, src identity",
-		errors.Join(expectTrace(traces, n2.Name, from.IP, to.IP, ICMP, point, lxc, "VERDICT_REDIRECT_PEER"),
+		errors.Join(expectTrace(traces, n2.Name, from.IP, to.IP, probe.ICMP, point, lxc, "VERDICT_REDIRECT_PEER"),
 			expectTunnelTrace(traces, n2.Name, from.IP, to.IP, point, identity, netip.Addr{})))
 	pcap := session.PcapPath(n1.Name, u1.Name)
 	r.Check(label+": tshark decodes the underlay pcap as "+kind+" with the same VNI and no malformed packet",
@@ -419,90 +383,6 @@ func tsharkAgrees(ctx context.Context, pcap string, o overlay, identity uint32) 
 	return nil
 }
 
-// bulkTCP sends n bytes from src to dst's echo server and reads them back.
-func bulkTCP(ctx context.Context, t *topology.Topology, src, dst string, n int) error {
-	to, err := t.Pod(dst)
-	if err != nil {
-		return err
-	}
-	server, err := startEcho(t, TCP, dst)
-	if err != nil {
-		return err
-	}
-	defer server.Close()
-	return t.Do(src, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(to.IP, probePort).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		done := make(chan error, 1)
-		go func() {
-			buf := make([]byte, 64<<10)
-			got := 0
-			for got < n {
-				k, err := c.Read(buf)
-				if err != nil {
-					done <- fmt.Errorf("read back after %d of %d bytes: %w", got, n, err)
-					return
-				}
-				got += k
-			}
-			done <- nil
-		}()
-		if _, err := c.Write(make([]byte, n)); err != nil {
-			return fmt.Errorf("bulk TCP %s -> %s: %w", src, dst, err)
-		}
-		return <-done
-	})
-}
-
-// sendUDP sends one datagram of size payload bytes from src to dst's echo server with
-// DF set (df) or clear and checks the whole datagram comes back.
-func sendUDP(ctx context.Context, t *topology.Topology, src, dst string, size int, df bool) error {
-	to, err := t.Pod(dst)
-	if err != nil {
-		return err
-	}
-	server, err := startEcho(t, UDP, dst)
-	if err != nil {
-		return err
-	}
-	defer server.Close()
-	return t.Do(src, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-			mode := unix.IP_PMTUDISC_DONT
-			if df {
-				mode = unix.IP_PMTUDISC_DO
-			}
-			var serr error
-			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, mode) })
-			return errors.Join(err, serr)
-		}}
-		c, err := d.DialContext(ctx, "udp4", netip.AddrPortFrom(to.IP, probePort).String())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		msg := bytes.Repeat([]byte{0xa5}, size)
-		if _, err := c.Write(msg); err != nil {
-			return err
-		}
-		buf := make([]byte, size+1)
-		k, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		if k != size {
-			return fmt.Errorf("echo of %d bytes, sent %d", k, size)
-		}
-		return nil
-	})
-}
-
 // mtuSweep: in both directions, every size up to the route MTU crosses unfragmented
 // with DF (ICMP, UDP), one byte more with DF is refused with the route MTU, and without
 // DF it is fragmented by the sender and arrives whole; tracepath finds the path MTU and
@@ -511,7 +391,7 @@ type mtuSweepExpect struct {
 	RouteMTU int `json:"routeMTU" required:"true" range:"68..65535" doc:"the path MTU between the pods"`
 }
 
-func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect) error {
+func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSweepExpect) error {
 	t, label, route := s.T, s.Label(w.Label), e.RouteMTU
 	a, b := string(w.From), string(w.To)
 	for _, c := range [][2]string{{a, b}, {b, a}} {
@@ -523,7 +403,7 @@ func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect)
 			if out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(size), to.IP.String()); err != nil {
 				errs = append(errs, fmt.Errorf("ICMP payload %d: %w: %s", size, err, out))
 			}
-			if err := sendUDP(ctx, t, src, dst, size, true); err != nil {
+			if err := probe.SendUDP(ctx, t, src, dst, size, true); err != nil {
 				errs = append(errs, fmt.Errorf("UDP payload %d with DF: %w", size, err))
 			}
 		}
@@ -535,7 +415,7 @@ func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect)
 		if err == nil || !strings.Contains(string(out), "mtu="+strconv.Itoa(route)) && !strings.Contains(string(out), "mtu = "+strconv.Itoa(route)) {
 			oerr = fmt.Errorf("want the send refused with mtu %d, got: %s", route, out)
 		}
-		uerr := sendUDP(ctx, t, src, dst, route-27, true)
+		uerr := probe.SendUDP(ctx, t, src, dst, route-27, true)
 		if uerr == nil || !errors.Is(uerr, unix.EMSGSIZE) {
 			oerr = errors.Join(oerr, fmt.Errorf("UDP %d bytes with DF: want EMSGSIZE, got %v", route-27, uerr))
 		}
@@ -546,7 +426,7 @@ func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect)
 		if out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "dont", "-s", strconv.Itoa(route-27), to.IP.String()); err != nil {
 			ferr = fmt.Errorf("ICMP: %w: %s", err, out)
 		}
-		ferr = errors.Join(ferr, sendUDP(ctx, t, src, dst, 2*route, false))
+		ferr = errors.Join(ferr, probe.SendUDP(ctx, t, src, dst, 2*route, false))
 		s.Check(fmt.Sprintf("%s: %s: without DF, larger packets are fragmented by the sender and arrive whole", label, dir),
 			"ping -M dont -s "+strconv.Itoa(route-27)+" reply; UDP echo of "+strconv.Itoa(2*route)+" bytes", ferr)
 	}
@@ -557,7 +437,7 @@ func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect)
 	}
 	s.Check(fmt.Sprintf("%s: tracepath from %s reports path MTU %d", label, a, route), "tracepath -n output", err)
 
-	res, err := IPerf3(ctx, t, a, b, to.IP, 2)
+	res, err := probe.IPerf3(ctx, t, a, b, to.IP, 2)
 	if err == nil {
 		segs := res.BitsPerSecond * res.Seconds / 8 / float64(max(res.MSS, 1))
 		switch {
@@ -575,10 +455,10 @@ func runMTUSweep(ctx context.Context, s *Stage, w podPairWith, e mtuSweepExpect)
 }
 
 type fragNeededWith struct {
-	From      PodRef `json:"from" required:"true" doc:"the sender made unaware of the tunnel"`
-	To        PodRef `json:"to" required:"true" doc:"the pod it sends to, on another node"`
-	SenderMTU int    `json:"senderMTU" range:"68..65535" doc:"the MTU the sender believes in, on eth0 and its default route (default: the MTU of its node's internal interface)"`
-	Label     string `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+	From      scenarios.PodRef `json:"from" required:"true" doc:"the sender made unaware of the tunnel"`
+	To        scenarios.PodRef `json:"to" required:"true" doc:"the pod it sends to, on another node"`
+	SenderMTU int              `json:"senderMTU" range:"68..65535" doc:"the MTU the sender believes in, on eth0 and its default route (default: the MTU of its node's internal interface)"`
+	Label     string           `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
 func (w *fragNeededWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
@@ -590,7 +470,7 @@ type fragNeededExpect struct {
 // runFragNeeded makes a pod a sender that does not know the tunnel (eth0 and route at
 // the device MTU): its DF packet over the tunnel MTU must be answered with ICMP
 // fragmentation-needed carrying the route MTU, and TCP must converge (PMTUD).
-func runFragNeeded(ctx context.Context, s *Stage, w fragNeededWith, e fragNeededExpect) error {
+func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e fragNeededExpect) error {
 	t, label, route := s.T, s.Label(w.Label), e.MTU
 	from, _ := t.Pod(string(w.From))
 	to, _ := t.Pod(string(w.To))
@@ -624,7 +504,7 @@ func runFragNeeded(ctx context.Context, s *Stage, w fragNeededWith, e fragNeeded
 	s.Check(fmt.Sprintf("%s: a DF packet over the tunnel MTU from a sender unaware of it gets ICMP frag-needed with MTU %d", label, route),
 		fmt.Sprintf("%s/eth0 capture (pcap %s): ICMP type 3 code 4, next-hop MTU", from.Name, session.PcapPath(from.Name, "eth0")), ferr)
 	s.Check(label+": TCP from that sender converges (PMTUD) and a 2 MiB transfer completes",
-		fmt.Sprintf("bulk TCP %s -> %s echo", from.Name, to.Name), bulkTCP(ctx, t, from.Name, to.Name, 2<<20))
+		fmt.Sprintf("bulk TCP %s -> %s echo", from.Name, to.Name), probe.BulkTCP(ctx, t, from.Name, to.Name, 2<<20))
 	return nil
 }
 

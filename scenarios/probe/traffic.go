@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package probe
 
 import (
 	"context"
@@ -30,7 +30,7 @@ const (
 func (Protocol) Values() []string { return []string{string(ICMP), string(TCP), string(UDP)} }
 
 // probePort is where echo servers listen inside pods.
-const probePort = 7777
+const EchoPort = 7777
 
 // Exchange sends one probe from pod src to pod dst over proto and checks the answer:
 // an ICMP echo via ping, or a TCP/UDP echo from a server the harness runs inside dst's
@@ -49,29 +49,29 @@ func Exchange(ctx context.Context, t *topology.Topology, proto Protocol, src, ds
 		_ = out
 		return nil
 	case TCP, UDP:
-		return echo(ctx, t, proto, src, dst, to.IP)
+		return Echo(ctx, t, proto, src, dst, to.IP)
 	}
 	return fmt.Errorf("unknown protocol %q (want icmp, tcp or udp)", proto)
 }
 
-func echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string, dstIP netip.Addr) error {
-	server, err := startEcho(t, proto, dst)
+func Echo(ctx context.Context, t *topology.Topology, proto Protocol, src, dst string, dstIP netip.Addr) error {
+	server, err := StartEcho(t, proto, dst)
 	if err != nil {
 		return err
 	}
 	defer server.Close()
-	return exchangeAddr(ctx, t, src, proto, netip.AddrPortFrom(dstIP, probePort))
+	return ExchangeAddr(ctx, t, src, proto, netip.AddrPortFrom(dstIP, EchoPort))
 }
 
 // startEcho opens an echo server on probePort inside member's namespace; the
 // listening socket is created there, so it serves that namespace only.
-func startEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, error) {
-	return startEchoOn(t, proto, member, probePort)
+func StartEcho(t *topology.Topology, proto Protocol, member string) (io.Closer, error) {
+	return StartEchoOn(t, proto, member, EchoPort)
 }
 
 // startEchoOn is startEcho on port.
-func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint16) (io.Closer, error) {
-	c, err := startServer(t, proto, member, port,
+func StartEchoOn(t *topology.Topology, proto Protocol, member string, port uint16) (io.Closer, error) {
+	c, err := StartServer(t, proto, member, port,
 		func(c net.Conn) {
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			_, _ = io.Copy(c, c)
@@ -85,7 +85,7 @@ func startEchoOn(t *topology.Topology, proto Protocol, member string, port uint1
 
 // startServer listens on port inside member's namespace: over TCP every connection
 // goes to serve, over UDP every datagram gets answer's reply.
-func startServer(t *topology.Topology, proto Protocol, member string, port uint16,
+func StartServer(t *topology.Topology, proto Protocol, member string, port uint16,
 	serve func(net.Conn), answer func(b []byte, from net.Addr) []byte) (io.Closer, error) {
 	m, err := t.Member(member)
 	if err != nil {
@@ -113,4 +113,40 @@ func PingLoss(ctx context.Context, t *topology.Topology, src string, dst netip.A
 		return count, out, errors.Join(errors.New("no ping statistics"), err)
 	}
 	return sent - recv, out, nil
+}
+
+// exchangeAddr sends one probe from member to dst (a service frontend) and checks the
+// echo comes back from dst.
+func ExchangeAddr(ctx context.Context, t *topology.Topology, member string, proto Protocol, dst netip.AddrPort) error {
+	msg := fmt.Sprintf("podpath %s service probe from %s %d", proto, member, time.Now().UnixNano())
+	return t.Do(member, func() error {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		c, err := d.DialContext(ctx, string(proto)+"4", dst.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return fmt.Errorf("%s %s -> %s: %w", proto, member, dst, err)
+		}
+		if string(buf) != msg {
+			return fmt.Errorf("%s %s -> %s: echo %q", proto, member, dst, buf)
+		}
+		return nil
+	})
+}
+
+type Closers []io.Closer
+
+func (c Closers) Close() error {
+	var errs []error
+	for _, x := range c {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
 }
