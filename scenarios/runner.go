@@ -4,15 +4,12 @@ package scenarios
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"podpath/scenarios/hops"
@@ -187,69 +184,6 @@ func (r *Run) unwind(ctx context.Context, mark int) error {
 	}
 	r.cleanup = r.cleanup[:mark]
 	return err
-}
-
-// registry holds the catalog: the scenario files of catalog/ and the scenarios
-// registered in Go.
-var (
-	registry    = map[string]*Scenario{}
-	catalogOnce sync.Once
-)
-
-// register adds a scenario written in Go to the catalog; call it from init. Scenario
-// files (catalog/*.yaml) are the preferred form: see README.md.
-func register(s *Scenario) { registry[s.Name] = s }
-
-//go:embed catalog/*.yaml
-var catalogFiles embed.FS
-
-// loadCatalog reads the scenario files of catalog/ into the registry. The files are
-// part of the program: one that does not parse is a defect (TestCatalog), so it panics.
-func loadCatalog() {
-	entries, _ := catalogFiles.ReadDir("catalog")
-	for _, e := range entries {
-		data, _ := catalogFiles.ReadFile("catalog/" + e.Name())
-		f, err := ParseScenario(data, "")
-		if err != nil {
-			panic(fmt.Sprintf("scenarios: catalog/%s:\n%v", e.Name(), err))
-		}
-		f.Source = "catalog/" + e.Name()
-		if want := strings.TrimSuffix(e.Name(), ".yaml"); f.Name != want {
-			panic(fmt.Sprintf("scenarios: catalog/%s: name %q, want the file's name %q", e.Name(), f.Name, want))
-		}
-		if _, dup := registry[f.Name]; dup {
-			panic(fmt.Sprintf("scenarios: %s: scenario %s is also registered in Go", f.Source, f.Name))
-		}
-		registry[f.Name] = f.Scenario()
-	}
-}
-
-// CatalogFile returns the text of catalog scenario name's file (false when the
-// scenario is written in Go or unknown).
-func CatalogFile(name string) ([]byte, bool) {
-	data, err := catalogFiles.ReadFile("catalog/" + name + ".yaml")
-	return data, err == nil
-}
-
-// Lookup returns a catalog scenario by name.
-func Lookup(name string) (*Scenario, error) {
-	catalogOnce.Do(loadCatalog)
-	s, ok := registry[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown scenario %q (have: %s)", name, strings.Join(Names(), ", "))
-	}
-	return s, nil
-}
-
-// Names lists the catalog's scenarios.
-func Names() []string {
-	catalogOnce.Do(loadCatalog)
-	var out []string
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func indent(s, prefix string) string {
