@@ -9,7 +9,7 @@ import (
 )
 
 // RecordFlow adds a packet path to the run's report: hops as planned, seen and err as
-// VerifyPath returned them; s (may be nil) names each hop's pcap and, when the path
+// hops.VerifyPath returned them; s (may be nil) names each hop's pcap and, when the path
 // failed, finds the packet as the failing hop saw it, if it was there at all.
 func (r *Run) RecordFlow(name string, s *capture.Session, path []hops.Hop, seen []capture.Packet, err error) {
 	o := hops.FlowOptions{Kind: r.memberKind}
@@ -28,7 +28,7 @@ func (r *Run) RecordFlow(name string, s *capture.Session, path []hops.Hop, seen 
 	r.Flows = append(r.Flows, hops.NewFlowRecord(name, path, seen, err, o))
 }
 
-// VerifyPath is VerifyPath that also records the path as flow name in the report.
+// VerifyPath is hops.VerifyPath that also records the path as flow name in the report.
 func (r *Run) VerifyPath(name string, s *capture.Session, path []hops.Hop, f capture.Filter) ([]capture.Packet, error) {
 	seen, err := hops.VerifyPath(s, path, f)
 	r.RecordFlow(name, s, path, seen, err)

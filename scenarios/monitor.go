@@ -56,21 +56,3 @@ func Monitor(ctx context.Context, w io.Writer, t *topology.Topology, opts trace.
 	}
 	return err
 }
-
-// openTraces opens the trace ring buffers of t's nodes (those named).
-func openTraces(t *topology.Topology, nodes ...string) (*trace.Collector, error) {
-	return trace.OpenCollector(func(node string) string { return TraceEventsPath(t, node) }, nodes...)
-}
-
-// memberNs is the namespace path of member of t ("" when t is nil or has no such
-// member: interfaces then go unnamed).
-func memberNs(t *topology.Topology, member string) string {
-	if t == nil {
-		return ""
-	}
-	m, err := t.Member(member)
-	if err != nil {
-		return ""
-	}
-	return m.NsPath
-}

@@ -12,8 +12,9 @@ import (
 	"podpath/topology"
 )
 
-// OpenTraces is OpenTraces whose records also go to the run's trace log
-// (TraceLogFile in its artifacts), with every record read by Collect and Reset.
+// OpenTraces opens the trace ring buffers of t's nodes (those named) as a
+// trace.Collector whose records also go to the run's trace log (report.TraceLogFile in
+// its artifacts), with every record read by Collect and Reset.
 func (r *Run) OpenTraces(t *topology.Topology, nodes ...string) (*trace.Collector, error) {
 	tr, err := openTraces(t, nodes...)
 	if err != nil {
@@ -50,4 +51,22 @@ func (r *Run) drainTraces(t *topology.Topology) {
 	if r.traceLog != nil {
 		r.traceLog.Forget(t.Name)
 	}
+}
+
+// openTraces opens the trace ring buffers of t's nodes (those named).
+func openTraces(t *topology.Topology, nodes ...string) (*trace.Collector, error) {
+	return trace.OpenCollector(func(node string) string { return TraceEventsPath(t, node) }, nodes...)
+}
+
+// memberNs is the namespace path of member of t ("" when t is nil or has no such
+// member: interfaces then go unnamed).
+func memberNs(t *topology.Topology, member string) string {
+	if t == nil {
+		return ""
+	}
+	m, err := t.Member(member)
+	if err != nil {
+		return ""
+	}
+	return m.NsPath
 }
