@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"podpath/datapath/config"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
 	"podpath/scenarios/probe"
@@ -226,12 +225,4 @@ func runPingDuringRestart(ctx context.Context, s *scenarios.Stage, w pingRestart
 	s.Check(fmt.Sprintf("agents %s: %d pings every %s, %s", strings.Join(verbs, " and "), w.Count, w.Interval, lost),
 		fmt.Sprintf("ping -i %g statistics in %s", w.Interval.Seconds(), w.From), err)
 	return nil
-}
-
-// effectiveConfig is the stage's cilium-config as resolved (Cilium's defaults when none).
-func effectiveConfig(s *scenarios.Stage) *config.Config {
-	if s.Config != nil {
-		return s.Config
-	}
-	return config.Default()
 }

@@ -10,7 +10,9 @@ import (
 
 	"github.com/google/gopacket/layers"
 
+	"podpath/datapath/config"
 	"podpath/datapath/trace"
+	"podpath/internal/strictyaml"
 	"podpath/scenarios"
 	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
@@ -18,8 +20,13 @@ import (
 	"podpath/topology"
 )
 
+// The helpers here are shared by the feature files: a feature file uses them and the
+// step package's own types, never another feature file's.
+
+// probeProtocols are the probes a step sends when its file names none.
 var probeProtocols = []probe.Protocol{probe.ICMP, probe.TCP, probe.UDP}
 
+// ipProto is the IPv4 protocol number of probe p.
 func ipProto(p probe.Protocol) uint8 {
 	switch p {
 	case probe.TCP:
@@ -106,6 +113,7 @@ func counterDelta(ctx context.Context, t *topology.Topology, node string, before
 	return probe.StackPackets{Forward: now.Forward - before.Forward, Input: now.Input - before.Input}, nil
 }
 
+// ip is a in the form gopacket and capture filters take.
 func ip(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
 
 // internalIface is the interface of node n that carries its InternalIP (the first one
@@ -135,10 +143,55 @@ func hostStackCounters(ctx context.Context, s *scenarios.Stage) error {
 	return nil
 }
 
+// countersMemo is the Stage.Memo key of the counters installed.
 const countersMemo = "host-stack-counters"
 
 // agentsOf is the stage's agents, nil when its topology runs none (podNetwork: kernel).
 func agentsOf(s *scenarios.Stage) *scenarios.Agents {
 	a, _ := s.Agents()
 	return a
+}
+
+// expectZero wants the host-stack counters not to have moved.
+func expectZero(d probe.StackPackets) error {
+	if d.Forward != 0 || d.Input != 0 {
+		return fmt.Errorf("forward counter rose by %d, input by %d: packets went through the host stack", d.Forward, d.Input)
+	}
+	return nil
+}
+
+// expectEqual wants got to be want.
+func expectEqual(what string, want, got any) error {
+	if want != got {
+		return fmt.Errorf("%s: want %v, got %v", what, want, got)
+	}
+	return nil
+}
+
+// podPairWith names two pods, a sender and a receiver.
+type podPairWith struct {
+	From  scenarios.PodRef `json:"from" required:"true" doc:"the pod that sends"`
+	To    scenarios.PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
+	Label string           `json:"label" doc:"prefix of the check names (default: the stage's name)"`
+}
+
+func (w *podPairWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
+
+// checkOtherNode wants pod to on another node than pod from.
+func checkOtherNode(e strictyaml.FieldErrors, from, to scenarios.PodRef) {
+	st := scenarios.CheckableStage(e)
+	if st == nil {
+		return
+	}
+	if a, b := st.PodNode(from), st.PodNode(to); a == b {
+		e.Add("to", "%q is on %s, like %s: want a pod of another node", to, b, from)
+	}
+}
+
+// effectiveConfig is the stage's cilium-config as resolved (Cilium's defaults when none).
+func effectiveConfig(s *scenarios.Stage) *config.Config {
+	if s.Config != nil {
+		return s.Config
+	}
+	return config.Default()
 }

@@ -76,26 +76,6 @@ func runNodeRoute(_ context.Context, s *scenarios.Stage, w nodeRouteWith, e node
 	return nil
 }
 
-// podPairWith names two pods, a sender and a receiver.
-type podPairWith struct {
-	From  scenarios.PodRef `json:"from" required:"true" doc:"the pod that sends"`
-	To    scenarios.PodRef `json:"to" required:"true" doc:"the pod that answers, on another node"`
-	Label string           `json:"label" doc:"prefix of the check names (default: the stage's name)"`
-}
-
-func (w *podPairWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
-
-// checkOtherNode wants pod to on another node than pod from.
-func checkOtherNode(e strictyaml.FieldErrors, from, to scenarios.PodRef) {
-	st := scenarios.CheckableStage(e)
-	if st == nil {
-		return
-	}
-	if a, b := st.PodNode(from), st.PodNode(to); a == b {
-		e.Add("to", "%q is on %s, like %s: want a pod of another node", to, b, from)
-	}
-}
-
 func runCrossNodePath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none) error {
 	return crossNode(ctx, s, s.Label(w.Label), string(w.From), string(w.To))
 }

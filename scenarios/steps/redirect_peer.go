@@ -138,17 +138,3 @@ func runSameNodePath(ctx context.Context, s *scenarios.Stage, w sameNodeWith, e 
 	s.Check(mode+": netfilter's forward hook sees the packets", where, cerr)
 	return nil
 }
-
-func expectZero(d probe.StackPackets) error {
-	if d.Forward != 0 || d.Input != 0 {
-		return fmt.Errorf("forward counter rose by %d, input by %d: packets went through the host stack", d.Forward, d.Input)
-	}
-	return nil
-}
-
-func expectEqual(what string, want, got any) error {
-	if want != got {
-		return fmt.Errorf("%s: want %v, got %v", what, want, got)
-	}
-	return nil
-}
