@@ -78,12 +78,12 @@ func runNodePairMTU(ctx context.Context, s *scenarios.Stage, _ none, e nodePairM
 				}
 				mtu = st.MTU.Route
 			}
-			fits, err := t.Exec(ctx, src.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-28), dst.IP.String())
+			fits, err := probe.PingSized(ctx, t, src.Name, dst.IP, mtu-28, true)
 			var ferr error
 			if err != nil {
 				ferr = fmt.Errorf("%d-byte DF packet did not cross: %w: %s", mtu, err, fits)
 			}
-			over, err := t.Exec(ctx, src.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-27), dst.IP.String())
+			over, err := probe.PingSized(ctx, t, src.Name, dst.IP, mtu-27, true)
 			if err == nil {
 				ferr = errors.Join(ferr, fmt.Errorf("%d-byte DF packet crossed a path of MTU %d: %s", mtu+1, mtu, over))
 			}

@@ -400,7 +400,7 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 		dir := src + " -> " + dst
 		var errs []error
 		for _, size := range []int{64, route / 2, route - 28} {
-			if out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(size), to.IP.String()); err != nil {
+			if out, err := probe.PingSized(ctx, t, src, to.IP, size, true); err != nil {
 				errs = append(errs, fmt.Errorf("ICMP payload %d: %w: %s", size, err, out))
 			}
 			if err := probe.SendUDP(ctx, t, src, dst, size, true); err != nil {
@@ -410,7 +410,7 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 		s.Check(fmt.Sprintf("%s: %s: with DF, ICMP and UDP up to the route MTU (%d bytes) cross", label, dir, route),
 			"echo replies to ping -M do -s 64/half/"+strconv.Itoa(route-28)+" and UDP echoes with IP_PMTUDISC_DO", errors.Join(errs...))
 
-		out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(route-27), to.IP.String())
+		out, err := probe.PingSized(ctx, t, src, to.IP, route-27, true)
 		var oerr error
 		if err == nil || !strings.Contains(string(out), "mtu="+strconv.Itoa(route)) && !strings.Contains(string(out), "mtu = "+strconv.Itoa(route)) {
 			oerr = fmt.Errorf("want the send refused with mtu %d, got: %s", route, out)
@@ -423,7 +423,7 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 			"ping -M do -s "+strconv.Itoa(route-27)+" output; UDP send error", oerr)
 
 		var ferr error
-		if out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", "-M", "dont", "-s", strconv.Itoa(route-27), to.IP.String()); err != nil {
+		if out, err := probe.PingSized(ctx, t, src, to.IP, route-27, false); err != nil {
 			ferr = fmt.Errorf("ICMP: %w: %s", err, out)
 		}
 		ferr = errors.Join(ferr, probe.SendUDP(ctx, t, src, dst, 2*route, false))
@@ -431,7 +431,7 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 			"ping -M dont -s "+strconv.Itoa(route-27)+" reply; UDP echo of "+strconv.Itoa(2*route)+" bytes", ferr)
 	}
 	to, _ := t.Pod(b)
-	out, err := t.Exec(ctx, a, "tracepath", "-n", to.IP.String())
+	out, err := probe.Tracepath(ctx, t, a, to.IP)
 	if err == nil && !strings.Contains(string(out), "pmtu "+strconv.Itoa(route)) {
 		err = fmt.Errorf("want pmtu %d in:\n%s", route, out)
 	}
@@ -490,7 +490,7 @@ func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e 
 		return err
 	}
 	defer session.Stop()
-	out, _ := t.Exec(ctx, from.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(route-27), to.IP.String())
+	out, _ := probe.PingSized(ctx, t, from.Name, to.IP, route-27, true)
 	pkts, werr := session.WaitFor(ctx, from.Name, "eth0", func(p gopacket.Packet) bool {
 		icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
 		return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
