@@ -10,7 +10,6 @@ import (
 	"image"
 	"image/png"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,195 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
-	"podpath/topology"
+	"podpath/scenarios/hops/hopstest"
 )
-
-// frame describes one fabricated Ethernet/IPv4/ICMP echo frame, optionally inside an
-// outer Ethernet/IPv4/UDP/VXLAN envelope.
-type frame struct {
-	src, dst     string // MACs
-	ipSrc, ipDst string
-	ttl          uint8
-	outer        *frame // non-nil: encapsulate in VXLAN with this outer header
-	vni          uint32
-}
-
-func (f frame) layers(t *testing.T) []gopacket.SerializableLayer {
-	t.Helper()
-	mac := func(s string) net.HardwareAddr {
-		m, err := net.ParseMAC(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	inner := []gopacket.SerializableLayer{
-		&layers.Ethernet{SrcMAC: mac(f.src), DstMAC: mac(f.dst), EthernetType: layers.EthernetTypeIPv4},
-		&layers.IPv4{Version: 4, IHL: 5, TTL: f.ttl, Id: 4242, Protocol: layers.IPProtocolICMPv4,
-			SrcIP: net.ParseIP(f.ipSrc).To4(), DstIP: net.ParseIP(f.ipDst).To4()},
-		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1},
-		gopacket.Payload(bytes.Repeat([]byte{0xab}, 56)),
-	}
-	if f.outer == nil {
-		return inner
-	}
-	o := f.outer
-	udp := &layers.UDP{SrcPort: 51234, DstPort: capture.VXLANPortLinux}
-	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: o.ttl, Id: 1, Protocol: layers.IPProtocolUDP,
-		SrcIP: net.ParseIP(o.ipSrc).To4(), DstIP: net.ParseIP(o.ipDst).To4()}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	return append([]gopacket.SerializableLayer{
-		&layers.Ethernet{SrcMAC: mac(o.src), DstMAC: mac(o.dst), EthernetType: layers.EthernetTypeIPv4},
-		ip, udp, &layers.VXLAN{ValidIDFlag: true, VNI: f.vni},
-	}, inner...)
-}
-
-func (f frame) packet(t *testing.T, member, iface string, outgoing bool, at time.Time) capture.Packet {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, f.layers(t)...); err != nil {
-		t.Fatal(err)
-	}
-	return capture.Packet{Member: member, Interface: iface, Outgoing: outgoing, Timestamp: at,
-		Data: buf.Bytes(), Length: len(buf.Bytes())}
-}
-
-const (
-	macPod1a = "02:00:0a:f4:01:0a"
-	macLxc1a = "02:00:0a:f4:01:fe"
-	macN1    = "02:00:c0:a8:00:01"
-	macN2    = "02:00:c0:a8:00:02"
-	macLxc2a = "02:00:0a:f4:02:fe"
-	macPod2a = "02:00:0a:f4:02:0a"
-)
-
-var testKinds = map[string]topology.Kind{"pod1a": topology.KindPod, "pod2a": topology.KindPod,
-	"node1": topology.KindNode, "node2": topology.KindNode, "underlay": topology.KindSegment}
-
-func testKind(m string) topology.Kind { return testKinds[m] }
-
-// nativeFlow fabricates pod1a -> pod2a over native routing with redirect_peer: 6 hops.
-// hop is a hop without a MAC check, as the fabricated frames carry made-up ones.
-func hop(member, iface string, out bool, ttl uint8) hops.Hop {
-	return hops.Hop{Member: member, Interface: iface, Outgoing: out, TTL: ttl}
-}
-
-func nativeFlow(t *testing.T, name string, err error, upto int) hops.FlowRecord {
-	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	plan := []hops.Hop{
-		hop("pod1a", "eth0", true, 64), hop("node1", "lxc-pod1a", false, 64),
-		hop("node1", "eth1", true, 63), hop("underlay", "node1-eth1", false, 63),
-		hop("underlay", "node2-eth1", true, 63), hop("node2", "eth1", false, 63),
-		hop("pod2a", "eth0", false, 62),
-	}
-	const a, b = "10.244.1.10", "10.244.2.10"
-	frames := []frame{
-		{src: macPod1a, dst: macLxc1a, ipSrc: a, ipDst: b, ttl: 64},
-		{src: macPod1a, dst: macLxc1a, ipSrc: a, ipDst: b, ttl: 64},
-		{src: macN1, dst: macN2, ipSrc: a, ipDst: b, ttl: 63},
-		{src: macN1, dst: macN2, ipSrc: a, ipDst: b, ttl: 63},
-		{src: macN1, dst: macN2, ipSrc: a, ipDst: b, ttl: 63},
-		{src: macN1, dst: macN2, ipSrc: a, ipDst: b, ttl: 63},
-		{src: macLxc2a, dst: macPod2a, ipSrc: a, ipDst: b, ttl: 62},
-	}
-	var seen []capture.Packet
-	for i, h := range plan[:upto] {
-		seen = append(seen, frames[i].packet(t, h.Member, h.Interface, h.Outgoing, t0.Add(time.Duration(i)*7300*time.Nanosecond)))
-	}
-	return hops.NewFlowRecord(name, plan, seen, err, hops.FlowOptions{Kind: testKind,
-		Pcap: func(h hops.Hop) string {
-			return "native-routing/cross-node-L2/" + h.Member + "_" + h.Interface + ".pcap"
-		}})
-}
-
-// vxlanFlow fabricates pod1a -> node1 underlay -> node2 -> pod2a over VXLAN.
-func vxlanFlow(t *testing.T) hops.FlowRecord {
-	t0 := time.Date(2025, 1, 1, 12, 0, 1, 0, time.UTC)
-	const a, b = "10.244.1.10", "10.244.2.10"
-	plan := []hops.Hop{hop("pod1a", "eth0", true, 64), hop("node1", "eth1", true, 63),
-		hop("node2", "cilium_vxlan", false, 63), hop("pod2a", "eth0", false, 62)}
-	outer := &frame{src: macN1, dst: macN2, ipSrc: "192.168.0.1", ipDst: "192.168.0.2", ttl: 64}
-	frames := []frame{
-		{src: macPod1a, dst: macLxc1a, ipSrc: a, ipDst: b, ttl: 64},
-		{src: macLxc1a, dst: macLxc2a, ipSrc: a, ipDst: b, ttl: 63, outer: outer, vni: 12345},
-		{src: macLxc1a, dst: macLxc2a, ipSrc: a, ipDst: b, ttl: 63},
-		{src: macLxc2a, dst: macPod2a, ipSrc: a, ipDst: b, ttl: 62},
-	}
-	var seen []capture.Packet
-	for i, h := range plan {
-		seen = append(seen, frames[i].packet(t, h.Member, h.Interface, h.Outgoing, t0.Add(time.Duration(i)*11*time.Microsecond)))
-	}
-	return hops.NewFlowRecord("vxlan: ICMP echo request pod1a -> pod2a", plan, seen, nil, hops.FlowOptions{Kind: testKind})
-}
-
-func TestFlowRecordChanges(t *testing.T) {
-	f := nativeFlow(t, "L2: ICMP echo request pod1a -> pod2a", nil, 7)
-	if !f.Passed() || len(f.Hops) != 7 {
-		t.Fatalf("flow %+v", f)
-	}
-	for _, tc := range []struct {
-		hop     int
-		program string
-		changed []string
-		change  string
-	}{
-		{0, "pod (sends)", nil, ""},
-		{1, "from-container (tcx ingress)", nil, ""},
-		{2, "to-netdev (tcx egress)", []string{"outer.eth.src", "outer.eth.dst", "outer.ttl"}, "TTL 64 → 63"},
-		{3, "bridge", nil, ""},
-		{5, "from-netdev (tcx ingress)", nil, ""},
-		{6, "pod (receives)", []string{"outer.eth.src", "outer.eth.dst", "outer.ttl"}, "MACs rewritten"},
-	} {
-		h := f.Hops[tc.hop]
-		if h.Program != tc.program {
-			t.Errorf("hop %d program %q, want %q", tc.hop, h.Program, tc.program)
-		}
-		if len(h.Changed) != len(tc.changed) {
-			t.Errorf("hop %d changed %v, want %v", tc.hop, h.Changed, tc.changed)
-		}
-		for _, k := range tc.changed {
-			if !h.Changed[k] {
-				t.Errorf("hop %d: %s not marked changed: %v", tc.hop, k, h.Changed)
-			}
-		}
-		if tc.change != "" && !strings.Contains(strings.Join(h.Changes, "\n"), tc.change) {
-			t.Errorf("hop %d changes %q, want one with %q", tc.hop, h.Changes, tc.change)
-		}
-	}
-	if got := f.Hops[2].Offset; got != 14600*time.Nanosecond {
-		t.Errorf("hop 2 offset %s", got)
-	}
-
-	v := vxlanFlow(t)
-	enc := v.Hops[1]
-	if enc.Tunnel != "VXLAN vni=12345" || enc.Inner == nil || enc.Outer.IPSrc != "192.168.0.1" || enc.Inner.TTL != 63 {
-		t.Fatalf("encapsulated hop %+v", enc)
-	}
-	if !strings.HasPrefix(enc.Changes[0], "encapsulated: outer IPv4 192.168.0.1 > 192.168.0.2, UDP 51234 > 8472, VXLAN vni=12345") ||
-		!enc.Changed["tunnel"] || !enc.Changed["inner.ttl"] || enc.Changed["inner.ip.src"] {
-		t.Errorf("encapsulation changes %q %v", enc.Changes, enc.Changed)
-	}
-	dec := v.Hops[2]
-	if dec.Program != "from-overlay (tcx ingress)" || !strings.HasPrefix(dec.Changes[0], "decapsulated: VXLAN vni=12345") || dec.Changed["outer.ttl"] {
-		t.Errorf("decapsulated hop %+v", dec)
-	}
-
-	failed := nativeFlow(t, "routed: ICMP echo request pod1a -> pod2a", errors.New("packet not seen at hop 3"), 3)
-	states := []string{}
-	for _, h := range failed.Hops {
-		states = append(states, h.State)
-	}
-	if got := strings.Join(states, " "); got != "seen seen seen failed unchecked unchecked unchecked" {
-		t.Errorf("states of a path failing at hop 3: %s", got)
-	}
-}
 
 // sampleReport is a conformance report with a passing and a failing scenario, a failed
 // check with evidence, and three packet paths (native, VXLAN, failing), with pcaps on disk.
@@ -231,11 +44,11 @@ func sampleReport(t *testing.T, dir string) *Report {
 					{Name: "routed: echo request crosses 11 hops with the interfaces' MACs and TTL one less per routing hop",
 						LookedAt: "captures on every hop: direction, source/destination MAC, IPv4 TTL", Passed: false, Evidence: missing.Error(), Duration: 4 * time.Millisecond},
 				},
-				Flows: []hops.FlowRecord{nativeFlow(t, "L2: ICMP echo request pod1a -> pod2a", nil, 7), nativeFlow(t, "routed: ICMP echo request pod1a -> pod2a", missing, 3)},
+				Flows: []hops.FlowRecord{hopstest.NativeFlow(t, "L2: ICMP echo request pod1a -> pod2a", nil, 7), hopstest.NativeFlow(t, "routed: ICMP echo request pod1a -> pod2a", missing, 3)},
 			},
 			{Name: "vxlan", Labels: []string{"overlay", "vxlan"}, Passed: 5, Duration: 16 * time.Second,
 				Checks: []CheckResult{{Name: "vxlan: outer Ethernet/IPv4/UDP 8472, VNI = pod1a's identity", LookedAt: "node1/eth1", Passed: true, Duration: time.Millisecond}},
-				Flows:  []hops.FlowRecord{vxlanFlow(t)},
+				Flows:  []hops.FlowRecord{hopstest.VXLANFlow(t)},
 			},
 		},
 	}
