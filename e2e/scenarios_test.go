@@ -11,6 +11,9 @@ import (
 	. "github.com/onsi/gomega"
 
 	"podpath/scenarios"
+	"podpath/scenarios/report"
+	// Every step kind registers itself (scenarios.RegisterStep) when its package loads.
+	_ "podpath/scenarios/steps"
 )
 
 // Every catalog scenario (scenarios/catalog/*.yaml, labels from the file) is one spec,
@@ -33,7 +36,7 @@ var _ = Describe("scenario catalog", func() {
 			Expect(r.Passed()).To(BeNumerically(">", 0))
 			// The trace records the run read are in its artifacts, names decoded.
 			traces := r.Result().Traces
-			Expect(traces).To(Equal(filepath.Join(artifacts, s.Name, scenarios.TraceLogFile)))
+			Expect(traces).To(Equal(filepath.Join(artifacts, s.Name, report.TraceLogFile)))
 			data, err := os.ReadFile(traces)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(data)).To(ContainSubstring(`"obsPoint":"OBS_FROM_`))

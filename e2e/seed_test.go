@@ -18,7 +18,7 @@ var _ = Describe("the seed's cilium-config", Label("seed", "vxlan", "generic"), 
 	It("drives a two-node cluster through the generic checks", func(ctx SpecContext) {
 		seed, err := filepath.Abs("../datapath/config/testdata/seed-002-kubectl-edit.txt")
 		Expect(err).NotTo(HaveOccurred())
-		s, err := scenarios.Generic("../scenarios/topologies/l2-two-node-agent.yaml", seed)
+		s, err := scenarios.Generic("../topology/catalog/l2-two-node-agent.yaml", seed)
 		Expect(err).NotTo(HaveOccurred())
 		r, err := scenarios.Execute(ctx, s, scenarios.Options{Artifacts: filepath.Join(artifacts, "seed"), Out: GinkgoWriter})
 		Expect(err).NotTo(HaveOccurred())

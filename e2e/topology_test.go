@@ -15,16 +15,17 @@ import (
 	. "github.com/onsi/gomega"
 
 	"podpath/internal/nsutil"
-	"podpath/scenarios"
 	"podpath/scenarios/capture"
+	"podpath/scenarios/hops"
 	"podpath/topology"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
 // upCatalog brings up a catalog topology and registers a Down that also proves no
 // namespace with the run's prefix survives it.
 func upCatalog(ctx context.Context, name string) topology.Cluster {
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	Expect(err).NotTo(HaveOccurred())
 	t, err := netns.Up(ctx, spec)
 	Expect(err).NotTo(HaveOccurred())
@@ -47,11 +48,11 @@ func namespacesWithPrefix(prefix string) []string {
 	return left
 }
 
-func expectPingPath(ctx context.Context, t topology.Cluster, src, dst string, hops int) {
-	res, err := scenarios.PingPath(ctx, t, src, dst, filepath.Join(artifacts, t.Name()))
+func expectPingPath(ctx context.Context, t topology.Cluster, src, dst string, n int) {
+	res, err := hops.PingPath(ctx, t, src, dst, filepath.Join(artifacts, t.Name()))
 	Expect(err).NotTo(HaveOccurred(), "ping %s -> %s hop by hop", src, dst)
-	Expect(res.Seen).To(HaveLen(hops))
-	GinkgoWriter.Printf("%s -> %s:\n%s", src, dst, scenarios.FormatPath(res.Hops, res.Seen))
+	Expect(res.Seen).To(HaveLen(n))
+	GinkgoWriter.Printf("%s -> %s:\n%s", src, dst, hops.FormatPath(res.Hops, res.Seen))
 }
 
 func ip(a interface{ AsSlice() []byte }) net.IP { return net.IP(a.AsSlice()) }

@@ -1,4 +1,7 @@
-// Package scenarios holds the scenario catalog as data (scenario files, topologies,
-// cilium-configs), the step kinds scenario files use, and the runner that follows a
-// packet hop by hop through a running topology; README.md describes the file format.
+// SPDX-License-Identifier: Apache-2.0
+
+// Package scenarios is the scenario runner: the scenario file format, the catalog of
+// scenario files and cilium-configs, the registry of step kinds (RegisterStep; the kinds
+// themselves live in scenarios/steps) and the run that brings topologies and agents up,
+// runs the steps and records checks; README.md describes the file format.
 package scenarios

@@ -17,7 +17,10 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
+	"podpath/internal/strictyaml"
+	"podpath/scenarios/report"
 	"podpath/topology"
+	"podpath/topology/catalog"
 )
 
 // ScenarioFile is a scenario as data, as a scenarios/catalog/<name>.yaml file or a
@@ -70,63 +73,64 @@ type BackendSpec struct {
 
 var scenarioNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
-func (f *ScenarioFile) validate(e fieldErrors) {
+func (f *ScenarioFile) Validate(e strictyaml.FieldErrors) {
 	if !scenarioNameRE.MatchString(f.Name) {
-		e.add("name", "%q is invalid (want lowercase letters, digits and '-', starting with a letter)", f.Name)
+		e.Add("name", "%q is invalid (want lowercase letters, digits and '-', starting with a letter)", f.Name)
 	}
 	if strings.TrimSpace(f.Description) == "" || strings.Contains(strings.TrimSpace(f.Description), "\n") {
-		e.add("description", "want one line, got %q", f.Description)
+		e.Add("description", "want one line, got %q", f.Description)
 	}
 	for i, l := range f.Labels {
 		if !scenarioNameRE.MatchString(l) {
-			e.add(fmt.Sprintf("labels[%d]", i), "%q is invalid (want lowercase letters, digits and '-')", l)
+			e.Add(fmt.Sprintf("labels[%d]", i), "%q is invalid (want lowercase letters, digits and '-')", l)
 		}
 	}
 	if len(f.Stages) == 0 {
-		e.add("stages", "want at least one stage")
+		e.Add("stages", "want at least one stage")
 	}
 }
 
-func (s *StageSpec) decodeYAML(d *decoder, n *yaml.Node, path string) {
+func (s *StageSpec) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
 	s.Path = path
-	outer := d.stage
-	d.stage = s
-	d.decodeStruct(n, elem(s), path)
-	d.stage = outer
+	st := stateOf(d)
+	outer := st.stage
+	st.stage = s
+	d.DecodeStruct(n, strictyaml.Elem(s), path)
+	st.stage = outer
 }
 
-func (s *StageSpec) validate(e fieldErrors) {
+func (s *StageSpec) Validate(e strictyaml.FieldErrors) {
 	if len(s.Steps) == 0 {
-		e.add("steps", "want at least one step")
+		e.Add("steps", "want at least one step")
 	}
 	agents := s.Topology.Spec != nil && s.Topology.Spec.PodNetwork == topology.PodNetworkAgent
 	if !agents && s.Topology.Spec != nil {
 		if s.Config.Name != "" {
-			e.add("config", "topology %s plumbs its pods itself (podNetwork: kernel): no agent reads a cilium-config; set podNetwork: agent or drop config", s.Topology.Name)
+			e.Add("config", "topology %s plumbs its pods itself (podNetwork: kernel): no agent reads a cilium-config; set podNetwork: agent or drop config", s.Topology.Name)
 		}
 		if len(s.Services) > 0 {
-			e.add("services", "topology %s runs no agents (podNetwork: kernel) to program services; set podNetwork: agent", s.Topology.Name)
+			e.Add("services", "topology %s runs no agents (podNetwork: kernel) to program services; set podNetwork: agent", s.Topology.Name)
 		}
 	}
 	seen := map[string]bool{}
 	for i, svc := range s.Services {
 		if seen[svc.Name] {
-			e.add(fmt.Sprintf("services[%d].name", i), "%q is used twice", svc.Name)
+			e.Add(fmt.Sprintf("services[%d].name", i), "%q is used twice", svc.Name)
 		}
 		seen[svc.Name] = true
 	}
 }
 
-func (s *ServiceSpec) validate(e fieldErrors) {
+func (s *ServiceSpec) Validate(e strictyaml.FieldErrors) {
 	if (s.Type != "ClusterIP") != (s.NodePort != 0) {
-		e.add("nodePort", "want one for NodePort and LoadBalancer services and none for ClusterIP (type %s, nodePort %d)", s.Type, s.NodePort)
+		e.Add("nodePort", "want one for NodePort and LoadBalancer services and none for ClusterIP (type %s, nodePort %d)", s.Type, s.NodePort)
 	}
 	for i, b := range s.Backends {
 		if (b.Pod == "") == !b.IP.IsValid() {
-			e.add(fmt.Sprintf("backends[%d]", i), "want either pod or ip")
+			e.Add(fmt.Sprintf("backends[%d]", i), "want either pod or ip")
 		}
 		if b.Pod == "" && s.Server != "none" {
-			e.add(fmt.Sprintf("backends[%d].ip", i), "the harness serves pods only: with an address backend set server: none")
+			e.Add(fmt.Sprintf("backends[%d].ip", i), "the harness serves pods only: with an address backend set server: none")
 		}
 	}
 }
@@ -165,64 +169,65 @@ func looksLikePath(s string) bool {
 }
 
 // readRef reads a file reference relative to the decoder's base folder.
-func (d *decoder) readRef(n *yaml.Node, path, ref, what string) ([]byte, string, bool) {
-	if d.base == "" {
-		d.fail(n, path, "%q: the embedded catalog names catalog %ss, not files", ref, what)
+func readRef(d *strictyaml.Decoder, n *yaml.Node, path, ref, what string) ([]byte, string, bool) {
+	base := stateOf(d).base
+	if base == "" {
+		d.Fail(n, path, "%q: the embedded catalog names catalog %ss, not files", ref, what)
 		return nil, "", false
 	}
 	p := ref
 	if !filepath.IsAbs(p) {
-		p = filepath.Join(d.base, p)
+		p = filepath.Join(base, p)
 	}
 	data, err := os.ReadFile(p)
 	if err != nil {
-		d.fail(n, path, "read %s file: %v", what, err)
+		d.Fail(n, path, "read %s file: %v", what, err)
 		return nil, "", false
 	}
 	return data, p, true
 }
 
-func (r *TopologyRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	before := len(d.errs)
+func (r *TopologyRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	before := d.ErrCount()
 	switch {
 	case n != nil && n.Kind == yaml.MappingNode:
 		var spec topology.Spec
-		d.decodeFields(n, elem(&spec), path)
-		if len(d.errs) > before {
+		d.DecodeFields(n, strictyaml.Elem(&spec), path)
+		if d.ErrCount() > before {
 			return
 		}
 		r.Name, r.Spec = spec.Name, &spec
 	default:
-		ref, ok := d.scalar(n, path, "a catalog topology name, a file path or an inline topology spec")
+		ref, ok := d.Scalar(n, path, "a catalog topology name, a file path or an inline topology spec")
 		if !ok {
 			return
 		}
 		r.Name = ref
 		if !looksLikePath(ref) {
-			spec, err := Topology(ref)
+			spec, err := catalog.Topology(ref)
 			if err != nil {
-				d.fail(n, path, "unknown catalog topology %q (have: %s; or a file path ending in .yaml, or an inline spec)", ref, strings.Join(Topologies(), ", "))
+				d.Fail(n, path, "unknown catalog topology %q (have: %s; or a file path ending in .yaml, or an inline spec)", ref, strings.Join(catalog.Names(), ", "))
 				return
 			}
 			r.Spec = spec
 			break
 		}
-		data, _, ok := d.readRef(n, path, ref, "topology")
+		data, _, ok := readRef(d, n, path, ref, "topology")
 		if !ok {
 			return
 		}
 		var spec topology.Spec
-		root, err := parseYAMLDocument(data)
+		root, err := strictyaml.ParseDocument(data)
 		if err != nil {
-			d.fail(n, path, "%s: %v", ref, err)
+			d.Fail(n, path, "%s: %v", ref, err)
 			return
 		}
-		sub := &decoder{field: "field"}
-		sub.decodeStruct(root, elem(&spec), "")
-		for _, e := range sub.errs {
-			d.fail(n, path, "%s: %v", ref, e)
+		sub := &strictyaml.Decoder{Field: "field"}
+		sub.DecodeStruct(root, strictyaml.Elem(&spec), "")
+		for _, e := range errorList(sub.Err()) {
+			d.Fail(n, path, "%s: %v", ref, e)
 		}
-		if len(sub.errs) > 0 {
+		if sub.ErrCount() > 0 {
 			return
 		}
 		r.Spec = &spec
@@ -230,9 +235,9 @@ func (r *TopologyRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	resolved, err := r.Spec.Resolve()
 	if err != nil {
 		if n.Kind == yaml.MappingNode {
-			d.failFields(n, path, err)
+			d.FailFields(n, path, err)
 		} else {
-			d.failAll(n, path, err)
+			d.FailAll(n, path, err)
 		}
 		r.Spec = nil
 		return
@@ -255,24 +260,24 @@ type inlineConfig struct {
 	Data map[string]string `json:"data" required:"true" doc:"cilium-config data keys"`
 }
 
-func (c *ConfigRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
+func (c *ConfigRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
 	if n != nil && n.Kind == yaml.MappingNode {
 		var in inlineConfig
-		before := len(d.errs)
-		d.decodeFields(n, elem(&in), path)
-		if len(d.errs) > before {
+		before := d.ErrCount()
+		d.DecodeFields(n, strictyaml.Elem(&in), path)
+		if d.ErrCount() > before {
 			return
 		}
 		data, err := yaml.Marshal(in.Data)
 		if err != nil {
-			d.fail(n, path, "%v", err)
+			d.Fail(n, path, "%v", err)
 			return
 		}
 		c.Name, c.Data = "inline", data
-		c.parse(d, n, joinPath(path, "data"))
+		c.parse(d, n, strictyaml.JoinPath(path, "data"))
 		return
 	}
-	ref, ok := d.scalar(n, path, "a catalog cilium-config name, a file path or {data: {...}}")
+	ref, ok := d.Scalar(n, path, "a catalog cilium-config name, a file path or {data: {...}}")
 	if !ok {
 		return
 	}
@@ -280,14 +285,14 @@ func (c *ConfigRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	if !looksLikePath(ref) {
 		data, err := configFiles.ReadFile("configs/" + ref + ".yaml")
 		if err != nil {
-			d.fail(n, path, "unknown catalog cilium-config %q (have: %s; or a file path ending in .yaml, or {data: {...}})", ref, strings.Join(Configs(), ", "))
+			d.Fail(n, path, "unknown catalog cilium-config %q (have: %s; or a file path ending in .yaml, or {data: {...}})", ref, strings.Join(Configs(), ", "))
 			return
 		}
 		c.Data = data
 		c.parse(d, n, path)
 		return
 	}
-	data, _, ok := d.readRef(n, path, ref, "cilium-config")
+	data, _, ok := readRef(d, n, path, ref, "cilium-config")
 	if !ok {
 		return
 	}
@@ -296,25 +301,25 @@ func (c *ConfigRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 }
 
 // parse validates the config as the agents will, naming each bad key under path.
-func (c *ConfigRef) parse(d *decoder, n *yaml.Node, path string) {
+func (c *ConfigRef) parse(d *strictyaml.Decoder, n *yaml.Node, path string) {
 	cfg, _, err := config.Parse(c.Data)
 	if err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			for _, ke := range ve.Errs {
-				d.fail(n, joinPath(path, ke.Key), "%s", ke.Reason)
+				d.Fail(n, strictyaml.JoinPath(path, ke.Key), "%s", ke.Reason)
 			}
 			return
 		}
-		d.fail(n, path, "%v", err)
+		d.Fail(n, path, "%v", err)
 		return
 	}
 	c.Config = cfg
 }
 
-// write puts the config where the agents of t read it and returns the path ("" for
+// Write puts the config where the agents of t read it and returns the path ("" for
 // Cilium's defaults).
-func (c ConfigRef) write(t topology.Cluster) (string, error) {
+func (c ConfigRef) Write(t topology.Cluster) (string, error) {
 	if c.Data == nil {
 		return "", nil
 	}
@@ -325,7 +330,7 @@ func (c ConfigRef) write(t topology.Cluster) (string, error) {
 	// Agents restarted later without a config read the file again: one file per
 	// content, so that another config written for other nodes never replaces it.
 	sum := sha256.Sum256(c.Data)
-	p := filepath.Join(t.Dir(), fmt.Sprintf("cilium-config-%s-%x.yaml", fileSafe(name), sum[:4]))
+	p := filepath.Join(t.Dir(), fmt.Sprintf("cilium-config-%s-%x.yaml", report.FileSafe(name), sum[:4]))
 	if err := os.WriteFile(p, c.Data, 0o600); err != nil {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}
@@ -355,8 +360,8 @@ type MemberRef string
 // ServiceRef names a service of the stage.
 type ServiceRef string
 
-func (r *PodRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	d.decodeRef(n, path, (*string)(r), "pod", func(s *topology.Spec) []string {
+func (r *PodRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	decodeRef(d, n, path, (*string)(r), "pod", func(s *topology.Spec) []string {
 		var out []string
 		for _, nd := range s.Nodes {
 			for _, p := range nd.Pods {
@@ -367,8 +372,8 @@ func (r *PodRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	})
 }
 
-func (r *NodeRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	d.decodeRef(n, path, (*string)(r), "node", func(s *topology.Spec) []string {
+func (r *NodeRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	decodeRef(d, n, path, (*string)(r), "node", func(s *topology.Spec) []string {
 		var out []string
 		for _, nd := range s.Nodes {
 			out = append(out, nd.Name)
@@ -377,8 +382,8 @@ func (r *NodeRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
 	})
 }
 
-func (r *MemberRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	d.decodeRef(n, path, (*string)(r), "member", memberNames)
+func (r *MemberRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	decodeRef(d, n, path, (*string)(r), "member", memberNames)
 }
 
 func memberNames(s *topology.Spec) []string {
@@ -398,37 +403,39 @@ func memberNames(s *topology.Spec) []string {
 	return out
 }
 
-func (r *ServiceRef) decodeYAML(d *decoder, n *yaml.Node, path string) {
-	s, ok := d.scalar(n, path, "a service name")
+func (r *ServiceRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	s, ok := d.Scalar(n, path, "a service name")
 	if !ok {
 		return
 	}
 	*r = ServiceRef(s)
-	if d.stage == nil {
+	st := stateOf(d).stage
+	if st == nil {
 		return
 	}
 	var have []string
-	for _, svc := range d.stage.Services {
+	for _, svc := range st.Services {
 		have = append(have, svc.Name)
 	}
 	if !slices.Contains(have, s) {
-		d.fail(n, path, "%q is not a service of this stage (have: %s)", s, orNone(have))
+		d.Fail(n, path, "%q is not a service of this stage (have: %s)", s, orNone(have))
 	}
 }
 
 // decodeRef reads a name and checks it against the names of the stage's topology.
-func (d *decoder) decodeRef(n *yaml.Node, path string, dst *string, what string, names func(*topology.Spec) []string) {
-	s, ok := d.scalar(n, path, "a "+what+" name")
+func decodeRef(d *strictyaml.Decoder, n *yaml.Node, path string, dst *string, what string, names func(*topology.Spec) []string) {
+	s, ok := d.Scalar(n, path, "a "+what+" name")
 	if !ok {
 		return
 	}
 	*dst = s
-	if d.stage == nil || d.stage.Topology.resolved == nil {
+	st := stateOf(d).stage
+	if st == nil || st.Topology.resolved == nil {
 		return // no stage, or its topology is broken: reported already
 	}
-	have := names(d.stage.Topology.resolved)
+	have := names(st.Topology.resolved)
 	if !slices.Contains(have, s) {
-		d.fail(n, path, "%q is not a %s of topology %s (have: %s)", s, what, d.stage.Topology.Name, orNone(have))
+		d.Fail(n, path, "%q is not a %s of topology %s (have: %s)", s, what, st.Topology.Name, orNone(have))
 	}
 }
 
@@ -439,8 +446,21 @@ func orNone(list []string) string {
 	return strings.Join(list, ", ")
 }
 
-// podNode returns the node of pod p in the stage's topology ("" when unknown).
-func (s *StageSpec) podNode(p PodRef) string {
+// Service returns the stage's service name (nil when unknown or outside a stage).
+func (s *StageSpec) Service(name ServiceRef) *ServiceSpec {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Services {
+		if s.Services[i].Name == string(name) {
+			return &s.Services[i]
+		}
+	}
+	return nil
+}
+
+// PodNode returns the node of pod p in the stage's topology ("" when unknown).
+func (s *StageSpec) PodNode(p PodRef) string {
 	if s.Topology.resolved == nil {
 		return ""
 	}
@@ -454,19 +474,60 @@ func (s *StageSpec) podNode(p PodRef) string {
 	return ""
 }
 
+// fileState is what decoding a scenario file keeps beside the decoder (its Context):
+// the folder file references are relative to ("" when decoding the embedded catalog,
+// where only catalog names and inline specs are accepted) and the stage being decoded,
+// for the references its steps make.
+type fileState struct {
+	base  string
+	stage *StageSpec
+}
+
+// stateOf is d's file state; a decoder made elsewhere (a sub-document) has none.
+func stateOf(d *strictyaml.Decoder) *fileState {
+	if st, ok := d.Context.(*fileState); ok {
+		return st
+	}
+	return &fileState{}
+}
+
+// DecodingStage is the stage being decoded, for a step's Validate method (nil outside
+// a stage).
+func DecodingStage(e strictyaml.FieldErrors) *StageSpec { return stateOf(e.Decoder()).stage }
+
+// CheckableStage is the stage being decoded when its topology is known (nil otherwise:
+// its references cannot be checked, and its topology's problems are reported already).
+func CheckableStage(e strictyaml.FieldErrors) *StageSpec {
+	if st := DecodingStage(e); st != nil && st.Topology.resolved != nil {
+		return st
+	}
+	return nil
+}
+
+// errorList is the errors joined in err (errors.Join), or none.
+func errorList(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // ParseScenario reads a scenario file's text strictly and checks it against the step
 // kinds, the catalog and the topologies it names: every problem is reported, each with
 // its field path and what would be accepted. File references are relative to base
 // ("" allows none: the embedded catalog).
 func ParseScenario(data []byte, base string) (*ScenarioFile, error) {
-	root, err := parseYAMLDocument(data)
+	root, err := strictyaml.ParseDocument(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse scenario: %w", err)
 	}
 	var f ScenarioFile
-	d := &decoder{base: base}
-	d.decodeStruct(root, elem(&f), "")
-	if err := d.err(); err != nil {
+	d := &strictyaml.Decoder{Context: &fileState{base: base}}
+	d.DecodeStruct(root, strictyaml.Elem(&f), "")
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return &f, nil
@@ -489,7 +550,7 @@ func LoadScenario(p string) (*ScenarioFile, error) {
 // IsScenario tells a scenario file's text from a topology spec's: it is a YAML mapping
 // with stages.
 func IsScenario(data []byte) bool {
-	root, err := parseYAMLDocument(data)
+	root, err := strictyaml.ParseDocument(data)
 	if err != nil || root.Kind != yaml.MappingNode {
 		return false
 	}
@@ -504,3 +565,19 @@ func IsScenario(data []byte) bool {
 // IsScenarioFile tells a scenario file argument from a catalog name: it names a file
 // (a path, or a name ending in .yaml or .yml).
 func IsScenarioFile(arg string) bool { return looksLikePath(arg) }
+
+// Regexp is a regular expression in a scenario file, compiled when the file is read.
+type Regexp struct{ *regexp.Regexp }
+
+func (r *Regexp) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) {
+	s, ok := d.Scalar(n, path, "a regular expression")
+	if !ok {
+		return
+	}
+	re, err := regexp.Compile(s)
+	if err != nil {
+		d.Fail(n, path, "%q is not a regular expression: %v", s, err)
+		return
+	}
+	r.Regexp = re
+}

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package scenarios_test
 
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"podpath/scenarios"
+	_ "podpath/scenarios/steps"
 )
 
 // validFile is a small scenario using catalog references; each case breaks it once.
@@ -143,7 +147,7 @@ func TestParseScenario(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := ParseScenario([]byte(tt.file), "")
+			f, err := scenarios.ParseScenario([]byte(tt.file), "")
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("want valid, got:\n%v", err)
@@ -196,7 +200,7 @@ func TestParseScenarioFiles(t *testing.T) {
 	if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := LoadScenario(p)
+	f, err := scenarios.LoadScenario(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,12 +211,13 @@ func TestParseScenarioFiles(t *testing.T) {
 	if st.Config.Name != "geneve.yaml" || st.Config.Config == nil || st.Config.Config.TunnelProtocol != "geneve" {
 		t.Errorf("config %q %+v", st.Config.Name, st.Config.Config)
 	}
-	restart := st.Steps[2].With.(restartWith)
-	if restart.Config.Name != "inline" || !strings.Contains(string(restart.Config.Data), "routing-mode: native") {
-		t.Errorf("restart config %q %s", restart.Config.Name, restart.Config.Data)
+	// The parameters are the step package's own types: read them by field name.
+	restart := reflect.ValueOf(st.Steps[2].With).FieldByName("Config").Interface().(scenarios.ConfigRef)
+	if restart.Name != "inline" || !strings.Contains(string(restart.Data), "routing-mode: native") {
+		t.Errorf("restart config %q %s", restart.Name, restart.Data)
 	}
-	ping := st.Steps[3].With.(pingRestartWith)
-	if ping.Count != 300 || ping.Interval != 10*time.Millisecond || len(ping.Kill) != 1 {
+	ping := reflect.ValueOf(st.Steps[3].With)
+	if ping.FieldByName("Count").Int() != 300 || ping.FieldByName("Interval").Interface() != 10*time.Millisecond || ping.FieldByName("Kill").Len() != 1 {
 		t.Errorf("defaults not applied: %+v", ping)
 	}
 	if f.Source != p {
@@ -224,7 +229,7 @@ func TestParseScenarioFiles(t *testing.T) {
 	if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadScenario(p); err == nil || !strings.Contains(err.Error(), "stages[0].config: read cilium-config file:") {
+	if _, err := scenarios.LoadScenario(p); err == nil || !strings.Contains(err.Error(), "stages[0].config: read cilium-config file:") {
 		t.Errorf("missing config file: %v", err)
 	}
 }
@@ -235,14 +240,14 @@ func TestCatalog(t *testing.T) {
 	want := map[string]int{ // stages
 		"redirect-peer": 1, "native-routing": 2, "vxlan-mtu": 4, "geneve-mtu": 3, "services-snat": 1, "maglev-consistency": 1, "dsr": 1, "dsr-geneve": 1, "hybrid": 1,
 	}
-	entries, err := catalogFiles.ReadDir("catalog")
+	entries, err := os.ReadDir("catalog")
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
 	for _, e := range entries {
-		data, _ := catalogFiles.ReadFile("catalog/" + e.Name())
-		f, err := ParseScenario(data, "")
+		data, _ := os.ReadFile(filepath.Join("catalog", e.Name()))
+		f, err := scenarios.ParseScenario(data, "")
 		if err != nil {
 			t.Errorf("catalog/%s:\n%v", e.Name(), err)
 			continue
@@ -262,7 +267,7 @@ func TestCatalog(t *testing.T) {
 		if !seen[n] {
 			t.Errorf("scenario %s missing from the catalog", n)
 		}
-		s, err := Lookup(n)
+		s, err := scenarios.Lookup(n)
 		if err != nil || s.Run == nil || len(s.Labels) == 0 {
 			t.Errorf("Lookup(%s): %v %+v", n, err, s)
 		}
@@ -271,11 +276,11 @@ func TestCatalog(t *testing.T) {
 
 // Every step kind says what it does and what each of its values means.
 func TestStepKindDocs(t *testing.T) {
-	for _, k := range StepKinds() {
+	for _, k := range scenarios.StepKinds() {
 		if k.Summary == "" {
 			t.Errorf("step kind %s: no summary", k.Name)
 		}
-		for _, p := range append(append([]ParamDoc{}, k.With...), k.Expect...) {
+		for _, p := range append(append([]scenarios.ParamDoc{}, k.With...), k.Expect...) {
 			if p.Doc == "" {
 				t.Errorf("step kind %s: %s has no doc", k.Name, p.Name)
 			}
@@ -288,17 +293,17 @@ func TestStepKindDocs(t *testing.T) {
 
 // The generic checks are a scenario file built in code from the user's files.
 func TestGeneric(t *testing.T) {
-	s, err := Generic("topologies/l2-two-node-agent.yaml", "configs/vxlan.yaml")
+	s, err := scenarios.Generic("../topology/catalog/l2-two-node-agent.yaml", "configs/vxlan.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Name != "l2-agent" || !strings.Contains(s.Description, "configs/vxlan.yaml") || s.Labels[0] != "generic" {
 		t.Errorf("%+v", s)
 	}
-	if _, err := Generic("topologies/l2-two-node.yaml", "configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
+	if _, err := scenarios.Generic("../topology/catalog/l2-two-node.yaml", "configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
 		t.Errorf("config for a kernel topology: %v", err)
 	}
-	if _, err := Generic("topologies/l2-two-node.yaml", ""); err != nil {
+	if _, err := scenarios.Generic("../topology/catalog/l2-two-node.yaml", ""); err != nil {
 		t.Errorf("kernel topology without config: %v", err)
 	}
 }
@@ -315,14 +320,14 @@ func TestReadme(t *testing.T) {
 		t.Fatal("README.md lacks the small-underlay example")
 	}
 	example, _, _ := strings.Cut(rest, "```")
-	f, err := ParseScenario([]byte("#"+example), "")
+	f, err := scenarios.ParseScenario([]byte("#"+example), "")
 	if err != nil {
 		t.Fatalf("README example:\n%v", err)
 	}
 	if f.Name != "small-underlay" || len(f.Stages[0].Steps) != 5 {
 		t.Errorf("README example parsed as %+v", f)
 	}
-	for _, k := range StepKinds() {
+	for _, k := range scenarios.StepKinds() {
 		if !strings.Contains(readme, "`"+k.Name+"`") {
 			t.Errorf("README.md does not name step kind %s", k.Name)
 		}

@@ -3,31 +3,14 @@
 package scenarios
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
-
 	"go.yaml.in/yaml/v3"
+	"path/filepath"
 
 	"podpath/topology"
 )
 
-func init() {
-	registerStep(StepDef[matrixWith, none]{
-		Name:    "connectivity-matrix",
-		Summary: "every pod reaches every other pod: one check per protocol over all ordered pod pairs",
-		With:    matrixWith{Protocols: probeProtocols},
-		Run:     runConnectivityMatrix,
-	})
-	registerStep(StepDef[none, nodePairMTUExpect]{
-		Name: "node-pair-mtu",
-		Summary: "between the first pods of every pair of nodes: DF packets of the path MTU cross, one byte more " +
-			"is refused",
-		Run: runNodePairMTU,
-	})
-}
+import ()
 
 // Generic builds the scenario a user gets for their own topology and cilium-config:
 // every pod reaches every other pod over ICMP, TCP and UDP, and between the first pods
@@ -81,71 +64,4 @@ func Generic(topologyFile, configFile string) (*Scenario, error) {
 	}
 	f.Source = filepath.Clean(topologyFile)
 	return f.Scenario(), nil
-}
-
-type matrixWith struct {
-	Protocols []Protocol `json:"protocols" doc:"the probes"`
-}
-
-func runConnectivityMatrix(ctx context.Context, s *Stage, w matrixWith, _ none) error {
-	pods := s.T.Pods()
-	for _, p := range w.Protocols {
-		var errs []error
-		pairs := 0
-		for _, a := range pods {
-			for _, b := range pods {
-				if a.Name == b.Name {
-					continue
-				}
-				pairs++
-				if err := Exchange(ctx, s.T, p, a.Name, b.Name); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-		s.Check(fmt.Sprintf("connectivity matrix: %s between all %d ordered pod pairs", p, pairs),
-			"the answer of the echo server (or ping) in every destination pod", errors.Join(errs...))
-	}
-	return nil
-}
-
-type nodePairMTUExpect struct {
-	MTU int `json:"mtu" range:"0..65535" doc:"the path MTU (default: the sending node's agent's route MTU, or without agents the sending pod's MTU)"`
-}
-
-// runNodePairMTU sweeps between the first pods of every pair of nodes.
-func runNodePairMTU(ctx context.Context, s *Stage, _ none, e nodePairMTUExpect) error {
-	t := s.T
-	nodes := t.Nodes()
-	for _, na := range nodes {
-		for _, nb := range nodes {
-			if na.Name == nb.Name || len(na.Pods) == 0 || len(nb.Pods) == 0 {
-				continue
-			}
-			src, dst := na.Pods[0], nb.Pods[0]
-			mtu := src.MTU
-			switch {
-			case e.MTU != 0:
-				mtu = e.MTU
-			case s.agents != nil:
-				st, err := s.agents.Client(na.Name).Status(ctx)
-				if err != nil {
-					return err
-				}
-				mtu = st.MTU.Route
-			}
-			fits, err := t.Exec(ctx, src.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-28), dst.IP.String())
-			var ferr error
-			if err != nil {
-				ferr = fmt.Errorf("%d-byte DF packet did not cross: %w: %s", mtu, err, fits)
-			}
-			over, err := t.Exec(ctx, src.Name, "ping", "-c1", "-W2", "-M", "do", "-s", strconv.Itoa(mtu-27), dst.IP.String())
-			if err == nil {
-				ferr = errors.Join(ferr, fmt.Errorf("%d-byte DF packet crossed a path of MTU %d: %s", mtu+1, mtu, over))
-			}
-			s.Check(fmt.Sprintf("MTU %s (%s) -> %s (%s): DF packets of %d bytes cross, %d are refused", src.Name, na.Name, dst.Name, nb.Name, mtu, mtu+1),
-				"ping -M do -s "+strconv.Itoa(mtu-28)+" and "+strconv.Itoa(mtu-27), ferr)
-		}
-	}
-	return nil
 }

@@ -4,18 +4,18 @@ package scenarios
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"podpath/scenarios/hops"
+	"podpath/scenarios/report"
 	"podpath/topology"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
@@ -28,16 +28,6 @@ type Scenario struct {
 	Run         func(ctx context.Context, r *Run) error
 }
 
-// CheckResult is one check: what it verified, where it looked, and on failure the
-// evidence (expected vs seen, packets, pcap paths).
-type CheckResult struct {
-	Name     string        `json:"name"`
-	LookedAt string        `json:"lookedAt"`
-	Passed   bool          `json:"passed"`
-	Evidence string        `json:"evidence,omitempty"`
-	Duration time.Duration `json:"duration"`
-}
-
 // Run is the state of one scenario run.
 type Run struct {
 	Scenario  *Scenario
@@ -45,23 +35,23 @@ type Run struct {
 	// Keep leaves topologies up at the end (for poking at them); their names are printed.
 	Keep    bool
 	out     io.Writer
-	Results []CheckResult
+	Results []report.CheckResult
 	// Flows are the packet paths the run followed hop by hop (RecordFlow).
-	Flows []FlowRecord
+	Flows []hops.FlowRecord
 	// Duration is how long the run took, set when it ends.
 	Duration   time.Duration
 	started    time.Time
 	topologies []topology.Cluster
 	last       time.Time
 	cleanup    []func(context.Context) error
-	traceLog   *traceLog
+	traceLog   *report.TraceLog
 }
 
 // Check records a check: passed when err is nil, else failed with err as evidence.
 // lookedAt names what was examined (interface, header field, trace point, counter).
 func (r *Run) Check(name, lookedAt string, err error) bool {
 	now := time.Now()
-	res := CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
+	res := report.CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
 	r.last = now
 	if err != nil {
 		res.Evidence = err.Error()
@@ -86,7 +76,7 @@ func (r *Run) Progress(format string, args ...any) {
 // Up brings up a catalog topology for the run; it comes down when the run ends
 // (unless Keep).
 func (r *Run) Up(ctx context.Context, name string) (topology.Cluster, error) {
-	spec, err := Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		return nil, err
 	}
@@ -195,69 +185,6 @@ func (r *Run) unwind(ctx context.Context, mark int) error {
 	}
 	r.cleanup = r.cleanup[:mark]
 	return err
-}
-
-// registry holds the catalog: the scenario files of catalog/ and the scenarios
-// registered in Go.
-var (
-	registry    = map[string]*Scenario{}
-	catalogOnce sync.Once
-)
-
-// register adds a scenario written in Go to the catalog; call it from init. Scenario
-// files (catalog/*.yaml) are the preferred form: see README.md.
-func register(s *Scenario) { registry[s.Name] = s }
-
-//go:embed catalog/*.yaml
-var catalogFiles embed.FS
-
-// loadCatalog reads the scenario files of catalog/ into the registry. The files are
-// part of the program: one that does not parse is a defect (TestCatalog), so it panics.
-func loadCatalog() {
-	entries, _ := catalogFiles.ReadDir("catalog")
-	for _, e := range entries {
-		data, _ := catalogFiles.ReadFile("catalog/" + e.Name())
-		f, err := ParseScenario(data, "")
-		if err != nil {
-			panic(fmt.Sprintf("scenarios: catalog/%s:\n%v", e.Name(), err))
-		}
-		f.Source = "catalog/" + e.Name()
-		if want := strings.TrimSuffix(e.Name(), ".yaml"); f.Name != want {
-			panic(fmt.Sprintf("scenarios: catalog/%s: name %q, want the file's name %q", e.Name(), f.Name, want))
-		}
-		if _, dup := registry[f.Name]; dup {
-			panic(fmt.Sprintf("scenarios: %s: scenario %s is also registered in Go", f.Source, f.Name))
-		}
-		registry[f.Name] = f.Scenario()
-	}
-}
-
-// CatalogFile returns the text of catalog scenario name's file (false when the
-// scenario is written in Go or unknown).
-func CatalogFile(name string) ([]byte, bool) {
-	data, err := catalogFiles.ReadFile("catalog/" + name + ".yaml")
-	return data, err == nil
-}
-
-// Lookup returns a catalog scenario by name.
-func Lookup(name string) (*Scenario, error) {
-	catalogOnce.Do(loadCatalog)
-	s, ok := registry[name]
-	if !ok {
-		return nil, fmt.Errorf("unknown scenario %q (have: %s)", name, strings.Join(Names(), ", "))
-	}
-	return s, nil
-}
-
-// Names lists the catalog's scenarios.
-func Names() []string {
-	catalogOnce.Do(loadCatalog)
-	var out []string
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func indent(s, prefix string) string {

@@ -211,9 +211,9 @@ func TestExampleSpecs(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := os.ReadFile(f)
-			got, err := os.ReadFile(filepath.Join("..", "scenarios", "topologies", filepath.Base(f)))
+			got, err := os.ReadFile(filepath.Join("catalog", filepath.Base(f)))
 			if err != nil || string(got) != string(want) {
-				t.Errorf("scenarios/topologies/%s differs from testdata (%v)", filepath.Base(f), err)
+				t.Errorf("topology/catalog/%s differs from testdata (%v)", filepath.Base(f), err)
 			}
 		})
 	}

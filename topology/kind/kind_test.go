@@ -29,7 +29,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 const (
-	catalog      = "../../scenarios/topologies/"
+	catalog      = "../catalog/"
 	nativeConfig = "../../scenarios/configs/native-routing.yaml"
 )
 

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
@@ -42,8 +42,7 @@ func UseAgent(tb testing.TB) string {
 // without its pods, which the test makes itself) and takes it down when the test ends.
 func Up(tb testing.TB, topo, name string, withPods bool) topology.Cluster {
 	tb.Helper()
-	// The catalog moves to podpath/topology/catalog (topo-apply.sh switches this call).
-	spec, err := scenarios.Topology(topo)
+	spec, err := catalog.Topology(topo)
 	if err != nil {
 		tb.Fatal(err)
 	}

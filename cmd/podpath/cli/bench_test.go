@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"podpath/scenarios"
+	"podpath/scenarios/report"
 )
 
 const benchOutput = `goos: linux
@@ -97,9 +97,9 @@ func TestBenchParseAndCompare(t *testing.T) {
 
 func TestReportRendersFromJSON(t *testing.T) {
 	dir := t.TempDir()
-	rep := scenarios.Report{Dir: dir, Started: time.Now(), Scenarios: []scenarios.ScenarioResult{{
+	rep := report.Report{Dir: dir, Started: time.Now(), Scenarios: []report.ScenarioResult{{
 		Name: "redirect-peer", Labels: []string{"redirect-peer"}, Passed: 1,
-		Checks: []scenarios.CheckResult{{Name: "delivered", LookedAt: "ping", Passed: true}},
+		Checks: []report.CheckResult{{Name: "delivered", LookedAt: "ping", Passed: true}},
 	}}}
 	data, err := json.Marshal(rep)
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"podpath/internal/nsutil"
-	"podpath/scenarios"
+	"podpath/scenarios/hops"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
@@ -49,7 +50,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 }
 
 func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, failed int, err error) {
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -77,7 +78,7 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 		if fl.topology != name {
 			continue
 		}
-		res, err := scenarios.PingPath(ctx, t, fl.src, fl.dst, artifacts)
+		res, err := hops.PingPath(ctx, t, fl.src, fl.dst, artifacts)
 		if err != nil {
 			failed++
 			fmt.Fprintf(e.stdout, "FAIL ping %s -> %s (%s): %v\n", fl.src, fl.dst, fl.what, err)
@@ -85,7 +86,7 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 		}
 		passed++
 		fmt.Fprintf(e.stdout, "PASS ping %s -> %s (%s): echo request seen on all %d hops\n%s",
-			fl.src, fl.dst, fl.what, len(res.Hops), scenarios.FormatPath(res.Hops, res.Seen))
+			fl.src, fl.dst, fl.what, len(res.Hops), hops.FormatPath(res.Hops, res.Seen))
 	}
 	return passed, failed, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 
+	"podpath/datapath/trace"
 	"podpath/scenarios"
 	"podpath/topology/netns"
 )
@@ -24,7 +25,7 @@ func cmdMonitor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := scenarios.MonitorOptions{JSON: *asJSON, Type: *typ, Count: *count, Backlog: *backlog,
+	opts := trace.MonitorOptions{JSON: *asJSON, Type: *typ, Count: *count, Backlog: *backlog,
 		Warn: func(s string) { e.progress("%s", s) }}
 	if len(pos) == 2 {
 		opts.Node = pos[1]

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
@@ -26,13 +28,13 @@ func TestMonitorArgs(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		opts    scenarios.MonitorOptions
+		opts    trace.MonitorOptions
 		wantErr string
 	}{
-		{"no name", nil, scenarios.MonitorOptions{}, "want a topology NAME"},
-		{"too many", []string{"a", "b", "c"}, scenarios.MonitorOptions{}, "got 3 argument(s)"},
-		{"bad type", []string{"x"}, scenarios.MonitorOptions{Type: "capture"}, `type "capture": want drop or trace`},
-		{"bad count", []string{"x"}, scenarios.MonitorOptions{Count: -1}, "count -1"},
+		{"no name", nil, trace.MonitorOptions{}, "want a topology NAME"},
+		{"too many", []string{"a", "b", "c"}, trace.MonitorOptions{}, "got 3 argument(s)"},
+		{"bad type", []string{"x"}, trace.MonitorOptions{Type: "capture"}, `type "capture": want drop or trace`},
+		{"bad count", []string{"x"}, trace.MonitorOptions{Count: -1}, "count -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,7 +62,7 @@ func TestMonitorArgs(t *testing.T) {
 func TestMonitorNoDatapath(t *testing.T) {
 	testutil.RequireRoot(t)
 	topo := upCatalog(t, "l2-two-node")
-	err := scenarios.Monitor(t.Context(), &bytes.Buffer{}, topo, scenarios.MonitorOptions{Count: 1})
+	err := scenarios.Monitor(t.Context(), &bytes.Buffer{}, topo, trace.MonitorOptions{Count: 1})
 	want := "topology " + topo.Name() + " has no running datapath: start agents (podNetwork: agent)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
@@ -74,7 +76,7 @@ func TestMonitor(t *testing.T) {
 	testutil.RequireRoot(t)
 	useAgentBinary(t)
 	topo := upCatalog(t, "l2-two-node-agent")
-	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "scenarios", "configs", "native-routing.yaml"))
+	cfg, err := filepath.Abs(filepath.Join("..", "..", "scenarios", "configs", "native-routing.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestMonitor(t *testing.T) {
 	}
 
 	t.Run("text", func(t *testing.T) {
-		out := monitorWhile(t, topo, scenarios.MonitorOptions{Count: 20}, 10*time.Second, ping)
+		out := monitorWhile(t, topo, trace.MonitorOptions{Count: 20}, 10*time.Second, ping)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 20 {
 			t.Fatalf("%d lines, want 20 (-n 20):\n%s", len(lines), out)
@@ -114,10 +116,10 @@ func TestMonitor(t *testing.T) {
 	})
 
 	t.Run("json", func(t *testing.T) {
-		out := monitorWhile(t, topo, scenarios.MonitorOptions{Node: "node1", JSON: true, Type: scenarios.MonitorTypeTrace, Count: 20}, 10*time.Second, ping)
-		var peer []scenarios.MonitorRecord
+		out := monitorWhile(t, topo, trace.MonitorOptions{Node: "node1", JSON: true, Type: trace.MonitorTypeTrace, Count: 20}, 10*time.Second, ping)
+		var peer []trace.MonitorRecord
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-			var r scenarios.MonitorRecord
+			var r trace.MonitorRecord
 			if err := json.Unmarshal([]byte(l), &r); err != nil {
 				t.Fatalf("line %q: %v", l, err)
 			}
@@ -144,7 +146,7 @@ func TestMonitor(t *testing.T) {
 
 	t.Run("drops only", func(t *testing.T) {
 		// Forwarded pings are no drops: nothing is printed before the deadline.
-		out := monitorWhile(t, topo, scenarios.MonitorOptions{Type: scenarios.MonitorTypeDrop}, 2*time.Second, ping)
+		out := monitorWhile(t, topo, trace.MonitorOptions{Type: trace.MonitorTypeDrop}, 2*time.Second, ping)
 		if out != "" {
 			t.Errorf("--type drop printed forwarded records:\n%s", out)
 		}
@@ -154,7 +156,7 @@ func TestMonitor(t *testing.T) {
 // monitorWhile runs Monitor until it returns or timeout passes, running traffic from
 // the moment the ring buffers are open until the monitor returns, and returns what it
 // printed.
-func monitorWhile(t *testing.T, topo topology.Cluster, opts scenarios.MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
+func monitorWhile(t *testing.T, topo topology.Cluster, opts trace.MonitorOptions, timeout time.Duration, traffic func(context.Context)) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
@@ -188,7 +190,7 @@ func monitorWhile(t *testing.T, topo topology.Cluster, opts scenarios.MonitorOpt
 // checking no namespace of it is left.
 func upCatalog(t *testing.T, name string) topology.Cluster {
 	t.Helper()
-	spec, err := scenarios.Topology(name)
+	spec, err := catalog.Topology(name)
 	if err != nil {
 		t.Fatal(err)
 	}

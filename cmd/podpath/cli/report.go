@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"podpath/scenarios"
+	"podpath/scenarios/report"
 )
 
 // cmdReport re-renders DIR/report.html from DIR/report.json (a conformance report folder).
@@ -18,11 +18,11 @@ func cmdReport(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := scenarios.ReadReport(pos[0])
+	rep, err := report.ReadReport(pos[0])
 	if err != nil {
 		return err
 	}
-	if err := scenarios.WriteReportHTML(pos[0], rep); err != nil {
+	if err := report.WriteReportHTML(pos[0], rep); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, filepath.Join(pos[0], "report.html"))

@@ -14,6 +14,7 @@ import (
 
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
@@ -68,13 +69,13 @@ func upSpec(arg string) (*topology.Spec, error) {
 	switch {
 	case err == nil && scenarios.IsScenario(data):
 		return nil, fmt.Errorf("%s is a scenario file: podpath up wants a topology file or a catalog topology name (%s); to run the scenario: podpath run %s",
-			arg, strings.Join(scenarios.Topologies(), ", "), arg)
+			arg, strings.Join(catalog.Names(), ", "), arg)
 	case err == nil:
 		return topology.Load(arg)
-	case errors.Is(err, os.ErrNotExist) && !strings.ContainsAny(arg, "/.") && slices.Contains(scenarios.Topologies(), arg):
-		return scenarios.Topology(arg)
+	case errors.Is(err, os.ErrNotExist) && !strings.ContainsAny(arg, "/.") && slices.Contains(catalog.Names(), arg):
+		return catalog.Topology(arg)
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("%s: no such topology file, nor a catalog topology (have: %s)", arg, strings.Join(scenarios.Topologies(), ", "))
+		return nil, fmt.Errorf("%s: no such topology file, nor a catalog topology (have: %s)", arg, strings.Join(catalog.Names(), ", "))
 	}
 	return nil, fmt.Errorf("load topology spec %s: %w", arg, err)
 }

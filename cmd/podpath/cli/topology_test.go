@@ -29,8 +29,8 @@ func TestUpRefusesScenario(t *testing.T) {
 			"l2-two-node", "; to run the scenario: podpath run " + scenario}},
 		{"scenario file, kind", []string{"up", "--backend", "kind", scenario}, []string{"is a scenario file", "podpath run " + scenario}},
 		{"neither file nor catalog", []string{"up", "no-such-topology"}, []string{"no-such-topology: no such topology file, nor a catalog topology (have: ", "l2-two-node"}},
-		{"unknown backend", []string{"up", "--backend", "vm", "../../../scenarios/topologies/l2-two-node.yaml"}, []string{`--backend: "vm" is not one of netns, kind`}},
-		{"config without agents", []string{"up", "--config", "x.yaml", "../../../scenarios/topologies/l2-two-node.yaml"}, []string{"--config: the netns backend starts no agents on up"}},
+		{"unknown backend", []string{"up", "--backend", "vm", "../../../topology/catalog/l2-two-node.yaml"}, []string{`--backend: "vm" is not one of netns, kind`}},
+		{"config without agents", []string{"up", "--config", "x.yaml", "../../../topology/catalog/l2-two-node.yaml"}, []string{"--config: the netns backend starts no agents on up"}},
 		{"down, unknown backend", []string{"down", "--backend", "vm", "x"}, []string{`--backend: "vm" is not one of netns, kind`}},
 	}
 	for _, tt := range tests {
