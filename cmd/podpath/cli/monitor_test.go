@@ -76,7 +76,7 @@ func TestMonitor(t *testing.T) {
 	testutil.RequireRoot(t)
 	useAgentBinary(t)
 	topo := upCatalog(t, "l2-two-node-agent")
-	cfg, err := filepath.Abs(filepath.Join("..", "..", "scenarios", "configs", "native-routing.yaml"))
+	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "scenarios", "configs", "native-routing.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
