@@ -14,8 +14,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"podpath/internal/capture"
 	"podpath/internal/nsutil"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/topology"
 	"podpath/topology/catalog"

@@ -17,6 +17,7 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
+	"podpath/datapath/config/configs"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios/report"
 	"podpath/topology"
@@ -283,9 +284,9 @@ func (c *ConfigRef) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string)
 	}
 	c.Name = ref
 	if !looksLikePath(ref) {
-		data, err := configFiles.ReadFile("configs/" + ref + ".yaml")
+		data, err := configs.Read(ref)
 		if err != nil {
-			d.Fail(n, path, "unknown catalog cilium-config %q (have: %s; or a file path ending in .yaml, or {data: {...}})", ref, strings.Join(Configs(), ", "))
+			d.Fail(n, path, "unknown catalog cilium-config %q (have: %s; or a file path ending in .yaml, or {data: {...}})", ref, strings.Join(configs.Names(), ", "))
 			return
 		}
 		c.Data = data

@@ -293,14 +293,14 @@ func TestStepKindDocs(t *testing.T) {
 
 // The generic checks are a scenario file built in code from the user's files.
 func TestGeneric(t *testing.T) {
-	s, err := scenarios.Generic("../topology/catalog/l2-two-node-agent.yaml", "configs/vxlan.yaml")
+	s, err := scenarios.Generic("../topology/catalog/l2-two-node-agent.yaml", "../datapath/config/configs/vxlan.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Name != "l2-agent" || !strings.Contains(s.Description, "configs/vxlan.yaml") || s.Labels[0] != "generic" {
+	if s.Name != "l2-agent" || !strings.Contains(s.Description, "../datapath/config/configs/vxlan.yaml") || s.Labels[0] != "generic" {
 		t.Errorf("%+v", s)
 	}
-	if _, err := scenarios.Generic("../topology/catalog/l2-two-node.yaml", "configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
+	if _, err := scenarios.Generic("../topology/catalog/l2-two-node.yaml", "../datapath/config/configs/vxlan.yaml"); err == nil || !strings.Contains(err.Error(), "plumbs its pods itself") {
 		t.Errorf("config for a kernel topology: %v", err)
 	}
 	if _, err := scenarios.Generic("../topology/catalog/l2-two-node.yaml", ""); err != nil {

@@ -3,7 +3,7 @@
 package scenarios
 
 import (
-	"podpath/scenarios/capture"
+	"podpath/internal/capture"
 	"podpath/scenarios/hops"
 	"podpath/topology"
 )

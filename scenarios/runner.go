@@ -12,9 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"podpath/datapath/config/configs"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/report"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
@@ -106,17 +108,17 @@ func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (top
 
 // UpWithAgents brings up a catalog topology whose pods the agents plumb and starts an
 // agent on every node with catalog cilium-config config.
-func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (topology.Cluster, *Agents, error) {
+func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (topology.Cluster, *agentrun.Agents, error) {
 	t, err := r.Up(ctx, topo)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := WriteConfig(t.Dir(), config)
+	cfg, err := configs.Write(t.Dir(), config)
 	if err != nil {
 		return nil, nil, err
 	}
 	r.Progress("starting agents with cilium-config %s", config)
-	agents, err := StartAgents(ctx, t, cfg)
+	agents, err := agentrun.Start(ctx, t, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,9 +5,11 @@ package scenarios
 import (
 	"context"
 	"fmt"
+
 	"podpath/datapath/agent"
 	"podpath/datapath/config"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 )
 
 // Stage is one stage of a running scenario file, as its steps see it: the run (Check,
@@ -23,11 +25,11 @@ type Stage struct {
 	// Memo keeps what a step leaves for later steps of the stage (a flow's path, whether
 	// the host-stack counters are installed), by keys the step packages choose.
 	Memo   map[string]any
-	agents *Agents
+	agents *agentrun.Agents
 }
 
 // Agents returns the stage's agents; steps registered with Agents: true always have them.
-func (s *Stage) Agents() (*Agents, error) {
+func (s *Stage) Agents() (*agentrun.Agents, error) {
 	if s.agents == nil {
 		return nil, fmt.Errorf("topology %s runs no agents (podNetwork: kernel)", s.T.Name())
 	}
@@ -96,7 +98,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 			return err
 		}
 		r.Progress("starting agents with cilium-config %s", spec.Config)
-		if s.agents, err = StartAgents(ctx, t, cfg); err != nil {
+		if s.agents, err = agentrun.Start(ctx, t, cfg); err != nil {
 			return err
 		}
 	}

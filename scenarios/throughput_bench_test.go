@@ -17,12 +17,14 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"podpath/datapath/config/configs"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/scenarios/probe"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
@@ -238,11 +240,11 @@ func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config s
 			b.Errorf("namespaces left after Down: %v", left)
 		}
 	})
-	cfg, err := scenarios.WriteConfig(t.Dir(), config)
+	cfg, err := configs.Write(t.Dir(), config)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := scenarios.StartAgents(ctx, t, cfg); err != nil {
+	if _, err := agentrun.Start(ctx, t, cfg); err != nil {
 		return nil, err
 	}
 	return t, nil

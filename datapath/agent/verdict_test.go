@@ -104,7 +104,7 @@ func verdictCombinations() map[string]map[string]string {
 // ConfigMap among them) and the combinations above.
 func TestValidateAndStartUpAgree(t *testing.T) {
 	var files []string
-	for _, pattern := range []string{"../../scenarios/configs/*.yaml", "../config/testdata/*"} {
+	for _, pattern := range []string{"../config/configs/*.yaml", "../config/testdata/*"} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
@@ -112,7 +112,7 @@ func TestValidateAndStartUpAgree(t *testing.T) {
 		files = append(files, m...)
 	}
 	if len(files) < 9 {
-		t.Fatalf("found %d config files: is the catalog at ../../scenarios/configs?", len(files))
+		t.Fatalf("found %d config files: is the catalog at ../config/configs?", len(files))
 	}
 	dir := t.TempDir()
 	combos := verdictCombinations()
@@ -139,7 +139,7 @@ func TestValidateAndStartUpAgree(t *testing.T) {
 		}
 		if vErr == nil {
 			accepted++
-		} else if strings.Contains(f, "scenarios/configs/") {
+		} else if strings.Contains(f, "config/configs/") {
 			t.Errorf("catalog config %s is invalid: %v", f, vErr)
 		}
 	}

@@ -24,12 +24,12 @@ type translationInput struct {
 	keys map[string]string
 }
 
-// translationInputs are every catalog config (scenarios/configs), the ConfigMaps of
+// translationInputs are every catalog config (datapath/config/configs), the ConfigMaps of
 // config's tests (the seed's among them) and a matrix of settings.
 func translationInputs(t *testing.T) []translationInput {
 	t.Helper()
 	var in []translationInput
-	for _, pattern := range []string{"../../scenarios/configs/*.yaml", "../config/testdata/*.yaml", "../config/testdata/*.txt", "../config/testdata/*.md"} {
+	for _, pattern := range []string{"../config/configs/*.yaml", "../config/testdata/*.yaml", "../config/testdata/*.txt", "../config/testdata/*.md"} {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
@@ -43,7 +43,7 @@ func translationInputs(t *testing.T) []translationInput {
 		}
 	}
 	if len(in) < 9 {
-		t.Fatalf("found %d config files: is the catalog at ../../scenarios/configs?", len(in))
+		t.Fatalf("found %d config files: is the catalog at ../config/configs?", len(in))
 	}
 	for _, keys := range settingsMatrix() {
 		var parts []string

@@ -21,10 +21,11 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
+	"podpath/datapath/config/configs"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
-	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 	"podpath/topology/topotest"
 )
 
@@ -32,7 +33,7 @@ import (
 // node (native routing) and the plugin: pods come only through CNI.
 type cluster struct {
 	topo   topology.Cluster
-	agents *scenarios.Agents
+	agents *agentrun.Agents
 	bin    string
 }
 
@@ -42,11 +43,11 @@ func upCluster(t *testing.T) *cluster {
 	topotest.UseAgent(t)
 	bin := pluginBinary(t)
 	topo := topotest.Up(t, "l2-two-node-agent", "cni", false)
-	cfg, err := scenarios.WriteConfig(topo.Dir(), "native-routing")
+	cfg, err := configs.Write(topo.Dir(), "native-routing")
 	if err != nil {
 		t.Fatal(err)
 	}
-	agents, err := scenarios.StartAgents(t.Context(), topo, cfg)
+	agents, err := agentrun.Start(t.Context(), topo, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

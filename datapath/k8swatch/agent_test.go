@@ -19,10 +19,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/config/configs"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
-	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 	"podpath/topology/topotest"
 )
 
@@ -85,11 +86,11 @@ func TestWatcherWithAgent(t *testing.T) {
 	topotest.UseAgent(t)
 	ctx := t.Context()
 	topo := topotest.Up(t, "l2-services-agent", "k8swatch", true)
-	cfg, err := scenarios.WriteConfig(topo.Dir(), "services-snat")
+	cfg, err := configs.Write(topo.Dir(), "services-snat")
 	if err != nil {
 		t.Fatal(err)
 	}
-	agents, err := scenarios.StartAgents(ctx, topo, cfg)
+	agents, err := agentrun.Start(ctx, topo, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,9 @@ import (
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/trace"
+	"podpath/internal/capture"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
-	"podpath/scenarios/capture"
 )
 
 // The tunnel clusters: node 1 (10.244.1.0/24, pod A 10.244.1.10, identity 1000) and

@@ -14,7 +14,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"podpath/scenarios/capture"
+	"podpath/internal/capture"
 	"podpath/topology"
 )
 

@@ -9,7 +9,7 @@ import (
 	"net"
 	"path/filepath"
 
-	"podpath/scenarios/capture"
+	"podpath/internal/capture"
 	"podpath/topology"
 )
 

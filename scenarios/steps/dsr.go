@@ -14,9 +14,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/probe"
 	"podpath/topology"

@@ -12,12 +12,13 @@ import (
 
 	"podpath/datapath/config"
 	"podpath/datapath/trace"
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/probe"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 )
 
 // The helpers here are shared by the feature files: a feature file uses them and the
@@ -147,7 +148,7 @@ func hostStackCounters(ctx context.Context, s *scenarios.Stage) error {
 const countersMemo = "host-stack-counters"
 
 // agentsOf is the stage's agents, nil when its topology runs none (podNetwork: kernel).
-func agentsOf(s *scenarios.Stage) *scenarios.Agents {
+func agentsOf(s *scenarios.Stage) *agentrun.Agents {
 	a, _ := s.Agents()
 	return a
 }

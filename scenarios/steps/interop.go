@@ -11,8 +11,8 @@ import (
 	"strconv"
 
 	"podpath/datapath/agent"
+	"podpath/internal/capture"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 )
 
 func init() {

@@ -14,9 +14,9 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/maps"
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/probe"
 	"podpath/topology"

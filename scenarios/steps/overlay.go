@@ -20,9 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/trace"
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/probe"
 	"podpath/topology"

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/probe"
 )

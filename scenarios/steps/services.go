@@ -14,9 +14,9 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/agent"
+	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
-	"podpath/scenarios/capture"
 	"podpath/scenarios/probe"
 	"podpath/topology"
 )

@@ -30,7 +30,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 const (
 	catalog      = "../catalog/"
-	nativeConfig = "../../scenarios/configs/native-routing.yaml"
+	nativeConfig = "../../datapath/config/configs/native-routing.yaml"
 )
 
 func loadSpec(t *testing.T, name string) *topology.Spec {

@@ -26,7 +26,7 @@ func Build(tb testing.TB, pkg string) string {
 	return bin
 }
 
-// UseAgent points PODPATH_AGENT (what scenarios.StartAgents runs) at a podpath-agent
+// UseAgent points PODPATH_AGENT (what agentrun.Start runs) at a podpath-agent
 // built from this tree for the rest of the test, unless it is set, and returns it.
 func UseAgent(tb testing.TB) string {
 	tb.Helper()

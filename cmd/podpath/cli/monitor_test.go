@@ -20,6 +20,7 @@ import (
 	"podpath/internal/testutil"
 	"podpath/scenarios"
 	"podpath/topology"
+	"podpath/topology/agentrun"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
@@ -76,11 +77,11 @@ func TestMonitor(t *testing.T) {
 	testutil.RequireRoot(t)
 	useAgentBinary(t)
 	topo := upCatalog(t, "l2-two-node-agent")
-	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "scenarios", "configs", "native-routing.yaml"))
+	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "datapath", "config", "configs", "native-routing.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scenarios.StartAgents(t.Context(), topo, cfg); err != nil {
+	if _, err := agentrun.Start(t.Context(), topo, cfg); err != nil {
 		t.Fatal(err)
 	}
 	pod1b, err := topo.Pod("pod1b")

@@ -13,7 +13,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"podpath/scenarios/capture"
+	"podpath/internal/capture"
 	"podpath/scenarios/hops"
 	"podpath/topology"
 )

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package scenarios
+package agentrun
 
 import (
 	"context"
@@ -32,9 +32,9 @@ type agentProc struct {
 	exited chan struct{} // closed when the process has been reaped
 }
 
-// AgentBinary finds podpath-agent: $PODPATH_AGENT, beside the running executable, or
+// Binary finds podpath-agent: $PODPATH_AGENT, beside the running executable, or
 // on $PATH.
-func AgentBinary() (string, error) {
+func Binary() (string, error) {
 	if p := os.Getenv("PODPATH_AGENT"); p != "" {
 		return p, nil
 	}
@@ -50,14 +50,14 @@ func AgentBinary() (string, error) {
 	return "", errors.New("podpath-agent not found: run `make build` (bin/podpath-agent), or set PODPATH_AGENT")
 }
 
-// StartAgents starts an agent on every node with the cilium-config in configFile
+// Start starts an agent on every node with the cilium-config in configFile
 // (empty: defaults), then registers every node with every agent and every pod with its
 // node's agent, which plumbs it. The topology must use podNetwork: agent.
-func StartAgents(ctx context.Context, t topology.Cluster, configFile string) (*Agents, error) {
+func Start(ctx context.Context, t topology.Cluster, configFile string) (*Agents, error) {
 	if t.Spec().PodNetwork != topology.PodNetworkAgent {
 		return nil, fmt.Errorf("start agents on %s: the topology plumbs pods itself (podNetwork: %s); set podNetwork: agent", t.Name(), t.Spec().PodNetwork)
 	}
-	bin, err := AgentBinary()
+	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
