@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress, serves
- * NodePort and external-IP frontends (lb.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
+ * NodePort and external-IP frontends (nodeport.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
  * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
  * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress
  * and traces. */
@@ -10,8 +10,8 @@
 #include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
-#include "lb.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_lxc: the pod's host-side veth (lxc...). from_container runs on its tcx ingress
- * (packets the pod sends), translates service traffic (lb.h) and routes it: to a pod of this node with
+ * (packets the pod sends), translates service traffic (nodeport.h, lb.h) and routes it: to a pod of this node with
  * bpf_redirect_peer, across nodes with a FIB lookup (native routing) or encapsulated
  * in VXLAN or Geneve (tunnel mode), everything else to the stack. to_container runs on
  * its tcx egress and only traces what the stack delivers. */
@@ -11,8 +11,8 @@
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
-#include "lb.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 

@@ -32,7 +32,7 @@ enum drop_reason {
 	DROP_TUNNEL_WRONG_NODE       = 23, /* inner destination is no endpoint of this node: sent to the wrong node */
 	DROP_DECAP_FAILED            = 24, /* bpf_skb_adjust_room() could not remove the outer headers */
 	DROP_TUNNEL_ECN              = 25, /* outer CE on a not-ECT inner packet (RFC 6040 4.2) */
-	/* Service load balancing (lb.h, nat.h, conntrack.h). */
+	/* Service load balancing (lb.h, lb_icmp.h, nodeport.h, nat.h, conntrack.h). */
 	DROP_NO_SERVICE_BACKEND      = 26, /* a service frontend with no active backend to give a new flow */
 	DROP_NAT_FAILED              = 27, /* a checksum helper failed while rewriting addresses or ports */
 	DROP_SNAT_NO_PORT            = 28, /* NodePort SNAT found no free source port towards the backend */
