@@ -9,7 +9,6 @@
 #include "drop.h"
 #include "dsr.h"
 #include "endpoint.h"
-#include "fib.h"
 #include "lb_hash.h"
 #include "lb_maps.h"
 #include "maps.h"
@@ -169,52 +168,6 @@ static __always_inline int lb_nodeport_dsr(__u8 proto)
 	return CONFIG.lb_mode == LB_MODE_DSR || (CONFIG.lb_mode == LB_MODE_HYBRID && proto == IPPROTO_TCP);
 }
 
-/* How a NodePort packet translated by lb_service_xlate() goes on (lb_from_netdev()). */
-struct lb_fwd {
-	__u32 frag_mtu;         /* not 0: too big for the way to the backend; the packet is
-				 * left untranslated for an ICMP frag-needed with this MTU */
-	__u8  dsr_opt;          /* a DSR flow's packet that carries the DSR option
-				 * (dsr_needs_opt()) */
-	__u8  _pad[3];
-	struct dsr_service svc; /* the frontend, for the option */
-	/* Option dispatch: the route to the backend, looked up once with the option's
-	 * length for the MTU check and then used to forward (lb_forward()). */
-	long fib_ret;
-	struct bpf_fib_lookup fib;
-};
-
-/* For a NodePort flow's packet to a remote backend (client port sport): the MTU to
- * announce when it is DF and does not fit the way there once encapsulated or given
- * the DSR option, else 0.
- *   tunnel mode      the tunnel MTU, less the Geneve DSR option when it rides along
- *                    (every packet is encapsulated: any may be too big);
- *   option dispatch  the route to the backend is looked up here, with the option's
- *                    length, for the packets that carry it (the others are forwarded
- *                    as they came); lb_forward() forwards with that lookup. A packet
- *                    without DF that is too big goes to the stack to fragment. */
-static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const struct parsed *p,
-						struct lb_fwd *fwd, const struct lb_backend *be,
-						__be16 sport)
-{
-	int df = p->ip->frag_off & bpf_htons(PP_IP_DF);
-	__u32 len, opt;
-
-	if (tunnel_enabled()) {
-		if (!df)
-			return 0;
-		opt = fwd->dsr_opt ? DSR_GENEVE_OPT_LEN : 0;
-		len = ipv4_seg_len(skb, p) + opt;
-		return len > CONFIG.tunnel_mtu ? CONFIG.tunnel_mtu - opt : 0;
-	}
-	if (!fwd->dsr_opt)
-		return 0;
-	len = ipv4_seg_len(skb, p) + DSR_IPV4_OPT_LEN;
-	fwd->fib_ret = fib_lookup4(skb, p, p->ip->saddr, be->addr, sport, be->port, len, &fwd->fib);
-	if (df && fwd->fib_ret == BPF_FIB_LKUP_RET_FRAG_NEEDED && fwd->fib.mtu_result > DSR_IPV4_OPT_LEN)
-		return fwd->fib.mtu_result - DSR_IPV4_OPT_LEN;
-	return 0;
-}
-
 /* Writes the reply entry of a flow whose service entry is e, under rkey (the reply
  * as it reaches this node): into the snat map for SNATed flows (with the client to
  * restore), into conntrack otherwise. how: BPF_ANY, or BPF_NOEXIST to recreate an
@@ -240,9 +193,21 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
 	return ct_update(rkey, &r);
 }
 
-/* Translates a packet to the frontend svc (the forward direction), on the node the
- * client's packet enters the cluster through: from-container for pods, from-netdev
- * (from_nic) for NodePort and external IPs.
+/* A translation lb_service_select() decided, for lb_xlate_apply(). */
+struct lb_xlate {
+	const struct lb_backend *be; /* the flow's backend: the new destination */
+	__u32  backend_id;
+	__be32 saddr;                /* the source the packet gets (the client's, LB_LOOPBACK, or SNAT) */
+	__be16 sport;
+	__u16  flags;                /* the flow's enum ct_flags */
+	__u8   action;               /* enum trace_lb */
+	__u8   ct;                   /* enum trace_ct */
+	__u8   tcp_flags;            /* the packet's (lb_tcp_flags()) */
+};
+
+/* Picks the translation of a packet to the frontend svc (the forward direction), on
+ * the node the client's packet enters the cluster through: from-container for pods,
+ * from-netdev (from_nic) for NodePort and external IPs.
  *   conntrack CT_SERVICE entry (client -> frontend) live, its backend still in
  *   lb_backends (whatever its state)        -> that backend (TRACE_CT_ESTABLISHED);
  *   otherwise                               -> lb_select(): a new flow (TRACE_CT_NEW),
@@ -250,18 +215,16 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
  *   a pod's new flow to itself (hairpin)    -> source LB_LOOPBACK (CT_F_LOOPBACK);
  *   a new flow from a NIC to a backend that is no pod of this node gets direct server
  *   return (lb_nodeport_dsr(): CT_F_DSR, the client's source is kept) or SNAT: source
- *   = this node's IP and a port of [lb_snat_port_min, lb_snat_port_max] (snat_alloc);
- *   such a flow's packet that will not fit the way to the backend is left untouched,
- *   fwd->frag_mtu says the MTU to answer (lb_remote_frag_mtu());
- * then the packet is rewritten (nat4_rewrite) and the summary carries the translated
- * tuple. A new flow writes its CT_SERVICE entry and its reply entry (lb_reply_write;
- * none for DSR: the replies do not come back here); a live one refreshes both, the
- * reply entry only when the service entry changed (ct_refresh), which is at most once
- * a second per flow. fwd (from_nic only) tells lb_from_netdev() how to go on. */
-static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, struct parsed *p,
-							 struct pkt_summary *sum,
-							 const struct lb_service *svc, int from_nic,
-							 struct lb_fwd *fwd)
+ *   = this node's IP and a port of [lb_snat_port_min, lb_snat_port_max] (snat_alloc).
+ * A new flow writes its CT_SERVICE entry and its reply entry (lb_reply_write; none
+ * for DSR: the replies do not come back here); a live one refreshes both, the reply
+ * entry only when the service entry changed (ct_refresh), which is at most once a
+ * second per flow. The packet is not touched: lb_xlate_apply() rewrites it (for
+ * NodePort after lb_nodeport_xlate()'s MTU check). */
+static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb, const struct parsed *p,
+							  const struct pkt_summary *sum,
+							  const struct lb_service *svc, int from_nic,
+							  struct lb_xlate *x)
 {
 	struct ct_key key = {
 		.saddr = sum->saddr, .daddr = sum->daddr, .sport = sum->sport, .dport = sum->dport,
@@ -372,25 +335,45 @@ static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, 
 		flags = e.flags;
 	}
 
-	if (from_nic && (flags & (CT_F_SNAT | CT_F_DSR))) {
-		if (flags & CT_F_DSR) {
-			action = TRACE_LB_DNAT_DSR;
-			fwd->dsr_opt = dsr_needs_opt(proto, tcp_flags);
-			fwd->svc.addr = sum->daddr;
-			fwd->svc.port = sum->dport;
-		}
-		fwd->frag_mtu = lb_remote_frag_mtu(skb, p, fwd, be, sport);
-		if (fwd->frag_mtu) {
-			lb_trace_xlate(sum, TRACE_LB_FRAG_NEEDED, state, backend_id, saddr, sport,
-				       be->addr, be->port);
-			return DROP_NONE;
-		}
-	}
-	reason = nat4_rewrite(skb, p, saddr, sport, be->addr, be->port);
+	x->be = be;
+	x->backend_id = backend_id;
+	x->saddr = saddr;
+	x->sport = sport;
+	x->flags = flags;
+	x->action = action;
+	x->ct = state;
+	x->tcp_flags = tcp_flags;
+	return DROP_NONE;
+}
+
+/* Rewrites the packet as x says (nat4_rewrite) and records the translation in the
+ * summary, which then carries the translated tuple. */
+static __always_inline enum drop_reason lb_xlate_apply(struct __sk_buff *skb, struct parsed *p,
+						       struct pkt_summary *sum,
+						       const struct lb_xlate *x)
+{
+	enum drop_reason reason;
+
+	reason = nat4_rewrite(skb, p, x->saddr, x->sport, x->be->addr, x->be->port);
 	if (reason != DROP_NONE)
 		return reason;
-	lb_trace_xlate(sum, action, state, backend_id, saddr, sport, be->addr, be->port);
+	lb_trace_xlate(sum, x->action, x->ct, x->backend_id, x->saddr, x->sport, x->be->addr, x->be->port);
 	return DROP_NONE;
+}
+
+/* Translates a pod's packet to the frontend svc: lb_service_select(), then
+ * lb_xlate_apply(). */
+static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, struct parsed *p,
+							 struct pkt_summary *sum,
+							 const struct lb_service *svc)
+{
+	struct lb_xlate x;
+	enum drop_reason reason;
+
+	reason = lb_service_select(skb, p, sum, svc, 0, &x);
+	if (reason != DROP_NONE)
+		return reason;
+	return lb_xlate_apply(skb, p, sum, &x);
 }
 
 /* Result of a reply lookup. */

@@ -18,6 +18,87 @@
 #include "trace.h"
 #include "tunnel.h"
 
+/* How a NodePort packet translated by lb_nodeport_xlate() goes on (lb_from_netdev()). */
+struct lb_fwd {
+	__u32 frag_mtu;         /* not 0: too big for the way to the backend; the packet is
+				 * left untranslated for an ICMP frag-needed with this MTU */
+	__u8  dsr_opt;          /* a DSR flow's packet that carries the DSR option
+				 * (dsr_needs_opt()) */
+	__u8  _pad[3];
+	struct dsr_service svc; /* the frontend, for the option */
+	/* Option dispatch: the route to the backend, looked up once with the option's
+	 * length for the MTU check and then used to forward (lb_forward()). */
+	long fib_ret;
+	struct bpf_fib_lookup fib;
+};
+
+/* For a NodePort flow's packet to a remote backend (client port sport): the MTU to
+ * announce when it is DF and does not fit the way there once encapsulated or given
+ * the DSR option, else 0.
+ *   tunnel mode      the tunnel MTU, less the Geneve DSR option when it rides along
+ *                    (every packet is encapsulated: any may be too big);
+ *   option dispatch  the route to the backend is looked up here, with the option's
+ *                    length, for the packets that carry it (the others are forwarded
+ *                    as they came); lb_forward() forwards with that lookup. A packet
+ *                    without DF that is too big goes to the stack to fragment. */
+static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const struct parsed *p,
+						struct lb_fwd *fwd, const struct lb_backend *be,
+						__be16 sport)
+{
+	int df = p->ip->frag_off & bpf_htons(PP_IP_DF);
+	__u32 len, opt;
+
+	if (tunnel_enabled()) {
+		if (!df)
+			return 0;
+		opt = fwd->dsr_opt ? DSR_GENEVE_OPT_LEN : 0;
+		len = ipv4_seg_len(skb, p) + opt;
+		return len > CONFIG.tunnel_mtu ? CONFIG.tunnel_mtu - opt : 0;
+	}
+	if (!fwd->dsr_opt)
+		return 0;
+	len = ipv4_seg_len(skb, p) + DSR_IPV4_OPT_LEN;
+	fwd->fib_ret = fib_lookup4(skb, p, p->ip->saddr, be->addr, sport, be->port, len, &fwd->fib);
+	if (df && fwd->fib_ret == BPF_FIB_LKUP_RET_FRAG_NEEDED && fwd->fib.mtu_result > DSR_IPV4_OPT_LEN)
+		return fwd->fib.mtu_result - DSR_IPV4_OPT_LEN;
+	return 0;
+}
+
+/* Translates a packet from a NIC to the NodePort or external-IP frontend svc:
+ * lb_service_select() (from_nic: SNAT or DSR for backends that are no pod of this
+ * node), then for such a flow the way to the backend is checked: a DSR request says
+ * in fwd whether it carries the DSR option and for which service, and a packet that
+ * will not fit the way there is left untranslated, fwd->frag_mtu the MTU to answer
+ * with (lb_remote_frag_mtu(), TRACE_LB_FRAG_NEEDED); else lb_xlate_apply(). fwd
+ * tells lb_from_netdev() how to go on. */
+static __always_inline enum drop_reason lb_nodeport_xlate(struct __sk_buff *skb, struct parsed *p,
+							  struct pkt_summary *sum,
+							  const struct lb_service *svc,
+							  struct lb_fwd *fwd)
+{
+	struct lb_xlate x;
+	enum drop_reason reason;
+
+	reason = lb_service_select(skb, p, sum, svc, 1, &x);
+	if (reason != DROP_NONE)
+		return reason;
+	if (x.flags & (CT_F_SNAT | CT_F_DSR)) {
+		if (x.flags & CT_F_DSR) {
+			x.action = TRACE_LB_DNAT_DSR;
+			fwd->dsr_opt = dsr_needs_opt(sum->ip_proto, x.tcp_flags);
+			fwd->svc.addr = sum->daddr;
+			fwd->svc.port = sum->dport;
+		}
+		fwd->frag_mtu = lb_remote_frag_mtu(skb, p, fwd, x.be, x.sport);
+		if (fwd->frag_mtu) {
+			lb_trace_xlate(sum, TRACE_LB_FRAG_NEEDED, x.ct, x.backend_id, x.saddr, x.sport,
+				       x.be->addr, x.be->port);
+			return DROP_NONE;
+		}
+	}
+	return lb_xlate_apply(skb, p, sum, &x);
+}
+
 /* The identity a load-balanced packet carries into the tunnel: the host's when this
  * node is its source (SNAT), else the ipcache's for the source, world for a client
  * outside the cluster (DSR keeps the client as source). */
@@ -42,7 +123,7 @@ static __always_inline __u32 lb_source_identity(__be32 saddr)
  *                                            fib_forward() with the route
  *                                            lb_remote_frag_mtu() looked up;
  *   anything else                         -> fib_redirect() (native routing, world).
- * fwd is lb_service_xlate()'s word on a request, NULL for replies. */
+ * fwd is lb_nodeport_xlate()'s word on a request, NULL for replies. */
 static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 				      struct pkt_summary *sum, enum obs_point point,
 				      int pass_ret, const struct lb_fwd *fwd)
@@ -96,7 +177,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 	else if (!lb_l4(p, sum))
 		return LB_CONTINUE;
 	else if ((svc = lb_service_lookup(sum)))
-		reason = lb_service_xlate(skb, p, sum, svc, 0, NULL);
+		reason = lb_service_xlate(skb, p, sum, svc);
 	else
 		reason = lb_rev_nat_reply(skb, p, sum, &result);
 	if (reason != DROP_NONE) {
@@ -196,7 +277,7 @@ static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, cons
 /* from-netdev (CONFIG.lb_enabled), before delivery. Each kind of packet pays only its
  * own lookups; *epp is the destination's endpoint for the caller (NULL: none), so it
  * needs no lookup of its own when the packet continues:
- *   TCP/UDP to this node's IP  -> a NodePort frontend: translated (lb_service_xlate(),
+ *   TCP/UDP to this node's IP  -> a NodePort frontend: translated (lb_nodeport_xlate(),
  *                                 SNAT or DSR to remote backends), forwarded by
  *                                 lb_forward(), or answered with ICMP frag-needed
  *                                 (dsr_icmp_frag_needed()) when it will not fit;
@@ -256,7 +337,7 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
 		struct lb_fwd fwd = {};
 
-		reason = lb_service_xlate(skb, p, sum, svc, 1, &fwd);
+		reason = lb_nodeport_xlate(skb, p, sum, svc, &fwd);
 		if (reason != DROP_NONE)
 			goto drop;
 		if (fwd.frag_mtu)
