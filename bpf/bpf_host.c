@@ -20,6 +20,32 @@
  * (a host firewall, a capture tool) still sees them. With none, NEXT is PASS. */
 #define HOST_PASS PP_TCX_NEXT
 
+/* Geneve for this node (tunnel_for_this_node()), decapsulated in BPF: geneve_decap()
+ * checks and removes the outer headers; a DSR option's flow is recorded on this, the
+ * backend's, node (lb_dsr_learn(), DSR modes); the load balancer translates replies
+ * (lb_ingress_reply()); then tunnel_deliver(). Drops carry the tunnel part. */
+static __always_inline int from_netdev_geneve(struct __sk_buff *skb, struct parsed *p,
+					      struct pkt_summary *sum)
+{
+	struct decap_result d = {};
+	enum drop_reason reason;
+
+	reason = geneve_decap(skb, p, sum, &d);
+	if (reason == DROP_NONE && d.dsr_opt && lb_dsr_enabled())
+		reason = lb_dsr_learn(skb, p, sum, &d.dsr);
+	if (reason != DROP_NONE) {
+		trace_drop_tun(skb, OBS_FROM_NETDEV, reason, sum, &d.tun);
+		return PP_TCX_DROP;
+	}
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, p, sum, OBS_FROM_NETDEV, HOST_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
+	return tunnel_deliver(skb, p, sum, &d.tun, OBS_FROM_NETDEV, HOST_PASS);
+}
+
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
@@ -41,7 +67,7 @@ int from_netdev(struct __sk_buff *skb)
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
-			return geneve_decap(skb, &p, &sum, OBS_FROM_NETDEV, HOST_PASS);
+			return from_netdev_geneve(skb, &p, &sum);
 		/* VXLAN: the stack hands it to the vxlan device's socket. */
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
 		return HOST_PASS;

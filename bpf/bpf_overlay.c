@@ -9,6 +9,7 @@
 #include "decap.h"
 #include "drop.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 
@@ -20,7 +21,7 @@
  * inner frame parses (the usual reasons; non-IPv4 goes to the stack), VNI not 0
  * (DROP_BAD_VNI), the outer source is a node of the cluster (DROP_UNKNOWN_TUNNEL_PEER:
  * the VNI claims a security identity, and only cluster nodes may claim one); then
- * tunnel_deliver(). */
+ * the load balancer translates replies (lb_ingress_reply()), then tunnel_deliver(). */
 SEC("tc")
 int from_overlay(struct __sk_buff *skb)
 {
@@ -49,6 +50,12 @@ int from_overlay(struct __sk_buff *skb)
 	reason = tunnel_check_peer(&tun);
 	if (reason != DROP_NONE)
 		goto drop;
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, &p, &sum, OBS_FROM_OVERLAY, OVERLAY_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
 	return tunnel_deliver(skb, &p, &sum, &tun, OBS_FROM_OVERLAY, OVERLAY_PASS);
 
 drop:
