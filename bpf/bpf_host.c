@@ -54,16 +54,15 @@ int from_netdev(struct __sk_buff *skb)
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason != DROP_NONE)
+	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
+	case PARSE_DROP:
 		goto drop;
-	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+	case PARSE_NOT_IPV4:
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_NOT_IPV4, &sum);
 		return HOST_PASS;
+	case PARSE_IPV4:
+		break;
 	}
-	reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)

@@ -28,16 +28,15 @@ int from_container(struct __sk_buff *skb)
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason != DROP_NONE)
+	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
+	case PARSE_DROP:
 		goto drop;
-	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+	case PARSE_NOT_IPV4:
 		trace_pass(skb, OBS_FROM_CONTAINER, PASS_NOT_IPV4, &sum);
 		return LXC_PASS;
+	case PARSE_IPV4:
+		break;
 	}
-	reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
 
 	/* Service translation comes first, whatever the routing: what follows forwards
 	 * the translated packet (see lb_from_container()). */
