@@ -1,10 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* IPv4 header rewrites with incremental checksum updates. */
+/* IPv4 header fields (fragment and ECN bits) and header rewrites with incremental checksum updates. */
 #ifndef PODPATH_IPV4_H
 #define PODPATH_IPV4_H
 
 #include "common.h"
 #include "drop.h"
+
+/* Bits of frag_off in host byte order (test them with bpf_htons()), and the ECN
+ * field of tos. */
+#define PP_IP_DF     0x4000
+#define PP_IP_MF     0x2000
+#define PP_IP_OFFSET 0x1fff
+#define PP_ECN_MASK  0x03
+#define PP_ECN_ECT_0 0x02
+#define PP_ECN_CE    0x03
 
 /* Decrements the TTL of the bounds-checked IPv4 header at ip and fixes the header
  * checksum incrementally in place, as the kernel's ip_decrease_ttl() does: TTL is the

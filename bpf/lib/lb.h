@@ -9,13 +9,13 @@
 #include "drop.h"
 #include "dsr.h"
 #include "endpoint.h"
+#include "ipv4.h"
 #include "lb_hash.h"
 #include "lb_maps.h"
 #include "maps.h"
 #include "nat.h"
 #include "parse.h"
 #include "trace.h"
-#include "tunnel.h"
 
 /* Slots a random selection looks at, from a random start, for an active backend. */
 #ifndef LB_SELECT_TRIES

@@ -9,11 +9,11 @@
 #include "csum.h"
 #include "drop.h"
 #include "dsr.h"
+#include "ipv4.h"
 #include "lb.h"
 #include "nat.h"
 #include "parse.h"
 #include "trace.h"
-#include "tunnel.h"
 
 /* ICMP errors (RFC 792) about a translated flow: destination unreachable (fragmentation
  * needed included: PMTUD), time exceeded, parameter problem. They quote the IPv4

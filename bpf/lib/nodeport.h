@@ -11,6 +11,7 @@
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
+#include "ipv4.h"
 #include "lb.h"
 #include "lb_icmp.h"
 #include "maps.h"

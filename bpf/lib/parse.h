@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "drop.h"
+#include "ipv4.h"
 #include "trace.h"
 
 /* Offsets of the headers found, valid when parse_ipv4() returns DROP_NONE. */
@@ -63,7 +64,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	sum->ttl = ip->ttl;
 	sum->ip_id = ip->id;
 
-	if (ip->frag_off & bpf_htons(0x1fff))
+	if (ip->frag_off & bpf_htons(PP_IP_OFFSET))
 		return DROP_NONE;
 
 	switch (ip->protocol) {
