@@ -12,7 +12,8 @@ enum drop_reason {
 	DROP_BAD_TOTAL_LEN   = 5, /* IPv4 total length shorter than its header or longer than the frame */
 	DROP_TRUNCATED_L4    = 6, /* TCP/UDP/ICMP header cut short */
 	DROP_NOT_IPV4        = 7, /* program handles IPv4 only and this is something else */
-	DROP_CSUM_L3         = 8, /* a checksum helper failed while rewriting the IPv4 header (no longer produced) */
+	DROP_CSUM_L3         = 8, /* a checksum helper failed while rewriting the IPv4 header (no longer
+				   * produced; the code stays taken: the names are dense, Go counts them) */
 	/* Encapsulation (from-container, tunnel mode). */
 	DROP_UNKNOWN_TUNNEL_ENDPOINT = 9,  /* the ipcache names a tunnel endpoint that is not in the nodes map */
 	DROP_NO_SOURCE_IDENTITY      = 10, /* source is no local endpoint, or its identity is 0 or wider than a 24-bit VNI */

@@ -4,7 +4,6 @@
 #define PODPATH_IPV4_H
 
 #include "common.h"
-#include "drop.h"
 
 /* Bits of frag_off in host byte order (test them with bpf_htons()), and the ECN
  * field of tos. */
@@ -20,16 +19,15 @@
  * high byte of its 16-bit word, so the one's complement sum gains 0x0100 (network
  * order), with the end-around carry. No helper is called (bpf_l3_csum_replace() cost
  * ~40 ns here), so packet pointers stay valid. The header still sums to 0xffff, so a
- * CHECKSUM_COMPLETE skb->csum stays right. The caller checked TTL > 1. Always
- * DROP_NONE (the return value is kept for callers that check it). */
-static __always_inline enum drop_reason ipv4_dec_ttl(struct __sk_buff *skb, struct iphdr *ip)
+ * CHECKSUM_COMPLETE skb->csum stays right. The caller checked TTL > 1; nothing can
+ * fail. */
+static __always_inline void ipv4_dec_ttl(struct iphdr *ip)
 {
 	__u32 check = ip->check;
 
 	check += bpf_htons(0x0100);
 	ip->check = (__sum16)(check + (check >= 0xffff));
 	ip->ttl--;
-	return DROP_NONE;
 }
 
 #endif /* PODPATH_IPV4_H */
