@@ -12,6 +12,7 @@
 #include "dsr.h"
 #include "endpoint.h"
 #include "geneve.h"
+#include "ipv4.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"

@@ -152,7 +152,8 @@ struct {
 	__array(values, struct lb_maglev_inner);
 } lb_maglev SEC(".maps");
 
-/* Puts the load balancer's enums into BTF for bpf2go. */
+/* Puts the load balancer's enums, and conntrack.h's (it has no anchor of its own),
+ * into BTF for bpf2go. */
 const struct {
 	enum lb_service_flags lb_service_flags;
 	enum lb_scope lb_scope;
