@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Service lookup and translation: frontends, backend selection (Maglev or random), conntrack, and the forward and reverse NAT of TCP/UDP packets. */
+/* Service lookup and translation: backend selection, conntrack, forward and reverse NAT of TCP/UDP. */
 #ifndef PODPATH_LB_H
 #define PODPATH_LB_H
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* ICMP errors about load-balanced flows: the quoted packet and the outer addresses translated back for the client (PMTUD through a service). */
+/* ICMP errors about load-balanced flows translated back for the client (PMTUD through a service). */
 #ifndef PODPATH_LB_ICMP_H
 #define PODPATH_LB_ICMP_H
 

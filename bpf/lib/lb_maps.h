@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Service load balancing's maps and the structs in them: frontends, backend slots, backends, reverse NAT, Maglev tables. */
+/* Service load balancing's maps and their structs: frontends, slots, backends, reverse NAT, Maglev. */
 #ifndef PODPATH_LB_MAPS_H
 #define PODPATH_LB_MAPS_H
 

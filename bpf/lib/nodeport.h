@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The load balancer at each hook: NodePort and external-IP requests and their replies forwarded in BPF, DSR on the backend's node, and the steps the entry programs call. */
+/* The load balancer's steps for the entry programs: NodePort and external-IP forwarding, DSR, replies. */
+/* Layering: entry files (bpf_lxc.c, bpf_host.c, bpf_overlay.c) call these steps;
+ * they build on lb.h and lb_icmp.h, which build on the library headers (conntrack.h,
+ * nat.h, dsr.h, encap.h, fib.h, endpoint.h...). No library header includes a
+ * load-balancer header: decap.h hands its result back and the entry file goes on. */
 #ifndef PODPATH_NODEPORT_H
 #define PODPATH_NODEPORT_H
 
