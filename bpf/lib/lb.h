@@ -199,7 +199,7 @@ struct lb_xlate {
 	__u32  backend_id;
 	__be32 saddr;                /* the source the packet gets (the client's, LB_LOOPBACK, or SNAT) */
 	__be16 sport;
-	__u16  flags;                /* the flow's enum ct_flags */
+	__u16  flags;                /* the flow's CT_F_SNAT and CT_F_DSR (NodePort to a remote backend) */
 	__u8   action;               /* enum trace_lb */
 	__u8   ct;                   /* enum trace_ct */
 	__u8   tcp_flags;            /* the packet's (lb_tcp_flags()) */
@@ -242,7 +242,7 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 	__be16 sport = sum->sport;
 	__u8 state = TRACE_CT_ESTABLISHED;
 	__u8 action = TRACE_LB_DNAT;
-	__u16 flags = 0;
+	__u16 flags = 0; /* a live flow's ct_flags; a new flow's CT_F_SNAT or CT_F_DSR */
 	enum drop_reason reason;
 
 	ct = ct_lookup(&key);
@@ -305,10 +305,12 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 			e.flags |= CT_F_NODEPORT;
 			if (remote && lb_nodeport_dsr(proto)) {
 				e.flags |= CT_F_DSR;
+				flags = CT_F_DSR;
 			} else if (remote) {
 				struct ct_entry r;
 
 				e.flags |= CT_F_SNAT;
+				flags = CT_F_SNAT;
 				saddr = config_node_ip();
 				r = e;
 				r.nat_addr = sum->saddr;
@@ -324,7 +326,10 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 				action = TRACE_LB_DNAT_SNAT;
 			}
 		}
-		if (!(e.flags & (CT_F_SNAT | CT_F_DSR))) {
+		/* flags, not e.flags: e.flags also holds the packet's TCP state bits, and
+		 * any use of them after snat_alloc() keeps them live through its loop,
+		 * where the verifier then cannot prune (one more state per TCP state). */
+		if (!(flags & (CT_F_SNAT | CT_F_DSR))) {
 			rkey.daddr = saddr;
 			rkey.dport = sport;
 			if (lb_reply_write(&rkey, &e, sum->saddr, sum->sport, BPF_ANY) < 0)
@@ -332,14 +337,13 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 		}
 		if (ct_update(&key, &e) < 0)
 			return DROP_CT_CREATE_FAILED;
-		flags = e.flags;
 	}
 
 	x->be = be;
 	x->backend_id = backend_id;
 	x->saddr = saddr;
 	x->sport = sport;
-	x->flags = flags;
+	x->flags = flags & (CT_F_SNAT | CT_F_DSR);
 	x->action = action;
 	x->ct = state;
 	x->tcp_flags = tcp_flags;
