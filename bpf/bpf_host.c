@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress, serves
- * NodePort and external-IP frontends (lb.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
+ * NodePort and external-IP frontends (nodeport.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
  * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
  * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress
  * and traces. */
@@ -10,8 +10,8 @@
 #include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
-#include "lb.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 
@@ -19,6 +19,32 @@
  * shared with the rest of the node, and another tcx program attached after this one
  * (a host firewall, a capture tool) still sees them. With none, NEXT is PASS. */
 #define HOST_PASS PP_TCX_NEXT
+
+/* Geneve for this node (tunnel_for_this_node()), decapsulated in BPF: geneve_decap()
+ * checks and removes the outer headers; a DSR option's flow is recorded on this, the
+ * backend's, node (lb_dsr_learn(), DSR modes); the load balancer translates replies
+ * (lb_ingress_reply()); then tunnel_deliver(). Drops carry the tunnel part. */
+static __always_inline int from_netdev_geneve(struct __sk_buff *skb, struct parsed *p,
+					      struct pkt_summary *sum)
+{
+	struct decap_result d = {};
+	enum drop_reason reason;
+
+	reason = geneve_decap(skb, p, sum, &d);
+	if (reason == DROP_NONE && d.dsr_opt && lb_dsr_enabled())
+		reason = lb_dsr_learn(skb, p, sum, &d.dsr);
+	if (reason != DROP_NONE) {
+		trace_drop_tun(skb, OBS_FROM_NETDEV, reason, sum, &d.tun);
+		return PP_TCX_DROP;
+	}
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, p, sum, OBS_FROM_NETDEV, HOST_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
+	return tunnel_deliver(skb, p, sum, &d.tun, OBS_FROM_NETDEV, HOST_PASS);
+}
 
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
@@ -28,20 +54,19 @@ int from_netdev(struct __sk_buff *skb)
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason != DROP_NONE)
+	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
+	case PARSE_DROP:
 		goto drop;
-	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+	case PARSE_NOT_IPV4:
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_NOT_IPV4, &sum);
 		return HOST_PASS;
+	case PARSE_IPV4:
+		break;
 	}
-	reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
-			return geneve_decap(skb, &p, &sum, OBS_FROM_NETDEV, HOST_PASS);
+			return from_netdev_geneve(skb, &p, &sum);
 		/* VXLAN: the stack hands it to the vxlan device's socket. */
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
 		return HOST_PASS;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_lxc: the pod's host-side veth (lxc...). from_container runs on its tcx ingress
- * (packets the pod sends), translates service traffic (lb.h) and routes it: to a pod of this node with
+ * (packets the pod sends), translates service traffic (nodeport.h, lb.h) and routes it: to a pod of this node with
  * bpf_redirect_peer, across nodes with a FIB lookup (native routing) or encapsulated
  * in VXLAN or Geneve (tunnel mode), everything else to the stack. to_container runs on
  * its tcx egress and only traces what the stack delivers. */
@@ -11,8 +11,8 @@
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
-#include "lb.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 
@@ -28,16 +28,15 @@ int from_container(struct __sk_buff *skb)
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason != DROP_NONE)
+	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
+	case PARSE_DROP:
 		goto drop;
-	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+	case PARSE_NOT_IPV4:
 		trace_pass(skb, OBS_FROM_CONTAINER, PASS_NOT_IPV4, &sum);
 		return LXC_PASS;
+	case PARSE_IPV4:
+		break;
 	}
-	reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
 
 	/* Service translation comes first, whatever the routing: what follows forwards
 	 * the translated packet (see lb_from_container()). */

@@ -9,6 +9,7 @@
 #include "decap.h"
 #include "drop.h"
 #include "maps.h"
+#include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
 
@@ -16,39 +17,43 @@
  * with TCX_PASS, as from bpf_lxc. */
 #define OVERLAY_PASS PP_TCX_PASS
 
-/* Checks, each with its drop reason: tunnel metadata present (DROP_TUNNEL_KEY), the
- * inner frame parses (the usual reasons; non-IPv4 goes to the stack), VNI not 0
+/* Checks, each with its drop reason: the inner frame parses and carries tunnel
+ * metadata (parse_frame(): the usual reasons and DROP_TUNNEL_KEY; non-IPv4 goes to
+ * the stack), VNI not 0
  * (DROP_BAD_VNI), the outer source is a node of the cluster (DROP_UNKNOWN_TUNNEL_PEER:
  * the VNI claims a security identity, and only cluster nodes may claim one); then
- * tunnel_deliver(). */
+ * the load balancer translates replies (lb_ingress_reply()), then tunnel_deliver(). */
 SEC("tc")
 int from_overlay(struct __sk_buff *skb)
 {
 	struct trace_tun tun = { .kind = TRACE_DECAP_VXLAN };
 	struct bpf_tunnel_key key = {};
 	struct pkt_summary sum = {};
+	enum parse_verdict parse;
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0) {
-		reason = DROP_TUNNEL_KEY;
-		goto drop;
-	}
+	parse = parse_frame(skb, &p, &sum, &key, &reason);
 	tun.identity = key.tunnel_id;
 	tun.endpoint = bpf_htonl(key.remote_ipv4);
-	if (sum.eth_proto != bpf_htons(ETH_P_IP)) {
+	switch (parse) {
+	case PARSE_DROP:
+		goto drop;
+	case PARSE_NOT_IPV4:
 		trace_pass_tun(skb, OBS_FROM_OVERLAY, PASS_NOT_IPV4, &sum, &tun);
 		return OVERLAY_PASS;
+	case PARSE_IPV4:
+		break;
 	}
-	reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE)
-		goto drop;
 	reason = tunnel_check_peer(&tun);
 	if (reason != DROP_NONE)
 		goto drop;
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, &p, &sum, OBS_FROM_OVERLAY, OVERLAY_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
 	return tunnel_deliver(skb, &p, &sum, &tun, OBS_FROM_OVERLAY, OVERLAY_PASS);
 
 drop:

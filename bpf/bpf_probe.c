@@ -14,10 +14,7 @@ int probe(struct __sk_buff *skb)
 	struct parsed p = {};
 	enum drop_reason reason;
 
-	reason = parse_eth(skb, &p, &sum);
-	if (reason == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
-		reason = parse_ipv4(skb, &p, &sum);
-	if (reason != DROP_NONE) {
+	if (parse_frame(skb, &p, &sum, NULL, &reason) == PARSE_DROP) {
 		trace_drop(skb, OBS_PROBE, reason, &sum);
 		return PP_TCX_DROP;
 	}

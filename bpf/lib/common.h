@@ -20,10 +20,8 @@ struct icmp_head {
 	__u16 checksum;
 };
 
-#ifndef ICMP_ECHOREPLY
-#define ICMP_ECHOREPLY     0
+#ifndef ICMP_DEST_UNREACH
 #define ICMP_DEST_UNREACH  3
-#define ICMP_ECHO          8
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_FRAG_NEEDED   4
 #endif
@@ -67,6 +65,5 @@ static __always_inline void *ctx_data_end(const struct __sk_buff *skb)
 #define PP_TCX_NEXT     -1
 #define PP_TCX_PASS     0
 #define PP_TCX_DROP     2
-#define PP_TCX_REDIRECT 7
 
 #endif /* PODPATH_COMMON_H */

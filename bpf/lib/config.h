@@ -67,7 +67,7 @@ struct podpath_config {
 	 * to the stack (see tunnel_fits() in encap.h). */
 	__u16 tunnel_mtu;
 	__u32 vxlan_ifindex;       /* the collect_md vxlan device (cilium_vxlan) of this node */
-	/* Service load balancing (kube-proxy-replacement), see lb.h. Everything below is
+	/* Service load balancing (kube-proxy-replacement), see lb.h and nodeport.h. Everything below is
 	 * ignored while lb_enabled is 0. */
 	__u8  lb_enabled;
 	__u8  lb_mode;             /* enum lb_mode */

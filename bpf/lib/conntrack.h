@@ -106,7 +106,7 @@ static __always_inline __u32 ct_now(void)
  * merging the two calls into one whose map is chosen at run time: the verifier then
  * sees two maps at one call site and stops inlining the lookup (the generic helper
  * and an extra call level cost ~10 ns a packet). Every choice between two maps in
- * lb.h does the same. */
+ * the load balancer (lb.h, lb_icmp.h) does the same. */
 static __always_inline struct ct_entry *ct_lookup(const struct ct_key *key)
 {
 	struct ct_entry *e;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Decapsulation: Geneve in BPF at from-netdev, and delivery of decapsulated packets
- * (Geneve, or VXLAN from the vxlan device) to the local pod they are for. */
+ * (Geneve, or VXLAN from the vxlan device) to the local pod they are for. The load
+ * balancer's part (replies, DSR) is the entry program's: decap.h never calls it. */
 #ifndef PODPATH_DECAP_H
 #define PODPATH_DECAP_H
 
@@ -8,9 +9,10 @@
 #include "config.h"
 #include "csum.h"
 #include "drop.h"
+#include "dsr.h"
 #include "endpoint.h"
 #include "geneve.h"
-#include "lb.h"
+#include "ipv4.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"
@@ -21,9 +23,9 @@
 #endif
 
 /* Delivers a decapsulated packet (p and sum describe the inner IPv4 packet behind an
- * Ethernet header) as from-netdev delivers a native one:
- *   a reply to a translated flow (lb_enabled) -> translated back first, see
- *                                   lb_ingress_reply(); SNAT replies forwarded there;
+ * Ethernet header) as from-netdev delivers a native one. The entry program gave the
+ * load balancer its look first (lb_enabled: lb_ingress_reply() translates replies
+ * back and forwards SNAT replies itself); what continues goes:
  *   legacy host routing          -> stack, PASS_LEGACY_HOST_ROUTING;
  *   the node itself              -> stack, PASS_TO_HOST;
  *   a pod of this node           -> endpoint_redirect(): MACs, TTL - 1, redirect_peer;
@@ -38,12 +40,6 @@ static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *
 {
 	const struct endpoint_info *ep;
 
-	if (CONFIG.lb_enabled) {
-		int verdict;
-
-		if (lb_ingress_reply(skb, p, sum, point, pass_ret, &verdict) == LB_DONE)
-			return verdict;
-	}
 	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
 		bpf_skb_change_type(skb, PACKET_HOST);
 		trace_pass_tun(skb, point, PASS_LEGACY_HOST_ROUTING, sum, tun);
@@ -80,6 +76,13 @@ static __always_inline enum drop_reason tunnel_ecn_decap(struct iphdr *ip, __u8 
 	return DROP_NONE;
 }
 
+/* What geneve_decap() hands back besides the inner packet. */
+struct decap_result {
+	struct trace_tun tun;   /* the tunnel part of the inner packet's trace records */
+	struct dsr_service dsr; /* the service a Cilium DSR option named (dsr_opt) */
+	__u8 dsr_opt;           /* the options began with the DSR option */
+};
+
 /* Geneve decapsulation at from-netdev, for UDP to the tunnel port and this node's IP
  * (tunnel_for_this_node()). p and sum describe the outer packet on entry. Checks, in
  * order, each with its drop reason:
@@ -91,108 +94,87 @@ static __always_inline enum drop_reason tunnel_ecn_decap(struct iphdr *ip, __u8 
  *   protocol 0x6558                            DROP_GENEVE_PROTOCOL
  *   options inside the packet, well formed,
  *   none critical                              DROP_GENEVE_OPT_LEN, _CRITICAL_OPT
- *   (a Cilium DSR option first among them is read: the flow is recorded by
- *   lb_dsr_learn() once the inner packet is known, in DSR modes)
+ *   (a Cilium DSR option first among them is read into d->dsr: the caller
+ *   records the flow, lb_dsr_learn(), in DSR modes)
  *   inner Ethernet + IPv4 header present       DROP_TRUNCATED_INNER
  *   inner EtherType IPv4                       DROP_NOT_IPV4
  *   VNI (source identity) not 0                DROP_BAD_VNI
  *   outer source a node of the cluster         DROP_UNKNOWN_TUNNEL_PEER
  * then bpf_skb_adjust_room() removes outer IPv4, UDP, Geneve, options and the inner
  * Ethernet header (the outer Ethernet header stays in front, its MACs rewritten on
- * delivery), the inner IPv4 header is parsed like any other, ECN is decapsulated, and
- * tunnel_deliver() takes over. The reserved fields are ignored (RFC 8926), and so is a
- * non-zero UDP checksum: it is not verified. */
-static __always_inline int geneve_decap(struct __sk_buff *skb, struct parsed *p,
-					struct pkt_summary *sum, enum obs_point point, int pass_ret)
+ * delivery), the inner IPv4 header is parsed like any other and ECN is decapsulated.
+ * The reserved fields are ignored (RFC 8926), and so is a non-zero UDP checksum: it
+ * is not verified. Returns DROP_NONE with p and sum describing the inner packet, for
+ * tunnel_deliver(), or the reason to drop; d->tun is filled for the trace record
+ * either way (sum as far as it got). */
+static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, struct parsed *p,
+						     struct pkt_summary *sum, struct decap_result *d)
 {
-	struct trace_tun tun = { .kind = TRACE_DECAP_GENEVE, .endpoint = sum->saddr, .pkt_len = skb->len };
+	struct trace_tun *tun = &d->tun;
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
 	struct dsr_geneve_data dsr = {};
 	struct genevehdr *gh;
 	struct ethhdr *ieth;
 	enum drop_reason reason;
-	__u32 opt_len, inner_off, dsr_off = 0;
+	__u32 opt_len, inner_off, dsr_found = 0;
 	__u8 outer_tos;
 
-	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET)) {
-		reason = DROP_TUNNEL_FRAGMENT;
-		goto drop;
-	}
+	tun->kind = TRACE_DECAP_GENEVE;
+	tun->endpoint = sum->saddr;
+	tun->pkt_len = skb->len;
+	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET))
+		return DROP_TUNNEL_FRAGMENT;
 	outer_tos = p->ip->tos;
 	gh = data + p->l4_off + sizeof(struct udphdr);
-	if ((void *)(gh + 1) > data_end) {
-		reason = DROP_TRUNCATED_GENEVE;
-		goto drop;
-	}
-	tun.identity = geneve_vni(gh);
-	if (gh->ver_optlen >> 6) {
-		reason = DROP_GENEVE_VERSION;
-		goto drop;
-	}
-	if (gh->flags & GENEVE_F_OAM) {
-		reason = DROP_GENEVE_CONTROL;
-		goto drop;
-	}
-	if (gh->flags & GENEVE_F_CRITICAL) {
-		reason = DROP_GENEVE_CRITICAL_OPT;
-		goto drop;
-	}
-	if (gh->proto != bpf_htons(GENEVE_PROTO_ETH)) {
-		reason = DROP_GENEVE_PROTOCOL;
-		goto drop;
-	}
+	if ((void *)(gh + 1) > data_end)
+		return DROP_TRUNCATED_GENEVE;
+	tun->identity = geneve_vni(gh);
+	if (gh->ver_optlen >> 6)
+		return DROP_GENEVE_VERSION;
+	if (gh->flags & GENEVE_F_OAM)
+		return DROP_GENEVE_CONTROL;
+	if (gh->flags & GENEVE_F_CRITICAL)
+		return DROP_GENEVE_CRITICAL_OPT;
+	if (gh->proto != bpf_htons(GENEVE_PROTO_ETH))
+		return DROP_GENEVE_PROTOCOL;
 	opt_len = (gh->ver_optlen & 0x3f) * 4;
 	inner_off = p->l4_off + sizeof(struct udphdr) + sizeof(struct genevehdr) + opt_len;
-	if (data + inner_off > data_end) {
-		reason = DROP_GENEVE_OPT_LEN;
-		goto drop;
-	}
+	if (data + inner_off > data_end)
+		return DROP_GENEVE_OPT_LEN;
 	if (opt_len) {
 		reason = geneve_opts_check(skb, p->l4_off + sizeof(struct udphdr) + sizeof(struct genevehdr),
 					   opt_len);
 		if (reason != DROP_NONE)
-			goto drop;
-		dsr_off = geneve_dsr_opt(skb, p->l4_off + sizeof(struct udphdr) + sizeof(struct genevehdr),
+			return reason;
+		dsr_found = geneve_dsr_opt(skb, p->l4_off + sizeof(struct udphdr) + sizeof(struct genevehdr),
 					 opt_len, &dsr);
 		data = ctx_data(skb);
 		data_end = ctx_data_end(skb);
 	}
 	ieth = data + inner_off;
-	if ((void *)(ieth + 1) + sizeof(struct iphdr) > data_end) {
-		reason = DROP_TRUNCATED_INNER;
-		goto drop;
-	}
-	if (ieth->h_proto != bpf_htons(ETH_P_IP)) {
-		reason = DROP_NOT_IPV4;
-		goto drop;
-	}
-	reason = tunnel_check_peer(&tun);
+	if ((void *)(ieth + 1) + sizeof(struct iphdr) > data_end)
+		return DROP_TRUNCATED_INNER;
+	if (ieth->h_proto != bpf_htons(ETH_P_IP))
+		return DROP_NOT_IPV4;
+	reason = tunnel_check_peer(tun);
 	if (reason != DROP_NONE)
-		goto drop;
+		return reason;
 
-	if (bpf_skb_adjust_room(skb, -(__s32)inner_off, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0) {
-		reason = DROP_DECAP_FAILED;
-		goto drop;
-	}
+	if (bpf_skb_adjust_room(skb, -(__s32)inner_off, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		return DROP_DECAP_FAILED;
 	__builtin_memset(sum, 0, sizeof(*sum));
 	reason = parse_eth(skb, p, sum);
 	if (reason == DROP_NONE)
 		reason = parse_ipv4(skb, p, sum);
 	if (reason == DROP_NONE)
 		reason = tunnel_ecn_decap(p->ip, outer_tos);
-	if (reason == DROP_NONE && dsr_off && lb_dsr_enabled()) {
-		struct dsr_service fe = { .addr = dsr.addr, .port = dsr.port };
-
-		reason = lb_dsr_learn(skb, p, sum, &fe);
+	if (reason == DROP_NONE && dsr_found) {
+		d->dsr_opt = 1;
+		d->dsr.addr = dsr.addr;
+		d->dsr.port = dsr.port;
 	}
-	if (reason != DROP_NONE)
-		goto drop;
-	return tunnel_deliver(skb, p, sum, &tun, point, pass_ret);
-
-drop:
-	trace_drop_tun(skb, point, reason, sum, &tun);
-	return PP_TCX_DROP;
+	return reason;
 }
 
 #endif /* PODPATH_DECAP_H */

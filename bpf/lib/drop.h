@@ -12,7 +12,8 @@ enum drop_reason {
 	DROP_BAD_TOTAL_LEN   = 5, /* IPv4 total length shorter than its header or longer than the frame */
 	DROP_TRUNCATED_L4    = 6, /* TCP/UDP/ICMP header cut short */
 	DROP_NOT_IPV4        = 7, /* program handles IPv4 only and this is something else */
-	DROP_CSUM_L3         = 8, /* a checksum helper failed while rewriting the IPv4 header (no longer produced) */
+	DROP_CSUM_L3         = 8, /* a checksum helper failed while rewriting the IPv4 header (no longer
+				   * produced; the code stays taken: the names are dense, Go counts them) */
 	/* Encapsulation (from-container, tunnel mode). */
 	DROP_UNKNOWN_TUNNEL_ENDPOINT = 9,  /* the ipcache names a tunnel endpoint that is not in the nodes map */
 	DROP_NO_SOURCE_IDENTITY      = 10, /* source is no local endpoint, or its identity is 0 or wider than a 24-bit VNI */
@@ -32,7 +33,7 @@ enum drop_reason {
 	DROP_TUNNEL_WRONG_NODE       = 23, /* inner destination is no endpoint of this node: sent to the wrong node */
 	DROP_DECAP_FAILED            = 24, /* bpf_skb_adjust_room() could not remove the outer headers */
 	DROP_TUNNEL_ECN              = 25, /* outer CE on a not-ECT inner packet (RFC 6040 4.2) */
-	/* Service load balancing (lb.h, nat.h, conntrack.h). */
+	/* Service load balancing (lb.h, lb_icmp.h, nodeport.h, nat.h, conntrack.h). */
 	DROP_NO_SERVICE_BACKEND      = 26, /* a service frontend with no active backend to give a new flow */
 	DROP_NAT_FAILED              = 27, /* a checksum helper failed while rewriting addresses or ports */
 	DROP_SNAT_NO_PORT            = 28, /* NodePort SNAT found no free source port towards the backend */

@@ -121,9 +121,7 @@ static __always_inline int vxlan_encap_redirect(struct __sk_buff *skb, const str
 		reason = DROP_TUNNEL_KEY;
 		goto drop;
 	}
-	reason = ipv4_dec_ttl(skb, p->ip);
-	if (reason != DROP_NONE)
-		goto drop;
+	ipv4_dec_ttl(p->ip);
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
 	return bpf_redirect(ifindex, 0);
 
@@ -197,9 +195,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	tos = tunnel_outer_tos(p->ip->tos);
 	id = p->ip->id;
 	sport = tunnel_src_port(skb);
-	reason = ipv4_dec_ttl(skb, p->ip);
-	if (reason != DROP_NONE)
-		goto drop;
+	ipv4_dec_ttl(p->ip);
 
 	opt_len = opts->len;
 	if (opt_len > GENEVE_MAX_OPT_BYTES || opt_len % 4) {

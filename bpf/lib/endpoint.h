@@ -29,18 +29,13 @@ static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct
 					     int pass_ret, const struct trace_tun *tun)
 {
 	__u32 ifindex = ep->ifindex;
-	enum drop_reason reason;
 
 	if (sum->ttl <= 1) {
 		trace_pass_tun(skb, point, PASS_TTL_EXPIRED, sum, tun);
 		return pass_ret;
 	}
 	eth_set_macs(p->eth, ep->node_mac, ep->mac);
-	reason = ipv4_dec_ttl(skb, p->ip);
-	if (reason != DROP_NONE) {
-		trace_drop_tun(skb, point, reason, sum, tun);
-		return PP_TCX_DROP;
-	}
+	ipv4_dec_ttl(p->ip);
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT_PEER, ifindex, sum, tun);
 	return bpf_redirect_peer(ifindex, 0);
 }

@@ -64,7 +64,6 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct parse
 				       int pass_ret, const struct bpf_fib_lookup *fib, long ret)
 {
 	struct bpf_redir_neigh nh = {};
-	enum drop_reason reason;
 
 	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		trace_pass(skb, point, fib_pass_reason(ret), sum);
@@ -76,11 +75,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct parse
 	}
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS)
 		eth_set_macs(p->eth, fib->smac, fib->dmac);
-	reason = ipv4_dec_ttl(skb, p->ip);
-	if (reason != DROP_NONE) {
-		trace_drop(skb, point, reason, sum);
-		return PP_TCX_DROP;
-	}
+	ipv4_dec_ttl(p->ip);
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect(skb, point, VERDICT_REDIRECT, fib->ifindex, sum);
 		return bpf_redirect(fib->ifindex, 0);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Bounds-checked parsing of Ethernet, IPv4 and L4 headers into a pkt_summary. */
+/* Bounds-checked parsing of Ethernet, IPv4 and L4 headers into a pkt_summary, and the L2/L3 prologue every program starts with. */
 #ifndef PODPATH_PARSE_H
 #define PODPATH_PARSE_H
 
 #include "common.h"
 #include "drop.h"
+#include "ipv4.h"
 #include "trace.h"
 
 /* Offsets of the headers found, valid when parse_ipv4() returns DROP_NONE. */
@@ -63,7 +64,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	sum->ttl = ip->ttl;
 	sum->ip_id = ip->id;
 
-	if (ip->frag_off & bpf_htons(0x1fff))
+	if (ip->frag_off & bpf_htons(PP_IP_OFFSET))
 		return DROP_NONE;
 
 	switch (ip->protocol) {
@@ -98,15 +99,48 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 	return DROP_NONE;
 }
 
+/* What parse_frame() found; the program switches on it once. */
+enum parse_verdict {
+	PARSE_IPV4     = 0, /* Ethernet and IPv4 parsed (and the first bytes of TCP/UDP/ICMP) */
+	PARSE_NOT_IPV4 = 1, /* Ethernet parsed, another EtherType (ARP, IPv6): the stack's */
+	PARSE_DROP     = 2, /* malformed, or no tunnel key: *reason says why */
+};
+
+/* The prologue of every program: Ethernet (DROP_TRUNCATED_ETH), then, when the
+ * EtherType is IPv4, the IPv4 header and the start of L4 (parse_ipv4()'s reasons).
+ * key is NULL except at from-overlay (a constant either way, so the step folds
+ * away): the collect_md tunnel metadata of the frame the vxlan device decapsulated
+ * is read into it between the two (bpf_skb_get_tunnel_key(), DROP_TUNNEL_KEY), so
+ * that what follows, a non-IPv4 pass included, is traced with the tunnel's identity
+ * and endpoint. The helper zeroes *key when it fails, as it stays zero when Ethernet
+ * does not parse. sum is filled as far as parsing got, for the trace record. */
+static __always_inline enum parse_verdict parse_frame(struct __sk_buff *skb, struct parsed *p,
+						      struct pkt_summary *sum,
+						      struct bpf_tunnel_key *key,
+						      enum drop_reason *reason)
+{
+	*reason = parse_eth(skb, p, sum);
+	if (*reason != DROP_NONE)
+		return PARSE_DROP;
+	if (key && bpf_skb_get_tunnel_key(skb, key, sizeof(*key), 0) < 0) {
+		*reason = DROP_TUNNEL_KEY;
+		return PARSE_DROP;
+	}
+	if (sum->eth_proto != bpf_htons(ETH_P_IP))
+		return PARSE_NOT_IPV4;
+	*reason = parse_ipv4(skb, p, sum);
+	return *reason == DROP_NONE ? PARSE_IPV4 : PARSE_DROP;
+}
+
 /* The body of an observer hook: summarise the packet as far as it parses, trace it
  * (subject to monitor-aggregation) and let it continue. */
 static __always_inline int observe(struct __sk_buff *skb, enum obs_point point)
 {
 	struct pkt_summary sum = {};
 	struct parsed p = {};
+	enum drop_reason reason;
 
-	if (parse_eth(skb, &p, &sum) == DROP_NONE && sum.eth_proto == bpf_htons(ETH_P_IP))
-		parse_ipv4(skb, &p, &sum);
+	parse_frame(skb, &p, &sum, NULL, &reason);
 	trace_pass(skb, point, PASS_NONE, &sum);
 	return PP_TCX_NEXT;
 }

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "config.h"
 #include "geneve.h"
+#include "ipv4.h"
 #include "maps.h"
 #include "trace.h"
 
@@ -20,13 +21,6 @@
 /* Cilium's reserved security identities. */
 #define IDENTITY_HOST  1 /* this node */
 #define IDENTITY_WORLD 2 /* outside the cluster */
-
-#define PP_IP_DF     0x4000
-#define PP_IP_MF     0x2000
-#define PP_IP_OFFSET 0x1fff
-#define PP_ECN_MASK  0x03
-#define PP_ECN_ECT_0 0x02
-#define PP_ECN_CE    0x03
 
 _Static_assert(sizeof(struct genevehdr) == 8, "geneve header");
 _Static_assert(sizeof(struct geneve_opt_hdr) == 4, "geneve option header");

@@ -21,7 +21,7 @@ import (
 	"podpath/datapath/btfnames"
 )
 
-// The layouts of bpf/lib/lb.h, conntrack.h and nat.h as bpf2go generates them
+// The layouts of bpf/lib/lb_maps.h, conntrack.h and nat.h as bpf2go generates them
 // (sizes are checked against BTF in tests).
 type (
 	serviceKey = bpfobj.LxcLbServiceKey
@@ -114,7 +114,7 @@ func (p Proto) String() string {
 	return fmt.Sprintf("proto(%d)", uint8(p))
 }
 
-// ServiceFlags are enum lb_service_flags of bpf/lib/lb.h.
+// ServiceFlags are enum lb_service_flags of bpf/lib/lb_maps.h.
 type ServiceFlags uint16
 
 const (
@@ -342,7 +342,7 @@ func (l *LB) ServiceList() ([]Service, error) {
 	return out, nil
 }
 
-// BackendState is enum lb_backend_state of bpf/lib/lb.h.
+// BackendState is enum lb_backend_state of bpf/lib/lb_maps.h.
 type BackendState uint8
 
 const (
@@ -448,7 +448,7 @@ func (l *LB) BackendList() ([]Backend, error) {
 	return out, nil
 }
 
-// maglevInnerFlags are the inner arrays' flags, as bpf/lib/lb.h declares them:
+// maglevInnerFlags are the inner arrays' flags, as bpf/lib/lb_maps.h declares them:
 // BPF_F_INNER_MAP (the outer map takes arrays of any size, so a change of M needs no
 // new outer map) and BPF_F_MMAPABLE (fillMmapable).
 const maglevInnerFlags = unix.BPF_F_INNER_MAP | unix.BPF_F_MMAPABLE
