@@ -34,7 +34,7 @@ enum tunnel_protocol {
 
 /* Cilium's bpf-lb-mode: how NodePort and external-IP traffic reaches a backend on
  * another node. DSR's dispatch follows the routing mode: with native routing the
- * service travels in an IPv4 option, in tunnel mode (Geneve only: the loader refuses
+ * service travels in an IPv4 option, in tunnel mode (Geneve only: datapath/config refuses
  * VXLAN) in a Geneve option (dsr.h). */
 enum lb_mode {
 	LB_MODE_SNAT   = 0, /* source rewritten to this node; replies come back through it */

@@ -17,7 +17,7 @@ import (
 )
 
 // Names of the maps bpf_lxc, bpf_host and bpf_overlay share (bpf/lib/maps.h, trace.h,
-// lb.h, conntrack.h, nat.h), which are also their file names under Options.PinPath.
+// lb_maps.h, conntrack.h, nat.h), which are also their file names under Options.PinPath.
 const (
 	MapEndpoints   = bpfobj.LxcMapEndpoints
 	MapIPCache     = bpfobj.LxcMapIpcache

@@ -143,7 +143,7 @@ func (e *lbEnv) maglevTable(t testing.TB, id uint32, backends ...uint32) []uint3
 	return table
 }
 
-// lbHash is bpf/lib/lb.h's lb_hash() in Go: jhash_3words of the tuple, keyed by seed,
+// lbHash is bpf/lib/lb_hash.h's lb_hash() in Go: jhash_3words of the tuple, keyed by seed,
 // every word the number a little-endian load of its wire bytes gives.
 func lbHash(seed [12]byte, src, dst netip.AddrPort, proto uint8) uint32 {
 	le := binary.LittleEndian
