@@ -41,7 +41,7 @@ bench: SHELL := /bin/bash
 bench: .SHELLFLAGS := -o pipefail -c
 bench: deps build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), iperf3 throughput ratios: one table, artifacts/bench.{txt,json} (BENCH_COUNT=N repeats)
 	@mkdir -p $(ARTIFACTS)
-	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . -benchtime 200000x ./datapath/loader/ | tee $(ARTIFACTS)/bench.txt
+	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . -benchtime 200000x ./datapath/progtest/ | tee $(ARTIFACTS)/bench.txt
 	$(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench . ./datapath/maglev/ | tee -a $(ARTIFACTS)/bench.txt
 	PODPATH_AGENT=$(CURDIR)/bin/podpath-agent $(GO) test -count=$(BENCH_COUNT) -run '^$$' -bench 'Throughput|AgentServices' -benchtime 1x ./scenarios/ | tee -a $(ARTIFACTS)/bench.txt
 	@echo

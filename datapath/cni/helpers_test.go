@@ -14,7 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"podpath/internal/nsutil"
-	"podpath/topology/topotest"
+	"podpath/internal/testutil"
 )
 
 // pluginBinary returns $PODPATH_CNI, or podpath-cni built from this tree.
@@ -22,7 +22,7 @@ func pluginBinary(t *testing.T) string {
 	if p := os.Getenv("PODPATH_CNI"); p != "" {
 		return p
 	}
-	return topotest.Build(t, "podpath/cmd/podpath-cni")
+	return testutil.Build(t, "podpath/cmd/podpath-cni")
 }
 
 // call is one run of the plugin, as a runtime makes it: CNI_* variables and the

@@ -5,7 +5,6 @@ package loader_test
 import (
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
+	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 )
@@ -26,12 +26,9 @@ func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
 	t.Helper()
 	nsA, nsB = nsName("probe-a"), nsName("probe-b")
 	for _, n := range []string{nsA, nsB} {
-		if err := nsutil.Create(n); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = nsutil.Delete(n) })
+		testrun.NewNetns(t, n)
 	}
-	ha, hb := netlinkAt(t, nsA), netlinkAt(t, nsB)
+	ha, hb := testrun.NetlinkAt(t, nsA), testrun.NetlinkAt(t, nsB)
 	fdB, err := netns.GetFromPath(nsutil.Path(nsB))
 	if err != nil {
 		t.Fatal(err)
@@ -58,20 +55,6 @@ func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
 	return nsA, nsB, ifindexB
 }
 
-func pingFrom(t *testing.T, ns, dst string, count int) {
-	t.Helper()
-	err := nsutil.Do(nsutil.Path(ns), func() error {
-		out, err := exec.Command("ping", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", dst).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ping %s: %w\n%s", dst, err, out)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // The whole chain: load with a constant, attach with tcx inside a namespace, real ping
 // traffic, records read from the ring buffer in Go, and a clean detach.
 func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
@@ -86,7 +69,7 @@ func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	pingFrom(t, nsA, "10.250.7.2", 3)
+	testrun.Ping(t, nsA, "10.250.7.2", 3)
 
 	src, dst := netip.MustParseAddr("10.250.7.1"), netip.MustParseAddr("10.250.7.2")
 	echoes := 0
@@ -113,7 +96,7 @@ func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
 	if _, err := rd.Drain(); err != nil {
 		t.Fatal(err)
 	}
-	pingFrom(t, nsA, "10.250.7.2", 1)
+	testrun.Ping(t, nsA, "10.250.7.2", 1)
 	if r, err := rd.ReadTimeout(300 * time.Millisecond); err != trace.ErrTimeout {
 		t.Fatalf("after detach no record should arrive, got %+v (err %v)", r, err)
 	}

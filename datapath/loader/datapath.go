@@ -80,8 +80,10 @@ type Options struct {
 	// MapSizes overrides map sizes (tests shrink them).
 	MapSizes MapSizes
 
-	// geneveTestOpt sets bpf_lxc's GENEVE_TEST_OPT (tests only, see export_test.go).
-	geneveTestOpt bool
+	// GeneveTestOption sets bpf_lxc's GENEVE_TEST_OPT: every Geneve packet then
+	// carries one Cilium-class test option (bpf/lib/encap.h), so the fixtures of
+	// datapath/progtest exercise the option path. Tests only: no agent sets it.
+	GeneveTestOption bool
 }
 
 // Datapath is bpf_lxc, bpf_host and bpf_overlay of one node, loaded with one
@@ -139,7 +141,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf_overlay spec: %w", err)
 	}
-	if opts.geneveTestOpt {
+	if opts.GeneveTestOption {
 		if err := lxcSpec.Variables["GENEVE_TEST_OPT"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("set GENEVE_TEST_OPT: %w", err)
 		}

@@ -5,7 +5,6 @@ package loader_test
 import (
 	"encoding/binary"
 	"errors"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/internal/testutil"
 )
 
@@ -45,7 +45,7 @@ func sharedMaps(d *loader.Datapath) map[string][3]*ebpf.Map {
 }
 
 func TestLoadDatapathUnpinnedSharesMaps(t *testing.T) {
-	d, _ := loadDatapath(t, fixtureConfig())
+	d := loadDatapath(t, fixtureConfig())
 	for name, m := range sharedMaps(d) {
 		if a, b, c := mapID(t, m[0]), mapID(t, m[1]), mapID(t, m[2]); a != b || a != c {
 			t.Errorf("%s: bpf_lxc uses map %d, bpf_host map %d, bpf_overlay map %d: want one instance", name, a, b, c)
@@ -67,7 +67,7 @@ func TestLoadDatapathUnpinnedSharesMaps(t *testing.T) {
 
 func TestLoadDatapathPinnedSharesMapsAcrossLoads(t *testing.T) {
 	testutil.RequireRoot(t)
-	pin := filepath.Join(mountBPFFS(t), "node1")
+	pin := filepath.Join(testrun.MountBPFFS(t), "node1")
 	if err := os.Mkdir(pin, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +200,25 @@ func TestSharedStructsMatchBTF(t *testing.T) {
 	}
 }
 
-func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func TestLoadDatapathRejectsInvalidTunnelConfig(t *testing.T) {
+	geneveEnum, vxlanEnum := uint32(bpfobj.LxcTunnelProtocolTUNNEL_GENEVE), uint32(bpfobj.LxcTunnelProtocolTUNNEL_VXLAN)
+	for _, tc := range []struct {
+		mutate func(*bpfconfig.Config)
+		want   string
+	}{
+		{func(c *bpfconfig.Config) { c.TunnelProtocol = 3 }, "tunnel protocol 3"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 0, 1450 }, "tunnel port 0"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 6081, 0 }, "tunnel MTU 0"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = vxlanEnum, 8472, 1450 }, "collect_md vxlan device"},
+		{func(c *bpfconfig.Config) {
+			c.TunnelProtocol, c.TunnelPort, c.TunnelMtu, c.NodeIp = geneveEnum, 6081, 1450, [4]uint8{}
+		}, "node IP"},
+	} {
+		cfg := fixtureConfig()
+		cfg.RoutingMode = uint32(bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL)
+		tc.mutate(&cfg)
+		if _, err := loader.LoadDatapath(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error naming %q, got %v", tc.want, err)
+		}
+	}
+}

@@ -13,9 +13,9 @@ import (
 	"github.com/cilium/ebpf"
 
 	"podpath/datapath/bpfconfig"
-	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maglev"
+	"podpath/datapath/testrun"
 	"podpath/internal/testutil"
 )
 
@@ -33,51 +33,12 @@ func lbSharedMaps(d *loader.Datapath) map[string][3]*ebpf.Map {
 	}
 }
 
-// lbOpts are the load-balancer settings of lbConfig and withLB; zero fields get
-// bpfconfig.Build's values, and M = 251.
-type lbOpts struct {
-	Mode                     config.LBMode
-	MaglevTableSize          uint32
-	SNATPortMin, SNATPortMax uint16
-}
-
-// lbConfig is the fixture node with the load balancer on, M = 251 unless given.
-func lbConfig(tb testing.TB, lb lbOpts) bpfconfig.Config {
-	tb.Helper()
-	return withLB(tb, fixtureConfig(), lb)
-}
-
-// withLB is cfg with the load balancer of lb on: its fields as bpfconfig.Build
-// writes them for kube-proxy-replacement, on cfg's node IP.
-func withLB(tb testing.TB, cfg bpfconfig.Config, lb lbOpts) bpfconfig.Config {
-	tb.Helper()
-	c := fixtureSettings()
-	c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, 251
-	if lb.Mode != "" {
-		c.LBMode = lb.Mode
-	}
-	if lb.MaglevTableSize != 0 {
-		c.MaglevTableSize = int(lb.MaglevTableSize)
-	}
-	on, err := bpfconfig.Build(c, bpfconfig.Node{ID: cfg.NodeId, IP: netip.AddrFrom4(cfg.NodeIp)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.LbEnabled, cfg.LbMode, cfg.LbMaglevTableSize, cfg.LbMaglevSeed = on.LbEnabled, on.LbMode, on.LbMaglevTableSize, on.LbMaglevSeed
-	cfg.LbSnatPortMin, cfg.LbSnatPortMax = on.LbSnatPortMin, on.LbSnatPortMax
-	if lb.SNATPortMin != 0 || lb.SNATPortMax != 0 {
-		cfg.LbSnatPortMin, cfg.LbSnatPortMax = lb.SNATPortMin, lb.SNATPortMax
-	}
-	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn, cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = on.CtTimeoutTcp, on.CtTimeoutTcpSyn, on.CtTimeoutTcpClosing, on.CtTimeoutAny
-	return cfg
-}
-
 func TestLoadDatapathSharesLBMaps(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, pinned := range []bool{false, true} {
 		opts := &loader.Options{MapSizes: testSizes}
 		if pinned {
-			opts.PinPath = filepath.Join(mountBPFFS(t), "node1")
+			opts.PinPath = filepath.Join(testrun.MountBPFFS(t), "node1")
 			if err := os.Mkdir(opts.PinPath, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +111,7 @@ func TestLoadDatapathLBMapSizes(t *testing.T) {
 // contents.
 func TestLoadDatapathReplacesIncompatibleLBPins(t *testing.T) {
 	testutil.RequireRoot(t)
-	pin := filepath.Join(mountBPFFS(t), "node1")
+	pin := filepath.Join(testrun.MountBPFFS(t), "node1")
 	if err := os.Mkdir(pin, 0o700); err != nil {
 		t.Fatal(err)
 	}

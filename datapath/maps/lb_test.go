@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/bpfconfig"
@@ -20,6 +19,7 @@ import (
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/internal/testutil"
 )
 
@@ -390,25 +390,7 @@ func TestLBLayoutsMatchBTF(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for mapName, kv := range want {
-			ms := spec.Maps[mapName]
-			if ms == nil {
-				t.Fatalf("%s: no map %s", obj, mapName)
-			}
-			for i, typ := range []btf.Type{ms.Key, ms.Value} {
-				name := kv[i]
-				if typ.TypeName() != name {
-					t.Errorf("%s: map %s key/value type is %s, want %s", obj, mapName, typ.TypeName(), name)
-				}
-				size, err := btf.Sizeof(typ)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if size != goSizes[name] {
-					t.Errorf("%s: %s is %d bytes in BTF, %d in Go", obj, name, size, goSizes[name])
-				}
-			}
-		}
+		testrun.CheckMapLayouts(t, obj, spec, want, goSizes)
 		mg := spec.Maps["lb_maglev"]
 		if mg == nil || mg.Type != ebpf.HashOfMaps || mg.InnerMap == nil || mg.InnerMap.Type != ebpf.Array ||
 			mg.InnerMap.KeySize != 4 || mg.InnerMap.ValueSize != 4 || mg.InnerMap.Flags != 0x1000|0x400 {

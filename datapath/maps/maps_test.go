@@ -12,12 +12,12 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/internal/testutil"
 )
 
@@ -205,27 +205,6 @@ func TestLayoutsMatchBTF(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for mapName, kv := range want {
-			ms := spec.Maps[mapName]
-			if ms == nil {
-				t.Fatalf("%s: no map %s", obj, mapName)
-			}
-			for i, typ := range []btf.Type{ms.Key, ms.Value} {
-				name := kv[i]
-				if typ.TypeName() != name {
-					t.Errorf("%s: map %s key/value type is %s, want %s", obj, mapName, typ.TypeName(), name)
-				}
-				size, err := btf.Sizeof(typ)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if size != goSizes[name] {
-					t.Errorf("%s: struct %s is %d bytes in BTF, %d in Go", obj, name, size, goSizes[name])
-				}
-			}
-			if int(ms.KeySize) != goSizes[kv[0]] || int(ms.ValueSize) != goSizes[kv[1]] {
-				t.Errorf("%s: map %s key/value sizes %d/%d differ from Go", obj, mapName, ms.KeySize, ms.ValueSize)
-			}
-		}
+		testrun.CheckMapLayouts(t, obj, spec, want, goSizes)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"podpath/internal/nsutil"
 )
 
 // Mode says whether a program may be run repeatedly on its own output.
@@ -33,7 +35,20 @@ const maxRepeat = 1 << 20
 // would otherwise hide what the program costs.
 func Bench(b *testing.B, prog *ebpf.Program, pkt []byte, mode Mode) {
 	b.Helper()
-	ns, err := measure(prog, pkt, mode, b.N, b.ResetTimer)
+	bench(b, prog, pkt, mode, nil)
+}
+
+// BenchNewFlows is Bench in Rewrites mode for packets that must find no conntrack
+// entry: reset runs before every run, outside the measured time, and deletes what the
+// previous run created (each run's duration is the kernel's own).
+func BenchNewFlows(b *testing.B, prog *ebpf.Program, pkt []byte, reset func() error) {
+	b.Helper()
+	bench(b, prog, pkt, Rewrites, reset)
+}
+
+func bench(b *testing.B, prog *ebpf.Program, pkt []byte, mode Mode, reset func() error) {
+	b.Helper()
+	ns, err := measure(prog, pkt, mode, b.N, b.ResetTimer, reset)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,16 +60,61 @@ func Bench(b *testing.B, prog *ebpf.Program, pkt []byte, mode Mode) {
 	b.ReportMetric(max(ns-floor, 0), "ns/pkt-net")
 }
 
-func measure(prog *ebpf.Program, pkt []byte, mode Mode, n int, reset func()) (float64, error) {
+// BenchPath benchmarks prog on pkt inside the network namespace at nsPath (empty: the
+// caller's), one test-run per packet from a fresh copy (Rewrites: the datapath's
+// programs rewrite MACs, TTL, headers), after checking that one run returns want: a
+// benchmark of another path than the one it is named after would mislead. With reset
+// (BenchNewFlows), every run is a new flow; without it, every run after the check
+// finds what the check's run created (an established flow).
+func BenchPath(b *testing.B, nsPath string, prog *ebpf.Program, pkt []byte, want Verdict, reset func() error) {
+	b.Helper()
+	run := func() error {
+		if reset != nil {
+			_ = reset()
+		}
+		res, err := Run(prog, pkt)
+		if err != nil {
+			return err
+		}
+		if res.Verdict != want {
+			return fmt.Errorf("verdict %s, want %s: the benchmark would measure another path", res.Verdict, want)
+		}
+		if reset != nil {
+			BenchNewFlows(b, prog, pkt, reset)
+		} else {
+			Bench(b, prog, pkt, Rewrites)
+		}
+		return nil
+	}
+	var err error
+	if nsPath != "" {
+		err = nsutil.Do(nsPath, run)
+	} else {
+		err = run()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// measure runs prog n times on pkt and returns the mean ns per run; resetTimer runs
+// once before the first, before (when given) before every run, outside the time the
+// kernel measures, and forces one run per test-run call.
+func measure(prog *ebpf.Program, pkt []byte, mode Mode, n int, resetTimer func(), before func() error) (float64, error) {
 	var total time.Duration
 	runs := 0
-	if reset != nil {
-		reset()
+	if resetTimer != nil {
+		resetTimer()
 	}
 	for runs < n {
 		repeat := 1
-		if mode == ReadOnly {
+		if mode == ReadOnly && before == nil {
 			repeat = min(n-runs, maxRepeat)
+		}
+		if before != nil {
+			if err := before(); err != nil {
+				return 0, fmt.Errorf("reset before test-run %s: %w", prog, err)
+			}
 		}
 		_, perRun, err := prog.Benchmark(pkt, repeat, nil)
 		if err != nil {
@@ -86,7 +146,7 @@ func Floor(pkt []byte, mode Mode) (float64, error) {
 		return 0, fmt.Errorf("load empty program: %w", err)
 	}
 	defer empty.Close()
-	ns, err := measure(empty, pkt, mode, floorRuns, nil)
+	ns, err := measure(empty, pkt, mode, floorRuns, nil, nil)
 	if err != nil {
 		return 0, err
 	}

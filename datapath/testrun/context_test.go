@@ -5,25 +5,12 @@ package testrun
 import (
 	"reflect"
 	"testing"
-
-	"github.com/cilium/ebpf/btf"
 )
 
 // SkbContext hand-mirrors the head of struct __sk_buff: its offsets are checked
 // against the running kernel's BTF.
 func TestSkbContextMatchesKernelSkBuff(t *testing.T) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		t.Skipf("no kernel BTF: %v", err)
-	}
-	var skb *btf.Struct
-	if err := spec.TypeByName("__sk_buff", &skb); err != nil {
-		t.Fatal(err)
-	}
-	offsets := map[string]uint32{}
-	for _, m := range skb.Members {
-		offsets[m.Name] = m.Offset.Bytes()
-	}
+	offsets := KernelStructOffsets(t, "__sk_buff")
 	typ := reflect.TypeOf(SkbContext{})
 	for goName, cName := range map[string]string{
 		"Mark": "mark", "Priority": "priority", "IngressIfindex": "ingress_ifindex", "Ifindex": "ifindex",

@@ -5,25 +5,19 @@ package topotest
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path"
-	"path/filepath"
 	"testing"
 
+	"podpath/internal/testutil"
 	"podpath/topology"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
 )
 
 // Build builds the main package pkg of this module (podpath/cmd/...) into the test's
-// temporary folder and returns the binary's path.
+// temporary folder and returns the binary's path (testutil.Build).
 func Build(tb testing.TB, pkg string) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), path.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		tb.Fatalf("build %s: %v: %s", pkg, err, out)
-	}
-	return bin
+	return testutil.Build(tb, pkg)
 }
 
 // UseAgent points PODPATH_AGENT (what agentrun.Start runs) at a podpath-agent

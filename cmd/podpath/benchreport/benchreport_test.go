@@ -15,7 +15,7 @@ import (
 // skipped one.
 const sample = `goos: linux
 goarch: amd64
-pkg: podpath/datapath/loader
+pkg: podpath/datapath/progtest
 cpu: AMD EPYC
 BenchmarkDatapath/from-container/same-node-redirect-peer-2         	   20000	      3379 ns/op	       213.7 ns/pkt	       103.4 ns/pkt-net
 BenchmarkDatapath/from-container/same-node-redirect-peer-2         	   20000	      3401 ns/op	       215.7 ns/pkt	       105.4 ns/pkt-net
@@ -26,7 +26,7 @@ BenchmarkProbe/tcp-syn-2                                           	   20000	   
 BenchmarkEmptyProgram/repeatN-2                                    	   20000	        41.66 ns/op	        40.00 ns/pkt	         1.000 ns/pkt-net
 BenchmarkEmptyProgram/repeat1-2                                    	   20000	      2369 ns/op	        83.40 ns/pkt	         0 ns/pkt-net
 PASS
-ok  	podpath/datapath/loader	2.953s
+ok  	podpath/datapath/progtest	2.953s
 goos: linux
 goarch: amd64
 pkg: podpath/datapath/maglev

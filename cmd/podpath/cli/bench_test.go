@@ -16,13 +16,13 @@ import (
 
 const benchOutput = `goos: linux
 goarch: amd64
-pkg: podpath/datapath/loader
+pkg: podpath/datapath/progtest
 cpu: AMD EPYC
 BenchmarkDatapath/from-container/same-node-redirect-peer-2         	   20000	      3379 ns/op	       213.7 ns/pkt	       103.4 ns/pkt-net
 BenchmarkEmptyProgram/repeatN-2                                    	   20000	        41.66 ns/op	        40.00 ns/pkt	         1.000 ns/pkt-net
 BenchmarkEmptyProgram/repeat1-2                                    	   20000	      2369 ns/op	        83.40 ns/pkt	         0 ns/pkt-net
 PASS
-ok  	podpath/datapath/loader	2.953s
+ok  	podpath/datapath/progtest	2.953s
 pkg: podpath/scenarios
 BenchmarkThroughputCrossNode-2   	       1	         0 ns/op	        9.000 geneve-Gbit/s	         0.7500 geneve/host	        12.00 host-Gbit/s	        11.00 native-Gbit/s	         0.9167 native/host	         8.400 vxlan-Gbit/s	         0.7000 vxlan/host
 PASS

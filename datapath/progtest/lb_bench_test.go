@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"fmt"
@@ -18,34 +18,7 @@ import (
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
-	"podpath/internal/nsutil"
 )
-
-// benchNewFlows is testrun.Bench in Rewrites mode for packets that must find no
-// conntrack entry: reset deletes the entries the previous run created, outside the
-// measured time (each run's duration is the kernel's own, as testrun.Bench reads it).
-func benchNewFlows(b *testing.B, prog *ebpf.Program, pkt []byte, reset func() error) {
-	b.Helper()
-	var total time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := reset(); err != nil {
-			b.Fatal(err)
-		}
-		_, d, err := prog.Benchmark(pkt, 1, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += d
-	}
-	ns := float64(total.Nanoseconds()) / float64(b.N)
-	b.ReportMetric(ns, "ns/pkt")
-	floor, err := testrun.Floor(pkt, testrun.Rewrites)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(max(ns-floor, 0), "ns/pkt-net")
-}
 
 // BenchmarkLB measures from_netdev on a NodePort packet (and from_container on a
 // ClusterIP packet) with n frontends in lb_services, every one of them a Maglev
@@ -63,22 +36,14 @@ func BenchmarkLB(b *testing.B) {
 
 func benchLB(b *testing.B, n int, m uint32) {
 	f := setupNamedFibNS(b, lbName(fmt.Sprintf("bench-%d-%d", n, m)))
-	addRoute(b, netlinkAt(b, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
+	addRoute(b, testrun.NetlinkAt(b, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
 	cfg := lbConfig(b, lbOpts{MaglevTableSize: m})
 	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
 	sizes := testSizes
 	sizes.LBServices, sizes.LBRevNat, sizes.LBMaglev, sizes.LBBackendSlots = 131072, 131072, 131072, 262144
 	sizes.CTTCP, sizes.CTAny, sizes.SNAT = 65536, 65536, 65536
-	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: sizes})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { d.Close() })
-	for _, ep := range []maps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
-		if err := d.Maps.EndpointUpsert(ep); err != nil {
-			b.Fatal(err)
-		}
-	}
+	d := newDatapath(b, cfg, loader.Options{MapSizes: sizes})
+	upsertEndpoints(b, d.Maps, podAEndpoint, podBEndpoint, hostEndpoint)
 	e := &lbEnv{f: f, d: d, cfg: cfg}
 	l := d.LB
 	for _, be := range lbBackends[:2] {
@@ -231,25 +196,5 @@ func BenchmarkLBDSR(b *testing.B) {
 // the packet takes the redirect path: a new flow each run when reset (which deletes
 // what the previous run created) is given, the established flow otherwise.
 func benchRedirect(b *testing.B, nsPath string, prog *ebpf.Program, pkt []byte, reset func() error) {
-	err := nsutil.Do(nsPath, func() error {
-		if reset != nil {
-			_ = reset()
-		}
-		res, err := testrun.Run(prog, pkt)
-		if err != nil {
-			return err
-		}
-		if res.Verdict != testrun.Redirect {
-			b.Fatalf("verdict %s, want a redirect: the benchmark would measure another path", res.Verdict)
-		}
-		if reset != nil {
-			benchNewFlows(b, prog, pkt, reset)
-		} else {
-			testrun.Bench(b, prog, pkt, testrun.Rewrites)
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	testrun.BenchPath(b, nsPath, prog, pkt, testrun.Redirect, reset)
 }

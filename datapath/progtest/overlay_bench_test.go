@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"testing"
@@ -11,7 +11,6 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/config"
 	"podpath/datapath/testrun"
-	"podpath/internal/nsutil"
 )
 
 // BenchmarkOverlay measures the tunnel paths as BenchmarkDatapath does the native
@@ -55,21 +54,6 @@ func BenchmarkOverlay(b *testing.B) {
 		{"from-overlay/vxlan-deliver+shim", vx, tunnelKeyShim(b, vx.d.FromOverlay, remoteIdentity, node2IP), remotePodToB().tcpSYN(), testrun.Redirect},
 		{"from-overlay/shim-only", vx, tunnelKeyShim(b, empty, remoteIdentity, node2IP), remotePodToB().tcpSYN(), testrun.Next},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			err := nsutil.Do(bc.env.f.path, func() error {
-				res, err := testrun.Run(bc.prog, bc.pkt)
-				if err != nil {
-					return err
-				}
-				if res.Verdict != bc.want {
-					b.Fatalf("verdict %s, want %s: the benchmark would measure another path", res.Verdict, bc.want)
-				}
-				testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { testrun.BenchPath(b, bc.env.f.path, bc.prog, bc.pkt, bc.want, nil) })
 	}
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"testing"
@@ -9,7 +9,6 @@ import (
 
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/testrun"
-	"podpath/internal/nsutil"
 )
 
 // BenchmarkDatapath measures the forwarding paths with tracing of forwarded packets
@@ -37,21 +36,6 @@ func BenchmarkDatapath(b *testing.B) {
 		{"from-netdev/not-local-pass", d.FromNetdev, fromUnderlay(remotePodIP).tcpSYN(), testrun.Next},
 		{"to-netdev/observe", d.ToNetdev, fromUnderlay(remotePodIP).tcpSYN(), testrun.Next},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			err := nsutil.Do(f.path, func() error {
-				res, err := testrun.Run(bc.prog, bc.pkt)
-				if err != nil {
-					return err
-				}
-				if res.Verdict != bc.want {
-					b.Fatalf("verdict %s, want %s: the benchmark would measure another path", res.Verdict, bc.want)
-				}
-				testrun.Bench(b, bc.prog, bc.pkt, testrun.Rewrites)
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { testrun.BenchPath(b, f.path, bc.prog, bc.pkt, bc.want, nil) })
 	}
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"encoding/binary"
@@ -217,7 +217,7 @@ func dsrGeneveOpt(svc netip.AddrPort) []byte {
 // rides along) gets frag-needed.
 func TestLBDSRGeneve(t *testing.T) {
 	f := setupNamedFibNS(t, lbName("dsr-gnv"))
-	addRoute(t, netlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
+	addRoute(t, testrun.NetlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
 	cfg := tunnelConfig(t, config.TunnelGeneve, 0)
 	cfg = withLB(t, cfg, lbOpts{Mode: config.LBModeDSR, MaglevTableSize: testM})
 	e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
@@ -38,12 +39,12 @@ var (
 func newLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
 	testutil.RequireRoot(t)
-	bpffs := mountBPFFS(t)
+	bpffs := testrun.MountBPFFS(t)
 	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
 		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
 		cfg.NodeIp = ip.As4()
 		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
-		n := newTestNodeIn(t, newNamedNS(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
+		n := newTestNodeIn(t, testrun.NewNetns(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
 		n.podNS = lbName
 		return n
 	}
@@ -284,7 +285,7 @@ func TestLBAttachNodePortSNAT(t *testing.T) {
 	serveUDP(t, b2.ns, 5353, "b2")
 
 	// The client: 172.16.0.5 on the far side of node 1's eth2 (172.16.0.1).
-	ext := newNamedNS(t, lbName("ext"))
+	ext := testrun.NewNetns(t, lbName("ext"))
 	fd, err := netns.GetFromPath(nsutil.Path(ext))
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +305,7 @@ func TestLBAttachNodePortSNAT(t *testing.T) {
 	if err := c.n1.h.LinkSetUp(eth2); err != nil {
 		t.Fatal(err)
 	}
-	eh := netlinkAt(t, ext)
+	eh := testrun.NetlinkAt(t, ext)
 	extEth, err := eh.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,24 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
-	"errors"
-	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"podpath/datapath/loader"
 	pmaps "podpath/datapath/maps"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
-	"podpath/internal/nsutil"
 )
 
 // fuzzEnv is node 1 for a fuzzer: its namespace is unnamed as soon as it is built
@@ -36,14 +30,7 @@ type fuzzEnv struct {
 func newFuzzEnv(f *testing.F, suffix string) *fuzzEnv {
 	f.Helper()
 	fib := setupFibNS(f, suffix)
-	fd, err := netns.GetFromPath(fib.path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { fd.Close() })
-	if err := nsutil.Delete(fib.name); err != nil {
-		f.Fatal(err)
-	}
+	nsPath := testrun.UnnameNetns(f, fib.name)
 	d, rd := loadDatapath(f, fixtureConfig())
 	m := d.Maps
 	for _, e := range []pmaps.IPCacheEntry{
@@ -57,14 +44,7 @@ func newFuzzEnv(f *testing.F, suffix string) *fuzzEnv {
 	if err := m.NodeUpsert(pmaps.Node{IP: hostIP, ID: 1}); err != nil {
 		f.Fatal(err)
 	}
-	n, err := trace.DefaultNames()
-	if err != nil {
-		f.Fatal(err)
-	}
-	return &fuzzEnv{
-		nsPath: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd)), f: fib, d: d, rd: rd, n: n,
-		maps: []*ebpf.Map{m.Endpoints, m.IPCache, m.Nodes},
-	}
+	return &fuzzEnv{nsPath: nsPath, f: fib, d: d, rd: rd, n: names(f), maps: []*ebpf.Map{m.Endpoints, m.IPCache, m.Nodes}}
 }
 
 // dump is every map's contents as raw bytes.
@@ -72,37 +52,34 @@ func (e *fuzzEnv) dump(t *testing.T) []map[string]string {
 	t.Helper()
 	var out []map[string]string
 	for _, m := range e.maps {
-		var k, v []byte
-		c := map[string]string{}
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			c[string(k)] = string(v)
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, c)
+		out = append(out, testrun.MapContents(t, m))
 	}
 	return out
 }
 
-// kernelRejects says whether BPF_PROG_TEST_RUN refuses the frame before the program
-// runs (measured on this kernel: under 14 bytes, IPv4 under 34, IPv6 under 54).
-func kernelRejects(b []byte) bool {
-	if len(b) < 14 {
-		return true
+// unchanged fails the test when a map differs from its dump before.
+func (e *fuzzEnv) unchanged(t *testing.T, before []map[string]string) {
+	t.Helper()
+	after := e.dump(t)
+	for i := range before {
+		if !maps.Equal(before[i], after[i]) {
+			t.Fatalf("map %s changed", e.maps[i])
+		}
 	}
-	switch uint16(b[12])<<8 | uint16(b[13]) {
-	case 0x0800:
-		return len(b) < 34
-	case 0x86dd:
-		return len(b) < 54
-	}
-	return false
 }
 
-// maxFuzzFrame stays clear of test-run's limit (a page minus head- and tailroom).
-const maxFuzzFrame = 3000
+// record drains the ring buffer, which must hold exactly one record.
+func (e *fuzzEnv) record(t *testing.T) trace.Record {
+	t.Helper()
+	recs, err := e.rd.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("want 1 trace record, got %d", len(recs))
+	}
+	return recs[0]
+}
 
 // fuzzProgram feeds random frames to prog arriving on dev: the kernel either refuses
 // a frame it must refuse or runs the program; the verdict is one of valid; exactly
@@ -117,23 +94,10 @@ func fuzzProgram(f *testing.F, suffix string, prog func(*loader.Datapath) *ebpf.
 	ctx := e.f.ctx(dev(e.f))
 	p := prog(e.d)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > maxFuzzFrame {
-			t.Skip("beyond test-run's frame limit")
-		}
 		before := e.dump(t)
-		var res testrun.Result
-		err := nsutil.Do(e.nsPath, func() (err error) {
-			res, err = testrun.RunContext(p, data, ctx)
-			return err
-		})
-		if err != nil {
-			if errors.Is(err, unix.EINVAL) && kernelRejects(data) {
-				return
-			}
-			t.Fatalf("test-run of a %d-byte frame failed: %v", len(data), err)
-		}
-		if kernelRejects(data) {
-			t.Fatalf("the kernel ran a %d-byte frame it used to refuse: update kernelRejects", len(data))
+		res, ok := testrun.RunFuzz(t, e.nsPath, p, data, ctx)
+		if !ok {
+			return
 		}
 		if !slices.Contains(valid, res.Verdict) {
 			t.Fatalf("verdict %s, want one of %v", res.Verdict, valid)
@@ -141,36 +105,10 @@ func fuzzProgram(f *testing.F, suffix string, prog func(*loader.Datapath) *ebpf.
 		if len(res.Out) != len(data) {
 			t.Fatalf("packet length changed from %d to %d", len(data), len(res.Out))
 		}
-		recs, err := e.rd.Drain()
-		if err != nil {
+		if err := testrun.CheckRecord(e.n, res.Verdict, e.record(t), obs, len(data)); err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 1 {
-			t.Fatalf("want 1 trace record, got %d", len(recs))
-		}
-		r := recs[0]
-		verdict := e.n.Verdict(r.Verdict)
-		_, dropNamed := e.n.DropReasons[uint64(r.DropReason)]
-		_, passNamed := e.n.PassReasons[uint64(r.PassReason)]
-		var consistent bool
-		switch res.Verdict {
-		case testrun.Shot:
-			consistent = verdict == "VERDICT_DROP" && r.DropReason != 0 && r.PassReason == 0
-		case testrun.Redirect:
-			consistent = (verdict == "VERDICT_REDIRECT" || verdict == "VERDICT_REDIRECT_PEER" || verdict == "VERDICT_REDIRECT_NEIGH") &&
-				r.TargetIfindex != 0 && r.DropReason == 0 && r.PassReason == 0
-		default:
-			consistent = verdict == "VERDICT_PASS" && r.DropReason == 0 && r.TargetIfindex == 0
-		}
-		if !consistent || e.n.ObsPoint(r.ObsPoint) != obs || r.PktLen != uint32(len(data)) || !dropNamed || !passNamed {
-			t.Fatalf("verdict %s but record %s", res.Verdict, e.n.Format(r))
-		}
-		after := e.dump(t)
-		for i := range before {
-			if !maps.Equal(before[i], after[i]) {
-				t.Fatalf("map %s changed", e.maps[i])
-			}
-		}
+		e.unchanged(t, before)
 	})
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"fmt"
@@ -23,6 +23,7 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
@@ -54,12 +55,23 @@ func newTestNode(t *testing.T, suffix string, gw netip.Addr, cfg bpfconfig.Confi
 	return newTestNodeIn(t, newNS(t, suffix), suffix, gw, cfg, bpffs, false)
 }
 
-// newTestNodeIn builds the node in the namespace name (created by the caller), its
-// maps pinned under bpffs/suffix; rawTrace reads the ring buffer with a raw reader
-// (testNode.rb) instead of a trace.Reader.
+// newTestNodeIn builds the node in the namespace name (created by the caller) with
+// its datapath loaded, maps pinned under bpffs/suffix; rawTrace reads the ring buffer
+// with a raw reader (testNode.rb) instead of a trace.Reader.
 func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg bpfconfig.Config, bpffs string, rawTrace bool) *testNode {
 	t.Helper()
-	n := &testNode{name: name, h: netlinkAt(t, name), gw: gw}
+	n := plumbNode(t, name, gw)
+	n.load(t, cfg, filepath.Join(bpffs, suffix), loader.MapSizes{}, rawTrace)
+	return n
+}
+
+// plumbNode makes the namespace name (created by the caller) a node as the topology
+// package does: forwarding on, rp_filter off, arp_ignore 0, the pod gateway gw on lo,
+// and an nftables counter in its inet forward chain. Its datapath is loaded by load:
+// the devices its config names (cilium_vxlan) come first.
+func plumbNode(t *testing.T, name string, gw netip.Addr) *testNode {
+	t.Helper()
+	n := &testNode{name: name, h: testrun.NetlinkAt(t, name), gw: gw}
 	routerSysctls(t, name)
 	sysctls(t, name, "net/ipv4/conf/all/arp_ignore", "0", "net/ipv4/conf/default/arp_ignore", "0")
 	lo, err := n.h.LinkByName("lo")
@@ -67,28 +79,6 @@ func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg bpfconf
 		t.Fatal(err)
 	}
 	addAddr(t, n.h, lo, gw.String()+"/32")
-	pin := filepath.Join(bpffs, suffix)
-	if err := os.Mkdir(pin, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	n.d, err = loader.LoadDatapath(cfg, &loader.Options{PinPath: pin, MapSizes: testSizes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.d.Close() })
-	if rawTrace {
-		n.rb, err = ringbuf.NewReader(n.d.TraceEvents)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.rb.Close() })
-	} else {
-		n.rd, err = trace.NewReader(n.d.TraceEvents)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.rd.Close() })
-	}
 	n.nft(t, "-f", "-", `table inet pptest {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
@@ -96,6 +86,27 @@ func newTestNodeIn(t *testing.T, name, suffix string, gw netip.Addr, cfg bpfconf
 	}
 }`)
 	return n
+}
+
+// load loads cfg into the node, its maps pinned in the new folder pin (sizes: testSizes
+// unless given), and opens its trace reader: raw (testNode.rb) with rawTrace, a
+// trace.Reader (testNode.rd) otherwise.
+func (n *testNode) load(t *testing.T, cfg bpfconfig.Config, pin string, sizes loader.MapSizes, rawTrace bool) {
+	t.Helper()
+	if err := os.Mkdir(pin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n.d = newDatapath(t, cfg, loader.Options{PinPath: pin, MapSizes: sizes})
+	if !rawTrace {
+		n.rd = traceReader(t, n.d)
+		return
+	}
+	var err error
+	n.rb, err = ringbuf.NewReader(n.d.TraceEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.rb.Close() })
 }
 
 // nft runs nft inside the node; the last argument is its standard input when the
@@ -145,8 +156,8 @@ func (n *testNode) addPod(t *testing.T, suffix, lxcName string, ip netip.Addr, m
 	if n.podNS != nil {
 		name = n.podNS(suffix)
 	}
-	p := testPod{ns: newNamedNS(t, name), ip: ip, mac: mac}
-	ph := netlinkAt(t, p.ns)
+	p := testPod{ns: testrun.NewNetns(t, name), ip: ip, mac: mac}
+	ph := testrun.NetlinkAt(t, p.ns)
 	fd, err := netns.GetFromPath(nsutil.Path(p.ns))
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +282,7 @@ func attachConfig(node uint32, host uint32) bpfconfig.Config {
 // tcx ingress and to_container on their egress.
 func sameNode(t *testing.T, host uint32) (*testNode, testPod, testPod) {
 	testutil.RequireRoot(t)
-	n := newTestNode(t, "node1", node1GW, attachConfig(1, host), mountBPFFS(t))
+	n := newTestNode(t, "node1", node1GW, attachConfig(1, host), testrun.MountBPFFS(t))
 	a := n.addPod(t, "pod-a", "lxc-pod-a", podA, podAMAC, lxcAMAC)
 	b := n.addPod(t, "pod-b", "lxc-pod-b", podB1, podBMAC, lxcBMAC)
 	for _, p := range []testPod{a, b} {
@@ -283,7 +294,7 @@ func sameNode(t *testing.T, host uint32) (*testNode, testPod, testPod) {
 
 func TestSameNodePodToPodBPFHostRouting(t *testing.T) {
 	n, a, b := sameNode(t, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
-	pingFrom(t, a.ns, b.ip.String(), 3)
+	testrun.Ping(t, a.ns, b.ip.String(), 3)
 	recs := drain(t, n)
 	logOnFailure(t, recs)
 
@@ -302,7 +313,7 @@ func TestSameNodePodToPodBPFHostRouting(t *testing.T) {
 
 func TestSameNodePodToPodLegacyHostRouting(t *testing.T) {
 	n, a, b := sameNode(t, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY))
-	pingFrom(t, a.ns, b.ip.String(), 3)
+	testrun.Ping(t, a.ns, b.ip.String(), 3)
 	recs := drain(t, n)
 	logOnFailure(t, recs)
 
@@ -327,7 +338,7 @@ func TestSameNodePodToPodLegacyHostRouting(t *testing.T) {
 
 func TestCrossNodeNativeRouting(t *testing.T) {
 	testutil.RequireRoot(t)
-	bpffs := mountBPFFS(t)
+	bpffs := testrun.MountBPFFS(t)
 	n1 := newTestNode(t, "node1", node1GW, attachConfig(1, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF)), bpffs)
 	n2 := newTestNode(t, "node2", node2GW, attachConfig(2, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF)), bpffs)
 
@@ -370,7 +381,7 @@ func TestCrossNodeNativeRouting(t *testing.T) {
 		n.attach(t, n.d.ToNetdev, nics[n].Attrs().Index, loader.Egress)
 	}
 
-	pingFrom(t, a.ns, b.ip.String(), 3)
+	testrun.Ping(t, a.ns, b.ip.String(), 3)
 	r1, r2 := drain(t, n1), drain(t, n2)
 	logOnFailure(t, append(r1, r2...))
 

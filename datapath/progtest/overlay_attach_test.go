@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/capture"
 	"podpath/internal/nsutil"
@@ -70,29 +70,15 @@ func protoName(proto config.TunnelProtocol) string {
 func newTunnelCluster(t *testing.T, proto config.TunnelProtocol) *tunnelCluster {
 	t.Helper()
 	testutil.RequireRoot(t)
-	bpffs := mountBPFFS(t)
+	bpffs := testrun.MountBPFFS(t)
 	c := &tunnelCluster{proto: proto, eth1: map[*testNode]netlink.Link{}, vxlan: map[*testNode]int{}}
 	prefix := protoName(proto)
 	gws := []netip.Addr{node1GW, node2GW}
 	ips := []netip.Addr{underlay1, underlay2}
 	var nodes []*testNode
 	for i := range 2 {
-		name := newNamedNS(t, ovName(fmt.Sprintf("%s-n%d", prefix, i+1)))
-		n := &testNode{name: name, h: netlinkAt(t, name), gw: gws[i],
-			podNS: func(s string) string { return ovName(prefix + "-" + s) }}
-		routerSysctls(t, name)
-		sysctls(t, name, "net/ipv4/conf/all/arp_ignore", "0", "net/ipv4/conf/default/arp_ignore", "0")
-		lo, err := n.h.LinkByName("lo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addAddr(t, n.h, lo, gws[i].String()+"/32")
-		n.nft(t, "-f", "-", `table inet pptest {
-	chain forward {
-		type filter hook forward priority filter; policy accept;
-		counter
-	}
-}`)
+		n := plumbNode(t, testrun.NewNetns(t, ovName(fmt.Sprintf("%s-n%d", prefix, i+1))), gws[i])
+		n.podNS = func(s string) string { return ovName(prefix + "-" + s) }
 		nodes = append(nodes, n)
 	}
 	c.n1, c.n2 = nodes[0], nodes[1]
@@ -113,18 +99,7 @@ func newTunnelCluster(t *testing.T, proto config.TunnelProtocol) *tunnelCluster 
 		if err != nil {
 			t.Fatal(err)
 		}
-		pin := filepath.Join(bpffs, fmt.Sprint(i+1))
-		if err := os.Mkdir(pin, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if n.d, err = loader.LoadDatapath(cfg, &loader.Options{PinPath: pin, MapSizes: tunnelSizes}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.d.Close() })
-		if n.rd, err = trace.NewReader(n.d.TraceEvents); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.rd.Close() })
+		n.load(t, cfg, filepath.Join(bpffs, fmt.Sprint(i+1)), tunnelSizes, false)
 		other := 1 - i
 		for j, ip := range ips {
 			if err := n.d.Maps.NodeUpsert(maps.Node{IP: ip, ID: uint32(j + 1)}); err != nil {
@@ -176,7 +151,7 @@ func (c *tunnelCluster) underlay(t *testing.T, h *netlink.Handle, peerNS, dev st
 		PeerHardwareAddr: mustMAC("02:00:00:00:77:02")}); err != nil {
 		t.Fatal(err)
 	}
-	for i, hh := range []*netlink.Handle{h, netlinkAt(t, peerNS)} {
+	for i, hh := range []*netlink.Handle{h, testrun.NetlinkAt(t, peerNS)} {
 		l, err := hh.LinkByName(dev)
 		if err != nil {
 			t.Fatal(err)
@@ -290,7 +265,7 @@ func TestOverlayPodToPod(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pingFrom(t, c.a.ns, c.b.ip.String(), 3)
+			testrun.Ping(t, c.a.ns, c.b.ip.String(), 3)
 			if err := cap1.Stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -500,17 +475,10 @@ func TestOverlayLargeTransfer(t *testing.T) {
 // VNI 1000 only), and the reply Linux encapsulates is delivered by from-overlay.
 func TestVXLANInteropWithLinux(t *testing.T) {
 	testutil.RequireRoot(t)
-	bpffs := mountBPFFS(t)
-	name := newNamedNS(t, ovName("ix-n1"))
-	n1 := &testNode{name: name, h: netlinkAt(t, name), gw: node1GW, podNS: func(s string) string { return ovName("ix-" + s) }}
-	routerSysctls(t, name)
-	sysctls(t, name, "net/ipv4/conf/all/arp_ignore", "0", "net/ipv4/conf/default/arp_ignore", "0")
-	lo, err := n1.h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addAddr(t, n1.h, lo, node1GW.String()+"/32")
-	linuxNS := newNamedNS(t, ovName("ix-linux"))
+	bpffs := testrun.MountBPFFS(t)
+	n1 := plumbNode(t, testrun.NewNetns(t, ovName("ix-n1")), node1GW)
+	n1.podNS = func(s string) string { return ovName("ix-" + s) }
+	linuxNS := testrun.NewNetns(t, ovName("ix-linux"))
 	c := &tunnelCluster{}
 	c.underlay(t, n1.h, linuxNS, "eth1", []netip.Addr{underlay1, underlay2})
 
@@ -519,18 +487,7 @@ func TestVXLANInteropWithLinux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin := filepath.Join(bpffs, "n1")
-	if err := os.Mkdir(pin, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if n1.d, err = loader.LoadDatapath(cfg, &loader.Options{PinPath: pin, MapSizes: testSizes}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n1.d.Close() })
-	if n1.rd, err = trace.NewReader(n1.d.TraceEvents); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n1.rd.Close() })
+	n1.load(t, cfg, filepath.Join(bpffs, "n1"), loader.MapSizes{}, false)
 	for _, n := range []maps.Node{{IP: underlay1, ID: 1}, {IP: underlay2, ID: 2}} {
 		if err := n1.d.Maps.NodeUpsert(n); err != nil {
 			t.Fatal(err)
@@ -559,7 +516,7 @@ func TestVXLANInteropWithLinux(t *testing.T) {
 	//   ip neigh add 10.244.1.10 lladdr <pod A's MAC> dev vxlan0
 	// The frames podpath sends keep pod A's Ethernet header, addressed to its gateway:
 	// vxlan0 carries that MAC so Linux takes them as its own.
-	lh := netlinkAt(t, linuxNS)
+	lh := testrun.NetlinkAt(t, linuxNS)
 	leth1, err := lh.LinkByName("eth1")
 	if err != nil {
 		t.Fatal(err)
@@ -583,7 +540,7 @@ func TestVXLANInteropWithLinux(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pingFrom(t, a.ns, podB2.String(), 3)
+	testrun.Ping(t, a.ns, podB2.String(), 3)
 	recs := drain(t, n1)
 	logOnFailure(t, recs)
 	out := echoes(t, recs, "OBS_FROM_CONTAINER", 8, podA, podB2)

@@ -1,14 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 
@@ -16,30 +14,12 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"podpath/datapath/config"
 	pmaps "podpath/datapath/maps"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
-	"podpath/internal/nsutil"
 )
-
-// dumpMap is a map's contents as raw bytes.
-func dumpMap(t *testing.T, m *ebpf.Map) map[string]string {
-	t.Helper()
-	var k, v []byte
-	c := map[string]string{}
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		c[string(k)] = string(v)
-	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // fuzzTuple is the frame as gopacket reads it, when it is an IPv4 first fragment
 // with a whole TCP or UDP header.
@@ -89,24 +69,10 @@ func FuzzLBFromNetdevDSR(f *testing.F) { fuzzLBFromNetdev(f, config.LBModeDSR) }
 
 func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	fib := setupNamedFibNS(f, lbName(fmt.Sprintf("fuzz-%s", mode)))
-	addRoute(f, netlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
-	fd, err := netns.GetFromPath(fib.path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { fd.Close() })
-	if err := nsutil.Delete(fib.name); err != nil {
-		f.Fatal(err)
-	}
-	fib.path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd))
+	addRoute(f, testrun.NetlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
+	fib.path = testrun.UnnameNetns(f, fib.name)
 	cfg := lbConfig(f, lbOpts{Mode: mode})
-	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) {
-		for _, ep := range []pmaps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
-			if err := m.EndpointUpsert(ep); err != nil {
-				f.Fatal(err)
-			}
-		}
-	})
+	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) { upsertEndpoints(f, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 	e.services(f)
 	e.nodePorts(f)
 	n, err := trace.DefaultNames()
@@ -146,27 +112,17 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 
 	ctx := e.f.ctx(e.f.eth0)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > maxFuzzFrame {
-			t.Skip("beyond test-run's frame limit")
-		}
 		frozenBefore := map[string]map[string]string{}
 		for name, m := range frozen {
-			frozenBefore[name] = dumpMap(t, m)
+			frozenBefore[name] = testrun.MapContents(t, m)
 		}
 		trackedBefore := map[string]map[string]string{}
 		for name, m := range tracked {
-			trackedBefore[name] = dumpMap(t, m)
+			trackedBefore[name] = testrun.MapContents(t, m)
 		}
-		var res testrun.Result
-		err := nsutil.Do(e.f.path, func() (err error) {
-			res, err = testrun.RunContext(e.d.FromNetdev, data, ctx)
-			return err
-		})
-		if err != nil {
-			if errors.Is(err, unix.EINVAL) && kernelRejects(data) {
-				return
-			}
-			t.Fatalf("test-run of a %d-byte frame failed: %v", len(data), err)
+		res, ok := testrun.RunFuzz(t, e.f.path, e.d.FromNetdev, data, ctx)
+		if !ok {
+			return
 		}
 		if !slices.Contains([]testrun.Verdict{testrun.Next, testrun.Shot, testrun.Redirect}, res.Verdict) {
 			t.Fatalf("verdict %s", res.Verdict)
@@ -179,32 +135,18 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 		if want := fuzzOutLen(data, r); len(res.Out) != want {
 			t.Fatalf("packet length changed from %d to %d, want %d (%s)", len(data), len(res.Out), want, r.String(t))
 		}
-		verdict := n.Verdict(r.Verdict)
-		_, dropNamed := n.DropReasons[uint64(r.DropReason)]
-		_, passNamed := n.PassReasons[uint64(r.PassReason)]
-		var consistent bool
-		switch res.Verdict {
-		case testrun.Shot:
-			consistent = verdict == "VERDICT_DROP" && r.DropReason != 0 && r.PassReason == 0
-		case testrun.Redirect:
-			consistent = (verdict == "VERDICT_REDIRECT" || verdict == "VERDICT_REDIRECT_PEER" || verdict == "VERDICT_REDIRECT_NEIGH") &&
-				r.TargetIfindex != 0 && r.DropReason == 0 && r.PassReason == 0
-		default:
-			consistent = verdict == "VERDICT_PASS" && r.DropReason == 0 && r.TargetIfindex == 0
-		}
-		if !consistent || n.ObsPoint(r.ObsPoint) != "OBS_FROM_NETDEV" || r.PktLen != uint32(fuzzOutLen(data, r)) || !dropNamed || !passNamed ||
-			r.Action == "" || r.CT == "" {
-			t.Fatalf("verdict %s but record %s", res.Verdict, r.String(t))
+		if err := testrun.CheckRecord(n, res.Verdict, r.Record, "OBS_FROM_NETDEV", fuzzOutLen(data, r)); err != nil || r.Action == "" || r.CT == "" {
+			t.Fatalf("verdict %s but record %s (%v)", res.Verdict, r.String(t), err)
 		}
 		for name, m := range frozen {
-			if !maps.Equal(frozenBefore[name], dumpMap(t, m)) {
+			if !maps.Equal(frozenBefore[name], testrun.MapContents(t, m)) {
 				t.Fatalf("map %s changed", name)
 			}
 		}
 
 		src, dst, proto, isL4 := fuzzTuple(data)
 		for name, m := range tracked {
-			after := dumpMap(t, m)
+			after := testrun.MapContents(t, m)
 			for k, v := range after {
 				if old, ok := trackedBefore[name][k]; ok && old == v {
 					continue

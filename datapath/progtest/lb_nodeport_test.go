@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"encoding/binary"
@@ -49,7 +49,7 @@ func (e *lbEnv) nodePorts(t testing.TB) {
 func newNodePortEnv(t testing.TB, suffix string, cfg bpfconfig.Config) *lbEnv {
 	t.Helper()
 	e := newLBEnv(t, suffix, cfg)
-	addRoute(t, netlinkAt(t, e.f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: e.f.eth0})
+	addRoute(t, testrun.NetlinkAt(t, e.f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: e.f.eth0})
 	e.services(t)
 	e.nodePorts(t)
 	return e
@@ -225,7 +225,7 @@ func TestLBNodePortLegacyHostRouting(t *testing.T) {
 // this node's IP, is decapsulated and translated back.
 func TestLBNodePortGeneve(t *testing.T) {
 	f := setupNamedFibNS(t, lbName("np-gnv"))
-	addRoute(t, netlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
+	addRoute(t, testrun.NetlinkAt(t, f.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: f.eth0})
 	cfg := tunnelConfig(t, config.TunnelGeneve, 0)
 	cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 	e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
+	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
@@ -30,6 +31,45 @@ import (
 
 // lbName is the name of a load-balancer test's namespace: pptest-lb-<pid>-<suffix>.
 func lbName(suffix string) string { return fmt.Sprintf("pptest-lb-%d-%s", os.Getpid(), suffix) }
+
+// lbOpts are the load-balancer settings of lbConfig and withLB; zero fields get
+// bpfconfig.Build's values, and M = 251.
+type lbOpts struct {
+	Mode                     config.LBMode
+	MaglevTableSize          uint32
+	SNATPortMin, SNATPortMax uint16
+}
+
+// lbConfig is the fixture node with the load balancer on, M = 251 unless given.
+func lbConfig(tb testing.TB, lb lbOpts) bpfconfig.Config {
+	tb.Helper()
+	return withLB(tb, fixtureConfig(), lb)
+}
+
+// withLB is cfg with the load balancer of lb on: its fields as bpfconfig.Build
+// writes them for kube-proxy-replacement, on cfg's node IP.
+func withLB(tb testing.TB, cfg bpfconfig.Config, lb lbOpts) bpfconfig.Config {
+	tb.Helper()
+	c := fixtureSettings()
+	c.KubeProxyReplacement, c.MaglevTableSize = config.KPRTrue, 251
+	if lb.Mode != "" {
+		c.LBMode = lb.Mode
+	}
+	if lb.MaglevTableSize != 0 {
+		c.MaglevTableSize = int(lb.MaglevTableSize)
+	}
+	on, err := bpfconfig.Build(c, bpfconfig.Node{ID: cfg.NodeId, IP: netip.AddrFrom4(cfg.NodeIp)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.LbEnabled, cfg.LbMode, cfg.LbMaglevTableSize, cfg.LbMaglevSeed = on.LbEnabled, on.LbMode, on.LbMaglevTableSize, on.LbMaglevSeed
+	cfg.LbSnatPortMin, cfg.LbSnatPortMax = on.LbSnatPortMin, on.LbSnatPortMax
+	if lb.SNATPortMin != 0 || lb.SNATPortMax != 0 {
+		cfg.LbSnatPortMin, cfg.LbSnatPortMax = lb.SNATPortMin, lb.SNATPortMax
+	}
+	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn, cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = on.CtTimeoutTcp, on.CtTimeoutTcpSyn, on.CtTimeoutTcpClosing, on.CtTimeoutAny
+	return cfg
+}
 
 // The services of the LB fixtures. Clients: pod A (10.244.1.10, a local endpoint
 // behind ifindex 4141) and, from outside, 172.16.0.5 behind node 1's eth0.
@@ -68,22 +108,14 @@ type lbEnv struct {
 func newLBEnv(t testing.TB, suffix string, cfg bpfconfig.Config) *lbEnv {
 	t.Helper()
 	f := setupNamedFibNS(t, lbName(suffix))
-	return newLBEnvIn(t, f, cfg, func(m *maps.Maps) {
-		for _, ep := range []maps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
-			if err := m.EndpointUpsert(ep); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
+	return newLBEnvIn(t, f, cfg, func(m *maps.Maps) { upsertEndpoints(t, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 }
 
+// newLBEnvIn loads cfg for the node f and lets program fill its endpoint, ipcache
+// and node maps.
 func newLBEnvIn(t testing.TB, f *fibNS, cfg bpfconfig.Config, program func(*maps.Maps)) *lbEnv {
 	t.Helper()
-	d, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: testSizes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := newDatapath(t, cfg, loader.Options{})
 	program(d.Maps)
 	rb, err := ringbuf.NewReader(d.TraceEvents)
 	if err != nil {

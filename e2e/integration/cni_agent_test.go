@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package cni_test
+package integration
 
 import (
 	"encoding/json"

@@ -1,25 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"maps"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
-	"podpath/datapath/trace"
-	"podpath/internal/nsutil"
 )
 
 // overlayFuzz is fuzzProgram for the tunnel paths: node 1 of the overlay fixtures,
@@ -42,20 +34,8 @@ type overlayFuzz struct {
 
 func (o overlayFuzz) run(f *testing.F) {
 	e := newOverlayEnv(f, o.suffix, o.opts)
-	fd, err := netns.GetFromPath(e.f.path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { fd.Close() })
-	if err := nsutil.Delete(e.f.name); err != nil {
-		f.Fatal(err)
-	}
-	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(fd))
-	n, err := trace.DefaultNames()
-	if err != nil {
-		f.Fatal(err)
-	}
-	fe := &fuzzEnv{maps: []*ebpf.Map{e.d.Maps.Endpoints, e.d.Maps.IPCache, e.d.Maps.Nodes}}
+	fe := &fuzzEnv{nsPath: testrun.UnnameNetns(f, e.f.name), rd: e.rd, n: names(f),
+		maps: []*ebpf.Map{e.d.Maps.Endpoints, e.d.Maps.IPCache, e.d.Maps.Nodes}}
 	for _, s := range o.seeds {
 		f.Add(s)
 	}
@@ -65,53 +45,19 @@ func (o overlayFuzz) run(f *testing.F) {
 		if o.frame != nil {
 			data = o.frame(data)
 		}
-		if len(data) > maxFuzzFrame {
-			t.Skip("beyond test-run's frame limit")
-		}
 		before := fe.dump(t)
-		var res testrun.Result
-		err := nsutil.Do(nsPath, func() (err error) {
-			res, err = testrun.RunContext(prog, data, ctx)
-			return err
-		})
-		if err != nil {
-			if errors.Is(err, unix.EINVAL) && kernelRejects(data) {
-				return
-			}
-			t.Fatalf("test-run of a %d-byte frame failed: %v", len(data), err)
-		}
-		if kernelRejects(data) {
-			t.Fatalf("the kernel ran a %d-byte frame it used to refuse: update kernelRejects", len(data))
+		res, ok := testrun.RunFuzz(t, fe.nsPath, prog, data, ctx)
+		if !ok {
+			return
 		}
 		if !slices.Contains(o.valid, res.Verdict) {
 			t.Fatalf("verdict %s, want one of %v", res.Verdict, o.valid)
 		}
-		recs, err := e.rd.Drain()
-		if err != nil {
+		r := fe.record(t)
+		if err := testrun.CheckRecord(fe.n, res.Verdict, r, o.obs, len(data)); err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 1 {
-			t.Fatalf("want 1 trace record, got %d", len(recs))
-		}
-		r := recs[0]
-		verdict := n.Verdict(r.Verdict)
-		_, dropNamed := n.DropReasons[uint64(r.DropReason)]
-		_, passNamed := n.PassReasons[uint64(r.PassReason)]
-		_, tunnelNamed := n.Tunnels[uint64(r.Tunnel)]
-		var consistent bool
-		switch res.Verdict {
-		case testrun.Shot:
-			consistent = verdict == "VERDICT_DROP" && r.DropReason != 0 && r.PassReason == 0
-		case testrun.Redirect:
-			consistent = (verdict == "VERDICT_REDIRECT" || verdict == "VERDICT_REDIRECT_PEER" || verdict == "VERDICT_REDIRECT_NEIGH") &&
-				r.TargetIfindex != 0 && r.DropReason == 0 && r.PassReason == 0
-		default:
-			consistent = verdict == "VERDICT_PASS" && r.DropReason == 0 && r.TargetIfindex == 0
-		}
-		if !consistent || n.ObsPoint(r.ObsPoint) != o.obs || r.PktLen != uint32(len(data)) || !dropNamed || !passNamed || !tunnelNamed {
-			t.Fatalf("verdict %s but record %s", res.Verdict, n.Format(r))
-		}
-		switch kind := n.Tunnel(r.Tunnel); {
+		switch kind := fe.n.Tunnel(r.Tunnel); {
 		case res.Verdict == testrun.Shot:
 			// A drop's output is moot.
 		case kind == "TRACE_ENCAP_GENEVE" && res.Verdict == testrun.Redirect:
@@ -124,15 +70,10 @@ func (o overlayFuzz) run(f *testing.F) {
 			}
 		default:
 			if len(res.Out) != len(data) {
-				t.Fatalf("packet length changed from %d to %d (%s)", len(data), len(res.Out), n.Format(r))
+				t.Fatalf("packet length changed from %d to %d (%s)", len(data), len(res.Out), fe.n.Format(r))
 			}
 		}
-		after := fe.dump(t)
-		for i := range before {
-			if !maps.Equal(before[i], after[i]) {
-				t.Fatalf("map %s changed", fe.maps[i])
-			}
-		}
+		fe.unchanged(t, before)
 	})
 }
 

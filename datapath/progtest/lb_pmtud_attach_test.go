@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"fmt"
@@ -18,6 +18,7 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
+	"podpath/datapath/testrun"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 )
@@ -43,19 +44,19 @@ func serveCount(t *testing.T, ns string, port int) {
 // client's socket lowers its path MTU and the upload completes instead of stalling.
 func TestLBAttachPMTUDThroughClusterIP(t *testing.T) {
 	testutil.RequireRoot(t)
-	bpffs := mountBPFFS(t)
+	bpffs := testrun.MountBPFFS(t)
 	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
 		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
 		cfg.NodeIp = ip.As4()
 		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
-		n := newTestNodeIn(t, newNamedNS(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
+		n := newTestNodeIn(t, testrun.NewNetns(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
 		n.podNS = lbName
 		return n
 	}
 	n1 := node(1, "pmtu-node1", node1GW, netip.MustParseAddr("192.168.77.1"))
 	n2 := node(2, "pmtu-node2", node2GW, netip.MustParseAddr("192.168.78.2"))
-	r := newNamedNS(t, lbName("pmtu-router"))
-	rh := netlinkAt(t, r)
+	r := testrun.NewNetns(t, lbName("pmtu-router"))
+	rh := testrun.NetlinkAt(t, r)
 	routerSysctls(t, r)
 	rfd, err := netns.GetFromPath(nsutil.Path(r))
 	if err != nil {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package loader_test
+package progtest
 
 import (
 	"net/netip"
@@ -248,13 +248,7 @@ func TestLBMaglevSelection(t *testing.T) {
 	// as the Go model of lb_hash says.
 	e.maglevTable(t, 6, 1, 2)
 	e.service(t, 6, vipMaglev, maps.ProtoTCP, maps.ServiceClusterIP|maps.ServiceMaglev, 1, 2)
-	e2 := newLBEnvIn(t, f, cfg, func(m *maps.Maps) {
-		for _, ep := range []maps.Endpoint{podAEndpoint, podBEndpoint, hostEndpoint} {
-			if err := m.EndpointUpsert(ep); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
+	e2 := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { upsertEndpoints(t, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 	e2.services(t)
 	counts := map[uint32]int{}
 	for port := uint16(44000); port < 44064; port++ {
@@ -332,7 +326,7 @@ func TestLBClusterIPRemoteReplies(t *testing.T) {
 
 	tunnelEnv := func(t *testing.T, suffix string, proto config.TunnelProtocol) *lbEnv {
 		f := setupNamedFibNS(t, lbName(suffix))
-		vx := addCollectMDVXLAN(t, netlinkAt(t, f.name), "cilium_vxlan", config.PortVXLAN)
+		vx := addCollectMDVXLAN(t, testrun.NetlinkAt(t, f.name), "cilium_vxlan", config.PortVXLAN)
 		cfg := tunnelConfig(t, proto, vx)
 		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
 		e := newLBEnvIn(t, f, cfg, func(m *maps.Maps) { programOverlayMaps(t, m) })
