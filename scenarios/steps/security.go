@@ -76,6 +76,21 @@ var forgedKinds = map[string]forgedKind{
 	"truncated-tcp":       {"", true, "DROP_TRUNCATED_L4", "OBS_FROM_NETDEV", "a TCP header of 10 bytes to the NodePort"},
 }
 
+// forgedLetThrough are the kinds today's datapath delivers, with the hook that lets
+// them through and why. The catalog's security scenarios leave them out (they must
+// pass); the step still sends them (a scenario of your own can name them and see the
+// evidence), and TestForgedCatalogCoverage wants every other kind in the catalog.
+var forgedLetThrough = map[string]string{
+	"spoofed-local-pod": "gap, every routing mode: from-netdev (bpf_host.c: endpoint_lookup(daddr) -> endpoint_redirect) " +
+		"redirects a plain packet from the underlay whose source is another pod of the same node into the destination pod " +
+		"(VERDICT_REDIRECT_PEER); nothing checks the source, and redirect_peer bypasses the stack's rp_filter",
+	"spoofed-pod-source": "gap in tunnel mode: a remote pod's traffic only ever arrives encapsulated, yet from-netdev redirects a " +
+		"plain packet with a remote pod's source into the pod (VERDICT_REDIRECT_PEER); with native routing such a packet " +
+		"looks like routed pod traffic",
+	"spoofed-node-source": "by design: a node's own traffic to another node's pods goes plain over the underlay in every " +
+		"routing mode (route to the PodCIDR via the node's IP), and nothing in the datapath keys on the source",
+}
+
 // forgedKindNames lists the kinds in a stable order (for oneOf and the docs).
 var forgedKindNames = func() string {
 	var names []string
