@@ -415,7 +415,7 @@ func runForgedKind(ctx context.Context, s *scenarios.Stage, env *forgedEnv, labe
 		return err
 	}
 	nodePoint := capture.Point{Member: env.via.Name, Interface: env.viaIf.Name, NsPath: vm.NsPath}
-	session, err := capture.Start(filepath.Join(s.Artifacts, strings.ReplaceAll(label, " ", "-"), "forged-"+kind), append(points, nodePoint)...)
+	session, err := capture.Start(filepath.Join(s.Artifacts, strings.ReplaceAll(cmp.Or(label, "security"), " ", "-"), "forged-"+kind), append(points, nodePoint)...)
 	if err != nil {
 		return err
 	}
@@ -446,7 +446,11 @@ func runForgedKind(ctx context.Context, s *scenarios.Stage, env *forgedEnv, labe
 		return err
 	}
 
-	what := fmt.Sprintf("%s: forged %s (%s) from %s to %s", label, kind, fk.what, env.attacker.Address.Addr(), env.via.Name)
+	prefix := ""
+	if label != "" {
+		prefix = label + ": "
+	}
+	what := fmt.Sprintf("%sforged %s (%s) from %s to %s", prefix, kind, fk.what, env.attacker.Address.Addr(), env.via.Name)
 	reason := fk.reason
 	if reason == "" {
 		reason = "a drop"
