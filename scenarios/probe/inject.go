@@ -88,6 +88,19 @@ func ICMPEchoRequest(l2 L2, ip IPv4Fields, id, seq uint16) ([]byte, error) {
 	return serialize(ethernet(l2), ip.layer(layers.IPProtocolICMPv4), icmp, gopacket.Payload("podpath-inject"))
 }
 
+// ARPRequest builds an Ethernet/ARP who-has frame: an inner frame that is not IPv4.
+func ARPRequest(l2 L2, sender, target netip.Addr) ([]byte, error) {
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6,
+		ProtAddressSize: 4, Operation: layers.ARPRequest, SourceHwAddress: l2.Src, SourceProtAddress: sender.AsSlice(),
+		DstHwAddress: make([]byte, 6), DstProtAddress: target.AsSlice()}
+	eth := &layers.Ethernet{SrcMAC: l2.Src, DstMAC: l2.Dst, EthernetType: layers.EthernetTypeARP}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, serializeOpts, eth, arp); err != nil {
+		return nil, fmt.Errorf("serialize arp: %w", err)
+	}
+	return buf.Bytes()[:14+28], nil
+}
+
 // Outer is the outer Ethernet/IPv4/UDP of an encapsulated frame. The UDP checksum is
 // left 0 (allowed over IPv4, as the kernel's tunnels send it).
 type Outer struct {
@@ -98,12 +111,17 @@ type Outer struct {
 }
 
 func (o Outer) wrap(tunnelHdr []byte, inner []byte) ([]byte, error) {
+	return UDPFrame(o, append(append([]byte(nil), tunnelHdr...), inner...))
+}
+
+// UDPFrame builds the outer Ethernet/IPv4/UDP frame with payload as it is (a tunnel
+// header cut short, say).
+func UDPFrame(o Outer, payload []byte) ([]byte, error) {
 	ip4 := o.IP.layer(layers.IPProtocolUDP)
 	udp := &layers.UDP{SrcPort: layers.UDPPort(o.Sport), DstPort: layers.UDPPort(o.Dport)}
 	if err := udp.SetNetworkLayerForChecksum(ip4); err != nil {
 		return nil, fmt.Errorf("udp checksum: %w", err)
 	}
-	payload := append(append([]byte(nil), tunnelHdr...), inner...)
 	b, err := serialize(ethernet(o.L2), ip4, udp, gopacket.Payload(payload))
 	if err != nil {
 		return nil, err

@@ -193,6 +193,26 @@ func TestGeneveFragment(t *testing.T) {
 	}
 }
 
+func TestUDPFrameAndARP(t *testing.T) {
+	o := Outer{L2: L2{Src: macA, Dst: macB}, IP: IPv4Fields{Src: nodeA, Dst: nodeB, ID: 2}, Sport: 40000, Dport: 6081}
+	b, err := UDPFrame(o, []byte{1, 2, 3, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 14+20+8+4 || !bytes.Equal(b[len(b)-4:], []byte{1, 2, 3, 4}) || binary.BigEndian.Uint16(b[14+20+4:]) != 12 {
+		t.Errorf("UDP frame % x", b)
+	}
+	a, err := ARPRequest(L2{Src: macA, Dst: macB}, podA, podB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := gopacket.NewPacket(a, layers.LayerTypeEthernet, gopacket.Default)
+	arp, _ := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if len(a) != 14+28 || arp == nil || arp.Operation != layers.ARPRequest || !bytes.Equal(arp.DstProtAddress, podB.AsSlice()) {
+		t.Errorf("ARP frame % x: %v", a, arp)
+	}
+}
+
 func TestMalform(t *testing.T) {
 	good, err := TCPSYN(L2{Src: macA, Dst: macB}, IPv4Fields{Src: nodeA, Dst: nodeB, ID: 9}, 41000, 30080, 1)
 	if err != nil {

@@ -55,25 +55,30 @@ type forgedKind struct {
 }
 
 var forgedKinds = map[string]forgedKind{
-	"vxlan-unknown-peer":  {"vxlan", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_OVERLAY", "VXLAN from a host that is no node"},
-	"vxlan-vni-zero":      {"vxlan", false, "DROP_BAD_VNI", "OBS_FROM_OVERLAY", "VXLAN with VNI 0 (no source identity), outer source a node's IP"},
-	"vxlan-wrong-node":    {"vxlan", false, "DROP_TUNNEL_WRONG_NODE", "OBS_FROM_OVERLAY", "VXLAN whose inner destination is a pod of another node, outer source a node's IP"},
-	"geneve-unknown-peer": {"geneve", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_NETDEV", "Geneve from a host that is no node"},
-	"geneve-vni-zero":     {"geneve", false, "DROP_BAD_VNI", "OBS_FROM_NETDEV", "Geneve with VNI 0, outer source a node's IP"},
-	"geneve-wrong-node":   {"geneve", false, "DROP_TUNNEL_WRONG_NODE", "OBS_FROM_NETDEV", "Geneve whose inner destination is a pod of another node, outer source a node's IP"},
-	"geneve-version":      {"geneve", false, "DROP_GENEVE_VERSION", "OBS_FROM_NETDEV", "Geneve version 1"},
-	"geneve-oam":          {"geneve", false, "DROP_GENEVE_CONTROL", "OBS_FROM_NETDEV", "Geneve with the O (control message) bit"},
-	"geneve-critical":     {"geneve", false, "DROP_GENEVE_CRITICAL_OPT", "OBS_FROM_NETDEV", "Geneve with the C (critical option) bit"},
-	"geneve-protocol":     {"geneve", false, "DROP_GENEVE_PROTOCOL", "OBS_FROM_NETDEV", "Geneve with protocol type 0x0800, not Ethernet"},
-	"geneve-opt-len":      {"geneve", false, "DROP_GENEVE_OPT_LEN", "OBS_FROM_NETDEV", "Geneve whose option length runs past the packet"},
-	"geneve-fragment":     {"geneve", false, "DROP_TUNNEL_FRAGMENT", "OBS_FROM_NETDEV", "Geneve in an outer first fragment (MF)"},
-	"spoofed-pod-source":  {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source"},
-	"spoofed-local-pod":   {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a pod of the node itself as source"},
-	"spoofed-node-source": {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with another node's address as source"},
-	"bad-ihl":             {"", true, "DROP_BAD_IHL", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IPv4 IHL 4"},
-	"bad-ip-version":      {"", true, "DROP_BAD_IP_VERSION", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IP version 6 under EtherType IPv4"},
-	"bad-total-len":       {"", true, "DROP_BAD_TOTAL_LEN", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with an IPv4 total length past the frame"},
-	"truncated-tcp":       {"", true, "DROP_TRUNCATED_L4", "OBS_FROM_NETDEV", "a TCP header of 10 bytes to the NodePort"},
+	"vxlan-unknown-peer":     {"vxlan", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_OVERLAY", "VXLAN from a host that is no node"},
+	"vxlan-vni-zero":         {"vxlan", false, "DROP_BAD_VNI", "OBS_FROM_OVERLAY", "VXLAN with VNI 0 (no source identity), outer source a node's IP"},
+	"vxlan-wrong-node":       {"vxlan", false, "DROP_TUNNEL_WRONG_NODE", "OBS_FROM_OVERLAY", "VXLAN whose inner destination is a pod of another node, outer source a node's IP"},
+	"geneve-unknown-peer":    {"geneve", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_NETDEV", "Geneve from a host that is no node"},
+	"geneve-vni-zero":        {"geneve", false, "DROP_BAD_VNI", "OBS_FROM_NETDEV", "Geneve with VNI 0, outer source a node's IP"},
+	"geneve-wrong-node":      {"geneve", false, "DROP_TUNNEL_WRONG_NODE", "OBS_FROM_NETDEV", "Geneve whose inner destination is a pod of another node, outer source a node's IP"},
+	"geneve-version":         {"geneve", false, "DROP_GENEVE_VERSION", "OBS_FROM_NETDEV", "Geneve version 1"},
+	"geneve-oam":             {"geneve", false, "DROP_GENEVE_CONTROL", "OBS_FROM_NETDEV", "Geneve with the O (control message) bit"},
+	"geneve-critical":        {"geneve", false, "DROP_GENEVE_CRITICAL_OPT", "OBS_FROM_NETDEV", "Geneve with the C (critical option) bit"},
+	"geneve-protocol":        {"geneve", false, "DROP_GENEVE_PROTOCOL", "OBS_FROM_NETDEV", "Geneve with protocol type 0x0800, not Ethernet"},
+	"geneve-opt-len":         {"geneve", false, "DROP_GENEVE_OPT_LEN", "OBS_FROM_NETDEV", "Geneve whose option length runs past the packet"},
+	"geneve-fragment":        {"geneve", false, "DROP_TUNNEL_FRAGMENT", "OBS_FROM_NETDEV", "Geneve in an outer first fragment (MF)"},
+	"geneve-critical-option": {"geneve", false, "DROP_GENEVE_CRITICAL_OPT", "OBS_FROM_NETDEV", "Geneve with an unknown option marked critical (type bit 0x80)"},
+	"geneve-option-overrun":  {"geneve", false, "DROP_GENEVE_OPT_LEN", "OBS_FROM_NETDEV", "Geneve whose option runs past the options' length"},
+	"geneve-truncated":       {"geneve", false, "DROP_TRUNCATED_GENEVE", "OBS_FROM_NETDEV", "Geneve header cut to 4 bytes"},
+	"geneve-truncated-inner": {"geneve", false, "DROP_TRUNCATED_INNER", "OBS_FROM_NETDEV", "Geneve whose inner frame is 20 bytes, shorter than Ethernet + IPv4"},
+	"geneve-inner-not-ipv4":  {"geneve", false, "DROP_NOT_IPV4", "OBS_FROM_NETDEV", "Geneve carrying an ARP frame"},
+	"spoofed-pod-source":     {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source"},
+	"spoofed-local-pod":      {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a pod of the node itself as source"},
+	"spoofed-node-source":    {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with another node's address as source"},
+	"bad-ihl":                {"", true, "DROP_BAD_IHL", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IPv4 IHL 4"},
+	"bad-ip-version":         {"", true, "DROP_BAD_IP_VERSION", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IP version 6 under EtherType IPv4"},
+	"bad-total-len":          {"", true, "DROP_BAD_TOTAL_LEN", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with an IPv4 total length past the frame"},
+	"truncated-tcp":          {"", true, "DROP_TRUNCATED_L4", "OBS_FROM_NETDEV", "a TCP header of 10 bytes to the NodePort"},
 }
 
 // forgedLetThrough are the kinds today's datapath delivers, with the hook that lets
@@ -346,12 +351,30 @@ func (env *forgedEnv) frames(kind string, fk forgedKind, id uint16) (forged, con
 			g.OptLenWords = 63
 		case "fragment":
 			of.IP.Flags = layers.IPv4MoreFragments
+		case "critical-option":
+			// Class 0x0102 (not Cilium's), type 0x81: critical, 1 word of data.
+			g.Options = []byte{0x01, 0x02, 0x81, 0x01, 0xde, 0xad, 0xbe, 0xef}
+		case "option-overrun":
+			// An option announcing 5 words of data inside 2 words of options.
+			g.Options = []byte{0x01, 0x02, 0x01, 0x05, 0xde, 0xad, 0xbe, 0xef}
+		case "truncated":
+			forged, err1 = probe.UDPFrame(of, g.Bytes()[:4])
+		case "truncated-inner":
+			innerF = innerF[:20]
+		case "inner-not-ipv4":
+			innerF, err1 = probe.ARPRequest(innerL2, env.source.IP, innerDst.IP)
 		}
-		if fk.tunnel == "vxlan" {
+		if err1 != nil {
+			return nil, nil, nil, err1
+		}
+		switch {
+		case fk.tunnel == "vxlan":
 			forged, err1 = probe.VXLAN(of, vni, innerF)
 			control, err2 = probe.VXLAN(oc, env.identity, innerC)
-		} else {
-			forged, err1 = probe.Geneve(of, g, innerF)
+		default:
+			if forged == nil {
+				forged, err1 = probe.Geneve(of, g, innerF)
+			}
 			control, err2 = probe.Geneve(oc, probe.GeneveHeader{VNI: env.identity}, innerC)
 		}
 		return forged, control, pods, errors.Join(err1, err2)
