@@ -181,6 +181,16 @@ func (g GeneveHeader) Bytes() []byte {
 	return append(h, g.Options...)
 }
 
+// CiliumDSROption is Cilium's Geneve DSR option (class 0x014B, type 1, 2 words): the
+// service address and port a backend's replies must come from.
+func CiliumDSROption(svc netip.AddrPort) []byte {
+	o := []byte{0x01, 0x4b, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0}
+	a := svc.Addr().As4()
+	copy(o[4:8], a[:])
+	binary.BigEndian.PutUint16(o[8:], svc.Port())
+	return o
+}
+
 // Geneve builds a Geneve-encapsulated frame around inner (a whole Ethernet frame).
 func Geneve(o Outer, g GeneveHeader, inner []byte) ([]byte, error) {
 	return o.wrap(g.Bytes(), inner)

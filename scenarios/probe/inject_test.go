@@ -213,6 +213,14 @@ func TestUDPFrameAndARP(t *testing.T) {
 	}
 }
 
+func TestCiliumDSROption(t *testing.T) {
+	got := CiliumDSROption(netip.MustParseAddrPort("10.96.0.20:80"))
+	want := []byte{0x01, 0x4b, 0x01, 0x02, 10, 96, 0, 20, 0, 80, 0, 0}
+	if !bytes.Equal(got, want) {
+		t.Errorf("% x, want % x", got, want)
+	}
+}
+
 func TestMalform(t *testing.T) {
 	good, err := TCPSYN(L2{Src: macA, Dst: macB}, IPv4Fields{Src: nodeA, Dst: nodeB, ID: 9}, 41000, 30080, 1)
 	if err != nil {

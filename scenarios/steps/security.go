@@ -72,14 +72,20 @@ var forgedKinds = map[string]forgedKind{
 	"geneve-truncated":       {"geneve", false, "DROP_TRUNCATED_GENEVE", "OBS_FROM_NETDEV", "Geneve header cut to 4 bytes"},
 	"geneve-truncated-inner": {"geneve", false, "DROP_TRUNCATED_INNER", "OBS_FROM_NETDEV", "Geneve whose inner frame is 20 bytes, shorter than Ethernet + IPv4"},
 	"geneve-inner-not-ipv4":  {"geneve", false, "DROP_NOT_IPV4", "OBS_FROM_NETDEV", "Geneve carrying an ARP frame"},
-	"spoofed-pod-source":     {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source"},
-	"spoofed-local-pod":      {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a pod of the node itself as source"},
-	"spoofed-node-source":    {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with another node's address as source"},
-	"bad-ihl":                {"", true, "DROP_BAD_IHL", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IPv4 IHL 4"},
-	"bad-ip-version":         {"", true, "DROP_BAD_IP_VERSION", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IP version 6 under EtherType IPv4"},
-	"bad-total-len":          {"", true, "DROP_BAD_TOTAL_LEN", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with an IPv4 total length past the frame"},
-	"truncated-tcp":          {"", true, "DROP_TRUNCATED_L4", "OBS_FROM_NETDEV", "a TCP header of 10 bytes to the NodePort"},
+	"geneve-dsr-unknown-peer": {"geneve", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_NETDEV",
+		"Geneve with a DSR option naming a service, from a host that is no node (DSR modes)"},
+	"spoofed-pod-source":  {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source"},
+	"spoofed-local-pod":   {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a pod of the node itself as source"},
+	"spoofed-node-source": {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with another node's address as source"},
+	"bad-ihl":             {"", true, "DROP_BAD_IHL", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IPv4 IHL 4"},
+	"bad-ip-version":      {"", true, "DROP_BAD_IP_VERSION", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with IP version 6 under EtherType IPv4"},
+	"bad-total-len":       {"", true, "DROP_BAD_TOTAL_LEN", "OBS_FROM_NETDEV", "TCP SYN to the NodePort with an IPv4 total length past the frame"},
+	"truncated-tcp":       {"", true, "DROP_TRUNCATED_L4", "OBS_FROM_NETDEV", "a TCP header of 10 bytes to the NodePort"},
 }
+
+// dsrKinds carry Cilium's Geneve DSR option (class 0x014B, type 1: service address and
+// port): a DSR flow must be learned from the legitimate twin and never from the forged one.
+var dsrKinds = map[string]bool{"geneve-dsr-unknown-peer": true}
 
 // forgedLetThrough are the kinds today's datapath delivers, with the hook that lets
 // them through and why. The catalog's security scenarios leave them out (they must
@@ -149,6 +155,7 @@ type forgedEnv struct {
 	elsewhere   topology.Pod       // a pod not on via (wrong-node)
 	identity    uint32             // source's security identity, the legitimate VNI
 	nodePort    netip.AddrPort
+	dsrService  netip.AddrPort // what the DSR option names: the service's ClusterIP and port
 	backends    []topology.Pod
 	tunnelPort  map[string]uint16
 }
@@ -259,9 +266,11 @@ func forgedEnvOf(ctx context.Context, s *scenarios.Stage, w forgedWith) (*forged
 	if env.identity == 0 {
 		return nil, fmt.Errorf("%s's agent lists no identity for %s", env.peer.Name, env.source.Name)
 	}
+	env.dsrService = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, 255, 1}), 80)
 	if w.Service != "" {
 		svc := s.Services[string(w.Service)]
 		env.nodePort = netip.AddrPortFrom(env.via.InternalIP, svc.NodePort)
+		env.dsrService = netip.AddrPortFrom(svc.ClusterIP, svc.Port)
 		for _, b := range svc.Backends {
 			for _, p := range t.Pods() {
 				if p.IP == b.IP {
@@ -363,6 +372,18 @@ func (env *forgedEnv) frames(kind string, fk forgedKind, id uint16) (forged, con
 			innerF = innerF[:20]
 		case "inner-not-ipv4":
 			innerF, err1 = probe.ARPRequest(innerL2, env.source.IP, innerDst.IP)
+		case "dsr-unknown-peer":
+			// A client's SYN to the backend pod, as a NodePort node forwards it with DSR,
+			// with the option naming the service the replies must come from.
+			of.IP.Src = attackerIP
+			syn := func(id uint16) ([]byte, error) {
+				return probe.TCPSYN(innerL2, probe.IPv4Fields{Src: attackerIP, Dst: env.dst.IP, ID: id}, 42000+id%1000, 7777, uint32(id)<<16)
+			}
+			innerF, err1 = syn(id)
+			if innerC, err2 = syn(id + 1); err2 != nil {
+				return nil, nil, nil, err2
+			}
+			g.Options = probe.CiliumDSROption(env.dsrService)
 		}
 		if err1 != nil {
 			return nil, nil, nil, err1
@@ -375,7 +396,11 @@ func (env *forgedEnv) frames(kind string, fk forgedKind, id uint16) (forged, con
 			if forged == nil {
 				forged, err1 = probe.Geneve(of, g, innerF)
 			}
-			control, err2 = probe.Geneve(oc, probe.GeneveHeader{VNI: env.identity}, innerC)
+			cg := probe.GeneveHeader{VNI: env.identity}
+			if dsrKinds[kind] {
+				cg.Options = g.Options
+			}
+			control, err2 = probe.Geneve(oc, cg, innerC)
 		}
 		return forged, control, pods, errors.Join(err1, err2)
 	}
@@ -504,6 +529,11 @@ func runForgedKind(ctx context.Context, s *scenarios.Stage, env *forgedEnv, labe
 			id+1, podNames(pods), env.via.Name, traces.Dump(env.via.Name))
 	}
 	s.Check(what+": control: the same packet with legitimate fields is delivered", fmt.Sprintf("capture on eth0 of %s (IPv4 ID %#x)", podNames(pods), id+1), cerr)
+	if dsrKinds[kind] {
+		s.Check(what+": no DSR flow learned from it, one learned from the legitimate twin",
+			fmt.Sprintf("%s trace records with TRACE_LB_DSR_LEARNED (IPv4 IDs %#x, %#x)", env.via.Name, id, id+1),
+			expectDSRLearned(traces, env.via.Name, id, env.dsrService))
+	}
 	return nil
 }
 
@@ -530,6 +560,29 @@ func podNames(pods []topology.Pod) string {
 		names = append(names, p.Name)
 	}
 	return strings.Join(names, ", ")
+}
+
+// expectDSRLearned wants the DSR option of the twin (IPv4 ID id+1) learned, naming svc,
+// and nothing learned from the forged frame (id).
+func expectDSRLearned(tr *trace.Collector, node string, id uint16, svc netip.AddrPort) error {
+	n := tr.Names()
+	learned := func(want uint16) []trace.Record {
+		return tr.Find(node, func(r trace.Record) bool {
+			return r.Pkt.IPID == want && n.LBAction(r.LB.Action) == "TRACE_LB_DSR_LEARNED"
+		})
+	}
+	var errs []error
+	if recs := learned(id); len(recs) > 0 {
+		errs = append(errs, fmt.Errorf("a DSR flow was learned from the forged frame:\n%s", formatRecords(n, node, recs)))
+	}
+	twin := learned(id + 1)
+	switch {
+	case len(twin) == 0:
+		errs = append(errs, fmt.Errorf("no DSR flow learned from the legitimate twin (is DSR with Geneve dispatch configured?); records:\n%s", tr.Dump(node)))
+	case twin[0].LB.OrigDst != svc:
+		errs = append(errs, fmt.Errorf("the twin's DSR flow names %s, want %s:\n%s", twin[0].LB.OrigDst, svc, formatRecords(n, node, twin)))
+	}
+	return errors.Join(errs...)
 }
 
 // waitAny waits until one of the points saw a packet matching f, or the deadline.
