@@ -115,25 +115,27 @@ var forgedKindNames = func() string {
 type forgedWith struct {
 	From    scenarios.MemberRef  `json:"from" required:"true" doc:"the attacker: a client (not a node) on the segment of via's internal interface"`
 	Via     scenarios.NodeRef    `json:"via" required:"true" doc:"the node the forged frames are sent to"`
-	Kinds   []string             `json:"kinds" required:"true" doc:"the forged frames to send, each its own checks"`
+	Kinds   []string             `json:"kinds" required:"true" oneOf:"bad-ihl,bad-ip-version,bad-total-len,geneve-critical,geneve-critical-option,geneve-dsr-unknown-peer,geneve-fragment,geneve-inner-not-ipv4,geneve-oam,geneve-opt-len,geneve-option-overrun,geneve-protocol,geneve-truncated,geneve-truncated-inner,geneve-unknown-peer,geneve-version,geneve-vni-zero,geneve-wrong-node,spoofed-local-pod,spoofed-node-source,spoofed-pod-source,truncated-tcp,vxlan-unknown-peer,vxlan-vni-zero,vxlan-wrong-node" doc:"the forged frames to send, each its own checks (scenarios/README.md: Security scenarios)"`
 	Pod     scenarios.PodRef     `json:"pod" doc:"the inner destination, a pod of via (default: via's first pod)"`
 	Peer    scenarios.NodeRef    `json:"peer" doc:"the node whose address the legitimate tunnel packets and spoofed node sources use (default: the first other node)"`
-	Service scenarios.ServiceRef `json:"service" doc:"the TCP NodePort service the malformed headers aim at (needed by bad-ihl, bad-ip-version, bad-total-len, truncated-tcp)"`
+	Service scenarios.ServiceRef `json:"service" doc:"the TCP NodePort service the malformed headers aim at (needed by bad-ihl, bad-ip-version, bad-total-len, truncated-tcp); its ClusterIP and port are what a forged DSR option names"`
 	Label   string               `json:"label" doc:"prefix of the check names (default: the stage's name)"`
 }
 
 func (w *forgedWith) Validate(e strictyaml.FieldErrors) {
-	for i, k := range w.Kinds {
+	for _, k := range w.Kinds {
 		fk, ok := forgedKinds[k]
 		switch {
-		case !ok:
-			e.Add(fmt.Sprintf("kinds[%d]", i), "%q is not a kind of forged packet (want one of: %s)", k, forgedKindNames)
+		case !ok: // the oneOf tag reports it
 		case fk.service && w.Service == "":
 			e.Add("service", "kind %s aims at a NodePort: want a TCP NodePort service", k)
 		}
 	}
 	if svc := scenarios.DecodingStage(e).Service(w.Service); svc != nil && (svc.Protocol != "TCP" || svc.NodePort == 0) {
 		e.Add("service", "service %s: want a TCP service with a nodePort", w.Service)
+	}
+	if node := scenarios.DecodingStage(e).PodNode(w.Pod); w.Pod != "" && node != "" && node != string(w.Via) {
+		e.Add("pod", "pod %s is on %s: want a pod of via %s", w.Pod, node, w.Via)
 	}
 	if w.Peer != "" && w.Peer == w.Via {
 		e.Add("peer", "want a node other than via %s", w.Via)

@@ -3,6 +3,7 @@
 package steps
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -42,6 +43,17 @@ func TestForgedKindsNameRealReasons(t *testing.T) {
 		if _, ok := forgedKinds[kind]; !ok {
 			t.Errorf("documented gap %s is no kind", kind)
 		}
+	}
+}
+
+// The kinds parameter accepts exactly the kinds there are.
+func TestForgedKindsOneOf(t *testing.T) {
+	f, ok := reflect.TypeFor[forgedWith]().FieldByName("Kinds")
+	if !ok {
+		t.Fatal("no Kinds field")
+	}
+	if got := f.Tag.Get("oneOf"); got != forgedKindNames {
+		t.Errorf("oneOf tag of kinds:\n  %s\nthe kinds:\n  %s", got, forgedKindNames)
 	}
 }
 
@@ -105,7 +117,8 @@ stages:
 		name, with, want string
 	}{
 		{"ok", `{from: ext, via: node1, service: web, kinds: [bad-ihl, vxlan-unknown-peer]}`, ""},
-		{"unknown kind", `{from: ext, via: node1, kinds: [vxlan-bogus]}`, `"vxlan-bogus" is not a kind of forged packet`},
+		{"unknown kind", `{from: ext, via: node1, kinds: [vxlan-bogus]}`, `vxlan-bogus`},
+		{"pod of another node", `{from: ext, via: node1, pod: pod2a, kinds: [vxlan-vni-zero]}`, "pod pod2a is on node2"},
 		{"nodeport kind without service", `{from: ext, via: node1, kinds: [truncated-tcp]}`, "kind truncated-tcp aims at a NodePort"},
 		{"service without nodePort", `{from: ext, via: node1, service: dns, kinds: [bad-ihl]}`, "want a TCP service with a nodePort"},
 		{"peer is via", `{from: ext, via: node1, peer: node1, kinds: [vxlan-vni-zero]}`, "want a node other than via"},
