@@ -64,14 +64,7 @@ func names(t testing.TB) *trace.Names {
 func expectOneRecord(t *testing.T, rd *trace.Reader, verdict, reason string) trace.Record {
 	t.Helper()
 	n := names(t)
-	recs, err := rd.Drain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 1 {
-		t.Fatalf("want 1 trace record, got %d", len(recs))
-	}
-	r := recs[0]
+	r := oneRecord(t, rd)
 	if got := n.Verdict(r.Verdict); got != verdict {
 		t.Errorf("trace verdict: want %s, got %s (%s)", verdict, got, n.Format(r))
 	}
