@@ -13,6 +13,7 @@ import (
 	"podpath/datapath/maps"
 	"podpath/internal/testutil"
 	"podpath/topology/catalog"
+	"podpath/topology/topotest"
 )
 
 // benchServices are n ClusterIP services (10.96.0.0/16) of 10 backends each, drawn
@@ -40,7 +41,7 @@ func benchServices(n int) []agent.Service {
 // services again (every table replaced), then checks the pinned maps hold them all.
 func BenchmarkAgentServices(b *testing.B) {
 	testutil.RequireRoot(b)
-	useAgentBinary(b)
+	topotest.UseAgent(b)
 	ctx := b.Context()
 	spec, err := catalog.Topology("l2-services-agent")
 	if err != nil {

@@ -7,9 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -27,6 +25,7 @@ import (
 	"podpath/topology/agentrun"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
+	"podpath/topology/topotest"
 )
 
 var (
@@ -43,27 +42,12 @@ var (
 //	go test -run XXX -bench ThroughputSameNode -benchtime 1x ./scenarios/ \
 //	    [-throughput-seconds 5] [-throughput-rounds 3]
 func BenchmarkThroughputSameNode(b *testing.B) {
-	testutil.RequireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
-	useAgentBinary(b)
-	ctx := b.Context()
-	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
-
-	spec, err := catalog.Topology("l2-two-node-agent")
-	if err != nil {
-		b.Fatal(err)
-	}
+	ctx, spec, cpus := startThroughput(b)
 	r, err := spec.Resolve()
 	if err != nil {
 		b.Fatal(err)
 	}
 	mtu := r.Nodes[0].Pods[0].MTU
-	var cpus []int
-	if runtime.NumCPU() >= 2 {
-		cpus = []int{0, 1}
-	}
 
 	veth, err := probe.VethPairUp(ctx, mtu)
 	if err != nil {
@@ -87,7 +71,7 @@ func BenchmarkThroughputSameNode(b *testing.B) {
 		{name: "legacy", what: "pod1a -> pod1b, legacy host routing", s: legacy, t: legacy, verdicts: []string{"PASS_LEGACY_HOST_ROUTING"},
 			test: probe.IPerf3Test{Client: "pod1a", Server: "pod1b", ServerIP: pod1b.IP}},
 	}
-	med := measurePaths(ctx, b, paths, "veth", secs, rounds, cpus, mtu)
+	med := measurePaths(ctx, b, paths, "veth", cpus, mtu)
 	ratioVeth := med["redirect_peer"].Gbps() / med["veth"].Gbps()
 	ratioLegacy := med["redirect_peer"].Gbps() / med["legacy"].Gbps()
 	b.ReportMetric(ratioVeth, "redirect_peer/veth")
@@ -101,21 +85,7 @@ func BenchmarkThroughputSameNode(b *testing.B) {
 //
 //	go test -run XXX -bench ThroughputCrossNode -benchtime 1x ./scenarios/
 func BenchmarkThroughputCrossNode(b *testing.B) {
-	testutil.RequireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
-	useAgentBinary(b)
-	ctx := b.Context()
-	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
-	spec, err := catalog.Topology("l2-two-node-agent")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var cpus []int
-	if runtime.NumCPU() >= 2 {
-		cpus = []int{0, 1}
-	}
+	ctx, spec, cpus := startThroughput(b)
 	// The host-to-host limit gets a topology of its own: its traffic would fill the trace
 	// ring buffer that proves the native stream's path.
 	hosts, err := upSameNode(ctx, b, spec, "native-routing")
@@ -146,12 +116,34 @@ func BenchmarkThroughputCrossNode(b *testing.B) {
 		{name: "geneve", what: "pod1a -> pod2a, Geneve", s: geneve, t: geneve, test: pods,
 			verdicts: []string{"VERDICT_REDIRECT", "VERDICT_REDIRECT_NEIGH"}},
 	}
-	med := measurePaths(ctx, b, paths, "host", secs, rounds, cpus, node2.Interfaces[0].MTU)
+	med := measurePaths(ctx, b, paths, "host", cpus, node2.Interfaces[0].MTU)
 	for _, p := range []string{"native", "vxlan", "geneve"} {
 		b.ReportMetric(med[p].Gbps()/med["host"].Gbps(), p+"/host")
 	}
 	b.Logf("native/host %.3f (target >= 0.9), vxlan/host %.3f and geneve/host %.3f (targets >= 0.7)",
 		med["native"].Gbps()/med["host"].Gbps(), med["vxlan"].Gbps()/med["host"].Gbps(), med["geneve"].Gbps()/med["host"].Gbps())
+}
+
+// startThroughput is the start of both throughput benchmarks: it skips without root or
+// iperf3, points PODPATH_AGENT at an agent built from this tree, and returns the
+// benchmark's context, the l2-two-node-agent topology and the CPUs client and server
+// are pinned to (none on a machine of one CPU).
+func startThroughput(b *testing.B) (context.Context, *topology.Spec, []int) {
+	b.Helper()
+	testutil.RequireRoot(b)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	topotest.UseAgent(b)
+	spec, err := catalog.Topology("l2-two-node-agent")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cpus []int
+	if runtime.NumCPU() >= 2 {
+		cpus = []int{0, 1}
+	}
+	return b.Context(), spec, cpus
 }
 
 // throughputPath is one path of a throughput benchmark.
@@ -164,10 +156,12 @@ type throughputPath struct {
 	runs       []probe.ThroughputResult
 }
 
-// measurePaths runs every path in interleaved rounds (the order rotates, so no path
-// always goes first), checks node1 traced each stream with the verdict meant, reports
-// each median's Gbit/s, and logs a table of ratios to baseline.
-func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, baseline string, secs, rounds int, cpus []int, mtu int) map[string]probe.ThroughputResult {
+// measurePaths runs every path for -throughput-seconds in -throughput-rounds
+// interleaved rounds (the order rotates, so no path always goes first), checks node1
+// traced each stream with the verdict meant, reports each median's Gbit/s, and logs a
+// table of ratios to baseline.
+func measurePaths(ctx context.Context, b *testing.B, paths []*throughputPath, baseline string, cpus []int, mtu int) map[string]probe.ThroughputResult {
+	secs, rounds := *throughputSeconds, max(1, *throughputRounds)
 	b.ResetTimer()
 	for round := range rounds {
 		for i := range paths {
@@ -236,7 +230,9 @@ func upSameNode(ctx context.Context, b *testing.B, spec *topology.Spec, config s
 		if err := t.Down(context.WithoutCancel(ctx)); err != nil {
 			b.Errorf("down %s: %v", t.Name(), err)
 		}
-		if left := namespacesWithPrefix(b, t.Prefix()); len(left) > 0 {
+		if left, err := nsutil.ListPrefix(t.Prefix()); err != nil {
+			b.Error(err)
+		} else if len(left) > 0 {
 			b.Errorf("namespaces left after Down: %v", left)
 		}
 	})
@@ -283,33 +279,4 @@ func streamVerdicts(t topology.Cluster, node string, port uint16) (map[string]in
 		}
 	}
 	return out, nil
-}
-
-// useAgentBinary points PODPATH_AGENT at a podpath-agent built from this tree, unless
-// it is set already.
-func useAgentBinary(tb testing.TB) {
-	tb.Helper()
-	if os.Getenv("PODPATH_AGENT") != "" {
-		return
-	}
-	bin := filepath.Join(tb.TempDir(), "podpath-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
-		tb.Fatalf("build podpath-agent: %v: %s", err, out)
-	}
-	tb.Setenv("PODPATH_AGENT", bin)
-}
-
-func namespacesWithPrefix(tb testing.TB, prefix string) []string {
-	tb.Helper()
-	names, err := nsutil.List()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var left []string
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) {
-			left = append(left, n)
-		}
-	}
-	return left
 }

@@ -13,12 +13,13 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"podpath/datapath/cni"
+	"podpath/datapath/cni/cnitest"
 )
 
 // TestPluginWithoutAgent runs the plugin binary where no agent answers: every command
 // must fail with the CNI error code a runtime acts on, printed as CNI error JSON.
 func TestPluginWithoutAgent(t *testing.T) {
-	bin := pluginBinary(t)
+	bin := cnitest.Binary(t)
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.sock")
 	// A socket file nobody listens on: what an agent that crashed leaves behind.
@@ -30,38 +31,38 @@ func TestPluginWithoutAgent(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	netns := "/var/run/netns/pptest-cni-none"
-	add := func(c call) call {
+	add := func(c cnitest.Call) cnitest.Call {
 		c.Command, c.ContainerID, c.Netns = "ADD", "c1", netns
 		return c
 	}
 	tests := []struct {
 		name string
-		call call
+		call cnitest.Call
 		code uint
 		msg  string
 	}{
-		{"ADD, no socket", add(call{Conf: conf("1.0.0", missing, "")}), types.ErrTryAgainLater, "podpath agent at " + missing + " is not available"},
-		{"ADD, stale socket", add(call{Conf: conf("1.0.0", stale, "")}), types.ErrTryAgainLater, "is not available"},
-		{"DEL, no socket", call{Command: "DEL", ContainerID: "c1", Conf: conf("1.0.0", missing, "")}, types.ErrTryAgainLater, "DEL: podpath agent"},
-		{"STATUS", call{Command: "STATUS", Conf: conf("1.1.0", missing, "")}, types.ErrPluginNotAvailable, "does not answer"},
-		{"GC, no socket", call{Command: "GC", Conf: conf("1.1.0", missing, "")}, types.ErrTryAgainLater, "GC: podpath agent"},
-		{"GC needs 1.1.0", call{Command: "GC", Conf: conf("1.0.0", missing, "")}, types.ErrIncompatibleCNIVersion, "does not allow GC"},
-		{"CHECK without prevResult", call{Command: "CHECK", ContainerID: "c1", Netns: netns, Conf: conf("1.0.0", missing, "")}, types.ErrInvalidNetworkConfig, "prevResult"},
-		{"unknown version", add(call{Conf: conf("9.9.9", missing, "")}), types.ErrIncompatibleCNIVersion, "incompatible CNI versions"},
-		{"not JSON", add(call{Conf: "{"}), types.ErrDecodingFailure, ""},
-		{"no name", add(call{Conf: `{"cniVersion":"1.0.0","type":"podpath-cni"}`}), types.ErrInvalidNetworkConfig, "missing network name"},
-		{"relative socket", add(call{Conf: conf("1.0.0", "agent.sock", "")}), types.ErrInvalidNetworkConfig, "agentSocket"},
-		{"bad mtu", add(call{Conf: conf("1.0.0", missing, `"mtu":20`)}), types.ErrInvalidNetworkConfig, "mtu 20"},
-		{"IPAM plugin", add(call{Conf: conf("1.0.0", missing, `"ipam":{"type":"host-local"}`)}), types.ErrUnsupportedField, "the podpath agent allocates"},
-		{"unknown CNI_ARGS", add(call{Conf: conf("1.0.0", missing, ""), Args: "FOO=bar"}), types.ErrInvalidEnvironmentVariables, "unknown args"},
-		{"CNI_ARGS IP not IPv4", add(call{Conf: conf("1.0.0", missing, ""), Args: "IgnoreUnknown=1;IP=fd00::7"}), types.ErrInvalidEnvironmentVariables, "IP=fd00::7"},
-		{"two requests", add(call{Conf: conf("1.0.0", missing, `"runtimeConfig":{"ips":["10.244.1.7/24"]}`), Args: "IP=10.244.1.8"}), types.ErrInvalidNetworkConfig, "asks for 10.244.1.7"},
-		{"other ifname", add(call{Conf: conf("1.0.0", missing, ""), IfName: "net1"}), types.ErrInvalidEnvironmentVariables, `CNI_IFNAME "net1"`},
-		{"no CNI_NETNS", call{Command: "ADD", ContainerID: "c1", Conf: conf("1.0.0", missing, "")}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS"},
+		{"ADD, no socket", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, "")}), types.ErrTryAgainLater, "podpath agent at " + missing + " is not available"},
+		{"ADD, stale socket", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", stale, "")}), types.ErrTryAgainLater, "is not available"},
+		{"DEL, no socket", cnitest.Call{Command: "DEL", ContainerID: "c1", Conf: cnitest.Conf("1.0.0", missing, "")}, types.ErrTryAgainLater, "DEL: podpath agent"},
+		{"STATUS", cnitest.Call{Command: "STATUS", Conf: cnitest.Conf("1.1.0", missing, "")}, types.ErrPluginNotAvailable, "does not answer"},
+		{"GC, no socket", cnitest.Call{Command: "GC", Conf: cnitest.Conf("1.1.0", missing, "")}, types.ErrTryAgainLater, "GC: podpath agent"},
+		{"GC needs 1.1.0", cnitest.Call{Command: "GC", Conf: cnitest.Conf("1.0.0", missing, "")}, types.ErrIncompatibleCNIVersion, "does not allow GC"},
+		{"CHECK without prevResult", cnitest.Call{Command: "CHECK", ContainerID: "c1", Netns: netns, Conf: cnitest.Conf("1.0.0", missing, "")}, types.ErrInvalidNetworkConfig, "prevResult"},
+		{"unknown version", add(cnitest.Call{Conf: cnitest.Conf("9.9.9", missing, "")}), types.ErrIncompatibleCNIVersion, "incompatible CNI versions"},
+		{"not JSON", add(cnitest.Call{Conf: "{"}), types.ErrDecodingFailure, ""},
+		{"no name", add(cnitest.Call{Conf: `{"cniVersion":"1.0.0","type":"podpath-cni"}`}), types.ErrInvalidNetworkConfig, "missing network name"},
+		{"relative socket", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", "agent.sock", "")}), types.ErrInvalidNetworkConfig, "agentSocket"},
+		{"bad mtu", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, `"mtu":20`)}), types.ErrInvalidNetworkConfig, "mtu 20"},
+		{"IPAM plugin", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, `"ipam":{"type":"host-local"}`)}), types.ErrUnsupportedField, "the podpath agent allocates"},
+		{"unknown CNI_ARGS", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, ""), Args: "FOO=bar"}), types.ErrInvalidEnvironmentVariables, "unknown args"},
+		{"CNI_ARGS IP not IPv4", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, ""), Args: "IgnoreUnknown=1;IP=fd00::7"}), types.ErrInvalidEnvironmentVariables, "IP=fd00::7"},
+		{"two requests", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, `"runtimeConfig":{"ips":["10.244.1.7/24"]}`), Args: "IP=10.244.1.8"}), types.ErrInvalidNetworkConfig, "asks for 10.244.1.7"},
+		{"other ifname", add(cnitest.Call{Conf: cnitest.Conf("1.0.0", missing, ""), IfName: "net1"}), types.ErrInvalidEnvironmentVariables, `CNI_IFNAME "net1"`},
+		{"no CNI_NETNS", cnitest.Call{Command: "ADD", ContainerID: "c1", Conf: cnitest.Conf("1.0.0", missing, "")}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, cerr := run(t, bin, tt.call)
+			out, cerr := cnitest.Run(t, bin, tt.call)
 			if cerr == nil {
 				t.Fatalf("succeeded: %s", out)
 			}
@@ -71,7 +72,7 @@ func TestPluginWithoutAgent(t *testing.T) {
 		})
 	}
 
-	out, cerr := run(t, bin, call{Command: "VERSION"})
+	out, cerr := cnitest.Run(t, bin, cnitest.Call{Command: "VERSION"})
 	if cerr != nil {
 		t.Fatal(cerr)
 	}

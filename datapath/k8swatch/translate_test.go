@@ -14,19 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/k8swatch/k8stest"
 )
-
-func node(name, podCIDR string, addrs ...corev1.NodeAddress) *corev1.Node {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
-	if podCIDR != "" {
-		n.Spec.PodCIDR, n.Spec.PodCIDRs = podCIDR, []string{podCIDR}
-	}
-	return n
-}
-
-func internalIP(ip string) corev1.NodeAddress {
-	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
-}
 
 func TestNodeFromK8s(t *testing.T) {
 	tests := []struct {
@@ -35,17 +24,17 @@ func TestNodeFromK8s(t *testing.T) {
 		want agent.Node
 		err  string
 	}{
-		{"kind worker", node("c-worker", "10.244.1.0/24", corev1.NodeAddress{Type: corev1.NodeHostName, Address: "c-worker"}, internalIP("172.18.0.3")),
+		{"kind worker", k8stest.Node("c-worker", "10.244.1.0/24", corev1.NodeAddress{Type: corev1.NodeHostName, Address: "c-worker"}, k8stest.InternalIP("172.18.0.3")),
 			agent.Node{Name: "c-worker", IP: netip.MustParseAddr("172.18.0.3"), PodCIDR: netip.MustParsePrefix("10.244.1.0/24")}, ""},
 		{"IPv4 of a dual-stack node", func() *corev1.Node {
-			n := node("ds", "", internalIP("fc00::3"), internalIP("172.18.0.4"))
+			n := k8stest.Node("ds", "", k8stest.InternalIP("fc00::3"), k8stest.InternalIP("172.18.0.4"))
 			n.Spec.PodCIDR, n.Spec.PodCIDRs = "fd00:10:244::/64", []string{"fd00:10:244::/64", "10.244.2.0/24"}
 			return n
 		}(), agent.Node{Name: "ds", IP: netip.MustParseAddr("172.18.0.4"), PodCIDR: netip.MustParsePrefix("10.244.2.0/24")}, ""},
-		{"ExternalIP when no InternalIP", node("e", "10.244.3.0/24", corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.7"}),
+		{"ExternalIP when no InternalIP", k8stest.Node("e", "10.244.3.0/24", corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.7"}),
 			agent.Node{Name: "e", IP: netip.MustParseAddr("203.0.113.7"), PodCIDR: netip.MustParsePrefix("10.244.3.0/24")}, ""},
-		{"no PodCIDR yet", node("p", "", internalIP("172.18.0.5")), agent.Node{}, "no IPv4 spec.podCIDR yet"},
-		{"no address", node("a", "10.244.4.0/24"), agent.Node{}, "no IPv4 InternalIP or ExternalIP yet"},
+		{"no PodCIDR yet", k8stest.Node("p", "", k8stest.InternalIP("172.18.0.5")), agent.Node{}, "no IPv4 spec.podCIDR yet"},
+		{"no address", k8stest.Node("a", "10.244.4.0/24"), agent.Node{}, "no IPv4 InternalIP or ExternalIP yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,23 +50,6 @@ func TestNodeFromK8s(t *testing.T) {
 			}
 		})
 	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func slice(svc string, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
-	return &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-x", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
-		AddressType: discoveryv1.AddressTypeIPv4, Ports: ports, Endpoints: eps,
-	}
-}
-
-func endpoint(ip string, ready, serving, terminating *bool) discoveryv1.Endpoint {
-	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ready, Serving: serving, Terminating: terminating}}
-}
-
-func epPort(name string, port int32, proto corev1.Protocol) discoveryv1.EndpointPort {
-	return discoveryv1.EndpointPort{Name: ptr(name), Port: ptr(port), Protocol: ptr(proto)}
 }
 
 func backend(ip string, port uint16, state string) agent.ServiceBackend {
@@ -99,17 +71,17 @@ func TestServicesFromK8s(t *testing.T) {
 		},
 	}
 	slices := []*discoveryv1.EndpointSlice{
-		slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP), epPort("dns", 5353, corev1.ProtocolUDP)},
-			endpoint("10.244.1.11", nil, nil, nil),                      // no conditions: ready
-			endpoint("10.244.2.10", ptr(true), ptr(true), ptr(false)),   // ready
-			endpoint("10.244.2.11", ptr(false), ptr(true), ptr(true)),   // terminating, still serving
-			endpoint("10.244.2.12", ptr(false), ptr(false), ptr(true)),  // terminating, not serving
-			endpoint("10.244.2.13", ptr(false), ptr(false), ptr(false)), // not ready
+		k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP), k8stest.EndpointPort("dns", 5353, corev1.ProtocolUDP)},
+			k8stest.Endpoint("10.244.1.11", nil, nil, nil),                      // no conditions: ready
+			k8stest.Endpoint("10.244.2.10", new(true), new(true), new(false)),   // ready
+			k8stest.Endpoint("10.244.2.11", new(false), new(true), new(true)),   // terminating, still serving
+			k8stest.Endpoint("10.244.2.12", new(false), new(false), new(true)),  // terminating, not serving
+			k8stest.Endpoint("10.244.2.13", new(false), new(false), new(false)), // not ready
 		),
 		// The same endpoint in a second slice, and an IPv6 slice: counted once, ignored.
-		slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, endpoint("10.244.1.11", ptr(true), nil, nil)),
-		{AddressType: discoveryv1.AddressTypeIPv6, Ports: []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)},
-			Endpoints: []discoveryv1.Endpoint{endpoint("fd00::1", nil, nil, nil)}},
+		k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)}, k8stest.Endpoint("10.244.1.11", new(true), nil, nil)),
+		{AddressType: discoveryv1.AddressTypeIPv6, Ports: []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)},
+			Endpoints: []discoveryv1.Endpoint{k8stest.Endpoint("fd00::1", nil, nil, nil)}},
 	}
 	got, notes := ServicesFromK8s(web, slices)
 	ext := []netip.Addr{netip.MustParseAddr("192.0.2.9")}

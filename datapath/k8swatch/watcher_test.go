@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -24,6 +23,7 @@ import (
 	ktesting "k8s.io/client-go/testing"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/k8swatch/k8stest"
 )
 
 // memTarget is an agent in memory: deletes of what it lacks are *agent.InputError, as
@@ -122,53 +122,17 @@ func (m *memTarget) service(name string) agent.Service {
 	return m.services[name]
 }
 
-// eventually polls cond until it returns nil or 10 seconds pass.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// startWatcher runs a watcher over objs with target until the test ends.
+// startWatcher runs a watcher of node1 over a fake API server holding objs, with
+// target, until the test ends.
 func startWatcher(t *testing.T, target Target, objs ...runtime.Object) (*Watcher, *fake.Clientset) {
 	t.Helper()
 	cs := fake.NewClientset(objs...)
-	w, err := New(Options{Client: cs, Node: "node1", Target: target, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Options{Client: cs, Node: "node1", Target: target, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watcher: %v", err)
-		}
-	})
-	select {
-	case <-w.Synced():
-	case <-time.After(10 * time.Second):
-		t.Fatal("watcher did not sync")
-	}
+	k8stest.Run(t, w)
 	return w, cs
-}
-
-func webService(port int32) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
-			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: port}}},
-	}
 }
 
 func wantNames(got []string, want ...string) error {
@@ -186,11 +150,11 @@ func TestWatcher(t *testing.T) {
 	ctx := context.Background()
 	_ = target.NodeUpsert(ctx, agent.Node{Name: "gone"})
 	_ = target.ServiceUpsert(ctx, agent.Service{Name: "old.default.80-tcp"})
-	webSlice := slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, endpoint("10.244.1.11", nil, nil, nil))
+	webSlice := k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)}, k8stest.Endpoint("10.244.1.11", nil, nil, nil))
 	_, cs := startWatcher(t, target,
-		node("node1", "10.244.1.0/24", internalIP("10.0.0.1")),
-		node("node2", "", internalIP("10.0.0.2")), // no PodCIDR yet
-		webService(80), webSlice)
+		k8stest.Node("node1", "10.244.1.0/24", k8stest.InternalIP("10.0.0.1")),
+		k8stest.Node("node2", "", k8stest.InternalIP("10.0.0.2")), // no PodCIDR yet
+		k8stest.WebService(80), webSlice)
 
 	nodes, services, upserts := target.state()
 	if err := errors.Join(wantNames(nodes, "node1"), wantNames(services, "web.default.80-tcp")); err != nil {
@@ -210,34 +174,34 @@ func TestWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	// node2 gets its PodCIDR.
-	n2 := node("node2", "10.244.2.0/24", internalIP("10.0.0.2"))
+	n2 := k8stest.Node("node2", "10.244.2.0/24", k8stest.InternalIP("10.0.0.2"))
 	if _, err := cs.CoreV1().Nodes().Update(ctx, n2, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node2 registered", func() error { n, _, _ := target.state(); return wantNames(n, "node1", "node2") })
+	k8stest.Eventually(t, "node2 registered", func() error { n, _, _ := target.state(); return wantNames(n, "node1", "node2") })
 	time.Sleep(100 * time.Millisecond)
 	if _, _, u := target.state(); u != upserts+1 {
 		t.Errorf("%d upserts after one node change, want %d: the unchanged node1 was upserted again", u, upserts+1)
 	}
 
 	// An endpoint becomes ready in a new slice.
-	more := slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)}, endpoint("10.244.2.10", ptr(true), nil, nil))
+	more := k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)}, k8stest.Endpoint("10.244.2.10", new(true), nil, nil))
 	more.Name = "web-y"
 	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, more, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second backend", func() error {
+	k8stest.Eventually(t, "second backend", func() error {
 		if b := target.service("web.default.80-tcp").Backends; len(b) != 2 {
 			return fmt.Errorf("backends %+v", b)
 		}
 		return nil
 	})
 	// The first slice's endpoint starts terminating.
-	webSlice.Endpoints[0] = endpoint("10.244.1.11", ptr(false), ptr(true), ptr(true))
+	webSlice.Endpoints[0] = k8stest.Endpoint("10.244.1.11", new(false), new(true), new(true))
 	if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "terminating backend", func() error {
+	k8stest.Eventually(t, "terminating backend", func() error {
 		if b := target.service("web.default.80-tcp").Backends; len(b) != 2 || b[0].State != "terminating" {
 			return fmt.Errorf("backends %+v", b)
 		}
@@ -245,22 +209,22 @@ func TestWatcher(t *testing.T) {
 	})
 
 	// The service port changes: the agent service of the old port goes.
-	if _, err := cs.CoreV1().Services("default").Update(ctx, webService(8000), metav1.UpdateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Services("default").Update(ctx, k8stest.WebService(8000), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "port change", func() error { _, s, _ := target.state(); return wantNames(s, "web.default.8000-tcp") })
+	k8stest.Eventually(t, "port change", func() error { _, s, _ := target.state(); return wantNames(s, "web.default.8000-tcp") })
 
 	// A service the agent refuses is not retried in a loop.
 	target.mu.Lock()
 	target.refuse = "db.default.5432-tcp"
 	target.mu.Unlock()
-	db := webService(5432)
+	db := k8stest.WebService(5432)
 	db.Name, db.Spec.ClusterIP, db.Spec.ClusterIPs = "db", "10.96.0.11", []string{"10.96.0.11"}
 	_, _, base := target.state()
 	if _, err := cs.CoreV1().Services("default").Create(ctx, db, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "refused service tried", func() error {
+	k8stest.Eventually(t, "refused service tried", func() error {
 		if _, _, u := target.state(); u == base {
 			return errors.New("no upsert")
 		}
@@ -279,7 +243,7 @@ func TestWatcher(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(ctx, "node1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deletes", func() error {
+	k8stest.Eventually(t, "deletes", func() error {
 		n, s, _ := target.state()
 		return errors.Join(wantNames(n, "node2"), wantNames(s))
 	})
@@ -344,7 +308,7 @@ func TestPodAddress(t *testing.T) {
 		t.Errorf("late pod: %v %v %v", got, ok, err)
 	}
 
-	eventually(t, "reserved", func() error {
+	k8stest.Eventually(t, "reserved", func() error {
 		got := w.Reserved()
 		slices.SortFunc(got, netip.Addr.Compare)
 		want := []netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11"), netip.MustParseAddr("10.244.1.20")}

@@ -15,6 +15,7 @@ import (
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
+	"podpath/datapath/loader/loadertest"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/nsutil"
@@ -58,7 +59,7 @@ func vethPair(t *testing.T) (nsA, nsB string, ifindexB int) {
 // The whole chain: load with a constant, attach with tcx inside a namespace, real ping
 // traffic, records read from the ring buffer in Go, and a clean detach.
 func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
-	objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
+	objs, rd := loadertest.LoadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
 	nsA, nsB, ifindexB := vethPair(t)
 
 	var lnk interface{ Close() error }
@@ -103,7 +104,7 @@ func TestProbeAttachedWithTCXTracesRealTraffic(t *testing.T) {
 }
 
 func TestAttachTCXErrorNamesTheHook(t *testing.T) {
-	objs, _ := loadProbe(t, bpfconfig.Config{})
+	objs, _ := loadertest.LoadProbe(t, bpfconfig.Config{})
 	_, err := loader.AttachTCX(objs.Probe, 1<<30, loader.Egress)
 	if err == nil {
 		t.Fatal("attaching to a missing ifindex should fail")

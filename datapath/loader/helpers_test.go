@@ -9,11 +9,9 @@ import (
 	"testing"
 
 	"podpath/datapath/bpfconfig"
-	"podpath/datapath/bpfobj"
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
-	"podpath/datapath/trace"
 	"podpath/internal/testutil"
 )
 
@@ -80,22 +78,4 @@ func loadDatapath(tb testing.TB, cfg bpfconfig.Config) *loader.Datapath {
 	}
 	tb.Cleanup(func() { d.Close() })
 	return d
-}
-
-// loadProbe loads bpf_probe with cfg and opens its trace reader, both closed when the
-// test ends.
-func loadProbe(t *testing.T, cfg bpfconfig.Config) (*bpfobj.ProbeObjects, *trace.Reader) {
-	t.Helper()
-	testutil.RequireRoot(t)
-	objs, err := loader.LoadProbe(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	rd, err := trace.NewReader(objs.TraceEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rd.Close() })
-	return objs, rd
 }

@@ -401,21 +401,29 @@ type want struct {
 	endpoint                 netip.Addr
 }
 
-// expectRecord drains the ring buffer and checks it holds exactly one record as w says.
-func expectRecord(t *testing.T, rd *trace.Reader, w want) trace.Record {
+// oneRecord drains the ring buffer, which must hold exactly one record; otherwise the
+// test fails after logging the records it held.
+func oneRecord(t *testing.T, rd *trace.Reader) trace.Record {
 	t.Helper()
-	n := names(t)
 	recs, err := rd.Drain()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 1 {
+		n := names(t)
 		for _, r := range recs {
 			t.Log(n.Format(r))
 		}
 		t.Fatalf("want 1 trace record, got %d", len(recs))
 	}
-	r := recs[0]
+	return recs[0]
+}
+
+// expectRecord drains the ring buffer and checks it holds exactly one record as w says.
+func expectRecord(t *testing.T, rd *trace.Reader, w want) trace.Record {
+	t.Helper()
+	n := names(t)
+	r := oneRecord(t, rd)
 	if w.drop == "" {
 		w.drop = "DROP_NONE"
 	}

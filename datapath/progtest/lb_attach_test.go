@@ -36,19 +36,24 @@ var (
 	lbNode2IP = netip.MustParseAddr("192.168.77.2")
 )
 
+// newLBNode is node id of a load-balancer test: BPF host routing, node IP ip, the load
+// balancer on with M = testM, its namespaces named by lbName(suffix), its maps pinned
+// under bpffs.
+func newLBNode(t *testing.T, bpffs string, id uint32, suffix string, gw, ip netip.Addr) *testNode {
+	t.Helper()
+	cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
+	cfg.NodeIp = ip.As4()
+	cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
+	n := newTestNodeIn(t, testrun.NewNetns(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
+	n.podNS = lbName
+	return n
+}
+
 func newLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
 	testutil.RequireRoot(t)
 	bpffs := testrun.MountBPFFS(t)
-	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
-		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
-		cfg.NodeIp = ip.As4()
-		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
-		n := newTestNodeIn(t, testrun.NewNetns(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
-		n.podNS = lbName
-		return n
-	}
-	c := &lbCluster{n1: node(1, "node1", node1GW, lbNode1IP), n2: node(2, "node2", node2GW, lbNode2IP)}
+	c := &lbCluster{n1: newLBNode(t, bpffs, 1, "node1", node1GW, lbNode1IP), n2: newLBNode(t, bpffs, 2, "node2", node2GW, lbNode2IP)}
 	fd2, err := netns.GetFromPath(nsutil.Path(c.n2.name))
 	if err != nil {
 		t.Fatal(err)

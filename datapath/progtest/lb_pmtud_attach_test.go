@@ -15,7 +15,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
@@ -45,16 +44,8 @@ func serveCount(t *testing.T, ns string, port int) {
 func TestLBAttachPMTUDThroughClusterIP(t *testing.T) {
 	testutil.RequireRoot(t)
 	bpffs := testrun.MountBPFFS(t)
-	node := func(id uint32, suffix string, gw, ip netip.Addr) *testNode {
-		cfg := attachConfig(id, uint32(bpfobj.LxcHostRoutingHOST_ROUTING_BPF))
-		cfg.NodeIp = ip.As4()
-		cfg = withLB(t, cfg, lbOpts{MaglevTableSize: testM})
-		n := newTestNodeIn(t, testrun.NewNetns(t, lbName(suffix)), suffix, gw, cfg, bpffs, true)
-		n.podNS = lbName
-		return n
-	}
-	n1 := node(1, "pmtu-node1", node1GW, netip.MustParseAddr("192.168.77.1"))
-	n2 := node(2, "pmtu-node2", node2GW, netip.MustParseAddr("192.168.78.2"))
+	n1 := newLBNode(t, bpffs, 1, "pmtu-node1", node1GW, netip.MustParseAddr("192.168.77.1"))
+	n2 := newLBNode(t, bpffs, 2, "pmtu-node2", node2GW, netip.MustParseAddr("192.168.78.2"))
 	r := testrun.NewNetns(t, lbName("pmtu-router"))
 	rh := testrun.NetlinkAt(t, r)
 	routerSysctls(t, r)

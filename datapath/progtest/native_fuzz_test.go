@@ -68,19 +68,6 @@ func (e *fuzzEnv) unchanged(t *testing.T, before []map[string]string) {
 	}
 }
 
-// record drains the ring buffer, which must hold exactly one record.
-func (e *fuzzEnv) record(t *testing.T) trace.Record {
-	t.Helper()
-	recs, err := e.rd.Drain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 1 {
-		t.Fatalf("want 1 trace record, got %d", len(recs))
-	}
-	return recs[0]
-}
-
 // fuzzProgram feeds random frames to prog arriving on dev: the kernel either refuses
 // a frame it must refuse or runs the program; the verdict is one of valid; exactly
 // one trace record says the same as the verdict; the packet keeps its length; and no
@@ -105,7 +92,7 @@ func fuzzProgram(f *testing.F, suffix string, prog func(*loader.Datapath) *ebpf.
 		if len(res.Out) != len(data) {
 			t.Fatalf("packet length changed from %d to %d", len(data), len(res.Out))
 		}
-		if err := testrun.CheckRecord(e.n, res.Verdict, e.record(t), obs, len(data)); err != nil {
+		if err := testrun.CheckRecord(e.n, res.Verdict, oneRecord(t, e.rd), obs, len(data)); err != nil {
 			t.Fatal(err)
 		}
 		e.unchanged(t, before)

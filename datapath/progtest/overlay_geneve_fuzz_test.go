@@ -53,7 +53,7 @@ func (o overlayFuzz) run(f *testing.F) {
 		if !slices.Contains(o.valid, res.Verdict) {
 			t.Fatalf("verdict %s, want one of %v", res.Verdict, o.valid)
 		}
-		r := fe.record(t)
+		r := oneRecord(t, fe.rd)
 		if err := testrun.CheckRecord(fe.n, res.Verdict, r, o.obs, len(data)); err != nil {
 			t.Fatal(err)
 		}

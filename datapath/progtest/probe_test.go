@@ -13,6 +13,7 @@ import (
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/loader"
+	"podpath/datapath/loader/loadertest"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
 	"podpath/internal/testutil"
@@ -49,22 +50,6 @@ func corrupt(pkt []byte, f func(b []byte) []byte) []byte {
 	return f(append([]byte(nil), pkt...))
 }
 
-func loadProbe(t *testing.T, cfg bpfconfig.Config) (*bpfobj.ProbeObjects, *trace.Reader) {
-	t.Helper()
-	testutil.RequireRoot(t)
-	objs, err := loader.LoadProbe(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	rd, err := trace.NewReader(objs.TraceEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rd.Close() })
-	return objs, rd
-}
-
 func names(t testing.TB) *trace.Names {
 	t.Helper()
 	n, err := trace.DefaultNames()
@@ -79,14 +64,7 @@ func names(t testing.TB) *trace.Names {
 func expectOneRecord(t *testing.T, rd *trace.Reader, verdict, reason string) trace.Record {
 	t.Helper()
 	n := names(t)
-	recs, err := rd.Drain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 1 {
-		t.Fatalf("want 1 trace record, got %d", len(recs))
-	}
-	r := recs[0]
+	r := oneRecord(t, rd)
 	if got := n.Verdict(r.Verdict); got != verdict {
 		t.Errorf("trace verdict: want %s, got %s (%s)", verdict, got, n.Format(r))
 	}
@@ -100,7 +78,7 @@ func expectOneRecord(t *testing.T, rd *trace.Reader, verdict, reason string) tra
 }
 
 func TestProbeFixtures(t *testing.T) {
-	objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
+	objs, rd := loadertest.LoadProbe(t, bpfconfig.Config{NodeId: 42, MonitorAggregation: uint32(bpfobj.LxcMonitorAggregationAGGREGATION_NONE)})
 
 	dropped := func(reason string) func(*testing.T, testrun.Result) {
 		return func(t *testing.T, _ testrun.Result) { expectOneRecord(t, rd, "VERDICT_DROP", reason) }
@@ -193,7 +171,7 @@ func TestProbeFixtures(t *testing.T) {
 // shorter than Ethernet + 20 bytes, before any program runs: those truncations are
 // reached through IHL and total length above, and this test keeps the claim honest.
 func TestKernelRejectsShortFramesBeforeTheProgram(t *testing.T) {
-	objs, _ := loadProbe(t, bpfconfig.Config{})
+	objs, _ := loadertest.LoadProbe(t, bpfconfig.Config{})
 	for _, n := range []int{13, 14 + 19} {
 		if _, err := testrun.Run(objs.Probe, tcpSYN()[:n]); err == nil {
 			t.Errorf("%d-byte frame: the kernel ran the program; the truncated-frame fixtures can now feed it directly", n)
@@ -222,7 +200,7 @@ func TestProbeMonitorAggregation(t *testing.T) {
 		{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MEDIUM), 0, 1},
 		{uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX), 0, 1},
 	} {
-		objs, rd := loadProbe(t, bpfconfig.Config{NodeId: 1, MonitorAggregation: tc.level})
+		objs, rd := loadertest.LoadProbe(t, bpfconfig.Config{NodeId: 1, MonitorAggregation: tc.level})
 		if _, err := testrun.Run(objs.Probe, tcpSYN()); err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-
-	"podpath/internal/nsutil"
 )
 
 // Mode says whether a program may be run repeatedly on its own output.
@@ -86,13 +84,7 @@ func BenchPath(b *testing.B, nsPath string, prog *ebpf.Program, pkt []byte, want
 		}
 		return nil
 	}
-	var err error
-	if nsPath != "" {
-		err = nsutil.Do(nsPath, run)
-	} else {
-		err = run()
-	}
-	if err != nil {
+	if err := doIn(nsPath, run); err != nil {
 		b.Fatal(err)
 	}
 }

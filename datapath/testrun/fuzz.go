@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/trace"
-	"podpath/internal/nsutil"
 )
 
 // MaxFuzzFrame is the longest frame a fuzz target feeds to a program: it stays clear
@@ -48,13 +47,7 @@ func RunFuzz(t *testing.T, nsPath string, prog *ebpf.Program, data []byte, ctx *
 		res, err = RunContext(prog, data, ctx)
 		return err
 	}
-	var err error
-	if nsPath != "" {
-		err = nsutil.Do(nsPath, run)
-	} else {
-		err = run()
-	}
-	if err != nil {
+	if err := doIn(nsPath, run); err != nil {
 		if errors.Is(err, unix.EINVAL) && KernelRejects(data) {
 			return Result{}, false
 		}

@@ -26,6 +26,15 @@ func NewNetns(tb testing.TB, name string) string {
 	return name
 }
 
+// doIn runs fn inside the network namespace at nsPath, or in the caller's when nsPath
+// is empty.
+func doIn(nsPath string, fn func() error) error {
+	if nsPath == "" {
+		return fn()
+	}
+	return nsutil.Do(nsPath, fn)
+}
+
 // NetlinkAt is a netlink handle that works inside the named namespace, closed when
 // the test ends.
 func NetlinkAt(tb testing.TB, name string) *netlink.Handle {

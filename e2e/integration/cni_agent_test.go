@@ -21,6 +21,7 @@ import (
 
 	"podpath/datapath/agent"
 	"podpath/datapath/cni"
+	"podpath/datapath/cni/cnitest"
 	"podpath/datapath/config/configs"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
@@ -41,7 +42,7 @@ func upCluster(t *testing.T) *cluster {
 	t.Helper()
 	testutil.RequireRoot(t)
 	topotest.UseAgent(t)
-	bin := pluginBinary(t)
+	bin := cnitest.Binary(t)
 	topo := topotest.Up(t, "l2-two-node-agent", "cni", false)
 	cfg, err := configs.Write(topo.Dir(), "native-routing")
 	if err != nil {
@@ -75,18 +76,18 @@ func newPodNs(t *testing.T, name string) string {
 }
 
 // cni runs the plugin on node with the node agent's socket in the config.
-func (c *cluster) cni(t *testing.T, node string, cl call, version, extra string) ([]byte, *types.Error) {
+func (c *cluster) cni(t *testing.T, node string, cl cnitest.Call, version, extra string) ([]byte, *types.Error) {
 	t.Helper()
 	cl.In = c.nodeNs(t, node)
-	cl.Conf = conf(version, c.agents.Client(node).Socket, extra)
-	return run(t, c.bin, cl)
+	cl.Conf = cnitest.Conf(version, c.agents.Client(node).Socket, extra)
+	return cnitest.Run(t, c.bin, cl)
 }
 
 // add runs ADD and returns the result, converted to the current version, and as
 // printed.
 func (c *cluster) add(t *testing.T, node, id, netnsPath, args, version, extra string) (*current.Result, []byte) {
 	t.Helper()
-	out, cerr := c.cni(t, node, call{Command: "ADD", ContainerID: id, Netns: netnsPath, Args: args}, version, extra)
+	out, cerr := c.cni(t, node, cnitest.Call{Command: "ADD", ContainerID: id, Netns: netnsPath, Args: args}, version, extra)
 	if cerr != nil {
 		t.Fatalf("ADD %s on %s: CNI error %d: %s (%s)", id, node, cerr.Code, cerr.Msg, cerr.Details)
 	}
@@ -239,7 +240,7 @@ func TestPluginWithAgents(t *testing.T) {
 	}
 
 	check := func(node, id, netnsPath string, prev []byte) *types.Error {
-		_, cerr := c.cni(t, node, call{Command: "CHECK", ContainerID: id, Netns: netnsPath}, "1.1.0", `"prevResult":`+string(prev))
+		_, cerr := c.cni(t, node, cnitest.Call{Command: "CHECK", ContainerID: id, Netns: netnsPath}, "1.1.0", `"prevResult":`+string(prev))
 		return cerr
 	}
 	if cerr := check("node1", "ctr-a", nsA, rawA); cerr != nil {
@@ -251,7 +252,7 @@ func TestPluginWithAgents(t *testing.T) {
 	if cerr := check("node2", "ctr-a", nsA, rawA); cerr == nil || cerr.Code != types.ErrUnknownContainer {
 		t.Errorf("CHECK on the wrong node: %+v, want code 3", cerr)
 	}
-	if out, cerr := c.cni(t, "node1", call{Command: "STATUS"}, "1.1.0", ""); cerr != nil {
+	if out, cerr := c.cni(t, "node1", cnitest.Call{Command: "STATUS"}, "1.1.0", ""); cerr != nil {
 		t.Errorf("STATUS: %+v %s", cerr, out)
 	}
 
@@ -262,7 +263,7 @@ func TestPluginWithAgents(t *testing.T) {
 		"IP=10.244.2.9":  "outside this node's PodCIDR 10.244.1.0/24",
 		"IP=10.244.1.1":  "gateway",
 	} {
-		_, cerr := c.cni(t, "node1", call{Command: "ADD", ContainerID: "ctr-d", Netns: nsD, Args: args}, "1.0.0", "")
+		_, cerr := c.cni(t, "node1", cnitest.Call{Command: "ADD", ContainerID: "ctr-d", Netns: nsD, Args: args}, "1.0.0", "")
 		if cerr == nil || cerr.Code != cni.ErrAgentRefused || !strings.Contains(cerr.Msg, want) {
 			t.Errorf("ADD %s: %+v, want code %d with %q", args, cerr, cni.ErrAgentRefused, want)
 		}
@@ -285,7 +286,7 @@ func TestPluginWithAgents(t *testing.T) {
 	// GC on node2 with no valid attachment detaches pod b; on node1 keeping a and c, nothing.
 	gc := func(node, valid string) {
 		t.Helper()
-		if out, cerr := c.cni(t, node, call{Command: "GC"}, "1.1.0", `"cni.dev/valid-attachments":[`+valid+`]`); cerr != nil {
+		if out, cerr := c.cni(t, node, cnitest.Call{Command: "GC"}, "1.1.0", `"cni.dev/valid-attachments":[`+valid+`]`); cerr != nil {
 			t.Fatalf("GC on %s: %+v %s", node, cerr, out)
 		}
 	}
@@ -304,7 +305,7 @@ func TestPluginWithAgents(t *testing.T) {
 	// DEL twice, DEL of what was never added, DEL after the pod's namespace is gone.
 	del := func(id, netnsPath string) {
 		t.Helper()
-		if out, cerr := c.cni(t, "node1", call{Command: "DEL", ContainerID: id, Netns: netnsPath}, "1.0.0", ""); cerr != nil {
+		if out, cerr := c.cni(t, "node1", cnitest.Call{Command: "DEL", ContainerID: id, Netns: netnsPath}, "1.0.0", ""); cerr != nil {
 			t.Errorf("DEL %s: %d %s (%s) %s", id, cerr.Code, cerr.Msg, cerr.Details, out)
 		}
 	}

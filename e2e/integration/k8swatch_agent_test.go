@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -17,9 +18,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"podpath/datapath/agent"
 	"podpath/datapath/config/configs"
+	"podpath/datapath/k8swatch"
+	"podpath/datapath/k8swatch/k8stest"
 	"podpath/internal/nsutil"
 	"podpath/internal/testutil"
 	"podpath/topology"
@@ -108,13 +112,19 @@ func TestWatcherWithAgent(t *testing.T) {
 	}
 	var objs []*corev1.Node
 	for _, n := range topo.Nodes() {
-		objs = append(objs, node(n.Name, n.PodCIDR.String(), internalIP(n.InternalIP.String())))
+		objs = append(objs, k8stest.Node(n.Name, n.PodCIDR.String(), k8stest.InternalIP(n.InternalIP.String())))
 	}
-	svc := webService(80)
+	svc := k8stest.WebService(80)
 	svc.Spec.Type, svc.Spec.Ports[0].NodePort = corev1.ServiceTypeNodePort, 30080
-	webSlice := slice("web", []discoveryv1.EndpointPort{epPort("http", 8080, corev1.ProtocolTCP)},
-		endpoint(ip("pod1b"), nil, nil, nil), endpoint(ip("pod2a"), ptr(true), nil, nil))
-	_, cs := startWatcher(t, c, objs[0], objs[1], svc, webSlice)
+	webSlice := k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)},
+		k8stest.Endpoint(ip("pod1b"), nil, nil, nil), k8stest.Endpoint(ip("pod2a"), new(true), nil, nil))
+	// A watcher of node1 over a fake API server, feeding the agent of node1.
+	cs := fake.NewClientset(objs[0], objs[1], svc, webSlice)
+	w, err := k8swatch.New(k8swatch.Options{Client: cs, Node: "node1", Target: c, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k8stest.Run(t, w)
 
 	services, err := c.ServiceList(ctx)
 	if err != nil {
@@ -139,11 +149,11 @@ func TestWatcherWithAgent(t *testing.T) {
 	}
 
 	// pod2a stops being ready: new connections go to pod1b only.
-	webSlice.Endpoints[1] = endpoint(ip("pod2a"), ptr(false), ptr(false), ptr(false))
+	webSlice.Endpoints[1] = k8stest.Endpoint(ip("pod2a"), new(false), new(false), new(false))
 	if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, webSlice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod2a removed from the agent's backends", func() error {
+	k8stest.Eventually(t, "pod2a removed from the agent's backends", func() error {
 		s, err := c.ServiceList(ctx)
 		if err != nil || len(s) != 1 || len(s[0].Backends) != 1 || s[0].Backends[0].IP.String() != ip("pod1b") {
 			return fmt.Errorf("services %+v, %v", s, err)
@@ -152,7 +162,7 @@ func TestWatcherWithAgent(t *testing.T) {
 	})
 	// GET /v1/services shows the desired state, which the agent saves before it
 	// programs the maps: the datapath follows a moment later.
-	eventually(t, "new connections only to pod1b", func() error {
+	k8stest.Eventually(t, "new connections only to pod1b", func() error {
 		for range 6 {
 			if who, err := dial(topo, "pod1a", vip); err != nil || who != "pod1b" {
 				return fmt.Errorf("pod1a -> %s after pod2a left: %q, %v; want pod1b", vip, who, err)
@@ -162,10 +172,10 @@ func TestWatcherWithAgent(t *testing.T) {
 	})
 
 	// A third node joins and leaves; the service goes.
-	if _, err := cs.CoreV1().Nodes().Create(ctx, node("node3", "10.244.3.0/24", internalIP("10.0.0.99")), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Nodes().Create(ctx, k8stest.Node("node3", "10.244.3.0/24", k8stest.InternalIP("10.0.0.99")), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node3 registered", func() error {
+	k8stest.Eventually(t, "node3 registered", func() error {
 		ns, err := c.NodeList(ctx)
 		if !slices.ContainsFunc(ns, func(n agent.Node) bool {
 			return n.Name == "node3" && n.IP == netip.MustParseAddr("10.0.0.99") && n.PodCIDR == netip.MustParsePrefix("10.244.3.0/24")
@@ -178,7 +188,7 @@ func TestWatcherWithAgent(t *testing.T) {
 		cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{})); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node3 and the service gone", func() error {
+	k8stest.Eventually(t, "node3 and the service gone", func() error {
 		ns, err1 := c.NodeList(ctx)
 		ss, err2 := c.ServiceList(ctx)
 		if len(ns) != 2 || len(ss) != 0 {

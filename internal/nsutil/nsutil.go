@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -133,6 +134,22 @@ func List() ([]string, error) {
 		names = append(names, e.Name())
 	}
 	return names, nil
+}
+
+// ListPrefix returns the names of the named namespaces that start with prefix (a run's
+// namespaces: what must be gone after its teardown).
+func ListPrefix(prefix string) ([]string, error) {
+	names, err := List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // Inode returns the namespace inode of the file at path (a bind mount or /proc/PID/ns/net),

@@ -97,25 +97,12 @@ func TestVethPair(t *testing.T) {
 	if err := p.Down(ctx); err != nil {
 		t.Fatalf("second Down: %v", err)
 	}
-	if left := namespacesWithPrefix(t, "pp-"+p.ID+"-"); len(left) > 0 {
+	if left, err := nsutil.ListPrefix("pp-" + p.ID + "-"); err != nil {
+		t.Error(err)
+	} else if len(left) > 0 {
 		t.Errorf("namespaces left after Down: %v", left)
 	}
 	if _, err := os.Stat(filepath.Join(netns.StateRoot, p.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("run dir left after Down: %v", err)
 	}
-}
-
-func namespacesWithPrefix(tb testing.TB, prefix string) []string {
-	tb.Helper()
-	names, err := nsutil.List()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var left []string
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) {
-			left = append(left, n)
-		}
-	}
-	return left
 }

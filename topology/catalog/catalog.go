@@ -4,10 +4,8 @@ package catalog
 
 import (
 	"embed"
-	"fmt"
-	"sort"
-	"strings"
 
+	"podpath/internal/catalogfs"
 	"podpath/topology"
 )
 
@@ -18,21 +16,13 @@ import (
 var files embed.FS
 
 // Names lists the names of the topologies shipped in the catalog.
-func Names() []string {
-	entries, _ := files.ReadDir(".")
-	var names []string
-	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
-	}
-	sort.Strings(names)
-	return names
-}
+func Names() []string { return catalogfs.Names(files) }
 
 // Topology returns a catalog topology spec by name (e.g. "l2-two-node").
 func Topology(name string) (*topology.Spec, error) {
-	data, err := files.ReadFile(name + ".yaml")
+	data, err := catalogfs.Read(files, "catalog topology", name)
 	if err != nil {
-		return nil, fmt.Errorf("catalog topology %q: not found (have: %s)", name, strings.Join(Names(), ", "))
+		return nil, err
 	}
 	return topology.Parse(data)
 }

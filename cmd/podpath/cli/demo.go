@@ -92,15 +92,9 @@ func demoTopology(ctx context.Context, e *env, name, artifacts string) (passed, 
 }
 
 func noNamespacesLeft(prefix string) error {
-	names, err := nsutil.List()
+	left, err := nsutil.ListPrefix(prefix)
 	if err != nil {
 		return err
-	}
-	var left []string
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) {
-			left = append(left, n)
-		}
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("namespaces left after down: %s", strings.Join(left, " "))

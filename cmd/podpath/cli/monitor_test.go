@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	"podpath/topology/agentrun"
 	"podpath/topology/catalog"
 	"podpath/topology/netns"
+	"podpath/topology/topotest"
 )
 
 func TestMonitorArgs(t *testing.T) {
@@ -75,7 +74,7 @@ func TestMonitorNoDatapath(t *testing.T) {
 // the other: two monitors on one ring buffer would each see part of the records.
 func TestMonitor(t *testing.T) {
 	testutil.RequireRoot(t)
-	useAgentBinary(t)
+	topotest.UseAgent(t)
 	topo := upCatalog(t, "l2-two-node-agent")
 	cfg, err := filepath.Abs(filepath.Join("..", "..", "..", "datapath", "config", "configs", "native-routing.yaml"))
 	if err != nil {
@@ -211,18 +210,4 @@ func upCatalog(t *testing.T, name string) topology.Cluster {
 		}
 	})
 	return topo
-}
-
-// useAgentBinary points PODPATH_AGENT at a podpath-agent built from this tree, unless
-// it is set already.
-func useAgentBinary(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PODPATH_AGENT") != "" {
-		return
-	}
-	bin := filepath.Join(t.TempDir(), "podpath-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "podpath/cmd/podpath-agent").CombinedOutput(); err != nil {
-		t.Fatalf("build podpath-agent: %v: %s", err, out)
-	}
-	t.Setenv("PODPATH_AGENT", bin)
 }

@@ -7,32 +7,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+
+	"podpath/internal/catalogfs"
 )
 
 //go:embed *.yaml
 var files embed.FS
 
 // Names lists the catalog's cilium-configs, sorted.
-func Names() []string {
-	entries, _ := files.ReadDir(".")
-	var names []string
-	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
-	}
-	sort.Strings(names)
-	return names
-}
+func Names() []string { return catalogfs.Names(files) }
 
 // Read returns the ConfigMap of catalog config name.
-func Read(name string) ([]byte, error) {
-	data, err := files.ReadFile(name + ".yaml")
-	if err != nil {
-		return nil, fmt.Errorf("catalog config %q: not found (have: %s)", name, strings.Join(Names(), ", "))
-	}
-	return data, nil
-}
+func Read(name string) ([]byte, error) { return catalogfs.Read(files, "catalog config", name) }
 
 // Write writes catalog cilium-config name into dir and returns its path: agents read
 // their ConfigMap from a file.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package integration
+package cnitest
 
 import (
 	"bytes"
@@ -17,17 +17,17 @@ import (
 	"podpath/internal/testutil"
 )
 
-// pluginBinary returns $PODPATH_CNI, or podpath-cni built from this tree.
-func pluginBinary(t *testing.T) string {
+// Binary returns $PODPATH_CNI, or podpath-cni built from this tree.
+func Binary(t *testing.T) string {
 	if p := os.Getenv("PODPATH_CNI"); p != "" {
 		return p
 	}
 	return testutil.Build(t, "podpath/cmd/podpath-cni")
 }
 
-// call is one run of the plugin, as a runtime makes it: CNI_* variables and the
+// Call is one run of the plugin, as a runtime makes it: CNI_* variables and the
 // network config on stdin.
-type call struct {
+type Call struct {
 	Command, ContainerID, Netns, IfName, Args string
 	Conf                                      string
 	// In is the path of the network namespace to run the plugin in (a node's, as a
@@ -35,8 +35,9 @@ type call struct {
 	In string
 }
 
-// run executes the plugin and returns its stdout, or the CNI error it printed.
-func run(t *testing.T, bin string, c call) ([]byte, *types.Error) {
+// Run executes the plugin bin and returns its stdout, or the CNI error it printed.
+// An IfName left empty is eth0 for the commands that take one.
+func Run(t *testing.T, bin string, c Call) ([]byte, *types.Error) {
 	t.Helper()
 	if c.IfName == "" && c.Command != "VERSION" && c.Command != "GC" && c.Command != "STATUS" {
 		c.IfName = "eth0"
@@ -64,9 +65,9 @@ func run(t *testing.T, bin string, c call) ([]byte, *types.Error) {
 	return stdout.Bytes(), nil
 }
 
-// conf is a network config for the plugin with cniVersion v, the agent at socket and
+// Conf is a network config for the plugin with cniVersion v, the agent at socket and
 // the extra top-level fields in extra (JSON members, without braces).
-func conf(v, socket, extra string) string {
+func Conf(v, socket, extra string) string {
 	s := fmt.Sprintf(`{"cniVersion":%q,"name":"podpath","type":"podpath-cni","agentSocket":%q`, v, socket)
 	if extra != "" {
 		s += "," + extra
