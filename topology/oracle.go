@@ -273,6 +273,25 @@ func (ps Paths) Refusers(size int) []string {
 	return out
 }
 
+// Silent says whether a DF packet of size is dropped without any ICMP error on every
+// alternative that refuses it: where it first does not fit, the receiving end's MTU is
+// the small one.
+func (ps Paths) Silent(size int) bool {
+	silent := false
+	for _, p := range ps {
+		for _, l := range p.Links {
+			if l.MTU > 0 && size > l.MTU {
+				if !l.Silent {
+					return false
+				}
+				silent = true
+				break
+			}
+		}
+	}
+	return silent
+}
+
 // Encapsulated says whether every alternative is encapsulated.
 func (ps Paths) Encapsulated() bool {
 	return len(ps) > 0 && !slices.ContainsFunc(ps, func(p Path) bool { return !p.Encapsulated() })

@@ -209,6 +209,9 @@ func TestOracle(t *testing.T) {
 			if ps.MTU() != tt.mtu || ps.MaxMTU() != tt.max {
 				t.Errorf("MTU %d, max %d; want %d, %d", ps.MTU(), ps.MaxMTU(), tt.mtu, tt.max)
 			}
+			if silent := ps.Silent(tt.mtu + 1); silent != strings.Contains(tt.name, "silent") {
+				t.Errorf("silent drop of %d bytes: %v", tt.mtu+1, silent)
+			}
 			if r := ps.Refusers(tt.max + 1); !reflect.DeepEqual(r, tt.refusers) {
 				t.Errorf("refusers of %d bytes: %v, want %v", tt.max+1, r, tt.refusers)
 			}
