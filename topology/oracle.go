@@ -216,6 +216,11 @@ func (p Path) String() string {
 	fmt.Fprintf(&b, "%s -> %s (%s): path MTU %d", p.From, p.To, p.Dst, p.MTU())
 	for _, l := range p.Links {
 		b.WriteString("\n  " + l.String())
+		if l.Underlay != nil {
+			for _, u := range l.Underlay.Links {
+				b.WriteString("\n    underlay: " + u.String())
+			}
+		}
 	}
 	return b.String()
 }

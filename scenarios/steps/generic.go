@@ -96,7 +96,7 @@ func runNodePairMTU(ctx context.Context, s *scenarios.Stage, _ none, e nodePairM
 			witness, werr := exp.refused(t, out, err)
 			ferr = errors.Join(ferr, werr)
 			if ferr != nil {
-				ferr = fmt.Errorf("%w\n  expected from the topology (%s):\n%s", ferr, how, indent(paths.String()))
+				ferr = fmt.Errorf("%w\nexpected from the topology (%s):\n%s", ferr, how, indent(paths.String()))
 			}
 			s.Check(fmt.Sprintf("MTU %s (%s) -> %s (%s): DF packets of %d bytes cross, %d are refused", src.Name, na.Name, dst.Name, nb.Name, exp.mtu, exp.over),
 				fmt.Sprintf("ping -M do -s %d and %d; expected: %s; refusal: %s", exp.mtu-28, exp.over-28, exp.source, witness), ferr)
@@ -126,7 +126,12 @@ func expectedPathMTU(paths topology.Paths, src string, cfgMTU, given int) pathMT
 	var hops []string
 	for _, p := range paths {
 		b, _ := p.Bottleneck()
-		hops = append(hops, fmt.Sprintf("path %s, MTU %d at %s/%s -> %s/%s", p.Hops(), p.MTU(), b.From, b.FromIf, b.To, b.ToIf))
+		at := fmt.Sprintf("path %s, MTU %d at %s/%s -> %s/%s", p.Hops(), p.MTU(), b.From, b.FromIf, b.To, b.ToIf)
+		if b.Underlay != nil {
+			u, _ := b.Underlay.Bottleneck()
+			at += fmt.Sprintf(" (%s: underlay %s narrows to %d at %s/%s -> %s/%s, less %d)", b.Tunnel, b.Underlay.Hops(), u.MTU, u.From, u.FromIf, u.To, u.ToIf, u.MTU-b.MTU)
+		}
+		hops = append(hops, at)
 	}
 	x.source = "the topology: " + strings.Join(hops, "; or ")
 	if len(paths) > 1 {
@@ -153,8 +158,8 @@ func (x pathMTUExpectation) refused(t topology.Cluster, out []byte, pingErr erro
 	case !ok && x.silent:
 		return "none: dropped without ICMP, as the topology predicts (a link's receiving end has the smaller MTU)", nil
 	case !ok:
-		return "none", fmt.Errorf("%d-byte DF packet neither crossed nor was refused with an MTU (no ICMP frag-needed, no local error: a black hole): %s",
-			x.over, strings.TrimSpace(string(out)))
+		return "none", fmt.Errorf("%d-byte DF packet neither crossed nor was refused with an MTU (no ICMP frag-needed, no local error: a black hole); ping said:\n%s",
+			x.over, indent(string(out)))
 	}
 	witness := r.describe(t)
 	if !slices.Contains(x.mtus, r.MTU) {
