@@ -141,7 +141,11 @@ func podPathMTU(s *scenarios.Stage, a, b string) (int, string, error) {
 		return 0, "", err
 	}
 	mtu := ps.MTU()
-	src := fmt.Sprintf("the topology (%s): %s", how, strings.ReplaceAll(ps.String(), "\n", ";"))
+	var lines []string
+	for _, l := range strings.Split(ps.String(), "\n") {
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	src := fmt.Sprintf("the topology (%s): %s", how, strings.Join(lines, "; "))
 	if c := configRouteMTU(s, o); c != 0 && c < mtu {
 		return c, fmt.Sprintf("the cilium-config's mtu key less the overhead (the topology's path MTU: %d)", mtu), nil
 	}
