@@ -14,8 +14,9 @@ import ()
 
 // Generic builds the scenario a user gets for their own topology and cilium-config:
 // every pod reaches every other pod over ICMP, TCP and UDP, and between the first pods
-// of every pair of nodes the path MTU is what the agent planned: DF packets up to the
-// route MTU cross, one byte more is refused. configFile may be empty (Cilium's
+// of every pair of nodes the path MTU is the topology's (the smallest link on the way,
+// less the tunnel overhead in tunnel mode): DF packets of it cross, one byte more is
+// refused naming it. configFile may be empty (Cilium's
 // defaults); a topology whose pods the harness plumbs (podNetwork: kernel) runs
 // without agents, and so without a config. It is a scenario file built in code:
 //

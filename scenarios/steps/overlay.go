@@ -43,10 +43,11 @@ var overlays = map[string]overlay{
 
 func init() {
 	scenarios.RegisterStep(scenarios.StepDef[tunnelMTUWith, tunnelMTUExpect]{
-		Name:    "tunnel-mtu",
-		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
-		Agents:  true,
-		Run:     runTunnelMTU,
+		Name: "tunnel-mtu",
+		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead), the route the node's kernel uses to " +
+			"every other node's pods (its mtu = the topology's underlay path MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
+		Agents: true,
+		Run:    runTunnelMTU,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[overlayWith, overlayExpect]{
 		Name: "overlay-headers",
@@ -104,11 +105,72 @@ func runTunnelMTU(ctx context.Context, s *scenarios.Stage, w tunnelMTUWith, e tu
 		fmt.Sprintf("podpath-agent status of %s: device MTU %d (%s), route MTU %d (%s)", n.Name, st.MTU.Device, st.MTU.DeviceSource, st.MTU.Route, st.MTU.OverheadSource),
 		errors.Join(expectEqual("device MTU", deviceMTU, st.MTU.Device), expectEqual("route MTU", route, st.MTU.Route),
 			expectEqual("underlay device", device, st.MTU.UnderlayDevice)))
+	if err := kernelTunnelRoutes(ctx, s, label, n); err != nil {
+		return err
+	}
 	for _, pod := range w.Pods {
 		s.Check(fmt.Sprintf("%s: %s's eth0 and default route carry the route MTU %d", label, pod, route),
 			string(pod)+": link eth0 MTU and the default route's mtu attribute", podMTUs(s.T, string(pod), route, route))
 	}
 	return nil
+}
+
+// kernelTunnelRoutes checks, for every other node, the route node n's kernel really
+// uses toward that node's pods (`ip route get`, with its mtu) against the tunnel MTU the
+// topology gives: the underlay path MTU between the two nodes less the tunnel overhead.
+func kernelTunnelRoutes(ctx context.Context, s *scenarios.Stage, label string, n topology.Node) error {
+	oracle, how, err := stageOracle(s)
+	if err != nil {
+		return err
+	}
+	overhead := oracle.Options().TunnelOverhead
+	if oracle.Options().Tunnel == "" {
+		return nil // native routing: no tunnel route to size
+	}
+	for _, peer := range s.T.Nodes() {
+		if peer.Name == n.Name {
+			continue
+		}
+		under, err := oracle.NodeToNode(n.Name, peer.Name)
+		if err != nil {
+			return err
+		}
+		want := under.MTU() - overhead
+		if c := configRouteMTU(s, oracle); c != 0 && c < want {
+			want = c
+		}
+		dst := peer.PodCIDR.Addr().Next().Next()
+		if len(peer.Pods) > 0 {
+			dst = peer.Pods[0].IP
+		}
+		got, out, rerr := kernelRouteMTU(ctx, s.T, n.Name, dst)
+		if rerr == nil && got != want {
+			rerr = fmt.Errorf("route mtu %d, want %d: underlay path MTU %d - %d (%s):\n%s\n  ip route get %s:\n%s",
+				got, want, under.MTU(), overhead, how, indent(under.String()), dst, indent(out))
+		}
+		s.Check(fmt.Sprintf("%s: %s's kernel route to %s's pods carries the tunnel MTU %d (underlay path MTU %d - %d)", label, n.Name, peer.Name, want, under.MTU(), overhead),
+			fmt.Sprintf("%s: ip route get %s (netlink RTM_GETROUTE, the mtu metric)", n.Name, dst), rerr)
+	}
+	return nil
+}
+
+// kernelRouteMTU asks member's kernel for its route to dst and returns the route's mtu
+// metric (0: none) and the `ip route get` text for evidence.
+func kernelRouteMTU(ctx context.Context, t topology.Cluster, member string, dst netip.Addr) (int, string, error) {
+	mtu := 0
+	err := t.Do(member, func() error {
+		routes, err := netlink.RouteGet(dst.AsSlice())
+		if err != nil {
+			return fmt.Errorf("route get %s: %w", dst, err)
+		}
+		if len(routes) == 0 {
+			return fmt.Errorf("route get %s: no route", dst)
+		}
+		mtu = routes[0].MTU
+		return nil
+	})
+	out, _ := t.Exec(ctx, member, "ip", "route", "get", dst.String())
+	return mtu, strings.TrimSpace(string(out)), err
 }
 
 type overlayWith struct {
@@ -388,17 +450,24 @@ func tsharkAgrees(ctx context.Context, pcap string, o overlay, identity uint32) 
 // DF it is fragmented by the sender and arrives whole; tracepath finds the path MTU and
 // iperf3 runs at full MSS without a retransmission storm.
 type mtuSweepExpect struct {
-	RouteMTU int `json:"routeMTU" required:"true" range:"68..65535" doc:"the path MTU between the pods"`
+	RouteMTU int `json:"routeMTU" required:"true" range:"68..65535" doc:"the path MTU between the pods; it must agree with the topology's (the smallest link on the way, less the tunnel overhead in tunnel mode), else the first check fails"`
 }
 
 func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSweepExpect) error {
-	t, label, route := s.T, s.Label(w.Label), e.RouteMTU
+	t, label := s.T, s.Label(w.Label)
 	a, b := string(w.From), string(w.To)
+	route, mismatch, err := expectedMTU(s, a, b, e.RouteMTU, "routeMTU")
+	if err != nil {
+		return err
+	}
 	for _, c := range [][2]string{{a, b}, {b, a}} {
 		src, dst := c[0], c[1]
 		to, _ := t.Pod(dst)
 		dir := src + " -> " + dst
 		var errs []error
+		if mismatch != "" {
+			errs = append(errs, errors.New(mismatch))
+		}
 		for _, size := range []int{64, route / 2, route - 28} {
 			if out, err := probe.PingSized(ctx, t, src, to.IP, size, true); err != nil {
 				errs = append(errs, fmt.Errorf("ICMP payload %d: %w: %s", size, err, out))
@@ -464,14 +533,18 @@ type fragNeededWith struct {
 func (w *fragNeededWith) Validate(e strictyaml.FieldErrors) { checkOtherNode(e, w.From, w.To) }
 
 type fragNeededExpect struct {
-	MTU int `json:"mtu" required:"true" range:"68..65535" doc:"the next-hop MTU the ICMP frag-needed carries: the route MTU"`
+	MTU int `json:"mtu" required:"true" range:"68..65535" doc:"the next-hop MTU the ICMP frag-needed carries: the route MTU; it must agree with the topology's path MTU between the pods (less the tunnel overhead in tunnel mode), else the check fails"`
 }
 
 // runFragNeeded makes a pod a sender that does not know the tunnel (eth0 and route at
 // the device MTU): its DF packet over the tunnel MTU must be answered with ICMP
 // fragmentation-needed carrying the route MTU, and TCP must converge (PMTUD).
 func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e fragNeededExpect) error {
-	t, label, route := s.T, s.Label(w.Label), e.MTU
+	t, label := s.T, s.Label(w.Label)
+	route, mismatch, err := expectedMTU(s, string(w.From), string(w.To), e.MTU, "mtu")
+	if err != nil {
+		return err
+	}
 	from, _ := t.Pod(string(w.From))
 	to, _ := t.Pod(string(w.To))
 	n, _ := t.Node(from.Node)
@@ -496,10 +569,13 @@ func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e 
 		return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
 	}, 1)
 	var ferr error
+	if mismatch != "" {
+		ferr = errors.New(mismatch)
+	}
 	if werr != nil {
-		ferr = fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)", from.Name, strings.TrimSpace(string(out)))
+		ferr = errors.Join(ferr, fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)", from.Name, strings.TrimSpace(string(out))))
 	} else if icmp := pkts[0].Decode().Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); int(icmp.Seq) != route {
-		ferr = fmt.Errorf("next-hop MTU %d, want %d: %s", icmp.Seq, route, pkts[0].Summary())
+		ferr = errors.Join(ferr, fmt.Errorf("next-hop MTU %d, want %d: %s", icmp.Seq, route, pkts[0].Summary()))
 	}
 	s.Check(fmt.Sprintf("%s: a DF packet over the tunnel MTU from a sender unaware of it gets ICMP frag-needed with MTU %d", label, route),
 		fmt.Sprintf("%s/eth0 capture (pcap %s): ICMP type 3 code 4, next-hop MTU", from.Name, session.PcapPath(from.Name, "eth0")), ferr)
