@@ -64,6 +64,14 @@ int from_netdev(struct __sk_buff *skb)
 		break;
 	}
 
+	/* The addresses of this node and its pods never arrive from the wire. The stack
+	 * would drop such a packet as a martian source, but local delivery below skips
+	 * the stack; checked on the outer header, before any tunnel or service work. */
+	if (sum.saddr == config_node_ip() || endpoint_lookup(sum.saddr)) {
+		reason = DROP_SPOOFED_SOURCE;
+		goto drop;
+	}
+
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
 			return from_netdev_geneve(skb, &p, &sum);

@@ -91,7 +91,8 @@ const (
 	HostDropReasonDROP_DSR_OPT_NO_ROOM         HostDropReason = 30
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 33
+	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 34
 )
 
 type HostEndpointFlags uint32

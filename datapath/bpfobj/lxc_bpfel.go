@@ -91,7 +91,8 @@ const (
 	LxcDropReasonDROP_DSR_OPT_NO_ROOM         LxcDropReason = 30
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 33
+	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 34
 )
 
 type LxcEndpointFlags uint32

@@ -91,7 +91,8 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_NO_ROOM         OverlayDropReason = 30
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 33
+	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 34
 )
 
 type OverlayEndpointFlags uint32

@@ -49,7 +49,8 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_NO_ROOM         ProbeDropReason = 30
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 33
+	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
 )
 
 type ProbeHostRouting uint32

@@ -3,6 +3,7 @@
 package progtest
 
 import (
+	"net/netip"
 	"testing"
 
 	"podpath/datapath/bpfobj"
@@ -44,6 +45,16 @@ func TestFromNetdevFixtures(t *testing.T) {
 		e.fixture(f.eth0, testrun.Fixture{
 			Name: "the world is not ours", Input: fromUnderlay(worldIP).tcpSYN(), Verdict: testrun.Next,
 		}, pass("PASS_NOT_ENDPOINT")),
+	}
+	// Sources this node owns never arrive from the wire (issue 17's spoofed sources).
+	spoofed := func(src netip.Addr) pktSpec { p := toB; p.src = src; return p }
+	for _, sp := range []struct {
+		name string
+		src  netip.Addr
+	}{{"a pod of this node", podBIP}, {"this node", hostIP}} {
+		fixtures = append(fixtures, e.fixture(f.eth0, testrun.Fixture{
+			Name: "from the wire with the source of " + sp.name + " is dropped", Input: spoofed(sp.src).icmpEcho(), Verdict: testrun.Shot,
+		}, want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_DROP", drop: "DROP_SPOOFED_SOURCE"}))
 	}
 	for _, m := range malformed(toB.tcpSYN()) {
 		fixtures = append(fixtures, e.fixture(f.eth0, testrun.Fixture{Name: m.name, Input: m.pkt, Verdict: testrun.Shot},
