@@ -117,8 +117,11 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 	}
 	defer servers.Close()
 	for _, step := range spec.Steps {
-		if err := step.kind.run(ctx, s, step.With, step.Expect); err != nil {
-			return fmt.Errorf("%s (%s): %w", step.Path, step.Kind, err)
+		if err := r.runStep(ctx, s, step); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	return nil

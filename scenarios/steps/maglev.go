@@ -28,6 +28,7 @@ func init() {
 		Summary: "the Maglev lookup table a node holds for a service: entries per backend differ by at most maxSpread",
 		Agents:  true,
 		Expect:  maglevBalanceExpect{MaxSpread: 1},
+		Timeout: 30 * time.Second,
 		Run:     runMaglevBalance,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[maglevCrossNodeWith, maglevCrossNodeExpect]{
@@ -36,16 +37,18 @@ func init() {
 		Agents:  true,
 		With:    maglevCrossNodeWith{Flows: 10000},
 		Expect:  maglevCrossNodeExpect{MaxUnansweredPercent: 1},
+		Timeout: 3 * time.Minute, // 2 x up to 40,000 flows
 		Run:     runMaglevCrossNode,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[maglevRemovalWith, maglevRemovalExpect]{
 		Name: "maglev-backend-removal",
 		Summary: "remove one backend from services: established TCP connections to the others survive on the same " +
 			"backend, and fresh lookups move the removed backend's flows and at most maxMovedPercent of the others",
-		Agents: true,
-		With:   maglevRemovalWith{Flows: 10000, Connections: 4},
-		Expect: maglevRemovalExpect{MaxMovedPercent: 1},
-		Run:    runMaglevRemoval,
+		Agents:  true,
+		With:    maglevRemovalWith{Flows: 10000, Connections: 4},
+		Expect:  maglevRemovalExpect{MaxMovedPercent: 1},
+		Timeout: 3 * time.Minute, // 2 x up to 40,000 flows, connections, service updates
+		Run:     runMaglevRemoval,
 	})
 }
 

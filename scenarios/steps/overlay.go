@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -46,6 +47,7 @@ func init() {
 		Name:    "tunnel-mtu",
 		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
 		Agents:  true,
+		Timeout: 30 * time.Second,
 		Run:     runTunnelMTU,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[overlayWith, overlayExpect]{
@@ -53,20 +55,23 @@ func init() {
 		Summary: "one echo request over the tunnel: outer headers between the node IPs to the tunnel port, VNI = the " +
 			"source pod's identity, inner frame as sent; every underlay frame fits the link (with a 2 MiB TCP " +
 			"transfer); traces of encapsulation and decapsulation; tshark agrees",
-		Agents: true,
-		Run:    runOverlayHeaders,
+		Agents:  true,
+		Timeout: 2 * time.Minute, // a 2 MiB transfer and tshark twice
+		Run:     runOverlayHeaders,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[podPairWith, mtuSweepExpect]{
 		Name: "mtu-sweep",
 		Summary: "both ways: DF packets (ICMP, UDP) up to the route MTU cross, one byte more is refused naming the " +
 			"MTU, without DF they arrive whole; tracepath finds the path MTU; iperf3 runs at full MSS",
-		Run: runMTUSweep,
+		Timeout: 3 * time.Minute, // two directions of pings and datagrams, tracepath, iperf3
+		Run:     runMTUSweep,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[fragNeededWith, fragNeededExpect]{
 		Name: "frag-needed",
 		Summary: "a sender unaware of the tunnel (eth0 and route at the device MTU) gets ICMP frag-needed with the " +
 			"route MTU for a DF packet over it, and TCP converges (PMTUD)",
-		Run: runFragNeeded,
+		Timeout: time.Minute, // a ping, the ICMP, a 2 MiB transfer
+		Run:     runFragNeeded,
 	})
 }
 

@@ -74,6 +74,7 @@ func printStepKinds(w io.Writer, kinds []scenarios.StepKindDoc) {
 			agents = " (needs agents: podNetwork: agent)"
 		}
 		fmt.Fprintf(w, "%s%s\n  %s\n", k.Name, agents, k.Summary)
+		fmt.Fprintf(w, "  deadline: %s (a step's timeout: overrides it)\n", k.Timeout)
 		for _, part := range []struct {
 			key    string
 			params []scenarios.ParamDoc
