@@ -341,8 +341,9 @@ func (s *Session) Path(f Filter) []Packet {
 	return out
 }
 
-// DefaultWait bounds a wait whose context has no deadline of its own: no wait for
-// packets is unbounded.
+// DefaultWait bounds a wait that gives no deadline of its own (WaitFor, Await without
+// Within), whatever its context's: no wait for packets is unbounded, and a step's
+// longer deadline does not stretch one.
 const DefaultWait = 10 * time.Second
 
 // evidencePackets is how many of the last packets at a point a failed wait lists.
@@ -356,14 +357,14 @@ type Wait struct {
 	N int
 	// What names what is awaited, for the error: "ICMP frag-needed to pod1a".
 	What string
-	// Within is the wait's deadline from the call (0: the context's deadline, else
-	// DefaultWait). The earlier of it and the context's deadline wins.
+	// Within is the wait's deadline from the call (0: DefaultWait). The earlier of it
+	// and the context's deadline wins.
 	Within time.Duration
 }
 
 // WaitFor blocks until n packets matching f were seen at one point, and returns all the
 // matches seen by then in timestamp order. It fails when ctx ends, the session stops or
-// DefaultWait passes (when ctx has no deadline) first, returning the matches seen so far
+// DefaultWait passes first, returning the matches seen so far
 // with an error that lists the last packets seen at the point.
 func (s *Session) WaitFor(ctx context.Context, member, iface string, f Filter, n int) ([]Packet, error) {
 	return s.Await(ctx, Wait{Member: member, Interface: iface, Filter: f, N: n})
@@ -384,15 +385,8 @@ func (s *Session) Await(ctx context.Context, w Wait) ([]Packet, error) {
 	if p == nil {
 		return nil, fmt.Errorf("wait for %s on %s/%s: no such capture point", what, w.Member, w.Interface)
 	}
-	within := w.Within
-	if _, ok := ctx.Deadline(); !ok && within <= 0 {
-		within = DefaultWait
-	}
-	if within > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, within)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(w.Within, DefaultWait))
+	defer cancel()
 	start := time.Now()
 	fail := func(matched []Packet, cause error) ([]Packet, error) {
 		slices.SortStableFunc(matched, byTime)

@@ -469,7 +469,7 @@ func TestAwaitDeadlineEvidence(t *testing.T) {
 		want   time.Duration
 	}{
 		{"own deadline", 300 * time.Millisecond, 300 * time.Millisecond},
-		{"default under a context without deadline", 0, DefaultWait},
+		{"default, under a context without deadline", 0, DefaultWait},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

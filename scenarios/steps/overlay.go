@@ -100,7 +100,9 @@ func runTunnelMTU(ctx context.Context, s *scenarios.Stage, w tunnelMTUWith, e tu
 	}
 	underlay := internalIface(n)
 	device, deviceMTU := cmp.Or(e.Device, underlay.Name), cmp.Or(e.DeviceMTU, underlay.MTU)
-	st, err := agents.Client(n.Name).Status(ctx)
+	actx, cancel := agentCall(ctx)
+	defer cancel()
+	st, err := agents.Client(n.Name).Status(actx)
 	if err != nil {
 		return err
 	}
@@ -218,7 +220,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 	if err := traces.Collect(); err != nil {
 		return err
 	}
-	eps, err := agents.Client(n1.Name).EndpointList(ctx)
+	actx, cancel := agentCall(ctx)
+	defer cancel()
+	eps, err := agents.Client(n1.Name).EndpointList(actx)
 	if err != nil {
 		return err
 	}
@@ -350,6 +354,8 @@ func expectTunnelTrace(tr *trace.Collector, node string, src, dst netip.Addr, po
 }
 
 func tsharkAgrees(ctx context.Context, pcap string, o overlay, identity uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, tsharkWait)
+	defer cancel()
 	if _, err := exec.LookPath("tshark"); err != nil {
 		return errors.New("tshark is not installed (Debian package tshark): the independent dissector check cannot run")
 	}
@@ -459,6 +465,21 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 	return nil
 }
 
+// fragNeededWait is how long frag-needed waits, after the ping that provoked it ended,
+// for the ICMP error to show in the capture.
+const fragNeededWait = time.Second
+
+// tsharkWait bounds one tshark run over a step's pcap (a few MiB).
+const tsharkWait = 30 * time.Second
+
+// agentCallWait bounds one call to an agent's API (a local socket, a map dump).
+const agentCallWait = 10 * time.Second
+
+// agentCall returns ctx bounded by agentCallWait, for one call to an agent's API.
+func agentCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, agentCallWait)
+}
+
 type fragNeededWith struct {
 	From      scenarios.PodRef `json:"from" required:"true" doc:"the sender made unaware of the tunnel"`
 	To        scenarios.PodRef `json:"to" required:"true" doc:"the pod it sends to, on another node"`
@@ -495,14 +516,19 @@ func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e 
 		return err
 	}
 	defer session.Stop()
+	// The ping waits 2 s for its reply; the frag-needed answers its request at once, so
+	// by the time ping gives up it has long been captured: fragNeededWait is for the
+	// capture to catch up.
 	out, _ := probe.PingSized(ctx, t, from.Name, to.IP, route-27, true)
-	pkts, werr := session.WaitFor(ctx, from.Name, "eth0", func(p gopacket.Packet) bool {
-		icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-		return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
-	}, 1)
+	pkts, werr := session.Await(ctx, capture.Wait{Member: from.Name, Interface: "eth0", N: 1, Within: fragNeededWait,
+		What: fmt.Sprintf("ICMP frag-needed (type 3 code 4) to %s (%s) for its %d-byte DF echo request to %s", from.Name, from.IP, route+1, to.IP),
+		Filter: func(p gopacket.Packet) bool {
+			icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
+		}})
 	var ferr error
 	if werr != nil {
-		ferr = fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)", from.Name, strings.TrimSpace(string(out)))
+		ferr = fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)\n%w", from.Name, strings.TrimSpace(string(out)), werr)
 	} else if icmp := pkts[0].Decode().Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); int(icmp.Seq) != route {
 		ferr = fmt.Errorf("next-hop MTU %d, want %d: %s", icmp.Seq, route, pkts[0].Summary())
 	}
