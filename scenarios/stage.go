@@ -64,7 +64,7 @@ func (f *ScenarioFile) run(ctx context.Context, r *Run) error {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("interrupted (%v) after %s: %w", context.Cause(ctx), f.Stages[i].Path, err)
 		}
 	}
 	return nil
@@ -121,7 +121,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("interrupted (%v) after %s: %w", context.Cause(ctx), step.Path, err)
 		}
 	}
 	return nil
