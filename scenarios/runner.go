@@ -196,8 +196,9 @@ func (r *Run) unwind(ctx context.Context, mark int) error {
 }
 
 // stepGrace is how long a step may take to return after its deadline passed before the
-// runner gives up on it and ends the stage (its topology comes down).
-const stepGrace = 10 * time.Second
+// runner gives up on it and ends the stage (its topology comes down). A variable for
+// tests.
+var stepGrace = 10 * time.Second
 
 // runStep runs one step under its deadline (StepSpec.Timeout). A step that ran out of
 // time is a failed check naming the deadline, with the step's error as evidence (its own

@@ -284,7 +284,10 @@ func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWi
 	for _, name := range w.Services {
 		svc := s.Services[string(name)]
 		svc.Backends = slices.DeleteFunc(slices.Clone(svc.Backends), func(b agent.ServiceBackend) bool { return b.IP == removed.IP })
-		if err := s.ServiceUpsert(ctx, svc); err != nil {
+		actx, cancel := agentCall(ctx)
+		err := s.ServiceUpsert(actx, svc)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
