@@ -209,9 +209,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 	if err := traces.Reset(); err != nil {
 		return err
 	}
-	if err := probe.Exchange(ctx, t, probe.ICMP, src, dst); err != nil {
-		return err
-	}
+	// An echo that goes unanswered is evidence for the checks below, not the end of
+	// the scenario.
+	exErr := probe.Exchange(ctx, t, probe.ICMP, src, dst)
 	// A bulk TCP transfer, for the frame-size check with GSO super-packets.
 	bulkErr := probe.BulkTCP(ctx, t, src, dst, 2<<20)
 	if err := session.Stop(); err != nil {
@@ -248,6 +248,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 				{Member: src, Interface: "eth0", Outgoing: true, TTL: hops.DefaultTTL, MAC: from.MAC},
 				{Member: n1.Name, Interface: u1.Name, Outgoing: true, TTL: hops.DefaultTTL, MAC: u1.MAC}},
 			[]capture.Packet{sent[0], wire[0]}, werr)
+	}
+	if werr != nil && exErr != nil {
+		werr = fmt.Errorf("%w\n(the echo itself: %w)", werr, exErr)
 	}
 	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = %s's identity, inner frame as %s sent it (TTL-1)",
 		label, n1.InternalIP, n2.InternalIP, o.port, identity, src, src), where, werr)
