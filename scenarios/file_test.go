@@ -46,7 +46,7 @@ func TestParseScenario(t *testing.T) {
 		{"unknown stage field", strings.Replace(validFile, "    config: native-routing", "    config: native-routing\n    nodes: 3", 1),
 			[]string{"stages[0].nodes: unknown field (want one of: name, topology, config, services, steps)"}},
 		{"unknown step field", strings.Replace(validFile, "        expect: {routeMTU: 1500}", "        expect: {routeMTU: 1500}\n        retries: 2", 1),
-			[]string{"stages[0].steps[1].retries: unknown field (want one of: check (or do), with, expect)"}},
+			[]string{"stages[0].steps[1].retries: unknown field (want one of: check (or do), with, expect, timeout)"}},
 		{"unknown parameter", strings.Replace(validFile, "{from: pod1a, to: pod2a}\n        expect", "{from: pod1a, to: pod2a, mtu: 1400}\n        expect", 1),
 			[]string{"stages[0].steps[1].with.mtu: unknown parameter of step kind mtu-sweep (want one of: from, to, label)"}},
 		{"unknown expected value", strings.Replace(validFile, "expect: {routeMTU: 1500}", "expect: {routeMTU: 1500, loss: 0}", 1),

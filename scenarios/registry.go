@@ -3,6 +3,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -33,6 +34,10 @@ type StepDef[W, E any] struct {
 	Agents bool
 	With   W
 	Expect E
+	// Timeout is the step's deadline unless the scenario file gives one (`timeout:`);
+	// 0: DefaultStepTimeout. Waits inside the step have tighter deadlines of their own:
+	// this one bounds the step as a whole.
+	Timeout time.Duration
 	// Run drives traffic and records checks with s.Check; an error is a setup failure
 	// that ends the scenario.
 	Run func(ctx context.Context, s *Stage, with W, expect E) error
@@ -41,6 +46,7 @@ type StepDef[W, E any] struct {
 type stepKind struct {
 	name, summary string
 	agents        bool
+	timeout       time.Duration
 	with, expect  reflect.Value // defaults
 	run           func(ctx context.Context, s *Stage, with, expect any) error
 }
@@ -56,7 +62,7 @@ func RegisterStep[W, E any](def StepDef[W, E]) {
 		panic("scenarios: step kind " + def.Name + " registered twice")
 	}
 	stepKinds[def.Name] = &stepKind{
-		name: def.Name, summary: def.Summary, agents: def.Agents,
+		name: def.Name, summary: def.Summary, agents: def.Agents, timeout: cmp.Or(def.Timeout, DefaultStepTimeout),
 		with: reflect.ValueOf(def.With), expect: reflect.ValueOf(def.Expect),
 		run: func(ctx context.Context, s *Stage, with, expect any) error {
 			return def.Run(ctx, s, with.(W), expect.(E))
@@ -79,6 +85,8 @@ type StepSpec struct {
 	Kind   string
 	With   any
 	Expect any
+	// Timeout is the step's deadline: the file's `timeout:`, else its kind's default.
+	Timeout time.Duration
 	// Path is the step's field path (stages[0].steps[2]), for messages.
 	Path string
 	kind *stepKind
@@ -105,8 +113,10 @@ func (s *StepSpec) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) 
 			with = v
 		case "expect":
 			expect = v
+		case "timeout":
+			s.Timeout = decodeTimeout(d, v, strictyaml.JoinPath(path, k.Value))
 		default:
-			d.Fail(k, strictyaml.JoinPath(path, k.Value), "unknown field (want one of: check (or do), with, expect)")
+			d.Fail(k, strictyaml.JoinPath(path, k.Value), "unknown field (want one of: check (or do), with, expect, timeout)")
 		}
 	}
 	if kindNode == nil {
@@ -123,11 +133,36 @@ func (s *StepSpec) DecodeYAML(d *strictyaml.Decoder, n *yaml.Node, path string) 
 		return
 	}
 	s.Kind, s.kind = name, k
+	if s.Timeout == 0 {
+		s.Timeout = k.timeout
+	}
 	if st := stateOf(d).stage; k.agents && st != nil && st.Topology.Spec != nil && st.Topology.Spec.PodNetwork != topology.PodNetworkAgent {
 		d.Fail(kindNode, strictyaml.JoinPath(path, kindKey), "step kind %s talks to the agents, and topology %s runs none (podNetwork: kernel); set podNetwork: agent", name, st.Topology.Name)
 	}
 	s.With = decodeParams(d, with, n, k.with, strictyaml.JoinPath(path, "with"), "parameter of step kind "+name)
 	s.Expect = decodeParams(d, expect, n, k.expect, strictyaml.JoinPath(path, "expect"), "expected value of step kind "+name)
+}
+
+// DefaultStepTimeout is the deadline of a step whose kind declares none and whose file
+// gives none; MaxStepTimeout is the longest a file may give.
+const (
+	DefaultStepTimeout = 3 * time.Minute
+	MaxStepTimeout     = time.Hour
+)
+
+// decodeTimeout reads a step's `timeout:`, a duration in (0, MaxStepTimeout]; 0 when
+// it is not one (the problem is reported).
+func decodeTimeout(d *strictyaml.Decoder, n *yaml.Node, path string) time.Duration {
+	text, ok := d.Scalar(n, path, "a duration like 30s or 2m")
+	if !ok {
+		return 0
+	}
+	t, err := time.ParseDuration(text)
+	if err != nil || t <= 0 || t > MaxStepTimeout {
+		d.Fail(n, path, "%q is not a duration in (0, %v] like 30s or 2m: the step's deadline", text, MaxStepTimeout)
+		return 0
+	}
+	return t
 }
 
 // decodeParams decodes n over a copy of the defaults; when n is absent, problems are
@@ -147,9 +182,11 @@ func decodeParams(d *strictyaml.Decoder, n, step *yaml.Node, defaults reflect.Va
 
 // StepKindDoc describes a step kind for `podpath scenarios --steps`.
 type StepKindDoc struct {
-	Name    string     `json:"name"`
-	Summary string     `json:"summary"`
-	Agents  bool       `json:"agents"`
+	Name    string `json:"name"`
+	Summary string `json:"summary"`
+	Agents  bool   `json:"agents"`
+	// Timeout is the kind's default deadline (a step's `timeout:` overrides it).
+	Timeout string     `json:"timeout"`
 	With    []ParamDoc `json:"with,omitempty"`
 	Expect  []ParamDoc `json:"expect,omitempty"`
 }
@@ -168,7 +205,7 @@ func StepKinds() []StepKindDoc {
 	var out []StepKindDoc
 	for _, n := range stepKindNames() {
 		k := stepKinds[n]
-		out = append(out, StepKindDoc{Name: n, Summary: k.summary, Agents: k.agents, With: paramDocs(k.with), Expect: paramDocs(k.expect)})
+		out = append(out, StepKindDoc{Name: n, Summary: k.summary, Agents: k.agents, Timeout: k.timeout.String(), With: paramDocs(k.with), Expect: paramDocs(k.expect)})
 	}
 	return out
 }

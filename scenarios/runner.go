@@ -3,6 +3,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"podpath/datapath/config/configs"
@@ -47,11 +49,15 @@ type Run struct {
 	last       time.Time
 	cleanup    []func(context.Context) error
 	traceLog   *report.TraceLog
+	// mu orders Check calls: a step abandoned after its deadline may still record.
+	mu sync.Mutex
 }
 
 // Check records a check: passed when err is nil, else failed with err as evidence.
 // lookedAt names what was examined (interface, header field, trace point, counter).
 func (r *Run) Check(name, lookedAt string, err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := time.Now()
 	res := report.CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
 	r.last = now
@@ -187,6 +193,52 @@ func (r *Run) unwind(ctx context.Context, mark int) error {
 	}
 	r.cleanup = r.cleanup[:mark]
 	return err
+}
+
+// stepGrace is how long a step may take to return after its deadline passed before the
+// runner gives up on it and ends the stage (its topology comes down). A variable for
+// tests.
+var stepGrace = 10 * time.Second
+
+// runStep runs one step under its deadline (StepSpec.Timeout). A step that ran out of
+// time is a failed check naming the deadline, with the step's error as evidence (its own
+// checks recorded what they waited for and saw), and the stage goes on with its next
+// step. Any other error of the step is a setup failure that ends the scenario.
+func (r *Run) runStep(ctx context.Context, s *Stage, step StepSpec) error {
+	limit := cmp.Or(step.Timeout, step.kind.timeout, DefaultStepTimeout)
+	sctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- step.kind.run(sctx, s, step.With, step.Expect) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-sctx.Done():
+		select {
+		case err = <-done:
+		case <-time.After(stepGrace):
+			err = fmt.Errorf("did not return %v after its deadline of %v: abandoned, the stage ends", stepGrace, limit)
+			if ctx.Err() == nil {
+				r.Check(fmt.Sprintf("%s (%s): finishes within its deadline of %v", step.Path, step.Kind, limit),
+					"the step's run time against its deadline (timeout:)", err)
+			}
+			return fmt.Errorf("%s (%s): %w", step.Path, step.Kind, err)
+		}
+	}
+	if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		why := fmt.Errorf("deadline of %v passed after %v", limit, time.Since(start).Round(time.Millisecond))
+		if err != nil {
+			why = fmt.Errorf("%w; the step said: %w", why, err)
+		}
+		r.Check(fmt.Sprintf("%s (%s): finishes within its deadline of %v", step.Path, step.Kind, limit),
+			"the step's run time against its deadline (timeout:)", why)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s (%s): %w", step.Path, step.Kind, err)
+	}
+	return nil
 }
 
 func indent(s, prefix string) string {

@@ -64,7 +64,7 @@ func (f *ScenarioFile) run(ctx context.Context, r *Run) error {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("interrupted (%v) after %s: %w", context.Cause(ctx), f.Stages[i].Path, err)
 		}
 	}
 	return nil
@@ -117,8 +117,11 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 	}
 	defer servers.Close()
 	for _, step := range spec.Steps {
-		if err := step.kind.run(ctx, s, step.With, step.Expect); err != nil {
-			return fmt.Errorf("%s (%s): %w", step.Path, step.Kind, err)
+		if err := r.runStep(ctx, s, step); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted (%v) after %s: %w", context.Cause(ctx), step.Path, err)
 		}
 	}
 	return nil

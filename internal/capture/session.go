@@ -341,13 +341,57 @@ func (s *Session) Path(f Filter) []Packet {
 	return out
 }
 
+// DefaultWait bounds a wait that gives no deadline of its own (WaitFor, Await without
+// Within), whatever its context's: no wait for packets is unbounded, and a step's
+// longer deadline does not stretch one.
+const DefaultWait = 10 * time.Second
+
+// evidencePackets is how many of the last packets at a point a failed wait lists.
+const evidencePackets = 8
+
+// Wait is one bounded wait for packets at a capture point.
+type Wait struct {
+	Member, Interface string
+	Filter            Filter
+	// N is how many matching packets to wait for (at least 1).
+	N int
+	// What names what is awaited, for the error: "ICMP frag-needed to pod1a".
+	What string
+	// Within is the wait's deadline from the call (0: DefaultWait). The earlier of it
+	// and the context's deadline wins.
+	Within time.Duration
+}
+
 // WaitFor blocks until n packets matching f were seen at one point, and returns all the
-// matches seen by then in timestamp order. It fails when ctx ends or the session stops
-// first, returning the matches seen so far with the error.
+// matches seen by then in timestamp order. It fails when ctx ends, the session stops or
+// DefaultWait passes first, returning the matches seen so far
+// with an error that lists the last packets seen at the point.
 func (s *Session) WaitFor(ctx context.Context, member, iface string, f Filter, n int) ([]Packet, error) {
-	p := s.byKey[pointKey{member, iface}]
+	return s.Await(ctx, Wait{Member: member, Interface: iface, Filter: f, N: n})
+}
+
+// Await is WaitFor with a deadline and a description of its own. On failure the error
+// says what it waited for, for how long, and what it saw instead: the count and the
+// last packets captured at the point, matching or not. It wraps ctx.Err()
+// (context.DeadlineExceeded when the deadline passed) or ErrStopped.
+func (s *Session) Await(ctx context.Context, w Wait) ([]Packet, error) {
+	what := w.What
+	if what == "" {
+		what = fmt.Sprintf("%d packets", w.N)
+	} else if w.N > 1 {
+		what = fmt.Sprintf("%d x %s", w.N, what)
+	}
+	p := s.byKey[pointKey{w.Member, w.Interface}]
 	if p == nil {
-		return nil, fmt.Errorf("wait for packets on %s/%s: no such capture point", member, iface)
+		return nil, fmt.Errorf("wait for %s on %s/%s: no such capture point", what, w.Member, w.Interface)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(w.Within, DefaultWait))
+	defer cancel()
+	start := time.Now()
+	fail := func(matched []Packet, cause error) ([]Packet, error) {
+		slices.SortStableFunc(matched, byTime)
+		return matched, fmt.Errorf("waited %v for %s on %s/%s (%d of %d matched: %w); saw: %s",
+			time.Since(start).Round(time.Millisecond), what, w.Member, w.Interface, len(matched), max(w.N, 1), cause, s.Seen(w.Member, w.Interface, evidencePackets))
 	}
 	var matched []Packet
 	next := 0
@@ -356,20 +400,40 @@ func (s *Session) WaitFor(ctx context.Context, member, iface string, f Filter, n
 		fresh, ch, done := p.packets[next:], p.changed, p.done
 		next = len(p.packets)
 		p.mu.Unlock()
-		matched = append(matched, filter(fresh, f)...)
-		if len(matched) >= n {
+		matched = append(matched, filter(fresh, w.Filter)...)
+		if len(matched) >= w.N {
 			slices.SortStableFunc(matched, byTime)
 			return matched, nil
 		}
 		if done {
-			return matched, fmt.Errorf("wait for %d packets on %s/%s: saw %d: %w", n, member, iface, len(matched), ErrStopped)
+			return fail(matched, ErrStopped)
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return matched, fmt.Errorf("wait for %d packets on %s/%s: saw %d: %w", n, member, iface, len(matched), ctx.Err())
+			return fail(matched, ctx.Err())
 		}
 	}
+}
+
+// Seen describes what a point captured so far, for evidence: the packet count and the
+// last packets (at most last), one summary a line.
+func (s *Session) Seen(member, iface string, last int) string {
+	pkts := s.Packets(member, iface, nil)
+	if len(pkts) == 0 {
+		return "0 packets"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d packets", len(pkts))
+	if len(pkts) > last {
+		fmt.Fprintf(&b, ", the last %d", last)
+		pkts = pkts[len(pkts)-last:]
+	}
+	b.WriteString(":")
+	for _, pk := range pkts {
+		b.WriteString("\n  " + pk.Summary())
+	}
+	return b.String()
 }
 
 // compile-time check that Source is a gopacket packet source.

@@ -451,3 +451,47 @@ func TestGSOSuperPacketsFitTheWire(t *testing.T) {
 	}
 	t.Logf("%d GSO super-packets, all within MTU once segmented", super)
 }
+
+// A wait for a packet that never comes ends at its own deadline, even under a context
+// without one, and its error names what was awaited and lists what the point saw.
+func TestAwaitDeadlineEvidence(t *testing.T) {
+	requireRoot(t)
+	a, b := vethPair(t)
+	s, err := Start("", Point{Member: a.member, Interface: a.iface, NsPath: a.ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	runIn(t, a.ns, "ping", "-n", "-c2", "-i0.2", "-W1", b.ip.String())
+	tests := []struct {
+		name   string
+		within time.Duration
+		want   time.Duration
+	}{
+		{"own deadline", 300 * time.Millisecond, 300 * time.Millisecond},
+		{"default, under a context without deadline", 0, DefaultWait},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.within == 0 && testing.Short() {
+				t.Skip("waits DefaultWait")
+			}
+			start := time.Now()
+			_, err := s.Await(context.Background(), Wait{Member: a.member, Interface: a.iface, N: 1, Within: tc.within,
+				What: "ICMP frag-needed to a", Filter: ICMPEcho(b.ip, a.ip)})
+			took := time.Since(start)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Await: %v, want deadline exceeded", err)
+			}
+			if took < tc.want || took > tc.want+500*time.Millisecond {
+				t.Errorf("failed after %v, want %v", took, tc.want)
+			}
+			for _, want := range []string{"for ICMP frag-needed to a on a/veth-a", "(0 of 1 matched: context deadline exceeded); saw: ", "ICMP"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+			t.Log(err)
+		})
+	}
+}

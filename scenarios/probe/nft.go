@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"podpath/topology"
 )
 
 // nftTable is the harness's own table in a node: counters only, never a verdict.
 const nftTable = "podpath_probe"
+
+// nftWait is what an nft command waits for: the kernel's netlink answer.
+const nftWait = 2 * time.Second
 
 // HostStackCounters installs, in every node, nftables counter rules on the forward and
 // input hooks for traffic between pod addresses: a packet the host stack routes or
@@ -28,7 +32,7 @@ func HostStackCounters(ctx context.Context, t topology.Cluster, pods netip.Prefi
 	}
 	for _, n := range t.Nodes() {
 		for _, c := range cmds {
-			if out, err := t.Exec(ctx, n.Name, c...); err != nil {
+			if out, err := Exec(ctx, t, nftWait, n.Name, c...); err != nil {
 				return fmt.Errorf("nft in %s: %w: %s", n.Name, err, out)
 			}
 		}
@@ -41,7 +45,7 @@ type StackPackets struct{ Forward, Input uint64 }
 
 // ReadHostStackCounters reads a node's counters (`nft -j list table inet podpath_probe`).
 func ReadHostStackCounters(ctx context.Context, t topology.Cluster, node string) (StackPackets, error) {
-	out, err := t.Exec(ctx, node, "nft", "-j", "list", "table", "inet", nftTable)
+	out, err := Exec(ctx, t, nftWait, node, "nft", "-j", "list", "table", "inet", nftTable)
 	if err != nil {
 		return StackPackets{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"podpath/topology"
 )
@@ -19,11 +20,15 @@ func PingSized(ctx context.Context, t topology.Cluster, member string, dst netip
 	if df {
 		mode = "do"
 	}
-	return t.Exec(ctx, member, "ping", "-c1", "-W2", "-M", mode, "-s", strconv.Itoa(payload), dst.String())
+	return Exec(ctx, t, 2*time.Second, member, "ping", "-c1", "-W2", "-M", mode, "-s", strconv.Itoa(payload), dst.String())
 }
 
 // Tracepath runs `tracepath -n dst` in member: its output names the path MTU
-// ("pmtu N").
+// ("pmtu N"). Its deadline is tracepathWait: a pod-to-pod path ends in a few seconds.
 func Tracepath(ctx context.Context, t topology.Cluster, member string, dst netip.Addr) ([]byte, error) {
-	return t.Exec(ctx, member, "tracepath", "-n", dst.String())
+	return Exec(ctx, t, tracepathWait, member, "tracepath", "-n", dst.String())
 }
+
+// tracepathWait is how long tracepath may wait: up to 8 hops (a pod path has at most
+// five) of 3 probes with 1 s each for an answer.
+const tracepathWait = 8 * 3 * time.Second

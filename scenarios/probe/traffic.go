@@ -42,7 +42,7 @@ func Exchange(ctx context.Context, t topology.Cluster, proto Protocol, src, dst 
 	}
 	switch proto {
 	case ICMP:
-		out, err := t.Exec(ctx, src, "ping", "-c1", "-W2", to.IP.String())
+		out, err := Exec(ctx, t, 2*time.Second, src, "ping", "-c1", "-W2", to.IP.String())
 		if err != nil {
 			return fmt.Errorf("icmp %s -> %s: %w", src, dst, err)
 		}
@@ -101,7 +101,9 @@ func StartServer(t topology.Cluster, proto Protocol, member string, port uint16,
 // PingLoss runs `ping -i interval -c count` from src to dst and returns how many
 // requests went unanswered.
 func PingLoss(ctx context.Context, t topology.Cluster, src string, dst netip.Addr, count int, interval time.Duration) (lost int, out string, err error) {
-	b, err := t.Exec(ctx, src, "ping", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst.String())
+	// ping sends count requests interval apart and waits up to 1 s (-W 1) for the last.
+	within := time.Duration(count)*interval + time.Second
+	b, err := Exec(ctx, t, within, src, "ping", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst.String())
 	out = string(b)
 	var sent, recv int
 	for _, line := range strings.Split(out, "\n") {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"podpath/datapath/agent"
@@ -28,6 +29,7 @@ func init() {
 		Summary: "the Maglev lookup table a node holds for a service: entries per backend differ by at most maxSpread",
 		Agents:  true,
 		Expect:  maglevBalanceExpect{MaxSpread: 1},
+		Timeout: 30 * time.Second,
 		Run:     runMaglevBalance,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[maglevCrossNodeWith, maglevCrossNodeExpect]{
@@ -36,16 +38,18 @@ func init() {
 		Agents:  true,
 		With:    maglevCrossNodeWith{Flows: 10000},
 		Expect:  maglevCrossNodeExpect{MaxUnansweredPercent: 1},
+		Timeout: 3 * time.Minute, // 2 x up to 40,000 flows
 		Run:     runMaglevCrossNode,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[maglevRemovalWith, maglevRemovalExpect]{
 		Name: "maglev-backend-removal",
 		Summary: "remove one backend from services: established TCP connections to the others survive on the same " +
 			"backend, and fresh lookups move the removed backend's flows and at most maxMovedPercent of the others",
-		Agents: true,
-		With:   maglevRemovalWith{Flows: 10000, Connections: 4},
-		Expect: maglevRemovalExpect{MaxMovedPercent: 1},
-		Run:    runMaglevRemoval,
+		Agents:  true,
+		With:    maglevRemovalWith{Flows: 10000, Connections: 4},
+		Expect:  maglevRemovalExpect{MaxMovedPercent: 1, MaxUnansweredPercent: 10},
+		Timeout: 3 * time.Minute, // 2 x up to 40,000 flows, connections, service updates
+		Run:     runMaglevRemoval,
 	})
 }
 
@@ -170,7 +174,18 @@ func runMaglevCrossNode(ctx context.Context, s *scenarios.Stage, w maglevCrossNo
 		} else {
 			s.Progress("sending the same %d flows through %s", w.Flows, n)
 		}
-		if via[i], err = flowsThrough(ctx, s.T, string(w.Client), dst, node.InternalIP, w.Flows); err != nil {
+		// Flows unanswered in either pass count against one budget.
+		var lostBefore map[int]bool
+		if i == 1 {
+			lostBefore = unansweredOf(via[0], w.Flows)
+		}
+		via[i], err = flowsThrough(ctx, s.T, string(w.Client), dst, node.InternalIP, w.Flows, allowedOf(e.MaxUnansweredPercent, w.Flows), lostBefore)
+		if tm := (*tooManyUnanswered)(nil); errors.As(err, &tm) {
+			s.Check(fmt.Sprintf("cross-node consistency: %d of %d flows land on the same backend through %s and %s", 0, w.Flows, w.Via[0], w.Via[1]),
+				fmt.Sprintf("the backend name each flow's answer carries, entering through %s (answers: %s)", n, cmp.Or(spread(via[i]), "none")), err)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		s.Memo[flowMemo(w.Service, n)] = via[i]
@@ -214,7 +229,8 @@ func (w *maglevRemovalWith) Validate(e strictyaml.FieldErrors) {
 }
 
 type maglevRemovalExpect struct {
-	MaxMovedPercent float64 `json:"maxMovedPercent" range:"0..100" doc:"flows of the remaining backends that may move to another backend, in percent"`
+	MaxMovedPercent      float64 `json:"maxMovedPercent" range:"0..100" doc:"flows of the remaining backends that may move to another backend, in percent"`
+	MaxUnansweredPercent float64 `json:"maxUnansweredPercent" range:"0..100" doc:"flows that may go unanswered before or after the removal, in percent (they cannot be compared); past it the step stops and fails"`
 }
 
 // runMaglevRemoval holds TCP connections to backends other than the one removed,
@@ -241,7 +257,13 @@ func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWi
 	before, ok := s.Memo[flowMemo(udpName, w.Via)].(map[int]string)
 	if !ok || len(before) == 0 {
 		s.Progress("sending %d UDP flows to %s through %s", w.Flows, vip(udp).Addr(), w.Via)
-		if before, err = flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows); err != nil {
+		before, err = flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows, allowedOf(e.MaxUnansweredPercent, w.Flows), nil)
+		if tm := (*tooManyUnanswered)(nil); errors.As(err, &tm) {
+			s.Check(fmt.Sprintf("removing %s moves its flows and at most %g%% of the others", removed.Name, e.MaxMovedPercent),
+				fmt.Sprintf("backends of the same flows through %s before the removal", w.Via), err)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -262,7 +284,10 @@ func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWi
 	for _, name := range w.Services {
 		svc := s.Services[string(name)]
 		svc.Backends = slices.DeleteFunc(slices.Clone(svc.Backends), func(b agent.ServiceBackend) bool { return b.IP == removed.IP })
-		if err := s.ServiceUpsert(ctx, svc); err != nil {
+		actx, cancel := agentCall(ctx)
+		err := s.ServiceUpsert(actx, svc)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
@@ -273,7 +298,13 @@ func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWi
 	if err := lb.CTFlush(); err != nil {
 		return err
 	}
-	after, err := flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows)
+	// Unanswered flows cannot be compared; past maxUnansweredPercent the check fails.
+	after, err := flowsThrough(ctx, s.T, string(w.Client), vip(udp), entry.InternalIP, w.Flows, allowedOf(e.MaxUnansweredPercent, w.Flows), nil)
+	if tm := (*tooManyUnanswered)(nil); errors.As(err, &tm) {
+		s.Check(fmt.Sprintf("removing %s moves its flows and at most %g%% of the others", removed.Name, e.MaxMovedPercent),
+			fmt.Sprintf("backends of the same flows through %s after the removal, conntrack flushed", w.Via), err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -297,7 +328,7 @@ func runMaglevRemoval(ctx context.Context, s *scenarios.Stage, w maglevRemovalWi
 		derr = fmt.Errorf("%d of %d flows of the remaining backends moved (limit %g%%)", movedOthers, others, e.MaxMovedPercent)
 	}
 	s.Check(fmt.Sprintf("removing %s moves its %d flows and %d of the other %d (%.2f%%)", removed.Name, ofRemoved, movedOthers, others, 100*float64(movedOthers)/float64(max(others, 1))),
-		fmt.Sprintf("backends of the same flows through %s before and after, conntrack flushed", w.Via), derr)
+		fmt.Sprintf("backends of the same flows through %s before and after, conntrack flushed (unanswered, not compared: %d before, %d after)", w.Via, w.Flows-len(before), w.Flows-len(after)), derr)
 	return nil
 }
 
@@ -317,36 +348,141 @@ func routeVia(ctx context.Context, t topology.Cluster, client string, dst, entry
 	return nil
 }
 
+// flowWorkers is how many flows flowsThrough has in flight at once.
+const flowWorkers = 64
+
+// tooManyUnanswered is flowsThrough stopping early: more flows went unanswered than
+// the step allows, so its verdict is clear without the rest.
+type tooManyUnanswered struct {
+	unanswered, before, done, flows, allowed int
+	entry                                    netip.Addr
+	dst                                      netip.AddrPort
+	took                                     time.Duration
+	examples                                 []int // source ports of unanswered flows
+}
+
+func (e *tooManyUnanswered) Error() string {
+	earlier := ""
+	if e.before > 0 {
+		earlier = fmt.Sprintf(" (and %d unanswered in the earlier pass)", e.before)
+	}
+	return fmt.Sprintf("%d of the %d flows sent to %s via %s so far went unanswered within %v each%s, at most %d of %d may: "+
+		"stopped after %v without sending the other %d; unanswered source ports include %v",
+		e.unanswered, e.done, e.dst, e.entry, flowTimeout, earlier, e.allowed, e.flows, e.took.Round(time.Millisecond), e.flows-e.done, e.examples)
+}
+
 // flowsThrough routes dst's address from client via entry and sends one UDP datagram
-// from each of flows source ports; it returns which backend answered each (empty: none).
-func flowsThrough(ctx context.Context, t topology.Cluster, client string, dst netip.AddrPort, entry netip.Addr, flows int) (map[int]string, error) {
+// from each of flows source ports, flowWorkers at a time, each waiting flowTimeout for
+// its answer; it returns which backend answered each (absent: none). Once more than
+// maxUnanswered flows went unanswered it stops and returns a *tooManyUnanswered with
+// what it got: a datapath that drops everything fails in a fraction of a second.
+// Flows of lostBefore (unanswered in an earlier pass) count against maxUnanswered from
+// the start, and again only once.
+func flowsThrough(ctx context.Context, t topology.Cluster, client string, dst netip.AddrPort, entry netip.Addr, flows, maxUnanswered int, lostBefore map[int]bool) (map[int]string, error) {
 	if err := routeVia(ctx, t, client, dst.Addr(), entry); err != nil {
 		return nil, err
 	}
-	got := make(map[int]string, flows)
-	err := t.Do(client, func() error {
-		buf := make([]byte, 64)
-		to := net.UDPAddrFromAddrPort(dst)
+	start := time.Now()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ports := make(chan int)
+	go func() {
+		defer close(ports)
 		for i := range flows {
-			if err := ctx.Err(); err != nil {
-				return err
+			select {
+			case ports <- firstFlowPort + i:
+			case <-ctx.Done():
+				return
 			}
-			port := firstFlowPort + i
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
-			if err != nil {
-				return err
-			}
-			_ = c.SetDeadline(time.Now().Add(flowTimeout))
-			if _, err := c.WriteTo([]byte("who"), to); err == nil {
-				if n, _, err := c.ReadFrom(buf); err == nil {
-					got[port] = string(buf[:n])
-				}
-			}
-			c.Close()
 		}
-		return nil
-	})
-	return got, err
+	}()
+	var (
+		mu         sync.Mutex
+		got        = make(map[int]string, flows)
+		done       int
+		unanswered []int
+		lost       = len(lostBefore)
+	)
+	var wg sync.WaitGroup
+	errs := make([]error, flowWorkers)
+	for w := range flowWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = t.Do(client, func() error {
+				buf := make([]byte, 64)
+				to := net.UDPAddrFromAddrPort(dst)
+				for port := range ports {
+					backend, err := oneFlow(port, to, buf)
+					if err != nil {
+						stop()
+						return err
+					}
+					mu.Lock()
+					done++
+					if backend != "" {
+						got[port] = backend
+					} else {
+						unanswered = append(unanswered, port)
+						if !lostBefore[port] {
+							lost++
+						}
+						if lost > maxUnanswered {
+							stop()
+						}
+					}
+					mu.Unlock()
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return got, err
+	}
+	if lost > maxUnanswered {
+		slices.Sort(unanswered)
+		return got, &tooManyUnanswered{unanswered: len(unanswered), before: len(lostBefore), done: done, flows: flows, allowed: maxUnanswered,
+			entry: entry, dst: dst, took: time.Since(start), examples: unanswered[:min(len(unanswered), 8)]}
+	}
+	if err := ctx.Err(); err != nil && done < flows {
+		return got, fmt.Errorf("%d of %d flows sent: %w", done, flows, err)
+	}
+	return got, nil
+}
+
+// oneFlow sends one datagram from source port port to to and waits flowTimeout for
+// the answer: the backend's name, or "" when none came.
+func oneFlow(port int, to *net.UDPAddr, buf []byte) (string, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+	if err != nil {
+		return "", fmt.Errorf("flow from port %d: %w", port, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(flowTimeout))
+	if _, err := c.WriteTo([]byte("who"), to); err != nil {
+		return "", nil
+	}
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		return "", nil
+	}
+	return string(buf[:n]), nil
+}
+
+// allowedOf is percent of flows, rounded down: how many flows a limit in percent allows.
+func allowedOf(percent float64, flows int) int { return int(percent / 100 * float64(flows)) }
+
+// unansweredOf is the flows of a pass that got no answer.
+func unansweredOf(got map[int]string, flows int) map[int]bool {
+	out := map[int]bool{}
+	for port := firstFlowPort; port < firstFlowPort+flows; port++ {
+		if got[port] == "" {
+			out[port] = true
+		}
+	}
+	return out
 }
 
 func compareFlows(a, b map[int]string, flows int) (same, differ, lost int) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -46,28 +47,32 @@ func init() {
 		Name: "tunnel-mtu",
 		Summary: "the agent's MTU plan (device MTU, route MTU = device MTU - tunnel overhead), the route the node's kernel uses to " +
 			"every other node's pods (its mtu = the topology's underlay path MTU - tunnel overhead) and the route MTU on pods' eth0 and default route",
-		Agents: true,
-		Run:    runTunnelMTU,
+		Agents:  true,
+		Timeout: 30 * time.Second,
+		Run:     runTunnelMTU,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[overlayWith, overlayExpect]{
 		Name: "overlay-headers",
 		Summary: "one echo request over the tunnel: outer headers between the node IPs to the tunnel port, VNI = the " +
 			"source pod's identity, inner frame as sent; every underlay frame fits the link (with a 2 MiB TCP " +
 			"transfer); traces of encapsulation and decapsulation; tshark agrees",
-		Agents: true,
-		Run:    runOverlayHeaders,
+		Agents:  true,
+		Timeout: 2 * time.Minute, // a 2 MiB transfer and tshark twice
+		Run:     runOverlayHeaders,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[podPairWith, mtuSweepExpect]{
 		Name: "mtu-sweep",
 		Summary: "both ways: DF packets (ICMP, UDP) up to the route MTU cross, one byte more is refused naming the " +
 			"MTU, without DF they arrive whole; tracepath finds the path MTU; iperf3 runs at full MSS",
-		Run: runMTUSweep,
+		Timeout: 3 * time.Minute, // two directions of pings and datagrams, tracepath, iperf3
+		Run:     runMTUSweep,
 	})
 	scenarios.RegisterStep(scenarios.StepDef[fragNeededWith, fragNeededExpect]{
 		Name: "frag-needed",
 		Summary: "a sender unaware of the tunnel (eth0 and route at the device MTU) gets ICMP frag-needed with the " +
 			"route MTU for a DF packet over it, and TCP converges (PMTUD)",
-		Run: runFragNeeded,
+		Timeout: time.Minute, // a ping, the ICMP, a 2 MiB transfer
+		Run:     runFragNeeded,
 	})
 }
 
@@ -96,7 +101,9 @@ func runTunnelMTU(ctx context.Context, s *scenarios.Stage, w tunnelMTUWith, e tu
 	}
 	underlay := internalIface(n)
 	device, deviceMTU := cmp.Or(e.Device, underlay.Name), cmp.Or(e.DeviceMTU, underlay.MTU)
-	st, err := agents.Client(n.Name).Status(ctx)
+	actx, cancel := agentCall(ctx)
+	defer cancel()
+	st, err := agents.Client(n.Name).Status(actx)
 	if err != nil {
 		return err
 	}
@@ -264,9 +271,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 	if err := traces.Reset(); err != nil {
 		return err
 	}
-	if err := probe.Exchange(ctx, t, probe.ICMP, src, dst); err != nil {
-		return err
-	}
+	// An echo that goes unanswered is evidence for the checks below, not the end of
+	// the scenario.
+	exErr := probe.Exchange(ctx, t, probe.ICMP, src, dst)
 	// A bulk TCP transfer, for the frame-size check with GSO super-packets.
 	bulkErr := probe.BulkTCP(ctx, t, src, dst, 2<<20)
 	if err := session.Stop(); err != nil {
@@ -275,7 +282,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 	if err := traces.Collect(); err != nil {
 		return err
 	}
-	eps, err := agents.Client(n1.Name).EndpointList(ctx)
+	actx, cancel := agentCall(ctx)
+	defer cancel()
+	eps, err := agents.Client(n1.Name).EndpointList(actx)
 	if err != nil {
 		return err
 	}
@@ -301,6 +310,9 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 				{Member: src, Interface: "eth0", Outgoing: true, TTL: hops.DefaultTTL, MAC: from.MAC},
 				{Member: n1.Name, Interface: u1.Name, Outgoing: true, TTL: hops.DefaultTTL, MAC: u1.MAC}},
 			[]capture.Packet{sent[0], wire[0]}, werr)
+	}
+	if werr != nil && exErr != nil {
+		werr = fmt.Errorf("%w\n(the echo itself: %w)", werr, exErr)
 	}
 	r.Check(fmt.Sprintf("%s: outer Ethernet/IPv4 %s -> %s/UDP %d, VNI %d = %s's identity, inner frame as %s sent it (TTL-1)",
 		label, n1.InternalIP, n2.InternalIP, o.port, identity, src, src), where, werr)
@@ -407,6 +419,8 @@ func expectTunnelTrace(tr *trace.Collector, node string, src, dst netip.Addr, po
 }
 
 func tsharkAgrees(ctx context.Context, pcap string, o overlay, identity uint32) error {
+	ctx, cancel := context.WithTimeout(ctx, tsharkWait)
+	defer cancel()
 	if _, err := exec.LookPath("tshark"); err != nil {
 		return errors.New("tshark is not installed (Debian package tshark): the independent dissector check cannot run")
 	}
@@ -523,6 +537,21 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 	return nil
 }
 
+// fragNeededWait is how long frag-needed waits, after the ping that provoked it ended,
+// for the ICMP error to show in the capture.
+const fragNeededWait = time.Second
+
+// tsharkWait bounds one tshark run over a step's pcap (a few MiB).
+const tsharkWait = 30 * time.Second
+
+// agentCallWait bounds one call to an agent's API (a local socket, a map dump).
+const agentCallWait = 10 * time.Second
+
+// agentCall returns ctx bounded by agentCallWait, for one call to an agent's API.
+func agentCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, agentCallWait)
+}
+
 type fragNeededWith struct {
 	From      scenarios.PodRef `json:"from" required:"true" doc:"the sender made unaware of the tunnel"`
 	To        scenarios.PodRef `json:"to" required:"true" doc:"the pod it sends to, on another node"`
@@ -563,17 +592,22 @@ func runFragNeeded(ctx context.Context, s *scenarios.Stage, w fragNeededWith, e 
 		return err
 	}
 	defer session.Stop()
+	// The ping waits 2 s for its reply; the frag-needed answers its request at once, so
+	// by the time ping gives up it has long been captured: fragNeededWait is for the
+	// capture to catch up.
 	out, _ := probe.PingSized(ctx, t, from.Name, to.IP, route-27, true)
-	pkts, werr := session.WaitFor(ctx, from.Name, "eth0", func(p gopacket.Packet) bool {
-		icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-		return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
-	}, 1)
+	pkts, werr := session.Await(ctx, capture.Wait{Member: from.Name, Interface: "eth0", N: 1, Within: fragNeededWait,
+		What: fmt.Sprintf("ICMP frag-needed (type 3 code 4) to %s (%s) for its %d-byte DF echo request to %s", from.Name, from.IP, route+1, to.IP),
+		Filter: func(p gopacket.Packet) bool {
+			icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			return icmp != nil && icmp.TypeCode == layers.CreateICMPv4TypeCode(3, 4)
+		}})
 	var ferr error
 	if mismatch != "" {
 		ferr = errors.New(mismatch)
 	}
 	if werr != nil {
-		ferr = errors.Join(ferr, fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)", from.Name, strings.TrimSpace(string(out))))
+		ferr = errors.Join(ferr, fmt.Errorf("no ICMP frag-needed reached %s (ping said: %s)\n%w", from.Name, strings.TrimSpace(string(out)), werr))
 	} else if icmp := pkts[0].Decode().Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); int(icmp.Seq) != route {
 		ferr = errors.Join(ferr, fmt.Errorf("next-hop MTU %d, want %d: %s", icmp.Seq, route, pkts[0].Summary()))
 	}

@@ -74,6 +74,7 @@ func printStepKinds(w io.Writer, kinds []scenarios.StepKindDoc) {
 			agents = " (needs agents: podNetwork: agent)"
 		}
 		fmt.Fprintf(w, "%s%s\n  %s\n", k.Name, agents, k.Summary)
+		fmt.Fprintf(w, "  deadline: %s (a step's timeout: overrides it)\n", k.Timeout)
 		for _, part := range []struct {
 			key    string
 			params []scenarios.ParamDoc
@@ -162,10 +163,28 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%d passed, %d failed\n", r.Passed(), r.Failed())
 	}
+	if err := interrupted(ctx, e, "run"); err != nil {
+		return err
+	}
 	if r.Failed() > 0 {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// exitInterrupted is the exit status of a run that SIGINT or SIGTERM ended (the
+// shell's 128 + SIGINT).
+const exitInterrupted = 130
+
+// interrupted says, when a signal ended the run (ctx, from Main, ends at SIGINT or
+// SIGTERM), that it did: by then Execute has torn down every topology, agent and
+// bpffs mount of the run. It returns the exit status to leave with, or nil.
+func interrupted(ctx context.Context, e *env, cmd string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "podpath %s: interrupted (%v): stopped after tearing down the run's topologies\n", cmd, context.Cause(ctx))
+	return exitError{code: exitInterrupted}
 }
 
 // lookupScenario finds arg in the catalog, or reads it as a scenario file: a path, a
@@ -221,6 +240,9 @@ func cmdConformance(ctx context.Context, e *env, args []string) error {
 		rep.Summary(e.stdout)
 		fmt.Fprintf(e.stdout, "\nreport: %s (report.json, and pcaps and trace records per scenario beside it)\n%d passed, %d failed\n",
 			filepath.Join(*dir, "report.html"), rep.Passed(), rep.Failed())
+	}
+	if ierr := interrupted(ctx, e, "conformance"); ierr != nil {
+		return ierr
 	}
 	if err != nil {
 		return err
