@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 
@@ -22,10 +23,14 @@ import (
 // checkDSRFields runs the three checks; fragNeeded says the run sent the DF datagram
 // that draws the ICMP answer.
 func checkDSRFields(ctx context.Context, s *scenarios.Stage, w *dsrWire, fragNeeded, udpSNAT bool) error {
+	var clientMAC net.HardwareAddr
+	if ifs, err := s.T.Interfaces(w.client); err == nil && len(ifs) > 0 {
+		clientMAC = ifs[0].MAC
+	}
 	s.Check(w.optionBytesName(), w.where(w.back, w.n2)+" capture (incoming SYNs with the option): raw header bytes", w.optionBytesErr())
 	if fragNeeded {
-		s.Check("MTU: the frag-needed answer is well formed: IPv4 from the service to the client (TTL 64, TOS 0xc0, valid checksum), ICMP checksum, the client's datagram quoted",
-			w.where(w.client, w.ext)+" capture: ICMP type 3 code 4 from "+w.service.Addr().String()+", byte by byte", w.fragNeededBytesErr())
+		s.Check("MTU: the frag-needed answer is well formed: the request's MACs swapped, IPv4 from the service to the client (TTL 64, TOS 0xc0, valid checksum), ICMP checksum, the client's datagram quoted",
+			w.where(w.client, w.ext)+" capture: ICMP type 3 code 4 from "+w.service.Addr().String()+", byte by byte", w.fragNeededBytesErr(clientMAC))
 	}
 	return w.checkOptionRemoved(ctx, s, udpSNAT)
 }
@@ -80,7 +85,7 @@ func (w *dsrWire) optionBytesErr() error {
 }
 
 // fragNeededBytesErr checks each ICMP fragmentation-needed answer from the service.
-func (w *dsrWire) fragNeededBytesErr() error {
+func (w *dsrWire) fragNeededBytesErr(clientMAC net.HardwareAddr) error {
 	svc := w.service.Addr()
 	client, _ := netip.AddrFromSlice(w.extIP.To4())
 	var errs []error
@@ -91,6 +96,9 @@ func (w *dsrWire) fragNeededBytesErr() error {
 			continue
 		}
 		seen++
+		if src, dst := net.HardwareAddr(p.Data[6:12]), net.HardwareAddr(p.Data[0:6]); !bytes.Equal(src, w.n1MAC) || (clientMAC != nil && !bytes.Equal(dst, clientMAC)) {
+			errs = append(errs, fmt.Errorf("Ethernet %s -> %s, want %s's %s -> the client's %s (the request's MACs swapped)", src, dst, w.node, w.n1MAC, clientMAC))
+		}
 		h := ip.hdr
 		switch {
 		case len(h) != 20:
@@ -131,8 +139,13 @@ func (w *dsrWire) fragNeededBytesErr() error {
 func (w *dsrWire) checkOptionRemoved(ctx context.Context, s *scenarios.Stage, udpSNAT bool) error {
 	t := s.T
 	var points []capture.Point
+	seenPod := map[string]bool{}
 	for _, b := range w.backends {
 		p, _ := podByIP(t, b)
+		if seenPod[p.Name] {
+			continue
+		}
+		seenPod[p.Name] = true
 		m, _ := t.Member(p.Name)
 		points = append(points, capture.Point{Member: p.Name, Interface: "eth0", NsPath: m.NsPath})
 	}

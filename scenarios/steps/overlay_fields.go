@@ -3,6 +3,7 @@
 package steps
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -55,6 +56,14 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 	if err := session.Stop(); err != nil {
 		return err
 	}
+	// The next hop on an L2 underlay is the tunnel endpoint itself: its interface on
+	// the segment of the source node's underlay interface.
+	var peerMAC net.HardwareAddr
+	for _, i := range n2.Interfaces {
+		if i.Segment == u1.Segment && u1.Segment != "" {
+			peerMAC = i.MAC
+		}
+	}
 	where := fmt.Sprintf("%s/%s (pcap %s): raw bytes of outgoing frames whose inner packet is UDP %s -> %s:7777",
 		n1.Name, u1.Name, session.PcapPath(n1.Name, u1.Name), from.IP, to.IP)
 	var frames []encapFrame
@@ -69,7 +78,11 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 		}
 		frames = append(frames, f)
 		if len(errs) < 4 {
-			if err := f.check(o, n1.InternalIP, n2.InternalIP, identity); err != nil {
+			if err := f.check(o, n1.InternalIP, n2.InternalIP, identity); err != nil || !macsAre(f.raw, u1.MAC, peerMAC) {
+				if !macsAre(f.raw, u1.MAC, peerMAC) {
+					err = errors.Join(err, fmt.Errorf("outer Ethernet %s -> %s, want %s's %s -> %s (%s on the same segment)",
+						net.HardwareAddr(f.raw[6:12]), net.HardwareAddr(f.raw[0:6]), n1.Name, u1.MAC, peerMAC, n2.Name))
+				}
 				errs = append(errs, fmt.Errorf("frame of flow %d: %w", f.innerSport, err))
 			}
 		}
@@ -77,7 +90,7 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 	if len(frames) == 0 {
 		errs = append(errs, errors.Join(sendErr, fmt.Errorf("no encapsulated UDP frame of %s -> %s on %s/%s", src, dst, n1.Name, u1.Name)))
 	}
-	r.Check(fmt.Sprintf("%s: outer IPv4 (version 4, IHL 5, DSCP 0, ECN per RFC 6040, total length, DF, TTL %d, protocol UDP, valid checksum), "+
+	r.Check(fmt.Sprintf("%s: outer Ethernet (node MACs), IPv4 (version 4, IHL 5, DSCP 0, ECN per RFC 6040, total length, DF, TTL %d, protocol UDP, valid checksum), "+
 		"UDP (port %d, length, checksum 0, source in [%d, %d)), %s header, inner IPv4 checksum valid (%d frames)",
 		label, tunnelTTL, o.port, sportMin, sportMax, strings.ToUpper(o.name), len(frames)), where, errors.Join(errs...))
 
@@ -270,4 +283,10 @@ func (f encapFrame) check(o overlay, src, dst netip.Addr, identity uint32) error
 		errs = append(errs, fmt.Errorf("inner IPv4 header checksum %#04x is wrong after the TTL decrement (header sums to %#04x)", be.Uint16(f.inner[10:12]), s))
 	}
 	return errors.Join(errs...)
+}
+
+// macsAre says whether frame goes from src to dst (dst nil: any destination, the
+// next hop is a router the topology does not pin down here).
+func macsAre(frame []byte, src, dst net.HardwareAddr) bool {
+	return bytes.Equal(frame[6:12], src) && (dst == nil || bytes.Equal(frame[0:6], dst))
 }
