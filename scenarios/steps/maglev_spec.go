@@ -166,7 +166,7 @@ func flowsMatchTable(s *scenarios.Stage, flows map[int]string, table []uint32, i
 	}
 	slices.Sort(ports)
 	var errs []error
-	checked := 0
+	checked, wrong := 0, 0
 	for _, port := range ports {
 		got := flows[port]
 		if got == "" {
@@ -176,14 +176,17 @@ func flowsMatchTable(s *scenarios.Stage, flows map[int]string, table []uint32, i
 		h := lbHashSpec(seed, netip.AddrPortFrom(client, uint16(port)), dst, 17)
 		want := podOf[table[h%uint32(len(table))]]
 		if got != want {
-			errs = append(errs, fmt.Errorf("flow %s:%d -> %s reached %s, the table says %s", client, port, dst, got, want))
-			if len(errs) == 5 {
-				break
+			wrong++
+			if len(errs) < 5 {
+				errs = append(errs, fmt.Errorf("flow %s:%d -> %s reached %s, the table says %s", client, port, dst, got, want))
 			}
 		}
 	}
 	if checked == 0 {
 		return 0, errors.New("no answered flow to compare")
+	}
+	if wrong > 0 {
+		errs = append([]error{fmt.Errorf("%d of %d answered flows reached another backend than the spec's table says, e.g.:", wrong, checked)}, errs...)
 	}
 	return checked, errors.Join(errs...)
 }

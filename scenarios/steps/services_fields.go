@@ -4,6 +4,7 @@ package steps
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -38,8 +39,19 @@ func checkNATFields(s *scenarios.Stage, session *capture.Session, svc agent.Serv
 	for _, b := range svc.Backends {
 		backends[netip.AddrPortFrom(b.IP, b.Port)] = true
 	}
+	// The client's port of each connection, by the SYN's sequence number (no
+	// translation changes it): the SNAT port is a function of it.
+	clientPort := map[uint32]netip.AddrPort{}
+	for _, p := range session.Packets(client, clientIf, nil) {
+		ip, ok := parseIPv4Frame(p.Data)
+		if ok && p.Outgoing && ip.proto == 6 && len(ip.l4) >= 14 && ip.l4[13]&0x12 == 0x02 {
+			sp, _ := ip.ports()
+			clientPort[binary.BigEndian.Uint32(ip.l4[4:8])] = netip.AddrPortFrom(ip.src, sp)
+		}
+	}
+	seed := effectiveConfig(s).MaglevHashSeed
 	var fwd, csum []error
-	seen := 0
+	seen, syns := 0, 0
 	for _, p := range session.Packets(backNode, nic, nil) {
 		ip, ok := parseIPv4Frame(p.Data)
 		if !ok || ip.proto != 6 || ip.src != entry.InternalIP || p.GSO.Size != 0 {
@@ -53,13 +65,25 @@ func checkNATFields(s *scenarios.Stage, session *capture.Session, svc agent.Serv
 		if sp < snatPortMin || sp > snatPortMax {
 			fwd = append(fwd, fmt.Errorf("SNAT source port %d outside [%d, %d]: %s", sp, snatPortMin, snatPortMax, p.Summary()))
 		}
+		if len(ip.l4) >= 14 && ip.l4[13]&0x12 == 0x02 {
+			if from, ok := clientPort[binary.BigEndian.Uint32(ip.l4[4:8])]; ok {
+				syns++
+				fwd = append(fwd, snatPortErr(seed, from, netip.AddrPortFrom(ip.dst, dp), sp))
+			}
+		}
 		csum = append(csum, ip.headerChecksumErr(), ip.l4ChecksumErr())
+	}
+	if seen > 0 && syns == 0 {
+		fwd = append(fwd, fmt.Errorf("no SYN at %s matched one the client sent (by sequence number)", backNode))
 	}
 	if seen == 0 {
 		fwd = append(fwd, fmt.Errorf("no SNATed packet from %s to a backend address and port on %s/%s", entry.InternalIP, backNode, nic))
 	}
-	s.Check(fmt.Sprintf("NodePort SNAT: packets reach %s with a configured backend as destination and a source port in [%d, %d] (%d packets)", backNode, snatPortMin, snatPortMax, seen),
-		fmt.Sprintf("%s/%s capture: destination address and port, TCP source port of packets from %s", backNode, nic, entry.InternalIP), firstErrs(fwd))
+	s.Check(fmt.Sprintf("NodePort SNAT: packets reach %s with a configured backend as destination and a source port in [%d, %d], "+
+		"each connection's the first free port from %d + lb_hash(client, backend) %% %d (%d packets, %d connections)",
+		backNode, snatPortMin, snatPortMax, snatPortMin, snatPortMax-snatPortMin+1, seen, syns),
+		fmt.Sprintf("%s/%s capture: destination address and port, TCP source port of packets from %s; SYNs matched to %s/%s's by sequence number",
+			backNode, nic, entry.InternalIP, client, clientIf), firstErrs(fwd))
 	nodePort := netip.AddrPortFrom(entry.InternalIP, svc.NodePort)
 	replies := 0
 	for _, p := range session.Packets(client, clientIf, nil) {
@@ -78,6 +102,23 @@ func checkNATFields(s *scenarios.Stage, session *capture.Session, svc agent.Serv
 	}
 	s.Check(fmt.Sprintf("NodePort SNAT: IPv4 and TCP checksums are right after translation, both ways (%d to the backend, %d replies)", seen, replies),
 		fmt.Sprintf("%s/%s and %s/%s captures: RFC 1071 sums of the IPv4 header and of TCP with its pseudo-header", backNode, nic, client, clientIf), firstErrs(csum))
+}
+
+// snatPortTries is how many ports after the first choice snat_alloc() tries
+// (bpf/lib/nat.h SNAT_PORT_TRIES).
+const snatPortTries = 32
+
+// snatPortErr checks a connection's SNAT port against bpf/lib/nat.h's documented
+// choice: the search starts at min + lb_hash(client, backend) % range and takes the
+// first free port, so the port is that one or, when it is taken, one of the next.
+func snatPortErr(seed [12]byte, client, backend netip.AddrPort, got uint16) error {
+	rng := uint32(snatPortMax - snatPortMin + 1)
+	first := lbHashSpec(seed, client, backend, 6) % rng
+	off := (uint32(got) - snatPortMin + rng - first) % rng
+	if uint32(got) < snatPortMin || off >= snatPortTries {
+		return fmt.Errorf("connection %s -> %s got SNAT port %d, want %d (or one of the %d after it when taken)", client, backend, got, snatPortMin+first, snatPortTries-1)
+	}
+	return nil
 }
 
 // firstErrs joins the non-nil errors, at most five of them.
