@@ -154,10 +154,10 @@ func (w *dsrWire) checkOptionRemoved(ctx context.Context, s *scenarios.Stage, ud
 		return err
 	}
 	defer session.Stop()
-	var errs []error
+	var errs, exErrs []error
 	for _, proto := range []probe.Protocol{probe.TCP, probe.UDP} {
 		for range 4 {
-			errs = append(errs, probe.ExchangeAddr(ctx, t, w.client, proto, w.service))
+			exErrs = append(exErrs, probe.ExchangeAddr(ctx, t, w.client, proto, w.service))
 		}
 	}
 	if err := session.Stop(); err != nil {
@@ -187,6 +187,7 @@ func (w *dsrWire) checkOptionRemoved(ctx context.Context, s *scenarios.Stage, ud
 	if seen == 0 {
 		errs = append(errs, fmt.Errorf("no request from %s reached a backend pod", client))
 	}
+	errs = append(errs, exErrs...) // what the packets show first, then the exchanges
 	what := "TCP and UDP"
 	if udpSNAT {
 		what = "TCP (DSR) and UDP (SNAT: from the entry node, not counted)"
