@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"podpath/internal/capture"
 	"podpath/scenarios"
 	"podpath/topology"
@@ -68,6 +70,7 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 		n1.Name, u1.Name, session.PcapPath(n1.Name, u1.Name), from.IP, to.IP)
 	var frames []encapFrame
 	var errs []error
+	ecnSeen := map[byte]bool{}
 	for _, p := range session.Packets(n1.Name, u1.Name, nil) {
 		if !p.Outgoing {
 			continue
@@ -77,6 +80,7 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 			continue
 		}
 		frames = append(frames, f)
+		ecnSeen[f.inner[1]&3] = true
 		if len(errs) < 4 {
 			if err := f.check(o, n1.InternalIP, n2.InternalIP, identity); err != nil || !macsAre(f.raw, u1.MAC, peerMAC) {
 				if !macsAre(f.raw, u1.MAC, peerMAC) {
@@ -86,6 +90,9 @@ func overlayFields(ctx context.Context, r *scenarios.Stage, o overlay, label, sr
 				errs = append(errs, fmt.Errorf("frame of flow %d: %w", f.innerSport, err))
 			}
 		}
+	}
+	if len(frames) > 0 && len(ecnSeen) < 4 {
+		errs = append(errs, fmt.Errorf("inner ECN codepoints seen %v: want all four (the flows set not-ECT, ECT(1), ECT(0), CE) so that each encapsulation rule is read", ecnSeen))
 	}
 	if len(frames) == 0 {
 		errs = append(errs, errors.Join(sendErr, fmt.Errorf("no encapsulated UDP frame of %s -> %s on %s/%s", src, dst, n1.Name, u1.Name)))
@@ -129,7 +136,8 @@ func keys(m map[uint16]bool) []uint16 {
 }
 
 // sendUDPFlows sends two datagrams on each of n UDP flows from src to dst, flow i from
-// source port firstSpreadPort+i. Nothing needs to answer.
+// source port firstSpreadPort+i with ECN codepoint i%4 (not-ECT, ECT(1), ECT(0), CE:
+// each is encapsulated differently, RFC 6040). Nothing needs to answer.
 func sendUDPFlows(ctx context.Context, t topology.Cluster, src string, dst netip.AddrPort, n int) error {
 	return t.Do(src, func() error {
 		for i := range n {
@@ -139,6 +147,10 @@ func sendUDPFlows(ctx context.Context, t topology.Cluster, src string, dst netip
 			// Unconnected: an ICMP port unreachable from dst does not fail the next send.
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: firstSpreadPort + i})
 			if err != nil {
+				return fmt.Errorf("udp flow %d: %w", i, err)
+			}
+			if err := setECN(c, byte(i%4)); err != nil {
+				c.Close()
 				return fmt.Errorf("udp flow %d: %w", i, err)
 			}
 			for range 2 {
@@ -289,4 +301,22 @@ func (f encapFrame) check(o overlay, src, dst netip.Addr, identity uint32) error
 // next hop is a router the topology does not pin down here).
 func macsAre(frame []byte, src, dst net.HardwareAddr) bool {
 	return bytes.Equal(frame[6:12], src) && (dst == nil || bytes.Equal(frame[0:6], dst))
+}
+
+// setECN sets the ECN field (DSCP 0) of what c sends.
+func setECN(c *net.UDPConn, ecn byte) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, int(ecn))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set IP_TOS %#x: %w", ecn, serr)
+	}
+	return nil
 }
