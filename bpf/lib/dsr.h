@@ -107,7 +107,7 @@ static __always_inline enum drop_reason dsr_opt_insert(struct __sk_buff *skb, st
 	void *data, *data_end;
 	struct iphdr *ip;
 	__u32 ihl = p->ip->ihl;
-
+	/* writes: dsr.ipv4opt.bytes */
 	if (ihl + DSR_IPV4_OPT_LEN / 4 > 15)
 		return DROP_DSR_OPT_NO_ROOM;
 	if (bpf_skb_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
@@ -123,7 +123,7 @@ static __always_inline enum drop_reason dsr_opt_insert(struct __sk_buff *skb, st
 	{
 		__be16 old_vihl = *(__be16 *)ip, old_len = ip->tot_len;
 		__u32 diff;
-
+	/* writes: dsr.ipv4opt.ihl dsr.ipv4opt.tot_len dsr.ipv4opt.checksum */
 		ip->ihl = ihl + DSR_IPV4_OPT_LEN / 4;
 		ip->tot_len = bpf_htons(bpf_ntohs(ip->tot_len) + DSR_IPV4_OPT_LEN);
 		diff = csum_add(csum_diff2(old_vihl, *(__be16 *)ip), csum_diff2(old_len, ip->tot_len));
@@ -169,7 +169,7 @@ static __always_inline enum drop_reason dsr_opt_strip(struct __sk_buff *skb, str
 	struct iphdr *ip;
 	__be16 old_vihl, old_len;
 	__u32 diff;
-
+	/* writes: dsr.strip.ihl dsr.strip.tot_len dsr.strip.checksum */
 	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &opt, sizeof(opt)) < 0 ||
 	    bpf_skb_adjust_room(skb, -DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return DROP_DSR_OPT_FAILED;
@@ -260,7 +260,7 @@ static __always_inline int dsr_icmp_frag_needed(struct __sk_buff *skb, const str
 	struct dsr_icmp_reply r = {};
 	struct ethhdr eth;
 	__u32 ifindex = skb->ifindex;
-
+	/* writes: fragneeded.eth.macs fragneeded.ipv4.header fragneeded.icmp.type_code fragneeded.icmp.mtu fragneeded.icmp.checksum fragneeded.icmp.quote */
 	if (p->ip->ihl != 5)
 		goto unanswered;
 	__builtin_memcpy(eth.h_dest, p->eth->h_source, ETH_ALEN);

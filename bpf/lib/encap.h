@@ -75,7 +75,7 @@ static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
 static __always_inline __be16 tunnel_src_port(struct __sk_buff *skb)
 {
 	__u32 hash = skb->hash;
-
+	/* writes: geneve.outer.udp.sport */
 	if (!hash)
 		hash = bpf_get_hash_recalc(skb);
 
@@ -90,7 +90,7 @@ static __always_inline __be16 tunnel_src_port(struct __sk_buff *skb)
 static __always_inline __u8 tunnel_outer_tos(__u8 inner_tos)
 {
 	__u8 ecn = inner_tos & PP_ECN_MASK;
-
+	/* writes: geneve.outer.ipv4.tos */
 	return ecn == PP_ECN_CE ? PP_ECN_ECT_0 : ecn;
 }
 
@@ -116,7 +116,7 @@ static __always_inline int vxlan_encap_redirect(struct __sk_buff *skb, const str
 	};
 	__u32 ifindex = CONFIG.vxlan_ifindex;
 	enum drop_reason reason;
-
+	/* writes: vxlan.vni vxlan.outer.ipv4.addrs vxlan.outer.ipv4.ttl vxlan.outer.ipv4.df vxlan.outer.udp.checksum */
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT) < 0) {
 		reason = DROP_TUNNEL_KEY;
 		goto drop;
@@ -206,7 +206,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 		reason = DROP_ENCAP_FAILED;
 		goto drop;
 	}
-
+	/* writes: geneve.outer.eth.macs */
 	data = ctx_data(skb);
 	data_end = ctx_data_end(skb);
 	eth = data;
@@ -222,7 +222,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	else
 		eth_set_macs(eth, inner_eth.h_source, inner_eth.h_dest);
 	eth->h_proto = bpf_htons(ETH_P_IP);
-
+	/* writes: geneve.outer.ipv4.version_ihl geneve.outer.ipv4.tos geneve.outer.ipv4.tot_len geneve.outer.ipv4.id geneve.outer.ipv4.df geneve.outer.ipv4.ttl geneve.outer.ipv4.protocol geneve.outer.ipv4.checksum geneve.outer.ipv4.addrs */
 	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
 	ip->tos = tos;
 	ip->tot_len = bpf_htons(skb->len - sizeof(struct ethhdr));
@@ -234,18 +234,18 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	ip->saddr = config_node_ip();
 	ip->daddr = tun->endpoint;
 	ip->check = ipv4_csum_20(ip);
-
+	/* writes: geneve.outer.udp.sport geneve.outer.udp.dport geneve.outer.udp.len geneve.outer.udp.checksum */
 	uh->source = sport;
 	uh->dest = bpf_htons(CONFIG.tunnel_port);
 	uh->len = bpf_htons(skb->len - sizeof(struct ethhdr) - sizeof(struct iphdr));
 	uh->check = 0;
-
+	/* writes: geneve.hdr.version geneve.hdr.optlen geneve.hdr.flags geneve.hdr.protocol geneve.hdr.vni */
 	gh->ver_optlen = opt_len / 4;
 	gh->flags = 0;
 	gh->proto = bpf_htons(GENEVE_PROTO_ETH);
 	geneve_set_vni(gh, tun->identity);
 	gh->reserved = 0;
-
+	/* writes: geneve.opt.dsr */
 	if (opt_len) {
 		if (bpf_skb_store_bytes(skb, TUNNEL_OVERHEAD, opts->data, opt_len, 0) < 0) {
 			reason = DROP_ENCAP_FAILED;

@@ -29,7 +29,7 @@ static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct
 					     int pass_ret, const struct trace_tun *tun)
 {
 	__u32 ifindex = ep->ifindex;
-
+	/* writes: deliver.eth.macs */
 	if (sum->ttl <= 1) {
 		trace_pass_tun(skb, point, PASS_TTL_EXPIRED, sum, tun);
 		return pass_ret;

@@ -64,7 +64,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct parse
 				       int pass_ret, const struct bpf_fib_lookup *fib, long ret)
 {
 	struct bpf_redir_neigh nh = {};
-
+	/* writes: forward.eth.macs */
 	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		trace_pass(skb, point, fib_pass_reason(ret), sum);
 		return pass_ret;

@@ -51,7 +51,7 @@ static __always_inline int geneve_opt_append(struct geneve_opts *o, __u16 opt_cl
 {
 	__u32 off = o->len;
 	struct geneve_opt_hdr *h;
-
+	/* writes: geneve.opt.dsr */
 	if (data_len % 4 || data_len > 124 || off + sizeof(*h) + data_len > GENEVE_MAX_OPT_BYTES)
 		return -1;
 	h = (struct geneve_opt_hdr *)&o->data[off];

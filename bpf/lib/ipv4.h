@@ -24,7 +24,7 @@
 static __always_inline void ipv4_dec_ttl(struct iphdr *ip)
 {
 	__u32 check = ip->check;
-
+	/* writes: ipv4.ttl ipv4.checksum */
 	check += bpf_htons(0x0100);
 	ip->check = (__sum16)(check + (check >= 0xffff));
 	ip->ttl--;

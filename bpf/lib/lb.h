@@ -291,7 +291,7 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 		rkey.sport = be->port;
 		if (!from_nic && be->addr == sum->saddr) {
 			/* Hairpin: the pod would get a packet from its own address, which
-			 * its stack drops as a martian. */
+			 * its stack drops as a martian. writes: lb.hairpin.saddr */
 			e.flags |= CT_F_LOOPBACK;
 			saddr = LB_LOOPBACK;
 			e.nat_addr = saddr;

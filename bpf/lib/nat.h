@@ -70,7 +70,7 @@ static __always_inline enum drop_reason nat4_rewrite(struct __sk_buff *skb, stru
 	__u32 addr_diff, port_diff, csum_off;
 	__be16 *ports;
 	__u64 flags = 0;
-
+	/* writes: nat.ipv4.addrs nat.ipv4.checksum nat.l4.ports nat.l4.checksum */
 	if (l4_off > 14 + 60)
 		return DROP_NAT_FAILED;
 	ports = data + l4_off;
@@ -107,7 +107,7 @@ static __always_inline enum drop_reason snat_alloc(struct ct_key *rkey, const st
 	__u32 min = CONFIG.lb_snat_port_min;
 	__u32 max = CONFIG.lb_snat_port_max;
 	__u32 range, off;
-
+	/* writes: nat.snat.sport */
 	if (!min || max < min)
 		return DROP_SNAT_NO_PORT;
 	range = max - min + 1;

@@ -169,7 +169,7 @@ func runDSRNodePort(ctx context.Context, s *scenarios.Stage, w dsrWith, e dsrExp
 	wire.checkRequests(s.Run, e.UDP == "snat")
 	wire.checkReplies(s.Run, e.UDP == "snat")
 	wire.recordFlow(s.Run)
-	return nil
+	return checkDSRFields(ctx, s, wire, e.UDPPathMTU != 0, e.UDP == "snat")
 }
 
 // recordFlow puts the first TCP handshake's path into the report: the SYN from the

@@ -198,6 +198,7 @@ func runMaglevCrossNode(ctx context.Context, s *scenarios.Stage, w maglevCrossNo
 	}
 	s.Check(fmt.Sprintf("cross-node consistency: %d of %d flows land on the same backend through %s and %s", same, w.Flows, w.Via[0], w.Via[1]),
 		"the backend name each flow's answer carries, per entry node ("+spread(via[0])+")", cerr)
+	checkMaglevSpec(s, string(w.Service), string(w.Client), w.Via, via[:])
 	return nil
 }
 

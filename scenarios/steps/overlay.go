@@ -348,7 +348,7 @@ func overlayWire(ctx context.Context, r *scenarios.Stage, o overlay, label, src,
 	pcap := session.PcapPath(n1.Name, u1.Name)
 	r.Check(label+": tshark decodes the underlay pcap as "+kind+" with the same VNI and no malformed packet",
 		"tshark -r "+pcap, tsharkAgrees(ctx, pcap, o, identity))
-	return nil
+	return overlayFields(ctx, r, o, label, src, dst, identity)
 }
 
 func checkEncapsulated(outer, sent capture.Packet, o overlay, src, dst netip.Addr, identity uint32, pod string) error {

@@ -196,5 +196,6 @@ func runNodePortSNAT(ctx context.Context, s *scenarios.Stage, w nodePortSNATWith
 	}
 	s.Check("NodePort SNAT: the client sees every reply from "+nodePort.String(),
 		fmt.Sprintf("%s/%s capture: IPv4/TCP source of incoming packets", client, ifs[0].Name), rerr)
-	return nil
+	checkNATFields(s, session, svc, n1, client, ifs[0].Name, n2.Name, nic)
+	return checkHairpin(ctx, s, svc)
 }

@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package steps
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"podpath/datapath/config/configs"
+	"podpath/scenarios"
+)
+
+// checkRef names a catalog check: a scenario, a step kind it runs, and words of the
+// check's name as the step kind's source spells them.
+type checkRef struct {
+	Scenario, Kind, Words string
+}
+
+func (c checkRef) String() string { return fmt.Sprintf("%s: %s: %q", c.Scenario, c.Kind, c.Words) }
+
+// catalogIndex is what the checks of a checkRef are checked against.
+type catalogIndex struct {
+	kinds    map[string]map[string]bool // scenario -> step kinds its file uses
+	text     map[string]string          // scenario -> its file
+	source   string                     // the step kinds' Go source, test files excluded
+	registry map[string]bool            // registered step kinds
+}
+
+func loadCatalogIndex(t *testing.T) *catalogIndex {
+	t.Helper()
+	ix := &catalogIndex{kinds: map[string]map[string]bool{}, text: map[string]string{}, registry: map[string]bool{}}
+	for _, k := range scenarios.StepKinds() {
+		ix.registry[k.Name] = true
+	}
+	for _, name := range scenarios.Names() {
+		data, ok := scenarios.CatalogFile(name)
+		if !ok {
+			t.Fatalf("catalog scenario %s: no file", name)
+		}
+		f, err := scenarios.ParseScenario(data, "")
+		if err != nil {
+			t.Fatalf("catalog scenario %s: %v", name, err)
+		}
+		ix.kinds[name] = map[string]bool{}
+		for _, st := range f.Stages {
+			for _, step := range st.Steps {
+				ix.kinds[name][step.Kind] = true
+			}
+		}
+		ix.text[name] = string(data)
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+	}
+	ix.source = src.String()
+	return ix
+}
+
+// problem says what is wrong with c, "" when it names a real catalog check.
+func (ix *catalogIndex) problem(c checkRef) string {
+	kinds, ok := ix.kinds[c.Scenario]
+	switch {
+	case !ok:
+		return fmt.Sprintf("%s: no catalog scenario %q", c, c.Scenario)
+	case !ix.registry[c.Kind]:
+		return fmt.Sprintf("%s: no step kind %q", c, c.Kind)
+	case !kinds[c.Kind]:
+		return fmt.Sprintf("%s: scenario %s runs no %s step", c, c.Scenario, c.Kind)
+	case c.Words == "" || !strings.Contains(ix.source, c.Words):
+		return fmt.Sprintf("%s: no step kind's source holds these words of a check name", c)
+	}
+	return ""
+}
+
+var (
+	markerRE   = regexp.MustCompile(`writes:((?:\s+[a-z0-9_]+(?:\.[a-z0-9_]+)+)+)`)
+	checkRefRE = regexp.MustCompile("`([a-z0-9-]+)`: `([a-z0-9-]+)`: \"([^\"]+)\"")
+)
+
+// fieldRow is a row of the README's table of written fields.
+type fieldRow struct {
+	writtenIn string
+	checks    []checkRef
+	line      int
+}
+
+// readFieldTable reads the table of the README section on written fields.
+func readFieldTable(t *testing.T) map[string]fieldRow {
+	t.Helper()
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const heading = "## Fields the datapath writes, and the checks that read them"
+	_, section, ok := strings.Cut(string(data), heading)
+	if !ok {
+		t.Fatalf("scenarios/README.md has no section %q", heading)
+	}
+	if i := strings.Index(section, "\n## "); i >= 0 {
+		section = section[:i]
+	}
+	rows := map[string]fieldRow{}
+	for i, line := range strings.Split(section, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if !strings.HasPrefix(line, "| `") || len(cells) != 3 {
+			continue
+		}
+		field := strings.Trim(cells[0], "`")
+		if _, dup := rows[field]; dup {
+			t.Errorf("README: field %s has two rows", field)
+		}
+		row := fieldRow{writtenIn: cells[1], line: i}
+		for _, m := range checkRefRE.FindAllStringSubmatch(cells[2], -1) {
+			row.checks = append(row.checks, checkRef{m[1], m[2], m[3]})
+		}
+		rows[field] = row
+	}
+	if len(rows) == 0 {
+		t.Fatal("README: the written-fields table has no row")
+	}
+	return rows
+}
+
+// readMarkers returns, for every field marked in bpf/, the files that mark it.
+func readMarkers(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, pattern := range []string{"../../bpf/*.c", "../../bpf/lib/*.h"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel := strings.TrimPrefix(filepath.ToSlash(f), "../../")
+			for _, m := range markerRE.FindAllStringSubmatch(string(data), -1) {
+				for _, field := range strings.Fields(m[1]) {
+					if !slices.Contains(out[field], rel) {
+						out[field] = append(out[field], rel)
+					}
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no writes: marker in bpf/")
+	}
+	return out
+}
+
+// TestWrittenFieldsAreChecked: every field a BPF program writes (a `writes:` marker in
+// bpf/) has a row in the scenarios README naming the file and at least one catalog
+// check that exists; no row is left without a marker.
+func TestWrittenFieldsAreChecked(t *testing.T) {
+	ix := loadCatalogIndex(t)
+	rows := readFieldTable(t)
+	marked := readMarkers(t)
+	for field, files := range marked {
+		row, ok := rows[field]
+		if !ok {
+			t.Errorf("field %s, written in %v, has no row in the scenarios README's table", field, files)
+			continue
+		}
+		for _, f := range files {
+			if !strings.Contains(row.writtenIn, f) {
+				t.Errorf("field %s: the README row says written in %q, the marker is in %s too", field, row.writtenIn, f)
+			}
+		}
+		if len(row.checks) == 0 {
+			t.Errorf("field %s: the README row names no check (want `scenario`: `step kind`: \"words of the check name\")", field)
+		}
+		for _, c := range row.checks {
+			if p := ix.problem(c); p != "" {
+				t.Errorf("field %s: %s", field, p)
+			}
+		}
+	}
+	for field := range rows {
+		if _, ok := marked[field]; !ok {
+			t.Errorf("README row %s: no writes: marker in bpf/ names this field", field)
+		}
+	}
+}
+
+// witness says which check shows a config value in effect, or why none can.
+type witness struct {
+	checks []checkRef
+	// noWitness is the reason a value has no behaviour a check could witness.
+	noWitness string
+	// anyValue: the witnessing scenario may set the key to another value (the same
+	// code reads whichever value is configured).
+	anyValue bool
+}
+
+// configWitnesses lists, for every key=value the catalog configs set (key=* for any
+// value), the catalog check that shows it in effect, from outside the agent's own
+// report: the wire, the kernel's tables, the BPF maps against the spec.
+var configWitnesses = map[string]witness{
+	"routing-mode=native": {checks: []checkRef{
+		{"native-routing", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
+	"routing-mode=tunnel": {checks: []checkRef{
+		{"vxlan-mtu", "overlay-headers", "inner frame as %s sent it (TTL-1)"},
+		{"geneve-mtu", "overlay-headers", "inner frame as %s sent it (TTL-1)"}}},
+	"tunnel-protocol=vxlan": {checks: []checkRef{
+		{"vxlan-mtu", "overlay-headers", "tshark decodes the underlay pcap as"}}},
+	"tunnel-protocol=geneve": {checks: []checkRef{
+		{"geneve-mtu", "overlay-headers", "tshark decodes the underlay pcap as"},
+		{"dsr-geneve", "dsr-nodeport", "encapsulated in Geneve (UDP 6081)"}}},
+	"auto-direct-node-routes=true": {checks: []checkRef{
+		{"native-routing", "node-route", "auto-direct-node-routes: %s routes %s's PodCIDR via %s"}}},
+	// Weak: the routed stage shows pod traffic crossing the routers hop by hop; no
+	// check reads the node's routing table for the absence of a direct route.
+	"auto-direct-node-routes=false": {checks: []checkRef{
+		{"native-routing", "cross-node-path", "MACs and TTL one less per routing hop"}}},
+	"enable-host-legacy-routing=false": {checks: []checkRef{
+		{"redirect-peer", "same-node-path", "the host stack and netfilter never see the packets"},
+		{"native-routing", "cross-node-path", "host stack and netfilter never see the packets"}}},
+	"enable-host-legacy-routing=true": {checks: []checkRef{
+		{"redirect-peer", "same-node-path", "netfilter's forward hook sees the packets"}}},
+	"enable-ipv4=true": {checks: []checkRef{
+		{"native-routing", "cross-node-path", "MACs and TTL one less per routing hop"}}},
+	"enable-ipv6=false": {noWitness: "podpath's datapath is IPv4-only: false is the only value it runs with, " +
+		"and no IPv6 address or route exists in any catalog topology to show otherwise"},
+	// Only traffic inside the CIDR is witnessed (forwarded in BPF); no catalog check
+	// sends pod traffic outside it.
+	"ipv4-native-routing-cidr=10.244.0.0/16": {checks: []checkRef{
+		{"native-routing", "cross-node-path", "from-container on %s redirects out of %s after a FIB lookup"}}},
+	"kube-proxy-replacement=true": {checks: []checkRef{
+		{"services-snat", "service-echo", "answered by a backend"}}},
+	"bpf-lb-mode=snat": {checks: []checkRef{
+		{"services-snat", "nodeport-snat", "the remote backend sees %s's IP as the source"},
+		{"maglev-consistency", "maglev-cross-node", "cross-node consistency"}}},
+	"bpf-lb-mode=dsr": {checks: []checkRef{
+		{"dsr", "dsr-nodeport", "replies never cross %s, the node that balanced the flow"},
+		{"dsr-geneve", "dsr-nodeport", "replies never cross %s, the node that balanced the flow"}}},
+	"bpf-lb-mode=hybrid": {checks: []checkRef{
+		{"hybrid", "dsr-nodeport", "replies return through %s (SNAT), never directly from %s"}}},
+	"bpf-lb-dsr-dispatch=opt": {checks: []checkRef{
+		{"dsr", "dsr-nodeport", "DSR option bytes: IPv4 IHL 7, option 0x9a"}}},
+	"bpf-lb-dsr-dispatch=geneve": {checks: []checkRef{
+		{"dsr-geneve", "dsr-nodeport", "DSR option bytes: Geneve options length 12"}}},
+	"bpf-lb-algorithm=maglev": {checks: []checkRef{
+		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
+	"bpf-lb-maglev-hash-seed=*": {anyValue: true, checks: []checkRef{
+		{"maglev-consistency", "maglev-cross-node", "Maglev spec: %s's table for %s equals the table computed"},
+		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
+	"bpf-lb-maglev-table-size=*": {anyValue: true, checks: []checkRef{
+		{"maglev-consistency", "maglev-cross-node", "Maglev spec: %s's table for %s equals the table computed"},
+		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
+	"monitor-aggregation=*": {noWitness: "decides which trace records the datapath emits, not what " +
+		"it does to packets: traces are the datapath's own report, so nothing outside it can witness them"},
+}
+
+// configData returns the data keys of catalog config name.
+func configData(t *testing.T, name string) map[string]string {
+	t.Helper()
+	raw, err := configs.Read(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatalf("config %s: %v", name, err)
+	}
+	return cm.Data
+}
+
+// TestConfigValuesHaveWitnesses: every key=value a catalog config sets has a witness
+// check that exists, run by a scenario that uses a config setting that key (to that
+// value unless the entry says any value does), or an explicit reason it has none.
+func TestConfigValuesHaveWitnesses(t *testing.T) {
+	ix := loadCatalogIndex(t)
+	data := map[string]map[string]string{}
+	for _, name := range configs.Names() {
+		data[name] = configData(t, name)
+	}
+	// sets says whether scenario uses a config (stage or restart) setting key (=value).
+	sets := func(scenario, key, value string) bool {
+		for name, d := range data {
+			v, ok := d[key]
+			if !ok || (value != "" && v != value) {
+				continue
+			}
+			if regexp.MustCompile(`config:\s*` + regexp.QuoteMeta(name) + `\b`).MatchString(ix.text[scenario]) {
+				return true
+			}
+		}
+		return false
+	}
+	used := map[string]bool{}
+	for _, name := range configs.Names() {
+		for key, value := range data[name] {
+			entry, id := key+"="+value, key+"="+value
+			w, ok := configWitnesses[entry]
+			if !ok {
+				id = key + "=*"
+				w, ok = configWitnesses[id]
+			}
+			if !ok {
+				t.Errorf("config %s sets %s: no witness entry (want %q or %q in configWitnesses)", name, entry, entry, key+"=*")
+				continue
+			}
+			used[id] = true
+			if len(w.checks) == 0 && w.noWitness == "" {
+				t.Errorf("config %s sets %s: the entry names no check and no reason", name, entry)
+			}
+			for _, c := range w.checks {
+				if p := ix.problem(c); p != "" {
+					t.Errorf("config %s sets %s: witness %s", name, entry, p)
+				}
+				want := value
+				if w.anyValue {
+					want = ""
+				}
+				if !sets(c.Scenario, key, want) {
+					t.Errorf("config %s sets %s: witness %s runs with no catalog config that sets %s", name, entry, c, strings.TrimSuffix(key+"="+want, "="))
+				}
+			}
+		}
+	}
+	for id := range configWitnesses {
+		if !used[id] {
+			t.Errorf("configWitnesses[%q]: no catalog config sets it", id)
+		}
+	}
+}

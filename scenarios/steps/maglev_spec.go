@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package steps
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"podpath/datapath/agent"
+	"podpath/datapath/maglev"
+	"podpath/datapath/maps"
+	"podpath/scenarios"
+)
+
+// The spec oracle for bpf-lb-maglev-hash-seed and bpf-lb-maglev-table-size: a node's
+// Maglev table, read from its pinned lb_maglev map, must equal the table computed
+// here from the scenario's backends (addresses and weights as the scenario file
+// gives them), the configured seed and the configured size with datapath/maglev, and
+// the backend each flow reached on the wire must be table[lb_hash(flow) % M] with the
+// flow hash of bpf/lib/lb_hash.h computed here in Go. datapath/maglev is a Go
+// implementation of the published algorithm, independent of the BPF program and of
+// what the agent reports; the agent uses it too, so the first comparison proves the
+// agent fed it the configured seed and size, the second that the BPF program hashes
+// with the configured seed and indexes a table of the configured size.
+
+// checkMaglevSpec runs both comparisons for svcName on every node of via, with the
+// flows those nodes answered (source port -> backend pod name, "" unanswered).
+func checkMaglevSpec(s *scenarios.Stage, svcName string, client string, via []scenarios.NodeRef, flows []map[int]string) {
+	svc := s.Services[svcName]
+	cfg := effectiveConfig(s)
+	m := cmp0(cfg.MaglevTableSize, maglev.DefaultTableSize)
+	seed := cfg.MaglevHashSeed
+	dst := vip(svc)
+	var clientAddr netip.Addr
+	if ifs, err := s.T.Interfaces(client); err == nil && len(ifs) > 0 {
+		clientAddr = ifs[0].Address.Addr()
+	}
+	for i, node := range via {
+		table, ids, err := maglevTableOf(s, string(node), svc)
+		var want []uint32
+		if err == nil {
+			want, err = expectedMaglevTable(svc, ids, m, seed)
+		}
+		if err == nil {
+			err = compareTables(table, want)
+		}
+		s.Check(fmt.Sprintf("Maglev spec: %s's table for %s equals the table computed from its %d backends, the configured seed and M=%d",
+			node, svcName, len(svc.Backends), m),
+			fmt.Sprintf("%s's pinned lb_maglev entry of %s against datapath/maglev.Table(backend IDs of lb_backends matched by address, seed %x, M %d)", node, dst, seed, m),
+			err)
+		if i >= len(flows) {
+			continue
+		}
+		var ferr error
+		checked := 0
+		if err == nil && !clientAddr.IsValid() {
+			ferr = fmt.Errorf("client %s has no address", client)
+		} else if err == nil {
+			checked, ferr = flowsMatchTable(s, flows[i], want, ids, clientAddr, dst, seed)
+		} else {
+			ferr = fmt.Errorf("no table to compare with: %w", err)
+		}
+		s.Check(fmt.Sprintf("Maglev spec: flows through %s reach table[lb_hash(flow, configured seed) %% %d] (%d flows compared)", node, m, checked),
+			fmt.Sprintf("the backend each UDP flow's whoami answer named against the table computed for %s -> %s", clientAddr, dst), ferr)
+	}
+}
+
+func cmp0(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// maglevTableOf reads node's Maglev table of svc's external frontend and the IDs the
+// lb_backends map gives the service's backends (by address and port).
+func maglevTableOf(s *scenarios.Stage, node string, svc agent.Service) ([]uint32, map[netip.AddrPort]uint32, error) {
+	lb, err := lbOpen(s, node)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lb.Close()
+	proto := map[string]maps.Proto{"TCP": maps.ProtoTCP, "UDP": maps.ProtoUDP}[svc.Protocol]
+	svcs, err := lb.ServiceList()
+	if err != nil {
+		return nil, nil, err
+	}
+	i := slices.IndexFunc(svcs, func(m maps.Service) bool {
+		return m.Addr == vip(svc).Addr() && m.Port == vip(svc).Port() && m.Proto == proto
+	})
+	if i < 0 {
+		return nil, nil, fmt.Errorf("no %s frontend %s in %s's lb_services", svc.Protocol, vip(svc), node)
+	}
+	table, err := lb.MaglevLookup(svcs[i].ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	bes, err := lb.BackendList()
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := map[netip.AddrPort]uint32{}
+	for _, b := range bes {
+		if b.Proto == proto {
+			ids[netip.AddrPortFrom(b.Addr, b.Port)] = b.ID
+		}
+	}
+	return table, ids, nil
+}
+
+// expectedMaglevTable is the table the spec predicts for svc's backends.
+func expectedMaglevTable(svc agent.Service, ids map[netip.AddrPort]uint32, m int, seed [maglev.SeedSize]byte) ([]uint32, error) {
+	var bs []maglev.Backend
+	for _, b := range svc.Backends {
+		id, ok := ids[netip.AddrPortFrom(b.IP, b.Port)]
+		if !ok {
+			return nil, fmt.Errorf("backend %s:%d of the scenario is not in lb_backends", b.IP, b.Port)
+		}
+		w := b.Weight
+		if w == 0 {
+			w = maglev.DefaultWeight
+		}
+		if b.State != "" && b.State != "active" {
+			w = 0
+		}
+		bs = append(bs, maglev.Backend{ID: id, Weight: w})
+	}
+	return maglev.Table(bs, m, seed)
+}
+
+func compareTables(got, want []uint32) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("table has %d entries, the configured size is %d", len(got), len(want))
+	}
+	diff := 0
+	first := -1
+	for i := range got {
+		if got[i] != want[i] {
+			diff++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if diff > 0 {
+		return fmt.Errorf("%d of %d entries differ, first at %d: map %d, spec %d (a seed or size other than the configured one?)",
+			diff, len(got), first, got[first], want[first])
+	}
+	return nil
+}
+
+// flowsMatchTable compares each answered flow's backend with the spec's choice.
+func flowsMatchTable(s *scenarios.Stage, flows map[int]string, table []uint32, ids map[netip.AddrPort]uint32, client netip.Addr, dst netip.AddrPort, seed [maglev.SeedSize]byte) (int, error) {
+	podOf := map[uint32]string{}
+	for ap, id := range ids {
+		if p, ok := podByIP(s.T, ap.Addr()); ok {
+			podOf[id] = p.Name
+		}
+	}
+	ports := make([]int, 0, len(flows))
+	for port := range flows {
+		ports = append(ports, port)
+	}
+	slices.Sort(ports)
+	var errs []error
+	checked, wrong := 0, 0
+	for _, port := range ports {
+		got := flows[port]
+		if got == "" {
+			continue
+		}
+		checked++
+		h := lbHashSpec(seed, netip.AddrPortFrom(client, uint16(port)), dst, 17)
+		want := podOf[table[h%uint32(len(table))]]
+		if got != want {
+			wrong++
+			if len(errs) < 5 {
+				errs = append(errs, fmt.Errorf("flow %s:%d -> %s reached %s, the table says %s", client, port, dst, got, want))
+			}
+		}
+	}
+	if checked == 0 {
+		return 0, errors.New("no answered flow to compare")
+	}
+	if wrong > 0 {
+		errs = append([]error{fmt.Errorf("%d of %d answered flows reached another backend than the spec's table says, e.g.:", wrong, checked)}, errs...)
+	}
+	return checked, errors.Join(errs...)
+}
+
+// lbHashSpec is the flow hash bpf/lib/lb_hash.h documents, written from that
+// description: Linux's jhash_3words(saddr ^ s0, daddr ^ s1, (sport<<16 | dport) ^ s2,
+// proto), each word the value a little-endian load of its wire bytes gives.
+func lbHashSpec(seed [maglev.SeedSize]byte, src, dst netip.AddrPort, proto uint8) uint32 {
+	le := binary.LittleEndian
+	wire16 := func(p uint16) uint32 { return uint32(p>>8 | p<<8) }
+	s4, d4 := src.Addr().As4(), dst.Addr().As4()
+	a := le.Uint32(s4[:]) ^ le.Uint32(seed[0:4])
+	b := le.Uint32(d4[:]) ^ le.Uint32(seed[4:8])
+	c := (wire16(src.Port())<<16 | wire16(dst.Port())) ^ le.Uint32(seed[8:12])
+	return jhash3Words(a, b, c, uint32(proto))
+}
+
+// jhash3Words is Linux's jhash_3words() (include/linux/jhash.h, __jhash_final).
+func jhash3Words(a, b, c, initval uint32) uint32 {
+	rol := func(w uint32, s uint) uint32 { return w<<s | w>>(32-s) }
+	initval += 0xdeadbeef + 3<<2
+	a, b, c = a+initval, b+initval, c+initval
+	c ^= b
+	c -= rol(b, 14)
+	a ^= c
+	a -= rol(c, 11)
+	b ^= a
+	b -= rol(a, 25)
+	c ^= b
+	c -= rol(b, 16)
+	a ^= c
+	a -= rol(c, 4)
+	b ^= a
+	b -= rol(a, 14)
+	c ^= b
+	c -= rol(b, 24)
+	return c
+}
