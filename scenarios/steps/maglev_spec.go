@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/config"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 	"podpath/scenarios"
@@ -224,4 +227,79 @@ func jhash3Words(a, b, c, initval uint32) uint32 {
 	c ^= b
 	c -= rol(b, 24)
 	return c
+}
+
+// snatExhaustion predicts from the spec how many of flows UDP flows (source ports
+// firstFlowPort on, sent in that order) from client to svc, entering node, get no
+// NodePort SNAT source port. Maglev (the configured seed and size, svc's backends)
+// sends each flow to a backend; one on another node is reached with SNAT (modes snat
+// and hybrid), and towards one backend address and port there are only as many
+// source ports as the SNAT range holds (bpfconfig's default range: podpath has no key
+// for it yet). nat.h's allocation is replayed: a flow's search starts at
+// lb_hash(client, backend) % range and tries snatPortTries ports in a row, so it fails
+// a little before the range is full. Such flows are dropped as DROP_SNAT_NO_PORT,
+// which is right: the expectation says so instead of hiding them in a tolerance. why
+// tells the demand per backend.
+func snatExhaustion(s *scenarios.Stage, svc agent.Service, client, node string, flows int) (failed int, why string, err error) {
+	cfg := effectiveConfig(s)
+	if cfg.LBMode == config.LBModeDSR {
+		return 0, "DSR: no SNAT", nil
+	}
+	m := cmp0(cfg.MaglevTableSize, maglev.DefaultTableSize)
+	_, ids, err := maglevTableOf(s, node, svc)
+	if err != nil {
+		return 0, "", err
+	}
+	table, err := expectedMaglevTable(svc, ids, m, cfg.MaglevHashSeed)
+	if err != nil {
+		return 0, "", err
+	}
+	ifs, err := s.T.Interfaces(client)
+	if err != nil || len(ifs) == 0 {
+		return 0, "", fmt.Errorf("client %s has no address", client)
+	}
+	src := ifs[0].Address.Addr()
+	backendOf := map[uint32]netip.AddrPort{}
+	for ap, id := range ids {
+		backendOf[id] = ap
+	}
+	const portMin, portMax = bpfconfig.DefaultSNATPortMin, bpfconfig.DefaultSNATPortMax
+	rng := uint32(portMax - portMin + 1)
+	used := map[netip.AddrPort][]bool{}
+	demand := map[netip.AddrPort]int{}
+	for port := firstFlowPort; port < firstFlowPort+flows; port++ {
+		from := netip.AddrPortFrom(src, uint16(port))
+		be := backendOf[table[lbHashSpec(cfg.MaglevHashSeed, from, vip(svc), 17)%uint32(len(table))]]
+		if p, ok := podByIP(s.T, be.Addr()); !ok || p.Node == node {
+			continue
+		}
+		demand[be]++
+		if used[be] == nil {
+			used[be] = make([]bool, rng)
+		}
+		off, ok := lbHashSpec(cfg.MaglevHashSeed, from, be, 17)%rng, false
+		for range snatPortTries {
+			if !used[be][off] {
+				used[be][off], ok = true, true
+				break
+			}
+			off = (off + 1) % rng
+		}
+		if !ok {
+			failed++
+		}
+	}
+	backends := make([]netip.AddrPort, 0, len(demand))
+	for be := range demand {
+		backends = append(backends, be)
+	}
+	slices.SortFunc(backends, netip.AddrPort.Compare)
+	var parts []string
+	for _, be := range backends {
+		parts = append(parts, fmt.Sprintf("%d flows to %s", demand[be], be))
+	}
+	if len(parts) == 0 {
+		return 0, "no flow needs SNAT", nil
+	}
+	return failed, fmt.Sprintf("%s through SNAT, %d source ports each, %d tries per flow", strings.Join(parts, ", "), rng, snatPortTries), nil
 }
