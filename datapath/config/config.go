@@ -270,14 +270,9 @@ func (c *Config) Summary() []string {
 	s = append(s, "Auto direct node routes: "+onOff(c.AutoDirectNodeRoutes))
 	s = append(s, "Host Routing: "+string(c.HostRouting))
 
-	switch {
-	case !c.EnableIPv4Masquerade:
-		s = append(s, "Masquerading: Disabled")
-	case c.EnableBPFMasquerade:
-		s = append(s, "Masquerading: BPF [IPv4: Enabled, IPv6: Disabled]")
-	default:
-		s = append(s, "Masquerading: IPTables [IPv4: Enabled, IPv6: Disabled]")
-	}
+	// podpath does not masquerade, whatever enable-ipv4-masquerade and
+	// enable-bpf-masquerade say (their warnings say so).
+	s = append(s, "Masquerading: Disabled")
 
 	lb := "Load balancing: Mode: " + strings.ToUpper(string(c.LBMode))
 	if c.LBMode.UsesDSR() {
@@ -296,10 +291,12 @@ func (c *Config) Summary() []string {
 	} else {
 		s = append(s, fmt.Sprintf("MTU: %d", c.MTU))
 	}
-	s = append(s, fmt.Sprintf("CT map sizes: TCP %d, any %d", c.CTTCPMax, c.CTAnyMax))
+	if c.KubeProxyReplacement == KPRTrue {
+		s = append(s, fmt.Sprintf("CT map sizes: TCP %d, any %d", c.CTTCPMax, c.CTAnyMax))
+	} else {
+		s = append(s, "CT map sizes: not used (conntrack only for kube-proxy replacement)")
+	}
 	s = append(s, "IPv4: Enabled, IPv6: Disabled")
-	s = append(s, "Cluster: "+c.ClusterName)
-	s = append(s, "Debug: "+onOff(c.Debug))
 	return s
 }
 

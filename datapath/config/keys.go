@@ -22,6 +22,31 @@ const (
 	KindJSON     Kind = "json"   // an embedded JSON object
 )
 
+// Status says what podpath does with a key.
+type Status string
+
+// Key statuses.
+const (
+	// StatusImplemented: changing the value changes what podpath does; Key.Proof
+	// names the tests or catalog checks that show it.
+	StatusImplemented Status = "implemented"
+	// StatusPartial: implemented in part; Key.Gap says what is not done, and
+	// Key.Proof names the tests of the part that is.
+	StatusPartial Status = "partial"
+	// StatusFixed: podpath runs with one value (or the one the other settings
+	// imply); validation refuses any other. Key.Proof names the tests.
+	StatusFixed Status = "fixed"
+	// StatusDiffers: not read; podpath behaves as Key.Assumes, which is not
+	// Cilium's default. A given value other than Assumes is a warning.
+	StatusDiffers Status = "differs"
+	// StatusIgnored: accepted, no effect; podpath behaves as Key.Assumes (Cilium's
+	// default unless given). A given value other than that is a warning, unless
+	// Key.Inert says why the key cannot matter to podpath.
+	StatusIgnored Status = "ignored"
+	// StatusUnknown: not audited. Any value given is a warning.
+	StatusUnknown Status = "unknown"
+)
+
 // Key describes one cilium-config key.
 type Key struct {
 	Name string
@@ -30,19 +55,42 @@ type Key struct {
 	Values []string
 	// Min and Max bound an int (when Values is empty) or a float.
 	Min, Max float64
-	// Default is the value podpath assumes when the key is absent: Cilium agent's
-	// default unless Meaning says otherwise ("" = empty or unset).
+	// Default is Cilium agent's default when the key is absent, unless Meaning says
+	// otherwise ("" = empty or unset).
 	Default string
-	// Implemented says podpath reads and strictly validates the key. Other keys are
-	// recognised and reported as ignored.
-	Implemented bool
+	// Status says what podpath does with the key.
+	Status Status
+	// Field names the Config field the key resolves into (implemented, partial):
+	// code outside package config reads it.
+	Field string
+	// Proof names what shows an implemented, partial or fixed key at work: Go
+	// tests as "<package dir>.<TestName>" (e.g. datapath/agent.TestPlanMTU), and
+	// "catalog" for the witness checks of scenarios/steps' configWitnesses.
+	Proof []string
+	// Gap, for a partial key, is what podpath does not do.
+	Gap string
 	// ReplacedBy names the key(s) that superseded a legacy key.
 	ReplacedBy string
-	// Assumes, for an unimplemented key, is the value podpath behaves as; another
-	// value is reported as a warning.
+	// Assumes, for a key podpath does not read, is the value podpath behaves as
+	// ("" = Default); another value is reported as a warning.
 	Assumes string
+	// Instead, for a key podpath does not read, says what podpath does instead of
+	// what another value asks for; the warning says it.
+	Instead string
+	// NoValue, for a key podpath does not read, says no value of it is what podpath
+	// does: any value given is a warning.
+	NoValue bool
+	// Inert, for an ignored key, says why no value of it changes what podpath does
+	// (it configures a component podpath does not have and does not need): such a
+	// key is a notice, never a warning.
+	Inert string
 	// Meaning is one line on what the key does.
 	Meaning string
+}
+
+// Read reports whether podpath reads the key's value (implemented, partial, fixed).
+func (k *Key) Read() bool {
+	return k.Status == StatusImplemented || k.Status == StatusPartial || k.Status == StatusFixed
 }
 
 // Maglev table sizes Cilium accepts (primes; M should exceed 100 × backends).
@@ -59,80 +107,113 @@ const MaglevSeedDefault = "JLfvgnHc2kaSUFaI"
 
 // keyTable is the one place that lists every key podpath knows.
 var keyTable = []Key{
-	// ---- implemented ----
-	{Name: "routing-mode", Kind: KindEnum, Values: []string{"native", "tunnel"}, Default: "tunnel", Implemented: true,
+	// ---- read by podpath ----
+	{Name: "routing-mode", Kind: KindEnum, Values: []string{"native", "tunnel"}, Default: "tunnel",
+		Status: StatusImplemented, Field: "RoutingMode", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "reach pods on other nodes through a tunnel (VXLAN/Geneve) or natively through the underlay's routes (Cilium >= 1.14)"},
-	{Name: "tunnel", Kind: KindEnum, Values: []string{"vxlan", "geneve", "disabled"}, Default: "vxlan", Implemented: true,
+	{Name: "tunnel", Kind: KindEnum, Values: []string{"vxlan", "geneve", "disabled"}, Default: "vxlan",
+		Status: StatusImplemented, Field: "TunnelProtocol", Proof: []string{"datapath/bpfconfig.TestBuild"},
 		ReplacedBy: "routing-mode and tunnel-protocol",
 		Meaning:    "legacy (Cilium <= 1.14) encapsulation switch: vxlan/geneve mean tunnel mode, disabled means native routing"},
-	{Name: "tunnel-protocol", Kind: KindEnum, Values: []string{"vxlan", "geneve"}, Default: "vxlan", Implemented: true,
+	{Name: "tunnel-protocol", Kind: KindEnum, Values: []string{"vxlan", "geneve"}, Default: "vxlan",
+		Status: StatusImplemented, Field: "TunnelProtocol", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "encapsulation of tunnel mode; not used in native mode"},
-	{Name: "tunnel-port", Kind: KindInt, Min: 0, Max: 65535, Default: "0", Implemented: true,
+	{Name: "tunnel-port", Kind: KindInt, Min: 0, Max: 65535, Default: "0",
+		Status: StatusImplemented, Field: "TunnelPort", Proof: []string{"datapath/bpfconfig.TestBuild"},
 		Meaning: "UDP port of the tunnel; 0 means the protocol's port (8472 VXLAN, 6081 Geneve)"},
-	{Name: "ipv4-native-routing-cidr", Kind: KindCIDR, Implemented: true,
+	{Name: "ipv4-native-routing-cidr", Kind: KindCIDR,
+		Status: StatusImplemented, Field: "NativeRoutingCIDR", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "IPv4 CIDR the network routes without encapsulation or masquerading; required in native routing mode"},
-	{Name: "auto-direct-node-routes", Kind: KindBool, Default: "false", Implemented: true,
+	{Name: "auto-direct-node-routes", Kind: KindBool, Default: "false",
+		Status: StatusImplemented, Field: "AutoDirectNodeRoutes", Proof: []string{"catalog"},
 		Meaning: "install a route to every other node's PodCIDR via that node (native routing on a shared L2)"},
-	{Name: "enable-host-legacy-routing", Kind: KindBool, Default: "false", Implemented: true,
+	{Name: "enable-host-legacy-routing", Kind: KindBool, Default: "false",
+		Status: StatusImplemented, Field: "HostRouting", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "route through the host stack (iptables, routing table) instead of BPF host routing (bpf_redirect_peer/neigh)"},
-	{Name: "enable-ipv4", Kind: KindBool, Default: "true", Implemented: true,
+	{Name: "enable-ipv4", Kind: KindBool, Default: "true",
+		Status: StatusFixed, Proof: []string{"datapath/config.TestValidators"},
 		Meaning: "IPv4 pod addressing; podpath is IPv4-only, so it must be true"},
-	{Name: "enable-ipv6", Kind: KindBool, Default: "false", Implemented: true,
+	{Name: "enable-ipv6", Kind: KindBool, Default: "false",
+		Status: StatusFixed, Proof: []string{"datapath/config.TestValidators"},
 		Meaning: "IPv6 pod addressing; not supported by podpath (Cilium's agent defaults to true, its Helm chart writes false)"},
-	{Name: "monitor-aggregation", Kind: KindEnum, Values: aggregationNames[:], Default: "none", Implemented: true,
+	{Name: "monitor-aggregation", Kind: KindEnum, Values: aggregationNames[:], Default: "none",
+		Status: StatusImplemented, Field: "MonitorAggregation", Proof: []string{"datapath/bpfconfig.TestBuild"},
 		Meaning: "how much the datapath traces: none (every packet), low, medium (flow changes), maximum (drops only); Cilium also accepts disabled, lowest, max and 0-4 (Helm writes medium)"},
-	{Name: "monitor-aggregation-flags", Kind: KindList, Values: []string{"none", "all", "fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"}, Default: "syn,fin,rst", Implemented: true,
+	{Name: "monitor-aggregation-flags", Kind: KindList, Values: []string{"none", "all", "fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"}, Default: "syn,fin,rst",
+		Status: StatusDiffers, Assumes: "none",
+		Instead: "under medium and maximum aggregation podpath traces by verdict only (drops, redirects, exceptions), never because of TCP flags",
 		Meaning: "TCP flags that still trigger a trace under medium/maximum aggregation (Helm writes all)"},
-	{Name: "mtu", Kind: KindInt, Min: 0, Max: 65535, Default: "0", Implemented: true,
+	{Name: "mtu", Kind: KindInt, Min: 0, Max: 65535, Default: "0",
+		Status: StatusImplemented, Field: "MTU", Proof: []string{"datapath/agent.TestPlanMTU"},
 		Meaning: "device MTU of pods and Cilium devices; 0 derives it from the underlay (minus tunnel overhead)"},
-	{Name: "kube-proxy-replacement", Kind: KindEnum, Values: []string{"true", "false", "strict", "probe", "partial", "disabled"}, Default: "false", Implemented: true,
+	{Name: "kube-proxy-replacement", Kind: KindEnum, Values: []string{"true", "false", "strict", "probe", "partial", "disabled"}, Default: "false",
+		Status: StatusImplemented, Field: "KubeProxyReplacement", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "BPF service load balancing instead of kube-proxy; strict/probe/partial/disabled are Cilium <= 1.13 values"},
-	{Name: "bpf-lb-mode", Kind: KindEnum, Values: []string{"snat", "dsr", "hybrid"}, Default: "snat", Implemented: true,
+	{Name: "bpf-lb-mode", Kind: KindEnum, Values: []string{"snat", "dsr", "hybrid"}, Default: "snat",
+		Status: StatusImplemented, Field: "LBMode", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "NodePort forwarding to remote backends: SNAT, direct server return, or DSR for TCP and SNAT for UDP"},
-	{Name: "bpf-lb-algorithm", Kind: KindEnum, Values: []string{"random", "maglev"}, Default: "random", Implemented: true,
+	{Name: "bpf-lb-algorithm", Kind: KindEnum, Values: []string{"random", "maglev"}, Default: "random",
+		Status: StatusImplemented, Field: "LBAlgorithm", Proof: []string{"catalog"},
 		Meaning: "backend selection: random or Maglev consistent hashing"},
-	{Name: "bpf-lb-maglev-table-size", Kind: KindInt, Values: maglevTableSizes, Default: "16381", Implemented: true,
+	{Name: "bpf-lb-maglev-table-size", Kind: KindInt, Values: maglevTableSizes, Default: "16381",
+		Status: StatusImplemented, Field: "MaglevTableSize", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "Maglev lookup table size M per service: a prime > 100 x backends"},
-	{Name: "bpf-lb-maglev-hash-seed", Kind: KindBase64, Default: MaglevSeedDefault, Implemented: true,
+	{Name: "bpf-lb-maglev-hash-seed", Kind: KindBase64, Default: MaglevSeedDefault,
+		Status: StatusImplemented, Field: "MaglevHashSeed", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "Maglev hash seed: base64 of exactly 12 bytes, identical on every node"},
-	{Name: "bpf-lb-dsr-dispatch", Kind: KindEnum, Values: []string{"opt", "geneve"}, Default: "opt", Implemented: true,
-		Meaning: "how DSR carries the service address: an IPv4 option (opt) or a Geneve option; Cilium's ipip is not supported"},
-	{Name: "bpf-ct-global-tcp-max", Kind: KindInt, Min: ctMin, Max: ctMax, Default: "524288", Implemented: true,
+	{Name: "bpf-lb-dsr-dispatch", Kind: KindEnum, Values: []string{"opt", "geneve"}, Default: "opt",
+		Status: StatusFixed, Proof: []string{"catalog", "datapath/config.TestCombinations"},
+		Meaning: "how DSR carries the service address: an IPv4 option (opt) or a Geneve option; podpath's dispatch follows the routing mode (opt natively, geneve in a Geneve tunnel) and validation refuses the other; Cilium's ipip is not supported"},
+	{Name: "bpf-ct-global-tcp-max", Kind: KindInt, Min: ctMin, Max: ctMax, Default: "524288",
+		Status: StatusPartial, Field: "CTTCPMax", Proof: []string{"datapath/agent.TestDatapathConfigCTSizes", "datapath/loader.TestLoadDatapathLBMapSizes"},
+		Gap:     "podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used",
 		Meaning: "entries of the global TCP conntrack map"},
-	{Name: "bpf-ct-global-any-max", Kind: KindInt, Min: ctMin, Max: ctMax, Default: "262144", Implemented: true,
+	{Name: "bpf-ct-global-any-max", Kind: KindInt, Min: ctMin, Max: ctMax, Default: "262144",
+		Status: StatusPartial, Field: "CTAnyMax", Proof: []string{"datapath/agent.TestDatapathConfigCTSizes", "datapath/loader.TestLoadDatapathLBMapSizes"},
+		Gap:     "podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used",
 		Meaning: "entries of the global non-TCP conntrack map"},
-	{Name: "bpf-map-dynamic-size-ratio", Kind: KindFloat, Min: 0, Max: 1, Default: "0", Implemented: true,
+	{Name: "bpf-map-dynamic-size-ratio", Kind: KindFloat, Min: 0, Max: 1, Default: "0",
+		Status:  StatusIgnored,
+		Instead: "podpath sizes its maps from bpf-ct-global-tcp-max, bpf-ct-global-any-max and fixed defaults, never from a fraction of memory",
 		Meaning: "fraction of memory used to size CT/NAT maps when their sizes are not given; 0 disables (Helm writes 0.0025)"},
-	{Name: "cluster-name", Kind: KindString, Default: "default", Implemented: true,
+	{Name: "cluster-name", Kind: KindString, Default: "default",
+		Status:  StatusIgnored,
+		Instead: "podpath has no Cluster Mesh and labels no identity with the cluster name: the name is not used",
 		Meaning: "cluster name: at most 32 lowercase alphanumerics and '-', starting and ending alphanumeric"},
-	{Name: "debug", Kind: KindBool, Default: "false", Implemented: true,
+	{Name: "debug", Kind: KindBool, Default: "false",
+		Status:  StatusIgnored,
+		Instead: "the agent logs at info level and the datapath emits no debug events",
 		Meaning: "debug logging and debug trace events"},
-	{Name: "enable-bpf-masquerade", Kind: KindBool, Default: "false", Implemented: true,
+	{Name: "enable-bpf-masquerade", Kind: KindBool, Default: "false",
+		Status:  StatusIgnored,
+		Instead: "pods reach destinations outside the cluster with their own addresses (no masquerading)",
 		Meaning: "masquerade in BPF instead of iptables"},
-	{Name: "enable-ipv4-masquerade", Kind: KindBool, Default: "true", Implemented: true,
+	{Name: "enable-ipv4-masquerade", Kind: KindBool, Default: "true",
+		Status: StatusDiffers, Assumes: "false",
+		Instead: "pods reach destinations outside the cluster with their own addresses (no masquerading, neither BPF nor iptables)",
 		Meaning: "SNAT pod traffic leaving the cluster to the node's address"},
 
 	// ---- recognised Cilium keys podpath does not implement ----
-	{Name: "agent-health-port", Kind: KindInt, Default: "9879", Meaning: "TCP port of the agent's health API"},
+	{Name: "agent-health-port", Kind: KindInt, Default: "9879", NoValue: true, Instead: "the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)", Meaning: "TCP port of the agent's health API"},
 	{Name: "agent-not-ready-taint-key", Kind: KindString, Default: "node.cilium.io/agent-not-ready", Meaning: "taint removed from a node once its agent is ready"},
 	{Name: "api-rate-limit", Kind: KindString, Meaning: "rate limits of the agent API"},
 	{Name: "arping-refresh-period", Kind: KindDuration, Default: "30s", Meaning: "refresh period of neighbour entries of other nodes"},
 	{Name: "auto-create-cilium-node-resource", Kind: KindBool, Default: "true", Meaning: "create the CiliumNode resource of the node"},
 	{Name: "bpf-events-drop-enabled", Kind: KindBool, Default: "true", Meaning: "emit drop events"},
-	{Name: "bpf-events-policy-verdict-enabled", Kind: KindBool, Default: "true", Meaning: "emit policy verdict events"},
+	{Name: "bpf-events-policy-verdict-enabled", Kind: KindBool, Default: "true", Inert: "podpath has no policy, so there are no policy verdicts to emit", Meaning: "emit policy verdict events"},
 	{Name: "bpf-events-trace-enabled", Kind: KindBool, Default: "true", Meaning: "emit trace events"},
 	{Name: "bpf-lb-acceleration", Kind: KindEnum, Values: []string{"disabled", "native", "best-effort"}, Default: "disabled", Assumes: "disabled", Meaning: "XDP acceleration of the service load balancer"},
 	{Name: "bpf-lb-external-clusterip", Kind: KindBool, Default: "false", Meaning: "make ClusterIPs reachable from outside the cluster"},
 	{Name: "bpf-lb-map-max", Kind: KindInt, Default: "65536", Meaning: "entries of the service load-balancing maps"},
 	{Name: "bpf-lb-sock", Kind: KindBool, Default: "false", Meaning: "socket-level (connect-time) service translation"},
 	{Name: "bpf-lb-sock-hostns-only", Kind: KindBool, Default: "false", Meaning: "socket-level translation only in the host namespace"},
-	{Name: "bpf-nat-global-max", Kind: KindInt, Default: "524288", Meaning: "entries of the global NAT map"},
+	{Name: "bpf-nat-global-max", Kind: KindInt, Default: "524288", Status: StatusDiffers, Assumes: "131072", Instead: "podpath's NAT map (NodePort SNAT) has a fixed 131072 entries", Meaning: "entries of the global NAT map"},
 	{Name: "bpf-neigh-global-max", Kind: KindInt, Default: "524288", Meaning: "entries of the global neighbour map"},
 	{Name: "bpf-policy-map-max", Kind: KindInt, Default: "16384", Meaning: "entries of each endpoint's policy map"},
 	{Name: "bpf-root", Kind: KindString, Meaning: "mount point of the BPF filesystem"},
-	{Name: "cgroup-root", Kind: KindString, Default: "/run/cilium/cgroupv2", Meaning: "mount point of the cgroup v2 hierarchy for socket programs"},
-	{Name: "clean-cilium-bpf-state", Kind: KindBool, Default: "false", Meaning: "remove pinned BPF state on agent start"},
-	{Name: "clean-cilium-state", Kind: KindBool, Default: "false", Meaning: "remove all Cilium state on agent start"},
+	{Name: "cgroup-root", Kind: KindString, Default: "/run/cilium/cgroupv2", Inert: "only socket-level load balancing (bpf-lb-sock) uses it, and podpath does not do that", Meaning: "mount point of the cgroup v2 hierarchy for socket programs"},
+	{Name: "clean-cilium-bpf-state", Kind: KindBool, Default: "false", Instead: "the agent keeps the pinned maps and links of a previous agent and adopts them", Meaning: "remove pinned BPF state on agent start"},
+	{Name: "clean-cilium-state", Kind: KindBool, Default: "false", Instead: "the agent keeps its state directory and the pinned maps and links of a previous agent", Meaning: "remove all Cilium state on agent start"},
 	{Name: "cluster-id", Kind: KindInt, Default: "0", Meaning: "unique cluster ID for Cluster Mesh (1-255, or 511)"},
 	{Name: "cluster-pool-ipv4-cidr", Kind: KindList, Meaning: "cluster-pool IPAM: pool of pod CIDRs"},
 	{Name: "cluster-pool-ipv4-mask-size", Kind: KindInt, Default: "24", Meaning: "cluster-pool IPAM: prefix length of each node's PodCIDR"},
@@ -144,61 +225,61 @@ var keyTable = []Key{
 	{Name: "cni-log-file", Kind: KindString, Meaning: "log file of the CNI plugin"},
 	{Name: "custom-cni-conf", Kind: KindBool, Default: "false", Meaning: "the CNI configuration is provided by the user, not written by Cilium"},
 	{Name: "datapath-mode", Kind: KindEnum, Values: []string{"veth", "netkit", "netkit-l2"}, Default: "veth", Assumes: "veth", Meaning: "pod device type"},
-	{Name: "devices", Kind: KindList, Meaning: "native devices BPF programs attach to (detected when empty)"},
-	{Name: "direct-routing-device", Kind: KindString, Meaning: "device used for direct routing and NodePort"},
+	{Name: "devices", Kind: KindList, Instead: "the agent attaches to the devices it is given with --devices, not to this list", Meaning: "native devices BPF programs attach to (detected when empty)"},
+	{Name: "direct-routing-device", Kind: KindString, Instead: "the node's device is the one holding the node IP given to the agent (--node-ip)", Meaning: "device used for direct routing and NodePort"},
 	{Name: "direct-routing-skip-unreachable", Kind: KindBool, Default: "false", Meaning: "skip direct routes to nodes not on the local L2 (with BGP)"},
-	{Name: "disable-cnp-status-updates", Kind: KindBool, Meaning: "do not write CiliumNetworkPolicy status; removed in newer Cilium"},
+	{Name: "disable-cnp-status-updates", Kind: KindBool, Inert: "podpath has no CiliumNetworkPolicy and writes no status", Meaning: "do not write CiliumNetworkPolicy status; removed in newer Cilium"},
 	{Name: "disable-endpoint-crd", Kind: KindBool, Default: "false", Meaning: "do not create CiliumEndpoint resources"},
 	{Name: "egress-masquerade-interfaces", Kind: KindString, Meaning: "interfaces on which iptables masquerading applies"},
-	{Name: "enable-auto-protect-node-port-range", Kind: KindBool, Default: "true", Meaning: "reserve the NodePort range from ephemeral ports"},
+	{Name: "enable-auto-protect-node-port-range", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not reserve the NodePort range from ephemeral ports", Meaning: "reserve the NodePort range from ephemeral ports"},
 	{Name: "enable-bandwidth-manager", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "EDT-based pod egress rate limiting"},
 	{Name: "enable-bbr", Kind: KindBool, Default: "false", Meaning: "BBR congestion control for pods"},
 	{Name: "enable-bgp-control-plane", Kind: KindBool, Default: "false", Meaning: "BGP control plane"},
-	{Name: "enable-bpf-clock-probe", Kind: KindBool, Default: "false", Meaning: "use jiffies for BPF timestamps when available"},
+	{Name: "enable-bpf-clock-probe", Kind: KindBool, Default: "false", Instead: "the datapath takes its timestamps from bpf_ktime_get_ns, never from jiffies", Meaning: "use jiffies for BPF timestamps when available"},
 	{Name: "enable-bpf-tproxy", Kind: KindBool, Default: "false", Meaning: "transparent proxy redirection in BPF"},
 	{Name: "enable-cilium-endpoint-slice", Kind: KindBool, Default: "false", Meaning: "batch CiliumEndpoints into CiliumEndpointSlices"},
-	{Name: "enable-endpoint-health-checking", Kind: KindBool, Default: "true", Meaning: "health-check endpoints across nodes"},
+	{Name: "enable-endpoint-health-checking", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath runs no endpoint health checks", Meaning: "health-check endpoints across nodes"},
 	{Name: "enable-endpoint-routes", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "per-endpoint routes instead of routing through cilium_host"},
 	{Name: "enable-envoy-config", Kind: KindBool, Default: "false", Meaning: "CiliumEnvoyConfig resources"},
 	{Name: "enable-external-ips", Kind: KindBool, Default: "false", Meaning: "BPF handling of services' external IPs"},
 	{Name: "enable-gateway-api", Kind: KindBool, Default: "false", Meaning: "Gateway API support"},
 	{Name: "enable-health-check-loadbalancer-ip", Kind: KindBool, Default: "false", Meaning: "health-check node port on LoadBalancer IPs"},
-	{Name: "enable-health-check-nodeport", Kind: KindBool, Default: "true", Meaning: "serve healthCheckNodePort in BPF"},
-	{Name: "enable-health-checking", Kind: KindBool, Default: "true", Meaning: "node-to-node health checks"},
+	{Name: "enable-health-check-nodeport", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not serve healthCheckNodePort", Meaning: "serve healthCheckNodePort in BPF"},
+	{Name: "enable-health-checking", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath runs no node-to-node health checks", Meaning: "node-to-node health checks"},
 	{Name: "enable-host-firewall", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "policy enforcement on host endpoints"},
 	{Name: "enable-host-port", Kind: KindBool, Default: "false", Meaning: "BPF hostPort mapping"},
 	{Name: "enable-host-reachable-services", Kind: KindBool, Default: "false", ReplacedBy: "bpf-lb-sock", Meaning: "socket-level service translation (old name)"},
 	{Name: "enable-hubble", Kind: KindBool, Default: "false", Meaning: "Hubble flow observability"},
 	{Name: "enable-hubble-recorder-api", Kind: KindBool, Meaning: "Hubble packet recorder API"},
 	{Name: "enable-ingress-controller", Kind: KindBool, Default: "false", Meaning: "Cilium's Ingress controller"},
-	{Name: "enable-ip-masq-agent", Kind: KindBool, Default: "false", Meaning: "ip-masq-agent style non-masquerade CIDRs in BPF"},
+	{Name: "enable-ip-masq-agent", Kind: KindBool, Default: "false", Instead: "podpath does not masquerade at all, so there are no non-masquerade CIDRs", Meaning: "ip-masq-agent style non-masquerade CIDRs in BPF"},
 	{Name: "enable-ipsec", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "IPsec transparent encryption"},
 	{Name: "enable-ipv4-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv4 BIG TCP (GSO/GRO above 64 KiB)"},
 	{Name: "enable-ipv4-egress-gateway", Kind: KindBool, Default: "false", Meaning: "egress gateway policies"},
-	{Name: "enable-ipv4-fragment-tracking", Kind: KindBool, Default: "true", Meaning: "track IPv4 fragments for L4 load balancing"},
+	{Name: "enable-ipv4-fragment-tracking", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not track IPv4 fragments: non-first fragments of a load-balanced flow carry no ports and are not translated", Meaning: "track IPv4 fragments for L4 load balancing"},
 	{Name: "enable-ipv6-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv6 BIG TCP"},
-	{Name: "enable-ipv6-masquerade", Kind: KindBool, Default: "true", Meaning: "masquerade IPv6 pod traffic leaving the cluster"},
+	{Name: "enable-ipv6-masquerade", Kind: KindBool, Default: "true", Inert: "podpath is IPv4-only (enable-ipv6 must be false): there is no IPv6 traffic to masquerade", Meaning: "masquerade IPv6 pod traffic leaving the cluster"},
 	{Name: "enable-ipv6-ndp", Kind: KindBool, Default: "false", Meaning: "proxy IPv6 neighbour discovery"},
 	{Name: "enable-k8s-endpoint-slice", Kind: KindBool, Default: "true", Meaning: "watch EndpointSlices instead of Endpoints"},
-	{Name: "enable-k8s-networkpolicy", Kind: KindBool, Default: "true", Meaning: "enforce Kubernetes NetworkPolicy"},
+	{Name: "enable-k8s-networkpolicy", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "NetworkPolicies are not enforced: podpath has no policy engine", Meaning: "enforce Kubernetes NetworkPolicy"},
 	{Name: "enable-k8s-terminating-endpoint", Kind: KindBool, Default: "true", Meaning: "use terminating endpoints as a fallback"},
 	{Name: "enable-l2-announcements", Kind: KindBool, Default: "false", Meaning: "answer ARP for service IPs"},
 	{Name: "enable-l2-neigh-discovery", Kind: KindBool, Default: "true", Meaning: "resolve other nodes' MAC addresses"},
-	{Name: "enable-l7-proxy", Kind: KindBool, Default: "true", Meaning: "L7 policy proxy (Envoy)"},
+	{Name: "enable-l7-proxy", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath has no L7 proxy: L7 policies and visibility are not done", Meaning: "L7 policy proxy (Envoy)"},
 	{Name: "enable-local-node-route", Kind: KindBool, Default: "true", Meaning: "install the route to the local PodCIDR"},
 	{Name: "enable-local-redirect-policy", Kind: KindBool, Default: "false", Meaning: "CiliumLocalRedirectPolicy"},
 	{Name: "enable-masquerade-to-route-source", Kind: KindBool, Default: "false", Meaning: "masquerade to the source address of the route"},
 	{Name: "enable-metrics", Kind: KindBool, Default: "false", Meaning: "operator metrics"},
 	{Name: "enable-node-port", Kind: KindBool, Default: "false", Meaning: "BPF NodePort (implied by kube-proxy-replacement)"},
-	{Name: "enable-policy", Kind: KindEnum, Values: []string{"default", "always", "never"}, Default: "default", Meaning: "policy enforcement mode"},
-	{Name: "enable-remote-node-identity", Kind: KindBool, Default: "true", Meaning: "separate identity for remote nodes; removed in newer Cilium"},
+	{Name: "enable-policy", Kind: KindEnum, Values: []string{"default", "always", "never"}, Default: "default", Status: StatusDiffers, Assumes: "never", Instead: "podpath enforces no policy: every pod reaches every pod", Meaning: "policy enforcement mode"},
+	{Name: "enable-remote-node-identity", Kind: KindBool, Default: "true", Instead: "podpath gives other nodes the remote-node identity (6)", Meaning: "separate identity for remote nodes; removed in newer Cilium"},
 	{Name: "enable-runtime-device-detection", Kind: KindBool, Meaning: "follow device changes at runtime"},
 	{Name: "enable-sctp", Kind: KindBool, Default: "false", Meaning: "SCTP support"},
 	{Name: "enable-service-topology", Kind: KindBool, Default: "false", Meaning: "topology-aware service routing"},
 	{Name: "enable-session-affinity", Kind: KindBool, Default: "false", Meaning: "service session affinity in BPF"},
 	{Name: "enable-srv6", Kind: KindBool, Default: "false", Meaning: "SRv6 support"},
 	{Name: "enable-stale-cilium-endpoint-cleanup", Kind: KindBool, Default: "true", Meaning: "remove stale CiliumEndpoints on start"},
-	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true", Meaning: "enforce loadBalancerSourceRanges"},
+	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "loadBalancerSourceRanges are not enforced", Meaning: "enforce loadBalancerSourceRanges"},
 	{Name: "enable-tcx", Kind: KindBool, Default: "true", Meaning: "attach with tcx instead of tc (podpath always uses tcx)"},
 	{Name: "enable-unreachable-routes", Kind: KindBool, Default: "false", Meaning: "unreachable routes for deleted pod IPs"},
 	{Name: "enable-vtep", Kind: KindBool, Default: "false", Meaning: "VXLAN tunnel endpoints outside the cluster"},
@@ -207,7 +288,7 @@ var keyTable = []Key{
 	{Name: "enable-xdp-prefilter", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "XDP CIDR prefilter"},
 	{Name: "enable-xt-socket-fallback", Kind: KindBool, Default: "true", Meaning: "iptables socket match fallback"},
 	{Name: "encrypt-node", Kind: KindBool, Default: "false", Meaning: "encrypt node-to-node traffic too"},
-	{Name: "etcd-config", Kind: KindYAML, Meaning: "etcd client configuration for the kvstore: endpoints and TLS files"},
+	{Name: "etcd-config", Kind: KindYAML, Instead: "podpath contacts no kvstore (see kvstore): the etcd endpoints and TLS files are not read", Meaning: "etcd client configuration for the kvstore: endpoints and TLS files"},
 	{Name: "external-envoy-proxy", Kind: KindBool, Default: "false", Meaning: "Envoy runs as a separate DaemonSet"},
 	{Name: "hubble-disable-tls", Kind: KindBool, Default: "false", Meaning: "serve Hubble without TLS"},
 	{Name: "hubble-listen-address", Kind: KindString, Default: ":4244", Meaning: "Hubble server address"},
@@ -217,12 +298,12 @@ var keyTable = []Key{
 	{Name: "hubble-tls-cert-file", Kind: KindString, Meaning: "Hubble server certificate"},
 	{Name: "hubble-tls-client-ca-files", Kind: KindList, Meaning: "Hubble client CAs"},
 	{Name: "hubble-tls-key-file", Kind: KindString, Meaning: "Hubble server key"},
-	{Name: "identity-allocation-mode", Kind: KindEnum, Values: []string{"crd", "kvstore", "doublewrite-readkvstore", "doublewrite-readcrd"}, Default: "crd", Meaning: "where security identities are allocated"},
+	{Name: "identity-allocation-mode", Kind: KindEnum, Values: []string{"crd", "kvstore", "doublewrite-readkvstore", "doublewrite-readcrd"}, Default: "crd", Status: StatusDiffers, NoValue: true, Instead: "identities are allocated by each agent from a hash of the pod's name (the same on every node, 256..65534): no kvstore is contacted and no CiliumIdentity is created", Meaning: "where security identities are allocated"},
 	{Name: "identity-gc-interval", Kind: KindDuration, Meaning: "garbage collection interval of identities"},
 	{Name: "identity-heartbeat-timeout", Kind: KindDuration, Meaning: "timeout of identity heartbeats"},
-	{Name: "install-iptables-rules", Kind: KindBool, Default: "true", Meaning: "install Cilium's iptables rules"},
+	{Name: "install-iptables-rules", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath installs no iptables rules", Meaning: "install Cilium's iptables rules"},
 	{Name: "install-no-conntrack-iptables-rules", Kind: KindBool, Default: "false", Meaning: "skip netfilter conntrack for pod traffic"},
-	{Name: "ipam", Kind: KindEnum, Values: []string{"cluster-pool", "multi-pool", "kubernetes", "crd", "eni", "azure", "alibabacloud", "delegated-plugin"}, Default: "cluster-pool", Meaning: "IP address management mode"},
+	{Name: "ipam", Kind: KindEnum, Values: []string{"cluster-pool", "multi-pool", "kubernetes", "crd", "eni", "azure", "alibabacloud", "delegated-plugin"}, Default: "cluster-pool", Status: StatusDiffers, Assumes: "kubernetes", Instead: "each agent allocates pod addresses from the PodCIDR it is given (--pod-cidr: the node's spec.podCIDR, as ipam: kubernetes does); there is no cluster pool and no operator", Meaning: "IP address management mode"},
 	{Name: "ipam-cilium-node-update-rate", Kind: KindDuration, Meaning: "rate of CiliumNode updates by IPAM"},
 	{Name: "ipv6-native-routing-cidr", Kind: KindCIDR, Meaning: "IPv6 CIDR routed natively"},
 	{Name: "k8s-client-burst", Kind: KindInt, Meaning: "burst of the Kubernetes client"},
@@ -230,18 +311,18 @@ var keyTable = []Key{
 	{Name: "k8s-require-ipv4-pod-cidr", Kind: KindBool, Default: "false", Meaning: "wait for the node's IPv4 PodCIDR"},
 	{Name: "k8s-require-ipv6-pod-cidr", Kind: KindBool, Default: "false", Meaning: "wait for the node's IPv6 PodCIDR"},
 	{Name: "kube-proxy-replacement-healthz-bind-address", Kind: KindString, Meaning: "address of the kube-proxy compatible healthz server"},
-	{Name: "kvstore", Kind: KindString, Meaning: "key-value store type: etcd, or empty for CRD mode"},
-	{Name: "kvstore-opt", Kind: KindJSON, Meaning: "key-value store options, e.g. the etcd config file path"},
+	{Name: "kvstore", Kind: KindString, Instead: "no kvstore is contacted: identities are allocated by each agent from a hash of the pod's name (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch", Meaning: "key-value store type: etcd, or empty for CRD mode"},
+	{Name: "kvstore-opt", Kind: KindJSON, Instead: "podpath contacts no kvstore (see kvstore): the options are not read", Meaning: "key-value store options, e.g. the etcd config file path"},
 	{Name: "local-router-ipv4", Kind: KindString, Meaning: "address of cilium_host"},
 	{Name: "max-connected-clusters", Kind: KindInt, Default: "255", Meaning: "Cluster Mesh size (255 or 511)"},
 	{Name: "mesh-auth-enabled", Kind: KindBool, Meaning: "mutual authentication"},
 	{Name: "monitor-aggregation-interval", Kind: KindDuration, Default: "5s", Meaning: "interval of periodic per-connection traces under medium aggregation"},
 	{Name: "native-routing-cidr", Kind: KindCIDR, ReplacedBy: "ipv4-native-routing-cidr", Meaning: "old name of ipv4-native-routing-cidr (Cilium <= 1.10)"},
-	{Name: "node-port-bind-protection", Kind: KindBool, Default: "true", Meaning: "refuse binds to NodePort ports"},
+	{Name: "node-port-bind-protection", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not refuse binds to NodePort ports", Meaning: "refuse binds to NodePort ports"},
 	{Name: "node-port-range", Kind: KindString, Default: "30000,32767", Meaning: "NodePort range"},
 	{Name: "nodes-gc-interval", Kind: KindDuration, Meaning: "garbage collection interval of CiliumNodes"},
-	{Name: "operator-api-serve-addr", Kind: KindString, Default: "localhost:9234", Meaning: "address of the operator API"},
-	{Name: "operator-prometheus-serve-addr", Kind: KindString, Default: ":9963", Meaning: "address of the operator metrics"},
+	{Name: "operator-api-serve-addr", Kind: KindString, Default: "localhost:9234", Inert: "cilium-operator reads it; podpath has no operator", Meaning: "address of the operator API"},
+	{Name: "operator-prometheus-serve-addr", Kind: KindString, Default: ":9963", Inert: "cilium-operator reads it; podpath has no operator", Meaning: "address of the operator metrics"},
 	{Name: "policy-audit-mode", Kind: KindBool, Default: "false", Meaning: "log policy drops instead of dropping"},
 	{Name: "preallocate-bpf-maps", Kind: KindBool, Default: "false", Meaning: "preallocate BPF map memory"},
 	{Name: "procfs", Kind: KindString, Default: "/host/proc", Meaning: "procfs mount of the host"},
@@ -250,7 +331,7 @@ var keyTable = []Key{
 	{Name: "remove-cilium-node-taints", Kind: KindBool, Default: "true", Meaning: "remove the agent-not-ready taint"},
 	{Name: "set-cilium-is-up-condition", Kind: KindBool, Default: "true", Meaning: "set the NetworkUnavailable node condition"},
 	{Name: "set-cilium-node-taints", Kind: KindBool, Meaning: "set the agent-not-ready taint"},
-	{Name: "sidecar-istio-proxy-image", Kind: KindString, Default: "cilium/istio_proxy", Meaning: "Istio sidecar image recognised by the L7 proxy; removed in newer Cilium"},
+	{Name: "sidecar-istio-proxy-image", Kind: KindString, Default: "cilium/istio_proxy", Inert: "only the L7 proxy used it (removed in newer Cilium); podpath has no L7 proxy", Meaning: "Istio sidecar image recognised by the L7 proxy; removed in newer Cilium"},
 	{Name: "single-cluster-route", Kind: KindBool, Default: "false", Meaning: "one route for the whole cluster CIDR"},
 	{Name: "synchronize-k8s-nodes", Kind: KindBool, Default: "true", Meaning: "watch Kubernetes nodes"},
 	{Name: "tofqdns-dns-reject-response-code", Kind: KindEnum, Values: []string{"refused", "nameError"}, Default: "refused", Meaning: "DNS proxy answer to denied queries"},
@@ -272,6 +353,9 @@ var keyIndex = func() map[string]*Key {
 	m := make(map[string]*Key, len(keyTable))
 	for i := range keyTable {
 		k := &keyTable[i]
+		if k.Status == "" {
+			k.Status = StatusIgnored
+		}
 		if _, dup := m[k.Name]; dup {
 			panic("config: key " + k.Name + " listed twice")
 		}

@@ -36,6 +36,7 @@ func resolve(data map[string]string, r *Report) (*Config, error) {
 	v.tunnelMTU()
 	v.unusedTunnelSettings()
 	v.masquerading()
+	v.dependentKeys()
 	if len(v.errs) > 0 {
 		slices.SortStableFunc(v.errs, func(a, b *KeyError) int { return strings.Compare(a.Key, b.Key) })
 		return nil, &ValidationError{Errs: v.errs}
@@ -78,10 +79,15 @@ func (v *resolver) get(key string) (string, bool) {
 	return s, true
 }
 
-// classify reports every key that podpath does not implement, in key order.
+// classify reports, in key order, every key podpath does not read: a warning when
+// the value asks for something podpath does not do (or when the key is unknown or
+// not audited), a notice when podpath does what the value says or the key cannot
+// matter to it. Partial keys are judged in partialKeys, once the config is resolved.
 func (v *resolver) classify() {
 	for _, name := range slices.Sorted(maps.Keys(v.data)) {
 		k := lookupKey(name)
+		val := v.data[name]
+		q := quoteShort(val)
 		switch {
 		case k == nil:
 			msg := "unknown key, not a Cilium key podpath knows: ignored"
@@ -92,17 +98,52 @@ func (v *resolver) classify() {
 				msg += "; did you mean " + s + "?"
 			}
 			v.r.warn(name, "%s", msg)
-		case k.Implemented:
-			// validated below
+		case k.Read(), name == "monitor-aggregation-flags":
+			// validated below; partial keys and flags are judged in dependentKeys
 		case k.ReplacedBy != "":
 			v.r.warn(name, "legacy Cilium key, replaced by %s: podpath reads only %s: ignored", k.ReplacedBy, k.ReplacedBy)
-		case k.Assumes != "" && !sameValue(k, v.data[name], k.Assumes):
-			v.r.warn(name, "%q is not supported: podpath does not implement %s and behaves as %s: %s",
-				v.data[name], k.Meaning, name, k.Assumes)
+		case k.Status == StatusUnknown:
+			v.r.warn(name, "%s is not read by podpath, and what podpath does instead was not audited (%s)", q, k.Meaning)
+		case k.Inert != "":
+			v.r.notice(name, "recognised Cilium key, not used by podpath: ignored (%s)", k.Inert)
+		case !k.NoValue && sameValue(k, val, k.assumes()):
+			if k.Instead != "" {
+				v.r.notice(name, "recognised Cilium key, not used by podpath: %s is what podpath does: %s", q, k.Instead)
+			} else {
+				v.r.notice(name, "recognised Cilium key, not used by podpath: ignored (%s)", k.Meaning)
+			}
+		case k.Instead != "":
+			v.r.warn(name, "%s is not implemented: %s", q, k.Instead)
+		case k.assumes() != "":
+			v.r.warn(name, "%s is not implemented: podpath does not implement %s and behaves as %s: %s",
+				q, k.Meaning, name, k.assumes())
 		default:
-			v.r.notice(name, "recognised Cilium key, not used by podpath: ignored (%s)", k.Meaning)
+			v.r.warn(name, "%s is not implemented: podpath does not implement %s", q, k.Meaning)
 		}
 	}
+}
+
+// quoteShort quotes a value for a finding, cut to its first line or 40 bytes.
+func quoteShort(val string) string {
+	cut := val
+	if i := strings.IndexByte(strings.TrimLeft(cut, "-\n "), '\n'); i >= 0 {
+		cut = strings.TrimLeft(cut, "-\n ")[:i]
+	}
+	if len(cut) > 40 {
+		cut = cut[:40]
+	}
+	if cut != val {
+		return strconv.Quote(cut) + "..."
+	}
+	return strconv.Quote(val)
+}
+
+// assumes is the value podpath behaves as for a key it does not read.
+func (k *Key) assumes() string {
+	if k.Assumes != "" {
+		return k.Assumes
+	}
+	return k.Default
 }
 
 // sameValue compares two values of key k, as booleans when k is one.
@@ -116,6 +157,31 @@ func sameValue(k *Key, a, b string) bool {
 		}
 	}
 	return a == b
+}
+
+// dependentKeys judges the keys whose effect depends on other settings, once
+// those are resolved: a partial key warns when the part podpath does not do is
+// the part this config asks for.
+func (v *resolver) dependentKeys() {
+	c := v.c
+	if val, ok := v.data["monitor-aggregation-flags"]; ok && !v.bad["monitor-aggregation"] {
+		k := lookupKey("monitor-aggregation-flags")
+		switch {
+		case c.MonitorAggregation < AggregationMedium:
+			v.r.notice(k.Name, "not used: monitor-aggregation is %s, and the flags matter only under medium and maximum", c.MonitorAggregation)
+		case sameValue(k, val, k.Assumes):
+			v.r.notice(k.Name, "recognised Cilium key, not used by podpath: %q is what podpath does: %s", val, k.Instead)
+		default:
+			v.r.warn(k.Name, "%q is not implemented: %s", val, k.Instead)
+		}
+	}
+	for _, name := range []string{"bpf-ct-global-tcp-max", "bpf-ct-global-any-max"} {
+		val, ok := v.data[name]
+		if !ok || v.bad[name] || v.bad["kube-proxy-replacement"] || c.KubeProxyReplacement == KPRTrue {
+			continue
+		}
+		v.r.warn(name, "%q is not used: kube-proxy-replacement is %s, and %s", val, c.KubeProxyReplacement, lookupKey(name).Gap)
+	}
 }
 
 // ---- per-kind parsers; each returns ok=false when unset or invalid ----

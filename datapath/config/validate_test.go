@@ -365,7 +365,7 @@ func TestUnknownKeys(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.key, func(t *testing.T) {
-			_, r, err := FromMap(map[string]string{tc.key: "x", "enable-bpf-masquerade": "true"})
+			_, r, err := FromMap(map[string]string{tc.key: "x", "enable-ipv4-masquerade": "false"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -383,19 +383,29 @@ func TestRecognisedKeys(t *testing.T) {
 		warning    bool
 		want       string
 	}{
-		{"ipam", "kubernetes", false, "recognised Cilium key, not used by podpath: ignored (IP address management mode)"},
+		{"ipam", "kubernetes", false, `recognised Cilium key, not used by podpath: "kubernetes" is what podpath does: each agent allocates pod addresses from the PodCIDR it is given (--pod-cidr: the node's spec.podCIDR, as ipam: kubernetes does); there is no cluster pool and no operator`},
+		{"ipam", "cluster-pool", true, `"cluster-pool" is not implemented: each agent allocates pod addresses from the PodCIDR it is given (--pod-cidr: the node's spec.podCIDR, as ipam: kubernetes does); there is no cluster pool and no operator`},
 		{"enable-wireguard", "false", false, "recognised Cilium key, not used by podpath: ignored (WireGuard transparent encryption)"},
-		{"enable-wireguard", "True", true, `"True" is not supported: podpath does not implement WireGuard transparent encryption and behaves as enable-wireguard: false`},
-		{"datapath-mode", "netkit", true, `"netkit" is not supported: podpath does not implement pod device type and behaves as datapath-mode: veth`},
+		{"enable-wireguard", "True", true, `"True" is not implemented: podpath does not implement WireGuard transparent encryption and behaves as enable-wireguard: false`},
+		{"datapath-mode", "netkit", true, `"netkit" is not implemented: podpath does not implement pod device type and behaves as datapath-mode: veth`},
+		{"operator-api-serve-addr", "0.0.0.0:1", false, "recognised Cilium key, not used by podpath: ignored (cilium-operator reads it; podpath has no operator)"},
+		{"agent-health-port", "9879", true, `"9879" is not implemented: the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)`},
+		{"kvstore", "", false, `recognised Cilium key, not used by podpath: "" is what podpath does: no kvstore is contacted: identities are allocated by each agent from a hash of the pod's name (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch`},
+		{"monitor-aggregation-flags", "all", false, "not used: monitor-aggregation is none, and the flags matter only under medium and maximum"},
+		{"bpf-ct-global-tcp-max", "1048576", true, `"1048576" is not used: kube-proxy-replacement is false, and podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used`},
+		{"enable-k8s-networkpolicy", "true", true, `"true" is not implemented: NetworkPolicies are not enforced: podpath has no policy engine`},
 		{"native-routing-cidr", "10.0.0.0/8", true, "legacy Cilium key, replaced by ipv4-native-routing-cidr: podpath reads only ipv4-native-routing-cidr: ignored"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
-			_, r, err := FromMap(map[string]string{tc.key: tc.value, "enable-bpf-masquerade": "true"})
+			_, r, err := FromMap(map[string]string{tc.key: tc.value})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, other := r.Notices, r.Warnings
+			of := func(fs []Finding) []Finding { // the findings on tc.key
+				return slices.DeleteFunc(slices.Clone(fs), func(f Finding) bool { return f.Key != tc.key })
+			}
+			got, other := of(r.Notices), of(r.Warnings)
 			if tc.warning {
 				got, other = other, got
 			}
@@ -441,19 +451,40 @@ func TestKnownKeys(t *testing.T) {
 		if k.Kind == KindEnum && len(k.Values) == 0 {
 			t.Errorf("%s: enum without values", k.Name)
 		}
-		if k.Implemented {
+		switch k.Status {
+		case StatusImplemented, StatusPartial, StatusFixed:
 			implemented = append(implemented, k.Name)
-		} else if k.Assumes != "" && !sameValue(&k, k.Assumes, k.Default) {
-			t.Errorf("%s: podpath assumes %q but Cilium defaults to %q", k.Name, k.Assumes, k.Default)
+			if len(k.Proof) == 0 {
+				t.Errorf("%s is %s but names no proof", k.Name, k.Status)
+			}
+			if k.Status == StatusPartial && k.Gap == "" {
+				t.Errorf("%s is partial but says nothing of what is not done", k.Name)
+			}
+			if k.Status != StatusFixed && reflect.ValueOf(Config{}).FieldByName(k.Field).Kind() == reflect.Invalid {
+				t.Errorf("%s: Field %q is not a field of Config", k.Name, k.Field)
+			}
+		case StatusIgnored:
+			if k.Assumes != "" && !sameValue(&k, k.Assumes, k.Default) {
+				t.Errorf("%s: podpath assumes %q but Cilium defaults to %q: status differs, not ignored", k.Name, k.Assumes, k.Default)
+			}
+		case StatusDiffers:
+			if !k.NoValue && (k.Assumes == "" || sameValue(&k, k.Assumes, k.Default)) {
+				t.Errorf("%s: differs, but podpath assumes %q and Cilium defaults to %q", k.Name, k.Assumes, k.Default)
+			}
+			if k.Instead == "" {
+				t.Errorf("%s: differs, but Instead does not say what podpath does", k.Name)
+			}
+		case StatusUnknown:
+		default:
+			t.Errorf("%s: status %q", k.Name, k.Status)
 		}
 	}
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-lb-algorithm",
 		"bpf-lb-dsr-dispatch", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode",
-		"bpf-map-dynamic-size-ratio", "cluster-name", "debug", "enable-bpf-masquerade", "enable-host-legacy-routing",
-		"enable-ipv4", "enable-ipv4-masquerade", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
-		"monitor-aggregation", "monitor-aggregation-flags", "mtu", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
+		"enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
+		"monitor-aggregation", "mtu", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
-		t.Errorf("implemented keys:\n%q\nwant\n%q", implemented, want)
+		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}
 	// Every documented default of an implemented key is accepted and is what
 	// Default() holds.
@@ -486,14 +517,12 @@ func TestSummary(t *testing.T) {
 		"Tunnel port: 8472/udp",
 		"Auto direct node routes: Disabled",
 		"Host Routing: BPF",
-		"Masquerading: BPF [IPv4: Enabled, IPv6: Disabled]",
+		"Masquerading: Disabled",
 		"Load balancing: Mode: SNAT, Backend Selection: Random",
 		"Monitor aggregation: medium",
 		"MTU: auto",
 		"CT map sizes: TCP 524288, any 262144",
 		"IPv4: Enabled, IPv6: Disabled",
-		"Cluster: default",
-		"Debug: Enabled",
 	}
 	if got := c.Summary(); !slices.Equal(got, want) {
 		t.Errorf("seed summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -519,8 +548,6 @@ func TestSummary(t *testing.T) {
 		"MTU: 9000",
 		"CT map sizes: TCP 524288, any 262144",
 		"IPv4: Enabled, IPv6: Disabled",
-		"Cluster: default",
-		"Debug: Disabled",
 	}
 	if got := c.Summary(); !slices.Equal(got, want) {
 		t.Errorf("native summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
