@@ -119,11 +119,16 @@ func loadConfig(file string) (*config.Config, *config.Report, error) {
 // ends. On return the programs stay attached and the maps pinned: the datapath keeps
 // forwarding while no agent runs.
 func (a *Agent) Run(ctx context.Context) error {
+	// Every setting podpath does not do as written is a WARNING line saying what
+	// podpath does instead; `podpath-agent status` lists them again.
 	for _, f := range a.report.Warnings {
-		a.opts.Log.Warn("config", "key", f.Key, "msg", f.Message)
+		a.opts.Log.Warn("config "+f.String(), "key", f.Key)
+	}
+	if n := len(a.report.Warnings); n > 0 {
+		a.opts.Log.Warn(fmt.Sprintf("config: %d settings are not done as written (see the warnings above, or podpath-agent status)", n))
 	}
 	for _, f := range a.report.Notices {
-		a.opts.Log.Info("config", "key", f.Key, "msg", f.Message)
+		a.opts.Log.Info("config "+f.String(), "key", f.Key)
 	}
 	dp, err := openDatapath(a.cfg, a.opts, a.nodeID())
 	if err != nil {

@@ -85,5 +85,30 @@ type Status struct {
 	BPFFS                string   `json:"bpffs"`
 	Adopted              bool     `json:"adopted"` // programs were already attached at start
 	Problems             []string `json:"problems,omitempty"`
-	ConfigNotices        []string `json:"configNotices,omitempty"`
+	// Features are the `cilium status` feature lines, read from what the agent
+	// loaded (the BPF configuration, the maps' sizes, the MTU plan), not from the
+	// config text.
+	Features []Feature `json:"features"`
+	// ConfigWarnings are the settings of the agent's cilium-config that podpath
+	// ignores, does differently or only partly (config.Report.Warnings).
+	ConfigWarnings []ConfigWarning `json:"configWarnings,omitempty"`
+}
+
+// Feature is one feature line of the status: KubeProxyReplacement, Host Routing, ...
+type Feature struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ConfigWarning is one warning about the agent's cilium-config.
+type ConfigWarning struct {
+	Key     string `json:"key"`
+	Message string `json:"message"`
+}
+
+func (w ConfigWarning) String() string {
+	if w.Key == "" {
+		return w.Message
+	}
+	return w.Key + ": " + w.Message
 }
