@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"podpath/datapath/config"
 	"podpath/datapath/config/configs"
 	"podpath/scenarios"
 )
@@ -347,4 +348,97 @@ func TestConfigValuesHaveWitnesses(t *testing.T) {
 			t.Errorf("configWitnesses[%q]: no catalog config sets it", id)
 		}
 	}
+}
+
+// TestKeyStatusesAreProven: a cilium-config key that datapath/config says podpath
+// reads (implemented, partial, fixed) names proof that exists, and an implemented
+// or partial key resolves into a Config field that the agent, the BPF config
+// translation or the loader reads. Proof "catalog" means configWitnesses holds a
+// witness check for the key (a reason without a check is no proof); other proof is
+// a Go test "<package dir>.<TestName>" that exists. A key read by no code, or
+// proven by nothing, cannot be marked implemented.
+func TestKeyStatusesAreProven(t *testing.T) {
+	var code strings.Builder // non-test Go source of the packages that act on a Config
+	for _, dir := range []string{"datapath/agent", "datapath/bpfconfig", "datapath/loader"} {
+		files, err := filepath.Glob(filepath.Join("../..", dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no Go files (%v)", dir, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code.Write(b)
+		}
+	}
+	hasTest := func(proof string) bool {
+		i := strings.LastIndex(proof, ".")
+		if i < 0 {
+			return false
+		}
+		dir, name := proof[:i], proof[i+1:]
+		files, _ := filepath.Glob(filepath.Join("../..", dir, "*_test.go"))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "\nfunc "+name+"(t *testing.T)") {
+				return true
+			}
+		}
+		return false
+	}
+	hasWitness := func(key string) bool {
+		for id, w := range configWitnesses {
+			if strings.HasPrefix(id, key+"=") && len(w.checks) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	read := 0
+	for _, k := range config.KnownKeys() {
+		if !k.Read() {
+			continue
+		}
+		read++
+		if len(k.Proof) == 0 {
+			t.Errorf("%s is %s but names no proof", k.Name, k.Status)
+		}
+		for _, p := range k.Proof {
+			switch {
+			case p == "catalog" && !hasWitness(k.Name):
+				t.Errorf("%s is %s with proof %q, but configWitnesses holds no witness check for it", k.Name, k.Status, p)
+			case p != "catalog" && !hasTest(p):
+				t.Errorf("%s is %s with proof %q: no such test", k.Name, k.Status, p)
+			}
+		}
+		if k.Status == config.StatusFixed {
+			continue
+		}
+		if k.Field == "" || !regexp.MustCompile(`\.`+regexp.QuoteMeta(k.Field)+`\b[^(]`).MatchString(code.String()) {
+			t.Errorf("%s is %s, but its Config field %q is read by no code of datapath/agent, bpfconfig or loader", k.Name, k.Status, k.Field)
+		}
+	}
+	if read == 0 {
+		t.Fatal("no key is read by podpath: the status table did not load")
+	}
+	// Every key a witness entry covers is one podpath reads: a witness for an
+	// ignored key would witness nothing.
+	for id := range configWitnesses {
+		key, _, _ := strings.Cut(id, "=")
+		if k := keyByName(key); k == nil || !k.Read() {
+			t.Errorf("configWitnesses[%q]: %s is not a key podpath reads", id, key)
+		}
+	}
+}
+
+func keyByName(name string) *config.Key {
+	for _, k := range config.KnownKeys() {
+		if k.Name == name {
+			return &k
+		}
+	}
+	return nil
 }
