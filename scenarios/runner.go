@@ -42,6 +42,9 @@ type Run struct {
 	Results []report.CheckResult
 	// Flows are the packet paths the run followed hop by hop (RecordFlow).
 	Flows []hops.FlowRecord
+	// ConfigWarnings are the agents' cilium-config warnings, per stage that
+	// started agents (recordAgentWarnings).
+	ConfigWarnings []report.StageWarnings
 	// Duration is how long the run took, set when it ends.
 	Duration   time.Duration
 	started    time.Time
@@ -128,6 +131,7 @@ func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (topology.C
 	if err != nil {
 		return nil, nil, err
 	}
+	r.recordAgentWarnings(ctx, topo, config, t, agents)
 	return t, agents, nil
 }
 

@@ -101,6 +101,7 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 		if s.agents, err = agentrun.Start(ctx, t, cfg); err != nil {
 			return err
 		}
+		r.recordAgentWarnings(ctx, stageLabel(spec), spec.Config.String(), t, s.agents)
 	}
 	for i, svc := range spec.Services {
 		as, err := svc.agentService(t)

@@ -5,9 +5,11 @@ package report
 import (
 	"fmt"
 	"io"
-	"podpath/scenarios/hops"
+	"slices"
 	"text/tabwriter"
 	"time"
+
+	"podpath/scenarios/hops"
 )
 
 // CheckResult is one check: what it verified, where it looked, and on failure the
@@ -32,7 +34,37 @@ type ScenarioResult struct {
 	// Traces is the run's trace log (TraceLogFile), relative to the report folder in a
 	// conformance report; empty when the run read no trace record.
 	Traces string `json:"traces,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// ConfigWarnings are, per stage that started agents, the cilium-config
+	// warnings its agents reported: information, not checks.
+	ConfigWarnings []StageWarnings `json:"configWarnings,omitempty"`
+	Error          string          `json:"error,omitempty"`
+}
+
+// StageWarnings are the config warnings of one stage's agents, read once from
+// each agent's status API (GET /v1/status) after they started.
+type StageWarnings struct {
+	Stage  string          `json:"stage"`
+	Config string          `json:"config,omitempty"` // the cilium-config the agents run with
+	Agents []AgentWarnings `json:"agents"`
+}
+
+// AgentWarnings are one agent's config warnings ("key: message").
+type AgentWarnings struct {
+	Node     string   `json:"node"`
+	Warnings []string `json:"warnings"`
+	// Error says why the agent's status could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// Same reports whether every agent read its status and reported the same
+// warnings (they run the same config).
+func (s StageWarnings) Same() bool {
+	for _, a := range s.Agents {
+		if a.Error != "" || !slices.Equal(a.Warnings, s.Agents[0].Warnings) {
+			return false
+		}
+	}
+	return len(s.Agents) > 0
 }
 
 // Report is a conformance run: every scenario, under one folder of artifacts.
