@@ -181,6 +181,9 @@ func (s Status) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-24s "+format+"\n", append([]any{k + ":"}, args...)...)
 	}
 	line("Node", "%s", s.Node)
+	for _, f := range s.Features {
+		line(f.Name, "%s", f.Value)
+	}
 	line("Devices", "%s", strings.Join(s.Devices, ", "))
 	line("Node IP", "%s (underlay device %s)", s.NodeIP, s.MTU.UnderlayDevice)
 	line("Auto direct node routes", "%t", s.AutoDirectNodeRoutes)
@@ -195,9 +198,6 @@ func (s Status) Print(w io.Writer) {
 	line("BPF filesystem", "%s", s.BPFFS)
 	for _, p := range s.Problems {
 		line("Problem", "%s", p)
-	}
-	for _, f := range s.Features {
-		line(f.Name, "%s", f.Value)
 	}
 	if len(s.ConfigWarnings) > 0 {
 		fmt.Fprintf(w, "Config warnings (%d): settings podpath does not do as written\n", len(s.ConfigWarnings))

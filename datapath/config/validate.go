@@ -649,6 +649,6 @@ func (v *resolver) masquerading() {
 	}
 	if c.HostRouting == HostRoutingBPF && c.EnableIPv4Masquerade && !c.EnableBPFMasquerade &&
 		!v.bad["enable-host-legacy-routing"] && !v.bad["enable-bpf-masquerade"] && !v.bad["enable-ipv4-masquerade"] {
-		v.r.warn("enable-host-legacy-routing", "Cilium would fall back to legacy host routing here (\"BPF host routing requires enable-bpf-masquerade\": masquerading is on and done by iptables); podpath keeps BPF host routing: set enable-bpf-masquerade: true, or enable-host-legacy-routing: true to match Cilium")
+		v.r.warn("enable-host-legacy-routing", "Cilium would fall back to legacy host routing here (\"BPF host routing requires enable-bpf-masquerade\": enable-ipv4-masquerade is on, Cilium's default, and done by iptables); podpath keeps BPF host routing and masquerades nothing: set enable-ipv4-masquerade: false (what podpath does), or enable-host-legacy-routing: true, to match Cilium")
 	}
 }

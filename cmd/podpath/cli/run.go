@@ -150,7 +150,8 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	}
 	if *asJSON {
 		if err := e.printJSON(map[string]any{"scenario": s.Name, "artifacts": r.Artifacts, "checks": r.Results,
-			"flows": r.Flows, "traces": res.Traces, "passed": r.Passed(), "failed": r.Failed(), "duration": r.Duration}); err != nil {
+			"flows": r.Flows, "traces": res.Traces, "passed": r.Passed(), "failed": r.Failed(), "duration": r.Duration,
+			"configWarnings": res.ConfigWarnings}); err != nil {
 			return err
 		}
 	} else {
