@@ -38,6 +38,7 @@ func (a *Agent) Status() Status {
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted
 		s.NodeIP, s.MTU = a.dp.nodeIP.String(), a.dp.mtu
+		s.Peers = a.peerList()
 	}
 	for _, p := range a.problems {
 		s.Problems = append(s.Problems, p)
@@ -71,6 +72,17 @@ func (s Status) Print(w io.Writer) {
 	line("Node IP", "%s (underlay device %s)", s.NodeIP, s.MTU.UnderlayDevice)
 	line("Device MTU", "%d (%s)", s.MTU.Device, s.MTU.DeviceSource)
 	line("Route MTU", "%d (device MTU - %d: %s)", s.MTU.Route, s.MTU.Overhead, s.MTU.OverheadSource)
+	if len(s.Peers) > 0 {
+		line("Peer MTUs", "%-12s %-15s %-9s %-9s %s", "PEER", "NODE IP", "PATH MTU", "ROUTE MTU", "LEARNED")
+		for _, p := range s.Peers {
+			how := p.How
+			if p.Error != "" {
+				how += ": " + p.Error
+			}
+			fmt.Fprintf(w, "%-24s %-12s %-15s %-9d %-9d %s, %s\n", "", p.Peer, p.NodeIP, p.PathMTU, p.RouteMTU,
+				p.Learned.Format("15:04:05"), how)
+		}
+	}
 	line("Endpoints", "%d", s.Endpoints)
 	line("Nodes", "%d", s.Nodes)
 	line("BPF programs", "%d attached%s", len(s.Attached), adoptedNote(s.Adopted))

@@ -79,11 +79,14 @@ type Status struct {
 	Devices              []string `json:"devices"`
 	NodeIP               string   `json:"nodeIP"`
 	MTU                  MTUs     `json:"mtu"`
-	Endpoints            int      `json:"endpoints"`
-	Nodes                int      `json:"nodes"`
-	Attached             []string `json:"attached"` // program@device/direction
-	BPFFS                string   `json:"bpffs"`
-	Adopted              bool     `json:"adopted"` // programs were already attached at start
-	Problems             []string `json:"problems,omitempty"`
-	ConfigNotices        []string `json:"configNotices,omitempty"`
+	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
+	// each other node and the route MTU installed for its PodCIDR.
+	Peers         []PeerMTU `json:"peers,omitempty"`
+	Endpoints     int       `json:"endpoints"`
+	Nodes         int       `json:"nodes"`
+	Attached      []string  `json:"attached"` // program@device/direction
+	BPFFS         string    `json:"bpffs"`
+	Adopted       bool      `json:"adopted"` // programs were already attached at start
+	Problems      []string  `json:"problems,omitempty"`
+	ConfigNotices []string  `json:"configNotices,omitempty"`
 }
