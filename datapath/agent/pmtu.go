@@ -36,8 +36,10 @@ import (
 //
 // Probes go at node add and again every pmtuReprobe, and whenever the kernel's path
 // MTU for a peer (IP_MTU of a connected socket, no traffic) differs from what the
-// agent installed: e.g. after an encapsulated packet met a smaller link, or when the
-// kernel's learnt value expired (net.ipv4.route.mtu_expires).
+// agent installed: when a frag-needed for another of the node's packets to the peer
+// changed it, or when the kernel's learnt value expired (net.ipv4.route.mtu_expires).
+// Geneve packets are written in BPF and have no socket to report a frag-needed to:
+// a path that narrows later is found by the periodic probe.
 
 const (
 	// pmtuProbePort is the UDP port probes are sent to: traceroute's first port, on
