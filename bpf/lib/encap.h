@@ -24,23 +24,39 @@
  * DSR will use. The option bytes count against the tunnel MTU. */
 volatile const __u32 GENEVE_TEST_OPT = 0;
 
+/* The tunnel MTU towards a node: its own (node_info.mtu, the underlay path MTU to that
+ * node less the overhead, learnt by the agent) when set and smaller than the global
+ * CONFIG.tunnel_mtu (the node's own device MTU less the overhead), else the global
+ * one. A path that narrows on the way (a smaller leg behind a router) so gets DF
+ * packets handed to the stack, which answers with the per-peer route's MTU, instead
+ * of encapsulated into a black hole. */
+static __always_inline __u32 node_tunnel_mtu(const struct node_info *node)
+{
+	if (node && node->mtu && node->mtu < CONFIG.tunnel_mtu)
+		return node->mtu;
+	return CONFIG.tunnel_mtu;
+}
+
 /* The MTU contract. A packet is encapsulated as it is when its inner IPv4 packet, plus
- * the option bytes it will carry, fits CONFIG.tunnel_mtu; a GSO packet when each
+ * the option bytes it will carry, fits the tunnel MTU towards its node (mtu,
+ * node_tunnel_mtu(): the per-node MTU or CONFIG.tunnel_mtu); a GSO packet when each
  * segment it will be cut into does (IPv4 + TCP/UDP header + gso_size, the rule of
  * skb_gso_validate_network_len()), so GSO traffic is encapsulated whole and cut after
  * the outer headers are on. A larger packet goes to the stack:
  *   DF set   -> PASS_FRAG_NEEDED_TUNNEL. The agent routes every remote PodCIDR with
- *               the tunnel MTU (`ip route replace 10.244.2.0/24 ... mtu 1450`), so the
- *               stack's forwarding path answers the pod with ICMP destination
- *               unreachable, fragmentation needed (type 3 code 4, next-hop MTU = the
- *               tunnel MTU), and the pod's path MTU to that destination drops to it;
+ *               the tunnel MTU towards its node (`ip route replace 10.244.2.0/24 ...
+ *               mtu 1450`, or the smaller per-peer MTU), so the stack's forwarding
+ *               path answers the pod with ICMP destination unreachable, fragmentation
+ *               needed (type 3 code 4, next-hop MTU = that MTU), and the pod's path
+ *               MTU to that destination drops to it;
  *   DF clear -> PASS_FRAGMENT_TUNNEL: the stack fragments to the route's MTU and sends
  *               the fragments along that route (from-container does not see them
  *               again, so they leave unencapsulated).
  * An outer packet longer than an IPv4 total length can say counts as too big too.
  * Returns 0 when the packet fits, else the pass reason. */
 static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
-						    const struct parsed *p, __u32 opt_len)
+						    const struct parsed *p, __u32 opt_len,
+						    __u32 mtu)
 {
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
@@ -61,7 +77,7 @@ static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
 	} else {
 		len = bpf_ntohs(ip->tot_len);
 	}
-	if (len + opt_len <= CONFIG.tunnel_mtu &&
+	if (len + opt_len <= mtu &&
 	    skb->len - sizeof(struct ethhdr) + TUNNEL_OVERHEAD + opt_len <= 0xffff)
 		return PASS_NONE;
 	return (ip->frag_off & bpf_htons(PP_IP_DF)) ? PASS_FRAG_NEEDED_TUNNEL : PASS_FRAGMENT_TUNNEL;
@@ -285,7 +301,8 @@ drop:
  *   load-balanced traffic the source's as
  *   lb_source_identity() says) 0 or wider
  *   than the 24-bit VNI                     -> DROP_NO_SOURCE_IDENTITY
- *   larger than the tunnel MTU              -> stack, see tunnel_fits()
+ *   larger than the tunnel MTU towards the
+ *   endpoint (node_tunnel_mtu())            -> stack, see tunnel_fits()
  *   TTL <= 1                                -> stack, PASS_TTL_EXPIRED
  *   else encapsulated towards the endpoint, VNI = the source pod's identity; a DSR
  *   request (dsr, Geneve only) carries the service in Cilium's Geneve DSR option.
@@ -296,6 +313,7 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 {
 	__u32 proto = CONFIG.tunnel_protocol;
 	const struct ipcache_info *info;
+	const struct node_info *node;
 	struct geneve_opts opts = {};
 	struct trace_tun tun = {};
 	enum pass_reason too_big;
@@ -313,7 +331,8 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 	tun.pkt_len = skb->len;
 	tun.endpoint = info->tunnel_endpoint;
 	tun.identity = identity;
-	if (!node_lookup(tun.endpoint)) {
+	node = node_lookup(tun.endpoint);
+	if (!node) {
 		trace_drop_tun(skb, point, DROP_UNKNOWN_TUNNEL_ENDPOINT, sum, &tun);
 		return PP_TCX_DROP;
 	}
@@ -335,7 +354,7 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 
 		geneve_opt_append(&opts, GENEVE_OPT_CLASS_CILIUM, GENEVE_OPT_TYPE_TEST, &dsr, sizeof(dsr));
 	}
-	too_big = tunnel_fits(skb, p, opts.len);
+	too_big = tunnel_fits(skb, p, opts.len, node_tunnel_mtu(node));
 	if (too_big != PASS_NONE) {
 		trace_pass_tun(skb, point, too_big, sum, &tun);
 		return pass_ret;

@@ -54,6 +54,10 @@ struct node_key {
 struct node_info {
 	__u32 node_id;
 	__u32 flags;            /* reserved, 0 */
+	__u32 mtu;              /* tunnel MTU towards this node: the largest inner IPv4
+				 * packet that crosses the underlay path to it once
+				 * encapsulated (path MTU - overhead), as the agent learnt
+				 * it; 0 = CONFIG.tunnel_mtu. Only ever lowers it. */
 };
 
 struct {

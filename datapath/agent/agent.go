@@ -54,6 +54,8 @@ type Agent struct {
 
 	mu       sync.Mutex // serialises reconciliation
 	problems map[string]string
+	// peers is the per-peer tunnel MTU table (pmtu.go), by node name.
+	peers map[string]PeerMTU
 
 	// CNI attachments (attachments.go): cniMu serialises them, ipam keeps their
 	// addresses, pods (optional) says which address a pod asks for.
@@ -86,7 +88,7 @@ func New(opts Options) (*Agent, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("agent options: %w", err)
 	}
-	a := &Agent{opts: opts, problems: map[string]string{}}
+	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}}
 	var err error
 	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err != nil {
 		return nil, err
@@ -147,6 +149,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.reconcileAll(ctx); err != nil {
 		a.opts.Log.Warn("reconcile", "err", err)
 	}
+	go a.watchPeerMTUs(ctx)
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
 	return a.serve(ctx, Socket(a.opts.StateDir))
 }
@@ -447,7 +450,8 @@ func (a *Agent) removeEndpoint(ep Endpoint) error {
 }
 
 func (a *Agent) reconcileNode(n Node) error {
-	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node); err != nil {
+	a.ensurePeerMTU(n)
+	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n)); err != nil {
 		return err
 	}
 	r, err := a.nodeRoute(n)
@@ -472,7 +476,7 @@ func (a *Agent) nodeRoute(n Node) (*netlink.Route, error) {
 	case n.Name == a.opts.Node:
 		return nil, nil
 	case a.cfg.RoutingMode == config.RoutingTunnel:
-		return tunnelRoute(a.nl, n, a.dp.mtu.Route)
+		return tunnelRoute(a.nl, n, a.peerRouteMTU(n))
 	case a.wantsDirectRoutes():
 		return directRoute(a.nl, n)
 	}
@@ -492,6 +496,7 @@ func (a *Agent) removeNode(n Node) error {
 		}
 	}
 	delete(a.problems, "node/"+n.Name)
+	delete(a.peers, n.Name)
 	return errors.Join(err, rerr)
 }
 

@@ -226,8 +226,9 @@ func (d *datapath) endpointDelete(ep Endpoint) error {
 // nodeUpsert programs a node: its IP in the node map and ipcache (host identity for
 // this node, remote-node for others) and, for other nodes, their PodCIDR in the
 // ipcache with the node as tunnel endpoint, as Cilium does without per-pod entries.
-func (d *datapath) nodeUpsert(n Node, local bool) error {
-	if err := d.dp.Maps.NodeUpsert(maps.Node{IP: n.IP, ID: n.ID}); err != nil {
+// mtu is the tunnel MTU towards the node (0: the global one; see pmtu.go).
+func (d *datapath) nodeUpsert(n Node, local bool, mtu uint32) error {
+	if err := d.dp.Maps.NodeUpsert(maps.Node{IP: n.IP, ID: n.ID, MTU: mtu}); err != nil {
 		return err
 	}
 	if local {

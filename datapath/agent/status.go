@@ -48,6 +48,7 @@ func (a *Agent) Status() Status {
 			loaded.ctTCP, loaded.ctAny = a.dp.dp.Lxc.CtTcp.MaxEntries(), a.dp.dp.Lxc.CtAny.MaxEntries()
 		}
 		s.Features = features(loaded, a.cfg)
+		s.Peers = a.peerList()
 	}
 	for _, p := range a.problems {
 		s.Problems = append(s.Problems, p)
@@ -189,6 +190,17 @@ func (s Status) Print(w io.Writer) {
 	line("Auto direct node routes", "%t", s.AutoDirectNodeRoutes)
 	line("Device MTU", "%d (%s)", s.MTU.Device, s.MTU.DeviceSource)
 	line("Route MTU", "%d (device MTU - %d: %s)", s.MTU.Route, s.MTU.Overhead, s.MTU.OverheadSource)
+	if len(s.Peers) > 0 {
+		line("Peer MTUs", "%-12s %-15s %-9s %-9s %s", "PEER", "NODE IP", "PATH MTU", "ROUTE MTU", "LEARNED")
+		for _, p := range s.Peers {
+			how := p.How
+			if p.Error != "" {
+				how += ": " + p.Error
+			}
+			fmt.Fprintf(w, "%-24s %-12s %-15s %-9d %-9d %s, %s\n", "", p.Peer, p.NodeIP, p.PathMTU, p.RouteMTU,
+				p.Learned.Format("15:04:05"), how)
+		}
+	}
 	line("Endpoints", "%d", s.Endpoints)
 	line("Nodes", "%d", s.Nodes)
 	line("BPF programs", "%d attached%s", len(s.Attached), adoptedNote(s.Adopted))

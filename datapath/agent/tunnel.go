@@ -66,7 +66,9 @@ func ensureVXLAN(nl *netlink.Handle, port uint16, mtu int) (netlink.Link, error)
 // from-container encapsulates pod traffic before any route is consulted; this route is
 // for what reaches the stack: a DF packet larger than the tunnel MTU, which from-container
 // hands over so the kernel answers the sender with ICMP fragmentation-needed carrying the
-// route MTU.
+// route MTU. mtu is the tunnel MTU towards n: the underlay path MTU the agent learnt for
+// it less the overhead (pmtu.go), so a path narrower than this node's NIC gives its
+// pods the smaller MTU (and TCP the smaller MSS).
 func tunnelRoute(h *netlink.Handle, n Node, mtu int) (*netlink.Route, error) {
 	got, err := h.RouteGet(n.IP.AsSlice())
 	if err != nil || len(got) == 0 {

@@ -79,12 +79,15 @@ type Status struct {
 	Devices              []string `json:"devices"`
 	NodeIP               string   `json:"nodeIP"`
 	MTU                  MTUs     `json:"mtu"`
-	Endpoints            int      `json:"endpoints"`
-	Nodes                int      `json:"nodes"`
-	Attached             []string `json:"attached"` // program@device/direction
-	BPFFS                string   `json:"bpffs"`
-	Adopted              bool     `json:"adopted"` // programs were already attached at start
-	Problems             []string `json:"problems,omitempty"`
+	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
+	// each other node and the route MTU installed for its PodCIDR.
+	Peers     []PeerMTU `json:"peers,omitempty"`
+	Endpoints int       `json:"endpoints"`
+	Nodes     int       `json:"nodes"`
+	Attached  []string  `json:"attached"` // program@device/direction
+	BPFFS     string    `json:"bpffs"`
+	Adopted   bool      `json:"adopted"` // programs were already attached at start
+	Problems  []string  `json:"problems,omitempty"`
 	// Features are the `cilium status` feature lines, read from what the agent
 	// loaded (the BPF configuration, the maps' sizes, the MTU plan), not from the
 	// config text.

@@ -218,6 +218,7 @@ type HostNodeInfo struct {
 	_      structs.HostLayout
 	NodeId uint32
 	Flags  uint32
+	Mtu    uint32
 }
 
 type HostNodeKey struct {

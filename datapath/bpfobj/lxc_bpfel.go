@@ -218,6 +218,7 @@ type LxcNodeInfo struct {
 	_      structs.HostLayout
 	NodeId uint32
 	Flags  uint32
+	Mtu    uint32
 }
 
 type LxcNodeKey struct {

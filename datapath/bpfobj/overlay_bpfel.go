@@ -218,6 +218,7 @@ type OverlayNodeInfo struct {
 	_      structs.HostLayout
 	NodeId uint32
 	Flags  uint32
+	Mtu    uint32
 }
 
 type OverlayNodeKey struct {

@@ -95,6 +95,10 @@ type Node struct {
 	IP    netip.Addr
 	ID    uint32
 	Flags uint32
+	// MTU is the tunnel MTU towards this node (node_info.mtu): the largest inner IPv4
+	// packet that crosses the underlay path to it once encapsulated. 0 means the
+	// global tunnel MTU; a value only ever lowers it.
+	MTU uint32
 }
 
 // be32 is an IPv4 address as a __be32 field: the wire bytes in memory order.
@@ -290,7 +294,7 @@ func (m *Maps) NodeUpsert(n Node) error {
 	if err := ipv4(op, n.IP); err != nil {
 		return err
 	}
-	if err := m.Nodes.Put(nodeKey{Ip4: be32(n.IP)}, nodeInfo{NodeId: n.ID, Flags: n.Flags}); err != nil {
+	if err := m.Nodes.Put(nodeKey{Ip4: be32(n.IP)}, nodeInfo{NodeId: n.ID, Flags: n.Flags, Mtu: n.MTU}); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
@@ -317,7 +321,7 @@ func (m *Maps) NodeList() ([]Node, error) {
 	)
 	it := m.Nodes.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, Node{IP: addrFromBE32(k.Ip4), ID: v.NodeId, Flags: v.Flags})
+		out = append(out, Node{IP: addrFromBE32(k.Ip4), ID: v.NodeId, Flags: v.Flags, MTU: v.Mtu})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("node list: %w", err)

@@ -144,7 +144,7 @@ func TestIPCacheCRUD(t *testing.T) {
 func TestNodeCRUD(t *testing.T) {
 	m := load(t)
 	n1 := maps.Node{IP: netip.MustParseAddr("192.168.50.1"), ID: 1}
-	n2 := maps.Node{IP: netip.MustParseAddr("192.168.50.2"), ID: 2, Flags: 1}
+	n2 := maps.Node{IP: netip.MustParseAddr("192.168.50.2"), ID: 2, Flags: 1, MTU: 1350}
 	for _, n := range []maps.Node{n2, n1} {
 		if err := m.NodeUpsert(n); err != nil {
 			t.Fatal(err)
