@@ -56,7 +56,8 @@ func Conformance(ctx context.Context, dir string, labels []string, out io.Writer
 // Result summarises the run as a ScenarioResult (no error, paths as the run made them).
 func (r *Run) Result() report.ScenarioResult {
 	res := report.ScenarioResult{Name: r.Scenario.Name, Labels: r.Scenario.Labels, Passed: r.Passed(), Failed: r.Failed(),
-		Duration: r.Duration, Checks: r.Results, Flows: r.Flows, ConfigWarnings: r.ConfigWarnings}
+		Duration: r.Duration, Checks: r.Results, Flows: r.Flows, ConfigWarnings: r.ConfigWarnings,
+		KernelDrops: r.KernelDrops}
 	if r.traceLog != nil {
 		res.Traces = filepath.Join(r.Artifacts, report.TraceLogFile)
 	}

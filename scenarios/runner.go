@@ -45,6 +45,9 @@ type Run struct {
 	// ConfigWarnings are the agents' cilium-config warnings, per stage that
 	// started agents (recordAgentWarnings).
 	ConfigWarnings []report.StageWarnings
+	// KernelDrops are the kernel's drops in the run's namespaces, per step (kdrops.go).
+	KernelDrops []report.StepDrops
+	kdrops      kernelDrops
 	// Duration is how long the run took, set when it ends.
 	Duration   time.Duration
 	started    time.Time
@@ -65,7 +68,7 @@ func (r *Run) Check(name, lookedAt string, err error) bool {
 	res := report.CheckResult{Name: name, LookedAt: lookedAt, Passed: err == nil, Duration: now.Sub(r.last)}
 	r.last = now
 	if err != nil {
-		res.Evidence = err.Error()
+		res.Evidence = err.Error() + r.kernelDropsEvidence()
 	}
 	r.Results = append(r.Results, res)
 	status := "PASS"
@@ -104,8 +107,10 @@ func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (top
 		return nil, err
 	}
 	r.topologies = append(r.topologies, t)
+	r.watchKernelDrops(t)
 	r.Defer(func(ctx context.Context) error {
 		r.drainTraces(t)
+		r.unwatchKernelDrops(t)
 		if r.Keep {
 			fmt.Fprintf(r.out, "• kept topology %s up (podpath down %s)\n", t.Name(), t.Name())
 			return nil
@@ -177,7 +182,7 @@ func Execute(ctx context.Context, s *Scenario, opts Options) (*Run, error) {
 	if err != nil {
 		r.Check("scenario setup and traffic", "the scenario's own steps", err)
 	}
-	err = errors.Join(err, r.unwind(ctx, 0))
+	err = errors.Join(err, r.unwind(ctx, 0), r.closeKernelDrops())
 	if r.traceLog != nil {
 		err = errors.Join(err, r.traceLog.Close())
 	}
@@ -210,6 +215,8 @@ var stepGrace = 10 * time.Second
 // step. Any other error of the step is a setup failure that ends the scenario.
 func (r *Run) runStep(ctx context.Context, s *Stage, step StepSpec) error {
 	limit := cmp.Or(step.Timeout, step.kind.timeout, DefaultStepTimeout)
+	r.kernelDropsStepStarted()
+	defer r.kernelDropsStepEnded(s, step)
 	sctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	start := time.Now()

@@ -37,7 +37,10 @@ type ScenarioResult struct {
 	// ConfigWarnings are, per stage that started agents, the cilium-config
 	// warnings its agents reported: information, not checks.
 	ConfigWarnings []StageWarnings `json:"configWarnings,omitempty"`
-	Error          string          `json:"error,omitempty"`
+	// KernelDrops are, per step during which the kernel dropped packets in the run's
+	// namespaces, those drops.
+	KernelDrops []StepDrops `json:"kernelDrops,omitempty"`
+	Error       string      `json:"error,omitempty"`
 }
 
 // StageWarnings are the config warnings of one stage's agents, read once from
