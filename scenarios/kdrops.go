@@ -93,12 +93,13 @@ func (r *Run) kernelDropsEvidence() string {
 	if k.w == nil {
 		return ""
 	}
-	drops := k.w.Since(k.mark)
+	all := k.w.Since(k.mark)
+	drops := kdrop.Unicast(all)
 	if len(drops) == 0 {
-		return "\nkernel drops in the run's namespaces during this step (skb:kfree_skb): none"
+		return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): none (%d multicast left out)", len(all))
 	}
-	return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): %d\n%s",
-		len(drops), kdrop.Format(drops, "  ", 20))
+	return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): %d (%d multicast left out)\n%s",
+		len(drops), len(all)-len(drops), kdrop.Format(drops, "  ", 20))
 }
 
 // kernelDropsStepEnded records the step's drops (report, kdrops.jsonl) and, when no
@@ -110,7 +111,7 @@ func (r *Run) kernelDropsStepEnded(s *Stage, step StepSpec) {
 	if k.w == nil {
 		return
 	}
-	drops := k.w.Since(k.mark)
+	drops := kdrop.Unicast(k.w.Since(k.mark))
 	if len(drops) == 0 {
 		return
 	}

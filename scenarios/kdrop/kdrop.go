@@ -41,6 +41,21 @@ type Drop struct {
 	Location string    `json:"location"`          // kernel symbol+offset, or the address
 	Len      uint32    `json:"len"`               // skb->len
 	Packet   string    `json:"packet"`            // the network header, decoded
+	// Multicast says the packet went to a multicast or broadcast address: link chatter
+	// (IGMP, MLD, neighbour solicitations) the kernel drops in namespaces that do not
+	// listen, not traffic of a scenario.
+	Multicast bool `json:"multicast,omitempty"`
+}
+
+// Unicast returns the drops that are not Multicast.
+func Unicast(drops []Drop) []Drop {
+	var out []Drop
+	for _, d := range drops {
+		if !d.Multicast {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // String is one line: member/device: reason at location: packet.
@@ -131,6 +146,21 @@ func Packet(r Record) string {
 		s = fmt.Sprintf("%s > %s proto %d", src, dst, p)
 	}
 	return fmt.Sprintf("%s ttl %d", s, ttl)
+}
+
+// Multicast reports whether the record's packet went to an IPv4 multicast or broadcast
+// address or an IPv6 multicast address.
+func Multicast(r Record) bool {
+	proto := r.Protocol>>8 | r.Protocol<<8
+	hdr := r.Hdr[:min(int(r.HdrLen), len(r.Hdr))]
+	switch {
+	case proto == 0x0800 && len(hdr) >= 20 && hdr[0]>>4 == 4:
+		dst := netip.AddrFrom4([4]byte(hdr[16:20]))
+		return dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	case proto == 0x86dd && len(hdr) >= 40 && hdr[0]>>4 == 6:
+		return hdr[24] == 0xff
+	}
+	return false
 }
 
 // watched is one watched namespace.
@@ -265,7 +295,7 @@ func (w *Witness) Close() error {
 // drop names a record: member, device, reason, location. w.mu is held.
 func (w *Witness) drop(r Record) Drop {
 	d := Drop{Time: w.boot.Add(time.Duration(r.Ktime)), Netns: r.Netns, Ifindex: r.Ifindex, Code: r.Reason,
-		Len: r.Len, Packet: Packet(r), Reason: ReasonName(w.reasons, r.Reason)}
+		Len: r.Len, Packet: Packet(r), Reason: ReasonName(w.reasons, r.Reason), Multicast: Multicast(r)}
 	if n := w.nets[r.Netns]; n != nil {
 		d.Topology, d.Member = n.topology, n.member
 		if r.Ifindex != 0 {

@@ -43,15 +43,18 @@ func TestDecodeRecord(t *testing.T) {
 		name   string
 		sample []byte
 		packet string
+		mcast  bool
 		err    bool
 	}{
-		{"tcp", sample(7, 2, 6, 0x0800, ipv4(6, 0x13, 0x88, 0, 80)), "10.0.0.1:5000 > 10.0.1.2:80 tcp ttl 63", false},
-		{"udp", sample(7, 2, 6, 0x0800, ipv4(17, 0, 53, 0x75, 0x30)), "10.0.0.1:53 > 10.0.1.2:30000 udp ttl 63", false},
-		{"icmp", sample(7, 2, 6, 0x0800, ipv4(1, 8, 0)), "10.0.0.1 > 10.0.1.2 icmp type 8 code 0 ttl 63", false},
-		{"ipip", sample(7, 2, 6, 0x0800, ipv4(4)), "10.0.0.1 > 10.0.1.2 proto 4 ttl 63", false},
-		{"arp", sample(7, 2, 6, 0x0806, nil), "arp", false},
-		{"no header", sample(7, 2, 6, 0x0800, nil), "ethertype 0x0800, header not read", false},
-		{"short", make([]byte, recordSize-1), "", true},
+		{"tcp", sample(7, 2, 6, 0x0800, ipv4(6, 0x13, 0x88, 0, 80)), "10.0.0.1:5000 > 10.0.1.2:80 tcp ttl 63", false, false},
+		{"udp", sample(7, 2, 6, 0x0800, ipv4(17, 0, 53, 0x75, 0x30)), "10.0.0.1:53 > 10.0.1.2:30000 udp ttl 63", false, false},
+		{"icmp", sample(7, 2, 6, 0x0800, ipv4(1, 8, 0)), "10.0.0.1 > 10.0.1.2 icmp type 8 code 0 ttl 63", false, false},
+		{"igmp", sample(7, 2, 6, 0x0800, append(ipv4(2)[:16], 224, 0, 0, 22)), "10.0.0.1 > 224.0.0.22 proto 2 ttl 63", true, false},
+		{"mld", sample(7, 2, 6, 0x86dd, append(append([]byte{0x60, 0, 0, 0, 0, 8, 0, 1}, make([]byte, 16)...), 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16)), "ipv6 :: > ff02::16 next-header 0", true, false},
+		{"ipip", sample(7, 2, 6, 0x0800, ipv4(4)), "10.0.0.1 > 10.0.1.2 proto 4 ttl 63", false, false},
+		{"arp", sample(7, 2, 6, 0x0806, nil), "arp", false, false},
+		{"no header", sample(7, 2, 6, 0x0800, nil), "ethertype 0x0800, header not read", false, false},
+		{"short", make([]byte, recordSize-1), "", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +70,9 @@ func TestDecodeRecord(t *testing.T) {
 			}
 			if got := Packet(r); got != tt.packet {
 				t.Errorf("Packet = %q, want %q", got, tt.packet)
+			}
+			if got := Multicast(r); got != tt.mcast {
+				t.Errorf("Multicast = %v, want %v", got, tt.mcast)
 			}
 		})
 	}
