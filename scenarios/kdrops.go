@@ -94,16 +94,17 @@ func (r *Run) kernelDropsEvidence() string {
 		return ""
 	}
 	all := k.w.Since(k.mark)
-	drops := kdrop.Unicast(all)
+	drops := kdrop.Relevant(all)
 	if len(drops) == 0 {
-		return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): none (%d multicast left out)", len(all))
+		return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): none (%d left out: multicast, or queued at a closing socket)", len(all))
 	}
-	return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): %d (%d multicast left out)\n%s",
+	return fmt.Sprintf("\nkernel drops in the run's namespaces during this step (skb:kfree_skb): %d (%d left out: multicast, or queued at a closing socket)\n%s",
 		len(drops), len(all)-len(drops), kdrop.Format(drops, "  ", 20))
 }
 
-// kernelDropsStepEnded records the step's drops (report, kdrops.jsonl) and, when no
-// check of the step failed, prints them as a warning: not a failure.
+// kernelDropsStepEnded writes every drop of the step to kdrops.jsonl, records the
+// relevant ones (kdrop.Relevant) in the run's result and, when no check of the step
+// failed, prints them as a warning: not a failure.
 func (r *Run) kernelDropsStepEnded(s *Stage, step StepSpec) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -111,17 +112,18 @@ func (r *Run) kernelDropsStepEnded(s *Stage, step StepSpec) {
 	if k.w == nil {
 		return
 	}
-	drops := kdrop.Unicast(k.w.Since(k.mark))
+	all := k.w.Since(k.mark)
+	sd := report.StepDrops{Stage: stageLabel(s.Spec), Step: step.Path, Kind: step.Kind, Failed: k.failed}
+	r.writeKernelDrops(sd, all)
+	drops := kdrop.Relevant(all)
 	if len(drops) == 0 {
 		return
 	}
-	sd := report.StepDrops{Stage: stageLabel(s.Spec), Step: step.Path, Kind: step.Kind, Failed: k.failed}
 	for _, d := range drops {
 		sd.Drops = append(sd.Drops, report.KernelDrop{Member: d.Member, Device: d.Device, Reason: d.Reason,
 			Location: d.Location, Packet: d.Packet, Len: d.Len})
 	}
 	r.KernelDrops = append(r.KernelDrops, sd)
-	r.writeKernelDrops(sd, drops)
 	if !k.failed {
 		fmt.Fprintf(r.out, "WARN  %s (%s): the kernel dropped %d packets in the run's namespaces (not a check):\n%s",
 			step.Path, step.Kind, len(drops), kdrop.Format(drops, "        ", 10))
@@ -131,6 +133,9 @@ func (r *Run) kernelDropsStepEnded(s *Stage, step StepSpec) {
 // writeKernelDrops appends a step's drops to the run's kdrops.jsonl.
 func (r *Run) writeKernelDrops(sd report.StepDrops, drops []kdrop.Drop) {
 	k := &r.kdrops
+	if len(drops) == 0 {
+		return
+	}
 	if k.log == nil {
 		f, err := os.Create(filepath.Join(r.Artifacts, report.KernelDropsFile))
 		if err != nil {

@@ -41,21 +41,33 @@ type Drop struct {
 	Location string    `json:"location"`          // kernel symbol+offset, or the address
 	Len      uint32    `json:"len"`               // skb->len
 	Packet   string    `json:"packet"`            // the network header, decoded
-	// Multicast says the packet went to a multicast or broadcast address: link chatter
-	// (IGMP, MLD, neighbour solicitations) the kernel drops in namespaces that do not
-	// listen, not traffic of a scenario.
-	Multicast bool `json:"multicast,omitempty"`
+	// LeftOut says why the drop is not shown in evidence and warnings ("" when it is):
+	// "multicast" for link chatter (IGMP, MLD, neighbour solicitations) the kernel drops
+	// in namespaces that do not listen; "closing socket" for a packet that was
+	// delivered and sat unread in a socket's queue when the socket closed.
+	LeftOut string `json:"leftOut,omitempty"`
 }
 
-// Unicast returns the drops that are not Multicast.
-func Unicast(drops []Drop) []Drop {
+// Relevant returns the drops whose LeftOut is empty.
+func Relevant(drops []Drop) []Drop {
 	var out []Drop
 	for _, d := range drops {
-		if !d.Multicast {
+		if d.LeftOut == "" {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// leftOut is Drop.LeftOut for a record of reason name.
+func leftOut(r Record, reason string) string {
+	switch {
+	case Multicast(r):
+		return "multicast"
+	case reason == "QUEUE_PURGE" || reason == "SOCKET_CLOSE":
+		return "closing socket"
+	}
+	return ""
 }
 
 // String is one line: member/device: reason at location: packet.
@@ -295,7 +307,8 @@ func (w *Witness) Close() error {
 // drop names a record: member, device, reason, location. w.mu is held.
 func (w *Witness) drop(r Record) Drop {
 	d := Drop{Time: w.boot.Add(time.Duration(r.Ktime)), Netns: r.Netns, Ifindex: r.Ifindex, Code: r.Reason,
-		Len: r.Len, Packet: Packet(r), Reason: ReasonName(w.reasons, r.Reason), Multicast: Multicast(r)}
+		Len: r.Len, Packet: Packet(r), Reason: ReasonName(w.reasons, r.Reason)}
+	d.LeftOut = leftOut(r, d.Reason)
 	if n := w.nets[r.Netns]; n != nil {
 		d.Topology, d.Member = n.topology, n.member
 		if r.Ifindex != 0 {

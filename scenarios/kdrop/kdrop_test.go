@@ -156,3 +156,33 @@ func TestWitnessNetfilterDrop(t *testing.T) {
 		t.Errorf("drop %s: want member a, NETFILTER_DROP, UDP to 127.0.0.1:9", d)
 	}
 }
+
+func TestLeftOut(t *testing.T) {
+	udp := sample(7, 2, 6, 0x0800, ipv4(17, 0, 53, 0x75, 0x30))
+	igmp := sample(7, 2, 6, 0x0800, append(ipv4(2)[:16], 224, 0, 0, 22))
+	tests := []struct {
+		name, reason string
+		sample       []byte
+		want         string
+	}{
+		{"netfilter", "NETFILTER_DROP", udp, ""},
+		{"no socket", "NO_SOCKET", udp, ""},
+		{"purge", "QUEUE_PURGE", udp, "closing socket"},
+		{"multicast", "NOT_SPECIFIED", igmp, "multicast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := DecodeRecord(tt.sample)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := leftOut(r, tt.reason); got != tt.want {
+				t.Errorf("leftOut = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	drops := []Drop{{Reason: "A"}, {Reason: "B", LeftOut: "multicast"}}
+	if got := Relevant(drops); len(got) != 1 || got[0].Reason != "A" {
+		t.Errorf("Relevant = %+v", got)
+	}
+}
