@@ -18,7 +18,17 @@ import (
 )
 
 type kdropNodeParams struct {
-	Node string `json:"node"`
+	Node  string `json:"node"`
+	Break string `json:"break"`
+}
+
+// kdropBreaks are the ways test-break makes a node lose the pods' UDP to port 7777.
+var kdropBreaks = map[string][][]string{
+	// nftables drops it in the forward hook.
+	"nft": {{"nft", "add table inet kdroptest; add chain inet kdroptest kfwd { type filter hook forward priority 0; }; add rule inet kdroptest kfwd udp dport 7777 drop"}},
+	// Strict reverse path filtering, and the way back to node1's pods leads out of
+	// another device than the one they come in on.
+	"rp_filter": {{"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"}, {"ip", "route", "replace", "10.244.1.0/24", "dev", "lo"}},
 }
 
 type kdropUDPParams struct {
@@ -59,19 +69,20 @@ func kdropUDP(s *Stage, w kdropUDPParams) error {
 	})
 }
 
-// A node that drops the pods' UDP with nftables: the failing check's evidence names the
-// node, the device, the kernel's reason (NETFILTER_DROP) and the packet; a step whose
-// traffic is dropped but that checks nothing gets a warning line; both are in
-// kdrops.jsonl and in the run's result.
+// A node made to lose the pods' UDP (nftables, rp_filter): the failing check's evidence
+// names the node, the device, the kernel's reason and the packet; a step whose traffic
+// is dropped but that checks nothing gets a warning line; both are in kdrops.jsonl and
+// in the run's result.
 func TestKernelDropsInEvidence(t *testing.T) {
 	testutil.RequireRoot(t)
 	RegisterStep(StepDef[kdropNodeParams, noParams]{
-		Name:    "test-nft-drop",
-		Summary: "test only: the node drops forwarded UDP to port 7777 (nftables)",
+		Name:    "test-break",
+		Summary: "test only: the node loses forwarded UDP to port 7777 (kdropBreaks)",
 		Run: func(ctx context.Context, s *Stage, w kdropNodeParams, _ noParams) error {
-			out, err := s.T.Exec(ctx, w.Node, "nft", "add table inet kdroptest; add chain inet kdroptest kfwd { type filter hook forward priority 0; }; add rule inet kdroptest kfwd udp dport 7777 drop")
-			if err != nil {
-				return fmt.Errorf("nft: %w: %s", err, out)
+			for _, argv := range kdropBreaks[w.Break] {
+				if out, err := s.T.Exec(ctx, w.Node, argv...); err != nil {
+					return fmt.Errorf("%s: %w: %s", argv[0], err, out)
+				}
 			}
 			return nil
 		},
@@ -93,68 +104,75 @@ func TestKernelDropsInEvidence(t *testing.T) {
 		},
 	})
 	t.Cleanup(func() {
-		for _, k := range []string{"test-nft-drop", "test-udp-check", "test-udp-unchecked"} {
+		for _, k := range []string{"test-break", "test-udp-check", "test-udp-unchecked"} {
 			delete(stepKinds, k)
 		}
 	})
-	f, err := ParseScenario([]byte(`name: kdrop
-description: a node drops UDP with nftables
+	for _, tt := range []struct{ breaks, reason string }{
+		{"nft", "NETFILTER_DROP"},
+		{"rp_filter", "IP_RPFILTER"},
+	} {
+		t.Run(tt.breaks, func(t *testing.T) {
+			f, err := ParseScenario([]byte(`name: kdrop
+description: a node loses UDP (`+tt.breaks+`)
 stages:
   - topology: l2-two-node
     steps:
       - check: test-udp-check
         with: {from: pod1a, to: pod2a}
-      - do: test-nft-drop
-        with: {node: node2}
+      - do: test-break
+        with: {node: node2, break: `+tt.breaks+`}
       - check: test-udp-check
         with: {from: pod1a, to: pod2a}
       - check: test-udp-unchecked
         with: {from: pod1a, to: pod2a}
 `), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	dir := t.TempDir()
-	r, err := Execute(context.Background(), f.Scenario(), Options{Artifacts: dir, Out: &out})
-	defer func() {
-		if t.Failed() {
-			t.Log(out.String())
-		}
-	}()
-	if err != nil {
-		t.Fatalf("Execute: %v", err)
-	}
-	if strings.Contains(out.String(), "running without the kernel drop witness") {
-		t.Skip("kernel drop witness unavailable on this machine")
-	}
-	if len(r.Results) != 2 || !r.Results[0].Passed || r.Results[1].Passed {
-		t.Fatalf("checks %+v: want the first exchange delivered, the second not", r.Results)
-	}
-	ev := r.Results[1].Evidence
-	t.Logf("evidence of the failed check:\n%s", ev)
-	for _, want := range []string{"kernel drops in the run's namespaces during this step", "node2/", "NETFILTER_DROP", ":7777 udp"} {
-		if !strings.Contains(ev, want) {
-			t.Errorf("evidence does not contain %q:\n%s", want, ev)
-		}
-	}
-	if !strings.Contains(out.String(), "WARN  stages[0].steps[3] (test-udp-unchecked): the kernel dropped") {
-		t.Errorf("no warning for the unchecked step's drops")
-	}
-	var failed, warned bool
-	for _, sd := range r.KernelDrops {
-		for _, d := range sd.Drops {
-			if d.Member == "node2" && d.Reason == "NETFILTER_DROP" {
-				failed = failed || (sd.Step == "stages[0].steps[2]" && sd.Failed)
-				warned = warned || (sd.Step == "stages[0].steps[3]" && !sd.Failed)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	if !failed || !warned {
-		t.Errorf("run's kernel drops %+v: want node2 NETFILTER_DROP in steps 2 (failed) and 3 (warning)", r.KernelDrops)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, report.KernelDropsFile))
-	if err != nil || !strings.Contains(string(data), `"reason":"NETFILTER_DROP"`) {
-		t.Errorf("%s: %v: %s", report.KernelDropsFile, err, data)
+			var out strings.Builder
+			dir := t.TempDir()
+			r, err := Execute(context.Background(), f.Scenario(), Options{Artifacts: dir, Out: &out})
+			defer func() {
+				if t.Failed() {
+					t.Log(out.String())
+				}
+			}()
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if strings.Contains(out.String(), "running without the kernel drop witness") {
+				t.Skip("kernel drop witness unavailable on this machine")
+			}
+			if len(r.Results) != 2 || !r.Results[0].Passed || r.Results[1].Passed {
+				t.Fatalf("checks %+v: want the first exchange delivered, the second not", r.Results)
+			}
+			ev := r.Results[1].Evidence
+			t.Logf("evidence of the failed check:\n%s", ev)
+			for _, want := range []string{"kernel drops in the run's namespaces during this step", "node2/eth0: " + tt.reason + " at ", ":7777 udp"} {
+				if !strings.Contains(ev, want) {
+					t.Errorf("evidence does not contain %q:\n%s", want, ev)
+				}
+			}
+			if !strings.Contains(out.String(), "WARN  stages[0].steps[3] (test-udp-unchecked): the kernel dropped") {
+				t.Errorf("no warning for the unchecked step's drops")
+			}
+			var failed, warned bool
+			for _, sd := range r.KernelDrops {
+				for _, d := range sd.Drops {
+					if d.Member == "node2" && d.Reason == tt.reason {
+						failed = failed || (sd.Step == "stages[0].steps[2]" && sd.Failed)
+						warned = warned || (sd.Step == "stages[0].steps[3]" && !sd.Failed)
+					}
+				}
+			}
+			if !failed || !warned {
+				t.Errorf("run's kernel drops %+v: want node2 %s in steps 2 (failed) and 3 (warning)", r.KernelDrops, tt.reason)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, report.KernelDropsFile))
+			if err != nil || !strings.Contains(string(data), `"reason":"`+tt.reason+`"`) {
+				t.Errorf("%s: %v: %s", report.KernelDropsFile, err, data)
+			}
+		})
 	}
 }
