@@ -26,6 +26,8 @@ type kernelDrops struct {
 // watchKernelDrops opens the witness once (a run without it says so once and goes
 // on) and adds t's namespaces to it.
 func (r *Run) watchKernelDrops(t topology.Cluster) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	k := &r.kdrops
 	if !k.tried {
 		k.tried = true
@@ -50,6 +52,8 @@ func (r *Run) watchKernelDrops(t topology.Cluster) {
 
 // unwatchKernelDrops stops watching t's namespaces (before they go).
 func (r *Run) unwatchKernelDrops(t topology.Cluster) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.kdrops.w != nil {
 		r.kdrops.w.Unwatch(t.Name())
 	}
@@ -57,6 +61,8 @@ func (r *Run) unwatchKernelDrops(t topology.Cluster) {
 
 // closeKernelDrops detaches the witness at the end of the run.
 func (r *Run) closeKernelDrops() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	k := &r.kdrops
 	var err error
 	if k.w != nil {
@@ -87,6 +93,8 @@ func (r *Run) kernelDropsStepStarted() {
 
 // kernelDropsEvidence is the evidence a failing check adds: the kernel drops of the
 // run's namespaces since its step started ("" when no witness). r.mu is held.
+// (Every access to r.kdrops holds r.mu: a step abandoned after its deadline may still
+// record checks.)
 func (r *Run) kernelDropsEvidence() string {
 	k := &r.kdrops
 	k.failed = true
