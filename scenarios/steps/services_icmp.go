@@ -4,6 +4,7 @@ package steps
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -99,6 +100,7 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 	defer session.Stop()
 
 	var lport uint16
+	var sent []byte // the UDP header and payload the client sent
 	var sockErr error
 	gotICMP := func(p gopacket.Packet) bool {
 		icmp, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
@@ -121,9 +123,19 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 			return fmt.Errorf("getsockname: %w", err)
 		}
 		lport = uint16(sa.(*unix.SockaddrInet4).Port)
-		sockErr = errors.New("no error reported on the socket")
+		// The datagram itself goes out of a raw socket with its UDP checksum complete
+		// (CHECKSUM_NONE): a UDP socket's datagram crosses veths with only the
+		// pseudo-header sum in the field (checksum offload), which the backend quotes
+		// as it is and no translation of a quote can make whole again.
+		raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		defer unix.Close(raw)
+		sent = udpDatagram(netip.AddrPortFrom(clientIP, lport), dst, []byte("podpath service-icmp-error"))
+		sockErr = errors.New("no error reported on the connected socket")
 		for range icmpXlateTries {
-			if _, err := unix.Write(fd, []byte("podpath service-icmp-error")); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+			if err := unix.Sendto(raw, sent, 0, &unix.SockaddrInet4{Addr: dst.Addr().As4()}); err != nil {
 				return fmt.Errorf("send to %s: %w", dst, err)
 			}
 			buf := make([]byte, 256)
@@ -147,8 +159,9 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 		return err
 	}
 
-	sent := netip.AddrPortFrom(clientIP, lport)
-	what := fmt.Sprintf("ICMP error xlate: UDP %s -> %s (%s) to a closed backend port", sent, dst, w.Frontend)
+	src := netip.AddrPortFrom(clientIP, lport)
+	// Check names hold no ephemeral port: reports are compared by check name.
+	what := fmt.Sprintf("ICMP error xlate: UDP %s -> %s (%s) to a closed backend port", from, dst, w.Frontend)
 	// At the backends: the error about the translated datagram, to be translated back.
 	var backErr error = fmt.Errorf("no ICMP port unreachable left any backend pod of %s", svc.Name)
 	for _, p := range backPods {
@@ -198,9 +211,9 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 		}
 		qs, qd := q.ports()
 		if q.src != clientIP || q.dst != dst.Addr() || q.proto != 17 || qs != lport || qd != dst.Port() {
-			quoted = append(quoted, fmt.Errorf("quoted %s:%d -> %s:%d proto %d, want the client's own %s -> %s UDP: %s", q.src, qs, q.dst, qd, q.proto, sent, dst, pk.Summary()))
+			quoted = append(quoted, fmt.Errorf("quoted %s:%d -> %s:%d proto %d, want the client's own %s -> %s UDP: %s", q.src, qs, q.dst, qd, q.proto, src, dst, pk.Summary()))
 		}
-		quoted = append(quoted, q.headerChecksumErr(), q.l4ChecksumErr())
+		quoted = append(quoted, q.headerChecksumErr(), quotedUDPChecksumErr(q, sent))
 	}
 	if seen == 0 {
 		err := fmt.Errorf("no ICMP destination unreachable reached %s/%s after %d datagrams", from, clientIf, icmpXlateTries)
@@ -209,9 +222,47 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 	where := fmt.Sprintf("%s/%s capture (pcap %s): incoming ICMP type 3", from, clientIf, session.PcapPath(from, clientIf))
 	s.Check(fmt.Sprintf("%s: the client gets ICMP type 3 code 3 from %s to %s, outer IPv4 and ICMP checksums valid", what, dst.Addr(), clientIP),
 		where+": outer IPv4 addresses, type, code, RFC 1071 sums", firstErrs(outer))
-	s.Check(fmt.Sprintf("%s: the quoted IPv4 and UDP headers are the client's own tuple %s -> %s, quoted checksums valid", what, sent, dst),
-		where+": the quoted IPv4 header (addresses, checksum) and UDP header (ports, checksum with the quoted pseudo-header)", firstErrs(quoted))
+	s.Check(fmt.Sprintf("%s: the quoted IPv4 and UDP headers are the client's own tuple %s:(its port) -> %s, quoted checksums valid", what, clientIP, dst),
+		where+fmt.Sprintf(" (the client's port %d)", lport)+": the quoted IPv4 header (addresses, checksum) and UDP header (ports, checksum with the quoted pseudo-header)", firstErrs(quoted))
 	s.Check(what+": the client's socket gets the error (ECONNREFUSED)",
 		fmt.Sprintf("a connected UDP socket in %s: read after each send", from), sockErr)
+	return nil
+}
+
+// udpDatagram builds a UDP header and payload from src to dst with its checksum
+// complete (RFC 768, with the IPv4 pseudo-header).
+func udpDatagram(src, dst netip.AddrPort, payload []byte) []byte {
+	b := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(b[0:2], src.Port())
+	binary.BigEndian.PutUint16(b[2:4], dst.Port())
+	binary.BigEndian.PutUint16(b[4:6], uint16(len(b)))
+	copy(b[8:], payload)
+	s4, d4 := src.Addr().As4(), dst.Addr().As4()
+	sum := onesSum(onesSum(0, s4[:]), d4[:]) + 17 + uint32(len(b))
+	c := ^fold(onesSum(sum, b))
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(b[6:8], c)
+	return b
+}
+
+// quotedUDPChecksumErr wants the quoted UDP header's checksum to be the one the client
+// sent, and right for the quoted addresses (RFC 5508 4.2: a NAT translates the
+// embedded header's checksums too).
+func quotedUDPChecksumErr(q ipv4Packet, sent []byte) error {
+	if len(q.l4) < 8 || len(sent) < 8 {
+		return errors.New("no quoted UDP header")
+	}
+	got, want := binary.BigEndian.Uint16(q.l4[6:8]), binary.BigEndian.Uint16(sent[6:8])
+	if got != want {
+		return fmt.Errorf("quoted UDP checksum %#04x, the client sent %#04x", got, want)
+	}
+	if q.whole {
+		pseudo := onesSum(0, q.hdr[12:20]) + 17 + uint32(len(q.l4))
+		if s := fold(onesSum(pseudo, q.l4)); s != 0xffff {
+			return fmt.Errorf("quoted UDP checksum %#04x is wrong for %s -> %s (sums to %#04x)", got, q.src, q.dst, s)
+		}
+	}
 	return nil
 }
