@@ -213,7 +213,10 @@ func runServiceICMPError(ctx context.Context, s *scenarios.Stage, w serviceICMPW
 		if q.src != clientIP || q.dst != dst.Addr() || q.proto != 17 || qs != lport || qd != dst.Port() {
 			quoted = append(quoted, fmt.Errorf("quoted %s:%d -> %s:%d proto %d, want the client's own %s -> %s UDP: %s", q.src, qs, q.dst, qd, q.proto, src, dst, pk.Summary()))
 		}
-		quoted = append(quoted, q.headerChecksumErr(), quotedUDPChecksumErr(q, sent))
+		if err := q.headerChecksumErr(); err != nil {
+			quoted = append(quoted, fmt.Errorf("quoted %w", err))
+		}
+		quoted = append(quoted, quotedUDPChecksumErr(q, sent))
 	}
 	if seen == 0 {
 		err := fmt.Errorf("no ICMP destination unreachable reached %s/%s after %d datagrams", from, clientIf, icmpXlateTries)
