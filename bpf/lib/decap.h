@@ -60,7 +60,7 @@ static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *
 
 /* RFC 6040 decapsulation of ECN, as the kernel's INET_ECN_decapsulate(): an outer CE
  * mark is copied into an ECN-capable inner packet (checksum fixed by hand, so packet
- * pointers stay valid); a not-ECT inner packet with an outer CE is dropped. */
+ * pointers stay valid); a not-ECT inner packet with an outer CE is dropped (DROP_TUNNEL_ECN). writes: ecn.inner.ipv4.tos ecn.inner.ipv4.checksum */
 static __always_inline enum drop_reason tunnel_ecn_decap(struct iphdr *ip, __u8 outer_tos)
 {
 	__be16 old, new;

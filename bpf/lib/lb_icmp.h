@@ -91,7 +91,7 @@ static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *sk
 	i_dport = fe.port;
 	o_saddr = p->ip->saddr == in->daddr ? fe.addr : p->ip->saddr;
 	o_daddr = from_snat ? e->nat_addr : p->ip->daddr;
-
+	/* writes: lbicmp.quote.ipv4.addrs lbicmp.quote.ipv4.checksum lbicmp.quote.l4.ports lbicmp.quote.l4.checksum */
 	/* The quoted packet: IPv4 header, ports, and its L4 checksum when quoted. */
 	l3diff = csum_add(csum_diff4(in->saddr, i_saddr), csum_diff4(in->daddr, i_daddr));
 	l4diff = csum_add(csum_diff2(ports[0], i_sport), csum_diff2(ports[1], i_dport));
@@ -110,9 +110,9 @@ static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *sk
 		l4diff = csum_add(l4diff, csum_diff2(old, *l4sum));
 	}
 	/* The quoted IPv4 header still sums to the same: only the port (and quoted
-	 * checksum) changes reach the ICMP checksum. */
+	 * checksum) changes reach the ICMP checksum. writes: lbicmp.icmp.checksum */
 	csum_apply_diff(&ih->checksum, l4diff);
-
+	/* writes: lbicmp.outer.ipv4.addrs lbicmp.outer.ipv4.checksum */
 	csum_apply_diff(&p->ip->check, csum_add(csum_diff4(p->ip->saddr, o_saddr), csum_diff4(p->ip->daddr, o_daddr)));
 	p->ip->saddr = o_saddr;
 	p->ip->daddr = o_daddr;
