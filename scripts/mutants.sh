@@ -114,7 +114,7 @@ build() {
   (
     cd "$tree" &&
       go generate ./datapath/bpfobj/ &&
-      go build -o bin/ ./cmd/... &&
+      go build -o bin/ ./cmd/podpath ./cmd/podpath-agent &&
       go build -o bin/loadcheck ./mutants/loadcheck
   ) >"$log" 2>&1
 }
@@ -207,7 +207,8 @@ run_scenario() {
 }
 
 # ---- results -----------------------------------------------------------------------------
-results=$scratch/results.tsv
+# One line per mutant, fields separated by US (0x1f): tabs are whitespace to read.
+results=$scratch/results
 : >"$results"
 
 json_str() {
@@ -225,7 +226,7 @@ write_reports() {
   local txt=$artifacts/mutants.txt json=$artifacts/mutants.json first=1
   {
     printf '%-38s %-10s %-58s %6s\n' MUTANT RESULT "CAUGHT BY" "FAIL S"
-    while IFS=$'\t' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
+    while IFS=$'\x1f' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
       local by="-"
       case $result in
         caught) by="$scen: $check" ;;
@@ -235,10 +236,10 @@ write_reports() {
       printf '%-38s %-10s %-58s %6s\n' "$name" "$result" "${by:0:58}" "${secs:--}"
     done <"$results"
     echo
-    awk -F'\t' '{ n[$2]++ } END { printf "%d mutants:", NR; for (k in n) printf " %d %s", n[k], k; print "" }' "$results"
+    awk -F'\x1f' '{ n[$2]++ } END { printf "%d mutants:", NR; for (k in n) printf " %d %s", n[k], k; print "" }' "$results"
     echo
     echo "details:"
-    while IFS=$'\t' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
+    while IFS=$'\x1f' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
       echo "- $name ($result): $desc"
       [[ $result == caught ]] && echo "    caught by scenario $scen, check \"$check\", ${secs}s into the run"
       [[ -n $ev ]] && echo "    evidence: $ev"
@@ -248,7 +249,7 @@ write_reports() {
   } >"$txt"
   {
     echo "["
-    while IFS=$'\t' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
+    while IFS=$'\x1f' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
       ((first)) || echo ","
       first=0
       printf '  {"mutant": %s, "result": %s, "scenario": %s, "check": %s, "secondsToFail": %s, "evidence": %s, "tests": %s, "testFailures": %s, "bug": %s, "scenarioRuns": %s}' \
@@ -264,11 +265,11 @@ write_reports() {
 record() { # name result scen check secs ev tests_res tests_ev desc scen_log
   local f out=""
   for f in "$@"; do
-    f=${f//$'\t'/ }
+    f=${f//$'\x1f'/ }
     f=${f//$'\n'/ }
-    out+="$f"$'\t'
+    out+="$f"$'\x1f'
   done
-  printf '%s\n' "${out%$'\t'}" >>"$results"
+  printf '%s\n' "${out%$'\x1f'}" >>"$results"
   write_reports
 }
 
@@ -374,7 +375,7 @@ echo
 cat "$artifacts/mutants.txt"
 echo
 echo "mutants: $(( $(date +%s) - total_start ))s; artifacts/mutants.{txt,json}, logs in $logs"
-if awk -F'\t' -v ok="$( ((build_only)) && echo loaded || echo caught)" '$2 != ok { bad = 1 } END { exit !bad }' "$results"; then
+if awk -F'\x1f' -v ok="$( ((build_only)) && echo loaded || echo caught)" '$2 != ok { bad = 1 } END { exit !bad }' "$results"; then
   exit 1
 fi
 exit 0
