@@ -119,6 +119,17 @@ build() {
   ) >"$log" 2>&1
 }
 
+# now_ms: wall-clock milliseconds.
+now_ms() {
+  local t=${EPOCHREALTIME/[.,]/}
+  echo $((t / 1000))
+}
+
+# secs MS: milliseconds as seconds with one decimal.
+secs() {
+  printf '%d.%d' $(($1 / 1000)) $((($1 % 1000) / 100))
+}
+
 # stop_run PID: SIGINT (podpath tears its topology down), then TERM, then KILL.
 stop_run() {
   local pid=$1 i
@@ -163,39 +174,39 @@ evidence() {
 # (caught, passed, timeout, error), r_check, r_secs (seconds to the catching check's
 # line, or the run's length) and r_ev.
 run_scenario() {
-  local name=$1 log=$2 ignore=$3 start now pid check="" seen=0
+  local name=$1 log=$2 ignore=$3 start now pid check="" seen=0 rc
   r_status="" r_check="" r_secs="" r_ev=""
-  start=$(date +%s)
+  start=$(now_ms)
   (cd "$tree" && exec ./bin/podpath run "$name" --json --artifacts "$scratch/run-$name") \
     >"$log.json" 2>"$log" &
   pid=$!
   child=$pid
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 1
-    now=$(date +%s)
+    sleep 0.5
+    now=$(now_ms)
     if [[ -z $check ]]; then
       check=$(first_fail "$log" "$ignore")
-      [[ -n $check ]] && r_secs=$((now - start))
+      [[ -n $check ]] && r_secs=$(secs $((now - start)))
     fi
     if [[ -n $check && $all_scen != 1 ]]; then
       # Give the evidence lines a moment to be written, then stop the run.
-      ((seen++ >= 2)) && { stop_run "$pid"; break; }
+      ((seen++ >= 3)) && { stop_run "$pid"; break; }
     fi
-    if ((now - start > scen_timeout)); then
+    if ((now - start > scen_timeout * 1000)); then
       stop_run "$pid"
-      [[ -z $check ]] && r_status=timeout r_secs=$((now - start))
+      [[ -z $check ]] && r_status=timeout r_secs=$(secs $((now - start)))
       break
     fi
   done
   wait "$pid" 2>/dev/null
-  local rc=$?
+  rc=$?
   child=""
   [[ -z $check ]] && check=$(first_fail "$log" "$ignore")
   if [[ -n $check ]]; then
     r_status=caught r_check=$check r_ev=$(evidence "$log" "$check")
-    [[ -z $r_secs ]] && r_secs=$(($(date +%s) - start))
+    [[ -z $r_secs ]] && r_secs=$(secs $(($(now_ms) - start)))
   elif [[ -z $r_status ]]; then
-    r_secs=$(($(date +%s) - start))
+    r_secs=$(secs $(($(now_ms) - start)))
     if ((rc == 0)); then
       r_status=passed
     else
@@ -224,6 +235,7 @@ json_str() {
 # write_reports: artifacts/mutants.txt (the table and the details) and mutants.json.
 write_reports() {
   local txt=$artifacts/mutants.txt json=$artifacts/mutants.json first=1
+  local name result scen check secs ev tests_res tests_ev desc scen_log
   {
     printf '%-38s %-10s %-58s %6s\n' MUTANT RESULT "CAUGHT BY" "FAIL S"
     while IFS=$'\x1f' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
