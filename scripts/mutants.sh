@@ -253,6 +253,11 @@ write_reports() {
     echo
     echo "time to the first failed check, per catching scenario (s):"
     awk -F'\x1f' '$2 == "caught" { n[$3]++; t[$3] = t[$3] " " $5 } END { for (k in n) printf "  %-20s %2d caught:%s\n", k, n[k], t[k] }' "$results" | sort
+    if [[ -s ${ignore:-} ]]; then
+      echo
+      echo "checks that failed on the unmutated tree (MUTANTS_BASELINE=1), not counted as catches:"
+      sed 's/^/  /' "$ignore"
+    fi
     echo
     echo "details:"
     while IFS=$'\x1f' read -r name result scen check secs ev tests_res tests_ev desc scen_log; do
