@@ -6,7 +6,7 @@ ARTIFACTS ?= $(CURDIR)/artifacts
 BENCH_COUNT ?= 1
 # Root is needed for BPF and namespaces; tests that need it skip with a reason otherwise.
 
-.PHONY: help deps generate drift build test e2e bench demo clean
+.PHONY: help deps generate drift build test e2e bench demo mutants clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ bench: deps build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), i
 demo: deps build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo
 	./bin/podpath conformance --report $(ARTIFACTS)/conformance
+
+# Not part of test: it rebuilds and runs scenarios once per mutant (tens of minutes).
+mutants: deps ## Mutation self-test: each mutants/*.patch bug in a scratch clone, caught by which catalog check? (MUTANTS=a,b; artifacts/mutants.{txt,json})
+	ARTIFACTS=$(ARTIFACTS) scripts/mutants.sh
 
 clean: ## Remove leftovers of crashed runs (namespaces, processes) and build outputs
 	-$(GO) run ./cmd/podpath clean
