@@ -202,7 +202,14 @@ run_scenario() {
   wait "$pid" 2>/dev/null
   rc=$?
   child=""
-  [[ -z $check ]] && check=$(first_fail "$log" "$ignore")
+  # A FAIL printed after the timeout's SIGINT is evidence of the timeout, not a catch:
+  # a mutant that makes a step hang is a harness bug (a wait without a deadline).
+  if [[ $r_status == timeout ]]; then
+    r_ev=$(first_fail "$log" "$ignore")
+    r_ev=${r_ev:+"after the stop: $r_ev"}
+  else
+    [[ -z $check ]] && check=$(first_fail "$log" "$ignore")
+  fi
   if [[ -n $check ]]; then
     r_status=caught r_check=$check r_ev=$(evidence "$log" "$check")
     [[ -z $r_secs ]] && r_secs=$(secs $(($(now_ms) - start)))
