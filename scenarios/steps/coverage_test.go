@@ -229,6 +229,11 @@ var configWitnesses = map[string]witness{
 	"tunnel-protocol=geneve": {checks: []checkRef{
 		{"geneve-mtu", "overlay-headers", "tshark decodes the underlay pcap as"},
 		{"dsr-geneve", "dsr-nodeport", "encapsulated in Geneve (UDP 6081)"}}},
+	"tunnel-port=4789": {checks: []checkRef{
+		{"vxlan-mtu", "overlay-headers", "UDP (port %d, length, checksum 0, source in [%d, %d)), %s header, inner IPv4 checksum valid (%d frames)"}}},
+	"mtu=1400": {checks: []checkRef{
+		{"vxlan-mtu", "tunnel-mtu", "agent sizes the tunnel from %s (MTU %d): route MTU %d"},
+		{"vxlan-mtu", "mtu-sweep", "one byte over the route MTU with DF is refused"}}},
 	"auto-direct-node-routes=true": {checks: []checkRef{
 		{"native-routing", "node-route", "auto-direct-node-routes: %s routes %s's PodCIDR via %s"}}},
 	// Weak: the routed stage shows pod traffic crossing the routers hop by hop; no
