@@ -27,6 +27,7 @@ import (
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
 	"podpath/datapath/trace"
+	"podpath/internal/flowhash"
 )
 
 // lbName is the name of a load-balancer test's namespace: pptest-lb-<pid>-<suffix>.
@@ -175,37 +176,9 @@ func (e *lbEnv) maglevTable(t testing.TB, id uint32, backends ...uint32) []uint3
 	return table
 }
 
-// lbHash is bpf/lib/lb_hash.h's lb_hash() in Go: jhash_3words of the tuple, keyed by seed,
-// every word the number a little-endian load of its wire bytes gives.
+// lbHash is bpf/lib/lb_hash.h's lb_hash() in Go (internal/flowhash).
 func lbHash(seed [12]byte, src, dst netip.AddrPort, proto uint8) uint32 {
-	le := binary.LittleEndian
-	word := func(b []byte) uint32 { return le.Uint32(b) }
-	port := func(p uint16) uint32 { return uint32(le.Uint16(binary.BigEndian.AppendUint16(nil, p))) }
-	a := word(src.Addr().AsSlice()) ^ word(seed[0:4])
-	b := word(dst.Addr().AsSlice()) ^ word(seed[4:8])
-	c := (port(src.Port())<<16 | port(dst.Port())) ^ word(seed[8:12])
-	return jhash3(a, b, c, uint32(proto))
-}
-
-func jhash3(a, b, c, initval uint32) uint32 {
-	rol := func(w uint32, s uint) uint32 { return w<<s | w>>(32-s) }
-	initval += 0xdeadbeef + 12
-	a, b, c = a+initval, b+initval, c+initval
-	c ^= b
-	c -= rol(b, 14)
-	a ^= c
-	a -= rol(c, 11)
-	b ^= a
-	b -= rol(a, 25)
-	c ^= b
-	c -= rol(b, 16)
-	a ^= c
-	a -= rol(c, 4)
-	b ^= a
-	b -= rol(a, 14)
-	c ^= b
-	c -= rol(b, 24)
-	return c
+	return flowhash.LB(seed, src, dst, proto)
 }
 
 // lbRecord is a trace record with its load-balancer part named.

@@ -3,7 +3,6 @@
 package steps
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"podpath/datapath/config"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
+	"podpath/internal/flowhash"
 	"podpath/scenarios"
 )
 
@@ -194,39 +194,10 @@ func flowsMatchTable(s *scenarios.Stage, flows map[int]string, table []uint32, i
 	return checked, errors.Join(errs...)
 }
 
-// lbHashSpec is the flow hash bpf/lib/lb_hash.h documents, written from that
-// description: Linux's jhash_3words(saddr ^ s0, daddr ^ s1, (sport<<16 | dport) ^ s2,
-// proto), each word the value a little-endian load of its wire bytes gives.
+// lbHashSpec is the flow hash bpf/lib/lb_hash.h documents, computed in Go from that
+// description (internal/flowhash), not by the datapath under test.
 func lbHashSpec(seed [maglev.SeedSize]byte, src, dst netip.AddrPort, proto uint8) uint32 {
-	le := binary.LittleEndian
-	wire16 := func(p uint16) uint32 { return uint32(p>>8 | p<<8) }
-	s4, d4 := src.Addr().As4(), dst.Addr().As4()
-	a := le.Uint32(s4[:]) ^ le.Uint32(seed[0:4])
-	b := le.Uint32(d4[:]) ^ le.Uint32(seed[4:8])
-	c := (wire16(src.Port())<<16 | wire16(dst.Port())) ^ le.Uint32(seed[8:12])
-	return jhash3Words(a, b, c, uint32(proto))
-}
-
-// jhash3Words is Linux's jhash_3words() (include/linux/jhash.h, __jhash_final).
-func jhash3Words(a, b, c, initval uint32) uint32 {
-	rol := func(w uint32, s uint) uint32 { return w<<s | w>>(32-s) }
-	initval += 0xdeadbeef + 3<<2
-	a, b, c = a+initval, b+initval, c+initval
-	c ^= b
-	c -= rol(b, 14)
-	a ^= c
-	a -= rol(c, 11)
-	b ^= a
-	b -= rol(a, 25)
-	c ^= b
-	c -= rol(b, 16)
-	a ^= c
-	a -= rol(c, 4)
-	b ^= a
-	b -= rol(a, 14)
-	c ^= b
-	c -= rol(b, 24)
-	return c
+	return flowhash.LB(seed, src, dst, proto)
 }
 
 // snatExhaustion predicts from the spec how many of flows UDP flows (source ports
