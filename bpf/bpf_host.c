@@ -64,14 +64,6 @@ int from_netdev(struct __sk_buff *skb)
 		break;
 	}
 
-	/* The addresses of this node and its pods never arrive from the wire. The stack
-	 * would drop such a packet as a martian source, but local delivery below skips
-	 * the stack; checked on the outer header, before any tunnel or service work. */
-	if (sum.saddr == config_node_ip() || endpoint_lookup(sum.saddr)) {
-		reason = DROP_SPOOFED_SOURCE;
-		goto drop;
-	}
-
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
 			return from_netdev_geneve(skb, &p, &sum);
@@ -104,6 +96,14 @@ int from_netdev(struct __sk_buff *skb)
 	if (ep->flags & ENDPOINT_F_HOST) {
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_HOST, &sum);
 		return HOST_PASS;
+	}
+	/* The addresses of this node and its pods never arrive from the wire. The stack
+	 * would drop such a packet as a martian source, but redirect_peer skips the stack,
+	 * so the check sits here, on local delivery only: what goes to the stack meets
+	 * the stack's own checks, and other packets pay no extra lookup. */
+	if (sum.saddr == config_node_ip() || endpoint_lookup(sum.saddr)) {
+		reason = DROP_SPOOFED_SOURCE;
+		goto drop;
 	}
 	return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_NETDEV, HOST_PASS, NULL);
 

@@ -42,7 +42,7 @@ enum drop_reason {
 	DROP_DSR_OPT_FAILED          = 31, /* bpf_skb_adjust_room() could not make room for the DSR option */
 	DROP_FRAG_NEEDED_UNANSWERED  = 32, /* too big for the way to the backend (DSR option, tunnel), DF set,
 					    * and no ICMP answer could be built (IPv4 options, helper failure) */
-	DROP_SPOOFED_SOURCE          = 33, /* from the wire with the source address of this node or of one of its
+	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
 	__DROP_REASON_MAX,
