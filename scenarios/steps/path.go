@@ -247,11 +247,27 @@ func runPath(ctx context.Context, s *scenarios.Stage, w pathWith, e pathExpect) 
 		s.Check(fmt.Sprintf("%s: path %s: the probe is sent", label, flow), sent, sendErr)
 		return nil
 	}
+	var drawn []hops.ExpectedHop
+	var failed []error
 	for _, h := range e.Hops {
 		member, iface, _ := strings.Cut(h.At, "/")
-		title, err := checkHop(ctx, s, session, member, iface, h, id)
+		title, frame, wrong, err := checkHop(ctx, s, session, member, iface, h, id)
 		s.Check(fmt.Sprintf("%s: path %s: %s", label, flow, title),
 			fmt.Sprintf("capture at %s (pcap %s) of %s", h.At, session.PcapPath(member, iface), sent), err)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", h.At, err))
+		}
+		if h.Seen != nil && !*h.Seen {
+			continue
+		}
+		eh := hops.ExpectedHop{Hop: hops.Hop{Member: member, Interface: iface, Outgoing: h.Dir == "out"}, Frame: frame, Wrong: wrong}
+		if frame != nil {
+			eh.Outgoing = frame.Outgoing
+		}
+		drawn = append(drawn, eh)
+	}
+	if len(drawn) > 0 {
+		s.RecordCheckedFlow(fmt.Sprintf("%s: path %s (IPv4 ID %#04x)", label, flow, id), session, drawn, errors.Join(failed...))
 	}
 	for _, te := range e.Traces {
 		s.Check(fmt.Sprintf("%s: path %s: %s traces it at %s%s", label, flow, te.Node, te.Point, traceWants(te)),
@@ -298,7 +314,7 @@ func hasID(id uint16) capture.Filter {
 }
 
 // checkHop finds the probe at one hop and compares the fields the expectation names.
-func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session, member, iface string, h hopExpect, id uint16) (string, error) {
+func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session, member, iface string, h hopExpect, id uint16) (string, *capture.Packet, []string, error) {
 	raw := map[string]string{}  // as written: the check's name stays the same from run to run
 	want := map[string]string{} // placeholders resolved against this run's topology
 	for layer, fields := range map[string]map[string]string{"outer": h.Outer, "tunnel": h.Tunnel, "inner": h.Inner} {
@@ -306,7 +322,7 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 			raw[layer+"."+k] = v
 			r, err := resolve(ctx, s, v)
 			if err != nil {
-				return fmt.Sprintf("at %s %s", h.At, cmpOr(h.Dir, "in/out")), err
+				return fmt.Sprintf("at %s %s", h.At, cmpOr(h.Dir, "in/out")), nil, nil, err
 			}
 			want[layer+"."+k] = r
 		}
@@ -337,16 +353,17 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 	if h.Seen != nil && !*h.Seen {
 		title = fmt.Sprintf("never at %s %s", h.At, cmpOr(h.Dir, "in/out"))
 		if len(frames) > 0 {
-			return title, fmt.Errorf("seen %d time(s): %s", len(frames), fieldsLine(hops.Fields(frames[0].Decode()), nil))
+			return title, nil, nil, fmt.Errorf("seen %d time(s): %s", len(frames), fieldsLine(hops.Fields(frames[0].Decode()), nil))
 		}
-		return title, nil
+		return title, nil, nil, nil
 	}
 	if len(frames) == 0 {
-		return title, fmt.Errorf("the probe never crossed %s %s; frames there: %d in all", h.At, cmpOr(h.Dir, "in/out"),
+		return title, nil, nil, fmt.Errorf("the probe never crossed %s %s; frames there: %d in all", h.At, cmpOr(h.Dir, "in/out"),
 			len(session.Packets(member, iface, nil)))
 	}
 	got := hops.Fields(frames[0].Decode())
 	var errs []error
+	var wrong []string
 	for _, k := range keys {
 		ok, err := hops.MatchValue(want[k], got[k])
 		switch {
@@ -357,11 +374,14 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 		case !ok:
 			errs = append(errs, fmt.Errorf("%s is %q, want %q", k, got[k], want[k]))
 		}
+		if err != nil || !ok {
+			wrong = append(wrong, k)
+		}
 	}
 	if len(errs) > 0 {
 		errs = append(errs, fmt.Errorf("the frame: %s", fieldsLine(got, nil)))
 	}
-	return title, errors.Join(errs...)
+	return title, &frames[0], wrong, errors.Join(errs...)
 }
 
 // fieldsLine renders a frame's fields (only keys, when given) for evidence.
