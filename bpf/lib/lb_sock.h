@@ -61,8 +61,8 @@ static __always_inline int lb_sock_applies(struct bpf_sock_addr *ctx)
 }
 
 /* connect4 / sendmsg4: a destination that is a frontend becomes one of its backends,
- * chosen as bpf_lxc chooses (lb_select(): Maglev or random; the flow hash sees the
- * socket's source as bound, 0 when not yet bound), and the choice is remembered per
+ * chosen as bpf_lxc chooses (lb_select(): Maglev or random; the flow hash has no
+ * source yet at connect(): source address and port count as 0), and the choice is remembered per
  * socket in lb_sock_rev. A frontend without an active backend is left alone: the
  * per-packet path then answers as it does for any client (its drop or reject). */
 static __always_inline void lb_sock_xlate(struct bpf_sock_addr *ctx)
@@ -84,7 +84,6 @@ static __always_inline void lb_sock_xlate(struct bpf_sock_addr *ctx)
 	svc = bpf_map_lookup_elem(&lb_services, &key);
 	if (!svc)
 		return;
-	sum.saddr = ctx->msg_src_ip4;
 	sum.daddr = key.addr;
 	sum.dport = key.dport;
 	sum.ip_proto = proto;
