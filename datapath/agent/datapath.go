@@ -72,6 +72,11 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
 	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route}
+	if c.LBSock && c.LBSockHostnsOnly {
+		if node.NetnsCookie, err = netnsCookie(); err != nil {
+			return nil, err
+		}
+	}
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		// The vxlan device must exist before the load: its ifindex is a constant.
 		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Route); err != nil {
