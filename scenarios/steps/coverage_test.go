@@ -275,6 +275,12 @@ var configWitnesses = map[string]witness{
 	"bpf-lb-maglev-table-size=*": {anyValue: true, checks: []checkRef{
 		{"maglev-consistency", "maglev-cross-node", "Maglev spec: %s's table for %s equals the table computed"},
 		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
+	// Socket-LB.
+	"bpf-lb-sock=true": {checks: []checkRef{
+		{"socket-lb", "socket-lb", "the first packet carries a backend address on the wire"},
+		{"socket-lb", "socket-lb", "no LB translation at tc"}}},
+	"bpf-lb-sock-hostns-only=true": {checks: []checkRef{
+		{"socket-lb", "socket-lb", "the first packet carries the ClusterIP on the wire"}}},
 	"monitor-aggregation=*": {noWitness: "decides which trace records the datapath emits, not what " +
 		"it does to packets: traces are the datapath's own report, so nothing outside it can witness them"},
 }
