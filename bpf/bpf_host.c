@@ -10,6 +10,7 @@
 #include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
+#include "lb_host.h"
 #include "maps.h"
 #include "nodeport.h"
 #include "parse.h"
@@ -112,11 +113,12 @@ drop:
 	return PP_TCX_DROP;
 }
 
-/* Observer: what leaves the node on the underlay. */
+/* What leaves the node on the underlay: traced, and the node's own packets to a
+ * service translated (lb_host_egress(): host-namespace clients without socket-LB). */
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
-	return observe(skb, OBS_TO_NETDEV);
+	return lb_host_egress(skb, OBS_TO_NETDEV);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";
