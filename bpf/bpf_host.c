@@ -113,12 +113,20 @@ drop:
 	return PP_TCX_DROP;
 }
 
-/* What leaves the node on the underlay: traced, and the node's own packets to a
- * service translated (lb_host_egress(): host-namespace clients without socket-LB). */
+/* Observer: what leaves the node on the underlay. */
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
-	return lb_host_egress(skb, OBS_TO_NETDEV);
+	return observe(skb, OBS_TO_NETDEV);
+}
+
+/* The node's own packets to ClusterIPs (host-namespace clients without socket-LB):
+ * tcx ingress of pp_svc_in, the peer of the pp_svc veth the agent routes ClusterIPs
+ * to (lb_host_svc()). */
+SEC("tc")
+int from_host_svc(struct __sk_buff *skb)
+{
+	return lb_host_svc(skb, OBS_FROM_HOST_SVC);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -266,6 +266,11 @@ func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
 	if d.vxlan != nil {
 		wantLink[linkPinName(vxlanDevice, loader.Ingress)] = true
 	}
+	for name := range d.links { // socket-LB's cgroup links, pp_svc_in's
+		if strings.HasPrefix(name, "cgroup@") || name == linkPinName(hostSvcPeer, loader.Ingress) {
+			wantLink[name] = true
+		}
+	}
 	for _, ep := range eps {
 		wantEP[ep.IP] = true
 		wantPrefix[netip.PrefixFrom(ep.IP, 32)] = true
@@ -321,6 +326,10 @@ func (d *datapath) attached() []string {
 			prog = "to-netdev"
 		case dev == vxlanDevice:
 			prog = "from-overlay"
+		case dev == hostSvcPeer:
+			prog = "from-host-svc"
+		case dev == "cgroup":
+			prog = "sock-" + dir
 		case dir == "egress":
 			prog = "to-container"
 		}

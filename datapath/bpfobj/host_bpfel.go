@@ -92,7 +92,8 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 34
+	HostDropReasonDROP_HOST_SVC_UNTRANSLATED   HostDropReason = 60
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 61
 )
 
 type HostEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	HostObsPointOBS_FROM_NETDEV    HostObsPoint = 4
 	HostObsPointOBS_TO_NETDEV      HostObsPoint = 5
 	HostObsPointOBS_FROM_OVERLAY   HostObsPoint = 6
+	HostObsPointOBS_FROM_HOST_SVC  HostObsPoint = 7
 )
 
 type HostPassReason uint32
@@ -414,6 +416,7 @@ const (
 	HostMapNodes           = "nodes"
 	HostMapSnat            = "snat"
 	HostMapTraceEvents     = "trace_events"
+	HostProgFromHostSvc    = "from_host_svc"
 	HostProgFromNetdev     = "from_netdev"
 	HostProgToNetdev       = "to_netdev"
 	HostVarCONFIG          = "CONFIG"
@@ -465,8 +468,9 @@ type HostSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostProgramSpecs struct {
-	FromNetdev *ebpf.ProgramSpec `ebpf:"from_netdev"`
-	ToNetdev   *ebpf.ProgramSpec `ebpf:"to_netdev"`
+	FromHostSvc *ebpf.ProgramSpec `ebpf:"from_host_svc"`
+	FromNetdev  *ebpf.ProgramSpec `ebpf:"from_netdev"`
+	ToNetdev    *ebpf.ProgramSpec `ebpf:"to_netdev"`
 }
 
 // HostMapSpecs contains maps before they are loaded into the kernel.
@@ -564,12 +568,14 @@ type HostVariables struct {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostPrograms struct {
-	FromNetdev *ebpf.Program `ebpf:"from_netdev"`
-	ToNetdev   *ebpf.Program `ebpf:"to_netdev"`
+	FromHostSvc *ebpf.Program `ebpf:"from_host_svc"`
+	FromNetdev  *ebpf.Program `ebpf:"from_netdev"`
+	ToNetdev    *ebpf.Program `ebpf:"to_netdev"`
 }
 
 func (p *HostPrograms) Close() error {
 	return _HostClose(
+		p.FromHostSvc,
 		p.FromNetdev,
 		p.ToNetdev,
 	)

@@ -92,7 +92,8 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 34
+	LxcDropReasonDROP_HOST_SVC_UNTRANSLATED   LxcDropReason = 60
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 61
 )
 
 type LxcEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	LxcObsPointOBS_FROM_NETDEV    LxcObsPoint = 4
 	LxcObsPointOBS_TO_NETDEV      LxcObsPoint = 5
 	LxcObsPointOBS_FROM_OVERLAY   LxcObsPoint = 6
+	LxcObsPointOBS_FROM_HOST_SVC  LxcObsPoint = 7
 )
 
 type LxcPassReason uint32

@@ -92,7 +92,8 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 34
+	OverlayDropReasonDROP_HOST_SVC_UNTRANSLATED   OverlayDropReason = 60
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 61
 )
 
 type OverlayEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	OverlayObsPointOBS_FROM_NETDEV    OverlayObsPoint = 4
 	OverlayObsPointOBS_TO_NETDEV      OverlayObsPoint = 5
 	OverlayObsPointOBS_FROM_OVERLAY   OverlayObsPoint = 6
+	OverlayObsPointOBS_FROM_HOST_SVC  OverlayObsPoint = 7
 )
 
 type OverlayPassReason uint32

@@ -50,7 +50,8 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
+	ProbeDropReasonDROP_HOST_SVC_UNTRANSLATED   ProbeDropReason = 60
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 61
 )
 
 type ProbeHostRouting uint32
@@ -87,6 +88,7 @@ const (
 	ProbeObsPointOBS_FROM_NETDEV    ProbeObsPoint = 4
 	ProbeObsPointOBS_TO_NETDEV      ProbeObsPoint = 5
 	ProbeObsPointOBS_FROM_OVERLAY   ProbeObsPoint = 6
+	ProbeObsPointOBS_FROM_HOST_SVC  ProbeObsPoint = 7
 )
 
 type ProbePassReason uint32

@@ -92,7 +92,8 @@ const (
 	SockDropReasonDROP_DSR_OPT_FAILED          SockDropReason = 31
 	SockDropReasonDROP_FRAG_NEEDED_UNANSWERED  SockDropReason = 32
 	SockDropReasonDROP_SPOOFED_SOURCE          SockDropReason = 33
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 34
+	SockDropReasonDROP_HOST_SVC_UNTRANSLATED   SockDropReason = 60
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 61
 )
 
 type SockEndpointFlags uint32
@@ -254,6 +255,7 @@ const (
 	SockObsPointOBS_FROM_NETDEV    SockObsPoint = 4
 	SockObsPointOBS_TO_NETDEV      SockObsPoint = 5
 	SockObsPointOBS_FROM_OVERLAY   SockObsPoint = 6
+	SockObsPointOBS_FROM_HOST_SVC  SockObsPoint = 7
 )
 
 type SockPassReason uint32

@@ -104,6 +104,9 @@ type Datapath struct {
 	// FromOverlay is for the tcx ingress of the node's collect_md vxlan device
 	// (cilium_vxlan) with VXLAN tunnelling: it delivers what the device decapsulated.
 	FromOverlay *ebpf.Program
+	// FromHostSvc is for the tcx ingress of pp_svc_in, where the node's own packets to
+	// ClusterIPs arrive (host-namespace clients without socket-LB, bpf/lib/lb_host.h).
+	FromHostSvc *ebpf.Program
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
 	Maps *maps.Maps
@@ -210,6 +213,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
 	d.FromOverlay = d.Overlay.FromOverlay
+	d.FromHostSvc = d.Host.FromHostSvc
 	d.Maps = &maps.Maps{Endpoints: d.Lxc.Endpoints, IPCache: d.Lxc.Ipcache, Nodes: d.Lxc.Nodes}
 	d.LB = &maps.LB{
 		Services: d.Lxc.LbServices, BackendSlots: d.Lxc.LbBackendSlots, Backends: d.Lxc.LbBackends,

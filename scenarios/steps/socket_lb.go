@@ -79,14 +79,22 @@ func sockLBClientOf(t topology.Cluster, from string, svc agent.Service) (sockLBC
 	if err != nil {
 		return c, err
 	}
-	c.ip, c.node, c.tcAt = n.InternalIP, n.Name, "to-netdev"
+	c.ip, c.node, c.tcAt = n.InternalIP, n.Name, "from-host-svc"
+	// pp_svc: where the agent routes ClusterIPs (the tc fallback translates at its
+	// peer's ingress); the NICs; the local backends' eth0 (redirect_peer skips their
+	// host veths).
+	c.points = append(c.points, capture.Point{Member: n.Name, Interface: "pp_svc", NsPath: mn.NsPath})
 	for _, i := range n.Interfaces {
 		c.points = append(c.points, capture.Point{Member: n.Name, Interface: i.Name, NsPath: mn.NsPath})
 	}
 	for _, b := range svc.Backends {
 		for _, p := range n.Pods {
 			if p.IP == b.IP {
-				c.points = append(c.points, capture.Point{Member: n.Name, Interface: p.HostVeth, NsPath: mn.NsPath})
+				mp, err := t.Member(p.Name)
+				if err != nil {
+					return c, err
+				}
+				c.points = append(c.points, capture.Point{Member: p.Name, Interface: "eth0", NsPath: mp.NsPath})
 			}
 		}
 	}
@@ -94,7 +102,7 @@ func sockLBClientOf(t topology.Cluster, from string, svc agent.Service) (sockLBC
 	for i, p := range c.points {
 		names[i] = p.String()
 	}
-	c.hop = strings.Join(names, ", ") + " (the node's NICs and its backend pods' veths)"
+	c.hop = strings.Join(names, ", ") + " (pp_svc, where ClusterIPs are routed; the node's NICs; its backend pods)"
 	return c, nil
 }
 
@@ -192,10 +200,9 @@ func runSocketLB(ctx context.Context, s *scenarios.Stage, w socketLBWith, x sock
 			return fmt.Errorf("%s: client local address %q: %w", what, r.Local, err)
 		}
 		pk, dst, ok := sockLBFlow(session, c, local)
-		// A pod's packet is captured on its veth before tc ingress translates it; a
-		// node's leaves through tcx egress (to-netdev) before the NIC's capture tap,
-		// so on the wire it carries a backend whoever translated it.
-		wantFE := x.Translation == "tc" && c.tcAt == "from-container"
+		// tc: the first packet is captured before tc translates it (a pod's veth
+		// before from-container; pp_svc before from-host-svc at its peer).
+		wantFE := x.Translation == "tc"
 		var wireErr error
 		switch {
 		case !ok:
