@@ -266,4 +266,3 @@ func sockLBSeen(s *capture.Session, c sockLBClient) string {
 	}
 	return b.String()
 }
-
