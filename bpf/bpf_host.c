@@ -10,6 +10,7 @@
 #include "decap.h"
 #include "drop.h"
 #include "endpoint.h"
+#include "lb_host.h"
 #include "maps.h"
 #include "nodeport.h"
 #include "parse.h"
@@ -128,6 +129,15 @@ SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
 	return observe(skb, OBS_TO_NETDEV);
+}
+
+/* The node's own packets to ClusterIPs (host-namespace clients without socket-LB):
+ * tcx ingress of pp_svc_in, the peer of the pp_svc veth the agent routes ClusterIPs
+ * to (lb_host_svc()). */
+SEC("tc")
+int from_host_svc(struct __sk_buff *skb)
+{
+	return lb_host_svc(skb, OBS_FROM_HOST_SVC);
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -82,6 +82,12 @@ struct podpath_config {
 	__u32 ct_timeout_tcp_syn;     /* TCP that has only seen SYNs */
 	__u32 ct_timeout_tcp_closing; /* TCP after a FIN or RST */
 	__u32 ct_timeout_any;         /* UDP */
+	/* Socket-LB (bpf_sock.c, lb_sock.h): bpf-lb-sock and bpf-lb-sock-hostns-only. */
+	__u8  lb_sock;                /* cgroup connect4/sendmsg4 translate frontends to backends */
+	__u8  lb_sock_hostns_only;    /* only sockets of the node's own namespace (netns cookie) */
+	__u16 _pad_sock;
+	__u32 _pad_sock2;
+	__u64 lb_sock_host_netns_cookie; /* the node namespace's cookie (SO_NETNS_COOKIE) */
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */

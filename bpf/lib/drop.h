@@ -45,6 +45,9 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	/* Socket-LB and host-namespace clients (60-64). */
+	DROP_HOST_SVC_UNTRANSLATED   = 60, /* a node's own packet routed to a service address that the load balancer does not
+					   * translate (not TCP/UDP, or no such frontend): it has nowhere to go */
 	__DROP_REASON_MAX,
 };
 

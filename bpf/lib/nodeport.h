@@ -204,6 +204,9 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
  *                                                 to the client by lb_forward();
  *   to this node's IP, a live snat reply entry -> reverse SNAT and reverse NAT, then
  *                                                 lb_forward() to the client;
+ *   to this node's IP, a live conntrack reply   -> reverse NAT (a remote backend
+ *   entry (no snat entry)                          answering the node's own client,
+ *                                                 lb_host.h), then on to the stack;
  *   a live conntrack reply entry               -> reverse NAT (a remote backend
  *                                                 answering a client pod of this
  *                                                 node), then delivery continues. */
@@ -237,7 +240,13 @@ static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed
 				*verdict = lb_forward(skb, p, sum, point, pass_ret, NULL);
 				return LB_DONE;
 			}
+			return LB_CONTINUE;
 		}
+		/* No SNAT entry: a remote backend answering this node's own client
+		 * (lb_host_egress() in lb_host.h): reverse NAT, then on to the stack. */
+		reason = lb_rev_nat_reply(skb, p, sum, &result);
+		if (reason != DROP_NONE)
+			goto drop;
 		return LB_CONTINUE;
 	}
 	reason = lb_rev_nat_reply(skb, p, sum, &result);

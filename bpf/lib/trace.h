@@ -20,6 +20,7 @@ enum obs_point {
 	OBS_FROM_NETDEV    = 4,
 	OBS_TO_NETDEV      = 5,
 	OBS_FROM_OVERLAY   = 6, /* tcx ingress of the vxlan device: decapsulated by the kernel */
+	OBS_FROM_HOST_SVC  = 7, /* socket-LB's fallback: tcx ingress of pp_svc_in, the node's own packets to ClusterIPs */
 };
 
 enum trace_verdict {

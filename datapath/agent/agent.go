@@ -40,7 +40,12 @@ type Options struct {
 	StateDir string
 	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
 	BPFFS string
-	Log   *slog.Logger
+	// Cgroup is the node's cgroup v2 directory (e.g. /sys/fs/cgroup/unified/RUN/NODE,
+	// made by the harness, holding every process of the node and its pods): with
+	// bpf-lb-sock the agent attaches socket-LB there. Empty with bpf-lb-sock: socket-LB
+	// is not attached, and the agent warns.
+	Cgroup string
+	Log    *slog.Logger
 }
 
 // Agent reconciles the node's datapath with the desired endpoints and nodes.
@@ -144,6 +149,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if err := a.dp.attachOverlay(); err != nil {
+		return err
+	}
+	if err := a.dp.attachSock(a.cfg, a.opts.Cgroup, a.opts.Log); err != nil {
 		return err
 	}
 	if err := a.reconcileAll(ctx); err != nil {

@@ -72,6 +72,11 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
 	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route}
+	if c.LBSock && c.LBSockHostnsOnly {
+		if node.NetnsCookie, err = netnsCookie(); err != nil {
+			return nil, err
+		}
+	}
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		// The vxlan device must exist before the load: its ifindex is a constant.
 		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Route); err != nil {
@@ -261,6 +266,11 @@ func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
 	if d.vxlan != nil {
 		wantLink[linkPinName(vxlanDevice, loader.Ingress)] = true
 	}
+	for name := range d.links { // socket-LB's cgroup links, pp_svc_in's
+		if strings.HasPrefix(name, "cgroup@") || name == linkPinName(hostSvcPeer, loader.Ingress) {
+			wantLink[name] = true
+		}
+	}
 	for _, ep := range eps {
 		wantEP[ep.IP] = true
 		wantPrefix[netip.PrefixFrom(ep.IP, 32)] = true
@@ -316,6 +326,10 @@ func (d *datapath) attached() []string {
 			prog = "to-netdev"
 		case dev == vxlanDevice:
 			prog = "from-overlay"
+		case dev == hostSvcPeer:
+			prog = "from-host-svc"
+		case dev == "cgroup":
+			prog = "sock-" + dir
 		case dir == "egress":
 			prog = "to-container"
 		}

@@ -153,6 +153,7 @@ func (d *datapath) programServices(list []Service, c *config.Config) error {
 			errs[i] = d.programFrontends(&list[i], c)
 		}
 	}
+	errs = append(errs, d.hostServiceRoutes(list, c))
 	return errors.Join(errs...)
 }
 

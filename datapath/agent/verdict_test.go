@@ -33,6 +33,11 @@ func startUp(file string) error {
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		node.VXLANIfindex = 12
 	}
+	if c.LBSock && c.LBSockHostnsOnly { // as openDatapath learns it
+		if node.NetnsCookie, err = netnsCookie(); err != nil {
+			return err
+		}
+	}
 	_, _, err = datapathConfig(c, node)
 	return err
 }

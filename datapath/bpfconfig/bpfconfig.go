@@ -35,6 +35,10 @@ type Node struct {
 	// vxlan device (`ip link add cilium_vxlan type vxlan external dstport 8472`);
 	// it must exist before the load. Ignored otherwise.
 	VXLANIfindex int
+	// NetnsCookie is the cookie of the node's own network namespace
+	// (getsockopt SO_NETNS_COOKIE in it): with bpf-lb-sock-hostns-only, socket-LB
+	// translates only sockets whose namespace has this cookie.
+	NetnsCookie uint64
 }
 
 // Conntrack lifetimes Cilium uses, in seconds.
@@ -113,7 +117,8 @@ var (
 //     n.TunnelMTU, and n.VXLANIfindex for VXLAN;
 //   - kube-proxy-replacement true: the load balancer with bpf-lb-mode,
 //     bpf-lb-maglev-table-size and bpf-lb-maglev-hash-seed (an all-zero seed means
-//     maglev.DefaultSeed()), the default SNAT ports and conntrack lifetimes.
+//     maglev.DefaultSeed()), the default SNAT ports and conntrack lifetimes;
+//     with bpf-lb-sock also socket-LB (hostns-only: n.NetnsCookie).
 func Build(c *config.Config, n Node) (Config, error) {
 	if !n.IP.Is4() {
 		return Config{}, fmt.Errorf("build datapath config: node IP %v: want an IPv4 address", n.IP)
@@ -139,6 +144,7 @@ func Build(c *config.Config, n Node) (Config, error) {
 
 	if c.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, loadBalancer(&cfg, c)...)
+		errs = append(errs, socketLB(&cfg, c, n)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("build datapath config: %w", err)
@@ -202,6 +208,23 @@ func loadBalancer(cfg *Config, c *config.Config) []error {
 	cfg.LbSnatPortMin, cfg.LbSnatPortMax = DefaultSNATPortMin, DefaultSNATPortMax
 	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn = DefaultCTTimeoutTCP, DefaultCTTimeoutTCPSyn
 	cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = DefaultCTTimeoutTCPClosing, DefaultCTTimeoutAny
+	return nil
+}
+
+// socketLB turns on socket-LB (bpf-lb-sock), and with bpf-lb-sock-hostns-only limits
+// it to the node's namespace (n.NetnsCookie, which must then be known).
+func socketLB(cfg *Config, c *config.Config, n Node) []error {
+	if !c.LBSock {
+		return nil
+	}
+	cfg.LbSock = 1
+	if c.LBSockHostnsOnly {
+		if n.NetnsCookie == 0 {
+			return []error{errors.New("bpf-lb-sock-hostns-only: the node's netns cookie is unknown")}
+		}
+		cfg.LbSockHostnsOnly = 1
+		cfg.LbSockHostNetnsCookie = n.NetnsCookie
+	}
 	return nil
 }
 

@@ -92,7 +92,8 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 34
+	HostDropReasonDROP_HOST_SVC_UNTRANSLATED   HostDropReason = 60
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 61
 )
 
 type HostEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	HostObsPointOBS_FROM_NETDEV    HostObsPoint = 4
 	HostObsPointOBS_TO_NETDEV      HostObsPoint = 5
 	HostObsPointOBS_FROM_OVERLAY   HostObsPoint = 6
+	HostObsPointOBS_FROM_HOST_SVC  HostObsPoint = 7
 )
 
 type HostPassReason uint32
@@ -267,30 +269,35 @@ const (
 )
 
 type HostPodpathConfig struct {
-	_                    structs.HostLayout
-	NodeId               uint32
-	MonitorAggregation   uint32
-	HostRouting          uint32
-	RoutingMode          uint32
-	NativeRoutingCidr    [4]uint8
-	NativeRoutingCidrLen uint8
-	Pad                  [3]uint8
-	NodeIp               [4]uint8
-	TunnelProtocol       uint32
-	TunnelPort           uint16
-	TunnelMtu            uint16
-	VxlanIfindex         uint32
-	LbEnabled            uint8
-	LbMode               uint8
-	LbSnatPortMin        uint16
-	LbSnatPortMax        uint16
-	Pad2                 uint16
-	LbMaglevTableSize    uint32
-	LbMaglevSeed         [12]uint8
-	CtTimeoutTcp         uint32
-	CtTimeoutTcpSyn      uint32
-	CtTimeoutTcpClosing  uint32
-	CtTimeoutAny         uint32
+	_                     structs.HostLayout
+	NodeId                uint32
+	MonitorAggregation    uint32
+	HostRouting           uint32
+	RoutingMode           uint32
+	NativeRoutingCidr     [4]uint8
+	NativeRoutingCidrLen  uint8
+	Pad                   [3]uint8
+	NodeIp                [4]uint8
+	TunnelProtocol        uint32
+	TunnelPort            uint16
+	TunnelMtu             uint16
+	VxlanIfindex          uint32
+	LbEnabled             uint8
+	LbMode                uint8
+	LbSnatPortMin         uint16
+	LbSnatPortMax         uint16
+	Pad2                  uint16
+	LbMaglevTableSize     uint32
+	LbMaglevSeed          [12]uint8
+	CtTimeoutTcp          uint32
+	CtTimeoutTcpSyn       uint32
+	CtTimeoutTcpClosing   uint32
+	CtTimeoutAny          uint32
+	LbSock                uint8
+	LbSockHostnsOnly      uint8
+	PadSock               uint16
+	PadSock2              uint32
+	LbSockHostNetnsCookie uint64
 }
 
 type HostRoutingMode uint32
@@ -409,6 +416,7 @@ const (
 	HostMapNodes           = "nodes"
 	HostMapSnat            = "snat"
 	HostMapTraceEvents     = "trace_events"
+	HostProgFromHostSvc    = "from_host_svc"
 	HostProgFromNetdev     = "from_netdev"
 	HostProgToNetdev       = "to_netdev"
 	HostVarCONFIG          = "CONFIG"
@@ -460,8 +468,9 @@ type HostSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostProgramSpecs struct {
-	FromNetdev *ebpf.ProgramSpec `ebpf:"from_netdev"`
-	ToNetdev   *ebpf.ProgramSpec `ebpf:"to_netdev"`
+	FromHostSvc *ebpf.ProgramSpec `ebpf:"from_host_svc"`
+	FromNetdev  *ebpf.ProgramSpec `ebpf:"from_netdev"`
+	ToNetdev    *ebpf.ProgramSpec `ebpf:"to_netdev"`
 }
 
 // HostMapSpecs contains maps before they are loaded into the kernel.
@@ -559,12 +568,14 @@ type HostVariables struct {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostPrograms struct {
-	FromNetdev *ebpf.Program `ebpf:"from_netdev"`
-	ToNetdev   *ebpf.Program `ebpf:"to_netdev"`
+	FromHostSvc *ebpf.Program `ebpf:"from_host_svc"`
+	FromNetdev  *ebpf.Program `ebpf:"from_netdev"`
+	ToNetdev    *ebpf.Program `ebpf:"to_netdev"`
 }
 
 func (p *HostPrograms) Close() error {
 	return _HostClose(
+		p.FromHostSvc,
 		p.FromNetdev,
 		p.ToNetdev,
 	)

@@ -92,7 +92,8 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 34
+	LxcDropReasonDROP_HOST_SVC_UNTRANSLATED   LxcDropReason = 60
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 61
 )
 
 type LxcEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	LxcObsPointOBS_FROM_NETDEV    LxcObsPoint = 4
 	LxcObsPointOBS_TO_NETDEV      LxcObsPoint = 5
 	LxcObsPointOBS_FROM_OVERLAY   LxcObsPoint = 6
+	LxcObsPointOBS_FROM_HOST_SVC  LxcObsPoint = 7
 )
 
 type LxcPassReason uint32
@@ -267,30 +269,35 @@ const (
 )
 
 type LxcPodpathConfig struct {
-	_                    structs.HostLayout
-	NodeId               uint32
-	MonitorAggregation   uint32
-	HostRouting          uint32
-	RoutingMode          uint32
-	NativeRoutingCidr    [4]uint8
-	NativeRoutingCidrLen uint8
-	Pad                  [3]uint8
-	NodeIp               [4]uint8
-	TunnelProtocol       uint32
-	TunnelPort           uint16
-	TunnelMtu            uint16
-	VxlanIfindex         uint32
-	LbEnabled            uint8
-	LbMode               uint8
-	LbSnatPortMin        uint16
-	LbSnatPortMax        uint16
-	Pad2                 uint16
-	LbMaglevTableSize    uint32
-	LbMaglevSeed         [12]uint8
-	CtTimeoutTcp         uint32
-	CtTimeoutTcpSyn      uint32
-	CtTimeoutTcpClosing  uint32
-	CtTimeoutAny         uint32
+	_                     structs.HostLayout
+	NodeId                uint32
+	MonitorAggregation    uint32
+	HostRouting           uint32
+	RoutingMode           uint32
+	NativeRoutingCidr     [4]uint8
+	NativeRoutingCidrLen  uint8
+	Pad                   [3]uint8
+	NodeIp                [4]uint8
+	TunnelProtocol        uint32
+	TunnelPort            uint16
+	TunnelMtu             uint16
+	VxlanIfindex          uint32
+	LbEnabled             uint8
+	LbMode                uint8
+	LbSnatPortMin         uint16
+	LbSnatPortMax         uint16
+	Pad2                  uint16
+	LbMaglevTableSize     uint32
+	LbMaglevSeed          [12]uint8
+	CtTimeoutTcp          uint32
+	CtTimeoutTcpSyn       uint32
+	CtTimeoutTcpClosing   uint32
+	CtTimeoutAny          uint32
+	LbSock                uint8
+	LbSockHostnsOnly      uint8
+	PadSock               uint16
+	PadSock2              uint32
+	LbSockHostNetnsCookie uint64
 }
 
 type LxcRoutingMode uint32

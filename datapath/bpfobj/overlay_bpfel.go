@@ -92,7 +92,8 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 34
+	OverlayDropReasonDROP_HOST_SVC_UNTRANSLATED   OverlayDropReason = 60
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 61
 )
 
 type OverlayEndpointFlags uint32
@@ -236,6 +237,7 @@ const (
 	OverlayObsPointOBS_FROM_NETDEV    OverlayObsPoint = 4
 	OverlayObsPointOBS_TO_NETDEV      OverlayObsPoint = 5
 	OverlayObsPointOBS_FROM_OVERLAY   OverlayObsPoint = 6
+	OverlayObsPointOBS_FROM_HOST_SVC  OverlayObsPoint = 7
 )
 
 type OverlayPassReason uint32
@@ -267,30 +269,35 @@ const (
 )
 
 type OverlayPodpathConfig struct {
-	_                    structs.HostLayout
-	NodeId               uint32
-	MonitorAggregation   uint32
-	HostRouting          uint32
-	RoutingMode          uint32
-	NativeRoutingCidr    [4]uint8
-	NativeRoutingCidrLen uint8
-	Pad                  [3]uint8
-	NodeIp               [4]uint8
-	TunnelProtocol       uint32
-	TunnelPort           uint16
-	TunnelMtu            uint16
-	VxlanIfindex         uint32
-	LbEnabled            uint8
-	LbMode               uint8
-	LbSnatPortMin        uint16
-	LbSnatPortMax        uint16
-	Pad2                 uint16
-	LbMaglevTableSize    uint32
-	LbMaglevSeed         [12]uint8
-	CtTimeoutTcp         uint32
-	CtTimeoutTcpSyn      uint32
-	CtTimeoutTcpClosing  uint32
-	CtTimeoutAny         uint32
+	_                     structs.HostLayout
+	NodeId                uint32
+	MonitorAggregation    uint32
+	HostRouting           uint32
+	RoutingMode           uint32
+	NativeRoutingCidr     [4]uint8
+	NativeRoutingCidrLen  uint8
+	Pad                   [3]uint8
+	NodeIp                [4]uint8
+	TunnelProtocol        uint32
+	TunnelPort            uint16
+	TunnelMtu             uint16
+	VxlanIfindex          uint32
+	LbEnabled             uint8
+	LbMode                uint8
+	LbSnatPortMin         uint16
+	LbSnatPortMax         uint16
+	Pad2                  uint16
+	LbMaglevTableSize     uint32
+	LbMaglevSeed          [12]uint8
+	CtTimeoutTcp          uint32
+	CtTimeoutTcpSyn       uint32
+	CtTimeoutTcpClosing   uint32
+	CtTimeoutAny          uint32
+	LbSock                uint8
+	LbSockHostnsOnly      uint8
+	PadSock               uint16
+	PadSock2              uint32
+	LbSockHostNetnsCookie uint64
 }
 
 type OverlayRoutingMode uint32

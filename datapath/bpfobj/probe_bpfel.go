@@ -50,7 +50,8 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
+	ProbeDropReasonDROP_HOST_SVC_UNTRANSLATED   ProbeDropReason = 60
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 61
 )
 
 type ProbeHostRouting uint32
@@ -87,6 +88,7 @@ const (
 	ProbeObsPointOBS_FROM_NETDEV    ProbeObsPoint = 4
 	ProbeObsPointOBS_TO_NETDEV      ProbeObsPoint = 5
 	ProbeObsPointOBS_FROM_OVERLAY   ProbeObsPoint = 6
+	ProbeObsPointOBS_FROM_HOST_SVC  ProbeObsPoint = 7
 )
 
 type ProbePassReason uint32
@@ -118,30 +120,35 @@ const (
 )
 
 type ProbePodpathConfig struct {
-	_                    structs.HostLayout
-	NodeId               uint32
-	MonitorAggregation   uint32
-	HostRouting          uint32
-	RoutingMode          uint32
-	NativeRoutingCidr    [4]uint8
-	NativeRoutingCidrLen uint8
-	Pad                  [3]uint8
-	NodeIp               [4]uint8
-	TunnelProtocol       uint32
-	TunnelPort           uint16
-	TunnelMtu            uint16
-	VxlanIfindex         uint32
-	LbEnabled            uint8
-	LbMode               uint8
-	LbSnatPortMin        uint16
-	LbSnatPortMax        uint16
-	Pad2                 uint16
-	LbMaglevTableSize    uint32
-	LbMaglevSeed         [12]uint8
-	CtTimeoutTcp         uint32
-	CtTimeoutTcpSyn      uint32
-	CtTimeoutTcpClosing  uint32
-	CtTimeoutAny         uint32
+	_                     structs.HostLayout
+	NodeId                uint32
+	MonitorAggregation    uint32
+	HostRouting           uint32
+	RoutingMode           uint32
+	NativeRoutingCidr     [4]uint8
+	NativeRoutingCidrLen  uint8
+	Pad                   [3]uint8
+	NodeIp                [4]uint8
+	TunnelProtocol        uint32
+	TunnelPort            uint16
+	TunnelMtu             uint16
+	VxlanIfindex          uint32
+	LbEnabled             uint8
+	LbMode                uint8
+	LbSnatPortMin         uint16
+	LbSnatPortMax         uint16
+	Pad2                  uint16
+	LbMaglevTableSize     uint32
+	LbMaglevSeed          [12]uint8
+	CtTimeoutTcp          uint32
+	CtTimeoutTcpSyn       uint32
+	CtTimeoutTcpClosing   uint32
+	CtTimeoutAny          uint32
+	LbSock                uint8
+	LbSockHostnsOnly      uint8
+	PadSock               uint16
+	PadSock2              uint32
+	LbSockHostNetnsCookie uint64
 }
 
 type ProbeRoutingMode uint32

@@ -206,6 +206,9 @@ type Config struct {
 	Debug                bool
 	EnableBPFMasquerade  bool
 	EnableIPv4Masquerade bool
+	// LBSock is bpf-lb-sock (socket-LB); LBSockHostnsOnly bpf-lb-sock-hostns-only.
+	LBSock           bool
+	LBSockHostnsOnly bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }

@@ -193,6 +193,14 @@ var keyTable = []Key{
 		Instead: "pods reach destinations outside the cluster with their own addresses (no masquerading, neither BPF nor iptables)",
 		Meaning: "SNAT pod traffic leaving the cluster to the node's address"},
 
+	// ---- socket-LB (bpf_sock.c) ----
+	{Name: "bpf-lb-sock", Kind: KindBool, Default: "false",
+		Status: StatusImplemented, Field: "LBSock", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/loader.TestSockConnect"},
+		Meaning: "socket-level (connect-time) service translation: cgroup connect4/sendmsg4/recvmsg4/getpeername4 on the node's cgroup v2 (agent --cgroup); needs kube-proxy-replacement"},
+	{Name: "bpf-lb-sock-hostns-only", Kind: KindBool, Default: "false",
+		Status: StatusImplemented, Field: "LBSockHostnsOnly", Proof: []string{"catalog", "datapath/loader.TestSockConnect"},
+		Meaning: "socket-level translation only for sockets of the node's own namespace (netns cookie); pods keep the per-packet translation"},
+
 	// ---- recognised Cilium keys podpath does not implement ----
 	{Name: "agent-health-port", Kind: KindInt, Default: "9879", NoValue: true, Instead: "the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)", Meaning: "TCP port of the agent's health API"},
 	{Name: "agent-not-ready-taint-key", Kind: KindString, Default: "node.cilium.io/agent-not-ready", Meaning: "taint removed from a node once its agent is ready"},
@@ -205,13 +213,11 @@ var keyTable = []Key{
 	{Name: "bpf-lb-acceleration", Kind: KindEnum, Values: []string{"disabled", "native", "best-effort"}, Default: "disabled", Assumes: "disabled", Meaning: "XDP acceleration of the service load balancer"},
 	{Name: "bpf-lb-external-clusterip", Kind: KindBool, Default: "false", Meaning: "make ClusterIPs reachable from outside the cluster"},
 	{Name: "bpf-lb-map-max", Kind: KindInt, Default: "65536", Meaning: "entries of the service load-balancing maps"},
-	{Name: "bpf-lb-sock", Kind: KindBool, Default: "false", Meaning: "socket-level (connect-time) service translation"},
-	{Name: "bpf-lb-sock-hostns-only", Kind: KindBool, Default: "false", Meaning: "socket-level translation only in the host namespace"},
 	{Name: "bpf-nat-global-max", Kind: KindInt, Default: "524288", Status: StatusDiffers, Assumes: "131072", Instead: "podpath's NAT map (NodePort SNAT) has a fixed 131072 entries", Meaning: "entries of the global NAT map"},
 	{Name: "bpf-neigh-global-max", Kind: KindInt, Default: "524288", Meaning: "entries of the global neighbour map"},
 	{Name: "bpf-policy-map-max", Kind: KindInt, Default: "16384", Meaning: "entries of each endpoint's policy map"},
 	{Name: "bpf-root", Kind: KindString, Meaning: "mount point of the BPF filesystem"},
-	{Name: "cgroup-root", Kind: KindString, Default: "/run/cilium/cgroupv2", Inert: "only socket-level load balancing (bpf-lb-sock) uses it, and podpath does not do that", Meaning: "mount point of the cgroup v2 hierarchy for socket programs"},
+	{Name: "cgroup-root", Kind: KindString, Default: "/run/cilium/cgroupv2", Inert: "the agent attaches socket-LB (bpf-lb-sock) to the cgroup v2 directory given with --cgroup (one per node, made by the harness), not to a path under this root", Meaning: "mount point of the cgroup v2 hierarchy for socket programs"},
 	{Name: "clean-cilium-bpf-state", Kind: KindBool, Default: "false", Instead: "the agent keeps the pinned maps and links of a previous agent and adopts them", Meaning: "remove pinned BPF state on agent start"},
 	{Name: "clean-cilium-state", Kind: KindBool, Default: "false", Instead: "the agent keeps its state directory and the pinned maps and links of a previous agent", Meaning: "remove all Cilium state on agent start"},
 	{Name: "cluster-id", Kind: KindInt, Default: "0", Meaning: "unique cluster ID for Cluster Mesh (1-255, or 511)"},

@@ -182,6 +182,14 @@ func (v *resolver) dependentKeys() {
 		}
 		v.r.warn(name, "%q is not used: kube-proxy-replacement is %s, and %s", val, c.KubeProxyReplacement, lookupKey(name).Gap)
 	}
+	// Socket-LB translates with the load balancer's maps: without kube-proxy
+	// replacement there are none to translate with.
+	if c.LBSock && c.KubeProxyReplacement != KPRTrue && !v.bad["kube-proxy-replacement"] {
+		v.r.warn("bpf-lb-sock", "true is not used: kube-proxy-replacement is %s, and socket-LB translates only with the BPF load balancer's services", c.KubeProxyReplacement)
+	}
+	if c.LBSockHostnsOnly && !c.LBSock {
+		v.r.notice("bpf-lb-sock-hostns-only", "not used: bpf-lb-sock is false")
+	}
 }
 
 // ---- per-kind parsers; each returns ok=false when unset or invalid ----
@@ -268,6 +276,8 @@ func (v *resolver) scalars() {
 	v.boolean("debug", &c.Debug)
 	v.boolean("enable-bpf-masquerade", &c.EnableBPFMasquerade)
 	v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
+	v.boolean("bpf-lb-sock", &c.LBSock)
+	v.boolean("bpf-lb-sock-hostns-only", &c.LBSockHostnsOnly)
 
 	if n, ok := v.integer("mtu", "0 (auto) or 68..65535"); ok {
 		if n != 0 && n < 68 {

@@ -92,6 +92,9 @@ type Datapath struct {
 	Lxc     bpfobj.LxcObjects
 	Host    bpfobj.HostObjects
 	Overlay bpfobj.OverlayObjects
+	// Sock is bpf_sock (socket-LB): cgroup sock_addr programs sharing the load
+	// balancer's maps, attached with AttachSock.
+	Sock bpfobj.SockObjects
 
 	// The programs, to attach with AttachTCX.
 	FromContainer *ebpf.Program // tcx ingress of a pod's host-side veth
@@ -101,6 +104,9 @@ type Datapath struct {
 	// FromOverlay is for the tcx ingress of the node's collect_md vxlan device
 	// (cilium_vxlan) with VXLAN tunnelling: it delivers what the device decapsulated.
 	FromOverlay *ebpf.Program
+	// FromHostSvc is for the tcx ingress of pp_svc_in, where the node's own packets to
+	// ClusterIPs arrive (host-namespace clients without socket-LB, bpf/lib/lb_host.h).
+	FromHostSvc *ebpf.Program
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
 	Maps *maps.Maps
@@ -141,12 +147,16 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf_overlay spec: %w", err)
 	}
+	sockSpec, err := bpfobj.LoadSock()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf_sock spec: %w", err)
+	}
 	if opts.GeneveTestOption {
 		if err := lxcSpec.Variables["GENEVE_TEST_OPT"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("set GENEVE_TEST_OPT: %w", err)
 		}
 	}
-	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec} {
+	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec, sockSpec} {
 		if err := setConfig(spec, cfg); err != nil {
 			return nil, err
 		}
@@ -194,9 +204,16 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		d.Host.Close()
 		return nil, fmt.Errorf("load bpf_overlay: %w", explainVerifier(err))
 	}
+	if err := sockSpec.LoadAndAssign(&d.Sock, collOpts); err != nil {
+		d.Lxc.Close()
+		d.Host.Close()
+		d.Overlay.Close()
+		return nil, fmt.Errorf("load bpf_sock: %w", explainVerifier(err))
+	}
 	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
 	d.FromOverlay = d.Overlay.FromOverlay
+	d.FromHostSvc = d.Host.FromHostSvc
 	d.Maps = &maps.Maps{Endpoints: d.Lxc.Endpoints, IPCache: d.Lxc.Ipcache, Nodes: d.Lxc.Nodes}
 	d.LB = &maps.LB{
 		Services: d.Lxc.LbServices, BackendSlots: d.Lxc.LbBackendSlots, Backends: d.Lxc.LbBackends,
@@ -239,7 +256,7 @@ func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg bpfconfig.Config) err
 // Close releases the objects. Maps pinned under Options.PinPath stay pinned: remove
 // them with Unpin.
 func (d *Datapath) Close() error {
-	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close())
+	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close(), d.Sock.Close())
 }
 
 // maglevTableSize is the M of cfg, or the default M while the load balancer is off
@@ -286,7 +303,7 @@ func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
-		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat} {
+		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

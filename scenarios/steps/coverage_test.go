@@ -278,6 +278,12 @@ var configWitnesses = map[string]witness{
 	"monitor-aggregation=*": {anyValue: true, checks: []checkRef{
 		{"services-snat", "trace-aggregation", "monitor-aggregation %s: the records of an ICMP exchange"},
 		{"native-routing", "trace-aggregation", "monitor-aggregation %s: the records of an ICMP exchange"}}},
+	// Socket-LB.
+	"bpf-lb-sock=true": {checks: []checkRef{
+		{"socket-lb", "socket-lb", "the first packet carries a backend address on the wire"},
+		{"socket-lb", "socket-lb", "no LB translation at tc"}}},
+	"bpf-lb-sock-hostns-only=true": {checks: []checkRef{
+		{"socket-lb", "socket-lb", "the first packet carries the ClusterIP on the wire"}}},
 }
 
 // configData returns the data keys of catalog config name.

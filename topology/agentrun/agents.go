@@ -113,6 +113,12 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	if a.config != "" {
 		args = append(args, "--config", a.config)
 	}
+	// The node's cgroup v2 (netns backend), for socket-LB: the agent attaches there.
+	if cg, ok := a.t.(interface{ NodeCgroup(string) (string, error) }); ok {
+		if p, err := cg.NodeCgroup(node); err == nil {
+			args = append(args, "--cgroup", p)
+		}
+	}
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := a.t.StartCmd(node, cmd); err != nil {

@@ -109,6 +109,9 @@ func teardown(ctx context.Context, runID string, namespaces []string, procs []pr
 			errs = append(errs, err)
 		}
 	}
+	if err := removeRunCgroups(runID); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(runDir(runID)); err != nil {
 		errs = append(errs, err)
 	}

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"podpath/internal/nsutil"
 )
@@ -71,11 +73,23 @@ func (t *Topology) StartCmd(member string, cmd *exec.Cmd) error {
 	return nil
 }
 
-// startIn forks cmd from a thread inside member's namespace, so the child is born there.
+// startIn forks cmd from a thread inside member's namespace, so the child is born there,
+// and, for a node or a pod, inside the node's cgroup (NodeCgroup).
 func (t *Topology) startIn(member string, cmd *exec.Cmd) error {
 	m, err := t.Member(member)
 	if err != nil {
 		return err
+	}
+	if cg := t.cgroupOf(member); cg != "" {
+		dir, err := os.Open(cg)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", cg, err)
+		}
+		defer dir.Close()
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(dir.Fd())
 	}
 	var startErr error
 	if err := nsutil.Do(m.NsPath, func() error {
