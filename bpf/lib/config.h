@@ -82,6 +82,14 @@ struct podpath_config {
 	__u32 ct_timeout_tcp_syn;     /* TCP that has only seen SYNs */
 	__u32 ct_timeout_tcp_closing; /* TCP after a FIN or RST */
 	__u32 ct_timeout_any;         /* UDP */
+	/* Masquerading (enable-ipv4-masquerade with enable-bpf-masquerade), masq.h:
+	 * pods' traffic leaving the cluster gets the egress device's address. Uses the
+	 * conntrack lifetimes above (the loader sets them when masq_enabled). */
+	__u8  masq_enabled;
+	__u8  masq_ip_masq_agent;     /* enable-ip-masq-agent: masq_nonmasq holds the exceptions */
+	__u16 masq_port_min;          /* source ports (ICMP echo identifiers), host byte order, inclusive */
+	__u16 masq_port_max;
+	__u16 _pad3;
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */

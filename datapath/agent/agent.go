@@ -149,6 +149,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.reconcileAll(ctx); err != nil {
 		a.opts.Log.Warn("reconcile", "err", err)
 	}
+	if err := a.masqSetup(ctx); err != nil {
+		return fmt.Errorf("masquerading: %w", err)
+	}
 	go a.watchPeerMTUs(ctx)
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
 	return a.serve(ctx, Socket(a.opts.StateDir))
@@ -263,7 +266,7 @@ func (a *Agent) NodeUpsert(ctx context.Context, n Node) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileNode(n)
+	return errors.Join(a.reconcileNode(n), a.masqNodesChanged(ctx))
 }
 
 // NodeDelete removes a node's ipcache entries, node map entry and route.
@@ -282,7 +285,7 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.removeNode(n)
+	return errors.Join(a.removeNode(n), a.masqNodesChanged(ctx))
 }
 
 // ServiceUpsert records a service and programs its frontends and backends.

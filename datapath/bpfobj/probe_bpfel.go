@@ -50,7 +50,9 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
+	ProbeDropReasonDROP_MASQ_NO_PORT            ProbeDropReason = 40
+	ProbeDropReasonDROP_MASQ_FAILED             ProbeDropReason = 41
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 42
 )
 
 type ProbeHostRouting uint32
@@ -142,6 +144,11 @@ type ProbePodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	MasqEnabled          uint8
+	MasqIpMasqAgent      uint8
+	MasqPortMin          uint16
+	MasqPortMax          uint16
+	Pad3                 uint16
 }
 
 type ProbeRoutingMode uint32
@@ -172,6 +179,8 @@ const (
 	ProbeTraceLbTRACE_LB_REV_DSR     ProbeTraceLb = 6
 	ProbeTraceLbTRACE_LB_DSR_LEARNED ProbeTraceLb = 7
 	ProbeTraceLbTRACE_LB_FRAG_NEEDED ProbeTraceLb = 8
+	ProbeTraceLbTRACE_LB_MASQ        ProbeTraceLb = 9
+	ProbeTraceLbTRACE_LB_REV_MASQ    ProbeTraceLb = 10
 )
 
 type ProbeTraceRecord struct {
