@@ -143,7 +143,8 @@ func Build(c *config.Config, n Node) (Config, error) {
 	if c.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, loadBalancer(&cfg, c)...)
 	}
-	if c.Masquerading() == config.MasqueradeBPF {
+	// config.Masquerading() == MasqueradeBPF, spelled out: the keys this reads.
+	if c.EnableIPv4Masquerade && c.EnableIPv4MasqueradeGiven && c.EnableBPFMasquerade {
 		masquerade(&cfg, c)
 	}
 	if err := errors.Join(errs...); err != nil {
