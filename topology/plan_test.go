@@ -199,6 +199,21 @@ func TestPlanRoutesWorld(t *testing.T) {
 			t.Errorf("%s: node1 routes = %v, want %v", policy, got, wan)
 		}
 	}
+	dc := spec.Clone()
+	dc.Segments = append(dc.Segments, SegmentSpec{Name: "dc", CIDR: "10.100.0.0/24"})
+	dc.Routers = append(dc.Routers, RouterSpec{Name: "dcr", Interfaces: []InterfaceSpec{{Segment: "lan"}, {Segment: "dc"}}})
+	dc.Clients = append(dc.Clients, ClientSpec{Name: "dc1", PodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "dc"}}})
+	plan, err := PlanRoutes(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod1 := Route{Dst: netip.MustParsePrefix("10.244.1.0/24"), NextHops: []NextHop{{Via: netip.MustParseAddr("10.100.0.1"), Dev: "eth0"}}}
+	if got := plan["dc1"]; !slices.ContainsFunc(got, func(r Route) bool { return reflect.DeepEqual(r, pod1) }) {
+		t.Errorf("dc1 (podRoutes) routes = %v, want %v", got, pod1)
+	}
+	if got := plan["world1"]; slices.ContainsFunc(got, func(r Route) bool { return r.Dst == pod1.Dst }) {
+		t.Errorf("world1 routes = %v: a route to a PodCIDR", got)
+	}
 	if got := spec.WorldServers(); !reflect.DeepEqual(got, []string{"world1"}) {
 		t.Errorf("WorldServers() = %v", got)
 	}

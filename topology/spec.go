@@ -114,6 +114,10 @@ type ClientSpec struct {
 	// through routers that know no PodCIDR (it can answer a node's address, never a
 	// pod's).
 	World bool `json:"world,omitempty"`
+	// PodRoutes gives the client routes to every node's PodCIDR, through the routers
+	// towards the nodes (clients get none otherwise): a host of a datacenter network
+	// that answers pod addresses, beside a world that cannot.
+	PodRoutes bool `json:"podRoutes,omitempty"`
 }
 
 // WorldServers returns the names of the clients marked World, in spec order.

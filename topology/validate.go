@@ -280,6 +280,9 @@ func (s *Spec) checkWorld() []error {
 			continue
 		}
 		path := fmt.Sprintf("clients[%d]", i)
+		if c.PodRoutes {
+			e.add(path+".podRoutes", "world server %q cannot route PodCIDRs (the outside world knows none): want podRoutes false or world false", c.Name)
+		}
 		routed := false
 		for j, ifc := range c.Interfaces {
 			if n, ok := nodeOn[ifc.Segment]; ok {

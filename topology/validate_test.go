@@ -62,6 +62,11 @@ func TestValidate(t *testing.T) {
 			s.Routers = append(s.Routers, RouterSpec{Name: "edge", Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "wan"}}})
 			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
 		}, []string{`clients[1].interfaces[0].segment: world server "world1" is reached through router "edge", which knows the PodCIDRs (want noPodRoutes: true on it)`}},
+		{"world server with pod routes", func(s *Spec) {
+			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
+			s.Routers = append(s.Routers, RouterSpec{Name: "edge", NoPodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "wan"}}})
+			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, PodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
+		}, []string{`clients[1].podRoutes: world server "world1" cannot route PodCIDRs`}},
 		{"world server without router", func(s *Spec) {
 			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
 			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})

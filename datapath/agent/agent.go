@@ -90,7 +90,10 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}}
 	var err error
-	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err != nil {
+	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err == nil {
+		a.cfg.IPMasqAgentConfigPath = ipMasqAgentPath(a.cfg.IPMasqAgentConfigPath, opts.ConfigFile)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -49,6 +50,17 @@ var defaultNonMasqCIDRs = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/1
 
 // linkLocal is never masqueraded unless masqLinkLocal says so.
 var linkLocal = netip.MustParsePrefix("169.254.0.0/16")
+
+// ipMasqAgentPath resolves ip-masq-agent-config-path: an absolute path as given
+// (Cilium's are always absolute: the ip-masq-agent ConfigMap mounted at /etc/config);
+// a relative one, podpath's addition, relative to the directory of the cilium-config
+// file, as if both ConfigMaps were mounted side by side.
+func ipMasqAgentPath(path, configFile string) string {
+	if filepath.IsAbs(path) || configFile == "" {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
+}
 
 // IPMasqAgentCIDRs reads the ip-masq-agent config at path and returns the CIDRs
 // never masqueraded: nonMasqueradeCIDRs (the defaults when the file lists none, or
