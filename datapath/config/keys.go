@@ -186,14 +186,14 @@ var keyTable = []Key{
 		Meaning: "debug logging and debug trace events"},
 	// ---- masquerading (issue 11) ----
 	{Name: "enable-bpf-masquerade", Kind: KindBool, Default: "false",
-		Status: StatusImplemented, Field: "EnableBPFMasquerade", Proof: []string{"datapath/bpfconfig.TestBuild", "datapath/agent.TestMasqueradeLegacyRules", "datapath/progtest.TestHostMasqFixtures"},
+		Status: StatusImplemented, Field: "EnableBPFMasquerade", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/agent.TestMasqueradeLegacyRules", "datapath/progtest.TestHostMasqFixtures"},
 		Meaning: "masquerade in BPF (to-netdev) instead of iptables"},
 	{Name: "enable-ipv4-masquerade", Kind: KindBool, Default: "true",
-		Status: StatusPartial, Field: "EnableIPv4Masquerade", Proof: []string{"datapath/bpfconfig.TestBuild", "datapath/progtest.TestHostMasqFixtures"},
+		Status: StatusPartial, Field: "EnableIPv4Masquerade", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestHostMasqFixtures"},
 		Gap:     "absent, podpath masquerades nothing, where Cilium's default (true) masquerades with iptables: set it explicitly",
 		Meaning: "SNAT pod traffic leaving the cluster to the node's address"},
 	{Name: "enable-ip-masq-agent", Kind: KindBool, Default: "false",
-		Status: StatusImplemented, Field: "EnableIPMasqAgent", Proof: []string{"datapath/agent.TestIPMasqAgentCIDRs", "datapath/progtest.TestHostMasqExceptions"},
+		Status: StatusImplemented, Field: "EnableIPMasqAgent", Proof: []string{"catalog", "datapath/agent.TestIPMasqAgentCIDRs", "datapath/progtest.TestHostMasqExceptions"},
 		Meaning: "ip-masq-agent style non-masquerade CIDRs in BPF (BPF masquerading only)"},
 	{Name: "ip-masq-agent-config-path", Kind: KindString, Default: DefaultIPMasqAgentConfigPath,
 		Status: StatusImplemented, Field: "IPMasqAgentConfigPath", Proof: []string{"datapath/agent.TestIPMasqAgentCIDRs"},
@@ -202,7 +202,7 @@ var keyTable = []Key{
 		Status: StatusImplemented, Field: "NATGlobalMax", Proof: []string{"datapath/agent.TestDatapathConfigCTSizes"},
 		Meaning: "entries of the global NAT map (podpath's snat map: NodePort SNAT and BPF masquerading)"},
 	{Name: "podpath-masquerade-port-range", Kind: KindString, Default: "32768,60999",
-		Status: StatusImplemented, Field: "MasqPortMin", Proof: []string{"datapath/progtest.TestHostMasqPortExhaustion", "datapath/bpfconfig.TestBuild"},
+		Status: StatusImplemented, Field: "MasqPortMin", Proof: []string{"catalog", "datapath/progtest.TestHostMasqPortExhaustion", "datapath/bpfconfig.TestBuild"},
 		Meaning: "podpath's own key, not Cilium's: the source ports (and ICMP echo identifiers) BPF masquerading hands out, \"min,max\" inclusive (Cilium's are fixed: 32768-65535, NODEPORT_PORT_MIN_NAT..MAX_NAT)"},
 
 	// ---- recognised Cilium keys podpath does not implement ----

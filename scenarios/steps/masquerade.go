@@ -295,24 +295,26 @@ func layerProto(p probe.Protocol) layers.IPProtocol {
 	return layers.IPProtocolICMPv4
 }
 
-// l4Source is a packet's IPv4 source and TCP/UDP source port, or ICMP echo identifier.
+// l4Source is a packet's IPv4 source and TCP/UDP source port, or ICMP echo
+// identifier; of the inner packet when it is encapsulated (the pod's own packet in a
+// tunnel).
 func l4Source(p capture.Packet) (netip.Addr, uint16) {
-	d := p.Decode()
-	ip, ok := d.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	if !ok {
-		return netip.Addr{}, 0
+	var src netip.Addr
+	var port uint16
+	for _, l := range p.Decode().Layers() {
+		switch l := l.(type) {
+		case *layers.IPv4:
+			src, _ = netip.AddrFromSlice(l.SrcIP.To4())
+			port = 0
+		case *layers.TCP:
+			port = uint16(l.SrcPort)
+		case *layers.UDP:
+			port = uint16(l.SrcPort)
+		case *layers.ICMPv4:
+			port = l.Id
+		}
 	}
-	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
-	switch l := d.TransportLayer().(type) {
-	case *layers.TCP:
-		return src, uint16(l.SrcPort)
-	case *layers.UDP:
-		return src, uint16(l.SrcPort)
-	}
-	if ic, ok := d.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
-		return src, ic.Id
-	}
-	return src, 0
+	return src, port
 }
 
 // ownTuple checks on the pod's eth0 that every reply from the server is addressed to
