@@ -553,6 +553,9 @@ func runMasqFlows(ctx context.Context, s *scenarios.Stage, w masqFlowsWith, e ma
 	s.Check(what+": as many distinct translated tuples as flows (no collision)",
 		"the peer addresses the server's socket saw, and the answers each flow got", derr)
 	var rerr error
+	if answered == 0 {
+		rerr = errors.New("no flow was answered: no translated tuple to look at")
+	}
 	if len(bad) > 0 {
 		rerr = fmt.Errorf("%d translated tuples not %s with a port in [%d, %d], e.g. %s", len(bad), nodeIP, e.PortMin, e.PortMax, bad[0])
 	}
