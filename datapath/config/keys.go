@@ -197,7 +197,7 @@ var keyTable = []Key{
 		Meaning: "ip-masq-agent style non-masquerade CIDRs in BPF (BPF masquerading only)"},
 	{Name: "ip-masq-agent-config-path", Kind: KindString, Default: DefaultIPMasqAgentConfigPath,
 		Status: StatusImplemented, Field: "IPMasqAgentConfigPath", Proof: []string{"datapath/agent.TestIPMasqAgentCIDRs"},
-		Meaning: "the ip-masq-agent config file (YAML or JSON: nonMasqueradeCIDRs, masqLinkLocal)"},
+		Meaning: "the ip-masq-agent config file (YAML or JSON: nonMasqueradeCIDRs, masqLinkLocal); podpath also takes a relative path, relative to the cilium-config file's folder"},
 	{Name: "bpf-nat-global-max", Kind: KindInt, Min: ctMin, Max: ctMax, Default: "524288",
 		Status: StatusImplemented, Field: "NATGlobalMax", Proof: []string{"datapath/agent.TestDatapathConfigCTSizes"},
 		Meaning: "entries of the global NAT map (podpath's snat map: NodePort SNAT and BPF masquerading)"},
