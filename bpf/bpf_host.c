@@ -2,8 +2,9 @@
 /* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress, serves
  * NodePort and external-IP frontends (nodeport.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
  * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
- * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress
- * and traces. */
+ * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress,
+ * masquerades pods' traffic leaving the cluster (masq.h) and traces. With
+ * masquerading, from_netdev translates replies to masqueraded flows back first. */
 
 #include "common.h"
 #include "config.h"
@@ -12,6 +13,7 @@
 #include "endpoint.h"
 #include "lb_host.h"
 #include "maps.h"
+#include "masq.h"
 #include "nodeport.h"
 #include "parse.h"
 #include "trace.h"
@@ -63,6 +65,14 @@ int from_netdev(struct __sk_buff *skb)
 		return HOST_PASS;
 	case PARSE_IPV4:
 		break;
+	}
+
+	/* Replies to masqueraded flows, and ICMP errors about them, before anything
+	 * else: from here on they are packets for a pod of this node. */
+	if (CONFIG.masq_enabled) {
+		reason = masq_ingress(skb, &p, &sum);
+		if (reason != DROP_NONE)
+			goto drop;
 	}
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
@@ -124,11 +134,26 @@ drop:
 	return PP_TCX_DROP;
 }
 
-/* Observer: what leaves the node on the underlay. */
+/* What leaves the node on the underlay: traced, and with masquerading, pods' packets
+ * leaving the cluster get the egress device's address (masq_egress()). */
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
-	return observe(skb, OBS_TO_NETDEV);
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason;
+
+	if (!CONFIG.masq_enabled)
+		return observe(skb, OBS_TO_NETDEV);
+	if (parse_frame(skb, &p, &sum, NULL, &reason) == PARSE_IPV4) {
+		reason = masq_egress(skb, &p, &sum);
+		if (reason != DROP_NONE) {
+			trace_drop(skb, OBS_TO_NETDEV, reason, &sum);
+			return PP_TCX_DROP;
+		}
+	}
+	trace_pass(skb, OBS_TO_NETDEV, PASS_NONE, &sum);
+	return PP_TCX_NEXT;
 }
 
 /* The node's own packets to ClusterIPs (host-namespace clients without socket-LB):

@@ -47,6 +47,10 @@ type planHost struct {
 	name string
 	kind Kind
 	ifs  []planIf
+	// noPodRoutes: a router that knows no PodCIDR (RouterSpec.NoPodRoutes).
+	noPodRoutes bool
+	// podRoutes: a client that routes the PodCIDRs (ClientSpec.PodRoutes).
+	podRoutes bool
 }
 
 type planIf struct {
@@ -67,7 +71,8 @@ func (h *planHost) ifOn(segment string) (planIf, bool) {
 // PlanRoutes computes the routes of every host of the spec (resolved first):
 //   - to every segment the host is not attached to, via the router(s) on a shared segment
 //     that start a shortest path in router hops; equal-cost next hops make one ECMP route;
-//   - to every other node's PodCIDR (as Spec.PodRoutes says; never on clients), via that
+//   - to every other node's PodCIDR (as Spec.PodRoutes says; never on clients unless
+//     ClientSpec.PodRoutes, nor on routers with NoPodRoutes), via that
 //     node's address on the first shared segment, else like a segment route toward the
 //     segments of that node.
 func PlanRoutes(spec *Spec) (Plan, error) {
@@ -89,6 +94,7 @@ func PlanRoutes(spec *Spec) (Plan, error) {
 	var hosts, routers, nodes []*planHost
 	for _, x := range r.Routers {
 		h := mk(x.Name, KindRouter, x.Interfaces)
+		h.noPodRoutes = x.NoPodRoutes
 		routers = append(routers, h)
 		hosts = append(hosts, h)
 	}
@@ -98,7 +104,9 @@ func PlanRoutes(spec *Spec) (Plan, error) {
 		hosts = append(hosts, h)
 	}
 	for _, x := range r.Clients {
-		hosts = append(hosts, mk(x.Name, KindClient, x.Interfaces))
+		h := mk(x.Name, KindClient, x.Interfaces)
+		h.podRoutes = x.PodRoutes
+		hosts = append(hosts, h)
 	}
 	routersOn := map[string][]*planHost{}
 	for _, rt := range routers {
@@ -177,7 +185,7 @@ func PlanRoutes(spec *Spec) (Plan, error) {
 				routes = append(routes, Route{Dst: segCIDR[sg.Name], NextHops: hops})
 			}
 		}
-		if wantsPodRoutes(r.PodRoutes, h.kind) {
+		if (wantsPodRoutes(r.PodRoutes, h.kind) && !h.noPodRoutes) || h.podRoutes {
 			for ni, n := range nodes {
 				if n == h {
 					continue

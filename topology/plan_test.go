@@ -3,7 +3,9 @@
 package topology
 
 import (
+	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -162,5 +164,57 @@ func TestPlanRoutes(t *testing.T) {
 func TestPlanRoutesInvalidSpec(t *testing.T) {
 	if _, err := PlanRoutes(&Spec{}); err == nil {
 		t.Fatal("want an error for an invalid spec")
+	}
+}
+
+// TestPlanRoutesWorld: a router with noPodRoutes gets no PodCIDR route whatever the
+// policy, while the world server still reaches every segment through it.
+func TestPlanRoutesWorld(t *testing.T) {
+	spec := &Spec{
+		Name:     "world",
+		Segments: []SegmentSpec{{Name: "lan", CIDR: "10.0.0.0/24"}, {Name: "wan", CIDR: "192.168.200.0/24"}},
+		Routers:  []RouterSpec{{Name: "edge", NoPodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "lan"}, {Segment: "wan"}}}},
+		Nodes: []NodeSpec{
+			{Name: "node1", PodCIDR: "10.244.1.0/24", Interfaces: []InterfaceSpec{{Segment: "lan"}}},
+			{Name: "node2", PodCIDR: "10.244.2.0/24", Interfaces: []InterfaceSpec{{Segment: "lan"}}},
+		},
+		Clients: []ClientSpec{{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}}},
+	}
+	for _, policy := range []string{PodRoutesAll, PodRoutesRouters} {
+		s := spec.Clone()
+		s.PodRoutes = policy
+		plan, err := PlanRoutes(s)
+		if err != nil {
+			t.Fatalf("%s: %v", policy, err)
+		}
+		if got := plan["edge"]; len(got) != 0 {
+			t.Errorf("%s: edge routes = %v, want none (noPodRoutes)", policy, got)
+		}
+		want := []Route{{Dst: netip.MustParsePrefix("10.0.0.0/24"), NextHops: []NextHop{{Via: netip.MustParseAddr("192.168.200.1"), Dev: "eth0"}}}}
+		if got := plan["world1"]; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: world1 routes = %v, want %v", policy, got, want)
+		}
+		wan := Route{Dst: netip.MustParsePrefix("192.168.200.0/24"), NextHops: []NextHop{{Via: netip.MustParseAddr("10.0.0.1"), Dev: "eth0"}}}
+		if got := plan["node1"]; !slices.ContainsFunc(got, func(r Route) bool { return reflect.DeepEqual(r, wan) }) {
+			t.Errorf("%s: node1 routes = %v, want %v", policy, got, wan)
+		}
+	}
+	dc := spec.Clone()
+	dc.Segments = append(dc.Segments, SegmentSpec{Name: "dc", CIDR: "10.100.0.0/24"})
+	dc.Routers = append(dc.Routers, RouterSpec{Name: "dcr", Interfaces: []InterfaceSpec{{Segment: "lan"}, {Segment: "dc"}}})
+	dc.Clients = append(dc.Clients, ClientSpec{Name: "dc1", PodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "dc"}}})
+	plan, err := PlanRoutes(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod1 := Route{Dst: netip.MustParsePrefix("10.244.1.0/24"), NextHops: []NextHop{{Via: netip.MustParseAddr("10.100.0.1"), Dev: "eth0"}}}
+	if got := plan["dc1"]; !slices.ContainsFunc(got, func(r Route) bool { return reflect.DeepEqual(r, pod1) }) {
+		t.Errorf("dc1 (podRoutes) routes = %v, want %v", got, pod1)
+	}
+	if got := plan["world1"]; slices.ContainsFunc(got, func(r Route) bool { return r.Dst == pod1.Dst }) {
+		t.Errorf("world1 routes = %v: a route to a PodCIDR", got)
+	}
+	if got := spec.WorldServers(); !reflect.DeepEqual(got, []string{"world1"}) {
+		t.Errorf("WorldServers() = %v", got)
 	}
 }

@@ -98,12 +98,37 @@ type PodSpec struct {
 type RouterSpec struct {
 	Name       string          `json:"name"`
 	Interfaces []InterfaceSpec `json:"interfaces"`
+	// NoPodRoutes makes the router know no PodCIDR whatever Spec.PodRoutes says: the
+	// edge between the cluster and the outside world, where a packet from a pod address
+	// that was not masqueraded gets no answer (the world's replies to a pod address are
+	// unroutable).
+	NoPodRoutes bool `json:"noPodRoutes,omitempty"`
 }
 
 // ClientSpec is a host outside the cluster; it does not forward.
 type ClientSpec struct {
 	Name       string          `json:"name"`
 	Interfaces []InterfaceSpec `json:"interfaces"`
+	// World marks a server of the outside world: it shares no segment with a node, and
+	// every router on its segments has NoPodRoutes, so it reaches the cluster only
+	// through routers that know no PodCIDR (it can answer a node's address, never a
+	// pod's).
+	World bool `json:"world,omitempty"`
+	// PodRoutes gives the client routes to every node's PodCIDR, through the routers
+	// towards the nodes (clients get none otherwise): a host of a datacenter network
+	// that answers pod addresses, beside a world that cannot.
+	PodRoutes bool `json:"podRoutes,omitempty"`
+}
+
+// WorldServers returns the names of the clients marked World, in spec order.
+func (s *Spec) WorldServers() []string {
+	var out []string
+	for _, c := range s.Clients {
+		if c.World {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 // Parse decodes a YAML (or JSON) topology spec strictly: an unknown field is an error

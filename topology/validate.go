@@ -260,6 +260,50 @@ func (s *Spec) checkRules() []error {
 	}
 
 	e = append(e, s.checkReachability(segKnown)...)
+	e = append(e, s.checkWorld()...)
+	return e
+}
+
+// checkWorld reports every world server that shares a segment with a node, has no
+// router on any of its segments, or has a router there that knows PodCIDRs: the outside
+// world must reach the cluster only through routers with noPodRoutes.
+func (s *Spec) checkWorld() []error {
+	var e errs
+	nodeOn := map[string]string{}
+	for _, n := range s.Nodes {
+		for _, ifc := range n.Interfaces {
+			nodeOn[ifc.Segment] = n.Name
+		}
+	}
+	for i, c := range s.Clients {
+		if !c.World {
+			continue
+		}
+		path := fmt.Sprintf("clients[%d]", i)
+		if c.PodRoutes {
+			e.add(path+".podRoutes", "world server %q cannot route PodCIDRs (the outside world knows none): want podRoutes false or world false", c.Name)
+		}
+		routed := false
+		for j, ifc := range c.Interfaces {
+			if n, ok := nodeOn[ifc.Segment]; ok {
+				e.add(fmt.Sprintf("%s.interfaces[%d].segment", path, j), "world server %q shares segment %q with node %q (want it behind a router with noPodRoutes)", c.Name, ifc.Segment, n)
+			}
+			for _, r := range s.Routers {
+				for _, ri := range r.Interfaces {
+					if ri.Segment != ifc.Segment {
+						continue
+					}
+					routed = true
+					if !r.NoPodRoutes {
+						e.add(fmt.Sprintf("%s.interfaces[%d].segment", path, j), "world server %q is reached through router %q, which knows the PodCIDRs (want noPodRoutes: true on it)", c.Name, r.Name)
+					}
+				}
+			}
+		}
+		if !routed && len(c.Interfaces) > 0 {
+			e.add(path, "world server %q has no router on its segments (want one with noPodRoutes: true)", c.Name)
+		}
+	}
 	return e
 }
 

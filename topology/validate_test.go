@@ -49,6 +49,29 @@ func TestValidate(t *testing.T) {
 		{"unknown internalInterface", func(s *Spec) { s.Nodes[0].InternalInterface = "eth7" }, []string{`nodes[0].internalInterface: "eth7" is not an interface of node`}},
 		{"no nodes", func(s *Spec) { s.Nodes = nil }, []string{"nodes: at least one node is required"}},
 
+		// the outside world
+		{"valid world server", func(s *Spec) {
+			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
+			s.Routers = append(s.Routers, RouterSpec{Name: "edge", NoPodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "wan"}}})
+			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
+		}, nil},
+		{"world server on a node's segment", func(s *Spec) { s.Clients[0].World = true },
+			[]string{`clients[0].interfaces[0].segment: world server "client" shares segment "a" with node "node1"`, `reached through router "r1", which knows the PodCIDRs`}},
+		{"world server behind a router that knows PodCIDRs", func(s *Spec) {
+			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
+			s.Routers = append(s.Routers, RouterSpec{Name: "edge", Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "wan"}}})
+			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
+		}, []string{`clients[1].interfaces[0].segment: world server "world1" is reached through router "edge", which knows the PodCIDRs (want noPodRoutes: true on it)`}},
+		{"world server with pod routes", func(s *Spec) {
+			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
+			s.Routers = append(s.Routers, RouterSpec{Name: "edge", NoPodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "a"}, {Segment: "wan"}}})
+			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, PodRoutes: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
+		}, []string{`clients[1].podRoutes: world server "world1" cannot route PodCIDRs`}},
+		{"world server without router", func(s *Spec) {
+			s.Segments = append(s.Segments, SegmentSpec{Name: "wan", CIDR: "192.0.2.0/24"})
+			s.Clients = append(s.Clients, ClientSpec{Name: "world1", World: true, Interfaces: []InterfaceSpec{{Segment: "wan"}}})
+		}, []string{`clients[1]: world server "world1" has no router on its segments`}},
+
 		// names
 		{"uppercase name", func(s *Spec) { s.Nodes[0].Name = "Node1" }, []string{`nodes[0].name: "Node1" is invalid (want lowercase letters`}},
 		{"name starts with digit", func(s *Spec) { s.Segments[0].Name = "1a" }, []string{`segments[0].name: "1a" is invalid`}},

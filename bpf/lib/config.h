@@ -88,6 +88,14 @@ struct podpath_config {
 	__u16 _pad_sock;
 	__u32 _pad_sock2;
 	__u64 lb_sock_host_netns_cookie; /* the node namespace's cookie (SO_NETNS_COOKIE) */
+	/* Masquerading (enable-ipv4-masquerade with enable-bpf-masquerade), masq.h:
+	 * pods' traffic leaving the cluster gets the egress device's address. Uses the
+	 * conntrack lifetimes above (the loader sets them when masq_enabled). */
+	__u8  masq_enabled;
+	__u8  masq_ip_masq_agent;     /* enable-ip-masq-agent: masq_nonmasq holds the exceptions */
+	__u16 masq_port_min;          /* source ports (ICMP echo identifiers), host byte order, inclusive */
+	__u16 masq_port_max;
+	__u16 _pad3;
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */

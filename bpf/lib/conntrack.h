@@ -34,6 +34,11 @@
 enum ct_dir {
 	CT_SERVICE = 1,
 	CT_REPLY   = 2,
+	/* Masquerading (masq.h): a pod's flow leaving the cluster as the pod sends it
+	 * (pod -> remote), in the snat map: nat_addr:nat_port is the node address and
+	 * port it goes out with. Its replies' entry is a CT_REPLY one in the snat map,
+	 * keyed remote -> node address:port, with CT_F_MASQ. */
+	CT_EGRESS  = 3,
 };
 
 enum ct_flags {
@@ -50,6 +55,9 @@ enum ct_flags {
 	CT_F_LOOPBACK    = 1 << 6, /* hairpin: a pod reached itself through a service; the
 				    * source became LB_LOOPBACK (CT_SERVICE: nat_addr:nat_port),
 				    * the reply entry (in conntrack) restores the client */
+	CT_F_MASQ        = 1 << 7, /* masquerading (masq.h): nat_addr:nat_port is, in the forward
+				    * entry (CT_EGRESS), the node address and port the pod's flow
+				    * leaves with; in the reply entry (CT_REPLY), the pod's own */
 };
 
 /* A 5-tuple as on the wire, plus the direction. */

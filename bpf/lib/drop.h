@@ -45,6 +45,10 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	/* Masquerading (masq.h): the range 40-49 is masquerading's. */
+	DROP_MASQ_NO_PORT            = 40, /* a pod's new flow leaving the cluster found no free source port
+					    * (identifier) in the masquerade range towards its destination */
+	DROP_MASQ_FAILED             = 41, /* a masquerade entry could not be written, or the packet could not be rewritten */
 	/* Socket-LB and host-namespace clients (60-64). */
 	DROP_HOST_SVC_UNTRANSLATED   = 60, /* a node's own packet routed to a service address that the load balancer does not
 					   * translate (not TCP/UDP, or no such frontend): it has nowhere to go */

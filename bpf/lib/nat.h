@@ -95,17 +95,17 @@ static __always_inline enum drop_reason nat4_rewrite(struct __sk_buff *skb, stru
 	return parse_refresh(skb, p);
 }
 
-/* Allocates the SNAT source port of a new flow and writes its reply entry e into the
- * snat map. rkey is the reply key with everything but dport set (backend -> SNAT
- * address); the search starts at hash within [lb_snat_port_min, lb_snat_port_max]
- * and tries SNAT_PORT_TRIES ports in a row. A port is free when no live reply entry
- * holds it; an entry for the same client (its flow's service entry expired or was
- * evicted first) is taken over. On success rkey->dport is the port. */
-static __always_inline enum drop_reason snat_alloc(struct ct_key *rkey, const struct ct_entry *e,
-						   __u32 hash, __u32 now)
+/* Allocates the source port of a new translated flow and writes its reply entry e
+ * into the snat map. rkey is the reply key with everything but dport set (remote ->
+ * the translated address); the search starts at hash within [min, max] and tries
+ * SNAT_PORT_TRIES ports in a row (a range smaller than that is tried round and round).
+ * A port is free when no live reply entry holds it; an entry for the same flow
+ * (nat_addr:nat_port equal: its forward half expired or was evicted first) is taken
+ * over. On success rkey->dport is the port. NodePort SNAT (snat_alloc) and
+ * masquerading (masq.h) share the map and so never hand out the same reply tuple. */
+static __always_inline enum drop_reason snat_alloc_range(struct ct_key *rkey, const struct ct_entry *e,
+							 __u32 hash, __u32 now, __u32 min, __u32 max)
 {
-	__u32 min = CONFIG.lb_snat_port_min;
-	__u32 max = CONFIG.lb_snat_port_max;
 	__u32 range, off;
 	/* writes: nat.snat.sport */
 	if (!min || max < min)
@@ -130,6 +130,14 @@ next:
 		off = off + 1 == range ? 0 : off + 1;
 	}
 	return DROP_SNAT_NO_PORT;
+}
+
+/* NodePort SNAT's port allocation: snat_alloc_range() over
+ * [lb_snat_port_min, lb_snat_port_max]. */
+static __always_inline enum drop_reason snat_alloc(struct ct_key *rkey, const struct ct_entry *e,
+						   __u32 hash, __u32 now)
+{
+	return snat_alloc_range(rkey, e, hash, now, CONFIG.lb_snat_port_min, CONFIG.lb_snat_port_max);
 }
 
 #endif /* PODPATH_NAT_H */

@@ -88,6 +88,11 @@ enum trace_lb {
 				   * flow was recorded; lb.orig_daddr/orig_dport hold the service */
 	TRACE_LB_FRAG_NEEDED = 8, /* too big for the way to the backend once the DSR option or the
 				   * tunnel headers are added: answered with ICMP frag-needed */
+	/* Masquerading (masq.h). */
+	TRACE_LB_MASQ        = 9,  /* a pod's packet leaving the cluster: source to the node's address and a
+				    * port (ICMP echo: identifier) of the masquerade range */
+	TRACE_LB_REV_MASQ    = 10, /* a reply (or an ICMP error about it) to a masqueraded flow: destination
+				    * (and the quoted source) restored to the pod */
 };
 
 /* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */

@@ -95,7 +95,10 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}}
 	var err error
-	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err != nil {
+	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err == nil {
+		a.cfg.IPMasqAgentConfigPath = ipMasqAgentPath(a.cfg.IPMasqAgentConfigPath, opts.ConfigFile)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
@@ -156,6 +159,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err := a.reconcileAll(ctx); err != nil {
 		a.opts.Log.Warn("reconcile", "err", err)
+	}
+	if err := a.masqSetup(ctx); err != nil {
+		return fmt.Errorf("masquerading: %w", err)
 	}
 	go a.watchPeerMTUs(ctx)
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
@@ -271,7 +277,7 @@ func (a *Agent) NodeUpsert(ctx context.Context, n Node) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileNode(n)
+	return errors.Join(a.reconcileNode(n), a.masqNodesChanged(ctx))
 }
 
 // NodeDelete removes a node's ipcache entries, node map entry and route.
@@ -290,7 +296,7 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.removeNode(n)
+	return errors.Join(a.removeNode(n), a.masqNodesChanged(ctx))
 }
 
 // ServiceUpsert records a service and programs its frontends and backends.

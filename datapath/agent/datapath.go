@@ -111,6 +111,9 @@ func datapathConfig(c *config.Config, node bpfconfig.Node) (bpfconfig.Config, lo
 	if c.KubeProxyReplacement == config.KPRTrue {
 		sizes.CTTCP, sizes.CTAny = uint32(c.CTTCPMax), uint32(c.CTAnyMax)
 	}
+	if c.KubeProxyReplacement == config.KPRTrue || c.Masquerading() == config.MasqueradeBPF {
+		sizes.SNAT = uint32(c.NATGlobalMax) // bpf-nat-global-max
+	}
 	return cfg, sizes, nil
 }
 

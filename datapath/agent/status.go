@@ -14,6 +14,7 @@ import (
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/config"
 	"podpath/datapath/maglev"
+	"podpath/datapath/maps"
 )
 
 // Status reports the mode actually in effect, like `cilium status`.
@@ -47,6 +48,16 @@ func (a *Agent) Status() Status {
 		if a.dp.dp != nil && a.dp.dp.Lxc.CtTcp != nil && a.dp.dp.Lxc.CtAny != nil {
 			loaded.ctTCP, loaded.ctAny = a.dp.dp.Lxc.CtTcp.MaxEntries(), a.dp.dp.Lxc.CtAny.MaxEntries()
 		}
+		loaded.devices = a.opts.Devices
+		if a.dp.dp != nil && a.dp.dp.Masq != nil && a.dp.cfg.MasqEnabled != 0 {
+			if st, err := a.dp.dp.Masq.StatsRead(); err == nil {
+				loaded.masq = &st
+				s.Masquerade = &st
+			}
+			if l, err := a.dp.dp.Masq.NonMasqList(); err == nil {
+				loaded.nonMasq = len(l)
+			}
+		}
 		s.Features = features(loaded, a.cfg)
 		s.Peers = a.peerList()
 	}
@@ -76,6 +87,11 @@ type loadedState struct {
 	cfg          bpfconfig.Config
 	mtu          MTUs
 	ctTCP, ctAny uint32
+	// BPF masquerading: the devices, the counters (nil: not read) and the number
+	// of non-masquerade CIDRs.
+	devices []string
+	masq    *maps.MasqStats
+	nonMasq int
 }
 
 // features derives the `cilium status` feature lines from what was loaded; c adds
@@ -123,13 +139,29 @@ func features(l loadedState, c *config.Config) []Feature {
 		add("Routing", "Network: Native")
 		add("Native Routing CIDR", "%s", netip.PrefixFrom(netip.AddrFrom4(b.NativeRoutingCidr), int(b.NativeRoutingCidrLen)))
 	}
-	masq := "Disabled"
-	if why := asked("enable-bpf-masquerade"); why != "" {
-		masq += why
-	} else if why := asked("enable-ipv4-masquerade"); why != "" {
-		masq += why
+	switch {
+	case b.MasqEnabled != 0:
+		line := fmt.Sprintf("BPF [%s], ports %d-%d", strings.Join(l.devices, ", "), b.MasqPortMin, b.MasqPortMax)
+		if bpfobj.LxcRoutingMode(b.RoutingMode) == bpfobj.LxcRoutingModeROUTING_MODE_NATIVE {
+			line += ", outside " + netip.PrefixFrom(netip.AddrFrom4(b.NativeRoutingCidr), int(b.NativeRoutingCidrLen)).String()
+		} else {
+			line += ", outside the cluster"
+		}
+		if b.MasqIpMasqAgent != 0 {
+			line += fmt.Sprintf(", ip-masq-agent %s (%d non-masquerade CIDRs)", c.IPMasqAgentConfigPath, l.nonMasq)
+		}
+		if l.masq != nil {
+			line += fmt.Sprintf("; flows %d, replies %d, ICMP errors %d, no free port %d, failed %d",
+				l.masq.NewFlows, l.masq.Replies, l.masq.ICMPErrors, l.masq.NoPort, l.masq.Failed)
+		}
+		add("Masquerading", "%s", line)
+	case c.Masquerading() == config.MasqueradeLegacy:
+		add("Masquerading", "IPTables [nftables table ip %s in the node]", MasqTable)
+	case !c.EnableIPv4MasqueradeGiven:
+		add("Masquerading", "Disabled (enable-ipv4-masquerade not set: Cilium's default, true, would masquerade with iptables)")
+	default:
+		add("Masquerading", "Disabled")
 	}
-	add("Masquerading", "%s", masq)
 	add("MTU", "%d (device %s), pods %d", l.mtu.Device, l.mtu.UnderlayDevice, l.mtu.Route)
 	if lb {
 		mode := map[bpfobj.LxcLbMode]string{bpfobj.LxcLbModeLB_MODE_SNAT: "SNAT", bpfobj.LxcLbModeLB_MODE_DSR: "DSR",

@@ -16,6 +16,7 @@ import (
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
 	"podpath/datapath/config"
+	"podpath/datapath/maps"
 )
 
 const seedConfig = "../config/testdata/seed-002-kubectl-edit.txt"
@@ -35,7 +36,7 @@ func loadedFor(t *testing.T, file string) (loadedState, *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return loadedState{cfg: cfg, mtu: mtu, ctTCP: sizes.CTTCP, ctAny: sizes.CTAny}, c
+	return loadedState{cfg: cfg, mtu: mtu, ctTCP: sizes.CTTCP, ctAny: sizes.CTAny, devices: []string{"eth0"}}, c
 }
 
 func featureMap(fs []Feature) map[string]string {
@@ -59,7 +60,7 @@ func TestFeatures(t *testing.T) {
 			"Host Routing":         "BPF",
 			"Routing":              "Network: Tunnel [vxlan]",
 			"Tunnel Port":          "8472/udp",
-			"Masquerading":         "Disabled (enable-bpf-masquerade: True is set but not implemented)",
+			"Masquerading":         "BPF [eth0], ports 32768-60999, outside the cluster",
 			"MTU":                  "1500 (device eth0), pods 1450",
 			"Load Balancing":       "Mode: SNAT, Backend Selection: Random",
 			"Maglev":               "Disabled (bpf-lb-algorithm: random)",
@@ -73,7 +74,7 @@ func TestFeatures(t *testing.T) {
 			"KubeProxyReplacement": "True",
 			"Routing":              "Network: Native",
 			"Native Routing CIDR":  "10.244.0.0/16",
-			"Masquerading":         "Disabled",
+			"Masquerading":         "Disabled (enable-ipv4-masquerade not set: Cilium's default, true, would masquerade with iptables)",
 			"Maglev":               "table size 4093, seed set",
 			"KVStore":              "Disabled",
 			"MTU":                  "1500 (device eth0), pods 1500",
@@ -87,6 +88,11 @@ func TestFeatures(t *testing.T) {
 			l.cfg.HostRouting = uint32(bpfobj.LxcHostRoutingHOST_ROUTING_LEGACY)
 			l.cfg.TunnelProtocol = uint32(bpfobj.LxcTunnelProtocolTUNNEL_GENEVE)
 		}, map[string]string{"Host Routing": "Legacy", "Routing": "Network: Tunnel [geneve]"}},
+		{"BPF masquerading with its counters, as loaded", "../config/configs/vxlan.yaml", func(l *loadedState) {
+			l.cfg.MasqEnabled, l.cfg.MasqPortMin, l.cfg.MasqPortMax, l.cfg.MasqIpMasqAgent = 1, 40000, 40003, 1
+			l.masq = &maps.MasqStats{NewFlows: 5, Replies: 9, NoPort: 2}
+			l.nonMasq = 3
+		}, map[string]string{"Masquerading": "BPF [eth0], ports 40000-40003, outside the cluster, ip-masq-agent /etc/config/ip-masq-agent (3 non-masquerade CIDRs); flows 5, replies 9, ICMP errors 0, no free port 2, failed 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, c := loadedFor(t, tc.file)
@@ -130,7 +136,7 @@ func TestStatusCarriesConfigWarnings(t *testing.T) {
 			t.Errorf("%s: empty message", w.Key)
 		}
 	}
-	for _, k := range []string{"enable-bpf-masquerade", "enable-ipv4-masquerade", "kvstore", "identity-allocation-mode"} {
+	for _, k := range []string{"kvstore", "identity-allocation-mode"} {
 		if !slices.Contains(keys, k) {
 			t.Errorf("status JSON has no config warning for %s: %q", k, keys)
 		}

@@ -5,6 +5,7 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"podpath/datapath/maps"
 	"regexp"
 )
 
@@ -92,6 +93,9 @@ type Status struct {
 	// loaded (the BPF configuration, the maps' sizes, the MTU plan), not from the
 	// config text.
 	Features []Feature `json:"features"`
+	// Masquerade are the BPF masquerading counters (nil without BPF masquerading):
+	// DROP_MASQ_NO_PORT drops are NoPort.
+	Masquerade *maps.MasqStats `json:"masquerade,omitempty"`
 	// ConfigWarnings are the settings of the agent's cilium-config that podpath
 	// ignores, does differently or only partly (config.Report.Warnings).
 	ConfigWarnings []ConfigWarning `json:"configWarnings,omitempty"`

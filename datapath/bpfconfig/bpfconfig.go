@@ -119,6 +119,9 @@ var (
 //     bpf-lb-maglev-table-size and bpf-lb-maglev-hash-seed (an all-zero seed means
 //     maglev.DefaultSeed()), the default SNAT ports and conntrack lifetimes;
 //     with bpf-lb-sock also socket-LB (hostns-only: n.NetnsCookie).
+//   - BPF masquerading (config.MasqueradeBPF): masq_enabled, the port range of
+//     podpath-masquerade-port-range, enable-ip-masq-agent, and the conntrack
+//     lifetimes. Legacy (nftables) masquerading is the agent's, not the programs'.
 func Build(c *config.Config, n Node) (Config, error) {
 	if !n.IP.Is4() {
 		return Config{}, fmt.Errorf("build datapath config: node IP %v: want an IPv4 address", n.IP)
@@ -145,6 +148,10 @@ func Build(c *config.Config, n Node) (Config, error) {
 	if c.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, loadBalancer(&cfg, c)...)
 		errs = append(errs, socketLB(&cfg, c, n)...)
+	}
+	// config.Masquerading() == MasqueradeBPF, spelled out: the keys this reads.
+	if c.EnableIPv4Masquerade && c.EnableIPv4MasqueradeGiven && c.EnableBPFMasquerade {
+		masquerade(&cfg, c)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("build datapath config: %w", err)
@@ -228,6 +235,17 @@ func socketLB(cfg *Config, c *config.Config, n Node) []error {
 	return nil
 }
 
+// masquerade turns on BPF masquerading (bpf/lib/masq.h).
+func masquerade(cfg *Config, c *config.Config) {
+	cfg.MasqEnabled = 1
+	cfg.MasqPortMin, cfg.MasqPortMax = c.MasqPortMin, c.MasqPortMax
+	if c.EnableIPMasqAgent {
+		cfg.MasqIpMasqAgent = 1
+	}
+	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn = DefaultCTTimeoutTCP, DefaultCTTimeoutTCPSyn
+	cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = DefaultCTTimeoutTCPClosing, DefaultCTTimeoutAny
+}
+
 // Check reports values of cfg the programs would misread: enum values out of range,
 // a tunnel without its port, MTU, node IP or vxlan device, a load balancer without
 // its node IP or with a table size, port range or lifetime the datapath cannot use.
@@ -273,6 +291,7 @@ func Check(cfg Config) error {
 			bpfobj.LxcTunnelProtocolTUNNEL_NONE, bpfobj.LxcTunnelProtocolTUNNEL_VXLAN, bpfobj.LxcTunnelProtocolTUNNEL_GENEVE))
 	}
 	errs = append(errs, checkLB(cfg)...)
+	errs = append(errs, checkMasq(cfg)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid datapath config: %w", err)
 	}
@@ -304,6 +323,31 @@ func checkLB(cfg Config) []error {
 	}
 	if cfg.NodeIp == [4]uint8{} {
 		errs = append(errs, errors.New("load balancer without a node IP: NodePort frontends and SNAT use it"))
+	}
+	return errs
+}
+
+// checkMasq lists what is wrong with the masquerading fields of a masquerading cfg.
+func checkMasq(cfg Config) []error {
+	if cfg.MasqEnabled == 0 {
+		if cfg.MasqIpMasqAgent != 0 {
+			return []error{errors.New("ip-masq-agent without masquerading")}
+		}
+		return nil
+	}
+	var errs []error
+	if cfg.MasqEnabled != 1 || cfg.MasqIpMasqAgent > 1 {
+		errs = append(errs, fmt.Errorf("masq enabled %d, ip-masq-agent %d: want 0 or 1", cfg.MasqEnabled, cfg.MasqIpMasqAgent))
+	}
+	if cfg.MasqPortMin == 0 || cfg.MasqPortMax < cfg.MasqPortMin {
+		errs = append(errs, fmt.Errorf("masquerade ports %d-%d: want 1 <= min <= max", cfg.MasqPortMin, cfg.MasqPortMax))
+	}
+	if cfg.CtTimeoutTcp == 0 || cfg.CtTimeoutTcpSyn == 0 || cfg.CtTimeoutTcpClosing == 0 || cfg.CtTimeoutAny == 0 {
+		errs = append(errs, fmt.Errorf("conntrack timeouts %d/%d/%d/%d s (tcp/syn/closing/any): masquerading needs them all",
+			cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn, cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny))
+	}
+	if cfg.NodeIp == [4]uint8{} {
+		errs = append(errs, errors.New("masquerading without a node IP: devices without an address of their own use it"))
 	}
 	return errs
 }

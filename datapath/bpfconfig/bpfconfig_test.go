@@ -57,6 +57,13 @@ func lb(mode bpfobj.LxcLbMode, m uint32, seed [12]byte) func(*bpfconfig.Config) 
 	}
 }
 
+func masq(lo, hi uint16, agent uint8) func(*bpfconfig.Config) {
+	return func(c *bpfconfig.Config) {
+		c.MasqEnabled, c.MasqPortMin, c.MasqPortMax, c.MasqIpMasqAgent = 1, lo, hi, agent
+		c.CtTimeoutTcp, c.CtTimeoutTcpSyn, c.CtTimeoutTcpClosing, c.CtTimeoutAny = 21600, 60, 10, 60
+	}
+}
+
 func all(fs ...func(*bpfconfig.Config)) func(*bpfconfig.Config) {
 	return func(c *bpfconfig.Config) {
 		for _, f := range fs {
@@ -140,6 +147,15 @@ func TestBuild(t *testing.T) {
 			"bpf-lb-maglev-table-size", "509"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 509, def)))},
 		{"no kube-proxy replacement: the load balancer fields stay zero", with(nativeKeys, "bpf-lb-algorithm", "maglev"), nil, want(native)},
+		{"BPF masquerade: the default ports and lifetimes", with(nativeKeys, "enable-ipv4-masquerade", "true", "enable-bpf-masquerade", "true"), nil,
+			want(all(native, masq(32768, 60999, 0)))},
+		{"BPF masquerade with ip-masq-agent and a port range, tunnel", map[string]string{"enable-ipv4-masquerade": "true",
+			"enable-bpf-masquerade": "true", "enable-ip-masq-agent": "true", "podpath-masquerade-port-range": "40000,40003"}, nil,
+			want(all(vxlan, masq(40000, 40003, 1)))},
+		{"BPF masquerade with the load balancer", with(nativeKeys, "enable-ipv4-masquerade", "true", "enable-bpf-masquerade", "true", "kube-proxy-replacement", "true"), nil,
+			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), masq(32768, 60999, 0)))},
+		{"legacy masquerade: nothing in BPF (the agent's nftables)", with(nativeKeys, "enable-ipv4-masquerade", "true"), nil, want(native)},
+		{"BPF masquerade without enable-ipv4-masquerade: nothing", with(nativeKeys, "enable-bpf-masquerade", "true"), nil, want(native)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := testNode

@@ -18,6 +18,7 @@ type HostCtDir uint32
 const (
 	HostCtDirCT_SERVICE HostCtDir = 1
 	HostCtDirCT_REPLY   HostCtDir = 2
+	HostCtDirCT_EGRESS  HostCtDir = 3
 )
 
 type HostCtEntry struct {
@@ -42,6 +43,7 @@ const (
 	HostCtFlagsCT_F_SNAT        HostCtFlags = 16
 	HostCtFlagsCT_F_DSR         HostCtFlags = 32
 	HostCtFlagsCT_F_LOOPBACK    HostCtFlags = 64
+	HostCtFlagsCT_F_MASQ        HostCtFlags = 128
 )
 
 type HostCtKey struct {
@@ -92,6 +94,8 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
+	HostDropReasonDROP_MASQ_NO_PORT            HostDropReason = 40
+	HostDropReasonDROP_MASQ_FAILED             HostDropReason = 41
 	HostDropReasonDROP_HOST_SVC_UNTRANSLATED   HostDropReason = 60
 	HostDropReasonDROP_REASON_MAX              HostDropReason = 61
 )
@@ -206,6 +210,23 @@ type HostLbSlotKey struct {
 	Pad       uint16
 }
 
+type HostMasqCidrKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ip4       uint32
+}
+
+type HostMasqStat uint32
+
+const (
+	HostMasqStatMASQ_STAT_NEW      HostMasqStat = 0
+	HostMasqStatMASQ_STAT_NO_PORT  HostMasqStat = 1
+	HostMasqStatMASQ_STAT_FAILED   HostMasqStat = 2
+	HostMasqStatMASQ_STAT_REV      HostMasqStat = 3
+	HostMasqStatMASQ_STAT_ICMP_ERR HostMasqStat = 4
+	HostMasqStatMASQ_STAT_MAX      HostMasqStat = 5
+)
+
 type HostMonitorAggregation uint32
 
 const (
@@ -298,6 +319,11 @@ type HostPodpathConfig struct {
 	PadSock               uint16
 	PadSock2              uint32
 	LbSockHostNetnsCookie uint64
+	MasqEnabled           uint8
+	MasqIpMasqAgent       uint8
+	MasqPortMin           uint16
+	MasqPortMax           uint16
+	Pad3                  uint16
 }
 
 type HostRoutingMode uint32
@@ -328,6 +354,8 @@ const (
 	HostTraceLbTRACE_LB_REV_DSR     HostTraceLb = 6
 	HostTraceLbTRACE_LB_DSR_LEARNED HostTraceLb = 7
 	HostTraceLbTRACE_LB_FRAG_NEEDED HostTraceLb = 8
+	HostTraceLbTRACE_LB_MASQ        HostTraceLb = 9
+	HostTraceLbTRACE_LB_REV_MASQ    HostTraceLb = 10
 )
 
 type HostTraceRecord struct {
@@ -404,26 +432,30 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	HostMapCtAny           = "ct_any"
-	HostMapCtTcp           = "ct_tcp"
-	HostMapEndpoints       = "endpoints"
-	HostMapIpcache         = "ipcache"
-	HostMapLbBackendSlots  = "lb_backend_slots"
-	HostMapLbBackends      = "lb_backends"
-	HostMapLbMaglev        = "lb_maglev"
-	HostMapLbRevNat        = "lb_rev_nat"
-	HostMapLbServices      = "lb_services"
-	HostMapNodes           = "nodes"
-	HostMapSnat            = "snat"
-	HostMapTraceEvents     = "trace_events"
-	HostProgFromHostSvc    = "from_host_svc"
-	HostProgFromNetdev     = "from_netdev"
-	HostProgToNetdev       = "to_netdev"
-	HostVarCONFIG          = "CONFIG"
-	HostVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	HostVarPpBtfAnchor     = "pp_btf_anchor"
-	HostVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	HostVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	HostMapCtAny            = "ct_any"
+	HostMapCtTcp            = "ct_tcp"
+	HostMapEndpoints        = "endpoints"
+	HostMapIpcache          = "ipcache"
+	HostMapLbBackendSlots   = "lb_backend_slots"
+	HostMapLbBackends       = "lb_backends"
+	HostMapLbMaglev         = "lb_maglev"
+	HostMapLbRevNat         = "lb_rev_nat"
+	HostMapLbServices       = "lb_services"
+	HostMapMasqAddrs        = "masq_addrs"
+	HostMapMasqNonmasq      = "masq_nonmasq"
+	HostMapMasqStats        = "masq_stats"
+	HostMapNodes            = "nodes"
+	HostMapSnat             = "snat"
+	HostMapTraceEvents      = "trace_events"
+	HostProgFromHostSvc     = "from_host_svc"
+	HostProgFromNetdev      = "from_netdev"
+	HostProgToNetdev        = "to_netdev"
+	HostVarCONFIG           = "CONFIG"
+	HostVarGENEVE_TEST_OPT  = "GENEVE_TEST_OPT"
+	HostVarPpBtfAnchor      = "pp_btf_anchor"
+	HostVarPpBtfAnchorLb    = "pp_btf_anchor_lb"
+	HostVarPpBtfAnchorMaps  = "pp_btf_anchor_maps"
+	HostVarPpMasqStatAnchor = "pp_masq_stat_anchor"
 )
 
 // LoadHost returns the embedded CollectionSpec for Host.
@@ -486,6 +518,9 @@ type HostMapSpecs struct {
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	MasqAddrs      *ebpf.MapSpec `ebpf:"masq_addrs"`
+	MasqNonmasq    *ebpf.MapSpec `ebpf:"masq_nonmasq"`
+	MasqStats      *ebpf.MapSpec `ebpf:"masq_stats"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
@@ -495,11 +530,12 @@ type HostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG           *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT  *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor      *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb    *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps  *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpMasqStatAnchor *ebpf.VariableSpec `ebpf:"pp_masq_stat_anchor"`
 }
 
 // HostObjects contains all objects after they have been loaded into the kernel.
@@ -531,6 +567,9 @@ type HostMaps struct {
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	MasqAddrs      *ebpf.Map `ebpf:"masq_addrs"`
+	MasqNonmasq    *ebpf.Map `ebpf:"masq_nonmasq"`
+	MasqStats      *ebpf.Map `ebpf:"masq_stats"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
@@ -547,6 +586,9 @@ func (m *HostMaps) Close() error {
 		m.LbMaglev,
 		m.LbRevNat,
 		m.LbServices,
+		m.MasqAddrs,
+		m.MasqNonmasq,
+		m.MasqStats,
 		m.Nodes,
 		m.Snat,
 		m.TraceEvents,
@@ -557,11 +599,12 @@ func (m *HostMaps) Close() error {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG           *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT  *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor      *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb    *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps  *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpMasqStatAnchor *ebpf.Variable `ebpf:"pp_masq_stat_anchor"`
 }
 
 // HostPrograms contains all programs after they have been loaded into the kernel.

@@ -18,6 +18,7 @@ type LxcCtDir uint32
 const (
 	LxcCtDirCT_SERVICE LxcCtDir = 1
 	LxcCtDirCT_REPLY   LxcCtDir = 2
+	LxcCtDirCT_EGRESS  LxcCtDir = 3
 )
 
 type LxcCtEntry struct {
@@ -42,6 +43,7 @@ const (
 	LxcCtFlagsCT_F_SNAT        LxcCtFlags = 16
 	LxcCtFlagsCT_F_DSR         LxcCtFlags = 32
 	LxcCtFlagsCT_F_LOOPBACK    LxcCtFlags = 64
+	LxcCtFlagsCT_F_MASQ        LxcCtFlags = 128
 )
 
 type LxcCtKey struct {
@@ -92,6 +94,8 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
+	LxcDropReasonDROP_MASQ_NO_PORT            LxcDropReason = 40
+	LxcDropReasonDROP_MASQ_FAILED             LxcDropReason = 41
 	LxcDropReasonDROP_HOST_SVC_UNTRANSLATED   LxcDropReason = 60
 	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 61
 )
@@ -298,6 +302,11 @@ type LxcPodpathConfig struct {
 	PadSock               uint16
 	PadSock2              uint32
 	LbSockHostNetnsCookie uint64
+	MasqEnabled           uint8
+	MasqIpMasqAgent       uint8
+	MasqPortMin           uint16
+	MasqPortMax           uint16
+	Pad3                  uint16
 }
 
 type LxcRoutingMode uint32
@@ -328,6 +337,8 @@ const (
 	LxcTraceLbTRACE_LB_REV_DSR     LxcTraceLb = 6
 	LxcTraceLbTRACE_LB_DSR_LEARNED LxcTraceLb = 7
 	LxcTraceLbTRACE_LB_FRAG_NEEDED LxcTraceLb = 8
+	LxcTraceLbTRACE_LB_MASQ        LxcTraceLb = 9
+	LxcTraceLbTRACE_LB_REV_MASQ    LxcTraceLb = 10
 )
 
 type LxcTraceRecord struct {

@@ -18,6 +18,7 @@ type OverlayCtDir uint32
 const (
 	OverlayCtDirCT_SERVICE OverlayCtDir = 1
 	OverlayCtDirCT_REPLY   OverlayCtDir = 2
+	OverlayCtDirCT_EGRESS  OverlayCtDir = 3
 )
 
 type OverlayCtEntry struct {
@@ -42,6 +43,7 @@ const (
 	OverlayCtFlagsCT_F_SNAT        OverlayCtFlags = 16
 	OverlayCtFlagsCT_F_DSR         OverlayCtFlags = 32
 	OverlayCtFlagsCT_F_LOOPBACK    OverlayCtFlags = 64
+	OverlayCtFlagsCT_F_MASQ        OverlayCtFlags = 128
 )
 
 type OverlayCtKey struct {
@@ -92,6 +94,8 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
+	OverlayDropReasonDROP_MASQ_NO_PORT            OverlayDropReason = 40
+	OverlayDropReasonDROP_MASQ_FAILED             OverlayDropReason = 41
 	OverlayDropReasonDROP_HOST_SVC_UNTRANSLATED   OverlayDropReason = 60
 	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 61
 )
@@ -298,6 +302,11 @@ type OverlayPodpathConfig struct {
 	PadSock               uint16
 	PadSock2              uint32
 	LbSockHostNetnsCookie uint64
+	MasqEnabled           uint8
+	MasqIpMasqAgent       uint8
+	MasqPortMin           uint16
+	MasqPortMax           uint16
+	Pad3                  uint16
 }
 
 type OverlayRoutingMode uint32
@@ -328,6 +337,8 @@ const (
 	OverlayTraceLbTRACE_LB_REV_DSR     OverlayTraceLb = 6
 	OverlayTraceLbTRACE_LB_DSR_LEARNED OverlayTraceLb = 7
 	OverlayTraceLbTRACE_LB_FRAG_NEEDED OverlayTraceLb = 8
+	OverlayTraceLbTRACE_LB_MASQ        OverlayTraceLb = 9
+	OverlayTraceLbTRACE_LB_REV_MASQ    OverlayTraceLb = 10
 )
 
 type OverlayTraceRecord struct {

@@ -50,6 +50,8 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
+	ProbeDropReasonDROP_MASQ_NO_PORT            ProbeDropReason = 40
+	ProbeDropReasonDROP_MASQ_FAILED             ProbeDropReason = 41
 	ProbeDropReasonDROP_HOST_SVC_UNTRANSLATED   ProbeDropReason = 60
 	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 61
 )
@@ -149,6 +151,11 @@ type ProbePodpathConfig struct {
 	PadSock               uint16
 	PadSock2              uint32
 	LbSockHostNetnsCookie uint64
+	MasqEnabled           uint8
+	MasqIpMasqAgent       uint8
+	MasqPortMin           uint16
+	MasqPortMax           uint16
+	Pad3                  uint16
 }
 
 type ProbeRoutingMode uint32
@@ -179,6 +186,8 @@ const (
 	ProbeTraceLbTRACE_LB_REV_DSR     ProbeTraceLb = 6
 	ProbeTraceLbTRACE_LB_DSR_LEARNED ProbeTraceLb = 7
 	ProbeTraceLbTRACE_LB_FRAG_NEEDED ProbeTraceLb = 8
+	ProbeTraceLbTRACE_LB_MASQ        ProbeTraceLb = 9
+	ProbeTraceLbTRACE_LB_REV_MASQ    ProbeTraceLb = 10
 )
 
 type ProbeTraceRecord struct {

@@ -18,6 +18,7 @@ type SockCtDir uint32
 const (
 	SockCtDirCT_SERVICE SockCtDir = 1
 	SockCtDirCT_REPLY   SockCtDir = 2
+	SockCtDirCT_EGRESS  SockCtDir = 3
 )
 
 type SockCtEntry struct {
@@ -42,6 +43,7 @@ const (
 	SockCtFlagsCT_F_SNAT        SockCtFlags = 16
 	SockCtFlagsCT_F_DSR         SockCtFlags = 32
 	SockCtFlagsCT_F_LOOPBACK    SockCtFlags = 64
+	SockCtFlagsCT_F_MASQ        SockCtFlags = 128
 )
 
 type SockCtKey struct {
@@ -92,6 +94,8 @@ const (
 	SockDropReasonDROP_DSR_OPT_FAILED          SockDropReason = 31
 	SockDropReasonDROP_FRAG_NEEDED_UNANSWERED  SockDropReason = 32
 	SockDropReasonDROP_SPOOFED_SOURCE          SockDropReason = 33
+	SockDropReasonDROP_MASQ_NO_PORT            SockDropReason = 40
+	SockDropReasonDROP_MASQ_FAILED             SockDropReason = 41
 	SockDropReasonDROP_HOST_SVC_UNTRANSLATED   SockDropReason = 60
 	SockDropReasonDROP_REASON_MAX              SockDropReason = 61
 )
@@ -316,6 +320,11 @@ type SockPodpathConfig struct {
 	PadSock               uint16
 	PadSock2              uint32
 	LbSockHostNetnsCookie uint64
+	MasqEnabled           uint8
+	MasqIpMasqAgent       uint8
+	MasqPortMin           uint16
+	MasqPortMax           uint16
+	Pad3                  uint16
 }
 
 type SockRoutingMode uint32
@@ -346,6 +355,8 @@ const (
 	SockTraceLbTRACE_LB_REV_DSR     SockTraceLb = 6
 	SockTraceLbTRACE_LB_DSR_LEARNED SockTraceLb = 7
 	SockTraceLbTRACE_LB_FRAG_NEEDED SockTraceLb = 8
+	SockTraceLbTRACE_LB_MASQ        SockTraceLb = 9
+	SockTraceLbTRACE_LB_REV_MASQ    SockTraceLb = 10
 )
 
 type SockTraceRecord struct {

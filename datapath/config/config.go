@@ -209,6 +209,20 @@ type Config struct {
 	// LBSock is bpf-lb-sock (socket-LB); LBSockHostnsOnly bpf-lb-sock-hostns-only.
 	LBSock           bool
 	LBSockHostnsOnly bool
+	// EnableIPv4MasqueradeGiven says enable-ipv4-masquerade was set: podpath
+	// masquerades only then (Masquerading()).
+	EnableIPv4MasqueradeGiven bool
+	// EnableIPMasqAgent is enable-ip-masq-agent: destinations in the ip-masq-agent
+	// config's nonMasqueradeCIDRs (read from IPMasqAgentConfigPath) are not
+	// masqueraded (BPF masquerading only).
+	EnableIPMasqAgent     bool
+	IPMasqAgentConfigPath string
+	// NATGlobalMax is bpf-nat-global-max: the entries of the snat map (NodePort SNAT
+	// and BPF masquerading).
+	NATGlobalMax int
+	// MasqPortMin and MasqPortMax are podpath-masquerade-port-range: the source
+	// ports (ICMP echo identifiers) BPF masquerading hands out, inclusive.
+	MasqPortMin, MasqPortMax uint16
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -238,10 +252,52 @@ func Default() *Config {
 		CTAnyMax:                262144,
 		ClusterName:             "default",
 		EnableIPv4Masquerade:    true,
+		IPMasqAgentConfigPath:   DefaultIPMasqAgentConfigPath,
+		NATGlobalMax:            524288,
+		MasqPortMin:             DefaultMasqPortMin,
+		MasqPortMax:             DefaultMasqPortMax,
 		Raw:                     map[string]string{},
 	}
 	copy(c.MaglevHashSeed[:], seed)
 	return c
+}
+
+// Masquerading modes (Config.Masquerading), spelled as cilium status prints them.
+const (
+	MasqueradeOff    = ""         // nothing is masqueraded
+	MasqueradeBPF    = "BPF"      // bpf_host's to-netdev (bpf/lib/masq.h)
+	MasqueradeLegacy = "IPTables" // nftables masquerade rules the agent installs in the node
+)
+
+// DefaultIPMasqAgentConfigPath is where Cilium reads the ip-masq-agent config
+// (ip-masq-agent-config-path): the ip-masq-agent ConfigMap's key "config" mounted
+// at /etc/config.
+const DefaultIPMasqAgentConfigPath = "/etc/config/ip-masq-agent"
+
+// The default masquerade source ports: the kernel's default ephemeral range
+// (net.ipv4.ip_local_port_range). Cilium hands out 32768-65535 (NODEPORT_PORT_MIN_NAT
+// .. NODEPORT_PORT_MAX_NAT) to NodePort SNAT and masquerading alike; podpath keeps
+// 61000-65535 for NodePort SNAT (bpfconfig.DefaultSNATPortMin), so the two ranges
+// do not overlap (they share the snat map, which would keep them apart anyway).
+const (
+	DefaultMasqPortMin = 32768
+	DefaultMasqPortMax = 60999
+)
+
+// Masquerading says how pods' traffic leaving the cluster is masqueraded:
+// MasqueradeBPF with enable-ipv4-masquerade and enable-bpf-masquerade true,
+// MasqueradeLegacy with enable-ipv4-masquerade true and enable-bpf-masquerade false,
+// MasqueradeOff otherwise, and also while enable-ipv4-masquerade is absent: Cilium's
+// default is true, but podpath masquerades only when the key says so (a notice says
+// it).
+func (c *Config) Masquerading() string {
+	if !c.EnableIPv4Masquerade || !c.EnableIPv4MasqueradeGiven {
+		return MasqueradeOff
+	}
+	if c.EnableBPFMasquerade {
+		return MasqueradeBPF
+	}
+	return MasqueradeLegacy
 }
 
 // Clone returns a deep copy of c.
@@ -273,9 +329,27 @@ func (c *Config) Summary() []string {
 	s = append(s, "Auto direct node routes: "+onOff(c.AutoDirectNodeRoutes))
 	s = append(s, "Host Routing: "+string(c.HostRouting))
 
-	// podpath does not masquerade, whatever enable-ipv4-masquerade and
-	// enable-bpf-masquerade say (their warnings say so).
-	s = append(s, "Masquerading: Disabled")
+	switch m := c.Masquerading(); m {
+	case MasqueradeOff:
+		if c.EnableIPv4MasqueradeGiven {
+			s = append(s, "Masquerading: Disabled")
+		} else {
+			s = append(s, "Masquerading: Disabled (enable-ipv4-masquerade not set: Cilium's default, true, would masquerade with iptables)")
+		}
+	case MasqueradeBPF:
+		line := fmt.Sprintf("Masquerading: BPF, ports %d-%d", c.MasqPortMin, c.MasqPortMax)
+		if c.RoutingMode == RoutingNative {
+			line += ", outside " + c.NativeRoutingCIDR.String()
+		} else {
+			line += ", outside the cluster"
+		}
+		if c.EnableIPMasqAgent {
+			line += ", ip-masq-agent " + c.IPMasqAgentConfigPath
+		}
+		s = append(s, line)
+	default:
+		s = append(s, "Masquerading: "+m+" (nftables in the node)")
+	}
 
 	lb := "Load balancing: Mode: " + strings.ToUpper(string(c.LBMode))
 	if c.LBMode.UsesDSR() {

@@ -18,8 +18,6 @@ func TestSeedWarnings(t *testing.T) {
 		"bpf-map-dynamic-size-ratio": "never from a fraction of memory",
 		"debug":                      "logs at info level",
 		"enable-bpf-clock-probe":     "bpf_ktime_get_ns",
-		"enable-bpf-masquerade":      `"True" is not implemented: pods reach destinations outside the cluster with their own addresses (no masquerading)`,
-		"enable-ipv4-masquerade":     `"True" is not implemented: pods reach destinations outside the cluster with their own addresses`,
 		"etcd-config":                "podpath contacts no kvstore",
 		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's name",
 		"kvstore":                    `"etcd" is not implemented: no kvstore is contacted: identities are allocated by each agent`,
@@ -67,10 +65,12 @@ func TestWarnings(t *testing.T) {
 		key  string
 		warn bool
 	}{
-		{"bpf masquerade on", map[string]string{"enable-bpf-masquerade": "true"}, "enable-bpf-masquerade", true},
-		{"bpf masquerade off: what podpath does", map[string]string{"enable-bpf-masquerade": "false"}, "enable-bpf-masquerade", false},
-		{"ipv4 masquerade on (Cilium's default, not podpath's)", map[string]string{"enable-ipv4-masquerade": "true"}, "enable-ipv4-masquerade", true},
+		{"bpf masquerade on: read", map[string]string{"enable-bpf-masquerade": "true", "enable-ipv4-masquerade": "true"}, "enable-bpf-masquerade", false},
+		{"bpf masquerade on without masquerading", map[string]string{"enable-bpf-masquerade": "true", "enable-ipv4-masquerade": "false"}, "enable-bpf-masquerade", true},
+		{"ipv4 masquerade on: read (nftables)", map[string]string{"enable-ipv4-masquerade": "true"}, "enable-ipv4-masquerade", false},
 		{"ipv4 masquerade off", map[string]string{"enable-ipv4-masquerade": "False"}, "enable-ipv4-masquerade", false},
+		{"ip-masq-agent without BPF masquerading", map[string]string{"enable-ip-masq-agent": "true", "enable-ipv4-masquerade": "true"}, "enable-ip-masq-agent", true},
+		{"ip-masq-agent with BPF masquerading", map[string]string{"enable-ip-masq-agent": "true", "enable-ipv4-masquerade": "true", "enable-bpf-masquerade": "true"}, "enable-ip-masq-agent", false},
 		{"kvstore etcd", map[string]string{"kvstore": "etcd"}, "kvstore", true},
 		{"kvstore empty", map[string]string{"kvstore": ""}, "kvstore", false},
 		{"identities in CRDs: podpath creates none either", map[string]string{"identity-allocation-mode": "crd"}, "identity-allocation-mode", true},

@@ -129,12 +129,13 @@ func TestParseSeed(t *testing.T) {
 			want.MapDynamicSizeRatio = 0.0025
 			want.Debug = true
 			want.EnableBPFMasquerade = true
+			want.EnableIPv4MasqueradeGiven = true
 			want.Raw = seedData
 			assertConfig(t, c, want)
 
 			// The warnings are TestSeedWarnings' business.
 			ignored := []string{"cgroup-root", "clean-cilium-bpf-state", "clean-cilium-state",
-				"custom-cni-conf", "disable-cnp-status-updates", "enable-ip-masq-agent",
+				"custom-cni-conf", "disable-cnp-status-updates",
 				"enable-ipv6-masquerade", "enable-remote-node-identity", "enable-well-known-identities",
 				"ipam", "operator-api-serve-addr", "preallocate-bpf-maps", "sidecar-istio-proxy-image"}
 			for _, k := range ignored {
@@ -218,6 +219,7 @@ func TestParseForms(t *testing.T) {
 				want.MapDynamicSizeRatio = 0.0025
 				want.ClusterName = "lab"
 				want.EnableBPFMasquerade = true
+				want.EnableIPv4MasqueradeGiven = true
 				want.MonitorAggregation = AggregationMedium
 				want.MonitorAggregationFlags = 0xff
 				want.MTU = 9000

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"maps"
@@ -275,7 +276,22 @@ func (v *resolver) scalars() {
 	}
 	v.boolean("debug", &c.Debug)
 	v.boolean("enable-bpf-masquerade", &c.EnableBPFMasquerade)
-	v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
+	c.EnableIPv4MasqueradeGiven = v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
+	v.boolean("enable-ip-masq-agent", &c.EnableIPMasqAgent)
+	if s, ok := v.get("ip-masq-agent-config-path"); ok {
+		c.IPMasqAgentConfigPath = s
+	}
+	if n, ok := v.integer("bpf-nat-global-max", fmt.Sprintf("%d..%d", ctMin, ctMax)); ok {
+		c.NATGlobalMax = n
+	}
+	if s, ok := v.get("podpath-masquerade-port-range"); ok {
+		lo, hi, err := parsePortRange(s)
+		if err != nil {
+			v.fail("podpath-masquerade-port-range", "is not a port range: want \"min,max\" with 1 <= min <= max <= 65535 (%v)", err)
+		} else {
+			c.MasqPortMin, c.MasqPortMax = lo, hi
+		}
+	}
 	v.boolean("bpf-lb-sock", &c.LBSock)
 	v.boolean("bpf-lb-sock-hostns-only", &c.LBSockHostnsOnly)
 
@@ -653,12 +669,36 @@ func (v *resolver) dsrDispatch() bool {
 
 func (v *resolver) masquerading() {
 	c := v.c
+	if c.EnableIPMasqAgent && c.Masquerading() != MasqueradeBPF && !v.bad["enable-ip-masq-agent"] {
+		v.r.warn("enable-ip-masq-agent", "true has no effect: the ip-masq-agent CIDRs apply to BPF masquerading only (enable-ipv4-masquerade and enable-bpf-masquerade true), and masquerading here is %q", cmp.Or(c.Masquerading(), "off"))
+	}
 	_, bpfSet := v.data["enable-bpf-masquerade"]
 	if bpfSet && c.EnableBPFMasquerade && !c.EnableIPv4Masquerade && !v.bad["enable-ipv4-masquerade"] {
 		v.r.warn("enable-bpf-masquerade", "true has no effect: enable-ipv4-masquerade is false, so nothing is masqueraded")
 	}
-	if c.HostRouting == HostRoutingBPF && c.EnableIPv4Masquerade && !c.EnableBPFMasquerade &&
+	if c.HostRouting == HostRoutingBPF && c.EnableIPv4Masquerade && !c.EnableBPFMasquerade && !c.EnableIPv4MasqueradeGiven &&
 		!v.bad["enable-host-legacy-routing"] && !v.bad["enable-bpf-masquerade"] && !v.bad["enable-ipv4-masquerade"] {
 		v.r.warn("enable-host-legacy-routing", "Cilium would fall back to legacy host routing here (\"BPF host routing requires enable-bpf-masquerade\": enable-ipv4-masquerade is on, Cilium's default, and done by iptables); podpath keeps BPF host routing and masquerades nothing: set enable-ipv4-masquerade: false (what podpath does), or enable-host-legacy-routing: true, to match Cilium")
 	}
+}
+
+// parsePortRange parses "min,max" (or "min-max"), 1 <= min <= max <= 65535.
+func parsePortRange(s string) (uint16, uint16, error) {
+	sep := ","
+	if !strings.Contains(s, sep) {
+		sep = "-"
+	}
+	a, b, ok := strings.Cut(s, sep)
+	if !ok {
+		return 0, 0, fmt.Errorf("no %q between min and max", ",")
+	}
+	lo, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	hi, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("not two decimal ports")
+	}
+	if lo == 0 || hi < lo {
+		return 0, 0, fmt.Errorf("want 1 <= min <= max")
+	}
+	return uint16(lo), uint16(hi), nil
 }

@@ -84,6 +84,10 @@ func TestValidators(t *testing.T) {
 		{key: "enable-bpf-masquerade", value: "True", check: func(c *Config) bool { return c.EnableBPFMasquerade }},
 		{key: "enable-bpf-masquerade", value: "maybe", wantErr: `enable-bpf-masquerade: "maybe" is not a boolean: want true or false (Cilium also accepts True, False, TRUE, FALSE, 1, 0)`},
 		{key: "enable-ipv4-masquerade", value: "false", check: func(c *Config) bool { return !c.EnableIPv4Masquerade }},
+		{key: "podpath-masquerade-port-range", value: "40000,40003", check: func(c *Config) bool { return c.MasqPortMin == 40000 && c.MasqPortMax == 40003 }},
+		{key: "podpath-masquerade-port-range", value: "40003,40000", wantErr: `podpath-masquerade-port-range: "40003,40000" is not a port range: want "min,max" with 1 <= min <= max <= 65535 (want 1 <= min <= max)`},
+		{key: "bpf-nat-global-max", value: "65536", check: func(c *Config) bool { return c.NATGlobalMax == 65536 }},
+		{key: "ip-masq-agent-config-path", value: "/tmp/x", check: func(c *Config) bool { return c.IPMasqAgentConfigPath == "/tmp/x" }},
 		{key: "enable-ipv4-masquerade", value: "sometimes", wantErr: `enable-ipv4-masquerade: "sometimes" is not a boolean: want true or false (Cilium also accepts True, False, TRUE, FALSE, 1, 0)`},
 		// monitor-aggregation
 		{key: "monitor-aggregation", value: "none", check: func(c *Config) bool { return c.MonitorAggregation == AggregationNone }},
@@ -481,8 +485,9 @@ func TestKnownKeys(t *testing.T) {
 	}
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-lb-algorithm",
 		"bpf-lb-dsr-dispatch", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only",
-		"enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
-		"monitor-aggregation", "mtu", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
+		"bpf-nat-global-max", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4", "enable-ipv4-masquerade",
+		"enable-ipv6", "ip-masq-agent-config-path", "ipv4-native-routing-cidr", "kube-proxy-replacement", "monitor-aggregation", "mtu",
+		"podpath-masquerade-port-range", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}
@@ -500,6 +505,7 @@ func TestKnownKeys(t *testing.T) {
 		}
 		c.Raw = Default().Raw
 		c.MaglevHashSeedSet, c.KubeProxyReplacementGiven = false, "" // record that the key was given
+		c.EnableIPv4MasqueradeGiven = false
 		if name != "tunnel" && !reflect.DeepEqual(c, Default()) {
 			t.Errorf("%s: %q resolves to %+v, not Default()", name, k.Default, c)
 		}
@@ -517,7 +523,7 @@ func TestSummary(t *testing.T) {
 		"Tunnel port: 8472/udp",
 		"Auto direct node routes: Disabled",
 		"Host Routing: BPF",
-		"Masquerading: Disabled",
+		"Masquerading: BPF, ports 32768-60999, outside the cluster",
 		"Load balancing: Mode: SNAT, Backend Selection: Random",
 		"Monitor aggregation: medium",
 		"MTU: auto",

@@ -115,6 +115,8 @@ type Datapath struct {
 	LB *maps.LB
 	// TraceEvents is the shared trace ring buffer (trace.NewReader).
 	TraceEvents *ebpf.Map
+	// Masq are bpf_host's masquerading maps.
+	Masq *maps.Masq
 }
 
 // LoadDatapath probes the kernel for the features the datapath needs, then loads
@@ -221,6 +223,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		MaglevTableSize: maglevTableSize(cfg),
 	}
 	d.TraceEvents = d.Lxc.TraceEvents
+	d.Masq = &maps.Masq{NonMasq: d.Host.MasqNonmasq, Addrs: d.Host.MasqAddrs, Stats: d.Host.MasqStats}
 	return d, nil
 }
 
@@ -232,7 +235,8 @@ func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg bpfconfig.Config) err
 	}
 	if cfg.LbEnabled == 0 {
 		for _, name := range lruMaps {
-			if sizes[name] == 0 {
+			// BPF masquerading keeps its entries in the snat map.
+			if sizes[name] == 0 && (name != MapSNAT || cfg.MasqEnabled == 0) {
 				sizes[name] = 1
 			}
 		}
@@ -303,7 +307,7 @@ func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
-		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev} {
+		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

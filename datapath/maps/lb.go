@@ -610,6 +610,8 @@ const (
 	CTService = CTDir(bpfobj.LxcCtDirCT_SERVICE)
 	// CTReply entries key the backend's replies as they reach the node.
 	CTReply = CTDir(bpfobj.LxcCtDirCT_REPLY)
+	// CTEgress entries (snat map) key a masqueraded flow as the pod sends it.
+	CTEgress = CTDir(bpfobj.LxcCtDirCT_EGRESS)
 )
 
 // String names the direction from BTF: "reply" for CT_REPLY.
@@ -626,6 +628,7 @@ const (
 	CTSNAT        = CTFlags(bpfobj.LxcCtFlagsCT_F_SNAT)
 	CTDSR         = CTFlags(bpfobj.LxcCtFlagsCT_F_DSR)
 	CTLoopback    = CTFlags(bpfobj.LxcCtFlagsCT_F_LOOPBACK)
+	CTMasq        = CTFlags(bpfobj.LxcCtFlagsCT_F_MASQ)
 )
 
 // String names the flags from BTF, "syn-seen|established" for

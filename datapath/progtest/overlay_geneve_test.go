@@ -286,6 +286,8 @@ func TestGeneveDecapFixtures(t *testing.T) {
 	ceDelivered.tos = 0x03
 	ttl1 := setTTL(inner.icmpEcho(), 1)
 
+	nodePlain := fromUnderlay(podBIP)
+	nodePlain.src = node2IP
 	fixtures := []testrun.Fixture{
 		e.fixture(f.eth0, testrun.Fixture{Name: "icmp for pod B: decapsulated and delivered",
 			Input: gnv(good, inner.icmpEcho()), Verdict: testrun.Redirect, Output: delivered.icmpEcho()},
@@ -342,9 +344,12 @@ func TestGeneveDecapFixtures(t *testing.T) {
 			Input: gnv(mod(func(o *outer) { o.dport = 6082 }), inner.icmpEcho())}, fromNetdev("VERDICT_PASS", "PASS_TO_HOST")),
 		e.fixture(f.eth0, testrun.Fixture{Name: "geneve for another node is not ours", Verdict: testrun.Next,
 			Input: gnv(mod(func(o *outer) { o.dst = node3IP }), inner.icmpEcho())}, fromNetdev("VERDICT_PASS", "PASS_NOT_ENDPOINT")),
-		e.fixture(f.eth0, testrun.Fixture{Name: "native traffic for a local pod still arrives", Verdict: testrun.Redirect,
-			Input: fromUnderlay(podBIP).icmpEcho(), Output: fromUnderlay(podBIP).routed(lxcBMAC, podBMAC).icmpEcho()},
+		e.fixture(f.eth0, testrun.Fixture{Name: "a node's plain traffic for a local pod still arrives", Verdict: testrun.Redirect,
+			Input: nodePlain.icmpEcho(), Output: nodePlain.routed(lxcBMAC, podBMAC).icmpEcho()},
 			want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_REDIRECT_PEER", target: lxcBIfindex}),
+		// A remote pod's packets only ever arrive encapsulated in tunnel mode.
+		e.fixture(f.eth0, testrun.Fixture{Name: "a remote pod's plain packet is forged", Verdict: testrun.Shot,
+			Input: fromUnderlay(podBIP).icmpEcho()}, want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_DROP", drop: "DROP_SPOOFED_SOURCE"}),
 	}
 	// Cut points through the headers, lengths fixed so only the cut is wrong (test-run
 	// refuses IPv4 frames under 34 bytes, so the shortest is a cut UDP header).

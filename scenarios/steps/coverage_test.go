@@ -219,6 +219,24 @@ type witness struct {
 // value), the catalog check that shows it in effect, from outside the agent's own
 // report: the wire, the kernel's tables, the BPF maps against the spec.
 var configWitnesses = map[string]witness{
+	// Masquerading (issue 11).
+	"enable-ipv4-masquerade=true": {checks: []checkRef{
+		{"masquerade", "masquerade-egress", "on %s's uplink the source %s"},
+		{"masquerade", "masquerade-mode", "the nftables masquerade rule counted the flows"}}},
+	"ipv4-native-routing-cidr=10.0.0.0/8": {checks: []checkRef{
+		{"masquerade", "masquerade-egress", "on %s's uplink the source %s"}}},
+	"enable-bpf-masquerade=true": {checks: []checkRef{
+		{"masquerade", "masquerade-mode", "nftables masqueraded nothing (counter 0)"},
+		{"masquerade", "masquerade-mode", "BPF masquerading counted the flows"}}},
+	"enable-bpf-masquerade=false": {checks: []checkRef{
+		{"masquerade", "masquerade-mode", "the nftables masquerade rule counted the flows"}}},
+	"enable-ip-masq-agent=true": {checks: []checkRef{
+		{"masquerade", "masquerade-egress", "on %s's uplink the source %s"}}},
+	"ip-masq-agent-config-path=ip-masq-agent": {checks: []checkRef{
+		{"masquerade", "masquerade-egress", "the server sees %s"}}},
+	"podpath-masquerade-port-range=40000,40003": {checks: []checkRef{
+		{"masquerade", "masquerade-exhaustion", "%d answered (the range's ports)"},
+		{"masquerade", "masquerade-exhaustion", "the rest dropped at to-netdev with DROP_MASQ_NO_PORT"}}},
 	"routing-mode=native": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
 	"routing-mode=tunnel": {checks: []checkRef{
