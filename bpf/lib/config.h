@@ -82,6 +82,10 @@ struct podpath_config {
 	__u32 ct_timeout_tcp_syn;     /* TCP that has only seen SYNs */
 	__u32 ct_timeout_tcp_closing; /* TCP after a FIN or RST */
 	__u32 ct_timeout_any;         /* UDP */
+	/* Service semantics (issue 12, lb_reject.h, lb.h). */
+	__u8  lb_no_backend_reject;   /* service-no-backend-response: 1 reject (RST / ICMP), 0 drop */
+	__u8  lb_source_range_check;  /* enable-svc-source-range-check: loadBalancerSourceRanges enforced */
+	__u16 _pad3;
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */

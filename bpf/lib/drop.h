@@ -45,6 +45,11 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	/* Service semantics (issue 12: ETP/ITP Local, source ranges, reject): 50-59. */
+	DROP_SVC_NO_LOCAL_BACKEND    = 50, /* externalTrafficPolicy or internalTrafficPolicy Local: no backend on this node */
+	DROP_SVC_SOURCE_RANGE        = 51, /* loadBalancerSourceRanges: the client is in none of the service's ranges */
+	DROP_SVC_REJECT_FAILED       = 52, /* service-no-backend-response=reject, but no answer could be built
+					    * (IPv4 options, helper failure) */
 	__DROP_REASON_MAX,
 };
 

@@ -87,6 +87,9 @@ enum trace_lb {
 				   * flow was recorded; lb.orig_daddr/orig_dport hold the service */
 	TRACE_LB_FRAG_NEEDED = 8, /* too big for the way to the backend once the DSR option or the
 				   * tunnel headers are added: answered with ICMP frag-needed */
+	/* Service semantics (issue 12). */
+	TRACE_LB_REJECT = 9, /* a new flow to a service without backends answered with TCP RST or
+			      * ICMP port unreachable (service-no-backend-response=reject) */
 };
 
 /* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */
@@ -96,6 +99,9 @@ enum trace_ct {
 				   * its backend deleted): a backend was selected */
 	TRACE_CT_ESTABLISHED = 2, /* a live entry: its backend is kept */
 	TRACE_CT_REPLY       = 3, /* a live reply entry (conntrack or SNAT map) */
+	/* Service semantics (issue 12). */
+	TRACE_CT_AFFINITY    = 4, /* no usable entry, the backend came from the client's live
+				   * session affinity entry (sessionAffinity ClientIP) */
 };
 
 /* Load-balancer part of a summary. */

@@ -50,7 +50,10 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
+	ProbeDropReasonDROP_SVC_NO_LOCAL_BACKEND    ProbeDropReason = 50
+	ProbeDropReasonDROP_SVC_SOURCE_RANGE        ProbeDropReason = 51
+	ProbeDropReasonDROP_SVC_REJECT_FAILED       ProbeDropReason = 52
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 53
 )
 
 type ProbeHostRouting uint32
@@ -142,6 +145,9 @@ type ProbePodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	LbNoBackendReject    uint8
+	LbSourceRangeCheck   uint8
+	Pad3                 uint16
 }
 
 type ProbeRoutingMode uint32
@@ -158,6 +164,7 @@ const (
 	ProbeTraceCtTRACE_CT_NEW         ProbeTraceCt = 1
 	ProbeTraceCtTRACE_CT_ESTABLISHED ProbeTraceCt = 2
 	ProbeTraceCtTRACE_CT_REPLY       ProbeTraceCt = 3
+	ProbeTraceCtTRACE_CT_AFFINITY    ProbeTraceCt = 4
 )
 
 type ProbeTraceLb uint32
@@ -172,6 +179,7 @@ const (
 	ProbeTraceLbTRACE_LB_REV_DSR     ProbeTraceLb = 6
 	ProbeTraceLbTRACE_LB_DSR_LEARNED ProbeTraceLb = 7
 	ProbeTraceLbTRACE_LB_FRAG_NEEDED ProbeTraceLb = 8
+	ProbeTraceLbTRACE_LB_REJECT      ProbeTraceLb = 9
 )
 
 type ProbeTraceRecord struct {

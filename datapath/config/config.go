@@ -206,6 +206,13 @@ type Config struct {
 	Debug                bool
 	EnableBPFMasquerade  bool
 	EnableIPv4Masquerade bool
+	// Service semantics (issue 12).
+	// ServiceNoBackendReject is service-no-backend-response=reject: a new flow to a
+	// service without backends gets a TCP RST or ICMP port unreachable, else a drop.
+	ServiceNoBackendReject bool
+	// SvcSourceRangeCheck is enable-svc-source-range-check: loadBalancerSourceRanges
+	// are enforced.
+	SvcSourceRangeCheck bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -235,6 +242,8 @@ func Default() *Config {
 		CTAnyMax:                262144,
 		ClusterName:             "default",
 		EnableIPv4Masquerade:    true,
+		ServiceNoBackendReject:  true,
+		SvcSourceRangeCheck:     true,
 		Raw:                     map[string]string{},
 	}
 	copy(c.MaglevHashSeed[:], seed)
