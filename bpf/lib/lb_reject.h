@@ -110,7 +110,7 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct parsed 
 	struct lb_reject_scratch *b;
 	__u32 zero = 0;
 
-	/* (written fields: see the scenarios README) */
+	/* writes: reject.eth.macs reject.ipv4.header reject.tcp.rst reject.icmp.port_unreachable */
 	b = (struct lb_reject_scratch *)bpf_map_lookup_elem(&lb_reject_buf, &zero);
 	if (!b || p->ip->ihl != 5)
 		goto drop;

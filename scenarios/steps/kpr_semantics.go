@@ -13,6 +13,7 @@ package steps
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,7 +289,76 @@ func runServiceReject(ctx context.Context, s *scenarios.Stage, w serviceRejectWi
 	}
 	s.Check(fmt.Sprintf("no endpoints: the %s comes from the %s frontend", answer, w.Frontend),
 		fmt.Sprintf("%s/%s capture: an incoming %s with source %s", from, ifname, answer, dst.Addr()), werr)
+	var req, ans []byte
+	for _, p := range session.Packets(from, ifname, capture.IPv4Flow(nil, nil, 0)) {
+		ip4, ok := parseIPv4Frame(p.Data)
+		switch {
+		case !ok:
+		case p.Outgoing && req == nil && ip4.dst == dst.Addr():
+			req = p.Data
+		case !p.Outgoing && ans == nil && ip4.src == dst.Addr():
+			ans = p.Data
+		}
+	}
+	s.Check(fmt.Sprintf("no endpoints: the %s answer is well formed (MACs, IPv4 header, %s fields and checksums against the request)", answer, strings.ToLower(svc.Protocol)),
+		fmt.Sprintf("%s/%s capture: the client's request and the answer, byte by byte", from, ifname), rejectWellFormed(req, ans))
 	return nil
+}
+
+// rejectWellFormed checks the answer lb_reject() built to the request frame req:
+// MACs swapped, IPv4 version/IHL 5, TTL 64, addresses swapped, header checksum right;
+// TCP: ports swapped, RST (with ACK acking a SYN's seq+1 and the payload), complete
+// checksum right; UDP: ICMP type 3 code 3, checksum right, quoting the request's IPv4
+// header and first 8 bytes as sent.
+func rejectWellFormed(req, ans []byte) error {
+	if req == nil || ans == nil {
+		return fmt.Errorf("captured request %v, answer %v: want both", req != nil, ans != nil)
+	}
+	q, _ := parseIPv4Frame(req)
+	a, _ := parseIPv4Frame(ans)
+	var errs []error
+	if string(ans[0:6]) != string(req[6:12]) || string(ans[6:12]) != string(req[0:6]) {
+		errs = append(errs, fmt.Errorf("MACs %x -> %x, want the request's swapped %x -> %x", ans[6:12], ans[0:6], req[0:6], req[6:12]))
+	}
+	if a.hdr[0] != 0x45 || a.hdr[8] != 64 || a.src != q.dst || a.dst != q.src {
+		errs = append(errs, fmt.Errorf("IPv4 %#02x TTL %d %s -> %s, want 0x45 TTL 64 %s -> %s", a.hdr[0], a.hdr[8], a.src, a.dst, q.dst, q.src))
+	}
+	errs = append(errs, a.headerChecksumErr())
+	switch q.proto {
+	case 6:
+		if a.proto != 6 || len(a.l4) < 20 || len(q.l4) < 20 {
+			return errors.Join(append(errs, fmt.Errorf("answer protocol %d, want a TCP RST", a.proto))...)
+		}
+		qs, qd := q.ports()
+		as, ad := a.ports()
+		flags := a.l4[13]
+		seq := binary.BigEndian.Uint32(q.l4[4:8])
+		payload := uint32(len(q.l4)) - uint32(q.l4[12]>>4)*4
+		if as != qd || ad != qs || flags&0x04 == 0 {
+			errs = append(errs, fmt.Errorf("TCP %d -> %d flags %#02x, want %d -> %d with RST", as, ad, flags, qd, qs))
+		}
+		if q.l4[13]&0x10 == 0 && (flags&0x10 == 0 || binary.BigEndian.Uint32(a.l4[8:12]) != seq+payload+uint32(q.l4[13]&0x02>>1)+uint32(q.l4[13]&0x01)) {
+			errs = append(errs, fmt.Errorf("ack %d (flags %#02x), want ACK of %d (the request's seq %d + SYN + payload)", binary.BigEndian.Uint32(a.l4[8:12]), flags, seq+payload+1, seq))
+		}
+		pseudo := onesSum(0, a.hdr[12:20]) + 6 + uint32(len(a.l4))
+		if fold(onesSum(pseudo, a.l4)) != 0xffff {
+			errs = append(errs, fmt.Errorf("TCP checksum %#04x is not complete and right", binary.BigEndian.Uint16(a.l4[16:18])))
+		}
+	case 17:
+		if a.proto != 1 || len(a.l4) < 8+28 {
+			return errors.Join(append(errs, fmt.Errorf("answer protocol %d, %d bytes, want ICMP with a 28-byte quote", a.proto, len(a.l4)))...)
+		}
+		if a.l4[0] != 3 || a.l4[1] != 3 {
+			errs = append(errs, fmt.Errorf("ICMP type %d code %d, want 3/3 (port unreachable)", a.l4[0], a.l4[1]))
+		}
+		if fold(onesSum(0, a.l4)) != 0xffff {
+			errs = append(errs, fmt.Errorf("ICMP checksum %#04x is wrong", binary.BigEndian.Uint16(a.l4[2:4])))
+		}
+		if string(a.l4[8:8+28]) != string(req[14:14+28]) {
+			errs = append(errs, fmt.Errorf("quote %x, want the request's IPv4 header and 8 bytes %x", a.l4[8:8+28], req[14:14+28]))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // runServiceNoBackendDrop: with service-no-backend-response drop, the client gets no
