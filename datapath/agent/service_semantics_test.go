@@ -23,7 +23,7 @@ func TestServiceSemanticsValidate(t *testing.T) {
 		{"health check port without ETP Local", func(s *Service) { s.HealthCheckNodePort = 32000 }, "healthCheckNodePort"},
 		{"bad policy", func(s *Service) { s.InternalTrafficPolicy = "local" }, "internalTrafficPolicy"},
 		{"bad affinity", func(s *Service) { s.SessionAffinity = "Cookie" }, "sessionAffinity"},
-		{"timeout over a day", func(s *Service) { s.SessionAffinity, s.SessionAffinityTimeout = "ClientIP", 86401 }, "timeoutSeconds"},
+		{"timeout over a day", func(s *Service) { s.SessionAffinity, s.SessionAffinityTimeout = "ClientIP", 86401 }, "TimeoutSeconds"},
 		{"IPv6 source range", func(s *Service) { s.LoadBalancerSourceRanges = []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")} }, "loadBalancerSourceRanges[0]"},
 	}
 	for _, tt := range tests {
