@@ -25,6 +25,8 @@ var (
 	vipNoFall   = netip.MustParseAddrPort("10.96.0.18:80") // tcp, only backend 4, no fallback flag
 	vipAffMag   = netip.MustParseAddrPort("10.96.0.19:80") // tcp, affinity and Maglev over 1 and 2
 	npRanged    = netip.AddrPortFrom(hostIP, 30100)        // tcp NodePort -> backend 1, source ranges
+	npAffine    = netip.AddrPortFrom(hostIP, 30101)        // tcp NodePort, affinity over backends 1 and 2
+	npLocalPol  = netip.AddrPortFrom(hostIP, 30102)        // tcp NodePort, SVC_F_LOCAL without a backend here
 )
 
 // semantics programs the frontends of these fixtures (on top of services()).
@@ -38,6 +40,8 @@ func (e *lbEnv) semantics(t testing.TB) {
 	e.maglevTable(t, 25, 1, 2)
 	e.affineService(t, 25, vipAffMag, maps.ServiceClusterIP|maps.ServiceAffinity|maps.ServiceMaglev, 1, 2)
 	e.service(t, 26, npRanged, maps.ProtoTCP, maps.ServiceNodePort|maps.ServiceSourceRange, 1)
+	e.affineService(t, 27, npAffine, maps.ServiceNodePort|maps.ServiceAffinity, 1, 2)
+	e.service(t, 28, npLocalPol, maps.ProtoTCP, maps.ServiceNodePort|maps.ServiceLocal)
 	if err := e.d.LB.SourceRangesSet(26, []netip.Prefix{netip.MustParsePrefix("172.16.0.4/31")}); err != nil {
 		t.Fatal(err)
 	}
