@@ -236,3 +236,40 @@ func TestLBTerminatingFallback(t *testing.T) {
 			rec: want{obs: "OBS_FROM_CONTAINER", verdict: "VERDICT_DROP", drop: "DROP_NO_SERVICE_BACKEND"}},
 	})
 }
+
+// BenchmarkLBAffinity: the cost of sessionAffinity ClientIP, same run, same backend
+// (pod B, redirect_peer): an established flow (conntrack keeps the backend: affinity
+// is not looked at) and a new flow (conntrack entry deleted before each run; with
+// affinity the client's live entry gives the backend) to a frontend with and without it.
+func BenchmarkLBAffinity(b *testing.B) {
+	cfg := lbConfig(b, lbOpts{})
+	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
+	e := newLBEnv(b, "bench-aff", cfg)
+	e.services(b)
+	vipAffOne := netip.MustParseAddrPort("10.96.0.20:80")
+	e.affineService(b, 29, vipAffOne, maps.ServiceClusterIP|maps.ServiceAffinity, 1)
+	l := e.d.LB
+	for _, bc := range []struct {
+		name string
+		vip  netip.AddrPort
+		new  bool
+	}{
+		{"established/affinity-off", vipLocal, false},
+		{"established/affinity-on", vipAffOne, false},
+		{"new-flow/affinity-off", vipLocal, true},
+		{"new-flow/affinity-on", vipAffOne, true},
+	} {
+		var reset func() error
+		if bc.new {
+			vip := bc.vip
+			reset = func() error { return l.CTTCP.Delete(ctKeyOf(clientA, vip, 6, maps.CTService)) }
+		}
+		flags := ackOnly
+		if bc.new {
+			flags = synOnly
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			benchRedirect(b, e.f.path, e.d.FromContainer, podAFrame(clientA, bc.vip).tcp(flags), reset)
+		})
+	}
+}
