@@ -53,6 +53,14 @@ func init() {
 		With:   sessionAffinityWith{Frontend: "clusterIP", Connections: 100},
 		Run:    runSessionAffinity,
 	})
+	scenarios.RegisterStep(scenarios.StepDef[affinityRestartWith, none]{
+		Name: "affinity-restart",
+		Summary: "sessionAffinity ClientIP survives agent restarts: a client's connections land on one backend before and after every " +
+			"agent is killed (SIGKILL) and started again (the affinity lives in the pinned lb_affinity map)",
+		Agents: true,
+		With:   affinityRestartWith{Connections: 10},
+		Run:    runAffinityRestart,
+	})
 	scenarios.RegisterStep(scenarios.StepDef[etpLocalWith, none]{
 		Name: "etp-local",
 		Summary: "externalTrafficPolicy Local: via a node without a local backend the NodePort drops (DROP_SVC_NO_LOCAL_BACKEND in the trace); " +
@@ -466,6 +474,59 @@ func runSessionAffinity(ctx context.Context, s *scenarios.Stage, w sessionAffini
 	return nil
 }
 
+// ---- affinity-restart ----
+
+type affinityRestartWith struct {
+	From        scenarios.MemberRef  `json:"from" required:"true" doc:"the pod or client that connects to the ClusterIP"`
+	Service     scenarios.ServiceRef `json:"service" required:"true" doc:"a TCP service with sessionAffinity ClientIP, whoami servers, two or more backends and a timeoutSeconds longer than a restart"`
+	Connections int                  `json:"connections" range:"1..1000" doc:"connections before and after the restart"`
+}
+
+func (w *affinityRestartWith) Validate(e strictyaml.FieldErrors) {
+	if svc := scenarios.DecodingStage(e).Service(w.Service); svc != nil &&
+		(svc.SessionAffinity != "ClientIP" || svc.Server != "whoami" || (svc.TimeoutSeconds != 0 && svc.TimeoutSeconds < 60) || len(svc.Backends) < 2) {
+		e.Add("service", "service %s: want sessionAffinity ClientIP, timeoutSeconds 60 or more, server whoami and 2 or more backends", w.Service)
+	}
+}
+
+func runAffinityRestart(ctx context.Context, s *scenarios.Stage, w affinityRestartWith, _ none) error {
+	t := s.T
+	svc := s.Services[string(w.Service)]
+	dst := netip.AddrPortFrom(svc.ClusterIP, svc.Port)
+	from := string(w.From)
+	round := func() (map[string]int, error) {
+		counts := map[string]int{}
+		for range w.Connections {
+			name, err := whoami(t, from, dst, time.Second)
+			if err != nil {
+				return counts, err
+			}
+			counts[name]++
+		}
+		return counts, nil
+	}
+	before, err := round()
+	if err != nil {
+		return err
+	}
+	agents, err := s.Agents()
+	if err != nil {
+		return err
+	}
+	for _, n := range t.Nodes() {
+		if err := agents.Restart(ctx, n.Name, "", true); err != nil {
+			return fmt.Errorf("restart the agent of %s: %w", n.Name, err)
+		}
+	}
+	after, aerr := round()
+	if aerr == nil && (len(before) != 1 || len(after) != 1 || !sameKeys(before, after)) {
+		aerr = fmt.Errorf("backends before the restart %v, after %v: want one, the same", before, after)
+	}
+	s.Check(fmt.Sprintf("affinity: %s keeps its backend across a restart (SIGKILL) of every agent", from),
+		fmt.Sprintf("whoami answers of %d connections before (%v) and after (%v) the restart", w.Connections, before, after), aerr)
+	return nil
+}
+
 // ---- etp-local ----
 
 type etpLocalWith struct {
@@ -861,4 +922,13 @@ func runITPLocal(ctx context.Context, s *scenarios.Stage, w itpLocalWith, _ none
 	s.Check(fmt.Sprintf("internalTrafficPolicy Local: no backend on %s, dropped, named DROP_SVC_NO_LOCAL_BACKEND", pod.Node),
 		fmt.Sprintf("%s's trace records of %s -> %s", pod.Node, pod.IP, nd), derr)
 	return nil
+}
+
+func sameKeys(a, b map[string]int) bool {
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return len(a) == len(b)
 }
