@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,12 +188,13 @@ func (h *healthServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(r)
 }
 
-// splitName is a Service name as namespace and name: "ns/name", or "default" for a bare name.
+// splitName is the Kubernetes namespace and name of an agent service: the watcher
+// names them <name>.<namespace>.<port>-<protocol> (k8swatch.ServiceName); any other
+// name is a Service of namespace default.
 func splitName(n string) (string, string) {
-	for i := range n {
-		if n[i] == '/' {
-			return n[:i], n[i+1:]
-		}
+	parts := strings.Split(n, ".")
+	if k := len(parts); k >= 3 && (strings.HasSuffix(parts[k-1], "-tcp") || strings.HasSuffix(parts[k-1], "-udp")) {
+		return parts[k-2], strings.Join(parts[:k-2], ".")
 	}
 	return "default", n
 }

@@ -92,3 +92,13 @@ func TestBackendSetFor(t *testing.T) {
 		t.Error("ITP Local: want the ClusterIP frontend local, the NodePort not")
 	}
 }
+
+func TestHealthSplitName(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"web.shop.80-tcp": {"shop", "web"}, "etp-local": {"default", "etp-local"}, "a.b.c.kube-system.53-udp": {"kube-system", "a.b.c"},
+	} {
+		if ns, n := splitName(in); ns != want[0] || n != want[1] {
+			t.Errorf("splitName(%q) = %q, %q; want %q", in, ns, n, want)
+		}
+	}
+}
