@@ -105,6 +105,17 @@ int from_netdev(struct __sk_buff *skb)
 		reason = DROP_SPOOFED_SOURCE;
 		goto drop;
 	}
+	/* In tunnel mode a remote pod's packets only ever arrive encapsulated (decapsulated
+	 * by the overlay or the Geneve path, never here): a plain one is forged. Nodes
+	 * themselves still reach pods plain, with their own addresses. */
+	if (tunnel_enabled()) {
+		const struct ipcache_info *src = ipcache_lookup(sum.saddr);
+
+		if (src && src->tunnel_endpoint) {
+			reason = DROP_SPOOFED_SOURCE;
+			goto drop;
+		}
+	}
 	return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_NETDEV, HOST_PASS, NULL);
 
 drop:

@@ -43,3 +43,13 @@ func (r *Run) memberKind(member string) topology.Kind {
 	}
 	return ""
 }
+
+// RecordCheckedFlow adds a packet checked hop by hop against expectations (the `path`
+// step) to the run's report; s (may be nil) names each hop's pcap.
+func (r *Run) RecordCheckedFlow(name string, s *capture.Session, hs []hops.ExpectedHop, err error) {
+	o := hops.FlowOptions{Kind: r.memberKind}
+	if s != nil {
+		o.Pcap = func(h hops.Hop) string { return s.PcapPath(h.Member, h.Interface) }
+	}
+	r.Flows = append(r.Flows, hops.NewCheckedFlowRecord(name, hs, err, o))
+}

@@ -263,6 +263,14 @@ func typeName(t reflect.Type) string {
 		return "number"
 	case reflect.Float64:
 		return "number"
+	case reflect.Struct:
+		var names []string
+		for _, f := range strictyaml.Fields(t) {
+			names = append(names, f.Key)
+		}
+		return "mapping of " + strings.Join(names, ", ")
+	case reflect.Map:
+		return "mapping of field: value"
 	}
 	return t.Kind().String()
 }

@@ -73,6 +73,17 @@ func TestBackendSetFor(t *testing.T) {
 			if !slices.Equal(set.ids, tt.want) || set.fallback != tt.fallback {
 				t.Errorf("set %v fallback %v, want %v %v", set.ids, set.fallback, tt.want, tt.fallback)
 			}
+			// The Maglev table is built from the same backends, each with a weight.
+			var mids []uint32
+			for _, m := range set.maglev {
+				mids = append(mids, m.ID)
+				if m.Weight == 0 {
+					t.Errorf("maglev backend %d has weight 0", m.ID)
+				}
+			}
+			if !slices.Equal(mids, tt.want) {
+				t.Errorf("maglev backends %v, want %v (a terminating one only as the fallback)", mids, tt.want)
+			}
 			if tt.local == (set.id == stableID("service web")) {
 				t.Errorf("local %v: service id %d", tt.local, set.id)
 			}

@@ -14,3 +14,6 @@ package bpfobj
 // Kdrop is the harness's witness of kernel drops (skb:kfree_skb), not datapath code;
 // scenarios/kdrop loads it.
 //go:generate go tool bpf2go -target bpfel -go-package bpfobj -type kdrop_record Kdrop ../../bpf/kdrop.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror
+// Impair is the harness's link impairment (loss, duplication), not datapath code;
+// scenarios/impair loads it.
+//go:generate go tool bpf2go -target bpfel -go-package bpfobj -type impair_config -type impair_stats Impair ../../bpf/impair.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -Wall -Werror

@@ -61,6 +61,9 @@ type FlowHop struct {
 	// "tunnel").
 	Changes []string        `json:"changes,omitempty"`
 	Changed map[string]bool `json:"changed,omitempty"`
+	// Wrong holds the keys (as in Changed) of the fields an expectation wanted
+	// otherwise at this hop: the diagram marks them.
+	Wrong map[string]bool `json:"wrong,omitempty"`
 	Summary string          `json:"summary,omitempty"`
 	// Pcap is the capture file of this interface (relative to the report folder in a
 	// conformance report).
@@ -175,6 +178,90 @@ func NewFlowRecord(name string, hops []Hop, seen []capture.Packet, err error, o 
 			fh.Outer, fh.Tunnel, fh.Inner = flowHeaders(p.Decode())
 			if prev >= 0 {
 				diffHops(&f.Hops[prev], &fh)
+			}
+		}
+		f.Hops = append(f.Hops, fh)
+		if fh.Outer != nil {
+			prev = len(f.Hops) - 1
+		}
+	}
+	return f
+}
+
+// ExpectedHop is one hop of a packet checked field by field (the `path` step).
+type ExpectedHop struct {
+	Hop
+	// Frame is the packet as seen there; nil when it never came.
+	Frame *capture.Packet
+	// Wrong are the fields (HeaderFields names: outer.ttl, tunnel.vni, ...) that
+	// differ from the expectation.
+	Wrong []string
+}
+
+// diagramKey maps a HeaderFields name to the key the diagram's rows use (Changed).
+func diagramKey(field string) string {
+	layer, f, ok := strings.Cut(field, ".")
+	if !ok || layer == "tunnel" {
+		return "tunnel"
+	}
+	switch f {
+	case "ethSrc":
+		return layer + ".eth.src"
+	case "ethDst":
+		return layer + ".eth.dst"
+	case "src":
+		return layer + ".ip.src"
+	case "dst":
+		return layer + ".ip.dst"
+	case "ttl":
+		return layer + ".ttl"
+	case "ipOptions":
+		return layer + ".ip.opts"
+	}
+	return layer + ".proto" // proto, ports, flags, ICMP type; and the unshown ones
+}
+
+// NewCheckedFlowRecord is NewFlowRecord for hops checked one by one: every hop is
+// drawn with the frame found there (a hop without one, or with wrong fields, is
+// failed, and its wrong fields are marked); later hops stay checked.
+func NewCheckedFlowRecord(name string, hs []ExpectedHop, err error, o FlowOptions) FlowRecord {
+	f := FlowRecord{Name: name}
+	if err != nil {
+		f.Error = err.Error()
+	}
+	prev := -1
+	var first *capture.Packet
+	for _, h := range hs {
+		fh := FlowHop{Member: h.Member, Interface: h.Interface, Direction: "in", State: HopSeen}
+		if h.Outgoing {
+			fh.Direction = "out"
+		}
+		var k topology.Kind
+		if o.Kind != nil {
+			k = o.Kind(h.Member)
+		}
+		fh.Kind = string(k)
+		fh.Program = HopProgram(k, h.Interface, h.Outgoing)
+		if o.Pcap != nil {
+			fh.Pcap = o.Pcap(h.Hop)
+		}
+		if p := h.Frame; p != nil {
+			if first == nil {
+				first = p
+			}
+			fh.Timestamp, fh.Offset, fh.Length, fh.Summary = p.Timestamp, p.Timestamp.Sub(first.Timestamp), p.Length, p.Summary()
+			fh.Outer, fh.Tunnel, fh.Inner = flowHeaders(p.Decode())
+			if prev >= 0 {
+				diffHops(&f.Hops[prev], &fh)
+			}
+		} else {
+			fh.State = HopFailed
+		}
+		if len(h.Wrong) > 0 {
+			fh.State = HopFailed
+			fh.Wrong = map[string]bool{}
+			for _, w := range h.Wrong {
+				fh.Wrong[diagramKey(w)] = true
 			}
 		}
 		f.Hops = append(f.Hops, fh)

@@ -187,7 +187,10 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 	"micros": func(d time.Duration) string { return fmt.Sprintf("+%.1f µs", float64(d.Nanoseconds())/1000) },
 	"lower":  strings.ToLower,
 	"chg": func(h hops.FlowHop, key string) string {
-		if h.Changed[key] {
+		switch {
+		case h.Wrong[key]:
+			return "wrong"
+		case h.Changed[key]:
 			return "chg"
 		}
 		return ""

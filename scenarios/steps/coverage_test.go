@@ -286,8 +286,9 @@ var configWitnesses = map[string]witness{
 	"bpf-lb-maglev-table-size=*": {anyValue: true, checks: []checkRef{
 		{"maglev-consistency", "maglev-cross-node", "Maglev spec: %s's table for %s equals the table computed"},
 		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
-	"monitor-aggregation=*": {noWitness: "decides which trace records the datapath emits, not what " +
-		"it does to packets: traces are the datapath's own report, so nothing outside it can witness them"},
+	"monitor-aggregation=*": {anyValue: true, checks: []checkRef{
+		{"services-snat", "trace-aggregation", "monitor-aggregation %s: the records of an ICMP exchange"},
+		{"native-routing", "trace-aggregation", "monitor-aggregation %s: the records of an ICMP exchange"}}},
 }
 
 // configData returns the data keys of catalog config name.

@@ -15,6 +15,7 @@ import (
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
 	"podpath/internal/flowhash"
+	"podpath/internal/maglevref"
 	"podpath/scenarios"
 )
 
@@ -52,7 +53,7 @@ func checkMaglevSpec(s *scenarios.Stage, svcName string, client string, via []sc
 		}
 		s.Check(fmt.Sprintf("Maglev spec: %s's table for %s equals the table computed from its %d backends, the configured seed and M=%d",
 			node, svcName, len(svc.Backends), m),
-			fmt.Sprintf("%s's pinned lb_maglev entry of %s against datapath/maglev.Table(backend IDs of lb_backends matched by address, seed %x, M %d)", node, dst, seed, m),
+			fmt.Sprintf("%s's pinned lb_maglev entry of %s against internal/maglevref.Table(backend IDs of lb_backends matched by address, seed %x, M %d)", node, dst, seed, m),
 			err)
 		if i >= len(flows) {
 			continue
@@ -114,9 +115,11 @@ func maglevTableOf(s *scenarios.Stage, node string, svc agent.Service) ([]uint32
 	return table, ids, nil
 }
 
-// expectedMaglevTable is the table the spec predicts for svc's backends.
+// expectedMaglevTable is the table the spec predicts for svc's backends, computed by
+// internal/maglevref (a second implementation written from the algorithm's
+// description), never by datapath/maglev, the code whose tables the agents program.
 func expectedMaglevTable(svc agent.Service, ids map[netip.AddrPort]uint32, m int, seed [maglev.SeedSize]byte) ([]uint32, error) {
-	var bs []maglev.Backend
+	var bs []maglevref.Backend
 	for _, b := range svc.Backends {
 		id, ok := ids[netip.AddrPortFrom(b.IP, b.Port)]
 		if !ok {
@@ -129,9 +132,9 @@ func expectedMaglevTable(svc agent.Service, ids map[netip.AddrPort]uint32, m int
 		if b.State != "" && b.State != "active" {
 			w = 0
 		}
-		bs = append(bs, maglev.Backend{ID: id, Weight: w})
+		bs = append(bs, maglevref.Backend{ID: id, Weight: w})
 	}
-	return maglev.Table(bs, m, seed)
+	return maglevref.Table(bs, m, seed)
 }
 
 func compareTables(got, want []uint32) error {

@@ -492,6 +492,9 @@ func runMTUSweep(ctx context.Context, s *scenarios.Stage, w podPairWith, e mtuSw
 		}
 		s.Check(fmt.Sprintf("%s: %s: with DF, ICMP and UDP up to the route MTU (%d bytes) cross", label, dir, route),
 			"echo replies to ping -M do -s 64/half/"+strconv.Itoa(route-28)+" and UDP echoes with IP_PMTUDISC_DO", errors.Join(errs...))
+		if mismatch == "" {
+			fullSizeEncapsulated(ctx, s, label, src, dst, route)
+		}
 
 		out, err := probe.PingSized(ctx, t, src, to.IP, route-27, true)
 		var oerr error

@@ -75,6 +75,7 @@ var forgedKinds = map[string]forgedKind{
 	"geneve-dsr-unknown-peer": {"geneve", false, "DROP_UNKNOWN_TUNNEL_PEER", "OBS_FROM_NETDEV",
 		"Geneve with a DSR option naming a service, from a host that is no node (DSR modes)"},
 	"spoofed-pod-source":  {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source"},
+	"spoofed-remote-pod":  {"", false, "DROP_SPOOFED_SOURCE", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a remote pod's address as source, in tunnel mode"},
 	"spoofed-local-pod":   {"", false, "DROP_SPOOFED_SOURCE", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with a pod of the node itself as source"},
 	"spoofed-own-node":    {"", false, "DROP_SPOOFED_SOURCE", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with the node's own address as source"},
 	"spoofed-node-source": {"", false, "", "OBS_FROM_NETDEV", "plain IPv4 from the underlay with another node's address as source"},
@@ -93,9 +94,8 @@ var dsrKinds = map[string]bool{"geneve-dsr-unknown-peer": true}
 // pass); the step still sends them (a scenario of your own can name them and see the
 // evidence), and TestForgedCatalogCoverage wants every other kind in the catalog.
 var forgedLetThrough = map[string]string{
-	"spoofed-pod-source": "gap in tunnel mode: a remote pod's traffic only ever arrives encapsulated, yet from-netdev redirects a " +
-		"plain packet with a remote pod's source into the pod (VERDICT_REDIRECT_PEER); with native routing such a packet " +
-		"looks like routed pod traffic",
+	"spoofed-pod-source": "native routing: a plain packet with a remote pod's source is exactly what routed pod traffic " +
+		"looks like, so from-netdev delivers it; in tunnel mode the same frame is kind spoofed-remote-pod and dropped",
 	"spoofed-node-source": "by design: a node's own traffic to another node's pods goes plain over the underlay in every " +
 		"routing mode (route to the PodCIDR via the node's IP), and nothing in the datapath keys on the source",
 }
@@ -113,7 +113,7 @@ var forgedKindNames = func() string {
 type forgedWith struct {
 	From    scenarios.MemberRef  `json:"from" required:"true" doc:"the attacker: a client (not a node) on the segment of via's internal interface"`
 	Via     scenarios.NodeRef    `json:"via" required:"true" doc:"the node the forged frames are sent to"`
-	Kinds   []string             `json:"kinds" required:"true" oneOf:"bad-ihl,bad-ip-version,bad-total-len,geneve-critical,geneve-critical-option,geneve-dsr-unknown-peer,geneve-fragment,geneve-inner-not-ipv4,geneve-oam,geneve-opt-len,geneve-option-overrun,geneve-protocol,geneve-truncated,geneve-truncated-inner,geneve-unknown-peer,geneve-version,geneve-vni-zero,geneve-wrong-node,spoofed-local-pod,spoofed-node-source,spoofed-own-node,spoofed-pod-source,truncated-tcp,vxlan-unknown-peer,vxlan-vni-zero,vxlan-wrong-node" doc:"the forged frames to send, each its own checks (scenarios/README.md: Security scenarios)"`
+	Kinds   []string             `json:"kinds" required:"true" oneOf:"bad-ihl,bad-ip-version,bad-total-len,geneve-critical,geneve-critical-option,geneve-dsr-unknown-peer,geneve-fragment,geneve-inner-not-ipv4,geneve-oam,geneve-opt-len,geneve-option-overrun,geneve-protocol,geneve-truncated,geneve-truncated-inner,geneve-unknown-peer,geneve-version,geneve-vni-zero,geneve-wrong-node,spoofed-local-pod,spoofed-node-source,spoofed-own-node,spoofed-pod-source,spoofed-remote-pod,truncated-tcp,vxlan-unknown-peer,vxlan-vni-zero,vxlan-wrong-node" doc:"the forged frames to send, each its own checks (scenarios/README.md: Security scenarios)"`
 	Pod     scenarios.PodRef     `json:"pod" doc:"the inner destination, a pod of via (default: via's first pod)"`
 	Peer    scenarios.NodeRef    `json:"peer" doc:"the node whose address the legitimate tunnel packets and spoofed node sources use (default: the first other node)"`
 	Service scenarios.ServiceRef `json:"service" doc:"the TCP NodePort service the malformed headers aim at (needed by bad-ihl, bad-ip-version, bad-total-len, truncated-tcp); its ClusterIP and port are what a forged DSR option names"`
@@ -422,7 +422,7 @@ func (env *forgedEnv) frames(kind string, fk forgedKind, id uint16) (forged, con
 	}
 	// Plain IPv4 from the underlay with a spoofed source; the twin carries the
 	// attacker's own address.
-	src := map[string]netip.Addr{"spoofed-pod-source": env.source.IP, "spoofed-local-pod": env.local.IP,
+	src := map[string]netip.Addr{"spoofed-pod-source": env.source.IP, "spoofed-remote-pod": env.source.IP, "spoofed-local-pod": env.local.IP,
 		"spoofed-node-source": env.peer.InternalIP, "spoofed-own-node": env.via.InternalIP}[kind]
 	forged, err1 := echo(src, env.dst.IP, outerL2, id)
 	control, err2 := echo(attackerIP, env.dst.IP, outerL2, id+1)
