@@ -61,6 +61,13 @@ type ServiceSpec struct {
 	ExternalIPs []netip.Addr  `json:"externalIPs"`
 	Backends    []BackendSpec `json:"backends" required:"true"`
 	Server      string        `json:"server" oneOf:"echo,whoami,none" doc:"what the harness serves on each backend pod's port: echo (the default) sends every message back, whoami answers with the pod's name, none runs nothing"`
+	// Service semantics (issue 12); see agent.Service.
+	ExternalTrafficPolicy    string         `json:"externalTrafficPolicy" oneOf:"Cluster,Local" doc:"Local: NodePort and external frontends serve this node's backends only, client address kept"`
+	InternalTrafficPolicy    string         `json:"internalTrafficPolicy" oneOf:"Cluster,Local" doc:"Local: the ClusterIP serves pods of the same node's backends only"`
+	HealthCheckNodePort      uint16         `json:"healthCheckNodePort" range:"1..65535" doc:"with externalTrafficPolicy Local: the agent's kube-proxy health check port"`
+	SessionAffinity          string         `json:"sessionAffinity" oneOf:"None,ClientIP" doc:"ClientIP: a client keeps its backend"`
+	TimeoutSeconds           uint32         `json:"timeoutSeconds" range:"1..86400" doc:"sessionAffinityConfig.clientIP.timeoutSeconds (default 10800)"`
+	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges" doc:"clients from outside must come from one of these"`
 }
 
 // BackendSpec is one backend: a pod of the stage's topology or an address.
@@ -139,7 +146,10 @@ func (s *ServiceSpec) Validate(e strictyaml.FieldErrors) {
 // agentService is the Service as the agents take it, backends resolved to addresses.
 func (s ServiceSpec) agentService(t topology.Cluster) (agent.Service, error) {
 	out := agent.Service{Name: s.Name, Type: s.Type, ClusterIP: s.ClusterIP, Port: s.Port, Protocol: s.Protocol,
-		NodePort: s.NodePort, ExternalIPs: s.ExternalIPs}
+		NodePort: s.NodePort, ExternalIPs: s.ExternalIPs,
+		ExternalTrafficPolicy: s.ExternalTrafficPolicy, InternalTrafficPolicy: s.InternalTrafficPolicy,
+		HealthCheckNodePort: s.HealthCheckNodePort, SessionAffinity: s.SessionAffinity,
+		SessionAffinityTimeout: s.TimeoutSeconds, LoadBalancerSourceRanges: s.LoadBalancerSourceRanges}
 	for _, b := range s.Backends {
 		ip := b.IP
 		if b.Pod != "" {

@@ -95,6 +95,9 @@ struct podpath_config {
 	__u8  masq_ip_masq_agent;     /* enable-ip-masq-agent: masq_nonmasq holds the exceptions */
 	__u16 masq_port_min;          /* source ports (ICMP echo identifiers), host byte order, inclusive */
 	__u16 masq_port_max;
+	/* Service semantics (issue 12, lb_reject.h, lb.h). */
+	__u8  lb_no_backend_reject;   /* service-no-backend-response: 1 reject (RST / ICMP), 0 drop */
+	__u8  lb_source_range_check;  /* enable-svc-source-range-check: loadBalancerSourceRanges enforced */
 	__u16 _pad3;
 };
 

@@ -49,6 +49,11 @@ enum drop_reason {
 	DROP_MASQ_NO_PORT            = 40, /* a pod's new flow leaving the cluster found no free source port
 					    * (identifier) in the masquerade range towards its destination */
 	DROP_MASQ_FAILED             = 41, /* a masquerade entry could not be written, or the packet could not be rewritten */
+	/* Service semantics (issue 12: ETP/ITP Local, source ranges, reject): 50-59. */
+	DROP_SVC_NO_LOCAL_BACKEND    = 50, /* externalTrafficPolicy or internalTrafficPolicy Local: no backend on this node */
+	DROP_SVC_SOURCE_RANGE        = 51, /* loadBalancerSourceRanges: the client is in none of the service's ranges */
+	DROP_SVC_REJECT_FAILED       = 52, /* service-no-backend-response=reject, but no answer could be built
+					    * (IPv4 options, helper failure) */
 	/* Socket-LB and host-namespace clients (60-64). */
 	DROP_HOST_SVC_UNTRANSLATED   = 60, /* a node's own packet routed to a service address that the load balancer does not
 					   * translate (not TCP/UDP, or no such frontend): it has nowhere to go */

@@ -61,11 +61,18 @@ static __always_inline const struct lb_backend *lb_backend_lookup(__u32 id)
 	return bpf_map_lookup_elem(&lb_backends, &id);
 }
 
-static __always_inline const struct lb_backend *lb_backend_active(__u32 id)
+/* A backend new flows of svc may take: an active one, or with SVC_F_FALLBACK (no
+ * backend of the service is ready, KEP-1669) a terminating one. */
+static __always_inline const struct lb_backend *lb_backend_active(const struct lb_service *svc, __u32 id)
 {
 	const struct lb_backend *be = lb_backend_lookup(id);
 
-	return be && be->state == LB_BACKEND_ACTIVE ? be : NULL;
+	if (!be)
+		return NULL;
+	if (be->state == LB_BACKEND_ACTIVE ||
+	    (be->state == LB_BACKEND_TERMINATING && (svc->flags & SVC_F_FALLBACK)))
+		return be;
+	return NULL;
 }
 
 /* Maglev: the backend id at lb_hash % M of the service's table, 0 when there is no
@@ -114,7 +121,7 @@ static __always_inline const struct lb_backend *lb_select_random(const struct lb
 		id = bpf_map_lookup_elem(&lb_backend_slots, &key);
 		if (!id)
 			continue;
-		be = lb_backend_active(*id);
+		be = lb_backend_active(svc, *id);
 		if (be) {
 			*backend_id = *id;
 			return be;
@@ -126,13 +133,13 @@ static __always_inline const struct lb_backend *lb_select_random(const struct lb
 /* A new flow's backend: Maglev for SVC_F_MAGLEV services, falling back to random
  * selection when the service has no table yet or its entry is not active (until the
  * agent replaces the table); random for the others. NULL: no active backend. */
-static __always_inline const struct lb_backend *lb_select(const struct lb_service *svc,
-							  const struct pkt_summary *sum,
-							  __u32 *backend_id)
+static __always_inline const struct lb_backend *lb_select_algo(const struct lb_service *svc,
+							       const struct pkt_summary *sum,
+							       __u32 *backend_id)
 {
 	if (svc->flags & SVC_F_MAGLEV) {
 		__u32 id = lb_select_maglev(svc, sum);
-		const struct lb_backend *be = id ? lb_backend_active(id) : NULL;
+		const struct lb_backend *be = id ? lb_backend_active(svc, id) : NULL;
 
 		if (be) {
 			*backend_id = id;
@@ -140,6 +147,60 @@ static __always_inline const struct lb_backend *lb_select(const struct lb_servic
 		}
 	}
 	return lb_select_random(svc, backend_id);
+}
+
+/* A new flow's backend under sessionAffinity ClientIP (SVC_F_AFFINITY): the client's
+ * entry in lb_affinity if it was used less than affinity_timeout seconds ago and its
+ * backend still takes new flows (*affine set), else lb_select_algo()'s choice, which
+ * becomes the client's entry. Either way the entry's last_used is now: each new flow
+ * restarts the timeout, as kube-proxy's. Without the flag: lb_select_algo(). */
+static __always_inline const struct lb_backend *lb_select(const struct lb_service *svc,
+							  const struct pkt_summary *sum,
+							  __u32 *backend_id, int *affine)
+{
+	struct lb_affinity_key akey = { .service_id = svc->service_id, .client = sum->saddr };
+	const struct lb_backend *be;
+	struct lb_affinity *a, na;
+	__u32 now;
+
+	if (!(svc->flags & SVC_F_AFFINITY))
+		return lb_select_algo(svc, sum, backend_id);
+	now = ct_now();
+	a = bpf_map_lookup_elem(&lb_affinity, &akey);
+	if (a && now - a->last_used < svc->affinity_timeout) {
+		be = lb_backend_active(svc, a->backend_id);
+		if (be) {
+			*backend_id = a->backend_id;
+			a->last_used = now;
+			*affine = 1;
+			return be;
+		}
+	}
+	be = lb_select_algo(svc, sum, backend_id);
+	if (be) {
+		na.backend_id = *backend_id;
+		na.last_used = now;
+		bpf_map_update_elem(&lb_affinity, &akey, &na, BPF_ANY);
+	}
+	return be;
+}
+
+/* The drop of a new flow that found no backend: a Local frontend (SVC_F_LOCAL) has
+ * none on this node; any other has none at all (lb_reject() may answer it). */
+static __always_inline enum drop_reason lb_no_backend(const struct lb_service *svc)
+{
+	return (svc->flags & SVC_F_LOCAL) ? DROP_SVC_NO_LOCAL_BACKEND : DROP_NO_SERVICE_BACKEND;
+}
+
+/* loadBalancerSourceRanges (SVC_F_SOURCE_RANGE, with enable-svc-source-range-check):
+ * whether client saddr may use svc from outside (an lb_source_ranges match). */
+static __always_inline int lb_source_allowed(const struct lb_service *svc, __be32 saddr)
+{
+	struct lb_src_range_key key = { .prefixlen = 64, .service_id = svc->service_id, .addr = saddr };
+
+	if (!CONFIG.lb_source_range_check || !(svc->flags & SVC_F_SOURCE_RANGE))
+		return 1;
+	return bpf_map_lookup_elem(&lb_source_ranges, &key) != NULL;
 }
 
 /* Records the translation in the summary (the received tuple into lb.orig_*) and
@@ -279,10 +340,14 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 	} else {
 		struct ct_entry e = {};
 
+		int affine = 0;
+
 		state = TRACE_CT_NEW;
-		be = lb_select(svc, sum, &backend_id);
+		be = lb_select(svc, sum, &backend_id, &affine);
 		if (!be)
-			return DROP_NO_SERVICE_BACKEND;
+			return lb_no_backend(svc);
+		if (affine)
+			state = TRACE_CT_AFFINITY;
 		e.flags = pkt_flags;
 		e.lifetime = ct_lifetime(proto, pkt_flags, now);
 		e.backend_id = backend_id;

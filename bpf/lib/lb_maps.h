@@ -35,6 +35,15 @@ enum lb_service_flags {
 	SVC_F_NODEPORT  = 1 << 1, /* this node's IP:nodePort: also from outside (from-netdev) */
 	SVC_F_EXTERNAL  = 1 << 2, /* an external or LoadBalancer IP: also from outside */
 	SVC_F_MAGLEV    = 1 << 3, /* new flows pick their backend from the Maglev table (else at random) */
+	/* Service semantics (issue 12). */
+	SVC_F_LOCAL     = 1 << 4, /* externalTrafficPolicy (NodePort, external) or internalTrafficPolicy
+				   * (ClusterIP) Local: the agent gave it this node's backends only; none
+				   * is DROP_SVC_NO_LOCAL_BACKEND, not a reject */
+	SVC_F_AFFINITY  = 1 << 5, /* sessionAffinity ClientIP: lb_affinity, affinity_timeout seconds */
+	SVC_F_SOURCE_RANGE = 1 << 6, /* loadBalancerSourceRanges: clients from outside must match
+				      * lb_source_ranges (with lb_source_range_check) */
+	SVC_F_FALLBACK  = 1 << 7, /* no backend is ready: the slots and Maglev table hold the
+				   * terminating ones, and new flows may take them (KEP-1669) */
 };
 
 /* lb_service_key.scope: Cilium's, for externalTrafficPolicy=Local later. Only
@@ -71,6 +80,7 @@ struct lb_service {
 	__u16 backend_count; /* slots 1..backend_count of lb_backend_slots */
 	__u16 flags;         /* enum lb_service_flags */
 	__u32 rev_nat_id;    /* lb_rev_nat: what replies get as their source (this frontend) */
+	__u32 affinity_timeout; /* SVC_F_AFFINITY: seconds a client keeps its backend after its last new flow */
 };
 
 /* Random selection: slot s (1..backend_count) of service_id holds a backend id. */
@@ -151,6 +161,52 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct lb_maglev_inner);
 } lb_maglev SEC(".maps");
+
+/* Session affinity (sessionAffinity: ClientIP): a client's backend per service, kept
+ * while new flows keep coming within the service's affinity_timeout. Pinned, so a
+ * restarted agent finds its clients' backends where they were. */
+struct lb_affinity_key {
+	__u32  service_id;
+	__be32 client;
+};
+
+struct lb_affinity {
+	__u32 backend_id;
+	__u32 last_used; /* ct_now() seconds of the last flow given this backend */
+};
+
+#ifndef LB_AFFINITY_MAP_SIZE
+#define LB_AFFINITY_MAP_SIZE 65536
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity);
+	__uint(max_entries, LB_AFFINITY_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
+
+/* loadBalancerSourceRanges: the CIDRs a frontend's clients may come from. prefixlen
+ * counts the service_id's 32 bits too (32 + the CIDR's length). */
+struct lb_src_range_key {
+	__u32  prefixlen;
+	__u32  service_id;
+	__be32 addr;
+};
+
+#ifndef LB_SRC_RANGE_MAP_SIZE
+#define LB_SRC_RANGE_MAP_SIZE 16384
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb_src_range_key);
+	__type(value, __u8);
+	__uint(max_entries, LB_SRC_RANGE_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_source_ranges SEC(".maps");
 
 /* Puts the load balancer's enums, and conntrack.h's (it has no anchor of its own),
  * into BTF for bpf2go. */

@@ -84,10 +84,14 @@ static __always_inline void lb_sock_xlate(struct bpf_sock_addr *ctx)
 	svc = bpf_map_lookup_elem(&lb_services, &key);
 	if (!svc)
 		return;
+	/* sessionAffinity ClientIP keys on the client's address, which a socket does not
+	 * have before connect(): such services are left to the per-packet path. */
+	if (svc->flags & SVC_F_AFFINITY)
+		return;
 	sum.daddr = key.addr;
 	sum.dport = key.dport;
 	sum.ip_proto = proto;
-	be = lb_select(svc, &sum, &backend_id);
+	be = lb_select_algo(svc, &sum, &backend_id);
 	if (!be)
 		return;
 	rkey.cookie = bpf_get_socket_cookie(ctx);

@@ -18,6 +18,7 @@
 #include "ipv4.h"
 #include "lb.h"
 #include "lb_icmp.h"
+#include "lb_reject.h"
 #include "maps.h"
 #include "parse.h"
 #include "trace.h"
@@ -173,7 +174,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 					     struct pkt_summary *sum, int pass_ret, int *verdict)
 {
 	const enum obs_point point = OBS_FROM_CONTAINER;
-	const struct lb_service *svc;
+	const struct lb_service *svc = NULL;
 	enum drop_reason reason;
 	int result = LB_REPLY_NONE;
 
@@ -185,6 +186,10 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 		reason = lb_service_xlate(skb, p, sum, svc);
 	else
 		reason = lb_rev_nat_reply(skb, p, sum, &result);
+	if (reason == DROP_NO_SERVICE_BACKEND && svc && lb_reject_enabled()) {
+		*verdict = lb_reject(skb, p, sum, point);
+		return LB_DONE;
+	}
 	if (reason != DROP_NONE) {
 		trace_drop(skb, point, reason, sum);
 		*verdict = PP_TCX_DROP;
@@ -351,7 +356,15 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
 		struct lb_fwd fwd = {};
 
+		if (!lb_source_allowed(svc, sum->saddr)) {
+			reason = DROP_SVC_SOURCE_RANGE;
+			goto drop;
+		}
 		reason = lb_nodeport_xlate(skb, p, sum, svc, &fwd);
+		if (reason == DROP_NO_SERVICE_BACKEND && lb_reject_enabled()) {
+			*verdict = lb_reject(skb, p, sum, point);
+			return LB_DONE;
+		}
 		if (reason != DROP_NONE)
 			goto drop;
 		if (fwd.frag_mtu)

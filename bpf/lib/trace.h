@@ -93,6 +93,9 @@ enum trace_lb {
 				    * port (ICMP echo: identifier) of the masquerade range */
 	TRACE_LB_REV_MASQ    = 10, /* a reply (or an ICMP error about it) to a masqueraded flow: destination
 				    * (and the quoted source) restored to the pod */
+	/* Service semantics (issue 12). */
+	TRACE_LB_REJECT = 11, /* a new flow to a service without backends answered with TCP RST or
+			      * ICMP port unreachable (service-no-backend-response=reject) */
 };
 
 /* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */
@@ -102,6 +105,9 @@ enum trace_ct {
 				   * its backend deleted): a backend was selected */
 	TRACE_CT_ESTABLISHED = 2, /* a live entry: its backend is kept */
 	TRACE_CT_REPLY       = 3, /* a live reply entry (conntrack or SNAT map) */
+	/* Service semantics (issue 12). */
+	TRACE_CT_AFFINITY    = 4, /* no usable entry, the backend came from the client's live
+				   * session affinity entry (sessionAffinity ClientIP) */
 };
 
 /* Load-balancer part of a summary. */

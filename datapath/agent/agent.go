@@ -307,6 +307,7 @@ func (a *Agent) ServiceUpsert(ctx context.Context, s Service) error {
 	if err := s.validate(); err != nil {
 		return &InputError{Err: err}
 	}
+	a.warnService(&s)
 	return a.recordAndProgram([]Service{s})
 }
 
@@ -331,7 +332,17 @@ func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
 	if err := errors.Join(errs...); err != nil {
 		return &InputError{Err: err}
 	}
+	for i := range list {
+		a.warnService(&list[i])
+	}
 	return a.recordAndProgram(list)
+}
+
+// warnService logs what of s podpath does not do as written (Service.Warnings).
+func (a *Agent) warnService(s *Service) {
+	for _, w := range s.Warnings() {
+		a.opts.Log.Warn(w, "service", s.Name)
+	}
 }
 
 // balancing refuses services (what names them) when the agent balances none.

@@ -94,7 +94,7 @@ func (a *Agent) handler() http.Handler {
 			reply(w, nil, badInput("service name %q in the body differs from %q in the path", s.Name, r.PathValue("name")))
 			return
 		}
-		reply(w, nil, a.ServiceUpsert(r.Context(), s))
+		reply(w, serviceWarnings([]Service{s}), a.ServiceUpsert(r.Context(), s))
 	})
 	mux.HandleFunc("PUT /v1/services", func(w http.ResponseWriter, r *http.Request) {
 		var list []Service
@@ -102,7 +102,7 @@ func (a *Agent) handler() http.Handler {
 			reply(w, nil, err)
 			return
 		}
-		reply(w, nil, a.ServicesUpsert(r.Context(), list))
+		reply(w, serviceWarnings(list), a.ServicesUpsert(r.Context(), list))
 	})
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
@@ -113,6 +113,23 @@ func (a *Agent) handler() http.Handler {
 
 // maxBulkBody bounds a bulk request: 10,000 services of 10 backends are about 4 MiB.
 const maxBulkBody = 64 << 20
+
+// ServiceReply is the API's answer to a service upsert: what of the services podpath
+// does not do as written (Service.Warnings); nil when there is nothing to say.
+type ServiceReply struct {
+	Warnings []string `json:"warnings"`
+}
+
+func serviceWarnings(list []Service) any {
+	var r ServiceReply
+	for i := range list {
+		r.Warnings = append(r.Warnings, list[i].Warnings()...)
+	}
+	if len(r.Warnings) == 0 {
+		return nil
+	}
+	return r
+}
 
 func decode(r *http.Request, v any) error { return decodeLimit(r, v, 1<<20) }
 

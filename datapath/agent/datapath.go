@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -33,9 +34,13 @@ type datapath struct {
 	adopted bool                 // at least one link was already pinned at start
 	devices []string
 	nodeIP  netip.Addr
+	podCIDR netip.Prefix // this node's pods: the backends of Local traffic policies
 	mtu     MTUs
-	vxlan   netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
-	cfg     bpfconfig.Config
+	// health are the health check node port servers, by service name.
+	healthMu sync.Mutex
+	health   map[string]*healthPort
+	vxlan    netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
+	cfg      bpfconfig.Config
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
@@ -53,7 +58,7 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	if err != nil {
 		return nil, err
 	}
-	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices}
+	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices, podCIDR: opts.PodCIDR.Masked()}
 	if d.nodeIP = opts.NodeIP; !d.nodeIP.IsValid() {
 		first, err := nl.LinkByName(opts.Devices[0])
 		if err != nil {
@@ -120,6 +125,7 @@ func datapathConfig(c *config.Config, node bpfconfig.Node) (bpfconfig.Config, lo
 // Close releases the agent's handles; pinned maps and links, and so the attached
 // programs, stay.
 func (d *datapath) Close() error {
+	d.healthClose()
 	var errs []error
 	for _, l := range d.links {
 		errs = append(errs, l.Close())

@@ -30,6 +30,31 @@ type Service struct {
 	NodePort    uint16           `json:"nodePort,omitempty"`
 	ExternalIPs []netip.Addr     `json:"externalIPs,omitempty"`
 	Backends    []ServiceBackend `json:"backends"`
+
+	// Service semantics (issue 12).
+	// ExternalTrafficPolicy: Cluster (default) or Local: NodePort and external
+	// frontends send new flows to this node's backends only (the client's address is
+	// kept, no SNAT); a node without one drops them (DROP_SVC_NO_LOCAL_BACKEND).
+	ExternalTrafficPolicy string `json:"externalTrafficPolicy,omitempty"`
+	// InternalTrafficPolicy: Cluster (default) or Local: the ClusterIP frontend sends
+	// pods' new flows to backends of their own node only.
+	InternalTrafficPolicy string `json:"internalTrafficPolicy,omitempty"`
+	// HealthCheckNodePort: with externalTrafficPolicy Local, the agent answers
+	// kube-proxy's health check (JSON with localEndpoints; 200, or 503 without a
+	// local backend) on this TCP port of the node.
+	HealthCheckNodePort uint16 `json:"healthCheckNodePort,omitempty"`
+	// SessionAffinity: None (default) or ClientIP: a client's new flows go to the
+	// backend its last one got, while they come within SessionAffinityTimeout seconds
+	// (default 10800).
+	SessionAffinity        string `json:"sessionAffinity,omitempty"`
+	SessionAffinityTimeout uint32 `json:"sessionAffinityTimeoutSeconds,omitempty"`
+	// LoadBalancerSourceRanges: clients from outside (NodePort, external and
+	// LoadBalancer frontends) must come from one of these (enable-svc-source-range-check).
+	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges,omitempty"`
+	// Unsupported names the fields of the Kubernetes Service the client saw set and
+	// podpath does not implement: each is a warning (the agent logs it and the API
+	// returns it), never silently dropped.
+	Unsupported []string `json:"unsupported,omitempty"`
 }
 
 // ServiceBackend is one endpoint of a service.
@@ -68,6 +93,7 @@ func (s *Service) validate() error {
 	if (s.Type != "ClusterIP") != (s.NodePort != 0) {
 		errs = append(errs, fmt.Errorf("service %s: nodePort: %d, want one for NodePort and LoadBalancer services and none for ClusterIP", s.Name, s.NodePort))
 	}
+	errs = append(errs, s.validateSemantics()...)
 	for i, b := range s.Backends {
 		if !b.IP.Is4() || b.Port == 0 {
 			errs = append(errs, fmt.Errorf("service %s: backends[%d]: %v:%d is not an IPv4 address and port", s.Name, i, b.IP, b.Port))
@@ -125,23 +151,33 @@ func (d *datapath) programServices(list []Service, c *config.Config) error {
 	lb := d.dp.LB
 	errs := make([]error, len(list))
 	if c.LBAlgorithm == config.LBMaglev {
-		tables := make([][]uint32, len(list))
-		parallel(len(list), func(i int) {
-			tables[i], errs[i] = maglev.Table(maglevBackends(&list[i]), c.MaglevTableSize, c.MaglevHashSeed)
+		// Every backend set of every service (one per traffic-policy scope).
+		type job struct {
+			svc int
+			set backendSet
+		}
+		var jobs []job
+		for i := range list {
+			for _, set := range d.backendSets(&list[i]) {
+				jobs = append(jobs, job{i, set})
+			}
+		}
+		tables := make([][]uint32, len(jobs))
+		jerrs := make([]error, len(jobs))
+		parallel(len(jobs), func(j int) {
+			tables[j], jerrs[j] = maglev.Table(jobs[j].set.maglev, c.MaglevTableSize, c.MaglevHashSeed)
 		})
 		set := map[uint32][]uint32{}
-		for i := range list {
-			id := stableID("service " + list[i].Name)
+		for j, jb := range jobs {
 			switch {
-			case errors.Is(errs[i], maglev.ErrNoBackends):
-				errs[i] = nil
-				if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					errs[i] = err
+			case errors.Is(jerrs[j], maglev.ErrNoBackends):
+				if err := lb.MaglevDelete(jb.set.id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs[jb.svc] = errors.Join(errs[jb.svc], err)
 				}
-			case errs[i] != nil:
-				errs[i] = fmt.Errorf("service %s: %w", list[i].Name, errs[i])
+			case jerrs[j] != nil:
+				errs[jb.svc] = errors.Join(errs[jb.svc], fmt.Errorf("service %s: %w", list[jb.svc].Name, jerrs[j]))
 			default:
-				set[id] = tables[i]
+				set[jb.set.id] = tables[j]
 			}
 		}
 		if err := lb.MaglevSetMany(set); err != nil {
@@ -157,44 +193,43 @@ func (d *datapath) programServices(list []Service, c *config.Config) error {
 	return errors.Join(errs...)
 }
 
-// maglevBackends are the service's backends with their Maglev weights: 0 for the
-// ones not active (no new flows).
-func maglevBackends(s *Service) []maglev.Backend {
-	var out []maglev.Backend
-	for _, b := range s.Backends {
-		w := b.Weight
-		if w == 0 {
-			w = maglev.DefaultWeight
-		}
-		if backendStates[b.State] != maps.BackendActive {
-			w = 0
-		}
-		out = append(out, maglev.Backend{ID: backendID(s, b), Weight: w})
-	}
-	return out
-}
-
 // programFrontends writes a service's backends, then each frontend with its
-// reverse-NAT entry and the active backends as slots.
+// reverse-NAT entry, its backend set as slots (backendSetFor: the traffic policy's
+// scope, terminating backends only as the fallback) and its flags (Maglev, Local,
+// affinity, source ranges), the source ranges of its sets, and the health check
+// node port's server.
 func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 	lb := d.dp.LB
-	id := stableID("service " + s.Name)
-	var active []uint32
 	for _, b := range s.Backends {
-		bid := backendID(s, b)
-		st := backendStates[b.State]
-		if err := lb.BackendUpsert(maps.Backend{ID: bid, Addr: b.IP, Port: b.Port, Proto: s.proto(), State: st}); err != nil {
+		if err := lb.BackendUpsert(maps.Backend{ID: backendID(s, b), Addr: b.IP, Port: b.Port, Proto: s.proto(), State: backendStates[b.State]}); err != nil {
 			return err
 		}
-		if st == maps.BackendActive {
-			active = append(active, bid)
-		}
 	}
+	timeout := s.affinityTimeout()
+	ranged := map[uint32]bool{}
 	for _, fe := range s.frontends(d.nodeIP) {
-		fe.ID, fe.Backends = id, active
+		local := s.localFrontend(fe)
+		set := s.backendSetFor(local, d.podCIDR)
+		fe.ID, fe.Backends = set.id, set.ids
 		fe.RevNatID = stableID("revnat " + fe.ServiceKey.String())
 		if c.LBAlgorithm == config.LBMaglev {
 			fe.Flags |= maps.ServiceMaglev
+		}
+		// A Local frontend of a service with backends elsewhere drops with its own
+		// reason; a service with no backend at all is rejected like any other.
+		if local && len(s.Backends) > 0 {
+			fe.Flags |= maps.ServiceLocal
+		}
+		if set.fallback {
+			fe.Flags |= maps.ServiceFallback
+		}
+		if timeout != 0 {
+			fe.Flags |= maps.ServiceAffinity
+			fe.AffinityTimeout = timeout
+		}
+		if len(s.LoadBalancerSourceRanges) > 0 && fe.Flags&maps.ServiceClusterIP == 0 {
+			fe.Flags |= maps.ServiceSourceRange
+			ranged[fe.ID] = true
 		}
 		if err := lb.RevNatUpsert(fe.RevNatID, netip.AddrPortFrom(fe.Addr, fe.Port)); err != nil {
 			return err
@@ -203,7 +238,21 @@ func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 			return err
 		}
 	}
-	return nil
+	for _, set := range d.backendSets(s) {
+		var ranges []netip.Prefix
+		if ranged[set.id] {
+			ranges = s.LoadBalancerSourceRanges
+		}
+		if err := lb.SourceRangesSet(set.id, ranges); err != nil {
+			return err
+		}
+		if timeout == 0 {
+			if err := lb.AffinityDeleteService(set.id); err != nil {
+				return err
+			}
+		}
+	}
+	return d.healthSync(s.Name, s)
 }
 
 // parallel runs fn(0..n-1) on GOMAXPROCS goroutines.
@@ -230,11 +279,13 @@ func (d *datapath) unprogramService(s *Service, remaining []Service) error {
 	for _, fe := range s.frontends(d.nodeIP) {
 		errs = append(errs, lb.ServiceDelete(fe.ServiceKey), lb.RevNatDelete(stableID("revnat "+fe.ServiceKey.String())))
 	}
-	id := stableID("service " + s.Name)
-	errs = append(errs, lb.ServiceBackendsDelete(id))
-	if err := lb.MaglevDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, err)
+	for _, set := range d.backendSets(s) {
+		errs = append(errs, lb.ServiceBackendsDelete(set.id), lb.SourceRangesSet(set.id, nil), lb.AffinityDeleteService(set.id))
+		if err := lb.MaglevDelete(set.id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
 	}
+	errs = append(errs, d.healthSync(s.Name, nil))
 	var inUse []uint32
 	for _, o := range remaining {
 		for _, b := range o.Backends {

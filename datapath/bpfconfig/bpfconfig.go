@@ -215,6 +215,8 @@ func loadBalancer(cfg *Config, c *config.Config) []error {
 	cfg.LbSnatPortMin, cfg.LbSnatPortMax = DefaultSNATPortMin, DefaultSNATPortMax
 	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn = DefaultCTTimeoutTCP, DefaultCTTimeoutTCPSyn
 	cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = DefaultCTTimeoutTCPClosing, DefaultCTTimeoutAny
+	cfg.LbNoBackendReject = b2u8(c.ServiceNoBackendReject)
+	cfg.LbSourceRangeCheck = b2u8(c.SvcSourceRangeCheck)
 	return nil
 }
 
@@ -244,6 +246,13 @@ func masquerade(cfg *Config, c *config.Config) {
 	}
 	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn = DefaultCTTimeoutTCP, DefaultCTTimeoutTCPSyn
 	cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = DefaultCTTimeoutTCPClosing, DefaultCTTimeoutAny
+}
+
+func b2u8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Check reports values of cfg the programs would misread: enum values out of range,

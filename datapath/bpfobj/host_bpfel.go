@@ -96,6 +96,9 @@ const (
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
 	HostDropReasonDROP_MASQ_NO_PORT            HostDropReason = 40
 	HostDropReasonDROP_MASQ_FAILED             HostDropReason = 41
+	HostDropReasonDROP_SVC_NO_LOCAL_BACKEND    HostDropReason = 50
+	HostDropReasonDROP_SVC_SOURCE_RANGE        HostDropReason = 51
+	HostDropReasonDROP_SVC_REJECT_FAILED       HostDropReason = 52
 	HostDropReasonDROP_HOST_SVC_UNTRANSLATED   HostDropReason = 60
 	HostDropReasonDROP_REASON_MAX              HostDropReason = 61
 )
@@ -140,6 +143,18 @@ type HostIpcacheKey struct {
 	Ip4       uint32
 }
 
+type HostLbAffinity struct {
+	_         structs.HostLayout
+	BackendId uint32
+	LastUsed  uint32
+}
+
+type HostLbAffinityKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Client    uint32
+}
+
 type HostLbBackend struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -164,6 +179,11 @@ const (
 	HostLbModeLB_MODE_HYBRID HostLbMode = 2
 )
 
+type HostLbRejectRaw struct {
+	_ structs.HostLayout
+	B [164]uint8
+}
+
 type HostLbRevNat struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -179,20 +199,25 @@ const (
 )
 
 type HostLbService struct {
-	_            structs.HostLayout
-	ServiceId    uint32
-	BackendCount uint16
-	Flags        uint16
-	RevNatId     uint32
+	_               structs.HostLayout
+	ServiceId       uint32
+	BackendCount    uint16
+	Flags           uint16
+	RevNatId        uint32
+	AffinityTimeout uint32
 }
 
 type HostLbServiceFlags uint32
 
 const (
-	HostLbServiceFlagsSVC_F_CLUSTERIP HostLbServiceFlags = 1
-	HostLbServiceFlagsSVC_F_NODEPORT  HostLbServiceFlags = 2
-	HostLbServiceFlagsSVC_F_EXTERNAL  HostLbServiceFlags = 4
-	HostLbServiceFlagsSVC_F_MAGLEV    HostLbServiceFlags = 8
+	HostLbServiceFlagsSVC_F_CLUSTERIP    HostLbServiceFlags = 1
+	HostLbServiceFlagsSVC_F_NODEPORT     HostLbServiceFlags = 2
+	HostLbServiceFlagsSVC_F_EXTERNAL     HostLbServiceFlags = 4
+	HostLbServiceFlagsSVC_F_MAGLEV       HostLbServiceFlags = 8
+	HostLbServiceFlagsSVC_F_LOCAL        HostLbServiceFlags = 16
+	HostLbServiceFlagsSVC_F_AFFINITY     HostLbServiceFlags = 32
+	HostLbServiceFlagsSVC_F_SOURCE_RANGE HostLbServiceFlags = 64
+	HostLbServiceFlagsSVC_F_FALLBACK     HostLbServiceFlags = 128
 )
 
 type HostLbServiceKey struct {
@@ -208,6 +233,13 @@ type HostLbSlotKey struct {
 	ServiceId uint32
 	Slot      uint16
 	Pad       uint16
+}
+
+type HostLbSrcRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      uint32
 }
 
 type HostMasqCidrKey struct {
@@ -323,7 +355,10 @@ type HostPodpathConfig struct {
 	MasqIpMasqAgent       uint8
 	MasqPortMin           uint16
 	MasqPortMax           uint16
+	LbNoBackendReject     uint8
+	LbSourceRangeCheck    uint8
 	Pad3                  uint16
+	_                     [6]byte
 }
 
 type HostRoutingMode uint32
@@ -340,6 +375,7 @@ const (
 	HostTraceCtTRACE_CT_NEW         HostTraceCt = 1
 	HostTraceCtTRACE_CT_ESTABLISHED HostTraceCt = 2
 	HostTraceCtTRACE_CT_REPLY       HostTraceCt = 3
+	HostTraceCtTRACE_CT_AFFINITY    HostTraceCt = 4
 )
 
 type HostTraceLb uint32
@@ -356,6 +392,7 @@ const (
 	HostTraceLbTRACE_LB_FRAG_NEEDED HostTraceLb = 8
 	HostTraceLbTRACE_LB_MASQ        HostTraceLb = 9
 	HostTraceLbTRACE_LB_REV_MASQ    HostTraceLb = 10
+	HostTraceLbTRACE_LB_REJECT      HostTraceLb = 11
 )
 
 type HostTraceRecord struct {
@@ -436,11 +473,14 @@ const (
 	HostMapCtTcp            = "ct_tcp"
 	HostMapEndpoints        = "endpoints"
 	HostMapIpcache          = "ipcache"
+	HostMapLbAffinity       = "lb_affinity"
 	HostMapLbBackendSlots   = "lb_backend_slots"
 	HostMapLbBackends       = "lb_backends"
 	HostMapLbMaglev         = "lb_maglev"
+	HostMapLbRejectBuf      = "lb_reject_buf"
 	HostMapLbRevNat         = "lb_rev_nat"
 	HostMapLbServices       = "lb_services"
+	HostMapLbSourceRanges   = "lb_source_ranges"
 	HostMapMasqAddrs        = "masq_addrs"
 	HostMapMasqNonmasq      = "masq_nonmasq"
 	HostMapMasqStats        = "masq_stats"
@@ -513,11 +553,14 @@ type HostMapSpecs struct {
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	MasqAddrs      *ebpf.MapSpec `ebpf:"masq_addrs"`
 	MasqNonmasq    *ebpf.MapSpec `ebpf:"masq_nonmasq"`
 	MasqStats      *ebpf.MapSpec `ebpf:"masq_stats"`
@@ -562,11 +605,14 @@ type HostMaps struct {
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	MasqAddrs      *ebpf.Map `ebpf:"masq_addrs"`
 	MasqNonmasq    *ebpf.Map `ebpf:"masq_nonmasq"`
 	MasqStats      *ebpf.Map `ebpf:"masq_stats"`
@@ -581,11 +627,14 @@ func (m *HostMaps) Close() error {
 		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
 		m.LbMaglev,
+		m.LbRejectBuf,
 		m.LbRevNat,
 		m.LbServices,
+		m.LbSourceRanges,
 		m.MasqAddrs,
 		m.MasqNonmasq,
 		m.MasqStats,

@@ -96,6 +96,9 @@ const (
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
 	LxcDropReasonDROP_MASQ_NO_PORT            LxcDropReason = 40
 	LxcDropReasonDROP_MASQ_FAILED             LxcDropReason = 41
+	LxcDropReasonDROP_SVC_NO_LOCAL_BACKEND    LxcDropReason = 50
+	LxcDropReasonDROP_SVC_SOURCE_RANGE        LxcDropReason = 51
+	LxcDropReasonDROP_SVC_REJECT_FAILED       LxcDropReason = 52
 	LxcDropReasonDROP_HOST_SVC_UNTRANSLATED   LxcDropReason = 60
 	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 61
 )
@@ -140,6 +143,18 @@ type LxcIpcacheKey struct {
 	Ip4       uint32
 }
 
+type LxcLbAffinity struct {
+	_         structs.HostLayout
+	BackendId uint32
+	LastUsed  uint32
+}
+
+type LxcLbAffinityKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Client    uint32
+}
+
 type LxcLbBackend struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -164,6 +179,11 @@ const (
 	LxcLbModeLB_MODE_HYBRID LxcLbMode = 2
 )
 
+type LxcLbRejectRaw struct {
+	_ structs.HostLayout
+	B [164]uint8
+}
+
 type LxcLbRevNat struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -179,20 +199,25 @@ const (
 )
 
 type LxcLbService struct {
-	_            structs.HostLayout
-	ServiceId    uint32
-	BackendCount uint16
-	Flags        uint16
-	RevNatId     uint32
+	_               structs.HostLayout
+	ServiceId       uint32
+	BackendCount    uint16
+	Flags           uint16
+	RevNatId        uint32
+	AffinityTimeout uint32
 }
 
 type LxcLbServiceFlags uint32
 
 const (
-	LxcLbServiceFlagsSVC_F_CLUSTERIP LxcLbServiceFlags = 1
-	LxcLbServiceFlagsSVC_F_NODEPORT  LxcLbServiceFlags = 2
-	LxcLbServiceFlagsSVC_F_EXTERNAL  LxcLbServiceFlags = 4
-	LxcLbServiceFlagsSVC_F_MAGLEV    LxcLbServiceFlags = 8
+	LxcLbServiceFlagsSVC_F_CLUSTERIP    LxcLbServiceFlags = 1
+	LxcLbServiceFlagsSVC_F_NODEPORT     LxcLbServiceFlags = 2
+	LxcLbServiceFlagsSVC_F_EXTERNAL     LxcLbServiceFlags = 4
+	LxcLbServiceFlagsSVC_F_MAGLEV       LxcLbServiceFlags = 8
+	LxcLbServiceFlagsSVC_F_LOCAL        LxcLbServiceFlags = 16
+	LxcLbServiceFlagsSVC_F_AFFINITY     LxcLbServiceFlags = 32
+	LxcLbServiceFlagsSVC_F_SOURCE_RANGE LxcLbServiceFlags = 64
+	LxcLbServiceFlagsSVC_F_FALLBACK     LxcLbServiceFlags = 128
 )
 
 type LxcLbServiceKey struct {
@@ -208,6 +233,13 @@ type LxcLbSlotKey struct {
 	ServiceId uint32
 	Slot      uint16
 	Pad       uint16
+}
+
+type LxcLbSrcRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      uint32
 }
 
 type LxcMonitorAggregation uint32
@@ -306,7 +338,10 @@ type LxcPodpathConfig struct {
 	MasqIpMasqAgent       uint8
 	MasqPortMin           uint16
 	MasqPortMax           uint16
+	LbNoBackendReject     uint8
+	LbSourceRangeCheck    uint8
 	Pad3                  uint16
+	_                     [6]byte
 }
 
 type LxcRoutingMode uint32
@@ -323,6 +358,7 @@ const (
 	LxcTraceCtTRACE_CT_NEW         LxcTraceCt = 1
 	LxcTraceCtTRACE_CT_ESTABLISHED LxcTraceCt = 2
 	LxcTraceCtTRACE_CT_REPLY       LxcTraceCt = 3
+	LxcTraceCtTRACE_CT_AFFINITY    LxcTraceCt = 4
 )
 
 type LxcTraceLb uint32
@@ -339,6 +375,7 @@ const (
 	LxcTraceLbTRACE_LB_FRAG_NEEDED LxcTraceLb = 8
 	LxcTraceLbTRACE_LB_MASQ        LxcTraceLb = 9
 	LxcTraceLbTRACE_LB_REV_MASQ    LxcTraceLb = 10
+	LxcTraceLbTRACE_LB_REJECT      LxcTraceLb = 11
 )
 
 type LxcTraceRecord struct {
@@ -419,11 +456,14 @@ const (
 	LxcMapCtTcp           = "ct_tcp"
 	LxcMapEndpoints       = "endpoints"
 	LxcMapIpcache         = "ipcache"
+	LxcMapLbAffinity      = "lb_affinity"
 	LxcMapLbBackendSlots  = "lb_backend_slots"
 	LxcMapLbBackends      = "lb_backends"
 	LxcMapLbMaglev        = "lb_maglev"
+	LxcMapLbRejectBuf     = "lb_reject_buf"
 	LxcMapLbRevNat        = "lb_rev_nat"
 	LxcMapLbServices      = "lb_services"
+	LxcMapLbSourceRanges  = "lb_source_ranges"
 	LxcMapNodes           = "nodes"
 	LxcMapSnat            = "snat"
 	LxcMapTraceEvents     = "trace_events"
@@ -490,11 +530,14 @@ type LxcMapSpecs struct {
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
@@ -535,11 +578,14 @@ type LxcMaps struct {
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
@@ -551,11 +597,14 @@ func (m *LxcMaps) Close() error {
 		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
 		m.LbMaglev,
+		m.LbRejectBuf,
 		m.LbRevNat,
 		m.LbServices,
+		m.LbSourceRanges,
 		m.Nodes,
 		m.Snat,
 		m.TraceEvents,

@@ -96,6 +96,9 @@ const (
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
 	OverlayDropReasonDROP_MASQ_NO_PORT            OverlayDropReason = 40
 	OverlayDropReasonDROP_MASQ_FAILED             OverlayDropReason = 41
+	OverlayDropReasonDROP_SVC_NO_LOCAL_BACKEND    OverlayDropReason = 50
+	OverlayDropReasonDROP_SVC_SOURCE_RANGE        OverlayDropReason = 51
+	OverlayDropReasonDROP_SVC_REJECT_FAILED       OverlayDropReason = 52
 	OverlayDropReasonDROP_HOST_SVC_UNTRANSLATED   OverlayDropReason = 60
 	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 61
 )
@@ -140,6 +143,18 @@ type OverlayIpcacheKey struct {
 	Ip4       uint32
 }
 
+type OverlayLbAffinity struct {
+	_         structs.HostLayout
+	BackendId uint32
+	LastUsed  uint32
+}
+
+type OverlayLbAffinityKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Client    uint32
+}
+
 type OverlayLbBackend struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -164,6 +179,11 @@ const (
 	OverlayLbModeLB_MODE_HYBRID OverlayLbMode = 2
 )
 
+type OverlayLbRejectRaw struct {
+	_ structs.HostLayout
+	B [164]uint8
+}
+
 type OverlayLbRevNat struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -179,20 +199,25 @@ const (
 )
 
 type OverlayLbService struct {
-	_            structs.HostLayout
-	ServiceId    uint32
-	BackendCount uint16
-	Flags        uint16
-	RevNatId     uint32
+	_               structs.HostLayout
+	ServiceId       uint32
+	BackendCount    uint16
+	Flags           uint16
+	RevNatId        uint32
+	AffinityTimeout uint32
 }
 
 type OverlayLbServiceFlags uint32
 
 const (
-	OverlayLbServiceFlagsSVC_F_CLUSTERIP OverlayLbServiceFlags = 1
-	OverlayLbServiceFlagsSVC_F_NODEPORT  OverlayLbServiceFlags = 2
-	OverlayLbServiceFlagsSVC_F_EXTERNAL  OverlayLbServiceFlags = 4
-	OverlayLbServiceFlagsSVC_F_MAGLEV    OverlayLbServiceFlags = 8
+	OverlayLbServiceFlagsSVC_F_CLUSTERIP    OverlayLbServiceFlags = 1
+	OverlayLbServiceFlagsSVC_F_NODEPORT     OverlayLbServiceFlags = 2
+	OverlayLbServiceFlagsSVC_F_EXTERNAL     OverlayLbServiceFlags = 4
+	OverlayLbServiceFlagsSVC_F_MAGLEV       OverlayLbServiceFlags = 8
+	OverlayLbServiceFlagsSVC_F_LOCAL        OverlayLbServiceFlags = 16
+	OverlayLbServiceFlagsSVC_F_AFFINITY     OverlayLbServiceFlags = 32
+	OverlayLbServiceFlagsSVC_F_SOURCE_RANGE OverlayLbServiceFlags = 64
+	OverlayLbServiceFlagsSVC_F_FALLBACK     OverlayLbServiceFlags = 128
 )
 
 type OverlayLbServiceKey struct {
@@ -208,6 +233,13 @@ type OverlayLbSlotKey struct {
 	ServiceId uint32
 	Slot      uint16
 	Pad       uint16
+}
+
+type OverlayLbSrcRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      uint32
 }
 
 type OverlayMonitorAggregation uint32
@@ -306,7 +338,10 @@ type OverlayPodpathConfig struct {
 	MasqIpMasqAgent       uint8
 	MasqPortMin           uint16
 	MasqPortMax           uint16
+	LbNoBackendReject     uint8
+	LbSourceRangeCheck    uint8
 	Pad3                  uint16
+	_                     [6]byte
 }
 
 type OverlayRoutingMode uint32
@@ -323,6 +358,7 @@ const (
 	OverlayTraceCtTRACE_CT_NEW         OverlayTraceCt = 1
 	OverlayTraceCtTRACE_CT_ESTABLISHED OverlayTraceCt = 2
 	OverlayTraceCtTRACE_CT_REPLY       OverlayTraceCt = 3
+	OverlayTraceCtTRACE_CT_AFFINITY    OverlayTraceCt = 4
 )
 
 type OverlayTraceLb uint32
@@ -339,6 +375,7 @@ const (
 	OverlayTraceLbTRACE_LB_FRAG_NEEDED OverlayTraceLb = 8
 	OverlayTraceLbTRACE_LB_MASQ        OverlayTraceLb = 9
 	OverlayTraceLbTRACE_LB_REV_MASQ    OverlayTraceLb = 10
+	OverlayTraceLbTRACE_LB_REJECT      OverlayTraceLb = 11
 )
 
 type OverlayTraceRecord struct {
@@ -419,11 +456,14 @@ const (
 	OverlayMapCtTcp           = "ct_tcp"
 	OverlayMapEndpoints       = "endpoints"
 	OverlayMapIpcache         = "ipcache"
+	OverlayMapLbAffinity      = "lb_affinity"
 	OverlayMapLbBackendSlots  = "lb_backend_slots"
 	OverlayMapLbBackends      = "lb_backends"
 	OverlayMapLbMaglev        = "lb_maglev"
+	OverlayMapLbRejectBuf     = "lb_reject_buf"
 	OverlayMapLbRevNat        = "lb_rev_nat"
 	OverlayMapLbServices      = "lb_services"
+	OverlayMapLbSourceRanges  = "lb_source_ranges"
 	OverlayMapNodes           = "nodes"
 	OverlayMapSnat            = "snat"
 	OverlayMapTraceEvents     = "trace_events"
@@ -488,11 +528,14 @@ type OverlayMapSpecs struct {
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
@@ -533,11 +576,14 @@ type OverlayMaps struct {
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
+	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
+	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
@@ -549,11 +595,14 @@ func (m *OverlayMaps) Close() error {
 		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
 		m.LbMaglev,
+		m.LbRejectBuf,
 		m.LbRevNat,
 		m.LbServices,
+		m.LbSourceRanges,
 		m.Nodes,
 		m.Snat,
 		m.TraceEvents,

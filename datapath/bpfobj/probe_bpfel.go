@@ -52,6 +52,9 @@ const (
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
 	ProbeDropReasonDROP_MASQ_NO_PORT            ProbeDropReason = 40
 	ProbeDropReasonDROP_MASQ_FAILED             ProbeDropReason = 41
+	ProbeDropReasonDROP_SVC_NO_LOCAL_BACKEND    ProbeDropReason = 50
+	ProbeDropReasonDROP_SVC_SOURCE_RANGE        ProbeDropReason = 51
+	ProbeDropReasonDROP_SVC_REJECT_FAILED       ProbeDropReason = 52
 	ProbeDropReasonDROP_HOST_SVC_UNTRANSLATED   ProbeDropReason = 60
 	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 61
 )
@@ -155,7 +158,10 @@ type ProbePodpathConfig struct {
 	MasqIpMasqAgent       uint8
 	MasqPortMin           uint16
 	MasqPortMax           uint16
+	LbNoBackendReject     uint8
+	LbSourceRangeCheck    uint8
 	Pad3                  uint16
+	_                     [6]byte
 }
 
 type ProbeRoutingMode uint32
@@ -172,6 +178,7 @@ const (
 	ProbeTraceCtTRACE_CT_NEW         ProbeTraceCt = 1
 	ProbeTraceCtTRACE_CT_ESTABLISHED ProbeTraceCt = 2
 	ProbeTraceCtTRACE_CT_REPLY       ProbeTraceCt = 3
+	ProbeTraceCtTRACE_CT_AFFINITY    ProbeTraceCt = 4
 )
 
 type ProbeTraceLb uint32
@@ -188,6 +195,7 @@ const (
 	ProbeTraceLbTRACE_LB_FRAG_NEEDED ProbeTraceLb = 8
 	ProbeTraceLbTRACE_LB_MASQ        ProbeTraceLb = 9
 	ProbeTraceLbTRACE_LB_REV_MASQ    ProbeTraceLb = 10
+	ProbeTraceLbTRACE_LB_REJECT      ProbeTraceLb = 11
 )
 
 type ProbeTraceRecord struct {

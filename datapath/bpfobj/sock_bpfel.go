@@ -96,6 +96,9 @@ const (
 	SockDropReasonDROP_SPOOFED_SOURCE          SockDropReason = 33
 	SockDropReasonDROP_MASQ_NO_PORT            SockDropReason = 40
 	SockDropReasonDROP_MASQ_FAILED             SockDropReason = 41
+	SockDropReasonDROP_SVC_NO_LOCAL_BACKEND    SockDropReason = 50
+	SockDropReasonDROP_SVC_SOURCE_RANGE        SockDropReason = 51
+	SockDropReasonDROP_SVC_REJECT_FAILED       SockDropReason = 52
 	SockDropReasonDROP_HOST_SVC_UNTRANSLATED   SockDropReason = 60
 	SockDropReasonDROP_REASON_MAX              SockDropReason = 61
 )
@@ -140,6 +143,18 @@ type SockIpcacheKey struct {
 	Ip4       uint32
 }
 
+type SockLbAffinity struct {
+	_         structs.HostLayout
+	BackendId uint32
+	LastUsed  uint32
+}
+
+type SockLbAffinityKey struct {
+	_         structs.HostLayout
+	ServiceId uint32
+	Client    uint32
+}
+
 type SockLbBackend struct {
 	_     structs.HostLayout
 	Addr  uint32
@@ -179,20 +194,25 @@ const (
 )
 
 type SockLbService struct {
-	_            structs.HostLayout
-	ServiceId    uint32
-	BackendCount uint16
-	Flags        uint16
-	RevNatId     uint32
+	_               structs.HostLayout
+	ServiceId       uint32
+	BackendCount    uint16
+	Flags           uint16
+	RevNatId        uint32
+	AffinityTimeout uint32
 }
 
 type SockLbServiceFlags uint32
 
 const (
-	SockLbServiceFlagsSVC_F_CLUSTERIP SockLbServiceFlags = 1
-	SockLbServiceFlagsSVC_F_NODEPORT  SockLbServiceFlags = 2
-	SockLbServiceFlagsSVC_F_EXTERNAL  SockLbServiceFlags = 4
-	SockLbServiceFlagsSVC_F_MAGLEV    SockLbServiceFlags = 8
+	SockLbServiceFlagsSVC_F_CLUSTERIP    SockLbServiceFlags = 1
+	SockLbServiceFlagsSVC_F_NODEPORT     SockLbServiceFlags = 2
+	SockLbServiceFlagsSVC_F_EXTERNAL     SockLbServiceFlags = 4
+	SockLbServiceFlagsSVC_F_MAGLEV       SockLbServiceFlags = 8
+	SockLbServiceFlagsSVC_F_LOCAL        SockLbServiceFlags = 16
+	SockLbServiceFlagsSVC_F_AFFINITY     SockLbServiceFlags = 32
+	SockLbServiceFlagsSVC_F_SOURCE_RANGE SockLbServiceFlags = 64
+	SockLbServiceFlagsSVC_F_FALLBACK     SockLbServiceFlags = 128
 )
 
 type SockLbServiceKey struct {
@@ -226,6 +246,13 @@ type SockLbSockRevKey struct {
 	Port   uint16
 	Proto  uint8
 	Pad    uint8
+}
+
+type SockLbSrcRangeKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	ServiceId uint32
+	Addr      uint32
 }
 
 type SockMonitorAggregation uint32
@@ -324,7 +351,10 @@ type SockPodpathConfig struct {
 	MasqIpMasqAgent       uint8
 	MasqPortMin           uint16
 	MasqPortMax           uint16
+	LbNoBackendReject     uint8
+	LbSourceRangeCheck    uint8
 	Pad3                  uint16
+	_                     [6]byte
 }
 
 type SockRoutingMode uint32
@@ -341,6 +371,7 @@ const (
 	SockTraceCtTRACE_CT_NEW         SockTraceCt = 1
 	SockTraceCtTRACE_CT_ESTABLISHED SockTraceCt = 2
 	SockTraceCtTRACE_CT_REPLY       SockTraceCt = 3
+	SockTraceCtTRACE_CT_AFFINITY    SockTraceCt = 4
 )
 
 type SockTraceLb uint32
@@ -357,6 +388,7 @@ const (
 	SockTraceLbTRACE_LB_FRAG_NEEDED SockTraceLb = 8
 	SockTraceLbTRACE_LB_MASQ        SockTraceLb = 9
 	SockTraceLbTRACE_LB_REV_MASQ    SockTraceLb = 10
+	SockTraceLbTRACE_LB_REJECT      SockTraceLb = 11
 )
 
 type SockTraceRecord struct {
@@ -437,12 +469,14 @@ const (
 	SockMapCtTcp             = "ct_tcp"
 	SockMapEndpoints         = "endpoints"
 	SockMapIpcache           = "ipcache"
+	SockMapLbAffinity        = "lb_affinity"
 	SockMapLbBackendSlots    = "lb_backend_slots"
 	SockMapLbBackends        = "lb_backends"
 	SockMapLbMaglev          = "lb_maglev"
 	SockMapLbRevNat          = "lb_rev_nat"
 	SockMapLbServices        = "lb_services"
 	SockMapLbSockRev         = "lb_sock_rev"
+	SockMapLbSourceRanges    = "lb_source_ranges"
 	SockMapNodes             = "nodes"
 	SockMapSnat              = "snat"
 	SockMapTraceEvents       = "trace_events"
@@ -512,12 +546,14 @@ type SockMapSpecs struct {
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSockRev      *ebpf.MapSpec `ebpf:"lb_sock_rev"`
+	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
@@ -557,12 +593,14 @@ type SockMaps struct {
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	LbSockRev      *ebpf.Map `ebpf:"lb_sock_rev"`
+	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
@@ -574,12 +612,14 @@ func (m *SockMaps) Close() error {
 		m.CtTcp,
 		m.Endpoints,
 		m.Ipcache,
+		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
 		m.LbMaglev,
 		m.LbRevNat,
 		m.LbServices,
 		m.LbSockRev,
+		m.LbSourceRanges,
 		m.Nodes,
 		m.Snat,
 		m.TraceEvents,

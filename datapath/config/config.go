@@ -223,6 +223,13 @@ type Config struct {
 	// MasqPortMin and MasqPortMax are podpath-masquerade-port-range: the source
 	// ports (ICMP echo identifiers) BPF masquerading hands out, inclusive.
 	MasqPortMin, MasqPortMax uint16
+	// Service semantics (issue 12).
+	// ServiceNoBackendReject is service-no-backend-response=reject: a new flow to a
+	// service without backends gets a TCP RST or ICMP port unreachable, else a drop.
+	ServiceNoBackendReject bool
+	// SvcSourceRangeCheck is enable-svc-source-range-check: loadBalancerSourceRanges
+	// are enforced.
+	SvcSourceRangeCheck bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -256,6 +263,8 @@ func Default() *Config {
 		NATGlobalMax:            524288,
 		MasqPortMin:             DefaultMasqPortMin,
 		MasqPortMax:             DefaultMasqPortMax,
+		ServiceNoBackendReject:  true,
+		SvcSourceRangeCheck:     true,
 		Raw:                     map[string]string{},
 	}
 	copy(c.MaglevHashSeed[:], seed)

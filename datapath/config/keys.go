@@ -213,6 +213,14 @@ var keyTable = []Key{
 		Status: StatusImplemented, Field: "LBSockHostnsOnly", Proof: []string{"catalog", "datapath/loader.TestSockConnect"},
 		Meaning: "socket-level translation only for sockets of the node's own namespace (netns cookie); pods keep the per-packet translation"},
 
+	// ---- service semantics (issue 12) ----
+	{Name: "service-no-backend-response", Kind: KindEnum, Values: []string{"reject", "drop"}, Default: "reject",
+		Status: StatusImplemented, Field: "ServiceNoBackendReject", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestLBNoBackend"},
+		Meaning: "a new flow to a service without backends: reject answers TCP with RST and UDP with ICMP port unreachable, drop drops it (DROP_NO_SERVICE_BACKEND)"},
+	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true",
+		Status: StatusImplemented, Field: "SvcSourceRangeCheck", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestLBSourceRanges"},
+		Meaning: "enforce loadBalancerSourceRanges on NodePort and LoadBalancer/external frontends reached from outside (DROP_SVC_SOURCE_RANGE)"},
+
 	// ---- recognised Cilium keys podpath does not implement ----
 	{Name: "agent-health-port", Kind: KindInt, Default: "9879", NoValue: true, Instead: "the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)", Meaning: "TCP port of the agent's health API"},
 	{Name: "agent-not-ready-taint-key", Kind: KindString, Default: "node.cilium.io/agent-not-ready", Meaning: "taint removed from a node once its agent is ready"},
@@ -295,7 +303,6 @@ var keyTable = []Key{
 	{Name: "enable-session-affinity", Kind: KindBool, Default: "false", Meaning: "service session affinity in BPF"},
 	{Name: "enable-srv6", Kind: KindBool, Default: "false", Meaning: "SRv6 support"},
 	{Name: "enable-stale-cilium-endpoint-cleanup", Kind: KindBool, Default: "true", Meaning: "remove stale CiliumEndpoints on start"},
-	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "loadBalancerSourceRanges are not enforced", Meaning: "enforce loadBalancerSourceRanges"},
 	{Name: "enable-tcx", Kind: KindBool, Default: "true", Meaning: "attach with tcx instead of tc (podpath always uses tcx)"},
 	{Name: "enable-unreachable-routes", Kind: KindBool, Default: "false", Meaning: "unreachable routes for deleted pod IPs"},
 	{Name: "enable-vtep", Kind: KindBool, Default: "false", Meaning: "VXLAN tunnel endpoints outside the cluster"},

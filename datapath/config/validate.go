@@ -513,6 +513,11 @@ func (v *resolver) loadBalancing() {
 	if s, ok := v.enum("bpf-lb-algorithm"); ok {
 		c.LBAlgorithm = LBAlgorithm(s)
 	}
+	// Service semantics (issue 12).
+	if s, ok := v.enum("service-no-backend-response"); ok {
+		c.ServiceNoBackendReject = s == "reject"
+	}
+	v.boolean("enable-svc-source-range-check", &c.SvcSourceRangeCheck)
 	sizeSet := v.maglevTableSize()
 	seedSet := v.maglevSeed()
 	dispatchSet := v.dsrDispatch()

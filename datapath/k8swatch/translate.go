@@ -121,6 +121,7 @@ func ServicesFromK8s(svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (out
 			notes = append(notes, fmt.Sprintf("service %s: port %d/%s: NodePort service without a node port yet", id, p.Port, p.Protocol))
 			continue
 		}
+		semantics(svc, &s)
 		out = append(out, s)
 	}
 	return out, notes
@@ -185,4 +186,51 @@ func ptrOr[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// semantics translates the Service's traffic policies, health check node port,
+// session affinity and source ranges into s (issue 12), and lists in s.Unsupported
+// what of the spec podpath does not do, so that the watcher and the agent warn about
+// it instead of ignoring it silently.
+func semantics(svc *corev1.Service, s *agent.Service) {
+	spec := &svc.Spec
+	if s.Type != string(corev1.ServiceTypeClusterIP) || len(s.ExternalIPs) > 0 {
+		// Kubernetes applies externalTrafficPolicy to NodePort/LoadBalancer services
+		// and external IPs.
+		s.ExternalTrafficPolicy = string(spec.ExternalTrafficPolicy)
+		if spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && s.Type != string(corev1.ServiceTypeClusterIP) {
+			s.HealthCheckNodePort = uint16(spec.HealthCheckNodePort)
+		}
+	}
+	if spec.InternalTrafficPolicy != nil {
+		s.InternalTrafficPolicy = string(*spec.InternalTrafficPolicy)
+	}
+	if spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		s.SessionAffinity = agent.AffinityClientIP
+		if c := spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			s.SessionAffinityTimeout = uint32(*c.ClientIP.TimeoutSeconds)
+		}
+	}
+	for _, r := range spec.LoadBalancerSourceRanges {
+		pf, err := netip.ParsePrefix(strings.TrimSpace(r))
+		switch {
+		case err != nil:
+			s.Unsupported = append(s.Unsupported, fmt.Sprintf("loadBalancerSourceRanges %q (not a CIDR)", r))
+		case !pf.Addr().Is4():
+			s.Unsupported = append(s.Unsupported, fmt.Sprintf("loadBalancerSourceRanges %s (IPv6)", r))
+		default:
+			s.LoadBalancerSourceRanges = append(s.LoadBalancerSourceRanges, pf.Masked())
+		}
+	}
+	if spec.TrafficDistribution != nil && *spec.TrafficDistribution != "" {
+		s.Unsupported = append(s.Unsupported, "trafficDistribution "+*spec.TrafficDistribution+" (topology-aware routing)")
+	}
+	for _, a := range []string{"service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"} {
+		if v := svc.Annotations[a]; v != "" {
+			s.Unsupported = append(s.Unsupported, fmt.Sprintf("annotation %s=%s (topology-aware hints)", a, v))
+		}
+	}
+	if p := spec.IPFamilyPolicy; p != nil && *p == corev1.IPFamilyPolicyRequireDualStack {
+		s.Unsupported = append(s.Unsupported, "ipFamilyPolicy RequireDualStack (IPv4 only is balanced)")
+	}
 }

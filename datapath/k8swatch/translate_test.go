@@ -142,6 +142,51 @@ func TestServicesFromK8s(t *testing.T) {
 				t.Errorf("got %+v %q", got, notes)
 			}
 		}},
+		{"service semantics: traffic policies, health check port, affinity, source ranges", func(s *corev1.Service) {
+			local, timeout := corev1.ServiceInternalTrafficPolicyLocal, int32(60)
+			s.Spec.Ports = s.Spec.Ports[:1]
+			s.Spec.ExternalTrafficPolicy, s.Spec.HealthCheckNodePort = corev1.ServiceExternalTrafficPolicyLocal, 32000
+			s.Spec.InternalTrafficPolicy = &local
+			s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+			s.Spec.LoadBalancerSourceRanges = []string{"10.0.0.0/8", " 192.0.2.1/24", "2001:db8::/32", "bogus"}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 {
+				t.Fatalf("got %+v", got)
+			}
+			g := got[0]
+			wantRanges := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.0/24")}
+			if g.ExternalTrafficPolicy != "Local" || g.HealthCheckNodePort != 32000 || g.InternalTrafficPolicy != "Local" ||
+				g.SessionAffinity != "ClientIP" || g.SessionAffinityTimeout != 60 || !reflect.DeepEqual(g.LoadBalancerSourceRanges, wantRanges) {
+				t.Errorf("got %+v", g)
+			}
+			if len(g.Unsupported) != 2 || len(g.Warnings()) != 2 || !strings.Contains(g.Warnings()[0], "IPv6") {
+				t.Errorf("unsupported %q, warnings %q: want the IPv6 and the bogus range", g.Unsupported, g.Warnings())
+			}
+		}},
+		{"unsupported spec fields are warned about, not ignored", func(s *corev1.Service) {
+			td, pol := "PreferClose", corev1.IPFamilyPolicyRequireDualStack
+			s.Spec.Ports = s.Spec.Ports[:1]
+			s.Spec.TrafficDistribution, s.Spec.IPFamilyPolicy = &td, &pol
+			s.Annotations = map[string]string{"service.kubernetes.io/topology-mode": "Auto"}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || len(got[0].Warnings()) != 3 {
+				t.Fatalf("got %+v, warnings %q", got, got[0].Warnings())
+			}
+			for i, w := range []string{"trafficDistribution PreferClose", "topology-mode=Auto", "RequireDualStack"} {
+				if !strings.Contains(got[0].Warnings()[i], w) || !strings.Contains(got[0].Warnings()[i], "not implemented by podpath") {
+					t.Errorf("warning %d %q: want %q", i, got[0].Warnings()[i], w)
+				}
+			}
+		}},
+		{"externalTrafficPolicy is left out of a ClusterIP service", func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.ExternalIPs, s.Spec.Ports = corev1.ServiceTypeClusterIP, nil, s.Spec.Ports[:1]
+			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || got[0].ExternalTrafficPolicy != "" || got[0].HealthCheckNodePort != 0 {
+				t.Errorf("got %+v", got)
+			}
+		}},
 		{"another proxy's", func(s *corev1.Service) { s.Labels = map[string]string{LabelServiceProxyName: "other"} }, func(t *testing.T, got []agent.Service, notes []string) {
 			if len(got) != 0 || len(notes) != 1 {
 				t.Errorf("got %+v %q", got, notes)

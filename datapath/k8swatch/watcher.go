@@ -336,6 +336,11 @@ func (w *Watcher) wanted(key string) ([]agent.Service, error) {
 	for _, n := range notes {
 		w.opts.Log.Info("k8s: " + n)
 	}
+	for i := range want {
+		for _, warning := range want[i].Warnings() {
+			w.opts.Log.Warn("k8s: " + warning)
+		}
+	}
 	return want, nil
 }
 

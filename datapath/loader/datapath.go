@@ -33,11 +33,15 @@ const (
 	MapCTTCP          = bpfobj.LxcMapCtTcp
 	MapCTAny          = bpfobj.LxcMapCtAny
 	MapSNAT           = bpfobj.LxcMapSnat
+	// Service semantics (issue 12): sessionAffinity, loadBalancerSourceRanges.
+	MapLBAffinity     = bpfobj.LxcMapLbAffinity
+	MapLBSourceRanges = bpfobj.LxcMapLbSourceRanges
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
 // LoadDatapath replaces when their layout or size changed (see Options.PinPath).
-var lbMaps = []string{MapLBServices, MapLBBackendSlots, MapLBBackends, MapLBRevNat, MapLBMaglev, MapCTTCP, MapCTAny, MapSNAT}
+var lbMaps = []string{MapLBServices, MapLBBackendSlots, MapLBBackends, MapLBRevNat, MapLBMaglev, MapCTTCP, MapCTAny, MapSNAT,
+	MapLBAffinity, MapLBSourceRanges}
 
 // lruMaps are the preallocated LB maps: with the load balancer disabled and no size
 // given they get one entry, so a node without kube-proxy-replacement does not pay
@@ -195,6 +199,8 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapCTTCP:          d.Lxc.CtTcp,
 			MapCTAny:          d.Lxc.CtAny,
 			MapSNAT:           d.Lxc.Snat,
+			MapLBAffinity:     d.Lxc.LbAffinity,
+			MapLBSourceRanges: d.Lxc.LbSourceRanges,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -220,6 +226,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	d.LB = &maps.LB{
 		Services: d.Lxc.LbServices, BackendSlots: d.Lxc.LbBackendSlots, Backends: d.Lxc.LbBackends,
 		RevNat: d.Lxc.LbRevNat, Maglev: d.Lxc.LbMaglev, CTTCP: d.Lxc.CtTcp, CTAny: d.Lxc.CtAny, SNAT: d.Lxc.Snat,
+		Affinity: d.Lxc.LbAffinity, SourceRanges: d.Lxc.LbSourceRanges,
 		MaglevTableSize: maglevTableSize(cfg),
 	}
 	d.TraceEvents = d.Lxc.TraceEvents
@@ -307,7 +314,8 @@ func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
-		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats} {
+		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats,
+		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

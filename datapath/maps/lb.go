@@ -57,16 +57,20 @@ type LB struct {
 	CTTCP        *ebpf.Map // ct_tcp: conntrack of TCP flows
 	CTAny        *ebpf.Map // ct_any: conntrack of UDP flows
 	SNAT         *ebpf.Map // snat: reply entries of NodePort SNAT flows
+	Affinity     *ebpf.Map // lb_affinity: (service id, client) -> backend id, last used (sessionAffinity)
+	SourceRanges *ebpf.Map // lb_source_ranges: (service id, CIDR) (loadBalancerSourceRanges)
 	// MaglevTableSize is M, the length of every Maglev table
 	// (bpfconfig.Config.LbMaglevTableSize).
 	MaglevTableSize uint32
 }
 
 // lbPinned are the pin names of the LB maps, in the order of LB's fields.
-var lbPinned = []string{"lb_services", "lb_backend_slots", "lb_backends", "lb_rev_nat", "lb_maglev", "ct_tcp", "ct_any", "snat"}
+var lbPinned = []string{"lb_services", "lb_backend_slots", "lb_backends", "lb_rev_nat", "lb_maglev", "ct_tcp", "ct_any", "snat",
+	"lb_affinity", "lb_source_ranges"}
 
 func (l *LB) all() []**ebpf.Map {
-	return []**ebpf.Map{&l.Services, &l.BackendSlots, &l.Backends, &l.RevNat, &l.Maglev, &l.CTTCP, &l.CTAny, &l.SNAT}
+	return []**ebpf.Map{&l.Services, &l.BackendSlots, &l.Backends, &l.RevNat, &l.Maglev, &l.CTTCP, &l.CTAny, &l.SNAT,
+		&l.Affinity, &l.SourceRanges}
 }
 
 // OpenPinnedLB opens the LB maps a loader pinned under pinPath; maglevTableSize is the
@@ -127,6 +131,17 @@ const (
 	// ServiceMaglev: new flows pick their backend from the service's Maglev table
 	// (MaglevSet); without it, at random among its slots.
 	ServiceMaglev = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_MAGLEV)
+	// ServiceLocal: externalTrafficPolicy/internalTrafficPolicy Local; Backends are this
+	// node's only, and none is DROP_SVC_NO_LOCAL_BACKEND rather than a reject.
+	ServiceLocal = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_LOCAL)
+	// ServiceAffinity: sessionAffinity ClientIP for Service.AffinityTimeout seconds.
+	ServiceAffinity = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_AFFINITY)
+	// ServiceSourceRange: loadBalancerSourceRanges (SourceRangeSet) apply to clients
+	// from outside.
+	ServiceSourceRange = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_SOURCE_RANGE)
+	// ServiceFallback: no backend is ready; Backends (and the Maglev table) hold the
+	// terminating ones, which new flows may then take (KEP-1669).
+	ServiceFallback = ServiceFlags(bpfobj.LxcLbServiceFlagsSVC_F_FALLBACK)
 )
 
 // String names the flags from BTF, "clusterip|maglev" for SVC_F_CLUSTERIP|SVC_F_MAGLEV.
@@ -167,6 +182,8 @@ type Service struct {
 	// but only looks at a few slots. Empty: new flows are dropped
 	// (DROP_NO_SERVICE_BACKEND) unless the Maglev table gives them a backend.
 	Backends []uint32
+	// AffinityTimeout is sessionAffinityConfig.clientIP.timeoutSeconds (ServiceAffinity).
+	AffinityTimeout uint32
 }
 
 // be16 is a port as a __be16 field: the wire bytes in memory order.
@@ -219,7 +236,8 @@ func (l *LB) ServiceUpsert(s Service) error {
 			return fmt.Errorf("%s: slot %d: %w", op, i+1, err)
 		}
 	}
-	v := serviceVal{ServiceId: s.ID, BackendCount: uint16(len(s.Backends)), Flags: uint16(s.Flags), RevNatId: s.RevNatID}
+	v := serviceVal{ServiceId: s.ID, BackendCount: uint16(len(s.Backends)), Flags: uint16(s.Flags), RevNatId: s.RevNatID,
+		AffinityTimeout: s.AffinityTimeout}
 	if err := l.Services.Put(k, v); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -297,6 +315,7 @@ func (l *LB) serviceFrom(k serviceKey, v serviceVal) (Service, error) {
 	s := Service{
 		ServiceKey: ServiceKey{Addr: addrFromBE32(k.Addr), Port: portFromBE16(k.Dport), Proto: Proto(k.Proto), Scope: k.Scope},
 		ID:         v.ServiceId, Flags: ServiceFlags(v.Flags), RevNatID: v.RevNatId,
+		AffinityTimeout: v.AffinityTimeout,
 	}
 	for slot := 1; slot <= int(v.BackendCount); slot++ {
 		var id uint32
@@ -743,6 +762,90 @@ func (l *LB) CTFlush() error {
 			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				return fmt.Errorf("ct flush %s: %w", m, err)
 			}
+		}
+	}
+	return nil
+}
+
+// AffinityEntry is one client's backend under sessionAffinity ClientIP (lb_affinity).
+type AffinityEntry struct {
+	ServiceID uint32
+	Client    netip.Addr
+	BackendID uint32
+	// LastUsed is the CLOCK_MONOTONIC second of the client's last new flow.
+	LastUsed uint32
+}
+
+// AffinityList returns every entry of lb_affinity (`bpftool map dump pinned PINPATH/lb_affinity`).
+func (l *LB) AffinityList() ([]AffinityEntry, error) {
+	var out []AffinityEntry
+	var k bpfobj.LxcLbAffinityKey
+	var v bpfobj.LxcLbAffinity
+	it := l.Affinity.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, AffinityEntry{ServiceID: k.ServiceId, Client: addrFromBE32(k.Client), BackendID: v.BackendId, LastUsed: v.LastUsed})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("affinity list: %w", err)
+	}
+	return out, nil
+}
+
+// AffinityDeleteService removes the affinity entries of service id (its affinity was
+// turned off, or the service is gone).
+func (l *LB) AffinityDeleteService(id uint32) error {
+	list, err := l.AffinityList()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range list {
+		if e.ServiceID != id {
+			continue
+		}
+		k := bpfobj.LxcLbAffinityKey{ServiceId: id, Client: be32(e.Client)}
+		if err := l.Affinity.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("affinity delete service %d client %s: %w", id, e.Client, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func srcRangeKey(id uint32, p netip.Prefix) bpfobj.LxcLbSrcRangeKey {
+	p = p.Masked()
+	return bpfobj.LxcLbSrcRangeKey{Prefixlen: 32 + uint32(p.Bits()), ServiceId: id, Addr: be32(p.Addr())}
+}
+
+// SourceRangesSet makes ranges the loadBalancerSourceRanges of service id: entries
+// not in ranges are removed (`bpftool map update pinned PINPATH/lb_source_ranges ...`).
+func (l *LB) SourceRangesSet(id uint32, ranges []netip.Prefix) error {
+	op := fmt.Sprintf("source ranges set service %d", id)
+	want := map[bpfobj.LxcLbSrcRangeKey]bool{}
+	for _, p := range ranges {
+		if !p.Addr().Is4() {
+			return fmt.Errorf("%s: %s is not an IPv4 prefix", op, p)
+		}
+		k := srcRangeKey(id, p)
+		want[k] = true
+		if err := l.SourceRanges.Put(k, uint8(1)); err != nil {
+			return fmt.Errorf("%s: %s: %w", op, p, err)
+		}
+	}
+	var stale []bpfobj.LxcLbSrcRangeKey
+	var k bpfobj.LxcLbSrcRangeKey
+	var v uint8
+	it := l.SourceRanges.Iterate()
+	for it.Next(&k, &v) {
+		if k.ServiceId == id && !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	for _, k := range stale {
+		if err := l.SourceRanges.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	return nil

@@ -17,7 +17,8 @@ func TestEnumNames(t *testing.T) {
 	}{
 		{maps.ServiceClusterIP | maps.ServiceMaglev, "clusterip|maglev"},
 		{maps.ServiceNodePort | maps.ServiceExternal, "nodeport|external"},
-		{maps.ServiceFlags(0x40), "0x40"},
+		{maps.ServiceFlags(0x100), "0x100"},
+		{maps.ServiceLocal | maps.ServiceAffinity | maps.ServiceSourceRange | maps.ServiceFallback, "local|affinity|source-range|fallback"},
 		{maps.BackendActive, "active"},
 		{maps.BackendTerminating, "terminating"},
 		{maps.BackendMaintenance, "maintenance"},

@@ -39,6 +39,9 @@ type lbOpts struct {
 	Mode                     config.LBMode
 	MaglevTableSize          uint32
 	SNATPortMin, SNATPortMax uint16
+	// Reject is service-no-backend-response=reject, SourceRangeCheck
+	// enable-svc-source-range-check (both off unless set, as the older fixtures expect).
+	Reject, SourceRangeCheck bool
 }
 
 // lbConfig is the fixture node with the load balancer on, M = 251 unless given.
@@ -69,6 +72,12 @@ func withLB(tb testing.TB, cfg bpfconfig.Config, lb lbOpts) bpfconfig.Config {
 		cfg.LbSnatPortMin, cfg.LbSnatPortMax = lb.SNATPortMin, lb.SNATPortMax
 	}
 	cfg.CtTimeoutTcp, cfg.CtTimeoutTcpSyn, cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = on.CtTimeoutTcp, on.CtTimeoutTcpSyn, on.CtTimeoutTcpClosing, on.CtTimeoutAny
+	if lb.Reject {
+		cfg.LbNoBackendReject = on.LbNoBackendReject
+	}
+	if lb.SourceRangeCheck {
+		cfg.LbSourceRangeCheck = on.LbSourceRangeCheck
+	}
 	return cfg
 }
 

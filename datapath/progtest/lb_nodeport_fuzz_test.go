@@ -71,10 +71,12 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	fib := setupNamedFibNS(f, lbName(fmt.Sprintf("fuzz-%s", mode)))
 	addRoute(f, testrun.NetlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
 	fib.path = testrun.UnnameNetns(f, fib.name)
-	cfg := lbConfig(f, lbOpts{Mode: mode})
+	// The service semantics' flags too (issue 12): reject, source ranges, Local, affinity.
+	cfg := lbConfig(f, lbOpts{Mode: mode, Reject: true, SourceRangeCheck: true})
 	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) { upsertEndpoints(f, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 	e.services(f)
 	e.nodePorts(f)
+	e.semantics(f)
 	n, err := trace.DefaultNames()
 	if err != nil {
 		f.Fatal(err)
@@ -82,7 +84,8 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	l := e.d.LB
 	frozen := map[string]*ebpf.Map{"lb_services": l.Services, "lb_backend_slots": l.BackendSlots,
 		"lb_backends": l.Backends, "lb_rev_nat": l.RevNat, "lb_maglev": l.Maglev,
-		"endpoints": e.d.Maps.Endpoints, "ipcache": e.d.Maps.IPCache, "nodes": e.d.Maps.Nodes}
+		"endpoints": e.d.Maps.Endpoints, "ipcache": e.d.Maps.IPCache, "nodes": e.d.Maps.Nodes,
+		"lb_source_ranges": l.SourceRanges}
 	tracked := map[string]*ebpf.Map{"ct_tcp": l.CTTCP, "ct_any": l.CTAny, "snat": l.SNAT}
 	services, err := l.ServiceList()
 	if err != nil {
@@ -109,6 +112,12 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	f.Add(withDSROption(toB.tcp(synOnly), dsrSvc))
 	f.Add(withDSROption(toB.udp(), dsrSvc))
 	f.Add(xFrame.to(npUDP).bigUDP(1500))
+	for _, fr := range []frame{xFrame.to(npRanged), xFrame.from(clientY).to(npRanged), xFrame.from(netip.MustParseAddrPort("172.16.0.9:1")).to(npRanged),
+		xFrame.to(npAffine), xFrame.to(npLocalPol), xFrame.to(npEmpty)} {
+		f.Add(fr.tcp(synOnly))
+		f.Add(fr.tcp(rstOnly))
+		f.Add(fr.udp())
+	}
 
 	ctx := e.f.ctx(e.f.eth0)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -120,6 +129,7 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 		for name, m := range tracked {
 			trackedBefore[name] = testrun.MapContents(t, m)
 		}
+		affinityBefore := testrun.MapContents(t, l.Affinity)
 		res, ok := testrun.RunFuzz(t, e.f.path, e.d.FromNetdev, data, ctx)
 		if !ok {
 			return
@@ -145,6 +155,24 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 		}
 
 		src, dst, proto, isL4 := fuzzTuple(data)
+		// An affinity entry appears or changes only for a TCP packet to the affine
+		// NodePort, keyed by its service and the packet's source, naming one of its backends.
+		for k, v := range testrun.MapContents(t, l.Affinity) {
+			if affinityBefore[k] == v {
+				continue
+			}
+			kb, vb := []byte(k), []byte(v)
+			id, client, be := binary.NativeEndian.Uint32(kb[0:4]), netip.AddrFrom4([4]byte(kb[4:8])), binary.NativeEndian.Uint32(vb[0:4])
+			if !isL4 || proto != 6 || dst != npAffine || id != 27 || client != src.Addr() || (be != 1 && be != 2) {
+				t.Fatalf("lb_affinity: entry service %d client %s backend %d for packet %s -> %s proto %d", id, client, be, src, dst, proto)
+			}
+		}
+		if r.Action == "TRACE_LB_REJECT" && (!isL4 || !slices.Contains([]netip.AddrPort{npEmpty, vipEmpty, vipEmptyUDP}, dst)) {
+			t.Fatalf("rejected a packet %s -> %s that is not for a frontend without backends", src, dst)
+		}
+		if n.DropReason(r.DropReason) == "DROP_SVC_SOURCE_RANGE" && (dst != npRanged || netip.MustParsePrefix("172.16.0.4/31").Contains(src.Addr())) {
+			t.Fatalf("source range drop of %s -> %s", src, dst)
+		}
 		for name, m := range tracked {
 			after := testrun.MapContents(t, m)
 			for k, v := range after {
@@ -227,6 +255,11 @@ func fuzzOutLen(data []byte, r lbRecord) int {
 	case "TRACE_LB_DSR_LEARNED":
 		return len(data) - 8
 	case "TRACE_LB_FRAG_NEEDED":
+		return 14 + 20 + 8 + 28
+	case "TRACE_LB_REJECT": // an RST, or an ICMP port unreachable quoting 28 bytes
+		if r.Pkt.IPProto == 6 {
+			return 14 + 20 + 20
+		}
 		return 14 + 20 + 8 + 28
 	}
 	return len(data)

@@ -285,6 +285,17 @@ var configWitnesses = map[string]witness{
 		{"dsr", "dsr-nodeport", "DSR option bytes: IPv4 IHL 7, option 0x9a"}}},
 	"bpf-lb-dsr-dispatch=geneve": {checks: []checkRef{
 		{"dsr-geneve", "dsr-nodeport", "DSR option bytes: Geneve options length 12"}}},
+	// Service semantics (issue 12).
+	"service-no-backend-response=reject": {checks: []checkRef{
+		{"kpr-semantics", "service-reject", "refused with %s within %d ms"}}},
+	"service-no-backend-response=drop": {checks: []checkRef{
+		{"kpr-semantics", "service-reject", "service-no-backend-response drop: %s -> %s %s gets no answer"}}},
+	"enable-svc-source-range-check=true": {checks: []checkRef{
+		{"kpr-semantics", "source-ranges", "is dropped, named DROP_SVC_SOURCE_RANGE"}}},
+	// Weak: random selection shows as connections spreading after the affinity timeout
+	// (a new backend), not as a distribution test.
+	"bpf-lb-algorithm=random": {checks: []checkRef{
+		{"kpr-semantics", "session-affinity", "a new connection may land elsewhere"}}},
 	"bpf-lb-algorithm=maglev": {checks: []checkRef{
 		{"maglev-consistency", "maglev-cross-node", "Maglev spec: flows through %s reach table"}}},
 	"bpf-lb-maglev-hash-seed=*": {anyValue: true, checks: []checkRef{
