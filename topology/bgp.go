@@ -320,3 +320,18 @@ func BIRDConfig(spec *Spec, router string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// WithoutBGP returns a copy of the spec without its BGP blocks: PlanRoutes of it with
+// podRoutes all gives the routes BGP is expected to converge to (every PodCIDR via its
+// node), which path oracles follow.
+func (s *Spec) WithoutBGP() *Spec {
+	c := s.Clone()
+	c.BGP = nil
+	for i := range c.Routers {
+		c.Routers[i].BGP = nil
+	}
+	for i := range c.Nodes {
+		c.Nodes[i].BGP = nil
+	}
+	return c
+}

@@ -206,6 +206,8 @@ type Config struct {
 	Debug                bool
 	EnableBPFMasquerade  bool
 	EnableIPv4Masquerade bool
+	// EnableBGPControlPlane runs the agent's BGP speaker (enable-bgp-control-plane).
+	EnableBGPControlPlane bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }

@@ -267,6 +267,7 @@ func (v *resolver) scalars() {
 	}
 	v.boolean("debug", &c.Debug)
 	v.boolean("enable-bpf-masquerade", &c.EnableBPFMasquerade)
+	v.boolean("enable-bgp-control-plane", &c.EnableBGPControlPlane)
 	v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
 
 	if n, ok := v.integer("mtu", "0 (auto) or 68..65535"); ok {

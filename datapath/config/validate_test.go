@@ -481,7 +481,7 @@ func TestKnownKeys(t *testing.T) {
 	}
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-lb-algorithm",
 		"bpf-lb-dsr-dispatch", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode",
-		"enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
+		"enable-bgp-control-plane", "enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
 		"monitor-aggregation", "mtu", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
