@@ -523,14 +523,20 @@ func (s *bgpSpeaker) setRoute(p netip.Prefix, r BGPRoute) {
 	s.installed[p] = r
 }
 
-// settled: every peer established once, or two default hold times since the start.
+// settled: the speaker has run for 3 s and every peer has been established for 3 s
+// (its initial updates arrived), or two default hold times passed since the start.
 func (s *bgpSpeaker) settled(ctx context.Context) bool {
+	const settle = 3 * time.Second
 	if time.Since(s.started) > 180*time.Second {
 		return true
 	}
+	if time.Since(s.started) < settle {
+		return false
+	}
 	all := true
 	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		if p.State == nil || (p.State.SessionState != api.PeerState_ESTABLISHED && p.Timers.GetState().GetUptime() == nil) {
+		up := p.Timers.GetState().GetUptime()
+		if p.State == nil || p.State.SessionState != api.PeerState_ESTABLISHED || up == nil || time.Since(up.AsTime()) < settle {
 			all = false
 		}
 	})
