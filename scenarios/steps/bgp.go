@@ -564,6 +564,19 @@ func runBGPWithdraw(ctx context.Context, s *scenarios.Stage, w bgpWithdrawWith, 
 	s.Check(fmt.Sprintf("%s: bgp: %s withdraws %s's PodCIDR %s %.2fs after its agent was %s (hold time %ds; limit %.1fs)",
 		s.Label(""), router, node.Name, node.PodCIDR, took.Seconds(), stopHow(w.Kill, w.Freeze), spec.BGP.HoldTime, limit.Seconds()),
 		"birdc show route for "+node.PodCIDR.String()+", polled every 50ms", err)
+	if !w.Kill && !w.Freeze {
+		// A stopping agent ends its session with a NOTIFICATION (Cease); a dead one's
+		// session just closes. BIRD's protocol line says which it got.
+		proto := topology.BIRDProtocolName(node.Name)
+		out, err := birdc(ctx, s.T, router, "show", "protocols", proto)
+		if err == nil {
+			if bp, ok := parseBIRDProtocols(out)[proto]; !ok || !strings.Contains(bp.info, "Received:") {
+				err = fmt.Errorf("want the session closed by a received notification (Received: ...), BIRD says:\n%s", out)
+			}
+		}
+		s.Check(fmt.Sprintf("%s: bgp: %s's agent ends its session with a Cease notification on SIGTERM (BIRD: Received: ...)", s.Label(""), node.Name),
+			"birdc show protocols "+proto, err)
+	}
 	for _, o := range bgpNodes(spec, nil) {
 		if o.Name == node.Name {
 			continue
