@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBGPPeeringPolicyValidate(t *testing.T) {
@@ -64,6 +65,25 @@ func TestBGPServiceSelection(t *testing.T) {
 		}
 		if strings.Join(got, " ") != tt.want {
 			t.Errorf("advertisements %v: announced %v, want %q", tt.adv, got, tt.want)
+		}
+	}
+}
+
+func TestPrintBGPPeers(t *testing.T) {
+	var b strings.Builder
+	s := Status{Node: "node1", BGPPeers: []BGPPeerStatus{
+		{LocalASN: 65001, Peer: "10.0.1.1", PeerASN: 65000, State: "established", Since: time.Now().Add(-90 * time.Second), Family: "ipv4/unicast", Received: 2, Advertised: 1},
+		{LocalASN: 65001, Peer: "10.0.1.9", PeerASN: 65009, State: "active", Family: "ipv4/unicast"},
+	}, BGPRoutes: []BGPRoute{{Prefix: netip.MustParsePrefix("10.244.2.0/24"), NextHop: netip.MustParseAddr("10.0.2.2"), Via: netip.MustParseAddr("10.0.1.1"), Peer: "10.0.1.1"}}}
+	s.Print(&b)
+	for _, want := range []string{
+		"Local AS   Peer AS    Peer Address     Session      Uptime     Family         Received  Advertised",
+		"65001      65000      10.0.1.1:179     established  1m30s      ipv4/unicast   2         1",
+		"65001      65009      10.0.1.9:179     active       -",
+		"BGP route:               10.244.2.0/24 via 10.0.1.1 (next hop 10.0.2.2 from 10.0.1.1)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
 }
