@@ -17,6 +17,7 @@ import (
 	"podpath/internal/nsutil"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
+	"podpath/scenarios/probe"
 	"podpath/topology"
 )
 
@@ -625,9 +626,14 @@ type bgpECMPWith struct {
 	Nodes   []scenarios.NodeRef `json:"nodes" required:"true" doc:"the nodes that announce it (their policy's serviceAdvertisements)"`
 	Kill    scenarios.NodeRef   `json:"kill" required:"true" doc:"the node whose agent is SIGKILLed"`
 	Restart bool                `json:"restart" doc:"start the killed agent again and wait for its path to come back"`
+	Client  scenarios.MemberRef `json:"client" doc:"a client on one of the router's segments that dials the address (TCP) through the router, before and after the kill"`
+	Port    uint16              `json:"port" doc:"with client: the service's TCP port at the address"`
 }
 
 func (w *bgpECMPWith) Validate(e strictyaml.FieldErrors) {
+	if (w.Client != "") != (w.Port != 0) {
+		e.Add("port", "want a port with a client, and none without")
+	}
 	if a, err := netip.ParseAddr(w.Address); err != nil || !a.Is4() {
 		e.Add("address", "%q is not an IPv4 address", w.Address)
 	}
@@ -718,6 +724,29 @@ func runBGPECMP(ctx context.Context, s *scenarios.Stage, w bgpECMPWith, e bgpWit
 	s.Check(fmt.Sprintf("%s: bgp: %s's kernel route to %s is ECMP with next hops %v", s.Label(""), router, prefix, want),
 		router+": ip route show exact "+prefix.String(), err)
 
+	dial := func(when string) error { return nil }
+	if w.Client != "" {
+		gw, err := gatewayFor(spec, router, string(w.Client))
+		if err != nil {
+			return err
+		}
+		// The client's own route to the outside world: via the router.
+		if _, err := s.T.Exec(ctx, string(w.Client), "ip", "route", "replace", prefix.String(), "via", gw.String()); err != nil {
+			return err
+		}
+		dial = func(when string) error {
+			const n = 10
+			var errs []error
+			for range n {
+				errs = append(errs, probe.ExchangeAddr(ctx, s.T, string(w.Client), probe.TCP, netip.AddrPortFrom(prefix.Addr(), w.Port)))
+			}
+			err := errors.Join(errs...)
+			s.Check(fmt.Sprintf("%s: bgp: %s reaches %s:%d through %s's BGP route, %s (%d TCP exchanges)", s.Label(""), w.Client, prefix.Addr(), w.Port, router, when, n),
+				"TCP echo answers in "+string(w.Client), err)
+			return nil
+		}
+	}
+	_ = dial("while both nodes announce it")
 	killed := addrOf[string(w.Kill)]
 	rest := slices.DeleteFunc(slices.Clone(want), func(a netip.Addr) bool { return a == killed })
 	limit := withdrawLimit(spec, true, e)
@@ -743,6 +772,7 @@ func runBGPECMP(ctx context.Context, s *scenarios.Stage, w bgpECMPWith, e bgpWit
 	s.Check(fmt.Sprintf("%s: bgp: SIGKILL of %s's agent withdraws its path to %s: %s's kernel keeps %v (%.2fs; hold time %ds, limit %.1fs)",
 		s.Label(""), w.Kill, prefix, router, rest, took.Seconds(), spec.BGP.HoldTime, limit.Seconds()),
 		router+": ip route show exact "+prefix.String()+", polled every 50ms", err)
+	_ = dial("after " + string(w.Kill) + "'s path was withdrawn")
 	if !w.Restart {
 		return nil
 	}
@@ -763,4 +793,27 @@ func runBGPECMP(ctx context.Context, s *scenarios.Stage, w bgpECMPWith, e bgpWit
 	s.Check(fmt.Sprintf("%s: bgp: %s's restarted agent brings its path to %s back (%.2fs)", s.Label(""), w.Kill, prefix, time.Since(start).Seconds()),
 		router+": ip route show exact "+prefix.String(), err)
 	return nil
+}
+
+// gatewayFor is router's address on the first segment it shares with member.
+func gatewayFor(spec *topology.Spec, router, member string) (netip.Addr, error) {
+	var mine []topology.InterfaceSpec
+	for _, c := range spec.Clients {
+		if c.Name == member {
+			mine = c.Interfaces
+		}
+	}
+	for _, r := range spec.Routers {
+		if r.Name != router {
+			continue
+		}
+		for _, ri := range r.Interfaces {
+			for _, mi := range mine {
+				if ri.Segment == mi.Segment {
+					return netip.ParseAddr(ri.Address)
+				}
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("client %s shares no segment with router %s", member, router)
 }
