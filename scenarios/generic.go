@@ -37,10 +37,19 @@ func Generic(topologyFile, configFile string) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	stage := map[string]any{
-		"topology": topoPath,
-		"steps":    []any{map[string]any{"check": "connectivity-matrix"}, map[string]any{"check": "node-pair-mtu"}},
+	steps := []any{map[string]any{"check": "connectivity-matrix"}, map[string]any{"check": "node-pair-mtu"}}
+	if spec.HasBGP() {
+		// BGP routes the PodCIDRs: peer the agents as the topology says, wait for every
+		// BGP router's table, then the same checks.
+		pre := []any{map[string]any{"do": "bgp-peering"}}
+		for _, r := range spec.Routers {
+			if r.BGP != nil {
+				pre = append(pre, map[string]any{"check": "bgp-routes", "with": map[string]any{"router": r.Name}})
+			}
+		}
+		steps = append(pre, steps...)
 	}
+	stage := map[string]any{"topology": topoPath, "steps": steps}
 	if configFile != "" {
 		cfgPath, err := filepath.Abs(configFile)
 		if err != nil {

@@ -366,7 +366,13 @@ func NewOracle(spec *Spec, opts OracleOptions) (*Oracle, error) {
 			return nil, fmt.Errorf("oracle: %w", err)
 		}
 	}
-	plan, err := PlanRoutes(r)
+	planned := r
+	if r.HasBGP() {
+		// BGP converges to the planned PodCIDR routes (bgp.go WithoutBGP).
+		planned = r.WithoutBGP()
+		planned.PodRoutes = PodRoutesAll
+	}
+	plan, err := PlanRoutes(planned)
 	if err != nil {
 		return nil, fmt.Errorf("oracle: %w", err)
 	}

@@ -27,6 +27,9 @@ type Spec struct {
 	// PodNetwork says who plumbs pods into nodes: PodNetworkKernel (default: the harness,
 	// with plain kernel forwarding) or PodNetworkAgent (the node's agent, through its API).
 	PodNetwork string `json:"podNetwork,omitempty"`
+	// BGP holds topology-wide BGP settings (bgp.go); per-member ASNs are on the
+	// routers and nodes.
+	BGP *BGPTopologySpec `json:"bgp,omitempty"`
 }
 
 // Values of Spec.PodRoutes.
@@ -83,6 +86,8 @@ type NodeSpec struct {
 	// node-to-node traffic and tunnels use it. Default: the first interface.
 	InternalInterface string    `json:"internalInterface,omitempty"`
 	Pods              []PodSpec `json:"pods,omitempty"`
+	// BGP makes the node a BGP speaker (its agent's BGP control plane) with this ASN.
+	BGP *BGPSpec `json:"bgp,omitempty"`
 }
 
 // PodSpec is a pod: a namespace with one veth to its node.
@@ -103,6 +108,9 @@ type RouterSpec struct {
 	// that was not masqueraded gets no answer (the world's replies to a pod address are
 	// unroutable).
 	NoPodRoutes bool `json:"noPodRoutes,omitempty"`
+	// BGP runs a routing daemon in the router (bgp.go) peering with the nodes on its
+	// segments; without it the router forwards by the planned static routes alone.
+	BGP *BGPSpec `json:"bgp,omitempty"`
 }
 
 // ClientSpec is a host outside the cluster; it does not forward.
@@ -162,10 +170,16 @@ func (s *Spec) Clone() *Spec {
 	for i := range c.Nodes {
 		c.Nodes[i].Interfaces = slices.Clone(c.Nodes[i].Interfaces)
 		c.Nodes[i].Pods = slices.Clone(c.Nodes[i].Pods)
+		c.Nodes[i].BGP = cloneBGP(c.Nodes[i].BGP)
 	}
 	c.Routers = slices.Clone(s.Routers)
 	for i := range c.Routers {
 		c.Routers[i].Interfaces = slices.Clone(c.Routers[i].Interfaces)
+		c.Routers[i].BGP = cloneBGP(c.Routers[i].BGP)
+	}
+	if s.BGP != nil {
+		b := *s.BGP
+		c.BGP = &b
 	}
 	c.Clients = slices.Clone(s.Clients)
 	for i := range c.Clients {
@@ -200,7 +214,12 @@ func (s *Spec) resolve() (*Spec, error) {
 		if r.PodNetwork == PodNetworkAgent {
 			r.PodRoutes = PodRoutesRouters
 		}
+		if r.HasBGP() {
+			// BGP distributes the PodCIDRs: nothing is installed statically.
+			r.PodRoutes = PodRoutesNone
+		}
 	}
+	r.resolveBGP()
 	segIdx := map[string]int{}
 	for i := range r.Segments {
 		if r.Segments[i].MTU == 0 {

@@ -260,6 +260,7 @@ func (s *Spec) checkRules() []error {
 	}
 
 	e = append(e, s.checkReachability(segKnown)...)
+	s.checkBGP(&e)
 	e = append(e, s.checkWorld()...)
 	return e
 }

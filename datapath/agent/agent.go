@@ -67,6 +67,9 @@ type Agent struct {
 	cniMu sync.Mutex
 	ipam  *ipamStore
 	pods  PodAddresses
+
+	// bgp is the BGP speaker (bgp.go); nil unless enable-bgp-control-plane.
+	bgp *bgpSpeaker
 }
 
 // Socket returns the API socket path of an agent with this state dir.
@@ -164,8 +167,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("masquerading: %w", err)
 	}
 	go a.watchPeerMTUs(ctx)
+	bgpDone := a.startBGP(ctx)
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
-	return a.serve(ctx, Socket(a.opts.StateDir))
+	err = a.serve(ctx, Socket(a.opts.StateDir))
+	<-bgpDone // BGP told its peers (Cease) before the agent exits
+	return err
 }
 
 // nodeID numbers this node in trace records: stable for a name.
@@ -368,7 +374,7 @@ func (a *Agent) recordAndProgram(list []Service) error {
 	start := time.Now()
 	err := a.dp.programServices(list, a.cfg)
 	a.opts.Log.Debug("services programmed", "count", len(list), "took", time.Since(start), "err", err)
-	return err
+	return errors.Join(err, a.bgpServices())
 }
 
 // ServiceDelete removes a service.
@@ -387,7 +393,7 @@ func (a *Agent) ServiceDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.dp.unprogramService(&s, a.store.services())
+	return errors.Join(a.dp.unprogramService(&s, a.store.services()), a.bgpServices())
 }
 
 func (a *Agent) reconcileEndpoint(ep Endpoint) error {

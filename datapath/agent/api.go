@@ -39,6 +39,7 @@ var (
 //	GET    /v1/endpoints          PUT/DELETE /v1/endpoints/{name}
 //	GET    /v1/nodes              PUT/DELETE /v1/nodes/{name}
 //	GET    /v1/services           PUT/DELETE /v1/services/{name}
+//	PUT    /v1/bgp/policy         GET /v1/bgp/peers, /v1/bgp/routes (bgp.go)
 //	/v1/attachments...            the CNI side (attachmentRoutes)
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -106,6 +107,22 @@ func (a *Agent) handler() http.Handler {
 	})
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("PUT /v1/bgp/policy", func(w http.ResponseWriter, r *http.Request) {
+		var p BGPPeeringPolicy
+		if err := decode(r, &p); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		reply(w, nil, a.BGPPolicySet(r.Context(), p))
+	})
+	mux.HandleFunc("GET /v1/bgp/peers", func(w http.ResponseWriter, r *http.Request) {
+		peers, err := a.BGPPeers(r.Context())
+		reply(w, peers, err)
+	})
+	mux.HandleFunc("GET /v1/bgp/routes", func(w http.ResponseWriter, r *http.Request) {
+		routes, err := a.BGPRoutes()
+		reply(w, routes, err)
 	})
 	a.attachmentRoutes(mux)
 	return mux

@@ -148,3 +148,20 @@ func (c *Client) ServicesUpsert(ctx context.Context, list []Service) error {
 func (c *Client) ServiceDelete(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), nil, nil)
 }
+
+// BGPPolicySet applies a BGP peering policy (PUT /v1/bgp/policy).
+func (c *Client) BGPPolicySet(ctx context.Context, p BGPPeeringPolicy) error {
+	return c.do(ctx, http.MethodPut, "/v1/bgp/policy", p, nil)
+}
+
+// BGPPeers lists the agent's BGP sessions (GET /v1/bgp/peers).
+func (c *Client) BGPPeers(ctx context.Context) ([]BGPPeerStatus, error) {
+	var out []BGPPeerStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/bgp/peers", nil, &out)
+}
+
+// BGPRoutes lists the routes BGP installed in the node's table (GET /v1/bgp/routes).
+func (c *Client) BGPRoutes(ctx context.Context) ([]BGPRoute, error) {
+	var out []BGPRoute
+	return out, c.do(ctx, http.MethodGet, "/v1/bgp/routes", nil, &out)
+}

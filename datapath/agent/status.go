@@ -3,12 +3,14 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
@@ -66,6 +68,12 @@ func (a *Agent) Status() Status {
 	}
 	sort.Strings(s.Problems)
 	s.ConfigWarnings = configWarnings(a.report)
+	if a.bgp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.BGPPeers, _ = a.bgp.peers(ctx)
+		s.BGPRoutes = a.bgp.routes()
+	}
 	return s
 }
 
@@ -240,6 +248,12 @@ func (s Status) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-24s %s\n", "", a)
 	}
 	line("BPF filesystem", "%s", s.BPFFS)
+	if len(s.BGPPeers) > 0 {
+		printBGPPeers(w, s.BGPPeers)
+	}
+	for _, r := range s.BGPRoutes {
+		line("BGP route", "%s via %s (next hop %s from %s)", r.Prefix, r.Via, r.NextHop, r.Peer)
+	}
 	for _, p := range s.Problems {
 		line("Problem", "%s", p)
 	}
@@ -248,6 +262,20 @@ func (s Status) Print(w io.Writer) {
 		for _, cw := range s.ConfigWarnings {
 			fmt.Fprintf(w, "  WARNING %s\n", cw)
 		}
+	}
+}
+
+// printBGPPeers prints the sessions as `cilium bgp peers` does: local AS, peer AS,
+// peer address, session state, uptime (or time since it went down), family, routes
+// received and advertised.
+func printBGPPeers(w io.Writer, peers []BGPPeerStatus) {
+	fmt.Fprintf(w, "BGP peers:\n  %-10s %-10s %-16s %-12s %-10s %-14s %-9s %s\n", "Local AS", "Peer AS", "Peer Address", "Session", "Uptime", "Family", "Received", "Advertised")
+	for _, p := range peers {
+		up := "-"
+		if !p.Since.IsZero() {
+			up = time.Since(p.Since).Truncate(time.Second).String()
+		}
+		fmt.Fprintf(w, "  %-10d %-10d %-16s %-12s %-10s %-14s %-9d %d\n", p.LocalASN, p.PeerASN, p.Peer+":179", p.State, up, p.Family, p.Received, p.Advertised)
 	}
 }
 

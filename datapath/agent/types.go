@@ -99,6 +99,10 @@ type Status struct {
 	// ConfigWarnings are the settings of the agent's cilium-config that podpath
 	// ignores, does differently or only partly (config.Report.Warnings).
 	ConfigWarnings []ConfigWarning `json:"configWarnings,omitempty"`
+	// BGPPeers are the BGP sessions (enable-bgp-control-plane), as `cilium bgp peers`
+	// lists them; BGPRoutes the routes BGP installed into the node's table.
+	BGPPeers  []BGPPeerStatus `json:"bgpPeers,omitempty"`
+	BGPRoutes []BGPRoute      `json:"bgpRoutes,omitempty"`
 }
 
 // Feature is one feature line of the status: KubeProxyReplacement, Host Routing, ...

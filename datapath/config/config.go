@@ -230,6 +230,8 @@ type Config struct {
 	// SvcSourceRangeCheck is enable-svc-source-range-check: loadBalancerSourceRanges
 	// are enforced.
 	SvcSourceRangeCheck bool
+	// EnableBGPControlPlane runs the agent's BGP speaker (enable-bgp-control-plane).
+	EnableBGPControlPlane bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }

@@ -127,6 +127,10 @@ var keyTable = []Key{
 	{Name: "auto-direct-node-routes", Kind: KindBool, Default: "false",
 		Status: StatusImplemented, Field: "AutoDirectNodeRoutes", Proof: []string{"catalog"},
 		Meaning: "install a route to every other node's PodCIDR via that node (native routing on a shared L2)"},
+	// ---- BGP control plane (issue 14) ----
+	{Name: "enable-bgp-control-plane", Kind: KindBool, Default: "false",
+		Status: StatusImplemented, Field: "EnableBGPControlPlane", Proof: []string{"catalog"},
+		Meaning: "run a BGP speaker (GoBGP) in the agent: peers and announcements from the peering policy (PUT /v1/bgp/policy), learned routes into the node's table"},
 	{Name: "enable-host-legacy-routing", Kind: KindBool, Default: "false",
 		Status: StatusImplemented, Field: "HostRouting", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
 		Meaning: "route through the host stack (iptables, routing table) instead of BPF host routing (bpf_redirect_peer/neigh)"},
@@ -259,7 +263,6 @@ var keyTable = []Key{
 	{Name: "enable-auto-protect-node-port-range", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not reserve the NodePort range from ephemeral ports", Meaning: "reserve the NodePort range from ephemeral ports"},
 	{Name: "enable-bandwidth-manager", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "EDT-based pod egress rate limiting"},
 	{Name: "enable-bbr", Kind: KindBool, Default: "false", Meaning: "BBR congestion control for pods"},
-	{Name: "enable-bgp-control-plane", Kind: KindBool, Default: "false", Meaning: "BGP control plane"},
 	{Name: "enable-bpf-clock-probe", Kind: KindBool, Default: "false", Instead: "the datapath takes its timestamps from bpf_ktime_get_ns, never from jiffies", Meaning: "use jiffies for BPF timestamps when available"},
 	{Name: "enable-bpf-tproxy", Kind: KindBool, Default: "false", Meaning: "transparent proxy redirection in BPF"},
 	{Name: "enable-cilium-endpoint-slice", Kind: KindBool, Default: "false", Meaning: "batch CiliumEndpoints into CiliumEndpointSlices"},

@@ -294,6 +294,7 @@ func (v *resolver) scalars() {
 	}
 	v.boolean("bpf-lb-sock", &c.LBSock)
 	v.boolean("bpf-lb-sock-hostns-only", &c.LBSockHostnsOnly)
+	v.boolean("enable-bgp-control-plane", &c.EnableBGPControlPlane)
 
 	if n, ok := v.integer("mtu", "0 (auto) or 68..65535"); ok {
 		if n != 0 && n < 68 {

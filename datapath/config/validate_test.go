@@ -485,10 +485,10 @@ func TestKnownKeys(t *testing.T) {
 	}
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-lb-algorithm",
 		"bpf-lb-dsr-dispatch", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only",
-		"bpf-nat-global-max", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4", "enable-ipv4-masquerade",
-		"enable-ipv6", "enable-svc-source-range-check", "ip-masq-agent-config-path", "ipv4-native-routing-cidr", "kube-proxy-replacement", "monitor-aggregation",
-		"mtu", "podpath-masquerade-port-range", "routing-mode", "service-no-backend-response", "tunnel", "tunnel-port",
-		"tunnel-protocol"}
+		"bpf-nat-global-max", "enable-bgp-control-plane", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4",
+		"enable-ipv4-masquerade", "enable-ipv6", "enable-svc-source-range-check", "ip-masq-agent-config-path", "ipv4-native-routing-cidr", "kube-proxy-replacement",
+		"monitor-aggregation", "mtu", "podpath-masquerade-port-range", "routing-mode", "service-no-backend-response", "tunnel",
+		"tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}

@@ -63,7 +63,7 @@ func PodPath(t topology.Cluster, src, dst string) ([]Hop, error) {
 		return nil, err
 	}
 	// The wires are the same whoever installs the PodCIDR routes (harness or agent).
-	spec := t.Spec().Clone()
+	spec := t.Spec().WithoutBGP() // BGP converges to the planned PodCIDR routes
 	spec.PodRoutes = topology.PodRoutesAll
 	plan, err := topology.PlanRoutes(spec)
 	if err != nil {

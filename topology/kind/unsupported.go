@@ -75,6 +75,9 @@ func unsupported(orig, r *topology.Spec, networkMTU int) []Feature {
 	if r.PodRoutes == topology.PodRoutesAll {
 		add("podRoutes", "%q: the harness installs kernel PodCIDR routes on the nodes, a netns-backend feature; on kind the agents route PodCIDRs themselves (auto-direct-node-routes or a tunnel)", r.PodRoutes)
 	}
+	if r.HasBGP() {
+		add("bgp", "BGP speakers (BIRD in router namespaces, the agents' peering from the scenario) are a netns-backend feature; the kind backend does not model them")
+	}
 	segMTU := map[string]int{}
 	if len(r.Segments) > 1 {
 		var names []string

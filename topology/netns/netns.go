@@ -93,6 +93,9 @@ func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Topology, err
 	if err != nil {
 		return nil, fmt.Errorf("topology up: %w", err)
 	}
+	if err := checkBGPDaemons(r); err != nil {
+		return nil, fmt.Errorf("topology up %s: %w", r.Name, err)
+	}
 	runID, err := newRunID()
 	if err != nil {
 		return nil, fmt.Errorf("topology up %s: %w", r.Name, err)
@@ -131,6 +134,7 @@ func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Topology, err
 		{"segments", u.segments},
 		{"interfaces", u.interfaces},
 		{"routes", u.routes},
+		{"bgp", u.bgp},
 		{"pods", u.pods},
 		{"carrier", u.waitCarrier},
 	}
