@@ -45,6 +45,10 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	/* IPIP decapsulation (IPIP/CrossSubnet, issue 14): range 65-69. */
+	DROP_IPIP_UNKNOWN_PEER       = 65, /* IPIP (protocol 4) to this node from an outer source that is no node of the cluster */
+	DROP_IPIP_TRUNCATED_INNER    = 66, /* IPIP whose payload is shorter than an IPv4 header */
+	DROP_IPIP_INNER_NOT_IPV4     = 67, /* IPIP whose payload is not IPv4 (version field not 4) */
 	__DROP_REASON_MAX,
 };
 

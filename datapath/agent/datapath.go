@@ -33,6 +33,8 @@ type datapath struct {
 	adopted bool                 // at least one link was already pinned at start
 	devices []string
 	nodeIP  netip.Addr
+	// subnet is the node IP's own interface subnet (tunnel-mode cross-subnet).
+	subnet netip.Prefix
 	mtu     MTUs
 	vxlan   netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
 	cfg     bpfconfig.Config
@@ -71,10 +73,17 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	}
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
-	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route}
+	if d.subnet, err = deviceSubnet(nl, d.nodeIP); err != nil {
+		return nil, err
+	}
+
+	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route, SubnetBits: d.subnet.Bits()}
+	if c.RoutingMode == config.RoutingTunnel {
+		node.TunnelMTU = d.mtu.Tunnel
+	}
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		// The vxlan device must exist before the load: its ifindex is a constant.
-		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Route); err != nil {
+		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Tunnel); err != nil {
 			return nil, err
 		}
 		node.VXLANIfindex = d.vxlan.Attrs().Index

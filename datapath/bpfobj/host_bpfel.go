@@ -92,7 +92,10 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 34
+	HostDropReasonDROP_IPIP_UNKNOWN_PEER       HostDropReason = 65
+	HostDropReasonDROP_IPIP_TRUNCATED_INNER    HostDropReason = 66
+	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 68
 )
 
 type HostEndpointFlags uint32
@@ -291,6 +294,9 @@ type HostPodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	TunnelMode           uint8
+	NodeSubnetLen        uint8
+	Pad3                 uint16
 }
 
 type HostRoutingMode uint32
@@ -373,6 +379,8 @@ const (
 	HostTraceTunnelTRACE_ENCAP_GENEVE HostTraceTunnel = 2
 	HostTraceTunnelTRACE_DECAP_VXLAN  HostTraceTunnel = 3
 	HostTraceTunnelTRACE_DECAP_GENEVE HostTraceTunnel = 4
+	HostTraceTunnelTRACE_ENCAP_IPIP   HostTraceTunnel = 5
+	HostTraceTunnelTRACE_DECAP_IPIP   HostTraceTunnel = 6
 )
 
 type HostTraceVerdict uint32
@@ -385,37 +393,46 @@ const (
 	HostTraceVerdictVERDICT_REDIRECT_NEIGH HostTraceVerdict = 4
 )
 
+type HostTunnelMode uint32
+
+const (
+	HostTunnelModeTUNNEL_MODE_ALWAYS       HostTunnelMode = 0
+	HostTunnelModeTUNNEL_MODE_CROSS_SUBNET HostTunnelMode = 1
+)
+
 type HostTunnelProtocol uint32
 
 const (
 	HostTunnelProtocolTUNNEL_NONE   HostTunnelProtocol = 0
 	HostTunnelProtocolTUNNEL_VXLAN  HostTunnelProtocol = 1
 	HostTunnelProtocolTUNNEL_GENEVE HostTunnelProtocol = 2
+	HostTunnelProtocolTUNNEL_IPIP   HostTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	HostMapCtAny           = "ct_any"
-	HostMapCtTcp           = "ct_tcp"
-	HostMapEndpoints       = "endpoints"
-	HostMapIpcache         = "ipcache"
-	HostMapLbBackendSlots  = "lb_backend_slots"
-	HostMapLbBackends      = "lb_backends"
-	HostMapLbMaglev        = "lb_maglev"
-	HostMapLbRevNat        = "lb_rev_nat"
-	HostMapLbServices      = "lb_services"
-	HostMapNodes           = "nodes"
-	HostMapSnat            = "snat"
-	HostMapTraceEvents     = "trace_events"
-	HostProgFromNetdev     = "from_netdev"
-	HostProgToNetdev       = "to_netdev"
-	HostVarCONFIG          = "CONFIG"
-	HostVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	HostVarPpBtfAnchor     = "pp_btf_anchor"
-	HostVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	HostVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	HostMapCtAny                 = "ct_any"
+	HostMapCtTcp                 = "ct_tcp"
+	HostMapEndpoints             = "endpoints"
+	HostMapIpcache               = "ipcache"
+	HostMapLbBackendSlots        = "lb_backend_slots"
+	HostMapLbBackends            = "lb_backends"
+	HostMapLbMaglev              = "lb_maglev"
+	HostMapLbRevNat              = "lb_rev_nat"
+	HostMapLbServices            = "lb_services"
+	HostMapNodes                 = "nodes"
+	HostMapSnat                  = "snat"
+	HostMapTraceEvents           = "trace_events"
+	HostProgFromNetdev           = "from_netdev"
+	HostProgToNetdev             = "to_netdev"
+	HostVarCONFIG                = "CONFIG"
+	HostVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
+	HostVarPpBtfAnchor           = "pp_btf_anchor"
+	HostVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	HostVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	HostVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadHost returns the embedded CollectionSpec for Host.
@@ -486,11 +503,12 @@ type HostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // HostObjects contains all objects after they have been loaded into the kernel.
@@ -548,11 +566,12 @@ func (m *HostMaps) Close() error {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // HostPrograms contains all programs after they have been loaded into the kernel.

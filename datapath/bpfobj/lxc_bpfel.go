@@ -92,7 +92,10 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 34
+	LxcDropReasonDROP_IPIP_UNKNOWN_PEER       LxcDropReason = 65
+	LxcDropReasonDROP_IPIP_TRUNCATED_INNER    LxcDropReason = 66
+	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 68
 )
 
 type LxcEndpointFlags uint32
@@ -291,6 +294,9 @@ type LxcPodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	TunnelMode           uint8
+	NodeSubnetLen        uint8
+	Pad3                 uint16
 }
 
 type LxcRoutingMode uint32
@@ -373,6 +379,8 @@ const (
 	LxcTraceTunnelTRACE_ENCAP_GENEVE LxcTraceTunnel = 2
 	LxcTraceTunnelTRACE_DECAP_VXLAN  LxcTraceTunnel = 3
 	LxcTraceTunnelTRACE_DECAP_GENEVE LxcTraceTunnel = 4
+	LxcTraceTunnelTRACE_ENCAP_IPIP   LxcTraceTunnel = 5
+	LxcTraceTunnelTRACE_DECAP_IPIP   LxcTraceTunnel = 6
 )
 
 type LxcTraceVerdict uint32
@@ -385,37 +393,46 @@ const (
 	LxcTraceVerdictVERDICT_REDIRECT_NEIGH LxcTraceVerdict = 4
 )
 
+type LxcTunnelMode uint32
+
+const (
+	LxcTunnelModeTUNNEL_MODE_ALWAYS       LxcTunnelMode = 0
+	LxcTunnelModeTUNNEL_MODE_CROSS_SUBNET LxcTunnelMode = 1
+)
+
 type LxcTunnelProtocol uint32
 
 const (
 	LxcTunnelProtocolTUNNEL_NONE   LxcTunnelProtocol = 0
 	LxcTunnelProtocolTUNNEL_VXLAN  LxcTunnelProtocol = 1
 	LxcTunnelProtocolTUNNEL_GENEVE LxcTunnelProtocol = 2
+	LxcTunnelProtocolTUNNEL_IPIP   LxcTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	LxcMapCtAny           = "ct_any"
-	LxcMapCtTcp           = "ct_tcp"
-	LxcMapEndpoints       = "endpoints"
-	LxcMapIpcache         = "ipcache"
-	LxcMapLbBackendSlots  = "lb_backend_slots"
-	LxcMapLbBackends      = "lb_backends"
-	LxcMapLbMaglev        = "lb_maglev"
-	LxcMapLbRevNat        = "lb_rev_nat"
-	LxcMapLbServices      = "lb_services"
-	LxcMapNodes           = "nodes"
-	LxcMapSnat            = "snat"
-	LxcMapTraceEvents     = "trace_events"
-	LxcProgFromContainer  = "from_container"
-	LxcProgToContainer    = "to_container"
-	LxcVarCONFIG          = "CONFIG"
-	LxcVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	LxcVarPpBtfAnchor     = "pp_btf_anchor"
-	LxcVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	LxcVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	LxcMapCtAny                 = "ct_any"
+	LxcMapCtTcp                 = "ct_tcp"
+	LxcMapEndpoints             = "endpoints"
+	LxcMapIpcache               = "ipcache"
+	LxcMapLbBackendSlots        = "lb_backend_slots"
+	LxcMapLbBackends            = "lb_backends"
+	LxcMapLbMaglev              = "lb_maglev"
+	LxcMapLbRevNat              = "lb_rev_nat"
+	LxcMapLbServices            = "lb_services"
+	LxcMapNodes                 = "nodes"
+	LxcMapSnat                  = "snat"
+	LxcMapTraceEvents           = "trace_events"
+	LxcProgFromContainer        = "from_container"
+	LxcProgToContainer          = "to_container"
+	LxcVarCONFIG                = "CONFIG"
+	LxcVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
+	LxcVarPpBtfAnchor           = "pp_btf_anchor"
+	LxcVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	LxcVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	LxcVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadLxc returns the embedded CollectionSpec for Lxc.
@@ -486,11 +503,12 @@ type LxcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LxcVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // LxcObjects contains all objects after they have been loaded into the kernel.
@@ -548,11 +566,12 @@ func (m *LxcMaps) Close() error {
 //
 // It can be passed to LoadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LxcVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // LxcPrograms contains all programs after they have been loaded into the kernel.
