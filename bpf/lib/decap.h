@@ -187,8 +187,9 @@ static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, stru
  * then bpf_skb_adjust_room() removes the outer IPv4 header (the outer Ethernet header
  * stays in front, its MACs rewritten on delivery), the inner IPv4 header is parsed
  * like any other (parse_ipv4()'s reasons: IHL, total length, L4) and ECN is
- * decapsulated (RFC 6040). IPIP carries no identity: d->tun.identity is the inner
- * source's from the ipcache, or IDENTITY_WORLD, for the trace record. Returns
+ * decapsulated (RFC 6040). IPIP carries no identity: d->tun.identity stays 0 in the
+ * trace record (an ipcache lookup of the inner source would cost an LPM lookup per
+ * packet, and nothing on this path reads it). Returns
  * DROP_NONE with p and sum describing the inner packet, for tunnel_deliver(), or the
  * reason to drop. */
 static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct parsed *p,
@@ -197,7 +198,6 @@ static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct
 	struct trace_tun *tun = &d->tun;
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
-	const struct ipcache_info *info;
 	enum drop_reason reason;
 	struct iphdr *inner;
 	__u32 outer_len;
@@ -215,8 +215,6 @@ static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct
 		return DROP_IPIP_TRUNCATED_INNER;
 	if (inner->version != 4)
 		return DROP_IPIP_INNER_NOT_IPV4;
-	info = ipcache_lookup(inner->saddr);
-	tun->identity = info && info->sec_identity ? info->sec_identity : IDENTITY_WORLD;
 	if (!node_lookup(tun->endpoint))
 		return DROP_IPIP_UNKNOWN_PEER;
 

@@ -35,9 +35,9 @@ type datapath struct {
 	nodeIP  netip.Addr
 	// subnet is the node IP's own interface subnet (tunnel-mode cross-subnet).
 	subnet netip.Prefix
-	mtu     MTUs
-	vxlan   netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
-	cfg     bpfconfig.Config
+	mtu    MTUs
+	vxlan  netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
+	cfg    bpfconfig.Config
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.

@@ -19,14 +19,14 @@ type MTUs struct {
 	DeviceSource string `json:"deviceSource"`
 	// Route is what pods may send: Device minus the encapsulation overhead. Pod
 	// interfaces and default routes carry it.
-	Route          int    `json:"route"`
-	Overhead       int    `json:"overhead"`
+	Route    int `json:"route"`
+	Overhead int `json:"overhead"`
 	// Tunnel is the largest inner packet the tunnel carries: Device minus the
 	// overhead (0 with native routing). It equals Route, except with tunnel-mode
 	// cross-subnet, where pods get the device MTU (peers on this node's subnet are
 	// reached natively) and the routes to the PodCIDRs of peers on other subnets
 	// carry Tunnel (or less, pmtu.go).
-	Tunnel int `json:"tunnel,omitempty"`
+	Tunnel         int    `json:"tunnel,omitempty"`
 	OverheadSource string `json:"overheadSource"`
 	// UnderlayDevice is the NIC holding the node IP: tunnels leave through it.
 	UnderlayDevice string `json:"underlayDevice"`
