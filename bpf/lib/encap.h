@@ -349,7 +349,6 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const stru
 
 	if (bpf_skb_adjust_room(skb, IPIP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags) < 0)
 		goto drop;
-	/* writes: ipip.outer.eth.macs */
 	data = ctx_data(skb);
 	data_end = ctx_data_end(skb);
 	eth = data;
