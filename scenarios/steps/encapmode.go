@@ -29,9 +29,10 @@ func init() {
 		Summary: "tunnel-mode on the wire: an echo request between two pods leaves the source node encapsulated " +
 			"(IPIP: outer IPv4 protocol 4 node -> node, DF, TTL 64, valid checksum, the pod's IPv4 packet inside " +
 			"TTL-1; VXLAN/Geneve: UDP to the tunnel port) or natively (the pod's packet itself, TTL-1), as the " +
-			"topology and the config's tunnel-protocol/tunnel-mode say; tshark agrees",
+			"topology and the config's tunnel-protocol/tunnel-mode say; every frame of a 2 MiB TCP transfer fits " +
+			"the underlay MTU (GSO); tshark agrees",
 		Agents:  true,
-		Timeout: time.Minute,
+		Timeout: 2 * time.Minute, // an echo, a 2 MiB transfer, tshark
 		Run:     runEncapMode,
 	})
 }
@@ -85,6 +86,8 @@ func runEncapMode(ctx context.Context, s *scenarios.Stage, w podPairWith, e enca
 	}
 	defer session.Stop()
 	exErr := probe.Exchange(ctx, t, probe.ICMP, src, dst)
+	// A bulk TCP transfer: its GSO super-packets must leave as segments that fit.
+	bulkErr := probe.BulkTCP(ctx, t, src, dst, 2<<20)
 	if err := session.Stop(); err != nil {
 		return err
 	}
@@ -107,6 +110,18 @@ func runEncapMode(ctx context.Context, s *scenarios.Stage, w podPairWith, e enca
 	}
 	s.Check(fmt.Sprintf("%s: %s -> %s (%s -> %s) crosses the underlay %s (%s)", label, src, dst, n1.Name, n2.Name, encapWords(want), how),
 		where, errors.Join(mismatch, werr))
+	var big error
+	frames := 0
+	for _, p := range session.Packets(n1.Name, u1.Name, nil) {
+		frames++
+		if p.WireFrameLen() > u1.MTU+14 {
+			big = fmt.Errorf("frame of %d bytes on a link of MTU %d: %s", p.WireFrameLen(), u1.MTU, p.Summary())
+			break
+		}
+	}
+	s.Check(fmt.Sprintf("%s: every frame %s -> %s on %s's underlay fits MTU %d %s (%d frames incl. a 2 MiB TCP transfer, GSO segments counted as on the wire)",
+		label, src, dst, n1.Name, u1.MTU, encapWords(want), frames),
+		n1.Name+"/"+u1.Name+": each frame's length, GSO super-packets by their segment size", errors.Join(bulkErr, big))
 	s.Check(fmt.Sprintf("%s: tshark reads %s -> %s on %s's underlay as %s", label, src, dst, n1.Name, encapWords(want)),
 		"tshark -r "+pcap, tsharkEncap(ctx, pcap, want, n1.InternalIP.String(), n2.InternalIP.String(), from.IP.String(), to.IP.String()))
 	return nil
