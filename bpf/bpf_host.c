@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* bpf_host: the node's underlay NIC. from_netdev runs on its tcx ingress, serves
  * NodePort and external-IP frontends (nodeport.h), and hands packets for a pod of this node straight into the pod with bpf_redirect_peer,
- * decapsulating Geneve first in tunnel mode (VXLAN goes to the stack, whose vxlan
+ * decapsulating Geneve or IPIP first in tunnel mode (VXLAN goes to the stack, whose vxlan
  * device decapsulates: bpf_overlay takes over there); to_netdev runs on its tcx egress,
  * masquerades pods' traffic leaving the cluster (masq.h) and traces. With
  * masquerading, from_netdev translates replies to masqueraded flows back first. */
@@ -49,6 +49,29 @@ static __always_inline int from_netdev_geneve(struct __sk_buff *skb, struct pars
 	return tunnel_deliver(skb, p, sum, &d.tun, OBS_FROM_NETDEV, HOST_PASS);
 }
 
+/* IPIP for this node (tunnel_for_this_node()), decapsulated in BPF: ipip_decap()
+ * checks and removes the outer IPv4 header; the load balancer translates replies
+ * (lb_ingress_reply()); then tunnel_deliver(). Drops carry the tunnel part. */
+static __always_inline int from_netdev_ipip(struct __sk_buff *skb, struct parsed *p,
+					    struct pkt_summary *sum)
+{
+	struct decap_result d = {};
+	enum drop_reason reason;
+
+	reason = ipip_decap(skb, p, sum, &d);
+	if (reason != DROP_NONE) {
+		trace_drop_tun(skb, OBS_FROM_NETDEV, reason, sum, &d.tun);
+		return PP_TCX_DROP;
+	}
+	if (CONFIG.lb_enabled) {
+		int verdict;
+
+		if (lb_ingress_reply(skb, p, sum, OBS_FROM_NETDEV, HOST_PASS, &verdict) == LB_DONE)
+			return verdict;
+	}
+	return tunnel_deliver(skb, p, sum, &d.tun, OBS_FROM_NETDEV, HOST_PASS);
+}
+
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
@@ -78,6 +101,8 @@ int from_netdev(struct __sk_buff *skb)
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
 		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
 			return from_netdev_geneve(skb, &p, &sum);
+		if (CONFIG.tunnel_protocol == TUNNEL_IPIP)
+			return from_netdev_ipip(skb, &p, &sum);
 		/* VXLAN: the stack hands it to the vxlan device's socket. */
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
 		return HOST_PASS;
@@ -118,11 +143,12 @@ int from_netdev(struct __sk_buff *skb)
 	}
 	/* In tunnel mode a remote pod's packets only ever arrive encapsulated (decapsulated
 	 * by the overlay or the Geneve path, never here): a plain one is forged. Nodes
-	 * themselves still reach pods plain, with their own addresses. */
+	 * themselves still reach pods plain, with their own addresses; with tunnel-mode
+	 * cross-subnet, so do the pods of peers in this node's own subnet. */
 	if (tunnel_enabled()) {
 		const struct ipcache_info *src = ipcache_lookup(sum.saddr);
 
-		if (src && src->tunnel_endpoint) {
+		if (src && src->tunnel_endpoint && !tunnel_peer_native(src->tunnel_endpoint)) {
 			reason = DROP_SPOOFED_SOURCE;
 			goto drop;
 		}

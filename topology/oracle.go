@@ -31,15 +31,17 @@ const (
 
 // TunnelOverhead returns the bytes a tunnel adds to an inner IPv4 packet on an IPv4
 // underlay: 50 for "vxlan" and for "geneve" without options, plus optBytes of Geneve
-// options. It is computed from the header sizes, not asked of the datapath.
+// options; 20 for "ipip" (the outer IPv4 header). It is computed from the header sizes, not asked of the datapath.
 func TunnelOverhead(tunnel string, optBytes int) (int, error) {
 	switch tunnel {
 	case "vxlan":
 		return outerIPv4Len + outerUDPLen + vxlanHeaderLen + innerEthernetLen, nil
 	case "geneve":
 		return outerIPv4Len + outerUDPLen + geneveHeaderLen + optBytes + innerEthernetLen, nil
+	case "ipip":
+		return outerIPv4Len, nil
 	}
-	return 0, fmt.Errorf("tunnel overhead: unknown tunnel %q (want vxlan or geneve)", tunnel)
+	return 0, fmt.Errorf("tunnel overhead: unknown tunnel %q (want vxlan, geneve or ipip)", tunnel)
 }
 
 // OracleOptions says how the nodes carry pod traffic, which the spec alone does not.
@@ -54,6 +56,11 @@ type OracleOptions struct {
 	// InternalIP when it is on a segment they share (auto-direct-node-routes in native
 	// routing). Such a route takes the place of a planned one.
 	DirectNodeRoutes bool
+	// CrossSubnet (tunnel-mode cross-subnet, Calico's CrossSubnet): a node reaches a
+	// peer whose InternalIP lies in the subnet of its own InternalIP's interface
+	// natively, by a route to the peer's PodCIDR via the peer; only other peers
+	// through the Tunnel.
+	CrossSubnet bool
 	// Wiring names what the backend, not the spec, decides; optional.
 	Wiring Wiring
 }
@@ -416,7 +423,7 @@ func NewOracle(spec *Spec, opts OracleOptions) (*Oracle, error) {
 			h.pods = append(h.pods, p.Name)
 		}
 	}
-	if opts.DirectNodeRoutes {
+	if opts.DirectNodeRoutes || (opts.CrossSubnet && opts.Tunnel != "") {
 		o.addDirectNodeRoutes(r)
 	}
 	return o, nil
@@ -442,6 +449,17 @@ func (o *Oracle) addDirectNodeRoutes(r *Spec) {
 			}
 		}
 	}
+}
+
+// sameSubnet says whether peer's InternalIP lies in the subnet of the interface that
+// holds host's InternalIP (the cross-subnet rule).
+func (o *Oracle) sameSubnet(host, peer *oracleHost) bool {
+	for _, i := range host.ifs {
+		if i.prefix.Addr() == host.internal {
+			return i.prefix.Masked().Contains(peer.internal)
+		}
+	}
+	return false
 }
 
 // Spec is the resolved spec the oracle answers for.
@@ -591,7 +609,7 @@ func (o *Oracle) walk(h string, dst netip.Addr, ttl int, origin bool, links []Li
 			}
 			return emit(append(links, o.podLink(o.pods[pod], false, ttl)))
 		}
-		if peer := o.nodeOfPodIP(dst); peer != nil && o.opts.Tunnel != "" {
+		if peer := o.nodeOfPodIP(dst); peer != nil && o.opts.Tunnel != "" && !(o.opts.CrossSubnet && o.sameSubnet(host, peer)) {
 			return o.tunnel(host, peer, dst, ttl, links, seen, emit)
 		}
 	}

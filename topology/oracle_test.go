@@ -297,7 +297,7 @@ func TestOracleErrors(t *testing.T) {
 	if _, err := o.PathTo("pod1", netip.MustParseAddr("192.0.2.1")); err == nil {
 		t.Error("want an error for an address of no member")
 	}
-	if _, err := NewOracle(routers, OracleOptions{Tunnel: "ipip"}); err == nil {
+	if _, err := NewOracle(routers, OracleOptions{Tunnel: "gre"}); err == nil {
 		t.Error("want an error for an unknown tunnel")
 	}
 	// The tunnel still reaches across the router: the nodes route each other's InternalIPs.

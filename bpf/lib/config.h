@@ -30,6 +30,14 @@ enum tunnel_protocol {
 	TUNNEL_NONE   = 0, /* none configured: cross-node traffic goes to the stack (PASS_TUNNEL_MODE) */
 	TUNNEL_VXLAN  = 1, /* bpf_skb_set_tunnel_key + redirect to the collect_md vxlan device */
 	TUNNEL_GENEVE = 2, /* encapsulated and decapsulated in BPF (no geneve driver needed) */
+	TUNNEL_IPIP   = 3, /* IPIP (podpath extension, Calico's IPIP): IPv4 protocol 4, in BPF (no ipip driver) */
+};
+
+/* Which peers the tunnel is used for (podpath key tunnel-mode, Calico's
+ * ipipMode/vxlanMode; IPIP/CrossSubnet, issue 14). */
+enum tunnel_mode {
+	TUNNEL_MODE_ALWAYS       = 0, /* every other node through the tunnel */
+	TUNNEL_MODE_CROSS_SUBNET = 1, /* a node in node_subnet_len of node_ip natively (FIB), others tunnelled */
 };
 
 /* Cilium's bpf-lb-mode: how NodePort and external-IP traffic reaches a backend on
@@ -98,8 +106,17 @@ struct podpath_config {
 	/* Service semantics (issue 12, lb_reject.h, lb.h). */
 	__u8  lb_no_backend_reject;   /* service-no-backend-response: 1 reject (RST / ICMP), 0 drop */
 	__u8  lb_source_range_check;  /* enable-svc-source-range-check: loadBalancerSourceRanges enforced */
+	/* Calico's modes (IPIP/CrossSubnet, issue 14). */
+	__u8  tunnel_mode;            /* enum tunnel_mode */
+	/* The prefix length of the node IP's own interface subnet (10.0.1.0/24: 24): with
+	 * TUNNEL_MODE_CROSS_SUBNET a tunnel endpoint inside it is reached natively. */
+	__u8  node_subnet_len;
 	__u16 _pad3;
 };
+
+/* An unused global that puts enum tunnel_mode into BTF, where Go checks its values
+ * (bpfconfig.TestTunnelModeMatchesBTF); kept apart from trace.h's anchor. */
+const enum tunnel_mode pp_btf_anchor_tunnel_mode = TUNNEL_MODE_ALWAYS;
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */
 volatile const struct podpath_config CONFIG = {};
@@ -131,6 +148,21 @@ static __always_inline __be32 config_node_ip(void)
 static __always_inline __u32 config_lb_seed(int i)
 {
 	return ((const volatile __u32 *)CONFIG.lb_maglev_seed)[i];
+}
+
+/* Whether a peer node (its underlay IPv4, network byte order) is reached natively
+ * rather than through the tunnel: tunnel-mode cross-subnet and the peer inside this
+ * node's own interface subnet (node_ip/node_subnet_len). A length of 0 counts as no
+ * subnet known: every peer is tunnelled. */
+static __always_inline int tunnel_peer_native(__be32 peer)
+{
+	__u32 len = CONFIG.node_subnet_len;
+
+	if (CONFIG.tunnel_mode != TUNNEL_MODE_CROSS_SUBNET || len == 0)
+		return 0;
+	if (len > 32)
+		len = 32;
+	return ((bpf_ntohl(peer) ^ bpf_ntohl(config_node_ip())) & (0xffffffffU << (32 - len))) == 0;
 }
 
 /* Whether cross-node traffic is encapsulated: tunnel mode with a protocol. */

@@ -177,4 +177,56 @@ static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, stru
 	return reason;
 }
 
+/* IPIP decapsulation at from-netdev (podpath extension, Calico's IPIP mode), for
+ * IPv4 protocol 4 to this node's IP (tunnel_for_this_node()). p and sum describe the
+ * outer packet on entry. Checks, in order, each with its drop reason:
+ *   an outer fragment                          DROP_TUNNEL_FRAGMENT
+ *   an IPv4 header's worth of payload          DROP_IPIP_TRUNCATED_INNER
+ *   the payload's version field 4              DROP_IPIP_INNER_NOT_IPV4
+ *   outer source a node of the cluster         DROP_IPIP_UNKNOWN_PEER
+ * then bpf_skb_adjust_room() removes the outer IPv4 header (the outer Ethernet header
+ * stays in front, its MACs rewritten on delivery), the inner IPv4 header is parsed
+ * like any other (parse_ipv4()'s reasons: IHL, total length, L4) and ECN is
+ * decapsulated (RFC 6040). IPIP carries no identity: d->tun.identity stays 0 in the
+ * trace record (an ipcache lookup of the inner source would cost an LPM lookup per
+ * packet, and nothing on this path reads it). Returns
+ * DROP_NONE with p and sum describing the inner packet, for tunnel_deliver(), or the
+ * reason to drop. */
+static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct parsed *p,
+						   struct pkt_summary *sum, struct decap_result *d)
+{
+	struct trace_tun *tun = &d->tun;
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
+	enum drop_reason reason;
+	struct iphdr *inner;
+	__u32 outer_len;
+	__u8 outer_tos;
+
+	tun->kind = TRACE_DECAP_IPIP;
+	tun->endpoint = sum->saddr;
+	tun->pkt_len = skb->len;
+	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET))
+		return DROP_TUNNEL_FRAGMENT;
+	outer_tos = p->ip->tos;
+	outer_len = p->l4_off - sizeof(struct ethhdr);
+	inner = data + p->l4_off;
+	if ((void *)(inner + 1) > data_end)
+		return DROP_IPIP_TRUNCATED_INNER;
+	if (inner->version != 4)
+		return DROP_IPIP_INNER_NOT_IPV4;
+	if (!node_lookup(tun->endpoint))
+		return DROP_IPIP_UNKNOWN_PEER;
+
+	if (bpf_skb_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+		return DROP_DECAP_FAILED;
+	__builtin_memset(sum, 0, sizeof(*sum));
+	reason = parse_eth(skb, p, sum);
+	if (reason == DROP_NONE)
+		reason = parse_ipv4(skb, p, sum);
+	if (reason == DROP_NONE)
+		reason = tunnel_ecn_decap(p->ip, outer_tos);
+	return reason;
+}
+
 #endif /* PODPATH_DECAP_H */

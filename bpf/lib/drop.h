@@ -57,6 +57,10 @@ enum drop_reason {
 	/* Socket-LB and host-namespace clients (60-64). */
 	DROP_HOST_SVC_UNTRANSLATED   = 60, /* a node's own packet routed to a service address that the load balancer does not
 					   * translate (not TCP/UDP, or no such frontend): it has nowhere to go */
+	/* IPIP decapsulation (IPIP/CrossSubnet, issue 14): range 65-69. */
+	DROP_IPIP_UNKNOWN_PEER       = 65, /* IPIP (protocol 4) to this node from an outer source that is no node of the cluster */
+	DROP_IPIP_TRUNCATED_INNER    = 66, /* IPIP whose payload is shorter than an IPv4 header */
+	DROP_IPIP_INNER_NOT_IPV4     = 67, /* IPIP whose payload is not IPv4 (version field not 4) */
 	__DROP_REASON_MAX,
 };
 

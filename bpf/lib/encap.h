@@ -291,6 +291,99 @@ drop:
 	return PP_TCX_DROP;
 }
 
+/* IPIP (podpath extension, Calico's IPIP mode; this kernel has no ipip driver), all
+ * in BPF like Geneve:
+ *   1. bpf_fib_lookup() of the outer packet (this node -> tunnel endpoint, protocol
+ *      4) from the ingress device; anything but SUCCESS or NO_NEIGH goes to the stack;
+ *   2. inner TTL - 1;
+ *   3. bpf_skb_adjust_room() inserts the 20-byte outer IPv4 header after the Ethernet
+ *      header, marking the skb as IPv4-in-IPv4 (ENCAP_L3_IPV4 with no L4 or inner L2:
+ *      GSO segments it as SKB_GSO_IPXIP4), with FIXED_GSO: tunnel_fits() made sure
+ *      each segment fits as it is;
+ *   4. the outer headers are written: Ethernet with the FIB's MACs (NO_NEIGH: the
+ *      neighbour subsystem writes them); IPv4 this node -> tunnel endpoint, protocol
+ *      4, TTL 64, DF set, ID = the inner ID, TOS = the inner ECN field (RFC 6040),
+ *      checksum over the 20 bytes. The inner IPv4 packet is not touched beyond its
+ *      TTL (and so its checksum); the pod's Ethernet header is gone: IPIP carries no
+ *      L2, and so no VNI: the source identity does not travel;
+ *   5. bpf_redirect() (or bpf_redirect_neigh()) out of the FIB's device. */
+static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
+					       const struct pkt_summary *sum,
+					       const struct trace_tun *tun, enum obs_point point,
+					       int pass_ret)
+{
+	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
+	struct bpf_fib_lookup fib = {
+		.family      = AF_INET,
+		.l4_protocol = IPPROTO_IPIP,
+		.ifindex     = skb->ingress_ifindex ?: skb->ifindex,
+	};
+	struct bpf_redir_neigh nh = {};
+	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__be16 id;
+	__u32 ifindex;
+	__u8 tos;
+	long ret;
+
+	fib.ipv4_src = config_node_ip();
+	fib.ipv4_dst = tun->endpoint;
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		trace_pass_tun(skb, point, fib_pass_reason(ret), sum, tun);
+		return pass_ret;
+	}
+	ifindex = fib.ifindex;
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(dmac, fib.dmac, ETH_ALEN);
+	} else {
+		__builtin_memcpy(smac, p->eth->h_source, ETH_ALEN);
+		__builtin_memcpy(dmac, p->eth->h_dest, ETH_ALEN);
+	}
+	tos = tunnel_outer_tos(p->ip->tos);
+	id = p->ip->id;
+	ipv4_dec_ttl(p->ip);
+
+	if (bpf_skb_adjust_room(skb, IPIP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags) < 0)
+		goto drop;
+	data = ctx_data(skb);
+	data_end = ctx_data_end(skb);
+	eth = data;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) + sizeof(struct iphdr) > data_end)
+		goto drop;
+	eth_set_macs(eth, smac, dmac);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	/* writes: ipip.outer.ipv4.header ipip.outer.ipv4.protocol ipip.outer.ipv4.addrs ipip.outer.ipv4.checksum */
+	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
+	ip->tos = tos;
+	ip->tot_len = bpf_htons(skb->len - sizeof(struct ethhdr));
+	ip->id = id;
+	ip->frag_off = bpf_htons(PP_IP_DF);
+	ip->ttl = TUNNEL_TTL;
+	ip->protocol = IPPROTO_IPIP;
+	ip->check = 0;
+	ip->saddr = config_node_ip();
+	ip->daddr = tun->endpoint;
+	ip->check = ipv4_csum_20(ip);
+
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
+		return bpf_redirect(ifindex, 0);
+	}
+	nh.nh_family = fib.family;
+	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
+	trace_redirect_tun(skb, point, VERDICT_REDIRECT_NEIGH, ifindex, sum, tun);
+	return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
+
+drop:
+	trace_drop_tun(skb, point, DROP_ENCAP_FAILED, sum, tun);
+	return PP_TCX_DROP;
+}
+
 /* Tunnel mode, for a destination that is not a local endpoint (from-container; and
  * from-netdev for load-balanced packets, whose source identity is the node's):
  *   no tunnel protocol                      -> stack, PASS_TUNNEL_MODE
@@ -327,7 +420,8 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 		trace_pass(skb, point, PASS_NO_TUNNEL_ENDPOINT, sum);
 		return pass_ret;
 	}
-	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN : TRACE_ENCAP_GENEVE;
+	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN :
+		   proto == TUNNEL_IPIP ? TRACE_ENCAP_IPIP : TRACE_ENCAP_GENEVE;
 	tun.pkt_len = skb->len;
 	tun.endpoint = info->tunnel_endpoint;
 	tun.identity = identity;
@@ -336,6 +430,10 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 		trace_drop_tun(skb, point, DROP_UNKNOWN_TUNNEL_ENDPOINT, sum, &tun);
 		return PP_TCX_DROP;
 	}
+	/* tunnel-mode cross-subnet: a node on this node's own subnet is reached natively,
+	 * through the FIB's route to its PodCIDR (via that node, the underlay's MTU). */
+	if (tunnel_peer_native(tun.endpoint))
+		return fib_redirect(skb, p, sum, point, pass_ret);
 	if (tun.identity == 0 || tun.identity > 0xffffff) {
 		trace_drop_tun(skb, point, DROP_NO_SOURCE_IDENTITY, sum, &tun);
 		return PP_TCX_DROP;
@@ -365,6 +463,8 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 	}
 	if (proto == TUNNEL_VXLAN)
 		return vxlan_encap_redirect(skb, p, sum, &tun, point, pass_ret);
+	if (proto == TUNNEL_IPIP)
+		return ipip_encap_redirect(skb, p, sum, &tun, point, pass_ret);
 	return geneve_encap_redirect(skb, p, sum, &tun, &opts, point, pass_ret);
 }
 

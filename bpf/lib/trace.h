@@ -69,6 +69,8 @@ enum trace_tunnel {
 	TRACE_ENCAP_GENEVE = 2, /* encapsulated here */
 	TRACE_DECAP_VXLAN  = 3, /* decapsulated by the vxlan device (from-overlay) */
 	TRACE_DECAP_GENEVE = 4, /* decapsulated here, or dropped while validating the outer headers */
+	TRACE_ENCAP_IPIP   = 5, /* IPIP encapsulated here (IPIP/CrossSubnet, issue 14) */
+	TRACE_DECAP_IPIP   = 6, /* IPIP decapsulated here, or dropped while validating it (issue 14) */
 };
 
 /* What the service load balancer did to the packet (trace_lb_info.action). */

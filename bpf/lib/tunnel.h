@@ -12,6 +12,8 @@
 
 /* Outer IPv4 20 + UDP 8 + VXLAN or Geneve 8 + inner Ethernet 14. */
 #define TUNNEL_OVERHEAD 50
+/* IPIP: the outer IPv4 header only (IPv4 protocol 4, RFC 2003). */
+#define IPIP_OVERHEAD   20
 #define TUNNEL_TTL      64      /* outer TTL: the kernel's default ip_default_ttl */
 /* Outer UDP source ports, as udp_flow_src_port() spreads flows over the kernel's
  * default ip_local_port_range (32768 60999): [32768, 60999). */
@@ -28,11 +30,16 @@ _Static_assert(sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udph
 	       sizeof(struct genevehdr) == TUNNEL_OVERHEAD, "outer headers");
 
 /* Whether the parsed outer packet is tunnel traffic for this node: UDP to the tunnel
- * port and this node's IP. Later fragments have no ports and never match. */
+ * port and this node's IP (VXLAN, Geneve), or IPv4 protocol 4 to this node's IP
+ * (IPIP). Later UDP fragments have no ports and never match; IPIP fragments do, and
+ * ipip_decap() drops them. */
 static __always_inline int tunnel_for_this_node(const struct pkt_summary *sum)
 {
-	return sum->ip_proto == IPPROTO_UDP && sum->dport == bpf_htons(CONFIG.tunnel_port) &&
-	       sum->daddr == config_node_ip();
+	if (sum->daddr != config_node_ip())
+		return 0;
+	if (CONFIG.tunnel_protocol == TUNNEL_IPIP)
+		return sum->ip_proto == IPPROTO_IPIP;
+	return sum->ip_proto == IPPROTO_UDP && sum->dport == bpf_htons(CONFIG.tunnel_port);
 }
 
 /* The checks of every decapsulated packet, whichever tunnel brought it: the VNI

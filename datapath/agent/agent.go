@@ -506,6 +506,8 @@ func (a *Agent) nodeRoute(n Node) (*netlink.Route, error) {
 	switch {
 	case n.Name == a.opts.Node:
 		return nil, nil
+	case a.peerNative(n):
+		return crossSubnetDirectRoute(a.nl, n, a.peerPathMTU(n))
 	case a.cfg.RoutingMode == config.RoutingTunnel:
 		return tunnelRoute(a.nl, n, a.peerRouteMTU(n))
 	case a.wantsDirectRoutes():

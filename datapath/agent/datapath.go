@@ -35,7 +35,9 @@ type datapath struct {
 	devices []string
 	nodeIP  netip.Addr
 	podCIDR netip.Prefix // this node's pods: the backends of Local traffic policies
-	mtu     MTUs
+	// subnet is the node IP's own interface subnet (tunnel-mode cross-subnet).
+	subnet netip.Prefix
+	mtu    MTUs
 	// health are the health check node port servers, by service name.
 	healthMu sync.Mutex
 	health   map[string]*healthPort
@@ -76,7 +78,14 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	}
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
 
-	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route}
+	if d.subnet, err = deviceSubnet(nl, d.nodeIP); err != nil {
+		return nil, err
+	}
+
+	node := bpfconfig.Node{ID: nodeID, IP: d.nodeIP, TunnelMTU: d.mtu.Route, SubnetBits: d.subnet.Bits()}
+	if c.RoutingMode == config.RoutingTunnel {
+		node.TunnelMTU = d.mtu.Tunnel
+	}
 	if c.LBSock && c.LBSockHostnsOnly {
 		if node.NetnsCookie, err = netnsCookie(); err != nil {
 			return nil, err
@@ -84,7 +93,7 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	}
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		// The vxlan device must exist before the load: its ifindex is a constant.
-		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Route); err != nil {
+		if d.vxlan, err = ensureVXLAN(nl, tunnelPort(c), d.mtu.Tunnel); err != nil {
 			return nil, err
 		}
 		node.VXLANIfindex = d.vxlan.Attrs().Index

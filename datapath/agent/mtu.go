@@ -19,8 +19,14 @@ type MTUs struct {
 	DeviceSource string `json:"deviceSource"`
 	// Route is what pods may send: Device minus the encapsulation overhead. Pod
 	// interfaces and default routes carry it.
-	Route          int    `json:"route"`
-	Overhead       int    `json:"overhead"`
+	Route    int `json:"route"`
+	Overhead int `json:"overhead"`
+	// Tunnel is the largest inner packet the tunnel carries: Device minus the
+	// overhead (0 with native routing). It equals Route, except with tunnel-mode
+	// cross-subnet, where pods get the device MTU (peers on this node's subnet are
+	// reached natively) and the routes to the PodCIDRs of peers on other subnets
+	// carry Tunnel (or less, pmtu.go).
+	Tunnel         int    `json:"tunnel,omitempty"`
 	OverheadSource string `json:"overheadSource"`
 	// UnderlayDevice is the NIC holding the node IP: tunnels leave through it.
 	UnderlayDevice string `json:"underlayDevice"`
@@ -41,11 +47,21 @@ func planMTU(c *config.Config, dev netlink.Link, nodeIP netip.Addr, geneveOptByt
 	case c.TunnelProtocol == config.TunnelGeneve && geneveOptBytes > 0:
 		m.Overhead = config.TunnelOverhead + geneveOptBytes
 		m.OverheadSource = fmt.Sprintf("Geneve over IPv4: 50 + %d bytes of options", geneveOptBytes)
+	case c.TunnelProtocol == config.TunnelIPIP:
+		m.Overhead = config.IPIPOverhead
+		m.OverheadSource = "ipip over IPv4: outer IPv4 20"
 	default:
 		m.Overhead = config.TunnelOverhead
 		m.OverheadSource = fmt.Sprintf("%s over IPv4: outer IPv4 20 + UDP 8 + %s 8 + inner Ethernet 14", c.TunnelProtocol, c.TunnelProtocol)
 	}
 	m.Route = m.Device - m.Overhead
+	if c.RoutingMode == config.RoutingTunnel {
+		m.Tunnel = m.Route
+		if c.TunnelMode == config.TunnelCrossSubnet {
+			m.Route = m.Device
+			m.OverheadSource += "; tunnel-mode cross-subnet: pods get the device MTU, the routes to peers on other subnets the tunnel's"
+		}
+	}
 	return m
 }
 
@@ -61,4 +77,28 @@ func deviceWithAddr(nl *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
 		}
 	}
 	return nil, fmt.Errorf("node IP %s is on no device of this node", addr)
+}
+
+// deviceSubnet is the prefix of addr on the device holding it (10.0.1.2/24): with
+// tunnel-mode cross-subnet, peers inside it are reached natively.
+func deviceSubnet(nl *netlink.Handle, addr netip.Addr) (netip.Prefix, error) {
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == addr {
+			bits, _ := a.Mask.Size()
+			return netip.PrefixFrom(ip, bits).Masked(), nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("node IP %s is on no device of this node", addr)
+}
+
+// tunnelMTU is Tunnel when planned, else Route (a plan built by hand in tests).
+func (m MTUs) tunnelMTU() int {
+	if m.Tunnel != 0 {
+		return m.Tunnel
+	}
+	return m.Route
 }

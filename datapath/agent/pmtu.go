@@ -269,7 +269,7 @@ func planPeerMTU(p *PeerMTU, res probeResult, m MTUs) {
 	p.PathMTU, p.How = min(res.PathMTU, m.Device), res.How
 	p.RouteMTU = p.PathMTU - m.Overhead
 	p.MapMTU = 0
-	if p.RouteMTU < m.Route {
+	if p.RouteMTU < m.tunnelMTU() {
 		p.MapMTU = uint32(p.RouteMTU)
 	}
 }
@@ -279,7 +279,7 @@ func (a *Agent) peerRouteMTU(n Node) int {
 	if p, ok := a.peers[n.Name]; ok && p.NodeIP == n.IP {
 		return p.RouteMTU
 	}
-	return a.dp.mtu.Route
+	return a.dp.mtu.tunnelMTU()
 }
 
 // peerMapMTU is the nodes map MTU for n (0: the global tunnel MTU).

@@ -42,6 +42,15 @@ func (a *Agent) Status() Status {
 		s.NativeRoutingCIDR = a.cfg.NativeRoutingCIDR.String()
 	default:
 		s.RoutingMode = fmt.Sprintf("tunnel [%s, UDP %d]", a.cfg.TunnelProtocol, tunnelPort(a.cfg))
+		if a.cfg.TunnelProtocol == config.TunnelIPIP {
+			s.RoutingMode = "tunnel [ipip, IPv4 protocol 4]"
+		}
+		if a.cfg.TunnelMode == config.TunnelCrossSubnet {
+			s.RoutingMode += " cross-subnet"
+			if a.dp != nil {
+				s.RoutingMode += fmt.Sprintf(" (native within %s)", a.dp.subnet)
+			}
+		}
 	}
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted
@@ -138,11 +147,21 @@ func features(l loadedState, c *config.Config) []Feature {
 	}
 	if bpfobj.LxcRoutingMode(b.RoutingMode) == bpfobj.LxcRoutingModeROUTING_MODE_TUNNEL {
 		proto := "vxlan"
-		if bpfobj.LxcTunnelProtocol(b.TunnelProtocol) == bpfobj.LxcTunnelProtocolTUNNEL_GENEVE {
+		switch bpfobj.LxcTunnelProtocol(b.TunnelProtocol) {
+		case bpfobj.LxcTunnelProtocolTUNNEL_GENEVE:
 			proto = "geneve"
+		case bpfobj.LxcTunnelProtocolTUNNEL_IPIP:
+			proto = "ipip"
 		}
 		add("Routing", "Network: Tunnel [%s]", proto)
-		add("Tunnel Port", "%d/udp", b.TunnelPort)
+		if proto == "ipip" {
+			add("Tunnel Protocol", "IPv4 protocol 4")
+		} else {
+			add("Tunnel Port", "%d/udp", b.TunnelPort)
+		}
+		if b.TunnelMode == uint8(bpfconfig.TunnelModeCrossSubnet) {
+			add("Tunnel Mode", "cross-subnet (native within /%d of the node IP)", b.NodeSubnetLen)
+		}
 	} else {
 		add("Routing", "Network: Native")
 		add("Native Routing CIDR", "%s", netip.PrefixFrom(netip.AddrFrom4(b.NativeRoutingCidr), int(b.NativeRoutingCidrLen)))

@@ -80,3 +80,35 @@ func tunnelRoute(h *netlink.Handle, n Node, mtu int) (*netlink.Route, error) {
 	}
 	return &netlink.Route{Dst: prefixNet(n.PodCIDR), Gw: via, LinkIndex: got[0].LinkIndex, MTU: mtu, Protocol: routeProto}, nil
 }
+
+// peerNative says whether n is reached without the tunnel: tunnel-mode cross-subnet
+// and n's IP inside this node's own interface subnet, the rule from-container applies
+// (tunnel_peer_native() in bpf/lib/config.h).
+func (a *Agent) peerNative(n Node) bool {
+	return a.dp != nil && a.cfg.RoutingMode == config.RoutingTunnel && a.cfg.TunnelMode == config.TunnelCrossSubnet &&
+		a.dp.subnet.IsValid() && a.dp.subnet.Contains(n.IP)
+}
+
+// peerPathMTU is the underlay path MTU towards n: its learnt one, else the device's.
+func (a *Agent) peerPathMTU(n Node) int {
+	if p, ok := a.peers[n.Name]; ok && p.NodeIP == n.IP && p.PathMTU > 0 {
+		return p.PathMTU
+	}
+	return a.dp.mtu.Device
+}
+
+// crossSubnetDirectRoute is the route to the PodCIDR of a peer on this node's own
+// subnet with tunnel-mode cross-subnet (Calico's CrossSubnet):
+//
+//	ip route replace PODCIDR via NODEIP dev DEV mtu PATH_MTU proto podpath
+//
+// from-container forwards such traffic natively with a FIB lookup of this route; its
+// MTU is the underlay's, with no tunnel overhead.
+func crossSubnetDirectRoute(h *netlink.Handle, n Node, mtu int) (*netlink.Route, error) {
+	r, err := directRoute(h, n)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel-mode cross-subnet: %w", err)
+	}
+	r.MTU = mtu
+	return r, nil
+}

@@ -29,7 +29,11 @@ func startUp(file string) error {
 	}
 	nodeIP := netip.MustParseAddr("192.168.77.1")
 	mtu := planMTU(c, &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500}}, nodeIP, 0)
-	node := bpfconfig.Node{ID: 1, IP: nodeIP, TunnelMTU: mtu.Route}
+	// As openDatapath: the subnet of the device holding the node IP, the tunnel MTU.
+	node := bpfconfig.Node{ID: 1, IP: nodeIP, TunnelMTU: mtu.Route, SubnetBits: 24}
+	if c.RoutingMode == config.RoutingTunnel {
+		node.TunnelMTU = mtu.Tunnel
+	}
 	if c.RoutingMode == config.RoutingTunnel && c.TunnelProtocol == config.TunnelVXLAN {
 		node.VXLANIfindex = 12
 	}

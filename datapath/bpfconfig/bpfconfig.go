@@ -39,6 +39,10 @@ type Node struct {
 	// (getsockopt SO_NETNS_COOKIE in it): with bpf-lb-sock-hostns-only, socket-LB
 	// translates only sockets whose namespace has this cookie.
 	NetnsCookie uint64
+	// SubnetBits is the prefix length of the node IP's own interface subnet
+	// (10.0.1.2/24: 24): with tunnel-mode cross-subnet, peers inside it are reached
+	// natively. Ignored otherwise.
+	SubnetBits int
 }
 
 // Conntrack lifetimes Cilium uses, in seconds.
@@ -69,11 +73,27 @@ func TunnelMTU(deviceMTU, geneveOptBytes int) int {
 	return deviceMTU - TunnelOverhead - geneveOptBytes
 }
 
+// ProtocolTunnelMTU is TunnelMTU for protocol p: deviceMTU - p.Overhead() (20 for
+// IPIP, 50 for VXLAN and Geneve) - geneveOptBytes.
+func ProtocolTunnelMTU(p config.TunnelProtocol, deviceMTU, geneveOptBytes int) int {
+	return deviceMTU - p.Overhead() - geneveOptBytes
+}
+
 // The tunnel MTU is an inner IPv4 packet size: at least IPv4's minimum MTU, and small
 // enough that the outer packet's total length still fits 16 bits.
 const (
 	minTunnelMTU = config.MinRouteMTU
 	maxTunnelMTU = 0xffff - TunnelOverhead
+)
+
+// TunnelMode is enum tunnel_mode of bpf/lib/config.h (Config.TunnelMode); its values
+// are checked against the objects' BTF (TestTunnelModeMatchesBTF).
+type TunnelMode uint8
+
+// Values of enum tunnel_mode.
+const (
+	TunnelModeAlways      TunnelMode = 0 // TUNNEL_MODE_ALWAYS
+	TunnelModeCrossSubnet TunnelMode = 1 // TUNNEL_MODE_CROSS_SUBNET
 )
 
 // The one mapping from each cilium-config setting to its C enum value.
@@ -95,6 +115,11 @@ var (
 	tunnelProtocols = map[config.TunnelProtocol]bpfobj.LxcTunnelProtocol{
 		config.TunnelVXLAN:  bpfobj.LxcTunnelProtocolTUNNEL_VXLAN,
 		config.TunnelGeneve: bpfobj.LxcTunnelProtocolTUNNEL_GENEVE,
+		config.TunnelIPIP:   bpfobj.LxcTunnelProtocolTUNNEL_IPIP,
+	}
+	tunnelModes = map[config.TunnelMode]TunnelMode{
+		config.TunnelAlways:      TunnelModeAlways,
+		config.TunnelCrossSubnet: TunnelModeCrossSubnet,
 	}
 	lbModes = map[config.LBMode]bpfobj.LxcLbMode{
 		config.LBModeSNAT:   bpfobj.LxcLbModeLB_MODE_SNAT,
@@ -182,7 +207,11 @@ func tunnel(cfg *Config, c *config.Config, n Node) []error {
 	if port == 0 {
 		port = c.TunnelProtocol.DefaultPort()
 	}
+	if proto == bpfobj.LxcTunnelProtocolTUNNEL_IPIP {
+		port = 0 // IPIP has no UDP header
+	}
 	cfg.TunnelProtocol, cfg.TunnelPort = uint32(proto), port
+	errs = append(errs, tunnelMode(cfg, c, n)...)
 	if proto == bpfobj.LxcTunnelProtocolTUNNEL_VXLAN {
 		if n.VXLANIfindex <= 0 {
 			errs = append(errs, fmt.Errorf("VXLAN needs the ifindex of the collect_md vxlan device, got %d", n.VXLANIfindex))
@@ -195,6 +224,28 @@ func tunnel(cfg *Config, c *config.Config, n Node) []error {
 		cfg.TunnelMtu = uint16(n.TunnelMTU)
 	}
 	return errs
+}
+
+// tunnelMode fills in tunnel-mode (podpath key, Calico's CrossSubnet) and, for
+// cross-subnet, the node's subnet length.
+func tunnelMode(cfg *Config, c *config.Config, n Node) []error {
+	mode := c.TunnelMode
+	if mode == "" {
+		mode = config.TunnelAlways
+	}
+	m, err := toC(tunnelModes, mode, "tunnel mode")
+	if err != nil {
+		return []error{err}
+	}
+	cfg.TunnelMode = uint8(m)
+	if m != TunnelModeCrossSubnet {
+		return nil
+	}
+	if n.SubnetBits < 1 || n.SubnetBits > 32 {
+		return []error{fmt.Errorf("tunnel-mode cross-subnet needs the node IP's subnet length, got %d: want 1..32", n.SubnetBits)}
+	}
+	cfg.NodeSubnetLen = uint8(n.SubnetBits)
+	return nil
 }
 
 // loadBalancer turns on service load balancing (kube-proxy-replacement).
@@ -282,8 +333,8 @@ func Check(cfg Config) error {
 	}
 	switch proto := bpfobj.LxcTunnelProtocol(cfg.TunnelProtocol); proto {
 	case bpfobj.LxcTunnelProtocolTUNNEL_NONE:
-	case bpfobj.LxcTunnelProtocolTUNNEL_VXLAN, bpfobj.LxcTunnelProtocolTUNNEL_GENEVE:
-		if cfg.TunnelPort == 0 {
+	case bpfobj.LxcTunnelProtocolTUNNEL_VXLAN, bpfobj.LxcTunnelProtocolTUNNEL_GENEVE, bpfobj.LxcTunnelProtocolTUNNEL_IPIP:
+		if cfg.TunnelPort == 0 && proto != bpfobj.LxcTunnelProtocolTUNNEL_IPIP {
 			errs = append(errs, errors.New("tunnel port 0: want the UDP port of the tunnel"))
 		}
 		if cfg.TunnelMtu < minTunnelMTU || int(cfg.TunnelMtu) > maxTunnelMTU {
@@ -296,8 +347,18 @@ func Check(cfg Config) error {
 			errs = append(errs, errors.New("VXLAN tunnel without the ifindex of the collect_md vxlan device"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("tunnel protocol %d: want %d (none), %d (vxlan) or %d (geneve)", cfg.TunnelProtocol,
-			bpfobj.LxcTunnelProtocolTUNNEL_NONE, bpfobj.LxcTunnelProtocolTUNNEL_VXLAN, bpfobj.LxcTunnelProtocolTUNNEL_GENEVE))
+		errs = append(errs, fmt.Errorf("tunnel protocol %d: want %d (none), %d (vxlan), %d (geneve) or %d (ipip)", cfg.TunnelProtocol,
+			bpfobj.LxcTunnelProtocolTUNNEL_NONE, bpfobj.LxcTunnelProtocolTUNNEL_VXLAN, bpfobj.LxcTunnelProtocolTUNNEL_GENEVE, bpfobj.LxcTunnelProtocolTUNNEL_IPIP))
+	}
+	switch TunnelMode(cfg.TunnelMode) {
+	case TunnelModeAlways:
+	case TunnelModeCrossSubnet:
+		if cfg.NodeSubnetLen < 1 || cfg.NodeSubnetLen > 32 {
+			errs = append(errs, fmt.Errorf("tunnel mode cross-subnet with subnet length %d: want 1..32", cfg.NodeSubnetLen))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tunnel mode %d: want %d (always) or %d (cross-subnet)", cfg.TunnelMode,
+			TunnelModeAlways, TunnelModeCrossSubnet))
 	}
 	errs = append(errs, checkLB(cfg)...)
 	errs = append(errs, checkMasq(cfg)...)

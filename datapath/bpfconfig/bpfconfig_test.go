@@ -9,6 +9,7 @@ import (
 
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
+	"podpath/datapath/btfnames"
 	"podpath/datapath/config"
 	"podpath/datapath/maglev"
 )
@@ -161,6 +162,24 @@ func TestBuild(t *testing.T) {
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), masq(32768, 60999, 0)))},
 		{"legacy masquerade: nothing in BPF (the agent's nftables)", with(nativeKeys, "enable-ipv4-masquerade", "true"), nil, want(native)},
 		{"BPF masquerade without enable-ipv4-masquerade: nothing", with(nativeKeys, "enable-bpf-masquerade", "true"), nil, want(native)},
+		// Calico's modes (issue 14): tunnel-protocol ipip, tunnel-mode.
+		{"ipip: no port, no vxlan device, its own MTU", map[string]string{"tunnel-protocol": "ipip"},
+			&bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 1480, VXLANIfindex: 12, SubnetBits: 24},
+			want(all(tunnel(bpfobj.LxcTunnelProtocolTUNNEL_IPIP, 0, 0), func(c *bpfconfig.Config) { c.TunnelMtu = 1480 }))},
+		{"ipip ignores tunnel-port", map[string]string{"tunnel-protocol": "ipip", "tunnel-port": "4789"},
+			&bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 1480},
+			want(all(tunnel(bpfobj.LxcTunnelProtocolTUNNEL_IPIP, 0, 0), func(c *bpfconfig.Config) { c.TunnelMtu = 1480 }))},
+		{"tunnel-mode always: no subnet", map[string]string{"tunnel-mode": "always"},
+			&bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 1450, VXLANIfindex: 12, SubnetBits: 24}, want(vxlan)},
+		{"tunnel-mode cross-subnet, vxlan: the node's subnet length", map[string]string{"tunnel-mode": "cross-subnet"},
+			&bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 1450, VXLANIfindex: 12, SubnetBits: 24},
+			want(all(vxlan, func(c *bpfconfig.Config) { c.TunnelMode, c.NodeSubnetLen = uint8(bpfconfig.TunnelModeCrossSubnet), 24 }))},
+		{"tunnel-mode cross-subnet, ipip", map[string]string{"tunnel-mode": "cross-subnet", "tunnel-protocol": "ipip"},
+			&bpfconfig.Node{ID: 7, IP: testNodeIP, TunnelMTU: 1480, SubnetBits: 26},
+			want(all(tunnel(bpfobj.LxcTunnelProtocolTUNNEL_IPIP, 0, 0), func(c *bpfconfig.Config) {
+				c.TunnelMtu, c.TunnelMode, c.NodeSubnetLen = 1480, uint8(bpfconfig.TunnelModeCrossSubnet), 26
+			}))},
+		{"native ignores tunnel-mode", with(nativeKeys, "tunnel-mode", "cross-subnet"), nil, want(native)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := testNode
@@ -192,6 +211,8 @@ func TestBuildRefusesNodeFacts(t *testing.T) {
 		{"vxlan without its device", nil, bpfconfig.Node{IP: testNodeIP, TunnelMTU: 1450}, "VXLAN needs the ifindex of the collect_md vxlan device, got 0"},
 		{"tunnel MTU below 68", geneveKeys, bpfconfig.Node{IP: testNodeIP, TunnelMTU: 40}, "tunnel MTU 40: want 68..65485"},
 		{"tunnel MTU above 65485", geneveKeys, bpfconfig.Node{IP: testNodeIP, TunnelMTU: 70000}, "tunnel MTU 70000: want 68..65485"},
+		{"cross-subnet without the subnet length", map[string]string{"tunnel-mode": "cross-subnet", "tunnel-protocol": "ipip"},
+			bpfconfig.Node{IP: testNodeIP, TunnelMTU: 1480}, "tunnel-mode cross-subnet needs the node IP's subnet length, got 0: want 1..32"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := bpfconfig.Build(resolve(t, tc.data), tc.node)
@@ -219,7 +240,9 @@ func TestCheck(t *testing.T) {
 		{func(c *bpfconfig.Config) { c.HostRouting = 2 }, "host routing 2"},
 		{func(c *bpfconfig.Config) { c.RoutingMode = 2 }, "routing mode 2"},
 		{func(c *bpfconfig.Config) { c.NativeRoutingCidrLen = 33 }, "native-routing CIDR length 33"},
-		{func(c *bpfconfig.Config) { c.TunnelProtocol = 3 }, "tunnel protocol 3"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol = 4 }, "tunnel protocol 4"},
+		{func(c *bpfconfig.Config) { c.TunnelMode = 2 }, "tunnel mode 2"},
+		{func(c *bpfconfig.Config) { c.TunnelMode = 1 }, "tunnel mode cross-subnet with subnet length 0"},
 		{func(c *bpfconfig.Config) { c.TunnelPort = 0 }, "tunnel port 0"},
 		{func(c *bpfconfig.Config) { c.TunnelMtu = 0 }, "tunnel MTU 0"},
 		{func(c *bpfconfig.Config) { c.VxlanIfindex = 0 }, "collect_md vxlan device"},
@@ -267,5 +290,24 @@ func TestBuildRefusesUnknownSettings(t *testing.T) {
 		if _, err := bpfconfig.Build(c, testNode); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
 		}
+	}
+}
+
+// TestTunnelModeMatchesBTF: bpfconfig's TunnelMode values are enum tunnel_mode's.
+func TestTunnelModeMatchesBTF(t *testing.T) {
+	enum, err := btfnames.Default("tunnel_mode")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, name := range map[bpfconfig.TunnelMode]string{
+		bpfconfig.TunnelModeAlways:      "TUNNEL_MODE_ALWAYS",
+		bpfconfig.TunnelModeCrossSubnet: "TUNNEL_MODE_CROSS_SUBNET",
+	} {
+		if got := enum[uint64(v)]; got != name {
+			t.Errorf("tunnel mode %d: BTF names it %q, want %q", v, got, name)
+		}
+	}
+	if len(enum) != 2 {
+		t.Errorf("enum tunnel_mode has %d values, bpfconfig knows 2: %v", len(enum), enum)
 	}
 }

@@ -69,6 +69,10 @@ func settingsMatrix() []map[string]string {
 		{"routing-mode": "tunnel", "tunnel-protocol": "vxlan"},
 		{"routing-mode": "tunnel", "tunnel-protocol": "geneve"},
 		{"routing-mode": "native", "ipv4-native-routing-cidr": "10.0.0.0/8", "tunnel-protocol": "geneve"},
+		// Calico's modes (issue 14).
+		{"routing-mode": "tunnel", "tunnel-protocol": "ipip", "tunnel-mode": "always"},
+		{"routing-mode": "tunnel", "tunnel-protocol": "ipip", "tunnel-mode": "cross-subnet"},
+		{"routing-mode": "tunnel", "tunnel-protocol": "vxlan", "tunnel-mode": "cross-subnet"},
 	}
 	balancing := []map[string]string{{"kube-proxy-replacement": "false"}}
 	for _, mode := range []string{"snat", "dsr", "hybrid"} {
@@ -116,14 +120,14 @@ func resolveInput(t *testing.T, in translationInput) (*config.Config, bool) {
 // nodeFor is the node the golden table assumes: device MTU 1500 unless the mtu key
 // says otherwise, the route MTU planned as the agent does, vxlan device 12.
 func nodeFor(c *config.Config) bpfconfig.Node {
-	n := bpfconfig.Node{ID: 7, IP: testNodeIP, VXLANIfindex: 12}
+	n := bpfconfig.Node{ID: 7, IP: testNodeIP, VXLANIfindex: 12, SubnetBits: 24}
 	device := 1500
 	if c.MTU != 0 {
 		device = c.MTU
 	}
 	n.TunnelMTU = device
 	if c.RoutingMode == config.RoutingTunnel {
-		n.TunnelMTU = bpfconfig.TunnelMTU(device, 0)
+		n.TunnelMTU = bpfconfig.ProtocolTunnelMTU(c.TunnelProtocol, device, 0)
 	}
 	return n
 }

@@ -100,7 +100,10 @@ const (
 	HostDropReasonDROP_SVC_SOURCE_RANGE        HostDropReason = 51
 	HostDropReasonDROP_SVC_REJECT_FAILED       HostDropReason = 52
 	HostDropReasonDROP_HOST_SVC_UNTRANSLATED   HostDropReason = 60
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 61
+	HostDropReasonDROP_IPIP_UNKNOWN_PEER       HostDropReason = 65
+	HostDropReasonDROP_IPIP_TRUNCATED_INNER    HostDropReason = 66
+	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 68
 )
 
 type HostEndpointFlags uint32
@@ -357,8 +360,10 @@ type HostPodpathConfig struct {
 	MasqPortMax           uint16
 	LbNoBackendReject     uint8
 	LbSourceRangeCheck    uint8
+	TunnelMode            uint8
+	NodeSubnetLen         uint8
 	Pad3                  uint16
-	_                     [6]byte
+	_                     [4]byte
 }
 
 type HostRoutingMode uint32
@@ -445,6 +450,8 @@ const (
 	HostTraceTunnelTRACE_ENCAP_GENEVE HostTraceTunnel = 2
 	HostTraceTunnelTRACE_DECAP_VXLAN  HostTraceTunnel = 3
 	HostTraceTunnelTRACE_DECAP_GENEVE HostTraceTunnel = 4
+	HostTraceTunnelTRACE_ENCAP_IPIP   HostTraceTunnel = 5
+	HostTraceTunnelTRACE_DECAP_IPIP   HostTraceTunnel = 6
 )
 
 type HostTraceVerdict uint32
@@ -457,45 +464,54 @@ const (
 	HostTraceVerdictVERDICT_REDIRECT_NEIGH HostTraceVerdict = 4
 )
 
+type HostTunnelMode uint32
+
+const (
+	HostTunnelModeTUNNEL_MODE_ALWAYS       HostTunnelMode = 0
+	HostTunnelModeTUNNEL_MODE_CROSS_SUBNET HostTunnelMode = 1
+)
+
 type HostTunnelProtocol uint32
 
 const (
 	HostTunnelProtocolTUNNEL_NONE   HostTunnelProtocol = 0
 	HostTunnelProtocolTUNNEL_VXLAN  HostTunnelProtocol = 1
 	HostTunnelProtocolTUNNEL_GENEVE HostTunnelProtocol = 2
+	HostTunnelProtocolTUNNEL_IPIP   HostTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	HostMapCtAny            = "ct_any"
-	HostMapCtTcp            = "ct_tcp"
-	HostMapEndpoints        = "endpoints"
-	HostMapIpcache          = "ipcache"
-	HostMapLbAffinity       = "lb_affinity"
-	HostMapLbBackendSlots   = "lb_backend_slots"
-	HostMapLbBackends       = "lb_backends"
-	HostMapLbMaglev         = "lb_maglev"
-	HostMapLbRejectBuf      = "lb_reject_buf"
-	HostMapLbRevNat         = "lb_rev_nat"
-	HostMapLbServices       = "lb_services"
-	HostMapLbSourceRanges   = "lb_source_ranges"
-	HostMapMasqAddrs        = "masq_addrs"
-	HostMapMasqNonmasq      = "masq_nonmasq"
-	HostMapMasqStats        = "masq_stats"
-	HostMapNodes            = "nodes"
-	HostMapSnat             = "snat"
-	HostMapTraceEvents      = "trace_events"
-	HostProgFromHostSvc     = "from_host_svc"
-	HostProgFromNetdev      = "from_netdev"
-	HostProgToNetdev        = "to_netdev"
-	HostVarCONFIG           = "CONFIG"
-	HostVarGENEVE_TEST_OPT  = "GENEVE_TEST_OPT"
-	HostVarPpBtfAnchor      = "pp_btf_anchor"
-	HostVarPpBtfAnchorLb    = "pp_btf_anchor_lb"
-	HostVarPpBtfAnchorMaps  = "pp_btf_anchor_maps"
-	HostVarPpMasqStatAnchor = "pp_masq_stat_anchor"
+	HostMapCtAny                 = "ct_any"
+	HostMapCtTcp                 = "ct_tcp"
+	HostMapEndpoints             = "endpoints"
+	HostMapIpcache               = "ipcache"
+	HostMapLbAffinity            = "lb_affinity"
+	HostMapLbBackendSlots        = "lb_backend_slots"
+	HostMapLbBackends            = "lb_backends"
+	HostMapLbMaglev              = "lb_maglev"
+	HostMapLbRejectBuf           = "lb_reject_buf"
+	HostMapLbRevNat              = "lb_rev_nat"
+	HostMapLbServices            = "lb_services"
+	HostMapLbSourceRanges        = "lb_source_ranges"
+	HostMapMasqAddrs             = "masq_addrs"
+	HostMapMasqNonmasq           = "masq_nonmasq"
+	HostMapMasqStats             = "masq_stats"
+	HostMapNodes                 = "nodes"
+	HostMapSnat                  = "snat"
+	HostMapTraceEvents           = "trace_events"
+	HostProgFromHostSvc          = "from_host_svc"
+	HostProgFromNetdev           = "from_netdev"
+	HostProgToNetdev             = "to_netdev"
+	HostVarCONFIG                = "CONFIG"
+	HostVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
+	HostVarPpBtfAnchor           = "pp_btf_anchor"
+	HostVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	HostVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	HostVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
+	HostVarPpMasqStatAnchor      = "pp_masq_stat_anchor"
 )
 
 // LoadHost returns the embedded CollectionSpec for Host.
@@ -573,12 +589,13 @@ type HostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostVariableSpecs struct {
-	CONFIG           *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT  *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor      *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb    *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps  *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
-	PpMasqStatAnchor *ebpf.VariableSpec `ebpf:"pp_masq_stat_anchor"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
+	PpMasqStatAnchor      *ebpf.VariableSpec `ebpf:"pp_masq_stat_anchor"`
 }
 
 // HostObjects contains all objects after they have been loaded into the kernel.
@@ -648,12 +665,13 @@ func (m *HostMaps) Close() error {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostVariables struct {
-	CONFIG           *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT  *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor      *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb    *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps  *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
-	PpMasqStatAnchor *ebpf.Variable `ebpf:"pp_masq_stat_anchor"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
+	PpMasqStatAnchor      *ebpf.Variable `ebpf:"pp_masq_stat_anchor"`
 }
 
 // HostPrograms contains all programs after they have been loaded into the kernel.

@@ -100,7 +100,10 @@ const (
 	LxcDropReasonDROP_SVC_SOURCE_RANGE        LxcDropReason = 51
 	LxcDropReasonDROP_SVC_REJECT_FAILED       LxcDropReason = 52
 	LxcDropReasonDROP_HOST_SVC_UNTRANSLATED   LxcDropReason = 60
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 61
+	LxcDropReasonDROP_IPIP_UNKNOWN_PEER       LxcDropReason = 65
+	LxcDropReasonDROP_IPIP_TRUNCATED_INNER    LxcDropReason = 66
+	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 68
 )
 
 type LxcEndpointFlags uint32
@@ -340,8 +343,10 @@ type LxcPodpathConfig struct {
 	MasqPortMax           uint16
 	LbNoBackendReject     uint8
 	LbSourceRangeCheck    uint8
+	TunnelMode            uint8
+	NodeSubnetLen         uint8
 	Pad3                  uint16
-	_                     [6]byte
+	_                     [4]byte
 }
 
 type LxcRoutingMode uint32
@@ -428,6 +433,8 @@ const (
 	LxcTraceTunnelTRACE_ENCAP_GENEVE LxcTraceTunnel = 2
 	LxcTraceTunnelTRACE_DECAP_VXLAN  LxcTraceTunnel = 3
 	LxcTraceTunnelTRACE_DECAP_GENEVE LxcTraceTunnel = 4
+	LxcTraceTunnelTRACE_ENCAP_IPIP   LxcTraceTunnel = 5
+	LxcTraceTunnelTRACE_DECAP_IPIP   LxcTraceTunnel = 6
 )
 
 type LxcTraceVerdict uint32
@@ -440,40 +447,49 @@ const (
 	LxcTraceVerdictVERDICT_REDIRECT_NEIGH LxcTraceVerdict = 4
 )
 
+type LxcTunnelMode uint32
+
+const (
+	LxcTunnelModeTUNNEL_MODE_ALWAYS       LxcTunnelMode = 0
+	LxcTunnelModeTUNNEL_MODE_CROSS_SUBNET LxcTunnelMode = 1
+)
+
 type LxcTunnelProtocol uint32
 
 const (
 	LxcTunnelProtocolTUNNEL_NONE   LxcTunnelProtocol = 0
 	LxcTunnelProtocolTUNNEL_VXLAN  LxcTunnelProtocol = 1
 	LxcTunnelProtocolTUNNEL_GENEVE LxcTunnelProtocol = 2
+	LxcTunnelProtocolTUNNEL_IPIP   LxcTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	LxcMapCtAny           = "ct_any"
-	LxcMapCtTcp           = "ct_tcp"
-	LxcMapEndpoints       = "endpoints"
-	LxcMapIpcache         = "ipcache"
-	LxcMapLbAffinity      = "lb_affinity"
-	LxcMapLbBackendSlots  = "lb_backend_slots"
-	LxcMapLbBackends      = "lb_backends"
-	LxcMapLbMaglev        = "lb_maglev"
-	LxcMapLbRejectBuf     = "lb_reject_buf"
-	LxcMapLbRevNat        = "lb_rev_nat"
-	LxcMapLbServices      = "lb_services"
-	LxcMapLbSourceRanges  = "lb_source_ranges"
-	LxcMapNodes           = "nodes"
-	LxcMapSnat            = "snat"
-	LxcMapTraceEvents     = "trace_events"
-	LxcProgFromContainer  = "from_container"
-	LxcProgToContainer    = "to_container"
-	LxcVarCONFIG          = "CONFIG"
-	LxcVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	LxcVarPpBtfAnchor     = "pp_btf_anchor"
-	LxcVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	LxcVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	LxcMapCtAny                 = "ct_any"
+	LxcMapCtTcp                 = "ct_tcp"
+	LxcMapEndpoints             = "endpoints"
+	LxcMapIpcache               = "ipcache"
+	LxcMapLbAffinity            = "lb_affinity"
+	LxcMapLbBackendSlots        = "lb_backend_slots"
+	LxcMapLbBackends            = "lb_backends"
+	LxcMapLbMaglev              = "lb_maglev"
+	LxcMapLbRejectBuf           = "lb_reject_buf"
+	LxcMapLbRevNat              = "lb_rev_nat"
+	LxcMapLbServices            = "lb_services"
+	LxcMapLbSourceRanges        = "lb_source_ranges"
+	LxcMapNodes                 = "nodes"
+	LxcMapSnat                  = "snat"
+	LxcMapTraceEvents           = "trace_events"
+	LxcProgFromContainer        = "from_container"
+	LxcProgToContainer          = "to_container"
+	LxcVarCONFIG                = "CONFIG"
+	LxcVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
+	LxcVarPpBtfAnchor           = "pp_btf_anchor"
+	LxcVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	LxcVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	LxcVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadLxc returns the embedded CollectionSpec for Lxc.
@@ -547,11 +563,12 @@ type LxcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LxcVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // LxcObjects contains all objects after they have been loaded into the kernel.
@@ -615,11 +632,12 @@ func (m *LxcMaps) Close() error {
 //
 // It can be passed to LoadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LxcVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // LxcPrograms contains all programs after they have been loaded into the kernel.

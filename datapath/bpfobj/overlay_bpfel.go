@@ -100,7 +100,10 @@ const (
 	OverlayDropReasonDROP_SVC_SOURCE_RANGE        OverlayDropReason = 51
 	OverlayDropReasonDROP_SVC_REJECT_FAILED       OverlayDropReason = 52
 	OverlayDropReasonDROP_HOST_SVC_UNTRANSLATED   OverlayDropReason = 60
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 61
+	OverlayDropReasonDROP_IPIP_UNKNOWN_PEER       OverlayDropReason = 65
+	OverlayDropReasonDROP_IPIP_TRUNCATED_INNER    OverlayDropReason = 66
+	OverlayDropReasonDROP_IPIP_INNER_NOT_IPV4     OverlayDropReason = 67
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 68
 )
 
 type OverlayEndpointFlags uint32
@@ -340,8 +343,10 @@ type OverlayPodpathConfig struct {
 	MasqPortMax           uint16
 	LbNoBackendReject     uint8
 	LbSourceRangeCheck    uint8
+	TunnelMode            uint8
+	NodeSubnetLen         uint8
 	Pad3                  uint16
-	_                     [6]byte
+	_                     [4]byte
 }
 
 type OverlayRoutingMode uint32
@@ -428,6 +433,8 @@ const (
 	OverlayTraceTunnelTRACE_ENCAP_GENEVE OverlayTraceTunnel = 2
 	OverlayTraceTunnelTRACE_DECAP_VXLAN  OverlayTraceTunnel = 3
 	OverlayTraceTunnelTRACE_DECAP_GENEVE OverlayTraceTunnel = 4
+	OverlayTraceTunnelTRACE_ENCAP_IPIP   OverlayTraceTunnel = 5
+	OverlayTraceTunnelTRACE_DECAP_IPIP   OverlayTraceTunnel = 6
 )
 
 type OverlayTraceVerdict uint32
@@ -440,39 +447,48 @@ const (
 	OverlayTraceVerdictVERDICT_REDIRECT_NEIGH OverlayTraceVerdict = 4
 )
 
+type OverlayTunnelMode uint32
+
+const (
+	OverlayTunnelModeTUNNEL_MODE_ALWAYS       OverlayTunnelMode = 0
+	OverlayTunnelModeTUNNEL_MODE_CROSS_SUBNET OverlayTunnelMode = 1
+)
+
 type OverlayTunnelProtocol uint32
 
 const (
 	OverlayTunnelProtocolTUNNEL_NONE   OverlayTunnelProtocol = 0
 	OverlayTunnelProtocolTUNNEL_VXLAN  OverlayTunnelProtocol = 1
 	OverlayTunnelProtocolTUNNEL_GENEVE OverlayTunnelProtocol = 2
+	OverlayTunnelProtocolTUNNEL_IPIP   OverlayTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	OverlayMapCtAny           = "ct_any"
-	OverlayMapCtTcp           = "ct_tcp"
-	OverlayMapEndpoints       = "endpoints"
-	OverlayMapIpcache         = "ipcache"
-	OverlayMapLbAffinity      = "lb_affinity"
-	OverlayMapLbBackendSlots  = "lb_backend_slots"
-	OverlayMapLbBackends      = "lb_backends"
-	OverlayMapLbMaglev        = "lb_maglev"
-	OverlayMapLbRejectBuf     = "lb_reject_buf"
-	OverlayMapLbRevNat        = "lb_rev_nat"
-	OverlayMapLbServices      = "lb_services"
-	OverlayMapLbSourceRanges  = "lb_source_ranges"
-	OverlayMapNodes           = "nodes"
-	OverlayMapSnat            = "snat"
-	OverlayMapTraceEvents     = "trace_events"
-	OverlayProgFromOverlay    = "from_overlay"
-	OverlayVarCONFIG          = "CONFIG"
-	OverlayVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	OverlayVarPpBtfAnchor     = "pp_btf_anchor"
-	OverlayVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	OverlayVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	OverlayMapCtAny                 = "ct_any"
+	OverlayMapCtTcp                 = "ct_tcp"
+	OverlayMapEndpoints             = "endpoints"
+	OverlayMapIpcache               = "ipcache"
+	OverlayMapLbAffinity            = "lb_affinity"
+	OverlayMapLbBackendSlots        = "lb_backend_slots"
+	OverlayMapLbBackends            = "lb_backends"
+	OverlayMapLbMaglev              = "lb_maglev"
+	OverlayMapLbRejectBuf           = "lb_reject_buf"
+	OverlayMapLbRevNat              = "lb_rev_nat"
+	OverlayMapLbServices            = "lb_services"
+	OverlayMapLbSourceRanges        = "lb_source_ranges"
+	OverlayMapNodes                 = "nodes"
+	OverlayMapSnat                  = "snat"
+	OverlayMapTraceEvents           = "trace_events"
+	OverlayProgFromOverlay          = "from_overlay"
+	OverlayVarCONFIG                = "CONFIG"
+	OverlayVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
+	OverlayVarPpBtfAnchor           = "pp_btf_anchor"
+	OverlayVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	OverlayVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	OverlayVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadOverlay returns the embedded CollectionSpec for Overlay.
@@ -545,11 +561,12 @@ type OverlayMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OverlayVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // OverlayObjects contains all objects after they have been loaded into the kernel.
@@ -613,11 +630,12 @@ func (m *OverlayMaps) Close() error {
 //
 // It can be passed to LoadOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OverlayVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT       *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // OverlayPrograms contains all programs after they have been loaded into the kernel.

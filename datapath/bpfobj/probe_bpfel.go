@@ -56,7 +56,10 @@ const (
 	ProbeDropReasonDROP_SVC_SOURCE_RANGE        ProbeDropReason = 51
 	ProbeDropReasonDROP_SVC_REJECT_FAILED       ProbeDropReason = 52
 	ProbeDropReasonDROP_HOST_SVC_UNTRANSLATED   ProbeDropReason = 60
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 61
+	ProbeDropReasonDROP_IPIP_UNKNOWN_PEER       ProbeDropReason = 65
+	ProbeDropReasonDROP_IPIP_TRUNCATED_INNER    ProbeDropReason = 66
+	ProbeDropReasonDROP_IPIP_INNER_NOT_IPV4     ProbeDropReason = 67
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 68
 )
 
 type ProbeHostRouting uint32
@@ -160,8 +163,10 @@ type ProbePodpathConfig struct {
 	MasqPortMax           uint16
 	LbNoBackendReject     uint8
 	LbSourceRangeCheck    uint8
+	TunnelMode            uint8
+	NodeSubnetLen         uint8
 	Pad3                  uint16
-	_                     [6]byte
+	_                     [4]byte
 }
 
 type ProbeRoutingMode uint32
@@ -248,6 +253,8 @@ const (
 	ProbeTraceTunnelTRACE_ENCAP_GENEVE ProbeTraceTunnel = 2
 	ProbeTraceTunnelTRACE_DECAP_VXLAN  ProbeTraceTunnel = 3
 	ProbeTraceTunnelTRACE_DECAP_GENEVE ProbeTraceTunnel = 4
+	ProbeTraceTunnelTRACE_ENCAP_IPIP   ProbeTraceTunnel = 5
+	ProbeTraceTunnelTRACE_DECAP_IPIP   ProbeTraceTunnel = 6
 )
 
 type ProbeTraceVerdict uint32
@@ -260,22 +267,31 @@ const (
 	ProbeTraceVerdictVERDICT_REDIRECT_NEIGH ProbeTraceVerdict = 4
 )
 
+type ProbeTunnelMode uint32
+
+const (
+	ProbeTunnelModeTUNNEL_MODE_ALWAYS       ProbeTunnelMode = 0
+	ProbeTunnelModeTUNNEL_MODE_CROSS_SUBNET ProbeTunnelMode = 1
+)
+
 type ProbeTunnelProtocol uint32
 
 const (
 	ProbeTunnelProtocolTUNNEL_NONE   ProbeTunnelProtocol = 0
 	ProbeTunnelProtocolTUNNEL_VXLAN  ProbeTunnelProtocol = 1
 	ProbeTunnelProtocolTUNNEL_GENEVE ProbeTunnelProtocol = 2
+	ProbeTunnelProtocolTUNNEL_IPIP   ProbeTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ProbeMapTraceEvents = "trace_events"
-	ProbeProgProbe      = "probe"
-	ProbeVarCONFIG      = "CONFIG"
-	ProbeVarPpBtfAnchor = "pp_btf_anchor"
+	ProbeMapTraceEvents           = "trace_events"
+	ProbeProgProbe                = "probe"
+	ProbeVarCONFIG                = "CONFIG"
+	ProbeVarPpBtfAnchor           = "pp_btf_anchor"
+	ProbeVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadProbe returns the embedded CollectionSpec for Probe.
@@ -334,8 +350,9 @@ type ProbeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProbeVariableSpecs struct {
-	CONFIG      *ebpf.VariableSpec `ebpf:"CONFIG"`
-	PpBtfAnchor *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // ProbeObjects contains all objects after they have been loaded into the kernel.
@@ -371,8 +388,9 @@ func (m *ProbeMaps) Close() error {
 //
 // It can be passed to LoadProbeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProbeVariables struct {
-	CONFIG      *ebpf.Variable `ebpf:"CONFIG"`
-	PpBtfAnchor *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // ProbePrograms contains all programs after they have been loaded into the kernel.

@@ -100,7 +100,10 @@ const (
 	SockDropReasonDROP_SVC_SOURCE_RANGE        SockDropReason = 51
 	SockDropReasonDROP_SVC_REJECT_FAILED       SockDropReason = 52
 	SockDropReasonDROP_HOST_SVC_UNTRANSLATED   SockDropReason = 60
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 61
+	SockDropReasonDROP_IPIP_UNKNOWN_PEER       SockDropReason = 65
+	SockDropReasonDROP_IPIP_TRUNCATED_INNER    SockDropReason = 66
+	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 68
 )
 
 type SockEndpointFlags uint32
@@ -353,8 +356,10 @@ type SockPodpathConfig struct {
 	MasqPortMax           uint16
 	LbNoBackendReject     uint8
 	LbSourceRangeCheck    uint8
+	TunnelMode            uint8
+	NodeSubnetLen         uint8
 	Pad3                  uint16
-	_                     [6]byte
+	_                     [4]byte
 }
 
 type SockRoutingMode uint32
@@ -441,6 +446,8 @@ const (
 	SockTraceTunnelTRACE_ENCAP_GENEVE SockTraceTunnel = 2
 	SockTraceTunnelTRACE_DECAP_VXLAN  SockTraceTunnel = 3
 	SockTraceTunnelTRACE_DECAP_GENEVE SockTraceTunnel = 4
+	SockTraceTunnelTRACE_ENCAP_IPIP   SockTraceTunnel = 5
+	SockTraceTunnelTRACE_DECAP_IPIP   SockTraceTunnel = 6
 )
 
 type SockTraceVerdict uint32
@@ -453,41 +460,50 @@ const (
 	SockTraceVerdictVERDICT_REDIRECT_NEIGH SockTraceVerdict = 4
 )
 
+type SockTunnelMode uint32
+
+const (
+	SockTunnelModeTUNNEL_MODE_ALWAYS       SockTunnelMode = 0
+	SockTunnelModeTUNNEL_MODE_CROSS_SUBNET SockTunnelMode = 1
+)
+
 type SockTunnelProtocol uint32
 
 const (
 	SockTunnelProtocolTUNNEL_NONE   SockTunnelProtocol = 0
 	SockTunnelProtocolTUNNEL_VXLAN  SockTunnelProtocol = 1
 	SockTunnelProtocolTUNNEL_GENEVE SockTunnelProtocol = 2
+	SockTunnelProtocolTUNNEL_IPIP   SockTunnelProtocol = 3
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SockMapCtAny             = "ct_any"
-	SockMapCtTcp             = "ct_tcp"
-	SockMapEndpoints         = "endpoints"
-	SockMapIpcache           = "ipcache"
-	SockMapLbAffinity        = "lb_affinity"
-	SockMapLbBackendSlots    = "lb_backend_slots"
-	SockMapLbBackends        = "lb_backends"
-	SockMapLbMaglev          = "lb_maglev"
-	SockMapLbRevNat          = "lb_rev_nat"
-	SockMapLbServices        = "lb_services"
-	SockMapLbSockRev         = "lb_sock_rev"
-	SockMapLbSourceRanges    = "lb_source_ranges"
-	SockMapNodes             = "nodes"
-	SockMapSnat              = "snat"
-	SockMapTraceEvents       = "trace_events"
-	SockProgSockConnect4     = "sock_connect4"
-	SockProgSockGetpeername4 = "sock_getpeername4"
-	SockProgSockRecvmsg4     = "sock_recvmsg4"
-	SockProgSockSendmsg4     = "sock_sendmsg4"
-	SockVarCONFIG            = "CONFIG"
-	SockVarPpBtfAnchor       = "pp_btf_anchor"
-	SockVarPpBtfAnchorLb     = "pp_btf_anchor_lb"
-	SockVarPpBtfAnchorMaps   = "pp_btf_anchor_maps"
+	SockMapCtAny                 = "ct_any"
+	SockMapCtTcp                 = "ct_tcp"
+	SockMapEndpoints             = "endpoints"
+	SockMapIpcache               = "ipcache"
+	SockMapLbAffinity            = "lb_affinity"
+	SockMapLbBackendSlots        = "lb_backend_slots"
+	SockMapLbBackends            = "lb_backends"
+	SockMapLbMaglev              = "lb_maglev"
+	SockMapLbRevNat              = "lb_rev_nat"
+	SockMapLbServices            = "lb_services"
+	SockMapLbSockRev             = "lb_sock_rev"
+	SockMapLbSourceRanges        = "lb_source_ranges"
+	SockMapNodes                 = "nodes"
+	SockMapSnat                  = "snat"
+	SockMapTraceEvents           = "trace_events"
+	SockProgSockConnect4         = "sock_connect4"
+	SockProgSockGetpeername4     = "sock_getpeername4"
+	SockProgSockRecvmsg4         = "sock_recvmsg4"
+	SockProgSockSendmsg4         = "sock_sendmsg4"
+	SockVarCONFIG                = "CONFIG"
+	SockVarPpBtfAnchor           = "pp_btf_anchor"
+	SockVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
+	SockVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	SockVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
 // LoadSock returns the embedded CollectionSpec for Sock.
@@ -563,10 +579,11 @@ type SockMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SockVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.VariableSpec `ebpf:"CONFIG"`
+	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // SockObjects contains all objects after they have been loaded into the kernel.
@@ -630,10 +647,11 @@ func (m *SockMaps) Close() error {
 //
 // It can be passed to LoadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SockVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG                *ebpf.Variable `ebpf:"CONFIG"`
+	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
 // SockPrograms contains all programs after they have been loaded into the kernel.

@@ -26,7 +26,26 @@ type TunnelProtocol string
 const (
 	TunnelVXLAN  TunnelProtocol = "vxlan"
 	TunnelGeneve TunnelProtocol = "geneve"
+	// TunnelIPIP is a podpath extension (Calico's IPIP; Cilium accepts only vxlan and
+	// geneve): IPv4 in IPv4 (protocol 4), encapsulated and decapsulated in BPF.
+	TunnelIPIP TunnelProtocol = "ipip"
 )
+
+// TunnelMode says which peers the tunnel is used for (podpath key tunnel-mode,
+// Calico's ipipMode/vxlanMode).
+type TunnelMode string
+
+// Tunnel modes (podpath key tunnel-mode).
+const (
+	// TunnelAlways encapsulates traffic to every other node (Calico's Always).
+	TunnelAlways TunnelMode = "always"
+	// TunnelCrossSubnet reaches a node on this node's own underlay subnet natively
+	// and only a node on another subnet through the tunnel (Calico's CrossSubnet).
+	TunnelCrossSubnet TunnelMode = "cross-subnet"
+)
+
+// IPIPOverhead is what IPIP adds to an inner IPv4 packet: the outer IPv4 header.
+const IPIPOverhead = 20
 
 // Default UDP ports of the tunnel protocols.
 const (
@@ -41,12 +60,26 @@ const TunnelOverhead = 50
 // MinRouteMTU is IPv4's minimum MTU: the smallest route MTU pods may be given.
 const MinRouteMTU = 68
 
-// DefaultPort returns the protocol's UDP port: 8472 for VXLAN, 6081 for Geneve.
+// DefaultPort returns the protocol's UDP port: 8472 for VXLAN, 6081 for Geneve, 0
+// for IPIP (no UDP).
 func (p TunnelProtocol) DefaultPort() uint16 {
-	if p == TunnelGeneve {
+	switch p {
+	case TunnelGeneve:
 		return PortGeneve
+	case TunnelIPIP:
+		return 0
 	}
 	return PortVXLAN
+}
+
+// Overhead returns what the protocol adds to an inner IPv4 packet over an IPv4
+// underlay, options aside: 20 for IPIP (outer IPv4), TunnelOverhead (50) for VXLAN
+// and Geneve.
+func (p TunnelProtocol) Overhead() int {
+	if p == TunnelIPIP {
+		return IPIPOverhead
+	}
+	return TunnelOverhead
 }
 
 // HostRouting is how traffic between pods and the node's devices is routed.
@@ -174,8 +207,11 @@ type Config struct {
 	RoutingMode RoutingMode
 	// TunnelProtocol is the encapsulation in tunnel mode; native routing does not use it.
 	TunnelProtocol TunnelProtocol
-	// TunnelPort is the UDP port of the tunnel (the protocol's default when unset).
+	// TunnelPort is the UDP port of the tunnel (the protocol's default when unset;
+	// 0 for IPIP).
 	TunnelPort uint16
+	// TunnelMode is which peers the tunnel is used for (podpath key tunnel-mode).
+	TunnelMode TunnelMode
 	// NativeRoutingCIDR is ipv4-native-routing-cidr, masked; zero when unset.
 	NativeRoutingCIDR    netip.Prefix
 	AutoDirectNodeRoutes bool
@@ -248,6 +284,7 @@ func Default() *Config {
 		RoutingMode:             RoutingTunnel,
 		TunnelProtocol:          TunnelVXLAN,
 		TunnelPort:              PortVXLAN,
+		TunnelMode:              TunnelAlways,
 		HostRouting:             HostRoutingBPF,
 		EnableIPv4:              true,
 		MonitorAggregation:      AggregationNone,

@@ -115,9 +115,9 @@ var keyTable = []Key{
 		Status: StatusImplemented, Field: "TunnelProtocol", Proof: []string{"datapath/bpfconfig.TestBuild"},
 		ReplacedBy: "routing-mode and tunnel-protocol",
 		Meaning:    "legacy (Cilium <= 1.14) encapsulation switch: vxlan/geneve mean tunnel mode, disabled means native routing"},
-	{Name: "tunnel-protocol", Kind: KindEnum, Values: []string{"vxlan", "geneve"}, Default: "vxlan",
+	{Name: "tunnel-protocol", Kind: KindEnum, Values: []string{"vxlan", "geneve", "ipip"}, Default: "vxlan",
 		Status: StatusImplemented, Field: "TunnelProtocol", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild"},
-		Meaning: "encapsulation of tunnel mode; not used in native mode"},
+		Meaning: "encapsulation of tunnel mode; not used in native mode; ipip is a podpath extension (Calico's IPIP, IPv4 protocol 4, 20 bytes of overhead): Cilium accepts only vxlan and geneve"},
 	{Name: "tunnel-port", Kind: KindInt, Min: 0, Max: 65535, Default: "0",
 		Status: StatusImplemented, Field: "TunnelPort", Proof: []string{"datapath/bpfconfig.TestBuild"},
 		Meaning: "UDP port of the tunnel; 0 means the protocol's port (8472 VXLAN, 6081 Geneve)"},
@@ -224,6 +224,11 @@ var keyTable = []Key{
 	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true",
 		Status: StatusImplemented, Field: "SvcSourceRangeCheck", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestLBSourceRanges"},
 		Meaning: "enforce loadBalancerSourceRanges on NodePort and LoadBalancer/external frontends reached from outside (DROP_SVC_SOURCE_RANGE)"},
+
+	// ---- podpath's own keys: Calico's encapsulation modes (issue 14) ----
+	{Name: "tunnel-mode", Kind: KindEnum, Values: []string{"always", "cross-subnet"}, Default: "always",
+		Status: StatusImplemented, Field: "TunnelMode", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestCrossSubnet"},
+		Meaning: "podpath key, not Cilium's (Calico's ipipMode/vxlanMode): always encapsulates traffic to every other node; cross-subnet reaches a node on this node's own underlay subnet natively and only the others through the tunnel; not used in native mode"},
 
 	// ---- recognised Cilium keys podpath does not implement ----
 	{Name: "agent-health-port", Kind: KindInt, Default: "9879", NoValue: true, Instead: "the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)", Meaning: "TCP port of the agent's health API"},

@@ -446,7 +446,17 @@ func (v *resolver) routing() {
 	}
 	c.TunnelPort = c.TunnelProtocol.DefaultPort()
 	if portSet && port != 0 {
-		c.TunnelPort = uint16(port)
+		if c.TunnelProtocol == TunnelIPIP {
+			v.r.warn("tunnel-port", "%d is ignored with tunnel-protocol: ipip: IPIP has no UDP header (IPv4 protocol 4)", port)
+		} else {
+			c.TunnelPort = uint16(port)
+		}
+	}
+	if c.TunnelProtocol == TunnelIPIP && c.RoutingMode == RoutingTunnel {
+		v.r.notice("tunnel-protocol", "ipip is a podpath extension (Calico's IPIP): Cilium accepts only vxlan and geneve")
+	}
+	if mode, ok := v.enum("tunnel-mode"); ok {
+		c.TunnelMode = TunnelMode(mode)
 	}
 
 	if c.RoutingMode == RoutingNative {
@@ -496,7 +506,7 @@ func (v *resolver) unusedTunnelSettings() {
 	if c.RoutingMode != RoutingNative || len(v.errs) > 0 {
 		return
 	}
-	for _, key := range []string{"tunnel-protocol", "tunnel-port"} {
+	for _, key := range []string{"tunnel-protocol", "tunnel-port", "tunnel-mode"} {
 		if _, ok := v.data[key]; ok {
 			v.r.notice(key, "not used in native routing mode: ignored")
 		}
@@ -574,9 +584,10 @@ func (v *resolver) tunnelMTU() {
 	if c.RoutingMode != RoutingTunnel || c.MTU == 0 || v.bad["mtu"] || v.bad["routing-mode"] || v.bad["tunnel"] || v.bad["tunnel-protocol"] {
 		return
 	}
-	if route := c.MTU - TunnelOverhead; route < MinRouteMTU {
+	overhead := c.TunnelProtocol.Overhead()
+	if route := c.MTU - overhead; route < MinRouteMTU {
 		v.fail("mtu", "is too small for tunnel mode: pods would get %d - %d bytes of %s overhead = %d, below IPv4's minimum MTU %d: want 0 (auto) or %d..65535",
-			c.MTU, TunnelOverhead, c.TunnelProtocol, route, MinRouteMTU, MinRouteMTU+TunnelOverhead)
+			c.MTU, overhead, c.TunnelProtocol, route, MinRouteMTU, MinRouteMTU+overhead)
 	}
 }
 

@@ -51,7 +51,16 @@ func TestValidators(t *testing.T) {
 		// tunnel-protocol
 		{key: "tunnel-protocol", value: "geneve", check: func(c *Config) bool { return c.TunnelProtocol == TunnelGeneve && c.TunnelPort == PortGeneve }},
 		{key: "tunnel-protocol", value: "vxlan", check: func(c *Config) bool { return c.TunnelProtocol == TunnelVXLAN && c.TunnelPort == PortVXLAN }},
-		{key: "tunnel-protocol", value: "gre", wantErr: `tunnel-protocol: "gre" is not one of vxlan, geneve`},
+		{key: "tunnel-protocol", value: "gre", wantErr: `tunnel-protocol: "gre" is not one of vxlan, geneve, ipip`},
+		{key: "tunnel-protocol", value: "ipip", check: func(c *Config) bool {
+			return c.TunnelProtocol == TunnelIPIP && c.TunnelPort == 0 && c.TunnelProtocol.Overhead() == 20
+		}},
+		{key: "tunnel-protocol", value: "IPIP", wantErr: `tunnel-protocol: "IPIP" is not one of vxlan, geneve, ipip (values are case-sensitive: did you mean ipip?)`},
+		// tunnel-mode (podpath key)
+		{key: "tunnel-mode", value: "cross-subnet", check: func(c *Config) bool { return c.TunnelMode == TunnelCrossSubnet }},
+		{key: "tunnel-mode", value: "always", check: func(c *Config) bool { return c.TunnelMode == TunnelAlways }},
+		{key: "tunnel-mode", value: "CrossSubnet", wantErr: `tunnel-mode: "CrossSubnet" is not one of always, cross-subnet`},
+		{key: "tunnel-mode", value: "never", wantErr: `tunnel-mode: "never" is not one of always, cross-subnet`},
 		// tunnel-port
 		{key: "tunnel-port", value: "4789", check: func(c *Config) bool { return c.TunnelPort == 4789 }},
 		{key: "tunnel-port", value: "0", check: func(c *Config) bool { return c.TunnelPort == 8472 }},
@@ -488,7 +497,7 @@ func TestKnownKeys(t *testing.T) {
 		"bpf-nat-global-max", "enable-bgp-control-plane", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4",
 		"enable-ipv4-masquerade", "enable-ipv6", "enable-svc-source-range-check", "ip-masq-agent-config-path", "ipv4-native-routing-cidr", "kube-proxy-replacement",
 		"monitor-aggregation", "mtu", "podpath-masquerade-port-range", "routing-mode", "service-no-backend-response", "tunnel",
-		"tunnel-port", "tunnel-protocol"}
+		"tunnel-mode", "tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}

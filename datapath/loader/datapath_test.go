@@ -206,7 +206,7 @@ func TestLoadDatapathRejectsInvalidTunnelConfig(t *testing.T) {
 		mutate func(*bpfconfig.Config)
 		want   string
 	}{
-		{func(c *bpfconfig.Config) { c.TunnelProtocol = 3 }, "tunnel protocol 3"},
+		{func(c *bpfconfig.Config) { c.TunnelProtocol = 4 }, "tunnel protocol 4"},
 		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 0, 1450 }, "tunnel port 0"},
 		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = geneveEnum, 6081, 0 }, "tunnel MTU 0"},
 		{func(c *bpfconfig.Config) { c.TunnelProtocol, c.TunnelPort, c.TunnelMtu = vxlanEnum, 8472, 1450 }, "collect_md vxlan device"},

@@ -12,6 +12,7 @@ import (
 	"podpath/datapath/config"
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
+	"podpath/datapath/trace"
 )
 
 // overlayFuzz is fuzzProgram for the tunnel paths: node 1 of the overlay fixtures,
@@ -30,6 +31,9 @@ type overlayFuzz struct {
 	// frame turns the fuzzer's bytes into the frame to run (nil: as they are).
 	frame func([]byte) []byte
 	seeds [][]byte
+	// check, when set, adds the path's own rules about a run (IPIP: who may be
+	// decapsulated).
+	check func(t *testing.T, data []byte, res testrun.Result, r trace.Record)
 }
 
 func (o overlayFuzz) run(f *testing.F) {
@@ -68,10 +72,21 @@ func (o overlayFuzz) run(f *testing.F) {
 			if len(res.Out) > len(data)-50 {
 				t.Fatalf("decapsulated %d bytes into %d", len(data), len(res.Out))
 			}
+		case kind == "TRACE_ENCAP_IPIP" && res.Verdict == testrun.Redirect:
+			if len(res.Out) != len(data)-14+20+14 {
+				t.Fatalf("ipip-encapsulated %d bytes into %d, want +20", len(data), len(res.Out))
+			}
+		case kind == "TRACE_DECAP_IPIP":
+			if len(res.Out) > len(data)-20 {
+				t.Fatalf("ipip-decapsulated %d bytes into %d, want at least 20 fewer", len(data), len(res.Out))
+			}
 		default:
 			if len(res.Out) != len(data) {
 				t.Fatalf("packet length changed from %d to %d (%s)", len(data), len(res.Out), fe.n.Format(r))
 			}
+		}
+		if o.check != nil {
+			o.check(t, data, res, r)
 		}
 		fe.unchanged(t, before)
 	})

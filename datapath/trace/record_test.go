@@ -105,7 +105,7 @@ func TestDecodeAndFormatTunnelRecords(t *testing.T) {
 	if r, _ := Decode(make([]byte, RecordSize)); r.TunnelEndpoint.IsValid() || r.Tunnel != 0 {
 		t.Errorf("zero record has tunnel fields: %+v", r)
 	}
-	if len(n.Tunnels) != 5 || n.Tunnel(0) != "TRACE_TUNNEL_NONE" {
+	if len(n.Tunnels) != 7 || n.Tunnel(0) != "TRACE_TUNNEL_NONE" || n.Tunnel(5) != "TRACE_ENCAP_IPIP" || n.Tunnel(6) != "TRACE_DECAP_IPIP" {
 		t.Errorf("tunnel names: %v", n.Tunnels)
 	}
 }

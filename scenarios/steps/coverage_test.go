@@ -247,6 +247,15 @@ var configWitnesses = map[string]witness{
 	"tunnel-protocol=geneve": {checks: []checkRef{
 		{"geneve-mtu", "overlay-headers", "tshark decodes the underlay pcap as"},
 		{"dsr-geneve", "dsr-nodeport", "encapsulated in Geneve (UDP 6081)"}}},
+	// Calico's modes (issue 14).
+	"tunnel-protocol=ipip": {checks: []checkRef{
+		{"calico-modes", "encap-mode", "crosses the underlay %s (%s)"},
+		{"calico-modes", "encap-mode", "tshark reads %s -> %s on %s's underlay as %s"}}},
+	"tunnel-mode=always": {checks: []checkRef{
+		{"calico-modes", "encap-mode", "crosses the underlay %s (%s)"}}},
+	"tunnel-mode=cross-subnet": {checks: []checkRef{
+		{"calico-modes", "encap-mode", "crosses the underlay %s (%s)"},
+		{"calico-modes", "mtu-sweep", "one byte over the route MTU with DF is refused"}}},
 	"tunnel-port=4789": {checks: []checkRef{
 		{"vxlan-mtu", "overlay-headers", "UDP (port %d, length, checksum 0, source in [%d, %d)), %s header, inner IPv4 checksum valid (%d frames)"}}},
 	"mtu=1400": {checks: []checkRef{

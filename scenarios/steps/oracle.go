@@ -38,6 +38,10 @@ func stageOracle(s *scenarios.Stage) (*topology.Oracle, string, error) {
 			}
 			opts.TunnelOverhead = overhead
 			how = fmt.Sprintf("%s tunnel (overhead %d)", opts.Tunnel, overhead)
+			if cfg.TunnelMode == config.TunnelCrossSubnet {
+				opts.CrossSubnet = true
+				how += ", cross-subnet: peers on a node's own subnet natively"
+			}
 		default:
 			opts.DirectNodeRoutes = cfg.AutoDirectNodeRoutes
 			how = "native routing"

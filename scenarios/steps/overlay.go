@@ -150,6 +150,12 @@ func kernelTunnelRoutes(ctx context.Context, s *scenarios.Stage, label string, n
 		if len(peer.Pods) > 0 {
 			dst = peer.Pods[0].IP
 		}
+		if native, err := crossSubnetNative(oracle, n.Name, dst); err != nil {
+			return err
+		} else if native {
+			nativeKernelRoute(ctx, s, label, n, peer.Name, dst, under)
+			continue
+		}
 		got, out, rerr := kernelRouteMTU(ctx, s.T, n.Name, dst)
 		if rerr == nil && got != want {
 			rerr = fmt.Errorf("route mtu %d, want %d: underlay path MTU %d - %d (%s):\n%s\n  ip route get %s:\n%s",
