@@ -14,6 +14,7 @@
 #include "maps.h"
 #include "nodeport.h"
 #include "parse.h"
+#include "policy.h"
 #include "trace.h"
 
 /* Packets the program does not forward itself go to the stack with TCX_PASS: this
@@ -45,6 +46,15 @@ int from_container(struct __sk_buff *skb)
 
 		if (lb_from_container(skb, &p, &sum, LXC_PASS, &verdict) == LB_DONE)
 			return verdict;
+	}
+
+	/* Egress policy of the pod, on the translated packet (as Cilium: policy sees the
+	 * backend, not the service); the destination's identity from the ipcache. */
+	if (CONFIG.policy_enabled) {
+		reason = policy_check(skb, OBS_FROM_CONTAINER, skb->ifindex, POLICY_EGRESS,
+				      policy_source_identity(sum.daddr), &sum);
+		if (reason != DROP_NONE)
+			goto drop;
 	}
 
 	/* Legacy host routing hands everything to the stack, except, in tunnel mode,

@@ -82,6 +82,11 @@ struct podpath_config {
 	__u32 ct_timeout_tcp_syn;     /* TCP that has only seen SYNs */
 	__u32 ct_timeout_tcp_closing; /* TCP after a FIN or RST */
 	__u32 ct_timeout_any;         /* UDP */
+	/* Network policy (policy.h). */
+	__u8  policy_enabled;         /* enable-policy is not "never": the policy map is consulted */
+	__u8  policy_audit_mode;      /* policy-audit-mode: denied flows pass, traced as audit */
+	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
+	__u8  _pad3;
 };
 
 /* volatile: clang must not fold the zero initialiser; the loader rewrites .rodata. */

@@ -45,6 +45,9 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	/* Network policy (policy.h): 70-79. */
+	DROP_POLICY_DENIED           = 70, /* the endpoint is selected by a policy in this direction and no rule allows the flow (default deny) */
+	DROP_POLICY_DENY_RULE        = 71, /* a deny rule (ingressDeny/egressDeny) matches the flow: deny wins over every allow */
 	__DROP_REASON_MAX,
 };
 

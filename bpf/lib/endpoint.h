@@ -8,6 +8,7 @@
 #include "ipv4.h"
 #include "maps.h"
 #include "parse.h"
+#include "policy.h"
 #include "trace.h"
 
 static __always_inline const struct endpoint_info *endpoint_lookup(__be32 ip4)
@@ -29,6 +30,18 @@ static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct
 					     int pass_ret, const struct trace_tun *tun)
 {
 	__u32 ifindex = ep->ifindex;
+	enum drop_reason reason;
+
+	/* Ingress policy of the pod, after any service translation: the source identity
+	 * is the VNI's when the packet came out of a tunnel, else the ipcache's. */
+	if (CONFIG.policy_enabled) {
+		reason = policy_check(skb, point, ifindex, POLICY_INGRESS,
+				      tun ? tun->identity : policy_source_identity(sum->saddr), sum);
+		if (reason != DROP_NONE) {
+			trace_drop_tun(skb, point, reason, sum, tun);
+			return PP_TCX_DROP;
+		}
+	}
 	/* writes: deliver.eth.macs */
 	if (sum->ttl <= 1) {
 		trace_pass_tun(skb, point, PASS_TTL_EXPIRED, sum, tun);

@@ -140,6 +140,11 @@ func Build(c *config.Config, n Node) (Config, error) {
 	if c.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, loadBalancer(&cfg, c)...)
 	}
+	if c.PolicyEnforcement != "never" {
+		cfg.PolicyEnabled = 1
+	}
+	cfg.PolicyAuditMode = boolC(c.PolicyAuditMode)
+	cfg.PolicyVerdictEvents = boolC(c.PolicyVerdictEvents)
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("build datapath config: %w", err)
 	}
@@ -283,4 +288,12 @@ func checkLB(cfg Config) []error {
 		errs = append(errs, errors.New("load balancer without a node IP: NodePort frontends and SNAT use it"))
 	}
 	return errs
+}
+
+// boolC is a C boolean.
+func boolC(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -92,7 +92,9 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 34
+	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
+	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 72
 )
 
 type HostEndpointFlags uint32
@@ -291,6 +293,46 @@ type HostPodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	PolicyEnabled        uint8
+	PolicyAuditMode      uint8
+	PolicyVerdictEvents  uint8
+	Pad3                 uint8
+}
+
+type HostPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   uint32
+	Flags uint32
+}
+
+type HostPolicyCtKey struct {
+	_     structs.HostLayout
+	Ep    uint32
+	Dir   uint8
+	Proto uint8
+	Pad   uint16
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+}
+
+type HostPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type HostPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type HostRoutingMode uint32
@@ -383,6 +425,9 @@ const (
 	HostTraceVerdictVERDICT_REDIRECT       HostTraceVerdict = 2
 	HostTraceVerdictVERDICT_REDIRECT_PEER  HostTraceVerdict = 3
 	HostTraceVerdictVERDICT_REDIRECT_NEIGH HostTraceVerdict = 4
+	HostTraceVerdictVERDICT_POLICY_ALLOWED HostTraceVerdict = 5
+	HostTraceVerdictVERDICT_POLICY_DENIED  HostTraceVerdict = 6
+	HostTraceVerdictVERDICT_POLICY_AUDIT   HostTraceVerdict = 7
 )
 
 type HostTunnelProtocol uint32
@@ -397,25 +442,29 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	HostMapCtAny           = "ct_any"
-	HostMapCtTcp           = "ct_tcp"
-	HostMapEndpoints       = "endpoints"
-	HostMapIpcache         = "ipcache"
-	HostMapLbBackendSlots  = "lb_backend_slots"
-	HostMapLbBackends      = "lb_backends"
-	HostMapLbMaglev        = "lb_maglev"
-	HostMapLbRevNat        = "lb_rev_nat"
-	HostMapLbServices      = "lb_services"
-	HostMapNodes           = "nodes"
-	HostMapSnat            = "snat"
-	HostMapTraceEvents     = "trace_events"
-	HostProgFromNetdev     = "from_netdev"
-	HostProgToNetdev       = "to_netdev"
-	HostVarCONFIG          = "CONFIG"
-	HostVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	HostVarPpBtfAnchor     = "pp_btf_anchor"
-	HostVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	HostVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	HostMapCtAny             = "ct_any"
+	HostMapCtTcp             = "ct_tcp"
+	HostMapEndpoints         = "endpoints"
+	HostMapIpcache           = "ipcache"
+	HostMapLbBackendSlots    = "lb_backend_slots"
+	HostMapLbBackends        = "lb_backends"
+	HostMapLbMaglev          = "lb_maglev"
+	HostMapLbRevNat          = "lb_rev_nat"
+	HostMapLbServices        = "lb_services"
+	HostMapNodes             = "nodes"
+	HostMapPolicy            = "policy"
+	HostMapPolicyCt          = "policy_ct"
+	HostMapPolicyRev         = "policy_rev"
+	HostMapSnat              = "snat"
+	HostMapTraceEvents       = "trace_events"
+	HostProgFromNetdev       = "from_netdev"
+	HostProgToNetdev         = "to_netdev"
+	HostVarCONFIG            = "CONFIG"
+	HostVarGENEVE_TEST_OPT   = "GENEVE_TEST_OPT"
+	HostVarPpBtfAnchor       = "pp_btf_anchor"
+	HostVarPpBtfAnchorLb     = "pp_btf_anchor_lb"
+	HostVarPpBtfAnchorMaps   = "pp_btf_anchor_maps"
+	HostVarPpBtfAnchorPolicy = "pp_btf_anchor_policy"
 )
 
 // LoadHost returns the embedded CollectionSpec for Host.
@@ -478,6 +527,9 @@ type HostMapSpecs struct {
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -486,11 +538,12 @@ type HostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 }
 
 // HostObjects contains all objects after they have been loaded into the kernel.
@@ -523,6 +576,9 @@ type HostMaps struct {
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -539,6 +595,9 @@ func (m *HostMaps) Close() error {
 		m.LbRevNat,
 		m.LbServices,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -548,11 +607,12 @@ func (m *HostMaps) Close() error {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 }
 
 // HostPrograms contains all programs after they have been loaded into the kernel.

@@ -92,7 +92,9 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 34
+	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
+	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 72
 )
 
 type LxcEndpointFlags uint32
@@ -291,6 +293,46 @@ type LxcPodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	PolicyEnabled        uint8
+	PolicyAuditMode      uint8
+	PolicyVerdictEvents  uint8
+	Pad3                 uint8
+}
+
+type LxcPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   uint32
+	Flags uint32
+}
+
+type LxcPolicyCtKey struct {
+	_     structs.HostLayout
+	Ep    uint32
+	Dir   uint8
+	Proto uint8
+	Pad   uint16
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+}
+
+type LxcPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type LxcPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type LxcRoutingMode uint32
@@ -383,6 +425,9 @@ const (
 	LxcTraceVerdictVERDICT_REDIRECT       LxcTraceVerdict = 2
 	LxcTraceVerdictVERDICT_REDIRECT_PEER  LxcTraceVerdict = 3
 	LxcTraceVerdictVERDICT_REDIRECT_NEIGH LxcTraceVerdict = 4
+	LxcTraceVerdictVERDICT_POLICY_ALLOWED LxcTraceVerdict = 5
+	LxcTraceVerdictVERDICT_POLICY_DENIED  LxcTraceVerdict = 6
+	LxcTraceVerdictVERDICT_POLICY_AUDIT   LxcTraceVerdict = 7
 )
 
 type LxcTunnelProtocol uint32
@@ -397,25 +442,29 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	LxcMapCtAny           = "ct_any"
-	LxcMapCtTcp           = "ct_tcp"
-	LxcMapEndpoints       = "endpoints"
-	LxcMapIpcache         = "ipcache"
-	LxcMapLbBackendSlots  = "lb_backend_slots"
-	LxcMapLbBackends      = "lb_backends"
-	LxcMapLbMaglev        = "lb_maglev"
-	LxcMapLbRevNat        = "lb_rev_nat"
-	LxcMapLbServices      = "lb_services"
-	LxcMapNodes           = "nodes"
-	LxcMapSnat            = "snat"
-	LxcMapTraceEvents     = "trace_events"
-	LxcProgFromContainer  = "from_container"
-	LxcProgToContainer    = "to_container"
-	LxcVarCONFIG          = "CONFIG"
-	LxcVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	LxcVarPpBtfAnchor     = "pp_btf_anchor"
-	LxcVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	LxcVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	LxcMapCtAny             = "ct_any"
+	LxcMapCtTcp             = "ct_tcp"
+	LxcMapEndpoints         = "endpoints"
+	LxcMapIpcache           = "ipcache"
+	LxcMapLbBackendSlots    = "lb_backend_slots"
+	LxcMapLbBackends        = "lb_backends"
+	LxcMapLbMaglev          = "lb_maglev"
+	LxcMapLbRevNat          = "lb_rev_nat"
+	LxcMapLbServices        = "lb_services"
+	LxcMapNodes             = "nodes"
+	LxcMapPolicy            = "policy"
+	LxcMapPolicyCt          = "policy_ct"
+	LxcMapPolicyRev         = "policy_rev"
+	LxcMapSnat              = "snat"
+	LxcMapTraceEvents       = "trace_events"
+	LxcProgFromContainer    = "from_container"
+	LxcProgToContainer      = "to_container"
+	LxcVarCONFIG            = "CONFIG"
+	LxcVarGENEVE_TEST_OPT   = "GENEVE_TEST_OPT"
+	LxcVarPpBtfAnchor       = "pp_btf_anchor"
+	LxcVarPpBtfAnchorLb     = "pp_btf_anchor_lb"
+	LxcVarPpBtfAnchorMaps   = "pp_btf_anchor_maps"
+	LxcVarPpBtfAnchorPolicy = "pp_btf_anchor_policy"
 )
 
 // LoadLxc returns the embedded CollectionSpec for Lxc.
@@ -478,6 +527,9 @@ type LxcMapSpecs struct {
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -486,11 +538,12 @@ type LxcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LxcVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 }
 
 // LxcObjects contains all objects after they have been loaded into the kernel.
@@ -523,6 +576,9 @@ type LxcMaps struct {
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -539,6 +595,9 @@ func (m *LxcMaps) Close() error {
 		m.LbRevNat,
 		m.LbServices,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -548,11 +607,12 @@ func (m *LxcMaps) Close() error {
 //
 // It can be passed to LoadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LxcVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 }
 
 // LxcPrograms contains all programs after they have been loaded into the kernel.

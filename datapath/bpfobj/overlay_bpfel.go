@@ -92,7 +92,9 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 34
+	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
+	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 72
 )
 
 type OverlayEndpointFlags uint32
@@ -291,6 +293,46 @@ type OverlayPodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	PolicyEnabled        uint8
+	PolicyAuditMode      uint8
+	PolicyVerdictEvents  uint8
+	Pad3                 uint8
+}
+
+type OverlayPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   uint32
+	Flags uint32
+}
+
+type OverlayPolicyCtKey struct {
+	_     structs.HostLayout
+	Ep    uint32
+	Dir   uint8
+	Proto uint8
+	Pad   uint16
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+}
+
+type OverlayPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type OverlayPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type OverlayRoutingMode uint32
@@ -383,6 +425,9 @@ const (
 	OverlayTraceVerdictVERDICT_REDIRECT       OverlayTraceVerdict = 2
 	OverlayTraceVerdictVERDICT_REDIRECT_PEER  OverlayTraceVerdict = 3
 	OverlayTraceVerdictVERDICT_REDIRECT_NEIGH OverlayTraceVerdict = 4
+	OverlayTraceVerdictVERDICT_POLICY_ALLOWED OverlayTraceVerdict = 5
+	OverlayTraceVerdictVERDICT_POLICY_DENIED  OverlayTraceVerdict = 6
+	OverlayTraceVerdictVERDICT_POLICY_AUDIT   OverlayTraceVerdict = 7
 )
 
 type OverlayTunnelProtocol uint32
@@ -397,24 +442,28 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	OverlayMapCtAny           = "ct_any"
-	OverlayMapCtTcp           = "ct_tcp"
-	OverlayMapEndpoints       = "endpoints"
-	OverlayMapIpcache         = "ipcache"
-	OverlayMapLbBackendSlots  = "lb_backend_slots"
-	OverlayMapLbBackends      = "lb_backends"
-	OverlayMapLbMaglev        = "lb_maglev"
-	OverlayMapLbRevNat        = "lb_rev_nat"
-	OverlayMapLbServices      = "lb_services"
-	OverlayMapNodes           = "nodes"
-	OverlayMapSnat            = "snat"
-	OverlayMapTraceEvents     = "trace_events"
-	OverlayProgFromOverlay    = "from_overlay"
-	OverlayVarCONFIG          = "CONFIG"
-	OverlayVarGENEVE_TEST_OPT = "GENEVE_TEST_OPT"
-	OverlayVarPpBtfAnchor     = "pp_btf_anchor"
-	OverlayVarPpBtfAnchorLb   = "pp_btf_anchor_lb"
-	OverlayVarPpBtfAnchorMaps = "pp_btf_anchor_maps"
+	OverlayMapCtAny             = "ct_any"
+	OverlayMapCtTcp             = "ct_tcp"
+	OverlayMapEndpoints         = "endpoints"
+	OverlayMapIpcache           = "ipcache"
+	OverlayMapLbBackendSlots    = "lb_backend_slots"
+	OverlayMapLbBackends        = "lb_backends"
+	OverlayMapLbMaglev          = "lb_maglev"
+	OverlayMapLbRevNat          = "lb_rev_nat"
+	OverlayMapLbServices        = "lb_services"
+	OverlayMapNodes             = "nodes"
+	OverlayMapPolicy            = "policy"
+	OverlayMapPolicyCt          = "policy_ct"
+	OverlayMapPolicyRev         = "policy_rev"
+	OverlayMapSnat              = "snat"
+	OverlayMapTraceEvents       = "trace_events"
+	OverlayProgFromOverlay      = "from_overlay"
+	OverlayVarCONFIG            = "CONFIG"
+	OverlayVarGENEVE_TEST_OPT   = "GENEVE_TEST_OPT"
+	OverlayVarPpBtfAnchor       = "pp_btf_anchor"
+	OverlayVarPpBtfAnchorLb     = "pp_btf_anchor_lb"
+	OverlayVarPpBtfAnchorMaps   = "pp_btf_anchor_maps"
+	OverlayVarPpBtfAnchorPolicy = "pp_btf_anchor_policy"
 )
 
 // LoadOverlay returns the embedded CollectionSpec for Overlay.
@@ -476,6 +525,9 @@ type OverlayMapSpecs struct {
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -484,11 +536,12 @@ type OverlayMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OverlayVariableSpecs struct {
-	CONFIG          *ebpf.VariableSpec `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.VariableSpec `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.VariableSpec `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 }
 
 // OverlayObjects contains all objects after they have been loaded into the kernel.
@@ -521,6 +574,9 @@ type OverlayMaps struct {
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -537,6 +593,9 @@ func (m *OverlayMaps) Close() error {
 		m.LbRevNat,
 		m.LbServices,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -546,11 +605,12 @@ func (m *OverlayMaps) Close() error {
 //
 // It can be passed to LoadOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OverlayVariables struct {
-	CONFIG          *ebpf.Variable `ebpf:"CONFIG"`
-	GENEVE_TEST_OPT *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
-	PpBtfAnchor     *ebpf.Variable `ebpf:"pp_btf_anchor"`
-	PpBtfAnchorLb   *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
-	PpBtfAnchorMaps *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	CONFIG            *ebpf.Variable `ebpf:"CONFIG"`
+	GENEVE_TEST_OPT   *ebpf.Variable `ebpf:"GENEVE_TEST_OPT"`
+	PpBtfAnchor       *ebpf.Variable `ebpf:"pp_btf_anchor"`
+	PpBtfAnchorLb     *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
+	PpBtfAnchorMaps   *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 }
 
 // OverlayPrograms contains all programs after they have been loaded into the kernel.

@@ -50,7 +50,9 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 34
+	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
+	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 72
 )
 
 type ProbeHostRouting uint32
@@ -142,6 +144,10 @@ type ProbePodpathConfig struct {
 	CtTimeoutTcpSyn      uint32
 	CtTimeoutTcpClosing  uint32
 	CtTimeoutAny         uint32
+	PolicyEnabled        uint8
+	PolicyAuditMode      uint8
+	PolicyVerdictEvents  uint8
+	Pad3                 uint8
 }
 
 type ProbeRoutingMode uint32
@@ -234,6 +240,9 @@ const (
 	ProbeTraceVerdictVERDICT_REDIRECT       ProbeTraceVerdict = 2
 	ProbeTraceVerdictVERDICT_REDIRECT_PEER  ProbeTraceVerdict = 3
 	ProbeTraceVerdictVERDICT_REDIRECT_NEIGH ProbeTraceVerdict = 4
+	ProbeTraceVerdictVERDICT_POLICY_ALLOWED ProbeTraceVerdict = 5
+	ProbeTraceVerdictVERDICT_POLICY_DENIED  ProbeTraceVerdict = 6
+	ProbeTraceVerdictVERDICT_POLICY_AUDIT   ProbeTraceVerdict = 7
 )
 
 type ProbeTunnelProtocol uint32

@@ -206,6 +206,11 @@ type Config struct {
 	Debug                bool
 	EnableBPFMasquerade  bool
 	EnableIPv4Masquerade bool
+	// Network policy: enable-policy (default, always, never), policy-audit-mode and
+	// bpf-events-policy-verdict-enabled.
+	PolicyEnforcement   string
+	PolicyAuditMode     bool
+	PolicyVerdictEvents bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -231,6 +236,8 @@ func Default() *Config {
 		LBAlgorithm:             LBRandom,
 		MaglevTableSize:         16381,
 		DSRDispatch:             DSRDispatchOption,
+		PolicyEnforcement:       "default",
+		PolicyVerdictEvents:     true,
 		CTTCPMax:                524288,
 		CTAnyMax:                262144,
 		ClusterName:             "default",

@@ -268,6 +268,11 @@ func (v *resolver) scalars() {
 	v.boolean("debug", &c.Debug)
 	v.boolean("enable-bpf-masquerade", &c.EnableBPFMasquerade)
 	v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
+	if mode, ok := v.enum("enable-policy"); ok {
+		c.PolicyEnforcement = mode
+	}
+	v.boolean("policy-audit-mode", &c.PolicyAuditMode)
+	v.boolean("bpf-events-policy-verdict-enabled", &c.PolicyVerdictEvents)
 
 	if n, ok := v.integer("mtu", "0 (auto) or 68..65535"); ok {
 		if n != 0 && n < 68 {

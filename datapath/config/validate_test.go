@@ -393,7 +393,7 @@ func TestRecognisedKeys(t *testing.T) {
 		{"kvstore", "", false, `recognised Cilium key, not used by podpath: "" is what podpath does: no kvstore is contacted: identities are allocated by each agent from a hash of the pod's name (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch`},
 		{"monitor-aggregation-flags", "all", false, "not used: monitor-aggregation is none, and the flags matter only under medium and maximum"},
 		{"bpf-ct-global-tcp-max", "1048576", true, `"1048576" is not used: kube-proxy-replacement is false, and podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used`},
-		{"enable-k8s-networkpolicy", "true", true, `"true" is not implemented: NetworkPolicies are not enforced: podpath has no policy engine`},
+		{"enable-k8s-networkpolicy", "false", true, `"false" is not implemented: NetworkPolicies are always enforced when given (agent API, scenario policies); the value is not read`},
 		{"native-routing-cidr", "10.0.0.0/8", true, "legacy Cilium key, replaced by ipv4-native-routing-cidr: podpath reads only ipv4-native-routing-cidr: ignored"},
 	}
 	for _, tc := range tests {
@@ -479,10 +479,10 @@ func TestKnownKeys(t *testing.T) {
 			t.Errorf("%s: status %q", k.Name, k.Status)
 		}
 	}
-	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-lb-algorithm",
+	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-events-policy-verdict-enabled", "bpf-lb-algorithm",
 		"bpf-lb-dsr-dispatch", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode",
-		"enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "ipv4-native-routing-cidr", "kube-proxy-replacement",
-		"monitor-aggregation", "mtu", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
+		"enable-host-legacy-routing", "enable-ipv4", "enable-ipv6", "enable-policy", "ipv4-native-routing-cidr", "kube-proxy-replacement",
+		"monitor-aggregation", "mtu", "policy-audit-mode", "routing-mode", "tunnel", "tunnel-port", "tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}
