@@ -20,6 +20,7 @@ import (
 
 	"podpath/datapath/config"
 	"podpath/datapath/endpoint"
+	"podpath/datapath/identity"
 )
 
 // Options configure one agent. The agent runs inside its node's network namespace.
@@ -56,6 +57,10 @@ type Agent struct {
 	problems map[string]string
 	// peers is the per-peer tunnel MTU table (pmtu.go), by node name.
 	peers map[string]PeerMTU
+	// Identities and policy (policy.go): ids allocates identities from labels,
+	// cidrs are the CIDR prefixes policy put into the ipcache.
+	ids   identity.Allocator
+	cidrs map[netip.Prefix]identity.ID
 
 	// CNI attachments (attachments.go): cniMu serialises them, ipam keeps their
 	// addresses, pods (optional) says which address a pod asks for.
@@ -88,7 +93,7 @@ func New(opts Options) (*Agent, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("agent options: %w", err)
 	}
-	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}}
+	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}, ids: identity.NewLocal()}
 	var err error
 	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err != nil {
 		return nil, err
@@ -175,14 +180,7 @@ const (
 	identityHost       = 1
 	identityWorld      = 2
 	identityRemoteNode = 6
-	firstPodIdentity   = 256
 )
-
-// defaultIdentity derives a pod identity from its name: the same on every node, so the
-// identity a packet carries means the same wherever it lands.
-func defaultIdentity(name string) uint32 {
-	return firstPodIdentity + hash32(name)%(0xffff-firstPodIdentity)
-}
 
 // hostVethName is lxc-<name> when it fits 15 characters, else lxc + 8 hex of a hash.
 func hostVethName(pod string) string {
@@ -209,7 +207,11 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 		ep.HostVeth = hostVethName(ep.Name)
 	}
 	if ep.Identity == 0 {
-		ep.Identity = defaultIdentity(ep.Name)
+		id, err := a.podIdentity(ep.Labels)
+		if err != nil {
+			return err
+		}
+		ep.Identity = id
 	}
 	if err := ep.validate(a.opts.PodCIDR); err != nil {
 		return &InputError{Err: err}
@@ -228,7 +230,7 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileEndpoint(ep)
+	return errors.Join(a.reconcileEndpoint(ep), a.programPolicies())
 }
 
 // EndpointDelete removes a pod's map entries, programs and veth.
@@ -247,7 +249,7 @@ func (a *Agent) EndpointDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.removeEndpoint(ep)
+	return errors.Join(a.removeEndpoint(ep), a.programPolicies())
 }
 
 // NodeUpsert records a cluster node and programs the ipcache, node map and routes.
@@ -263,7 +265,7 @@ func (a *Agent) NodeUpsert(ctx context.Context, n Node) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileNode(n)
+	return errors.Join(a.reconcileNode(n), a.programPolicies())
 }
 
 // NodeDelete removes a node's ipcache entries, node map entry and route.
@@ -282,7 +284,7 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.removeNode(n)
+	return errors.Join(a.removeNode(n), a.programPolicies())
 }
 
 // ServiceUpsert records a service and programs its frontends and backends.
@@ -451,7 +453,7 @@ func (a *Agent) removeEndpoint(ep Endpoint) error {
 
 func (a *Agent) reconcileNode(n Node) error {
 	a.ensurePeerMTU(n)
-	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n)); err != nil {
+	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n), a.podIdentity); err != nil {
 		return err
 	}
 	r, err := a.nodeRoute(n)
@@ -533,5 +535,6 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 	if a.cfg.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, a.dp.programServices(a.store.services(), a.cfg))
 	}
+	errs = append(errs, a.programPolicies())
 	return errors.Join(errs...)
 }

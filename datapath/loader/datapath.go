@@ -33,6 +33,10 @@ const (
 	MapCTTCP          = bpfobj.LxcMapCtTcp
 	MapCTAny          = bpfobj.LxcMapCtAny
 	MapSNAT           = bpfobj.LxcMapSnat
+	// Network policy (bpf/lib/policy.h).
+	MapPolicy    = bpfobj.LxcMapPolicy
+	MapPolicyCT  = bpfobj.LxcMapPolicyCt
+	MapPolicyRev = bpfobj.LxcMapPolicyRev
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
@@ -183,6 +187,9 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapCTTCP:          d.Lxc.CtTcp,
 			MapCTAny:          d.Lxc.CtAny,
 			MapSNAT:           d.Lxc.Snat,
+			MapPolicy:         d.Lxc.Policy,
+			MapPolicyCT:       d.Lxc.PolicyCt,
+			MapPolicyRev:      d.Lxc.PolicyRev,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -286,7 +293,7 @@ func (d *Datapath) Unpin() error {
 	var errs []error
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
-		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat} {
+		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))
