@@ -15,7 +15,7 @@
 #define POLICY_MAP_SIZE 262144
 #endif
 #ifndef POLICY_CT_MAP_SIZE
-#define POLICY_CT_MAP_SIZE 262144
+#define POLICY_CT_MAP_SIZE 65536
 #endif
 
 enum policy_dir {
@@ -205,8 +205,8 @@ static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum
 		enum drop_reason reason = kind == POLICY_DENY ? DROP_POLICY_DENY_RULE : DROP_POLICY_DENIED;
 
 		if (!CONFIG.policy_audit_mode) {
-			if (!found)
-				policy_trace_verdict(skb, point, VERDICT_POLICY_DENIED, reason, sum, identity);
+			/* As Cilium: a verdict event for every drop, for allows on new flows. */
+			policy_trace_verdict(skb, point, VERDICT_POLICY_DENIED, reason, sum, identity);
 			return reason;
 		}
 		policy_trace_verdict(skb, point, VERDICT_POLICY_AUDIT, reason, sum, identity);
