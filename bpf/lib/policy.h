@@ -211,7 +211,8 @@ static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum
 		}
 		policy_trace_verdict(skb, point, VERDICT_POLICY_AUDIT, reason, sum, identity);
 		ce.flags = POLICY_CT_AUDIT;
-	} else if (!found) {
+	} else if (kind == POLICY_ALLOW && !found) {
+		/* Only where policy applies: an endpoint no policy selects has no verdicts. */
 		policy_trace_verdict(skb, point, VERDICT_POLICY_ALLOWED, DROP_NONE, sum, identity);
 	}
 	ce.rev = rev;

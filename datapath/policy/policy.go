@@ -288,7 +288,6 @@ func FromCilium(c *CiliumNetworkPolicy) (Policy, error) {
 				}
 				pr.cidrs = append(pr.cidrs, cr)
 			}
-			pr.all = len(eps) == 0 && len(ents) == 0 && len(pr.cidrs) == 0
 			for _, port := range ports {
 				for _, pp := range port.Ports {
 					rg, err := parsePort(pp.Port, pp.EndPort, pp.Protocol, "ANY")
@@ -298,6 +297,10 @@ func FromCilium(c *CiliumNetworkPolicy) (Policy, error) {
 					pr.ports = append(pr.ports, rg...)
 				}
 			}
+			// A rule with ports and no peer is L4-only: every peer, on those ports. A
+			// rule with neither (ingress: [{}]) allows nothing: Cilium's way to put the
+			// endpoints under default deny.
+			pr.all = len(eps) == 0 && len(ents) == 0 && len(pr.cidrs) == 0 && len(pr.ports) > 0
 			return pr, nil
 		}
 		for _, in := range s.Ingress {
