@@ -28,6 +28,7 @@ int from_container(struct __sk_buff *skb)
 	struct pkt_summary sum = {};
 	struct parsed p = {};
 	enum drop_reason reason;
+	int local;
 
 	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
 	case PARSE_DROP:
@@ -48,11 +49,14 @@ int from_container(struct __sk_buff *skb)
 			return verdict;
 	}
 
-	/* Egress policy of the pod, on the translated packet (as Cilium: policy sees the
-	 * backend, not the service); the destination's identity from the ipcache. */
+	/* Policy, on the translated packet (as Cilium: policy sees the backend, not the
+	 * service): the pod's egress, and for a pod of this node also that pod's ingress,
+	 * both on one conntrack lookup; peers' identities from the ipcache. */
+	ep = endpoint_lookup(sum.daddr);
+	local = ep && !(ep->flags & ENDPOINT_F_HOST);
 	if (CONFIG.policy_enabled) {
-		reason = policy_check(skb, OBS_FROM_CONTAINER, skb->ifindex, POLICY_EGRESS,
-				      policy_source_identity(sum.daddr), &sum);
+		reason = local ? policy_check_local(skb, skb->ifindex, ep->ifindex, &sum)
+			       : policy_check(skb, OBS_FROM_CONTAINER, skb->ifindex, POLICY_EGRESS, 0, &sum);
 		if (reason != DROP_NONE)
 			goto drop;
 	}
@@ -65,17 +69,16 @@ int from_container(struct __sk_buff *skb)
 		return LXC_PASS;
 	}
 
-	ep = endpoint_lookup(sum.daddr);
 	if (ep) {
 		if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
 			trace_pass(skb, OBS_FROM_CONTAINER, PASS_LEGACY_HOST_ROUTING, &sum);
 			return LXC_PASS;
 		}
-		if (ep->flags & ENDPOINT_F_HOST) {
+		if (!local) {
 			trace_pass(skb, OBS_FROM_CONTAINER, PASS_TO_HOST, &sum);
 			return LXC_PASS;
 		}
-		return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS, NULL);
+		return endpoint_deliver(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS, NULL);
 	}
 
 	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE)

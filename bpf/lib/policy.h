@@ -78,15 +78,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy_rev SEC(".maps");
 
+/* The flows policy let through, by IPv4 5-tuple: one entry serves the egress check of
+ * the source and the ingress check of the destination (one lookup per packet, even
+ * when both pods are on this node). */
 struct policy_ct_key {
-	__u32  ep;
-	__u8   dir;
-	__u8   proto;
-	__u16  _pad;
 	__be32 saddr;
 	__be32 daddr;
-	__be16 sport;
+	__be16 sport;       /* ICMP: 0 */
 	__be16 dport;
+	__u8   proto;
+	__u8   _pad[3];
 };
 
 enum policy_ct_flags {
@@ -95,7 +96,9 @@ enum policy_ct_flags {
 };
 
 struct policy_ct_entry {
-	__u32 rev;          /* policy_rev when the verdict was taken */
+	/* policy_rev + 1 when the direction's check last allowed the flow; 0: never.
+	 * Indexed by enum policy_dir. */
+	__u32 rev[2];
 	__u32 flags;        /* enum policy_ct_flags */
 };
 
@@ -107,12 +110,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy_ct SEC(".maps");
 
+/* The revision verdicts are stamped with: never 0. */
 static __always_inline __u32 policy_revision(void)
 {
 	__u32 zero = 0;
 	const __u32 *rev = bpf_map_lookup_elem(&policy_rev, &zero);
 
-	return rev ? *rev : 0;
+	return (rev ? *rev : 0) + 1;
 }
 
 /* The verdict of the policy map for one new flow: an explicit deny of either lookup
@@ -148,8 +152,8 @@ static __always_inline enum policy_kind policy_lookup(__u32 ep, __u8 dir, __u32 
 	return POLICY_NONE;
 }
 
-/* A policy verdict event (bpf-events-policy-verdict-enabled): one per new flow the
- * policy looked at, with the peer identity; denied ones name the drop reason. */
+/* A policy verdict event (bpf-events-policy-verdict-enabled) with the peer identity;
+ * denied and audited ones name the drop reason. */
 static __always_inline void policy_trace_verdict(struct __sk_buff *skb, enum obs_point point,
 						 enum trace_verdict verdict, enum drop_reason reason,
 						 const struct pkt_summary *sum, __u32 identity)
@@ -161,46 +165,47 @@ static __always_inline void policy_trace_verdict(struct __sk_buff *skb, enum obs
 	trace_emit(skb, point, verdict, reason, PASS_NONE, 0, sum, &tun);
 }
 
-/* Enforces ep's policy in direction dir on the packet sum describes, whose peer has
- * the given identity. Returns DROP_NONE to let it pass, or the drop reason (the caller
- * traces the drop and drops). Replies of allowed flows and forward packets of flows
- * allowed under the current revision pass on one conntrack lookup. */
-static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum obs_point point,
-						     __u32 ep, __u8 dir, __u32 identity,
-						     const struct pkt_summary *sum)
+/* The identity of an address as the ipcache knows it (world when unknown). */
+static __always_inline __u32 policy_ipcache_identity(__be32 addr)
 {
-	struct policy_ct_key ck = {
-		.ep = ep, .dir = dir, .proto = sum->ip_proto,
-		.saddr = sum->saddr, .daddr = sum->daddr,
-	};
-	struct policy_ct_entry ce = {}, *found;
-	enum policy_kind kind;
-	__be16 dport = 0;
-	__u32 rev, rule;
+	const struct ipcache_info *info = ipcache_lookup(addr);
 
-	if (!CONFIG.policy_enabled)
-		return DROP_NONE;
-	/* A reply the load balancer translated back is judged on the tuple the
-	 * backend sent: the one the flow was allowed as. */
-	if (sum->lb.action == TRACE_LB_REVNAT) {
-		ck.saddr = sum->lb.orig_saddr;
-		ck.daddr = sum->lb.orig_daddr;
-	}
+	return info && info->sec_identity ? info->sec_identity : 2 /* world */;
+}
+
+/* The flow's key: the tuple the flow was allowed as. A reply the load balancer
+ * translated back is judged on the tuple the backend sent. */
+static __always_inline void policy_ct_key_of(struct policy_ct_key *ck, const struct pkt_summary *sum)
+{
+	int revnat = sum->lb.action == TRACE_LB_REVNAT;
+
+	ck->proto = sum->ip_proto;
+	ck->saddr = revnat ? sum->lb.orig_saddr : sum->saddr;
+	ck->daddr = revnat ? sum->lb.orig_daddr : sum->daddr;
 	if (sum->ip_proto == IPPROTO_TCP || sum->ip_proto == IPPROTO_UDP ||
 	    sum->ip_proto == IPPROTO_SCTP) {
-		ck.sport = sum->lb.action == TRACE_LB_REVNAT ? sum->lb.orig_sport : sum->sport;
-		ck.dport = sum->lb.action == TRACE_LB_REVNAT ? sum->lb.orig_dport : sum->dport;
-		dport = ck.dport;
-	} else if (sum->ip_proto == IPPROTO_ICMP) {
-		/* Echo: the identifier stands for the ports (sport carries it). */
-		ck.sport = sum->sport;
+		ck->sport = revnat ? sum->lb.orig_sport : sum->sport;
+		ck->dport = revnat ? sum->lb.orig_dport : sum->dport;
 	}
-	rev = policy_revision();
-	found = bpf_map_lookup_elem(&policy_ct, &ck);
-	if (found && ((found->flags & POLICY_CT_REPLY) || found->rev == rev))
-		return DROP_NONE;
+}
 
-	kind = policy_lookup(ep, dir, identity, sum->ip_proto, dport, &rule);
+/* One direction's check of a flow whose conntrack entry (a copy, zero when none) is
+ * ce: passes when the entry is a reply or this direction allowed it under the
+ * current revision, else looks the policy map up (identity 0: the peer's from the
+ * ipcache). Sets *dirty when ce changed and must be written back. */
+static __always_inline enum drop_reason policy_judge(struct __sk_buff *skb, enum obs_point point,
+						     __u32 ep, __u8 dir, __u32 identity,
+						     const struct pkt_summary *sum, const struct policy_ct_key *ck,
+						     struct policy_ct_entry *ce, __u32 rev, int *dirty)
+{
+	enum policy_kind kind;
+	__u32 rule, *slot = dir == POLICY_EGRESS ? &ce->rev[1] : &ce->rev[0];
+
+	if ((ce->flags & POLICY_CT_REPLY) || *slot == rev)
+		return DROP_NONE;
+	if (!identity)
+		identity = policy_ipcache_identity(dir == POLICY_EGRESS ? ck->daddr : ck->saddr);
+	kind = policy_lookup(ep, dir, identity, ck->proto, ck->dport, &rule);
 	if (kind == POLICY_DENY || kind == POLICY_DEFAULT_DENY) {
 		enum drop_reason reason = kind == POLICY_DENY ? DROP_POLICY_DENY_RULE : DROP_POLICY_DENIED;
 
@@ -209,38 +214,91 @@ static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum
 			policy_trace_verdict(skb, point, VERDICT_POLICY_DENIED, reason, sum, identity);
 			return reason;
 		}
-		policy_trace_verdict(skb, point, VERDICT_POLICY_AUDIT, reason, sum, identity);
-		ce.flags = POLICY_CT_AUDIT;
-	} else if (kind == POLICY_ALLOW && !found) {
+		if (!*slot)
+			policy_trace_verdict(skb, point, VERDICT_POLICY_AUDIT, reason, sum, identity);
+		ce->flags |= POLICY_CT_AUDIT;
+	} else if (kind == POLICY_ALLOW && !*slot) {
 		/* Only where policy applies: an endpoint no policy selects has no verdicts. */
 		policy_trace_verdict(skb, point, VERDICT_POLICY_ALLOWED, DROP_NONE, sum, identity);
 	}
-	ce.rev = rev;
-	bpf_map_update_elem(&policy_ct, &ck, &ce, BPF_ANY);
-	/* The reverse, in the other direction of the same endpoint. */
-	ck.dir = !dir;
-	{
-		__be32 a = ck.saddr;
-		__be16 port = ck.sport;
-
-		ck.saddr = ck.daddr;
-		ck.daddr = a;
-		if (sum->ip_proto != IPPROTO_ICMP) {
-			ck.sport = ck.dport;
-			ck.dport = port;
-		}
-	}
-	ce.flags |= POLICY_CT_REPLY;
-	bpf_map_update_elem(&policy_ct, &ck, &ce, BPF_ANY);
+	*slot = rev;
+	*dirty = 1;
 	return DROP_NONE;
 }
 
-/* The identity of a packet's source as the ipcache knows it (world when unknown). */
-static __always_inline __u32 policy_source_identity(__be32 saddr)
+/* Writes the flow's entry and, for a new flow, the reverse one its replies match. */
+static __always_inline void policy_ct_commit(struct policy_ct_key *ck, const struct policy_ct_entry *ce,
+					     int existed)
 {
-	const struct ipcache_info *info = ipcache_lookup(saddr);
+	struct policy_ct_entry rev = { .flags = POLICY_CT_REPLY };
+	__be32 a = ck->saddr;
+	__be16 port = ck->sport;
 
-	return info && info->sec_identity ? info->sec_identity : 2 /* world */;
+	bpf_map_update_elem(&policy_ct, ck, ce, BPF_ANY);
+	if (existed)
+		return;
+	ck->saddr = ck->daddr;
+	ck->daddr = a;
+	ck->sport = ck->dport;
+	ck->dport = port;
+	bpf_map_update_elem(&policy_ct, ck, &rev, BPF_NOEXIST);
+}
+
+/* Enforces ep's policy in direction dir on the packet sum describes; the peer's
+ * identity is given (tunnel: the VNI's) or 0 to read it from the ipcache. Returns
+ * DROP_NONE to let the packet pass, or the drop reason (the caller traces the drop
+ * and drops). Replies of allowed flows and forward packets of flows allowed under the
+ * current revision pass on one conntrack lookup. */
+static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum obs_point point,
+						     __u32 ep, __u8 dir, __u32 identity,
+						     const struct pkt_summary *sum)
+{
+	struct policy_ct_key ck = {};
+	struct policy_ct_entry ce = {};
+	const struct policy_ct_entry *found;
+	enum drop_reason reason;
+	int dirty = 0;
+	__u32 rev;
+
+	if (!CONFIG.policy_enabled)
+		return DROP_NONE;
+	policy_ct_key_of(&ck, sum);
+	rev = policy_revision();
+	found = bpf_map_lookup_elem(&policy_ct, &ck);
+	if (found)
+		ce = *found;
+	reason = policy_judge(skb, point, ep, dir, identity, sum, &ck, &ce, rev, &dirty);
+	if (reason == DROP_NONE && dirty)
+		policy_ct_commit(&ck, &ce, found != NULL);
+	return reason;
+}
+
+/* Both checks of a packet between two pods of this node, egress of the source (src_ep)
+ * then ingress of the destination (dst_ep), on one conntrack lookup. Returns what
+ * policy_check() returns. */
+static __always_inline enum drop_reason policy_check_local(struct __sk_buff *skb, __u32 src_ep,
+							   __u32 dst_ep, const struct pkt_summary *sum)
+{
+	struct policy_ct_key ck = {};
+	struct policy_ct_entry ce = {};
+	const struct policy_ct_entry *found;
+	enum drop_reason reason;
+	int dirty = 0;
+	__u32 rev;
+
+	if (!CONFIG.policy_enabled)
+		return DROP_NONE;
+	policy_ct_key_of(&ck, sum);
+	rev = policy_revision();
+	found = bpf_map_lookup_elem(&policy_ct, &ck);
+	if (found)
+		ce = *found;
+	reason = policy_judge(skb, OBS_FROM_CONTAINER, src_ep, POLICY_EGRESS, 0, sum, &ck, &ce, rev, &dirty);
+	if (reason == DROP_NONE)
+		reason = policy_judge(skb, OBS_FROM_CONTAINER, dst_ep, POLICY_INGRESS, 0, sum, &ck, &ce, rev, &dirty);
+	if (reason == DROP_NONE && dirty)
+		policy_ct_commit(&ck, &ce, found != NULL);
+	return reason;
 }
 
 /* Puts the policy types into BTF for bpf2go. */

@@ -301,20 +301,18 @@ type LxcPodpathConfig struct {
 
 type LxcPolicyCtEntry struct {
 	_     structs.HostLayout
-	Rev   uint32
+	Rev   [2]uint32
 	Flags uint32
 }
 
 type LxcPolicyCtKey struct {
 	_     structs.HostLayout
-	Ep    uint32
-	Dir   uint8
-	Proto uint8
-	Pad   uint16
 	Saddr uint32
 	Daddr uint32
 	Sport uint16
 	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type LxcPolicyEntry struct {

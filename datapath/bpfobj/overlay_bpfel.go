@@ -301,20 +301,18 @@ type OverlayPodpathConfig struct {
 
 type OverlayPolicyCtEntry struct {
 	_     structs.HostLayout
-	Rev   uint32
+	Rev   [2]uint32
 	Flags uint32
 }
 
 type OverlayPolicyCtKey struct {
 	_     structs.HostLayout
-	Ep    uint32
-	Dir   uint8
-	Proto uint8
-	Pad   uint16
 	Saddr uint32
 	Daddr uint32
 	Sport uint16
 	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type OverlayPolicyEntry struct {
