@@ -751,3 +751,35 @@ func resolve(in []Entry) []Entry {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// Evaluate is what the datapath decides for a new flow of direction dir from (or to)
+// a peer of identity id, proto and port, given an endpoint's entries: the reference
+// model of policy_lookup() in bpf/lib/policy.h (the longest match of the peer's
+// entries and of the wildcard peer's; a deny of either wins, then an allow, then the
+// default-deny marker; 0 when the endpoint is not selected).
+func Evaluate(es []Entry, dir Direction, id identity.ID, proto uint8, port uint16) Kind {
+	probe := func(want identity.ID) Kind {
+		k, lvl := Kind(0), -1
+		p := Entry{Dir: dir, Identity: want, Proto: proto, Port: port, Level: LevelFull}
+		for _, e := range es {
+			if e.covers(p) && e.Level > lvl {
+				k, lvl = e.Kind, e.Level
+			}
+		}
+		return k
+	}
+	a := probe(id)
+	b := Kind(0)
+	if id != 0 {
+		b = probe(0)
+	}
+	switch {
+	case a == Deny || b == Deny:
+		return Deny
+	case a == Allow || b == Allow:
+		return Allow
+	case a == DefaultDeny || b == DefaultDeny:
+		return DefaultDeny
+	}
+	return 0
+}

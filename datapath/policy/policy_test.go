@@ -69,29 +69,8 @@ func lbl(kv ...string) map[string]string {
 	return m
 }
 
-// lookup evaluates entries as bpf/lib/policy.h does.
 func lookup(es []Entry, dir Direction, id identity.ID, proto uint8, port uint16) Kind {
-	best := func(want identity.ID) (Kind, int) {
-		k, lvl := Kind(0), -1
-		for _, e := range es {
-			probe := Entry{Dir: dir, Identity: want, Proto: proto, Port: port, Level: LevelFull}
-			if e.covers(probe) && e.Level > lvl {
-				k, lvl = e.Kind, e.Level
-			}
-		}
-		return k, lvl
-	}
-	a, _ := best(id)
-	b, _ := best(0)
-	switch {
-	case a == Deny || b == Deny:
-		return Deny
-	case a == Allow || b == Allow:
-		return Allow
-	case a == DefaultDeny || b == DefaultDeny:
-		return DefaultDeny
-	}
-	return 0
+	return Evaluate(es, dir, id, proto, port)
 }
 
 func TestCompute(t *testing.T) {

@@ -35,8 +35,11 @@ type policyEnv struct {
 	pm *policy.Maps
 }
 
-func newPolicyEnv(t *testing.T, suffix string, cfg bpfconfig.Config) *policyEnv {
-	e := newFixtureEnv(t, suffix, cfg)
+func newPolicyEnv(t testing.TB, suffix string, cfg bpfconfig.Config) *policyEnv {
+	t.Helper()
+	f := setupFibNS(t, suffix)
+	d, rd := loadDatapath(t, cfg)
+	e := &fixtureEnv{f: f, d: d, rd: rd}
 	for _, c := range []maps.IPCacheEntry{
 		{Prefix: netip.PrefixFrom(podAIP, 32), Identity: uint32(idPodA)},
 		{Prefix: netip.PrefixFrom(podBIP, 32), Identity: uint32(idPodB)},
@@ -55,7 +58,7 @@ func newPolicyEnv(t *testing.T, suffix string, cfg bpfconfig.Config) *policyEnv 
 
 // program makes the entries of pod A (egress) and pod B (ingress) exactly these,
 // forgets every tracked flow and raises the revision.
-func (e *policyEnv) program(t *testing.T, egressA, ingressB []policy.Entry) {
+func (e *policyEnv) program(t testing.TB, egressA, ingressB []policy.Entry) {
 	t.Helper()
 	if err := e.pm.Sync(uint32(e.f.lxc0), egressA); err != nil {
 		t.Fatal(err)
@@ -68,7 +71,7 @@ func (e *policyEnv) program(t *testing.T, egressA, ingressB []policy.Entry) {
 	}
 }
 
-func (e *policyEnv) flushCT(t *testing.T) {
+func (e *policyEnv) flushCT(t testing.TB) {
 	t.Helper()
 	var k bpfobj.LxcPolicyCtKey
 	var v bpfobj.LxcPolicyCtEntry
@@ -84,7 +87,7 @@ func (e *policyEnv) flushCT(t *testing.T) {
 
 // run sends pkt through from_container of dev and returns the verdict and the
 // records as "VERDICT/DROP_REASON@OBS" strings.
-func (e *policyEnv) run(t *testing.T, dev int, pkt []byte) (testrun.Verdict, []string) {
+func (e *policyEnv) run(t testing.TB, dev int, pkt []byte) (testrun.Verdict, []string) {
 	t.Helper()
 	var res testrun.Result
 	err := nsutil.Do(e.f.path, func() (err error) {
