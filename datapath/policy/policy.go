@@ -155,14 +155,23 @@ type portRange struct {
 	allPorts bool
 }
 
+// SplitDocuments splits YAML at its --- lines, leaving empty documents out.
+func SplitDocuments(data []byte) ([][]byte, error) {
+	var out [][]byte
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		if len(bytes.TrimSpace(doc)) > 0 {
+			out = append(out, doc)
+		}
+	}
+	return out, nil
+}
+
 // Parse reads one or more YAML documents (separated by ---) of CiliumNetworkPolicy,
 // CiliumClusterwideNetworkPolicy or NetworkPolicy.
 func Parse(data []byte) ([]Policy, error) {
 	var out []Policy
-	for i, doc := range bytes.Split(data, []byte("\n---")) {
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
+	docs, _ := SplitDocuments(data)
+	for i, doc := range docs {
 		p, err := ParseOne(doc)
 		if err != nil {
 			return nil, fmt.Errorf("policy document %d: %w", i+1, err)
