@@ -21,7 +21,7 @@ func TestSeedWarnings(t *testing.T) {
 		"enable-bpf-masquerade":      `"True" is not implemented: pods reach destinations outside the cluster with their own addresses (no masquerading)`,
 		"enable-ipv4-masquerade":     `"True" is not implemented: pods reach destinations outside the cluster with their own addresses`,
 		"etcd-config":                "podpath contacts no kvstore",
-		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's name",
+		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's labels",
 		"kvstore":                    `"etcd" is not implemented: no kvstore is contacted: identities are allocated by each agent`,
 		"kvstore-opt":                "podpath contacts no kvstore",
 		"monitor-aggregation-flags":  "never because of TCP flags",

@@ -390,7 +390,7 @@ func TestRecognisedKeys(t *testing.T) {
 		{"datapath-mode", "netkit", true, `"netkit" is not implemented: podpath does not implement pod device type and behaves as datapath-mode: veth`},
 		{"operator-api-serve-addr", "0.0.0.0:1", false, "recognised Cilium key, not used by podpath: ignored (cilium-operator reads it; podpath has no operator)"},
 		{"agent-health-port", "9879", true, `"9879" is not implemented: the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)`},
-		{"kvstore", "", false, `recognised Cilium key, not used by podpath: "" is what podpath does: no kvstore is contacted: identities are allocated by each agent from a hash of the pod's name (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch`},
+		{"kvstore", "", false, `recognised Cilium key, not used by podpath: "" is what podpath does: no kvstore is contacted: identities are allocated by each agent from a hash of the pod's labels (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch`},
 		{"monitor-aggregation-flags", "all", false, "not used: monitor-aggregation is none, and the flags matter only under medium and maximum"},
 		{"bpf-ct-global-tcp-max", "1048576", true, `"1048576" is not used: kube-proxy-replacement is false, and podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used`},
 		{"enable-k8s-networkpolicy", "false", true, `"false" is not implemented: NetworkPolicies are always enforced when given (agent API, scenario policies); the value is not read`},
