@@ -6,16 +6,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/maps"
 	"podpath/datapath/trace"
 	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
@@ -367,5 +370,87 @@ func runPolicyChange(ctx context.Context, s *scenarios.Stage, w policyChangeWith
 	}
 	s.Check(fmt.Sprintf("%s: policy change: with the deny deleted the same connection carries on", label),
 		"the stream's echoes in "+from.Name+" (TCP retransmission, deadline 10s)", rerr)
+	return nil
+}
+
+func init() {
+	scenarios.RegisterStep(scenarios.StepDef[none, none]{
+		Name: "policy-identities",
+		Summary: "every node's ipcache (pinned map) holds every pod of the topology at the identity of its label set " +
+			"(namespace label added), computed here from the topology: FNV-1a of the canonical labels onto 256..65535, " +
+			"the same on every node; pods with equal labels share an identity, different label sets differ",
+		Agents: true,
+		Run:    runPolicyIdentities,
+	})
+}
+
+func runPolicyIdentities(ctx context.Context, s *scenarios.Stage, _ none, _ none) error {
+	want := map[netip.Addr]uint32{}
+	byLabels := map[string]uint32{}
+	for _, n := range s.T.Spec().Nodes {
+		for _, p := range n.Pods {
+			// The spec, written out here rather than taken from datapath/identity:
+			// sorted key=value pairs joined by ';', the namespace label added, FNV-1a
+			// 32 onto 256..65535.
+			l := map[string]string{"io.kubernetes.pod.namespace": "default"}
+			for k, v := range p.Labels {
+				l[k] = v
+			}
+			var pairs []string
+			for k, v := range l {
+				pairs = append(pairs, k+"="+v)
+			}
+			sort.Strings(pairs)
+			canonical := strings.Join(pairs, ";")
+			h := fnv.New32a()
+			h.Write([]byte(canonical))
+			id := 256 + h.Sum32()%(65535-256+1)
+			pod, err := s.T.Pod(p.Name)
+			if err != nil {
+				return err
+			}
+			want[pod.IP] = id
+			byLabels[canonical] = id
+		}
+	}
+	var derr error
+	seen := map[uint32]string{}
+	for set, id := range byLabels {
+		if other, ok := seen[id]; ok {
+			derr = fmt.Errorf("label sets %q and %q hash to the same identity %d", set, other, id)
+		}
+		seen[id] = set
+	}
+	s.Check(fmt.Sprintf("%s: identities: %d label sets, %d distinct identities", s.Label(""), len(byLabels), len(seen)),
+		"the topology's pod labels", derr)
+	for _, n := range s.T.Nodes() {
+		m, err := maps.OpenPinned(filepath.Join(s.T.Dir(), "bpffs", n.Name, "maps"))
+		if err != nil {
+			return err
+		}
+		cache, err := m.IPCacheList()
+		m.Close()
+		if err != nil {
+			return err
+		}
+		got := map[netip.Addr]uint32{}
+		for _, e := range cache {
+			if e.Prefix.Bits() == 32 {
+				got[e.Prefix.Addr()] = e.Identity
+			}
+		}
+		var bad []string
+		for ip, id := range want {
+			if got[ip] != id {
+				bad = append(bad, fmt.Sprintf("%s: identity %d, want %d", ip, got[ip], id))
+			}
+		}
+		var err2 error
+		if len(bad) > 0 {
+			err2 = errors.New(strings.Join(bad, "\n"))
+		}
+		s.Check(fmt.Sprintf("%s: identities: %s's ipcache maps every pod to its label set's identity", s.Label(""), n.Name),
+			n.Name+" pinned map ipcache (/32 entries)", err2)
+	}
 	return nil
 }
