@@ -72,6 +72,38 @@ static __always_inline int from_netdev_ipip(struct __sk_buff *skb, struct parsed
 	return tunnel_deliver(skb, p, sum, &d.tun, OBS_FROM_NETDEV, HOST_PASS);
 }
 
+/* from_netdev_decap: Geneve and IPIP for this node, in a program of its own that
+ * from_netdev tail-calls. Every path of the node's ingress inlined into one program
+ * (decapsulation and delivery with policy beside NodePort, masquerading and local
+ * delivery) would pass the 32K-instruction reach of a BPF jump; a tail call also
+ * starts with a fresh 512-byte stack, which from_netdev has nearly used up. */
+SEC("tc")
+int from_netdev_decap(struct __sk_buff *skb)
+{
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason = DROP_NONE;
+
+	if (parse_frame(skb, &p, &sum, NULL, &reason) != PARSE_IPV4) {
+		trace_drop(skb, OBS_FROM_NETDEV, reason != DROP_NONE ? reason : DROP_NOT_IPV4, &sum);
+		return PP_TCX_DROP;
+	}
+	if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
+		return from_netdev_geneve(skb, &p, &sum);
+	return from_netdev_ipip(skb, &p, &sum);
+}
+
+#define HOST_TAIL_DECAP 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(struct __sk_buff *));
+} host_tails SEC(".maps") = {
+	.values = { [HOST_TAIL_DECAP] = (void *)&from_netdev_decap },
+};
+
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
@@ -99,10 +131,11 @@ int from_netdev(struct __sk_buff *skb)
 	}
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {
-		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE)
-			return from_netdev_geneve(skb, &p, &sum);
-		if (CONFIG.tunnel_protocol == TUNNEL_IPIP)
-			return from_netdev_ipip(skb, &p, &sum);
+		if (CONFIG.tunnel_protocol == TUNNEL_GENEVE || CONFIG.tunnel_protocol == TUNNEL_IPIP) {
+			bpf_tail_call(skb, &host_tails, HOST_TAIL_DECAP);
+			reason = DROP_MISSED_TAIL_CALL;
+			goto drop;
+		}
 		/* VXLAN: the stack hands it to the vxlan device's socket. */
 		trace_pass(skb, OBS_FROM_NETDEV, PASS_TO_OVERLAY, &sum);
 		return HOST_PASS;

@@ -14,6 +14,7 @@
 #include "maps.h"
 #include "nodeport.h"
 #include "parse.h"
+#include "policy.h"
 #include "trace.h"
 
 /* Packets the program does not forward itself go to the stack with TCX_PASS: this
@@ -27,6 +28,7 @@ int from_container(struct __sk_buff *skb)
 	struct pkt_summary sum = {};
 	struct parsed p = {};
 	enum drop_reason reason;
+	int local;
 
 	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
 	case PARSE_DROP:
@@ -47,6 +49,18 @@ int from_container(struct __sk_buff *skb)
 			return verdict;
 	}
 
+	/* Policy, on the translated packet (as Cilium: policy sees the backend, not the
+	 * service): the pod's egress, and for a pod of this node also that pod's ingress,
+	 * both on one conntrack lookup; peers' identities from the ipcache. */
+	ep = endpoint_lookup(sum.daddr);
+	local = ep && !(ep->flags & ENDPOINT_F_HOST);
+	if (CONFIG.policy_enabled) {
+		reason = local ? policy_check_local(skb, skb->ifindex, ep->ifindex, &sum)
+			       : policy_check(skb, OBS_FROM_CONTAINER, skb->ifindex, POLICY_EGRESS, 0, &sum);
+		if (reason != DROP_NONE)
+			goto drop;
+	}
+
 	/* Legacy host routing hands everything to the stack, except, in tunnel mode,
 	 * what must be encapsulated: the stack cannot add the tunnel (no Geneve driver,
 	 * and the vxlan device needs the metadata only BPF sets), as in Cilium. */
@@ -55,17 +69,16 @@ int from_container(struct __sk_buff *skb)
 		return LXC_PASS;
 	}
 
-	ep = endpoint_lookup(sum.daddr);
 	if (ep) {
 		if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
 			trace_pass(skb, OBS_FROM_CONTAINER, PASS_LEGACY_HOST_ROUTING, &sum);
 			return LXC_PASS;
 		}
-		if (ep->flags & ENDPOINT_F_HOST) {
+		if (!local) {
 			trace_pass(skb, OBS_FROM_CONTAINER, PASS_TO_HOST, &sum);
 			return LXC_PASS;
 		}
-		return endpoint_redirect(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS, NULL);
+		return endpoint_deliver(skb, &p, ep, &sum, OBS_FROM_CONTAINER, LXC_PASS, NULL);
 	}
 
 	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE)

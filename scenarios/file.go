@@ -44,6 +44,7 @@ type StageSpec struct {
 	Topology TopologyRef   `json:"topology" required:"true" doc:"a catalog topology name, a file path, or an inline topology spec"`
 	Config   ConfigRef     `json:"config" doc:"a catalog cilium-config name, a file path, or {data: {key: value}}; default: Cilium's defaults"`
 	Services []ServiceSpec `json:"services" doc:"Services the agents program before the first step"`
+	Policies []PolicySpec  `json:"policies" doc:"network policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy objects) the agents program before the first step"`
 	Steps    []StepSpec    `json:"steps" required:"true" doc:"run in order; each is {check: KIND, with: {...}, expect: {...}}"`
 	// Path is the stage's field path (stages[1]), for messages.
 	Path string `json:"-"`

@@ -112,6 +112,9 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 			return fmt.Errorf("%s.services[%d] (%s): %w", spec.Path, i, svc.Name, err)
 		}
 	}
+	if err := s.programPolicies(ctx, spec.Policies); err != nil {
+		return err
+	}
 	servers, err := startServiceServers(t, spec.Services)
 	if err != nil {
 		return err

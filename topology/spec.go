@@ -97,6 +97,8 @@ type PodSpec struct {
 	Address string `json:"address,omitempty"`
 	// MTU of the pod's eth0; the MTU of the node's first interface when zero.
 	MTU int `json:"mtu,omitempty"`
+	// Labels are the pod's Kubernetes labels: identities are allocated from them.
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 }
 
 // RouterSpec is a router between segments: it forwards for everybody.

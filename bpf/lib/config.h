@@ -111,7 +111,11 @@ struct podpath_config {
 	/* The prefix length of the node IP's own interface subnet (10.0.1.0/24: 24): with
 	 * TUNNEL_MODE_CROSS_SUBNET a tunnel endpoint inside it is reached natively. */
 	__u8  node_subnet_len;
-	__u16 _pad3;
+	/* Network policy (policy.h). */
+	__u8  policy_enabled;         /* enable-policy is not "never": the policy map is consulted */
+	__u8  policy_audit_mode;      /* policy-audit-mode: denied flows pass, traced as audit */
+	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
+	__u8  _pad3;
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

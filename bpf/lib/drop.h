@@ -45,6 +45,8 @@ enum drop_reason {
 	DROP_SPOOFED_SOURCE          = 33, /* for a local pod from the wire with the source address of this node or of one of its
 					    * pods: never legitimate (the stack calls it a martian source), but
 					    * bpf_redirect_peer() would skip the stack's check */
+	DROP_MISSED_TAIL_CALL        = 34, /* the program a tail call should continue in is missing from its
+					    * program array (a loader bug): nothing sensible can be done */
 	/* Masquerading (masq.h): the range 40-49 is masquerading's. */
 	DROP_MASQ_NO_PORT            = 40, /* a pod's new flow leaving the cluster found no free source port
 					    * (identifier) in the masquerade range towards its destination */
@@ -61,6 +63,9 @@ enum drop_reason {
 	DROP_IPIP_UNKNOWN_PEER       = 65, /* IPIP (protocol 4) to this node from an outer source that is no node of the cluster */
 	DROP_IPIP_TRUNCATED_INNER    = 66, /* IPIP whose payload is shorter than an IPv4 header */
 	DROP_IPIP_INNER_NOT_IPV4     = 67, /* IPIP whose payload is not IPv4 (version field not 4) */
+	/* Network policy (policy.h): 70-79. */
+	DROP_POLICY_DENIED           = 70, /* the endpoint is selected by a policy in this direction and no rule allows the flow (default deny) */
+	DROP_POLICY_DENY_RULE        = 71, /* a deny rule (ingressDeny/egressDeny) matches the flow: deny wins over every allow */
 	__DROP_REASON_MAX,
 };
 

@@ -86,6 +86,9 @@ static __always_inline enum drop_reason geneve_opts_check(struct __sk_buff *skb,
 	void *data_end = ctx_data_end(skb);
 	__u32 end = off + opt_len;
 
+	/* A real loop, not unrolled: the programs must stay within the 32K-instruction
+	 * jump range of one BPF program (the verifier handles bounded loops). */
+#pragma clang loop unroll(disable)
 	for (int i = 0; i < GENEVE_MAX_OPTS; i++) {
 		struct geneve_opt_hdr *h;
 

@@ -107,6 +107,9 @@ static __always_inline const struct lb_backend *lb_select_random(const struct lb
 	if (!count)
 		return NULL;
 	start = bpf_get_prandom_u32() % count;
+	/* A real loop, not unrolled: the programs must stay within the 32K-instruction
+	 * jump range of one BPF program (the verifier handles bounded loops). */
+#pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < LB_SELECT_TRIES; i++) {
 		struct lb_slot_key key = { .service_id = svc->service_id };
 		const struct lb_backend *be;

@@ -112,6 +112,9 @@ static __always_inline enum drop_reason snat_alloc_range(struct ct_key *rkey, co
 		return DROP_SNAT_NO_PORT;
 	range = max - min + 1;
 	off = hash % range;
+	/* A real loop, not unrolled: the programs must stay within the 32K-instruction
+	 * jump range of one BPF program (the verifier handles bounded loops). */
+#pragma clang loop unroll(disable)
 	for (int i = 0; i < SNAT_PORT_TRIES; i++) {
 		struct ct_entry *old;
 		__u64 how = BPF_NOEXIST;

@@ -29,6 +29,11 @@ enum trace_verdict {
 	VERDICT_REDIRECT       = 2,
 	VERDICT_REDIRECT_PEER  = 3,
 	VERDICT_REDIRECT_NEIGH = 4,
+	/* Policy verdict events (policy.h, bpf-events-policy-verdict-enabled): one per new
+	 * flow the policy judged; src_identity holds the peer's identity. */
+	VERDICT_POLICY_ALLOWED = 5,
+	VERDICT_POLICY_DENIED  = 6, /* drop_reason says which rule kind */
+	VERDICT_POLICY_AUDIT   = 7, /* denied but let through: policy-audit-mode */
 };
 
 /* Why a VERDICT_PASS handed the packet to the host stack instead of forwarding it.
@@ -196,7 +201,7 @@ static __always_inline int trace_wanted(enum trace_verdict verdict, enum pass_re
 {
 	__u32 level = CONFIG.monitor_aggregation;
 
-	if (verdict == VERDICT_DROP)
+	if (verdict == VERDICT_DROP || verdict >= VERDICT_POLICY_ALLOWED)
 		return 1;
 	if (level >= AGGREGATION_MAX)
 		return 0;

@@ -20,6 +20,7 @@ import (
 
 	"podpath/datapath/config"
 	"podpath/datapath/endpoint"
+	"podpath/datapath/identity"
 )
 
 // Options configure one agent. The agent runs inside its node's network namespace.
@@ -61,6 +62,10 @@ type Agent struct {
 	problems map[string]string
 	// peers is the per-peer tunnel MTU table (pmtu.go), by node name.
 	peers map[string]PeerMTU
+	// Identities and policy (policy.go): ids allocates identities from labels,
+	// cidrs are the CIDR prefixes policy put into the ipcache.
+	ids   identity.Allocator
+	cidrs map[netip.Prefix]identity.ID
 
 	// CNI attachments (attachments.go): cniMu serialises them, ipam keeps their
 	// addresses, pods (optional) says which address a pod asks for.
@@ -96,7 +101,7 @@ func New(opts Options) (*Agent, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("agent options: %w", err)
 	}
-	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}}
+	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}, ids: identity.NewLocal()}
 	var err error
 	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err == nil {
 		a.cfg.IPMasqAgentConfigPath = ipMasqAgentPath(a.cfg.IPMasqAgentConfigPath, opts.ConfigFile)
@@ -195,14 +200,7 @@ const (
 	identityHost       = 1
 	identityWorld      = 2
 	identityRemoteNode = 6
-	firstPodIdentity   = 256
 )
-
-// defaultIdentity derives a pod identity from its name: the same on every node, so the
-// identity a packet carries means the same wherever it lands.
-func defaultIdentity(name string) uint32 {
-	return firstPodIdentity + hash32(name)%(0xffff-firstPodIdentity)
-}
 
 // hostVethName is lxc-<name> when it fits 15 characters, else lxc + 8 hex of a hash.
 func hostVethName(pod string) string {
@@ -229,7 +227,11 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 		ep.HostVeth = hostVethName(ep.Name)
 	}
 	if ep.Identity == 0 {
-		ep.Identity = defaultIdentity(ep.Name)
+		id, err := a.podIdentity(ep.Labels)
+		if err != nil {
+			return err
+		}
+		ep.Identity = id
 	}
 	if err := ep.validate(a.opts.PodCIDR); err != nil {
 		return &InputError{Err: err}
@@ -248,7 +250,7 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileEndpoint(ep)
+	return errors.Join(a.reconcileEndpoint(ep), a.programPolicies())
 }
 
 // EndpointDelete removes a pod's map entries, programs and veth.
@@ -267,7 +269,7 @@ func (a *Agent) EndpointDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.removeEndpoint(ep)
+	return errors.Join(a.removeEndpoint(ep), a.programPolicies())
 }
 
 // NodeUpsert records a cluster node and programs the ipcache, node map and routes.
@@ -283,7 +285,7 @@ func (a *Agent) NodeUpsert(ctx context.Context, n Node) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return errors.Join(a.reconcileNode(n), a.masqNodesChanged(ctx))
+	return errors.Join(a.reconcileNode(n), a.masqNodesChanged(ctx), a.programPolicies())
 }
 
 // NodeDelete removes a node's ipcache entries, node map entry and route.
@@ -302,7 +304,7 @@ func (a *Agent) NodeDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return errors.Join(a.removeNode(n), a.masqNodesChanged(ctx))
+	return errors.Join(a.removeNode(n), a.masqNodesChanged(ctx), a.programPolicies())
 }
 
 // ServiceUpsert records a service and programs its frontends and backends.
@@ -482,7 +484,7 @@ func (a *Agent) removeEndpoint(ep Endpoint) error {
 
 func (a *Agent) reconcileNode(n Node) error {
 	a.ensurePeerMTU(n)
-	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n)); err != nil {
+	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n), a.podIdentity); err != nil {
 		return err
 	}
 	r, err := a.nodeRoute(n)
@@ -566,5 +568,6 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 	if a.cfg.KubeProxyReplacement == config.KPRTrue {
 		errs = append(errs, a.dp.programServices(a.store.services(), a.cfg))
 	}
+	errs = append(errs, a.programPolicies())
 	return errors.Join(errs...)
 }

@@ -40,6 +40,7 @@ var (
 //	GET    /v1/nodes              PUT/DELETE /v1/nodes/{name}
 //	GET    /v1/services           PUT/DELETE /v1/services/{name}
 //	PUT    /v1/bgp/policy         GET /v1/bgp/peers, /v1/bgp/routes (bgp.go)
+//	GET    /v1/policies           PUT/DELETE /v1/policies/{name}
 //	/v1/attachments...            the CNI side (attachmentRoutes)
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -107,6 +108,24 @@ func (a *Agent) handler() http.Handler {
 	})
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /v1/policies", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.store.policies(), nil)
+	})
+	mux.HandleFunc("PUT /v1/policies/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var p Policy
+		if err := decode(r, &p); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		if p.Name != r.PathValue("name") {
+			reply(w, nil, badInput("policy name %q in the body differs from %q in the path", p.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, nil, a.PolicyUpsert(r.Context(), p))
+	})
+	mux.HandleFunc("DELETE /v1/policies/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.PolicyDelete(r.Context(), r.PathValue("name")))
 	})
 	mux.HandleFunc("PUT /v1/bgp/policy", func(w http.ResponseWriter, r *http.Request) {
 		var p BGPPeeringPolicy

@@ -91,6 +91,12 @@ type PodAddresses interface {
 	Reserved() []netip.Addr
 }
 
+// PodLabeler is what a PodAddresses source may also provide: a pod's labels, the
+// namespace as io.kubernetes.pod.namespace among them (the Kubernetes watcher).
+type PodLabeler interface {
+	PodLabels(ctx context.Context, namespace, name string) (map[string]string, error)
+}
+
 // SetPodAddresses makes CNI ADD honour the addresses pods ask for. Call it before Run.
 func (a *Agent) SetPodAddresses(p PodAddresses) { a.pods = p }
 
@@ -148,6 +154,13 @@ func (a *Agent) AttachmentAdd(ctx context.Context, req AttachmentRequest) (Attac
 		return AttachmentResult{}, err
 	}
 	ep := Endpoint{Name: att.Endpoint, Netns: att.Netns, IP: att.IP, MTU: req.MTU}
+	if l, ok := a.pods.(PodLabeler); ok && req.Pod != "" {
+		// The pod's labels give its identity; a pod the watcher cannot read yet gets
+		// its namespace's unlabelled identity until the next ADD.
+		if ep.Labels, err = l.PodLabels(ctx, req.Namespace, req.Pod); err != nil {
+			a.opts.Log.Warn("pod labels", "pod", req.Namespace+"/"+req.Pod, "err", err)
+		}
+	}
 	if err = a.EndpointAdd(ctx, ep); err != nil {
 		if !existed {
 			err = errors.Join(err, a.detach(ctx, att))

@@ -165,3 +165,20 @@ func (c *Client) BGPRoutes(ctx context.Context) ([]BGPRoute, error) {
 	var out []BGPRoute
 	return out, c.do(ctx, http.MethodGet, "/v1/bgp/routes", nil, &out)
 }
+
+// PolicyUpsert records and programs a network policy (PUT /v1/policies/{name}).
+func (c *Client) PolicyUpsert(ctx context.Context, p Policy) error {
+	return c.do(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(p.Name), p, nil)
+}
+
+// PolicyDelete removes a network policy (DELETE /v1/policies/{name}).
+func (c *Client) PolicyDelete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/policies/"+url.PathEscape(name), nil, nil)
+}
+
+// Policies lists the recorded policies (GET /v1/policies).
+func (c *Client) Policies(ctx context.Context) ([]Policy, error) {
+	var out []Policy
+	err := c.do(ctx, http.MethodGet, "/v1/policies", nil, &out)
+	return out, err
+}

@@ -250,25 +250,39 @@ func (d *datapath) endpointDelete(ep Endpoint) error {
 // this node, remote-node for others) and, for other nodes, their PodCIDR in the
 // ipcache with the node as tunnel endpoint, as Cilium does without per-pod entries.
 // mtu is the tunnel MTU towards the node (0: the global one; see pmtu.go).
-func (d *datapath) nodeUpsert(n Node, local bool, mtu uint32) error {
+func (d *datapath) nodeUpsert(n Node, local bool, mtu uint32, podIdentity func(map[string]string) (uint32, error)) error {
 	if err := d.dp.Maps.NodeUpsert(maps.Node{IP: n.IP, ID: n.ID, MTU: mtu}); err != nil {
 		return err
 	}
 	if local {
 		return d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(n.IP, 32), Identity: identityHost})
 	}
-	return errors.Join(
+	errs := []error{
 		d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(n.IP, 32), Identity: identityRemoteNode}),
 		d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: n.PodCIDR, Identity: identityWorld, TunnelEndpoint: n.IP}),
-	)
+	}
+	// Every pod of the node by address, with the identity of its labels: what native
+	// routing and policy read as a source's identity.
+	for _, p := range n.Pods {
+		id, err := podIdentity(p.Labels)
+		if err == nil {
+			err = d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(p.IP, 32), Identity: id, TunnelEndpoint: n.IP})
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (d *datapath) nodeDelete(n Node) error {
-	return errors.Join(
+	errs := []error{
 		d.dp.Maps.NodeDelete(n.IP),
 		d.dp.Maps.IPCacheDelete(netip.PrefixFrom(n.IP, 32)),
 		d.dp.Maps.IPCacheDelete(n.PodCIDR),
-	)
+	}
+	for _, p := range n.Pods {
+		errs = append(errs, d.dp.Maps.IPCacheDelete(netip.PrefixFrom(p.IP, 32)))
+	}
+	return errors.Join(errs...)
 }
 
 // prune removes map entries and link pins that no desired endpoint or node accounts
@@ -298,6 +312,9 @@ func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
 		wantNode[n.IP] = true
 		wantPrefix[netip.PrefixFrom(n.IP, 32)] = true
 		wantPrefix[n.PodCIDR] = true
+		for _, p := range n.Pods {
+			wantPrefix[netip.PrefixFrom(p.IP, 32)] = true
+		}
 	}
 	var errs []error
 	have, err := d.dp.Maps.EndpointList()

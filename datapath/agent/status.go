@@ -220,7 +220,7 @@ func features(l loadedState, c *config.Config) []Feature {
 		kv += fmt.Sprintf(" (kvstore: %s is set but not implemented)", v)
 	}
 	add("KVStore", "%s", kv)
-	ids := "Local: each agent derives a pod's identity from its name"
+	ids := "Local: each agent derives a pod's identity from its labels"
 	if v, ok := raw("identity-allocation-mode"); ok {
 		ids += fmt.Sprintf(" (identity-allocation-mode: %s is set but not implemented)", v)
 	}

@@ -66,7 +66,7 @@ func TestFeatures(t *testing.T) {
 			"Maglev":               "Disabled (bpf-lb-algorithm: random)",
 			"Conntrack":            "TCP 524288 entries, any 262144 entries",
 			"KVStore":              "Disabled (kvstore: etcd is set but not implemented)",
-			"Identity Allocation":  "Local: each agent derives a pod's identity from its name (identity-allocation-mode: kvstore is set but not implemented)",
+			"Identity Allocation":  "Local: each agent derives a pod's identity from its labels (identity-allocation-mode: kvstore is set but not implemented)",
 			"Monitor Aggregation":  "Medium",
 			"Debug":                "Disabled (debug: True is set but not implemented)",
 		}},

@@ -19,6 +19,7 @@ type desired struct {
 	Endpoints map[string]Endpoint `json:"endpoints"`
 	Nodes     map[string]Node     `json:"nodes"`
 	Services  map[string]Service  `json:"services,omitempty"`
+	Policies  map[string]Policy   `json:"policies,omitempty"`
 }
 
 type store struct {
@@ -28,7 +29,7 @@ type store struct {
 }
 
 func openStore(dir string) (*store, error) {
-	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}, Services: map[string]Service{}}}
+	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}, Services: map[string]Service{}, Policies: map[string]Policy{}}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -48,6 +49,9 @@ func openStore(dir string) (*store, error) {
 	if s.d.Services == nil {
 		s.d.Services = map[string]Service{}
 	}
+	if s.d.Policies == nil {
+		s.d.Policies = map[string]Policy{}
+	}
 	return s, nil
 }
 
@@ -55,7 +59,7 @@ func openStore(dir string) (*store, error) {
 func (s *store) update(fn func(d *desired) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes), Services: maps.Clone(s.d.Services)}
+	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes), Services: maps.Clone(s.d.Services), Policies: maps.Clone(s.d.Policies)}
 	if err := fn(&next); err != nil {
 		return err
 	}
@@ -92,4 +96,10 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+func (s *store) policies() []Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.d.Policies), func(a, b Policy) int { return cmpString(a.Name, b.Name) })
 }

@@ -21,8 +21,27 @@ type Endpoint struct {
 	PodMAC   string `json:"podMAC,omitempty"`
 	// MTU of the pod's interface; 0: the agent's route MTU.
 	MTU int `json:"mtu,omitempty"`
-	// Identity is the security identity; 0: derived from the name, the same on every node.
+	// Identity is the security identity; 0: allocated from Labels (one identity per
+	// distinct label set, the same on every node).
 	Identity uint32 `json:"identity,omitempty"`
+	// Labels are the pod's labels; the namespace is io.kubernetes.pod.namespace
+	// ("default" when absent).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// PodRef is a pod of another node as this node's ipcache needs it: its address and
+// labels (the identity follows from them).
+type PodRef struct {
+	Name   string            `json:"name"`
+	IP     netip.Addr        `json:"ip"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Policy is a network policy as the API receives it: YAML of one
+// CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy.
+type Policy struct {
+	Name string `json:"name"`
+	YAML string `json:"yaml"`
 }
 
 // Node is a node of the cluster (this one included), as the API receives it.
@@ -32,6 +51,9 @@ type Node struct {
 	PodCIDR netip.Prefix `json:"podCIDR"`
 	// ID numbers the node in trace records; 0: assigned by the agent.
 	ID uint32 `json:"id,omitempty"`
+	// Pods are the node's pods, for the ipcache (identity per address); the
+	// agent's own node lists none (its endpoints say it).
+	Pods []PodRef `json:"pods,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)

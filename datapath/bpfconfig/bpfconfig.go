@@ -178,6 +178,11 @@ func Build(c *config.Config, n Node) (Config, error) {
 	if c.EnableIPv4Masquerade && c.EnableIPv4MasqueradeGiven && c.EnableBPFMasquerade {
 		masquerade(&cfg, c)
 	}
+	if c.PolicyEnforcement != "never" {
+		cfg.PolicyEnabled = 1
+	}
+	cfg.PolicyAuditMode = boolC(c.PolicyAuditMode)
+	cfg.PolicyVerdictEvents = boolC(c.PolicyVerdictEvents)
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("build datapath config: %w", err)
 	}
@@ -420,4 +425,12 @@ func checkMasq(cfg Config) []error {
 		errs = append(errs, errors.New("masquerading without a node IP: devices without an address of their own use it"))
 	}
 	return errs
+}
+
+// boolC is a C boolean.
+func boolC(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -33,7 +33,8 @@ func resolve(t *testing.T, data map[string]string) *config.Config {
 
 // want builds the expected Config: node 7 on 192.168.77.1, then fields.
 func want(fields func(*bpfconfig.Config)) bpfconfig.Config {
-	c := bpfconfig.Config{NodeId: 7, NodeIp: testNodeIP.As4()}
+	// Cilium's defaults: enable-policy default, verdict events on.
+	c := bpfconfig.Config{NodeId: 7, NodeIp: testNodeIP.As4(), PolicyEnabled: 1, PolicyVerdictEvents: 1}
 	fields(&c)
 	return c
 }
@@ -309,5 +310,33 @@ func TestTunnelModeMatchesBTF(t *testing.T) {
 	}
 	if len(enum) != 2 {
 		t.Errorf("enum tunnel_mode has %d values, bpfconfig knows 2: %v", len(enum), enum)
+	}
+}
+
+// TestBuildPolicy: enable-policy, policy-audit-mode and
+// bpf-events-policy-verdict-enabled reach the BPF config.
+func TestBuildPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		data                  map[string]string
+		enabled, audit, event uint8
+	}{
+		{nil, 1, 0, 1},
+		{map[string]string{"enable-policy": "never"}, 0, 0, 1},
+		{map[string]string{"enable-policy": "always"}, 1, 0, 1},
+		{map[string]string{"policy-audit-mode": "true"}, 1, 1, 1},
+		{map[string]string{"bpf-events-policy-verdict-enabled": "false"}, 1, 0, 0},
+	} {
+		c, _, err := config.FromMap(tc.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := bpfconfig.Build(c, testNode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.PolicyEnabled != tc.enabled || got.PolicyAuditMode != tc.audit || got.PolicyVerdictEvents != tc.event {
+			t.Errorf("%v: policy enabled/audit/events %d/%d/%d, want %d/%d/%d", tc.data,
+				got.PolicyEnabled, got.PolicyAuditMode, got.PolicyVerdictEvents, tc.enabled, tc.audit, tc.event)
+		}
 	}
 }

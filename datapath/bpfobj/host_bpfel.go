@@ -94,6 +94,7 @@ const (
 	HostDropReasonDROP_DSR_OPT_FAILED          HostDropReason = 31
 	HostDropReasonDROP_FRAG_NEEDED_UNANSWERED  HostDropReason = 32
 	HostDropReasonDROP_SPOOFED_SOURCE          HostDropReason = 33
+	HostDropReasonDROP_MISSED_TAIL_CALL        HostDropReason = 34
 	HostDropReasonDROP_MASQ_NO_PORT            HostDropReason = 40
 	HostDropReasonDROP_MASQ_FAILED             HostDropReason = 41
 	HostDropReasonDROP_SVC_NO_LOCAL_BACKEND    HostDropReason = 50
@@ -103,7 +104,9 @@ const (
 	HostDropReasonDROP_IPIP_UNKNOWN_PEER       HostDropReason = 65
 	HostDropReasonDROP_IPIP_TRUNCATED_INNER    HostDropReason = 66
 	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 68
+	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
+	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 72
 )
 
 type HostEndpointFlags uint32
@@ -362,8 +365,45 @@ type HostPodpathConfig struct {
 	LbSourceRangeCheck    uint8
 	TunnelMode            uint8
 	NodeSubnetLen         uint8
-	Pad3                  uint16
-	_                     [4]byte
+	PolicyEnabled         uint8
+	PolicyAuditMode       uint8
+	PolicyVerdictEvents   uint8
+	Pad3                  uint8
+	_                     [2]byte
+}
+
+type HostPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   [2]uint32
+	Flags uint32
+}
+
+type HostPolicyCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type HostPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type HostPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type HostRoutingMode uint32
@@ -462,6 +502,9 @@ const (
 	HostTraceVerdictVERDICT_REDIRECT       HostTraceVerdict = 2
 	HostTraceVerdictVERDICT_REDIRECT_PEER  HostTraceVerdict = 3
 	HostTraceVerdictVERDICT_REDIRECT_NEIGH HostTraceVerdict = 4
+	HostTraceVerdictVERDICT_POLICY_ALLOWED HostTraceVerdict = 5
+	HostTraceVerdictVERDICT_POLICY_DENIED  HostTraceVerdict = 6
+	HostTraceVerdictVERDICT_POLICY_AUDIT   HostTraceVerdict = 7
 )
 
 type HostTunnelMode uint32
@@ -487,6 +530,7 @@ const (
 	HostMapCtAny                 = "ct_any"
 	HostMapCtTcp                 = "ct_tcp"
 	HostMapEndpoints             = "endpoints"
+	HostMapHostTails             = "host_tails"
 	HostMapIpcache               = "ipcache"
 	HostMapLbAffinity            = "lb_affinity"
 	HostMapLbBackendSlots        = "lb_backend_slots"
@@ -500,16 +544,21 @@ const (
 	HostMapMasqNonmasq           = "masq_nonmasq"
 	HostMapMasqStats             = "masq_stats"
 	HostMapNodes                 = "nodes"
+	HostMapPolicy                = "policy"
+	HostMapPolicyCt              = "policy_ct"
+	HostMapPolicyRev             = "policy_rev"
 	HostMapSnat                  = "snat"
 	HostMapTraceEvents           = "trace_events"
 	HostProgFromHostSvc          = "from_host_svc"
 	HostProgFromNetdev           = "from_netdev"
+	HostProgFromNetdevDecap      = "from_netdev_decap"
 	HostProgToNetdev             = "to_netdev"
 	HostVarCONFIG                = "CONFIG"
 	HostVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
 	HostVarPpBtfAnchor           = "pp_btf_anchor"
 	HostVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
 	HostVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	HostVarPpBtfAnchorPolicy     = "pp_btf_anchor_policy"
 	HostVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 	HostVarPpMasqStatAnchor      = "pp_masq_stat_anchor"
 )
@@ -556,9 +605,10 @@ type HostSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostProgramSpecs struct {
-	FromHostSvc *ebpf.ProgramSpec `ebpf:"from_host_svc"`
-	FromNetdev  *ebpf.ProgramSpec `ebpf:"from_netdev"`
-	ToNetdev    *ebpf.ProgramSpec `ebpf:"to_netdev"`
+	FromHostSvc     *ebpf.ProgramSpec `ebpf:"from_host_svc"`
+	FromNetdev      *ebpf.ProgramSpec `ebpf:"from_netdev"`
+	FromNetdevDecap *ebpf.ProgramSpec `ebpf:"from_netdev_decap"`
+	ToNetdev        *ebpf.ProgramSpec `ebpf:"to_netdev"`
 }
 
 // HostMapSpecs contains maps before they are loaded into the kernel.
@@ -568,6 +618,7 @@ type HostMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	HostTails      *ebpf.MapSpec `ebpf:"host_tails"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
@@ -581,6 +632,9 @@ type HostMapSpecs struct {
 	MasqNonmasq    *ebpf.MapSpec `ebpf:"masq_nonmasq"`
 	MasqStats      *ebpf.MapSpec `ebpf:"masq_stats"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -594,6 +648,7 @@ type HostVariableSpecs struct {
 	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 	PpMasqStatAnchor      *ebpf.VariableSpec `ebpf:"pp_masq_stat_anchor"`
 }
@@ -621,6 +676,7 @@ type HostMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	HostTails      *ebpf.Map `ebpf:"host_tails"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
@@ -634,6 +690,9 @@ type HostMaps struct {
 	MasqNonmasq    *ebpf.Map `ebpf:"masq_nonmasq"`
 	MasqStats      *ebpf.Map `ebpf:"masq_stats"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -643,6 +702,7 @@ func (m *HostMaps) Close() error {
 		m.CtAny,
 		m.CtTcp,
 		m.Endpoints,
+		m.HostTails,
 		m.Ipcache,
 		m.LbAffinity,
 		m.LbBackendSlots,
@@ -656,6 +716,9 @@ func (m *HostMaps) Close() error {
 		m.MasqNonmasq,
 		m.MasqStats,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -670,6 +733,7 @@ type HostVariables struct {
 	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 	PpMasqStatAnchor      *ebpf.Variable `ebpf:"pp_masq_stat_anchor"`
 }
@@ -678,15 +742,17 @@ type HostVariables struct {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostPrograms struct {
-	FromHostSvc *ebpf.Program `ebpf:"from_host_svc"`
-	FromNetdev  *ebpf.Program `ebpf:"from_netdev"`
-	ToNetdev    *ebpf.Program `ebpf:"to_netdev"`
+	FromHostSvc     *ebpf.Program `ebpf:"from_host_svc"`
+	FromNetdev      *ebpf.Program `ebpf:"from_netdev"`
+	FromNetdevDecap *ebpf.Program `ebpf:"from_netdev_decap"`
+	ToNetdev        *ebpf.Program `ebpf:"to_netdev"`
 }
 
 func (p *HostPrograms) Close() error {
 	return _HostClose(
 		p.FromHostSvc,
 		p.FromNetdev,
+		p.FromNetdevDecap,
 		p.ToNetdev,
 	)
 }

@@ -94,6 +94,7 @@ const (
 	LxcDropReasonDROP_DSR_OPT_FAILED          LxcDropReason = 31
 	LxcDropReasonDROP_FRAG_NEEDED_UNANSWERED  LxcDropReason = 32
 	LxcDropReasonDROP_SPOOFED_SOURCE          LxcDropReason = 33
+	LxcDropReasonDROP_MISSED_TAIL_CALL        LxcDropReason = 34
 	LxcDropReasonDROP_MASQ_NO_PORT            LxcDropReason = 40
 	LxcDropReasonDROP_MASQ_FAILED             LxcDropReason = 41
 	LxcDropReasonDROP_SVC_NO_LOCAL_BACKEND    LxcDropReason = 50
@@ -103,7 +104,9 @@ const (
 	LxcDropReasonDROP_IPIP_UNKNOWN_PEER       LxcDropReason = 65
 	LxcDropReasonDROP_IPIP_TRUNCATED_INNER    LxcDropReason = 66
 	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 68
+	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
+	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 72
 )
 
 type LxcEndpointFlags uint32
@@ -345,8 +348,45 @@ type LxcPodpathConfig struct {
 	LbSourceRangeCheck    uint8
 	TunnelMode            uint8
 	NodeSubnetLen         uint8
-	Pad3                  uint16
-	_                     [4]byte
+	PolicyEnabled         uint8
+	PolicyAuditMode       uint8
+	PolicyVerdictEvents   uint8
+	Pad3                  uint8
+	_                     [2]byte
+}
+
+type LxcPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   [2]uint32
+	Flags uint32
+}
+
+type LxcPolicyCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type LxcPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type LxcPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type LxcRoutingMode uint32
@@ -445,6 +485,9 @@ const (
 	LxcTraceVerdictVERDICT_REDIRECT       LxcTraceVerdict = 2
 	LxcTraceVerdictVERDICT_REDIRECT_PEER  LxcTraceVerdict = 3
 	LxcTraceVerdictVERDICT_REDIRECT_NEIGH LxcTraceVerdict = 4
+	LxcTraceVerdictVERDICT_POLICY_ALLOWED LxcTraceVerdict = 5
+	LxcTraceVerdictVERDICT_POLICY_DENIED  LxcTraceVerdict = 6
+	LxcTraceVerdictVERDICT_POLICY_AUDIT   LxcTraceVerdict = 7
 )
 
 type LxcTunnelMode uint32
@@ -480,6 +523,9 @@ const (
 	LxcMapLbServices            = "lb_services"
 	LxcMapLbSourceRanges        = "lb_source_ranges"
 	LxcMapNodes                 = "nodes"
+	LxcMapPolicy                = "policy"
+	LxcMapPolicyCt              = "policy_ct"
+	LxcMapPolicyRev             = "policy_rev"
 	LxcMapSnat                  = "snat"
 	LxcMapTraceEvents           = "trace_events"
 	LxcProgFromContainer        = "from_container"
@@ -489,6 +535,7 @@ const (
 	LxcVarPpBtfAnchor           = "pp_btf_anchor"
 	LxcVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
 	LxcVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	LxcVarPpBtfAnchorPolicy     = "pp_btf_anchor_policy"
 	LxcVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
@@ -555,6 +602,9 @@ type LxcMapSpecs struct {
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -568,6 +618,7 @@ type LxcVariableSpecs struct {
 	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
@@ -604,6 +655,9 @@ type LxcMaps struct {
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -623,6 +677,9 @@ func (m *LxcMaps) Close() error {
 		m.LbServices,
 		m.LbSourceRanges,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -637,6 +694,7 @@ type LxcVariables struct {
 	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 

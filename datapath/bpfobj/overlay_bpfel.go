@@ -94,6 +94,7 @@ const (
 	OverlayDropReasonDROP_DSR_OPT_FAILED          OverlayDropReason = 31
 	OverlayDropReasonDROP_FRAG_NEEDED_UNANSWERED  OverlayDropReason = 32
 	OverlayDropReasonDROP_SPOOFED_SOURCE          OverlayDropReason = 33
+	OverlayDropReasonDROP_MISSED_TAIL_CALL        OverlayDropReason = 34
 	OverlayDropReasonDROP_MASQ_NO_PORT            OverlayDropReason = 40
 	OverlayDropReasonDROP_MASQ_FAILED             OverlayDropReason = 41
 	OverlayDropReasonDROP_SVC_NO_LOCAL_BACKEND    OverlayDropReason = 50
@@ -103,7 +104,9 @@ const (
 	OverlayDropReasonDROP_IPIP_UNKNOWN_PEER       OverlayDropReason = 65
 	OverlayDropReasonDROP_IPIP_TRUNCATED_INNER    OverlayDropReason = 66
 	OverlayDropReasonDROP_IPIP_INNER_NOT_IPV4     OverlayDropReason = 67
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 68
+	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
+	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 72
 )
 
 type OverlayEndpointFlags uint32
@@ -345,8 +348,45 @@ type OverlayPodpathConfig struct {
 	LbSourceRangeCheck    uint8
 	TunnelMode            uint8
 	NodeSubnetLen         uint8
-	Pad3                  uint16
-	_                     [4]byte
+	PolicyEnabled         uint8
+	PolicyAuditMode       uint8
+	PolicyVerdictEvents   uint8
+	Pad3                  uint8
+	_                     [2]byte
+}
+
+type OverlayPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   [2]uint32
+	Flags uint32
+}
+
+type OverlayPolicyCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type OverlayPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type OverlayPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type OverlayRoutingMode uint32
@@ -445,6 +485,9 @@ const (
 	OverlayTraceVerdictVERDICT_REDIRECT       OverlayTraceVerdict = 2
 	OverlayTraceVerdictVERDICT_REDIRECT_PEER  OverlayTraceVerdict = 3
 	OverlayTraceVerdictVERDICT_REDIRECT_NEIGH OverlayTraceVerdict = 4
+	OverlayTraceVerdictVERDICT_POLICY_ALLOWED OverlayTraceVerdict = 5
+	OverlayTraceVerdictVERDICT_POLICY_DENIED  OverlayTraceVerdict = 6
+	OverlayTraceVerdictVERDICT_POLICY_AUDIT   OverlayTraceVerdict = 7
 )
 
 type OverlayTunnelMode uint32
@@ -480,6 +523,9 @@ const (
 	OverlayMapLbServices            = "lb_services"
 	OverlayMapLbSourceRanges        = "lb_source_ranges"
 	OverlayMapNodes                 = "nodes"
+	OverlayMapPolicy                = "policy"
+	OverlayMapPolicyCt              = "policy_ct"
+	OverlayMapPolicyRev             = "policy_rev"
 	OverlayMapSnat                  = "snat"
 	OverlayMapTraceEvents           = "trace_events"
 	OverlayProgFromOverlay          = "from_overlay"
@@ -488,6 +534,7 @@ const (
 	OverlayVarPpBtfAnchor           = "pp_btf_anchor"
 	OverlayVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
 	OverlayVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	OverlayVarPpBtfAnchorPolicy     = "pp_btf_anchor_policy"
 	OverlayVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
@@ -553,6 +600,9 @@ type OverlayMapSpecs struct {
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
 	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -566,6 +616,7 @@ type OverlayVariableSpecs struct {
 	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
@@ -602,6 +653,9 @@ type OverlayMaps struct {
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
 	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -621,6 +675,9 @@ func (m *OverlayMaps) Close() error {
 		m.LbServices,
 		m.LbSourceRanges,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -635,6 +692,7 @@ type OverlayVariables struct {
 	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 

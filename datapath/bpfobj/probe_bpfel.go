@@ -50,6 +50,7 @@ const (
 	ProbeDropReasonDROP_DSR_OPT_FAILED          ProbeDropReason = 31
 	ProbeDropReasonDROP_FRAG_NEEDED_UNANSWERED  ProbeDropReason = 32
 	ProbeDropReasonDROP_SPOOFED_SOURCE          ProbeDropReason = 33
+	ProbeDropReasonDROP_MISSED_TAIL_CALL        ProbeDropReason = 34
 	ProbeDropReasonDROP_MASQ_NO_PORT            ProbeDropReason = 40
 	ProbeDropReasonDROP_MASQ_FAILED             ProbeDropReason = 41
 	ProbeDropReasonDROP_SVC_NO_LOCAL_BACKEND    ProbeDropReason = 50
@@ -59,7 +60,9 @@ const (
 	ProbeDropReasonDROP_IPIP_UNKNOWN_PEER       ProbeDropReason = 65
 	ProbeDropReasonDROP_IPIP_TRUNCATED_INNER    ProbeDropReason = 66
 	ProbeDropReasonDROP_IPIP_INNER_NOT_IPV4     ProbeDropReason = 67
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 68
+	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
+	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 72
 )
 
 type ProbeHostRouting uint32
@@ -165,8 +168,11 @@ type ProbePodpathConfig struct {
 	LbSourceRangeCheck    uint8
 	TunnelMode            uint8
 	NodeSubnetLen         uint8
-	Pad3                  uint16
-	_                     [4]byte
+	PolicyEnabled         uint8
+	PolicyAuditMode       uint8
+	PolicyVerdictEvents   uint8
+	Pad3                  uint8
+	_                     [2]byte
 }
 
 type ProbeRoutingMode uint32
@@ -265,6 +271,9 @@ const (
 	ProbeTraceVerdictVERDICT_REDIRECT       ProbeTraceVerdict = 2
 	ProbeTraceVerdictVERDICT_REDIRECT_PEER  ProbeTraceVerdict = 3
 	ProbeTraceVerdictVERDICT_REDIRECT_NEIGH ProbeTraceVerdict = 4
+	ProbeTraceVerdictVERDICT_POLICY_ALLOWED ProbeTraceVerdict = 5
+	ProbeTraceVerdictVERDICT_POLICY_DENIED  ProbeTraceVerdict = 6
+	ProbeTraceVerdictVERDICT_POLICY_AUDIT   ProbeTraceVerdict = 7
 )
 
 type ProbeTunnelMode uint32

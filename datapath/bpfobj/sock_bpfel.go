@@ -94,6 +94,7 @@ const (
 	SockDropReasonDROP_DSR_OPT_FAILED          SockDropReason = 31
 	SockDropReasonDROP_FRAG_NEEDED_UNANSWERED  SockDropReason = 32
 	SockDropReasonDROP_SPOOFED_SOURCE          SockDropReason = 33
+	SockDropReasonDROP_MISSED_TAIL_CALL        SockDropReason = 34
 	SockDropReasonDROP_MASQ_NO_PORT            SockDropReason = 40
 	SockDropReasonDROP_MASQ_FAILED             SockDropReason = 41
 	SockDropReasonDROP_SVC_NO_LOCAL_BACKEND    SockDropReason = 50
@@ -103,7 +104,9 @@ const (
 	SockDropReasonDROP_IPIP_UNKNOWN_PEER       SockDropReason = 65
 	SockDropReasonDROP_IPIP_TRUNCATED_INNER    SockDropReason = 66
 	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 68
+	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
+	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 72
 )
 
 type SockEndpointFlags uint32
@@ -358,8 +361,45 @@ type SockPodpathConfig struct {
 	LbSourceRangeCheck    uint8
 	TunnelMode            uint8
 	NodeSubnetLen         uint8
-	Pad3                  uint16
-	_                     [4]byte
+	PolicyEnabled         uint8
+	PolicyAuditMode       uint8
+	PolicyVerdictEvents   uint8
+	Pad3                  uint8
+	_                     [2]byte
+}
+
+type SockPolicyCtEntry struct {
+	_     structs.HostLayout
+	Rev   [2]uint32
+	Flags uint32
+}
+
+type SockPolicyCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type SockPolicyEntry struct {
+	_    structs.HostLayout
+	Kind uint32
+	Rule uint32
+}
+
+type SockPolicyKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ep        uint32
+	Dir       uint8
+	Pad       [3]uint8
+	Identity  uint32
+	Proto     uint8
+	Pad2      uint8
+	Dport     uint16
 }
 
 type SockRoutingMode uint32
@@ -458,6 +498,9 @@ const (
 	SockTraceVerdictVERDICT_REDIRECT       SockTraceVerdict = 2
 	SockTraceVerdictVERDICT_REDIRECT_PEER  SockTraceVerdict = 3
 	SockTraceVerdictVERDICT_REDIRECT_NEIGH SockTraceVerdict = 4
+	SockTraceVerdictVERDICT_POLICY_ALLOWED SockTraceVerdict = 5
+	SockTraceVerdictVERDICT_POLICY_DENIED  SockTraceVerdict = 6
+	SockTraceVerdictVERDICT_POLICY_AUDIT   SockTraceVerdict = 7
 )
 
 type SockTunnelMode uint32
@@ -493,6 +536,9 @@ const (
 	SockMapLbSockRev             = "lb_sock_rev"
 	SockMapLbSourceRanges        = "lb_source_ranges"
 	SockMapNodes                 = "nodes"
+	SockMapPolicy                = "policy"
+	SockMapPolicyCt              = "policy_ct"
+	SockMapPolicyRev             = "policy_rev"
 	SockMapSnat                  = "snat"
 	SockMapTraceEvents           = "trace_events"
 	SockProgSockConnect4         = "sock_connect4"
@@ -503,6 +549,7 @@ const (
 	SockVarPpBtfAnchor           = "pp_btf_anchor"
 	SockVarPpBtfAnchorLb         = "pp_btf_anchor_lb"
 	SockVarPpBtfAnchorMaps       = "pp_btf_anchor_maps"
+	SockVarPpBtfAnchorPolicy     = "pp_btf_anchor_policy"
 	SockVarPpBtfAnchorTunnelMode = "pp_btf_anchor_tunnel_mode"
 )
 
@@ -571,6 +618,9 @@ type SockMapSpecs struct {
 	LbSockRev      *ebpf.MapSpec `ebpf:"lb_sock_rev"`
 	LbSourceRanges *ebpf.MapSpec `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.MapSpec `ebpf:"nodes"`
+	Policy         *ebpf.MapSpec `ebpf:"policy"`
+	PolicyCt       *ebpf.MapSpec `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -583,6 +633,7 @@ type SockVariableSpecs struct {
 	PpBtfAnchor           *ebpf.VariableSpec `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.VariableSpec `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.VariableSpec `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.VariableSpec `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.VariableSpec `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 
@@ -619,6 +670,9 @@ type SockMaps struct {
 	LbSockRev      *ebpf.Map `ebpf:"lb_sock_rev"`
 	LbSourceRanges *ebpf.Map `ebpf:"lb_source_ranges"`
 	Nodes          *ebpf.Map `ebpf:"nodes"`
+	Policy         *ebpf.Map `ebpf:"policy"`
+	PolicyCt       *ebpf.Map `ebpf:"policy_ct"`
+	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
 }
@@ -638,6 +692,9 @@ func (m *SockMaps) Close() error {
 		m.LbSockRev,
 		m.LbSourceRanges,
 		m.Nodes,
+		m.Policy,
+		m.PolicyCt,
+		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
 	)
@@ -651,6 +708,7 @@ type SockVariables struct {
 	PpBtfAnchor           *ebpf.Variable `ebpf:"pp_btf_anchor"`
 	PpBtfAnchorLb         *ebpf.Variable `ebpf:"pp_btf_anchor_lb"`
 	PpBtfAnchorMaps       *ebpf.Variable `ebpf:"pp_btf_anchor_maps"`
+	PpBtfAnchorPolicy     *ebpf.Variable `ebpf:"pp_btf_anchor_policy"`
 	PpBtfAnchorTunnelMode *ebpf.Variable `ebpf:"pp_btf_anchor_tunnel_mode"`
 }
 

@@ -268,6 +268,11 @@ type Config struct {
 	SvcSourceRangeCheck bool
 	// EnableBGPControlPlane runs the agent's BGP speaker (enable-bgp-control-plane).
 	EnableBGPControlPlane bool
+	// Network policy: enable-policy (default, always, never), policy-audit-mode and
+	// bpf-events-policy-verdict-enabled.
+	PolicyEnforcement   string
+	PolicyAuditMode     bool
+	PolicyVerdictEvents bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -294,6 +299,8 @@ func Default() *Config {
 		LBAlgorithm:             LBRandom,
 		MaglevTableSize:         16381,
 		DSRDispatch:             DSRDispatchOption,
+		PolicyEnforcement:       "default",
+		PolicyVerdictEvents:     true,
 		CTTCPMax:                524288,
 		CTAnyMax:                262144,
 		ClusterName:             "default",

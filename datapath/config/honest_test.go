@@ -19,7 +19,7 @@ func TestSeedWarnings(t *testing.T) {
 		"debug":                      "logs at info level",
 		"enable-bpf-clock-probe":     "bpf_ktime_get_ns",
 		"etcd-config":                "podpath contacts no kvstore",
-		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's name",
+		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's labels",
 		"kvstore":                    `"etcd" is not implemented: no kvstore is contacted: identities are allocated by each agent`,
 		"kvstore-opt":                "podpath contacts no kvstore",
 		"monitor-aggregation-flags":  "never because of TCP flags",
@@ -85,7 +85,7 @@ func TestWarnings(t *testing.T) {
 		{"CT size without kube-proxy replacement", map[string]string{"bpf-ct-global-any-max": "4096"}, "bpf-ct-global-any-max", true},
 		{"CT size with kube-proxy replacement", map[string]string{"bpf-ct-global-any-max": "4096", "kube-proxy-replacement": "true"}, "bpf-ct-global-any-max", false},
 		{"ipam cluster-pool", map[string]string{"ipam": "cluster-pool"}, "ipam", true},
-		{"network policy on", map[string]string{"enable-k8s-networkpolicy": "true"}, "enable-k8s-networkpolicy", true},
+		{"network policy on", map[string]string{"enable-k8s-networkpolicy": "false"}, "enable-k8s-networkpolicy", true},
 		{"operator address: no operator, nothing lost", map[string]string{"operator-api-serve-addr": ":1"}, "operator-api-serve-addr", false},
 		{"routing mode: read", map[string]string{"routing-mode": "tunnel"}, "routing-mode", false},
 	} {

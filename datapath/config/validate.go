@@ -295,6 +295,11 @@ func (v *resolver) scalars() {
 	v.boolean("bpf-lb-sock", &c.LBSock)
 	v.boolean("bpf-lb-sock-hostns-only", &c.LBSockHostnsOnly)
 	v.boolean("enable-bgp-control-plane", &c.EnableBGPControlPlane)
+	if mode, ok := v.enum("enable-policy"); ok {
+		c.PolicyEnforcement = mode
+	}
+	v.boolean("policy-audit-mode", &c.PolicyAuditMode)
+	v.boolean("bpf-events-policy-verdict-enabled", &c.PolicyVerdictEvents)
 
 	if n, ok := v.integer("mtu", "0 (auto) or 68..65535"); ok {
 		if n != 0 && n < 68 {

@@ -53,3 +53,19 @@ func podAddress(p *corev1.Pod) (netip.Addr, bool, error) {
 	}
 	return a, true, nil
 }
+
+// PodLabels returns pod namespace/name's labels with its namespace as
+// io.kubernetes.pod.namespace, as Cilium derives identities (agent.PodLabeler).
+func (w *Watcher) PodLabels(ctx context.Context, namespace, name string) (map[string]string, error) {
+	p, err := w.pods.Pods(namespace).Get(name)
+	if err != nil {
+		if p, err = w.opts.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("get pod %s/%s: %w", namespace, name, err)
+		}
+	}
+	out := map[string]string{"io.kubernetes.pod.namespace": namespace}
+	for k, v := range p.Labels {
+		out[k] = v
+	}
+	return out, nil
+}

@@ -45,7 +45,7 @@ func TestNodeFromK8s(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("NodeFromK8s = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})

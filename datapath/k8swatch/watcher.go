@@ -266,7 +266,7 @@ func (w *Watcher) syncNode(ctx context.Context, name string) error {
 		w.opts.Log.Info("k8s: node not ready for the agent", "err", err)
 		return nil
 	}
-	if seen, ok := w.nodeSeen[name]; ok && seen == an {
+	if seen, ok := w.nodeSeen[name]; ok && reflect.DeepEqual(seen, an) {
 		return nil
 	}
 	if err := w.opts.Target.NodeUpsert(ctx, an); err != nil {

@@ -36,6 +36,10 @@ const (
 	// Service semantics (issue 12): sessionAffinity, loadBalancerSourceRanges.
 	MapLBAffinity     = bpfobj.LxcMapLbAffinity
 	MapLBSourceRanges = bpfobj.LxcMapLbSourceRanges
+	// Network policy (bpf/lib/policy.h).
+	MapPolicy    = bpfobj.LxcMapPolicy
+	MapPolicyCT  = bpfobj.LxcMapPolicyCt
+	MapPolicyRev = bpfobj.LxcMapPolicyRev
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
@@ -201,6 +205,9 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapSNAT:           d.Lxc.Snat,
 			MapLBAffinity:     d.Lxc.LbAffinity,
 			MapLBSourceRanges: d.Lxc.LbSourceRanges,
+			MapPolicy:         d.Lxc.Policy,
+			MapPolicyCT:       d.Lxc.PolicyCt,
+			MapPolicyRev:      d.Lxc.PolicyRev,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -315,7 +322,7 @@ func (d *Datapath) Unpin() error {
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
 		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats,
-		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges} {
+		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

@@ -277,6 +277,9 @@ var configWitnesses = map[string]witness{
 		{"redirect-peer", "same-node-path", "netfilter's forward hook sees the packets"}}},
 	"enable-ipv4=true": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "MACs and TTL one less per routing hop"}}},
+	"policy-audit-mode=true": {checks: []checkRef{
+		{"policy", "policy-flow", "recorded as %s at %s on %s"},
+		{"policy", "policy-flow", "reaches %s's eth0"}}},
 	"enable-ipv6=false": {noWitness: "podpath's datapath is IPv4-only: false is the only value it runs with, " +
 		"and no IPv6 address or route exists in any catalog topology to show otherwise"},
 	// Only traffic inside the CIDR is witnessed (forwarded in BPF); no catalog check

@@ -145,8 +145,15 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 // Register tells node's agent about every node of the topology and plumbs its pods.
 func (a *Agents) Register(ctx context.Context, node string) error {
 	c := a.Client(node)
+	labels := a.podLabels()
 	for _, n := range a.t.Nodes() {
-		if err := c.NodeUpsert(ctx, agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}); err != nil {
+		an := agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}
+		if n.Name != node {
+			for _, p := range n.Pods {
+				an.Pods = append(an.Pods, agent.PodRef{Name: p.Name, IP: p.IP, Labels: labels[p.Name]})
+			}
+		}
+		if err := c.NodeUpsert(ctx, an); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}
 	}
@@ -155,9 +162,40 @@ func (a *Agents) Register(ctx context.Context, node string) error {
 		m, _ := a.t.Member(p.Name)
 		// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
 		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
-			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String()}
+			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: labels[p.Name]}
 		if err := c.EndpointAdd(ctx, ep); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// podLabels are the topology's pod labels by pod name.
+func (a *Agents) podLabels() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, n := range a.t.Spec().Nodes {
+		for _, p := range n.Pods {
+			out[p.Name] = p.Labels
+		}
+	}
+	return out
+}
+
+// PolicyUpsert programs a network policy on every node's agent.
+func (a *Agents) PolicyUpsert(ctx context.Context, p agent.Policy) error {
+	for _, n := range a.t.Nodes() {
+		if err := a.Client(n.Name).PolicyUpsert(ctx, p); err != nil {
+			return fmt.Errorf("agent on %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// PolicyDelete removes a network policy from every node's agent.
+func (a *Agents) PolicyDelete(ctx context.Context, name string) error {
+	for _, n := range a.t.Nodes() {
+		if err := a.Client(n.Name).PolicyDelete(ctx, name); err != nil {
+			return fmt.Errorf("agent on %s: %w", n.Name, err)
 		}
 	}
 	return nil

@@ -38,6 +38,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = run(ctx, args[1:], stderr)
 	case "status":
 		err = status(ctx, args[1:], stdout)
+	case "policy":
+		err = policyCmd(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "podpath-agent", version.String())
 	default:
@@ -58,6 +60,7 @@ Usage:
   podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--node-ip IP] [--config cilium-config.yaml]
                     [--state-dir DIR] [--bpffs DIR] [--cgroup DIR] [--k8s [--kubeconfig FILE]] [--cni-conf FILE]
   podpath-agent status [--state-dir DIR] [--json]
+  podpath-agent policy apply -f FILE | delete NAME | list [--state-dir DIR]
   podpath-agent version
 `)
 }
