@@ -4,7 +4,7 @@
 # what is missing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git)
+packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

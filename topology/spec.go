@@ -27,6 +27,8 @@ type Spec struct {
 	// PodNetwork says who plumbs pods into nodes: PodNetworkKernel (default: the harness,
 	// with plain kernel forwarding) or PodNetworkAgent (the node's agent, through its API).
 	PodNetwork string `json:"podNetwork,omitempty"`
+	// Etcd, when set, runs a real etcd cluster on the underlay (see EtcdSpec).
+	Etcd *EtcdSpec `json:"etcd,omitempty"`
 }
 
 // Values of Spec.PodRoutes.
@@ -92,6 +94,8 @@ type PodSpec struct {
 	Address string `json:"address,omitempty"`
 	// MTU of the pod's eth0; the MTU of the node's first interface when zero.
 	MTU int `json:"mtu,omitempty"`
+	// Labels are the pod's Kubernetes labels: identities are allocated from them.
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 }
 
 // RouterSpec is a router between segments: it forwards for everybody.
@@ -142,6 +146,10 @@ func (s *Spec) Clone() *Spec {
 	for i := range c.Routers {
 		c.Routers[i].Interfaces = slices.Clone(c.Routers[i].Interfaces)
 	}
+	if s.Etcd != nil {
+		e := *s.Etcd
+		c.Etcd = &e
+	}
 	c.Clients = slices.Clone(s.Clients)
 	for i := range c.Clients {
 		c.Clients[i].Interfaces = slices.Clone(c.Clients[i].Interfaces)
@@ -176,6 +184,7 @@ func (s *Spec) resolve() (*Spec, error) {
 			r.PodRoutes = PodRoutesRouters
 		}
 	}
+	r.expandEtcd()
 	segIdx := map[string]int{}
 	for i := range r.Segments {
 		if r.Segments[i].MTU == 0 {
