@@ -20,6 +20,7 @@ import (
 
 	"podpath/datapath/config"
 	"podpath/datapath/endpoint"
+	"podpath/datapath/kvstore"
 )
 
 // Options configure one agent. The agent runs inside its node's network namespace.
@@ -40,7 +41,10 @@ type Options struct {
 	StateDir string
 	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
 	BPFFS string
-	Log   *slog.Logger
+	// EtcdConfig is the etcd-config file (the file kvstore-opt's etcd.config names; the
+	// harness writes one per node); empty: the config's inline etcd-config key.
+	EtcdConfig string
+	Log        *slog.Logger
 }
 
 // Agent reconciles the node's datapath with the desired endpoints and nodes.
@@ -62,6 +66,9 @@ type Agent struct {
 	cniMu sync.Mutex
 	ipam  *ipamStore
 	pods  PodAddresses
+
+	// kv is the etcd connection with kvstore: etcd (kvstore.go); nil otherwise.
+	kv *kvstore.Store
 }
 
 // Socket returns the API socket path of an agent with this state dir.
@@ -150,6 +157,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opts.Log.Warn("reconcile", "err", err)
 	}
 	go a.watchPeerMTUs(ctx)
+	if err := a.startKVStore(ctx); err != nil {
+		return err
+	}
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
 	return a.serve(ctx, Socket(a.opts.StateDir))
 }
@@ -209,7 +219,7 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 		ep.HostVeth = hostVethName(ep.Name)
 	}
 	if ep.Identity == 0 {
-		ep.Identity = defaultIdentity(ep.Name)
+		ep.Identity = a.allocateIdentity(ctx, ep)
 	}
 	if err := ep.validate(a.opts.PodCIDR); err != nil {
 		return &InputError{Err: err}
@@ -228,7 +238,11 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reconcileEndpoint(ep)
+	if err := a.reconcileEndpoint(ep); err != nil {
+		return err
+	}
+	a.kvEndpointUpsert(ctx, ep)
+	return nil
 }
 
 // EndpointDelete removes a pod's map entries, programs and veth.
@@ -247,6 +261,7 @@ func (a *Agent) EndpointDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.kvEndpointDelete(ctx, ep)
 	return a.removeEndpoint(ep)
 }
 

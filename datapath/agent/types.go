@@ -4,7 +4,9 @@ package agent
 
 import (
 	"fmt"
+
 	"net/netip"
+	"podpath/datapath/kvstore"
 	"regexp"
 )
 
@@ -22,6 +24,9 @@ type Endpoint struct {
 	MTU int `json:"mtu,omitempty"`
 	// Identity is the security identity; 0: derived from the name, the same on every node.
 	Identity uint32 `json:"identity,omitempty"`
+	// Labels are the pod's labels: with identity-allocation-mode kvstore the identity
+	// is allocated in etcd from them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Node is a node of the cluster (this one included), as the API receives it.
@@ -78,7 +83,9 @@ type Status struct {
 	MonitorAggregation   string   `json:"monitorAggregation"`
 	Devices              []string `json:"devices"`
 	NodeIP               string   `json:"nodeIP"`
-	MTU                  MTUs     `json:"mtu"`
+	// KVStore is the etcd connection with kvstore: etcd (nil otherwise).
+	KVStore *kvstore.Status `json:"kvstore,omitempty"`
+	MTU     MTUs            `json:"mtu"`
 	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
 	// each other node and the route MTU installed for its PodCIDR.
 	Peers     []PeerMTU `json:"peers,omitempty"`

@@ -113,6 +113,11 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	if a.config != "" {
 		args = append(args, "--config", a.config)
 	}
+	if f, err := a.writeEtcdConfig(node); err != nil {
+		return err
+	} else if f != "" {
+		args = append(args, "--etcd-config", f)
+	}
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := a.t.StartCmd(node, cmd); err != nil {
@@ -149,7 +154,7 @@ func (a *Agents) Register(ctx context.Context, node string) error {
 		m, _ := a.t.Member(p.Name)
 		// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
 		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
-			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String()}
+			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: PodLabels(a.t.Spec(), p.Name)}
 		if err := c.EndpointAdd(ctx, ep); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}
