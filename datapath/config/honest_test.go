@@ -20,10 +20,10 @@ func TestSeedWarnings(t *testing.T) {
 		"enable-bpf-clock-probe":     "bpf_ktime_get_ns",
 		"enable-bpf-masquerade":      `"True" is not implemented: pods reach destinations outside the cluster with their own addresses (no masquerading)`,
 		"enable-ipv4-masquerade":     `"True" is not implemented: pods reach destinations outside the cluster with their own addresses`,
-		"etcd-config":                "podpath contacts no kvstore",
-		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's name",
-		"kvstore":                    `"etcd" is not implemented: no kvstore is contacted: identities are allocated by each agent`,
-		"kvstore-opt":                "podpath contacts no kvstore",
+		"etcd-config":                "podpath-agent reads the etcd-config file given as --etcd-config",
+		"identity-allocation-mode":   "allocates identities in etcd from the pod's labels",
+		"kvstore":                    `"etcd" is not implemented: etcd is partly done`,
+		"kvstore-opt":                "podpath-agent takes the etcd-config file as --etcd-config",
 		"monitor-aggregation-flags":  "never because of TCP flags",
 	}
 	for _, path := range []string{seedFile, seedExcerpt} {

@@ -219,6 +219,14 @@ type witness struct {
 // value), the catalog check that shows it in effect, from outside the agent's own
 // report: the wire, the kernel's tables, the BPF maps against the spec.
 var configWitnesses = map[string]witness{
+	// kvstore (issue 15): etcdctl reads what the agents wrote; the VNI carries it.
+	"kvstore=etcd": {checks: []checkRef{
+		{"kvstore", "kvstore-identity", "etcd: %s's address maps to an identity whose labels are the pod's (%s)"}}},
+	"identity-allocation-mode=kvstore": {checks: []checkRef{
+		{"kvstore", "kvstore-identity", "wire: %s's echo request to %s carries its etcd identity %d in the VNI"}}},
+	"etcd-config=*": {anyValue: true, checks: []checkRef{
+		{"kvstore", "kvstore-status", "%s's agent: KVStore Ok, etcd %d/%d connected, has-quorum=true"}}},
+	"kvstore-opt=*": {anyValue: true, noWitness: "podpath-agent does not read kvstore-opt: the harness passes the etcd-config file it names as --etcd-config"},
 	"routing-mode=native": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
 	"routing-mode=tunnel": {checks: []checkRef{
