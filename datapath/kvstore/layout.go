@@ -172,13 +172,18 @@ func (s *Store) lockSession(ctx context.Context) (*concurrency.Session, error) {
 			return sess, nil
 		}
 	}
+	// The grant has a deadline (NewSession's own would wait for etcd as long as its
+	// context lives); the session keeps the lease alive beyond this call.
 	c, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(int(s.opts.LeaseTTL/time.Second)), concurrency.WithContext(context.WithoutCancel(ctx)))
+	g, err := s.cli.Grant(c, int64(s.opts.LeaseTTL/time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("etcd lock lease: %w", err)
+	}
+	sess, err = concurrency.NewSession(s.cli, concurrency.WithLease(g.ID), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return nil, fmt.Errorf("etcd lock session: %w", err)
 	}
-	_ = c
 	s.mu.Lock()
 	s.session = sess
 	s.status.LockLease = fmt.Sprintf("%x", int64(sess.Lease()))

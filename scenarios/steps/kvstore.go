@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -196,6 +197,9 @@ func runKVIdentity(ctx context.Context, s *scenarios.Stage, w kvIdentityWith, _ 
 	}
 	first := string(w.Pods[0])
 	var serr error
+	if ids[first] == 0 {
+		serr = fmt.Errorf("%s has no identity in etcd", first)
+	}
 	for _, ref := range w.Pods[1:] {
 		if ids[string(ref)] != ids[first] {
 			serr = errors.Join(serr, fmt.Errorf("%s has identity %d, %s has %d", first, ids[first], ref, ids[string(ref)]))
@@ -247,6 +251,27 @@ type etcdOutageWith struct {
 	To       scenarios.PodRef `json:"to" required:"true" doc:"the pod it reaches"`
 	Outage   time.Duration    `json:"outage" doc:"how long every etcd member stays stopped after the agents report the outage"`
 	Interval time.Duration    `json:"interval" doc:"between echo requests (ping -i)"`
+	AddPod   scenarios.PodRef `json:"addPod" doc:"a pod (not from or to) removed from its agent before the outage and added again (CNI ADD) while etcd is down: it waits with the init identity (5) and gets its labels' identity, and is reachable from from, after the resync"`
+}
+
+func (w *etcdOutageWith) Validate(e strictyaml.FieldErrors) {
+	if w.AddPod != "" && (w.AddPod == w.From || w.AddPod == w.To) {
+		e.Add("addPod", "%s is from or to: want a third pod", w.AddPod)
+	}
+}
+
+// endpointIdentity is the identity node's agent holds for pod (0: not listed).
+func endpointIdentity(ctx context.Context, agents *agentrun.Agents, node, pod string) (uint32, error) {
+	eps, err := agents.Client(node).EndpointList(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, ep := range eps {
+		if ep.Name == pod {
+			return ep.Identity, nil
+		}
+	}
+	return 0, nil
 }
 
 type etcdOutageExpect struct {
@@ -276,9 +301,16 @@ func runEtcdOutage(ctx context.Context, s *scenarios.Stage, w etcdOutageWith, e 
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	go func() {
-		lost, out, err := probe.PingLoss(pctx, s.T, string(w.From), to.IP, count, w.Interval)
+		lost, out, err := longPing(pctx, s.T, string(w.From), to.IP, count, w.Interval)
 		pingDone <- result{lost, out, err}
 	}()
+	var added topology.Pod
+	if w.AddPod != "" {
+		added, _ = s.T.Pod(string(w.AddPod))
+		if err := agents.Client(added.Node).EndpointDelete(ctx, added.Name); err != nil {
+			return fmt.Errorf("remove %s before the outage: %w", added.Name, err)
+		}
+	}
 	time.Sleep(300 * time.Millisecond)
 	s.Progress("stopping every etcd member during a %s ping %s -> %s", w.Interval, w.From, w.To)
 	stopErr := et.EtcdStop(ctx)
@@ -287,6 +319,15 @@ func runEtcdOutage(ctx context.Context, s *scenarios.Stage, w etcdOutageWith, e 
 	for _, n := range nodes {
 		line, err := waitKV(ctx, agents, n, func(k *kvstore.Status) bool { return !k.HasQuorum && k.Connected == 0 })
 		s.Check(n+"'s agent reports the etcd outage (has-quorum=false, 0 connected)", "podpath-agent status of "+n+": KVStore: "+line, err)
+	}
+	if w.AddPod != "" {
+		aerr := agents.Client(added.Node).EndpointAdd(ctx, agents.Endpoint(added))
+		id, lerr := endpointIdentity(ctx, agents, added.Node, added.Name)
+		if aerr == nil && lerr == nil && id != 5 {
+			aerr = fmt.Errorf("identity %d, want init (5) while etcd is down", id)
+		}
+		s.Check(fmt.Sprintf("%s added to %s's agent during the outage waits with the init identity (5)", added.Name, added.Node),
+			"the endpoint list of "+added.Node+"'s agent", errors.Join(aerr, lerr))
 	}
 	// New TCP connections between known endpoints while etcd is down.
 	var tcpFailed []string
@@ -322,6 +363,43 @@ func runEtcdOutage(ctx context.Context, s *scenarios.Stage, w etcdOutageWith, e 
 		s.Check(fmt.Sprintf("%s's agent reconnects (%d/%d, has-quorum=true) and resyncs", n, members, members),
 			"podpath-agent status of "+n+": KVStore: "+line+" (resyncs before: "+strconv.Itoa(resyncs[n])+")", err)
 	}
+	if w.AddPod != "" {
+		labels := kvstore.CanonicalLabels(agentrun.PodLabels(s.T.Spec(), added.Name), "")
+		deadline := time.Now().Add(kvWait)
+		var err error
+		var id uint32
+		for {
+			err = nil
+			var v, lv string
+			var pair kvstore.IPIdentityPair
+			if v, err = etcdGet(ctx, s, kvstore.IPKey(added.IP)); err == nil {
+				if err = json.Unmarshal([]byte(v), &pair); err == nil {
+					if lv, err = etcdGet(ctx, s, kvstore.IdentityIDKey(pair.ID)); err == nil && lv != labels {
+						err = fmt.Errorf("identity %d has labels %q, want %q", pair.ID, lv, labels)
+					}
+				}
+			}
+			if err == nil {
+				var aid uint32
+				if aid, err = endpointIdentity(ctx, agents, added.Node, added.Name); err == nil && aid != pair.ID {
+					err = fmt.Errorf("agent holds identity %d, etcd %d", aid, pair.ID)
+				}
+				id = pair.ID
+			}
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		s.Check(fmt.Sprintf("after the resync %s has its labels' identity in etcd and in its agent", added.Name),
+			fmt.Sprintf("etcdctl get %s and identities/v1/id/%d; %s's endpoint list", kvstore.IPKey(added.IP), id, added.Node), err)
+		var xerr error
+		for _, proto := range []probe.Protocol{probe.ICMP, probe.TCP} {
+			xerr = errors.Join(xerr, probe.Exchange(ctx, s.T, proto, string(w.From), added.Name))
+		}
+		s.Check(fmt.Sprintf("%s reaches %s, added during the outage, after the resync (icmp, tcp)", w.From, added.Name),
+			"the echo server's answers in "+added.Name, xerr)
+	}
 	r := <-pingDone
 	var perr error
 	if r.lost > e.MaxLost {
@@ -330,4 +408,20 @@ func runEtcdOutage(ctx context.Context, s *scenarios.Stage, w etcdOutageWith, e 
 	s.Check(fmt.Sprintf("ping %s -> %s every %s across the outage: at most %d lost", w.From, w.To, w.Interval, e.MaxLost),
 		"ping's statistics in "+string(w.From), perr)
 	return nil
+}
+
+// longPing is `ping -c count -i interval` whose deadline allows for a loaded machine
+// (ping's timer slips: count x interval plus a quarter and 3 s); it returns how many
+// requests went unanswered, and ping's summary.
+func longPing(ctx context.Context, t topology.Cluster, src string, dst netip.Addr, count int, interval time.Duration) (int, string, error) {
+	within := time.Duration(count)*interval*5/4 + 3*time.Second
+	b, err := probe.Exec(ctx, t, within, src, "ping", "-q", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", dst.String())
+	out := string(b)
+	for _, line := range strings.Split(out, "\n") {
+		var sent, recv int
+		if _, serr := fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &recv); serr == nil && sent > 0 {
+			return sent - recv + (count - sent), out, nil
+		}
+	}
+	return count, out, errors.Join(errors.New("no ping statistics (ping killed at its deadline?)"), err)
 }

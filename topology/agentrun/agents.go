@@ -151,15 +151,19 @@ func (a *Agents) Register(ctx context.Context, node string) error {
 	}
 	n, _ := a.t.Node(node)
 	for _, p := range n.Pods {
-		m, _ := a.t.Member(p.Name)
-		// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
-		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
-			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: PodLabels(a.t.Spec(), p.Name)}
-		if err := c.EndpointAdd(ctx, ep); err != nil {
+		if err := c.EndpointAdd(ctx, a.Endpoint(p)); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}
 	}
 	return nil
+}
+
+// Endpoint is pod as its node's agent takes it (CNI ADD).
+func (a *Agents) Endpoint(p topology.Pod) agent.Endpoint {
+	m, _ := a.t.Member(p.Name)
+	// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
+	return agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
+		HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: PodLabels(a.t.Spec(), p.Name)}
 }
 
 // Stop stops node's agent: SIGTERM, or SIGKILL when kill is set (a crash). Either way
