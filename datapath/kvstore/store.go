@@ -278,6 +278,14 @@ func (s *Store) leaseID(ctx context.Context) (clientv3.LeaseID, error) {
 	go func() {
 		for range ka {
 		}
+		// The keepalive ended (the lease expired, e.g. while etcd was away): the next
+		// resync grants a new lease and puts every owned key under it.
+		s.mu.Lock()
+		if s.lease == g.ID {
+			s.lease, s.dirty = 0, true
+		}
+		s.mu.Unlock()
+		s.opts.Log.Info("kvstore lease keepalive ended", "lease", fmt.Sprintf("%x", int64(g.ID)))
 	}()
 	s.mu.Lock()
 	s.lease = g.ID

@@ -50,6 +50,9 @@ func init() {
 
 const kvWait = 20 * time.Second
 
+// kvLeaseTTL is the agents' lease TTL (kvstore.Options' default).
+const kvLeaseTTL = 15 * time.Second
+
 func etcdOf(s *scenarios.Stage) (topology.Etcd, error) {
 	e, ok := s.T.(topology.Etcd)
 	if !ok || s.T.Spec().Etcd == nil {
@@ -400,6 +403,23 @@ func runEtcdOutage(ctx context.Context, s *scenarios.Stage, w etcdOutageWith, e 
 		s.Check(fmt.Sprintf("%s reaches %s, added during the outage, after the resync (icmp, tcp)", w.From, added.Name),
 			"the echo server's answers in "+added.Name, xerr)
 	}
+	// The keys must outlive the lease the agents had before the outage.
+	s.Progress("waiting one lease TTL (%v) after the resync", kvLeaseTTL+2*time.Second)
+	time.Sleep(kvLeaseTTL + 2*time.Second)
+	out, lerr := et.Etcdctl(ctx, topology.EtcdMemberName(1), "get", "--keys-only", "--prefix", kvstore.IPPrefix+kvstore.AddressSpace+"/")
+	if lerr == nil {
+		var missing []string
+		for _, p := range s.T.Pods() {
+			if !strings.Contains(string(out), kvstore.IPKey(p.IP)+"\n") {
+				missing = append(missing, p.Name+" ("+kvstore.IPKey(p.IP)+")")
+			}
+		}
+		if len(missing) > 0 {
+			lerr = fmt.Errorf("no key for %s; keys:\n%s", strings.Join(missing, ", "), out)
+		}
+	}
+	s.Check(fmt.Sprintf("every pod's ip/v1 key is still in etcd %v after the resync (the agents' leases live on)", kvLeaseTTL+2*time.Second),
+		"etcdctl get --prefix "+kvstore.IPPrefix+kvstore.AddressSpace+"/", lerr)
 	r := <-pingDone
 	var perr error
 	if r.lost > e.MaxLost {
