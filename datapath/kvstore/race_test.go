@@ -31,6 +31,12 @@ func TestAllocateRace(t *testing.T) {
 		allocateRace(t, ep)
 		return
 	}
+	runWithEtcd(t, "TestAllocateRace")
+}
+
+// runWithEtcd starts a one-member etcd on loopback in a namespace of the test's own
+// and runs test (this binary again) inside that namespace with raceEnv set.
+func runWithEtcd(t *testing.T, test string) {
 	testutil.RequireRoot(t)
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Skip("etcd not installed (Debian's etcd-server)")
@@ -50,7 +56,7 @@ func TestAllocateRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = etcd.Process.Kill(); _ = etcd.Wait() })
-	inner := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestAllocateRace$", "-test.v")
+	inner := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+test+"$", "-test.v")
 	inner.Env = append(os.Environ(), raceEnv+"=http://127.0.0.1:2379")
 	out, err := inner.CombinedOutput()
 	t.Logf("inner test:\n%s", out)
