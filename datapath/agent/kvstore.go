@@ -19,11 +19,11 @@ import (
 const identityInit = 5
 
 // kvstoreMode says whether the config asks for etcd (kvstore: etcd).
-func (a *Agent) kvstoreMode() bool { return strings.TrimSpace(a.cfg.Raw["kvstore"]) == "etcd" }
+func (a *Agent) kvstoreMode() bool { return a.cfg.KVStore == "etcd" }
 
 // kvIdentities says whether identities come from etcd (identity-allocation-mode: kvstore).
 func (a *Agent) kvIdentities() bool {
-	return a.kvstoreMode() && strings.TrimSpace(a.cfg.Raw["identity-allocation-mode"]) == "kvstore"
+	return a.kvstoreMode() && a.cfg.IdentityAllocationMode == "kvstore"
 }
 
 func (a *Agent) clusterName() string {
@@ -42,7 +42,7 @@ func (a *Agent) etcdConfig() (*kvstore.EtcdConfig, error) {
 		}
 		return kvstore.ParseEtcdConfig(data)
 	}
-	inline := a.cfg.Raw["etcd-config"]
+	inline := a.cfg.EtcdConfig
 	if strings.TrimSpace(inline) == "" {
 		return nil, fmt.Errorf("kvstore: etcd: no etcd-config in the cilium-config and no --etcd-config file")
 	}

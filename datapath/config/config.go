@@ -201,11 +201,16 @@ type Config struct {
 	CTTCPMax          int
 	CTAnyMax          int
 	// MapDynamicSizeRatio is bpf-map-dynamic-size-ratio (0 = disabled).
-	MapDynamicSizeRatio  float64
-	ClusterName          string
-	Debug                bool
-	EnableBPFMasquerade  bool
-	EnableIPv4Masquerade bool
+	MapDynamicSizeRatio float64
+	ClusterName         string
+	// KVStore is kvstore ("" or etcd), EtcdConfig the etcd-config document and
+	// IdentityAllocationMode identity-allocation-mode (kvstore feature).
+	KVStore                string
+	EtcdConfig             string
+	IdentityAllocationMode string
+	Debug                  bool
+	EnableBPFMasquerade    bool
+	EnableIPv4Masquerade   bool
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -234,6 +239,7 @@ func Default() *Config {
 		CTTCPMax:                524288,
 		CTAnyMax:                262144,
 		ClusterName:             "default",
+		IdentityAllocationMode:  "crd",
 		EnableIPv4Masquerade:    true,
 		Raw:                     map[string]string{},
 	}

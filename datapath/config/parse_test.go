@@ -129,6 +129,7 @@ func TestParseSeed(t *testing.T) {
 			want.MapDynamicSizeRatio = 0.0025
 			want.Debug = true
 			want.EnableBPFMasquerade = true
+			want.KVStore, want.EtcdConfig, want.IdentityAllocationMode = "etcd", strings.TrimSpace(seedData["etcd-config"]), "kvstore"
 			want.Raw = seedData
 			assertConfig(t, c, want)
 

@@ -226,7 +226,6 @@ var configWitnesses = map[string]witness{
 		{"kvstore", "kvstore-identity", "wire: %s's echo request to %s carries its etcd identity %d in the VNI"}}},
 	"etcd-config=*": {anyValue: true, checks: []checkRef{
 		{"kvstore", "kvstore-status", "%s's agent: KVStore Ok, etcd %d/%d connected, has-quorum=true"}}},
-	"kvstore-opt=*": {anyValue: true, noWitness: "podpath-agent does not read kvstore-opt: the harness passes the etcd-config file it names as --etcd-config"},
 	"routing-mode=native": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
 	"routing-mode=tunnel": {checks: []checkRef{
