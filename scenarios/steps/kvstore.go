@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"podpath/datapath/kvstore"
+	"podpath/datapath/maps"
 	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
@@ -213,6 +214,21 @@ func runKVIdentity(ctx context.Context, s *scenarios.Stage, w kvIdentityWith, _ 
 		names = append(names, string(ref))
 	}
 	s.Check(fmt.Sprintf("etcd: pods with the same labels share one identity (%s)", strings.Join(names, ", ")), "the ID of each pod's ip/v1 key", serr)
+
+	// The other nodes learned each pod from etcd: a /32 in their pinned ipcache with
+	// that identity and the pod's node as tunnel endpoint (waiting for the watch).
+	for _, ref := range w.Pods {
+		p, _ := s.T.Pod(string(ref))
+		owner, _ := s.T.Node(p.Node)
+		for _, n := range s.T.Nodes() {
+			if n.Name == p.Node {
+				continue
+			}
+			s.Check(fmt.Sprintf("%s's ipcache holds %s/32 from etcd: identity %d, tunnel endpoint %s", n.Name, p.Name, ids[p.Name], p.Node),
+				fmt.Sprintf("%s pinned map ipcache (%s/32)", n.Name, p.IP),
+				waitIPCache(ctx, filepath.Join(s.T.Dir(), "bpffs", n.Name, "maps"), netip.PrefixFrom(p.IP, 32), ids[p.Name], owner.InternalIP))
+		}
+	}
 
 	// The wire: the first pod's packets carry that identity in the VNI.
 	from, _ := s.T.Pod(first)
@@ -444,4 +460,34 @@ func longPing(ctx context.Context, t topology.Cluster, src string, dst netip.Add
 		}
 	}
 	return count, out, errors.Join(errors.New("no ping statistics (ping killed at its deadline?)"), err)
+}
+
+// waitIPCache waits (kvWait) until the pinned ipcache under dir holds prefix with
+// identity and tunnel endpoint.
+func waitIPCache(ctx context.Context, dir string, prefix netip.Prefix, identity uint32, tunnel netip.Addr) error {
+	m, err := maps.OpenPinned(dir)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	deadline := time.Now().Add(kvWait)
+	for {
+		cache, err := m.IPCacheList()
+		if err != nil {
+			return err
+		}
+		last := "no entry"
+		for _, e := range cache {
+			if e.Prefix == prefix {
+				if e.Identity == identity && e.TunnelEndpoint == tunnel {
+					return nil
+				}
+				last = fmt.Sprintf("identity %d, tunnel endpoint %s", e.Identity, e.TunnelEndpoint)
+			}
+		}
+		if identity == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s: %s within %v, want identity %d and tunnel endpoint %s", prefix, last, kvWait, identity, tunnel)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
