@@ -118,7 +118,9 @@ func runKVStatus(ctx context.Context, s *scenarios.Stage, w kvStatusWith, e kvSt
 	}
 	members := s.T.Spec().Etcd.Members
 	for _, n := range stageNodes(s, w.Nodes) {
-		want := func(k *kvstore.Status) bool { return k.HasQuorum && k.Connected == members && len(k.Endpoints) == members }
+		want := func(k *kvstore.Status) bool {
+			return k.HasQuorum && k.Connected == members && len(k.Endpoints) == members
+		}
 		title := fmt.Sprintf("%s's agent: KVStore Ok, etcd %d/%d connected, has-quorum=true", n, members, members)
 		if !e.Quorum {
 			want = func(k *kvstore.Status) bool { return !k.HasQuorum && k.Connected == 0 }
