@@ -4,7 +4,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -186,5 +185,3 @@ func (a *Agent) kvStatus() *kvstore.Status {
 	st := a.kv.Status()
 	return &st
 }
-
-var _ = json.Marshal
