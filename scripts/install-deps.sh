@@ -4,7 +4,7 @@
 # what is missing. bird2: BIRD, the routing daemon of BGP routers in topologies.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git bird2)
+packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git bird2 etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,6 +30,8 @@ type Spec struct {
 	// BGP holds topology-wide BGP settings (bgp.go); per-member ASNs are on the
 	// routers and nodes.
 	BGP *BGPTopologySpec `json:"bgp,omitempty"`
+	// Etcd, when set, runs a real etcd cluster on the underlay (see EtcdSpec).
+	Etcd *EtcdSpec `json:"etcd,omitempty"`
 }
 
 // Values of Spec.PodRoutes.
@@ -183,6 +185,10 @@ func (s *Spec) Clone() *Spec {
 		b := *s.BGP
 		c.BGP = &b
 	}
+	if s.Etcd != nil {
+		e := *s.Etcd
+		c.Etcd = &e
+	}
 	c.Clients = slices.Clone(s.Clients)
 	for i := range c.Clients {
 		c.Clients[i].Interfaces = slices.Clone(c.Clients[i].Interfaces)
@@ -222,6 +228,7 @@ func (s *Spec) resolve() (*Spec, error) {
 		}
 	}
 	r.resolveBGP()
+	r.expandEtcd()
 	segIdx := map[string]int{}
 	for i := range r.Segments {
 		if r.Segments[i].MTU == 0 {

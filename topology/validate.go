@@ -149,6 +149,8 @@ func (s *Spec) checkRules() []error {
 		}
 	}
 
+	s.checkEtcd(&e)
+
 	for i := range subnets {
 		for j := 0; j < i; j++ {
 			if subnets[i].p.Overlaps(subnets[j].p) {

@@ -21,6 +21,7 @@ import (
 	"podpath/datapath/config"
 	"podpath/datapath/endpoint"
 	"podpath/datapath/identity"
+	"podpath/datapath/kvstore"
 )
 
 // Options configure one agent. The agent runs inside its node's network namespace.
@@ -46,7 +47,10 @@ type Options struct {
 	// bpf-lb-sock the agent attaches socket-LB there. Empty with bpf-lb-sock: socket-LB
 	// is not attached, and the agent warns.
 	Cgroup string
-	Log    *slog.Logger
+	// EtcdConfig is the etcd-config file (the file kvstore-opt's etcd.config names; the
+	// harness writes one per node); empty: the config's inline etcd-config key.
+	EtcdConfig string
+	Log *slog.Logger
 }
 
 // Agent reconciles the node's datapath with the desired endpoints and nodes.
@@ -75,6 +79,8 @@ type Agent struct {
 
 	// bgp is the BGP speaker (bgp.go); nil unless enable-bgp-control-plane.
 	bgp *bgpSpeaker
+	// kv is the etcd connection with kvstore: etcd (kvstore.go); nil otherwise.
+	kv *kvstore.Store
 }
 
 // Socket returns the API socket path of an agent with this state dir.
@@ -173,6 +179,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.watchPeerMTUs(ctx)
 	bgpDone := a.startBGP(ctx)
+	if err := a.startKVStore(ctx); err != nil {
+		return err
+	}
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
 	err = a.serve(ctx, Socket(a.opts.StateDir))
 	<-bgpDone // BGP told its peers (Cease) before the agent exits
@@ -227,7 +236,7 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 		ep.HostVeth = hostVethName(ep.Name)
 	}
 	if ep.Identity == 0 {
-		id, err := a.podIdentity(ep.Labels)
+		id, err := a.allocateIdentity(ctx, ep)
 		if err != nil {
 			return err
 		}
@@ -250,7 +259,11 @@ func (a *Agent) EndpointAdd(ctx context.Context, ep Endpoint) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return errors.Join(a.reconcileEndpoint(ep), a.programPolicies())
+	if err := errors.Join(a.reconcileEndpoint(ep), a.programPolicies()); err != nil {
+		return err
+	}
+	a.kvEndpointUpsert(ctx, ep)
+	return nil
 }
 
 // EndpointDelete removes a pod's map entries, programs and veth.
@@ -269,6 +282,7 @@ func (a *Agent) EndpointDelete(ctx context.Context, name string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.kvEndpointDelete(ctx, ep)
 	return errors.Join(a.removeEndpoint(ep), a.programPolicies())
 }
 
@@ -484,7 +498,11 @@ func (a *Agent) removeEndpoint(ep Endpoint) error {
 
 func (a *Agent) reconcileNode(n Node) error {
 	a.ensurePeerMTU(n)
-	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n), a.podIdentity); err != nil {
+	ident := a.podIdentity
+	if a.kvIdentities() {
+		ident = nil // etcd's ip/v1 keys place the remote pods, with etcd's identities (kvstore.go)
+	}
+	if err := a.dp.nodeUpsert(n, n.Name == a.opts.Node, a.peerMapMTU(n), ident); err != nil {
 		return err
 	}
 	r, err := a.nodeRoute(n)

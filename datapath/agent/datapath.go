@@ -262,8 +262,12 @@ func (d *datapath) nodeUpsert(n Node, local bool, mtu uint32, podIdentity func(m
 		d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: n.PodCIDR, Identity: identityWorld, TunnelEndpoint: n.IP}),
 	}
 	// Every pod of the node by address, with the identity of its labels: what native
-	// routing and policy read as a source's identity.
+	// routing and policy read as a source's identity. Without podIdentity (kvstore
+	// identities) the kvstore watch places them instead.
 	for _, p := range n.Pods {
+		if podIdentity == nil {
+			break
+		}
 		id, err := podIdentity(p.Labels)
 		if err == nil {
 			err = d.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(p.IP, 32), Identity: id, TunnelEndpoint: n.IP})

@@ -70,6 +70,18 @@ func (a *Agent) Status() Status {
 			}
 		}
 		s.Features = features(loaded, a.cfg)
+		if s.KVStore = a.kvStatus(); s.KVStore != nil {
+			for i := range s.Features {
+				switch s.Features[i].Name {
+				case "KVStore":
+					s.Features[i].Value = s.KVStore.String()
+				case "Identity Allocation":
+					if a.kvIdentities() {
+						s.Features[i].Value = "KVStore: identities allocated in etcd from the pods' labels (cilium/state/identities/v1)"
+					}
+				}
+			}
+		}
 		s.Peers = a.peerList()
 	}
 	for _, p := range a.problems {

@@ -136,7 +136,7 @@ func TestStatusCarriesConfigWarnings(t *testing.T) {
 			t.Errorf("%s: empty message", w.Key)
 		}
 	}
-	for _, k := range []string{"kvstore", "identity-allocation-mode"} {
+	for _, k := range []string{"kvstore-opt"} {
 		if !slices.Contains(keys, k) {
 			t.Errorf("status JSON has no config warning for %s: %q", k, keys)
 		}
@@ -146,8 +146,8 @@ func TestStatusCarriesConfigWarnings(t *testing.T) {
 	}
 	var out strings.Builder
 	s.Print(&out)
-	if !strings.Contains(out.String(), `WARNING kvstore: "etcd" is not implemented`) {
-		t.Errorf("printed status lists no kvstore warning:\n%s", out.String())
+	if !strings.Contains(out.String(), `WARNING kvstore-opt: `) {
+		t.Errorf("printed status lists no kvstore-opt warning:\n%s", out.String())
 	}
 }
 

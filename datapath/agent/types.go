@@ -4,8 +4,10 @@ package agent
 
 import (
 	"fmt"
+
 	"net/netip"
 	"podpath/datapath/maps"
+	"podpath/datapath/kvstore"
 	"regexp"
 )
 
@@ -101,7 +103,9 @@ type Status struct {
 	MonitorAggregation   string   `json:"monitorAggregation"`
 	Devices              []string `json:"devices"`
 	NodeIP               string   `json:"nodeIP"`
-	MTU                  MTUs     `json:"mtu"`
+	// KVStore is the etcd connection with kvstore: etcd (nil otherwise).
+	KVStore *kvstore.Status `json:"kvstore,omitempty"`
+	MTU     MTUs            `json:"mtu"`
 	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
 	// each other node and the route MTU installed for its PodCIDR.
 	Peers     []PeerMTU `json:"peers,omitempty"`

@@ -273,6 +273,11 @@ type Config struct {
 	PolicyEnforcement   string
 	PolicyAuditMode     bool
 	PolicyVerdictEvents bool
+	// KVStore is kvstore ("" or etcd), EtcdConfig the etcd-config document and
+	// IdentityAllocationMode identity-allocation-mode (kvstore feature).
+	KVStore                string
+	EtcdConfig             string
+	IdentityAllocationMode string
 	// Raw holds the data keys as given.
 	Raw map[string]string
 }
@@ -304,6 +309,7 @@ func Default() *Config {
 		CTTCPMax:                524288,
 		CTAnyMax:                262144,
 		ClusterName:             "default",
+		IdentityAllocationMode:  "crd",
 		EnableIPv4Masquerade:    true,
 		IPMasqAgentConfigPath:   DefaultIPMasqAgentConfigPath,
 		NATGlobalMax:            524288,

@@ -18,10 +18,7 @@ func TestSeedWarnings(t *testing.T) {
 		"bpf-map-dynamic-size-ratio": "never from a fraction of memory",
 		"debug":                      "logs at info level",
 		"enable-bpf-clock-probe":     "bpf_ktime_get_ns",
-		"etcd-config":                "podpath contacts no kvstore",
-		"identity-allocation-mode":   "identities are allocated by each agent from a hash of the pod's labels",
-		"kvstore":                    `"etcd" is not implemented: no kvstore is contacted: identities are allocated by each agent`,
-		"kvstore-opt":                "podpath contacts no kvstore",
+		"kvstore-opt":                "podpath-agent takes the etcd-config file as --etcd-config",
 		"monitor-aggregation-flags":  "never because of TCP flags",
 	}
 	for _, path := range []string{seedFile, seedExcerpt} {
@@ -71,7 +68,10 @@ func TestWarnings(t *testing.T) {
 		{"ipv4 masquerade off", map[string]string{"enable-ipv4-masquerade": "False"}, "enable-ipv4-masquerade", false},
 		{"ip-masq-agent without BPF masquerading", map[string]string{"enable-ip-masq-agent": "true", "enable-ipv4-masquerade": "true"}, "enable-ip-masq-agent", true},
 		{"ip-masq-agent with BPF masquerading", map[string]string{"enable-ip-masq-agent": "true", "enable-ipv4-masquerade": "true", "enable-bpf-masquerade": "true"}, "enable-ip-masq-agent", false},
-		{"kvstore etcd", map[string]string{"kvstore": "etcd"}, "kvstore", true},
+		{"kvstore etcd: done", map[string]string{"kvstore": "etcd"}, "kvstore", false},
+		{"kvstore consul", map[string]string{"kvstore": "consul"}, "kvstore", true},
+		{"identities in the kvstore without one", map[string]string{"identity-allocation-mode": "kvstore"}, "identity-allocation-mode", true},
+		{"identities in the kvstore", map[string]string{"identity-allocation-mode": "kvstore", "kvstore": "etcd"}, "identity-allocation-mode", false},
 		{"kvstore empty", map[string]string{"kvstore": ""}, "kvstore", false},
 		{"identities in CRDs: podpath creates none either", map[string]string{"identity-allocation-mode": "crd"}, "identity-allocation-mode", true},
 		{"debug off", map[string]string{"debug": "false"}, "debug", false},

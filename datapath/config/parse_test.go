@@ -130,6 +130,7 @@ func TestParseSeed(t *testing.T) {
 			want.Debug = true
 			want.EnableBPFMasquerade = true
 			want.EnableIPv4MasqueradeGiven = true
+			want.KVStore, want.EtcdConfig, want.IdentityAllocationMode = "etcd", strings.TrimSpace(seedData["etcd-config"]), "kvstore"
 			want.Raw = seedData
 			assertConfig(t, c, want)
 

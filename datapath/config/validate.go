@@ -176,6 +176,21 @@ func (v *resolver) dependentKeys() {
 			v.r.warn(k.Name, "%q is not implemented: %s", val, k.Instead)
 		}
 	}
+	// kvstore (issue 15): etcd is done; anything else, or identities outside it, is not.
+	if val, ok := v.data["kvstore"]; ok && c.KVStore != "" && c.KVStore != "etcd" {
+		v.r.warn("kvstore", "%q is not implemented: %s", val, lookupKey("kvstore").Gap)
+	}
+	if val, ok := v.data["identity-allocation-mode"]; ok && !v.bad["identity-allocation-mode"] {
+		switch {
+		case c.IdentityAllocationMode != "kvstore":
+			v.r.warn("identity-allocation-mode", "%q is not implemented: %s", val, lookupKey("identity-allocation-mode").Gap)
+		case c.KVStore != "etcd":
+			v.r.warn("identity-allocation-mode", "%q is not used: no kvstore is configured (kvstore: etcd), so %s", val, lookupKey("identity-allocation-mode").Gap)
+		}
+	}
+	if _, ok := v.data["etcd-config"]; ok && c.KVStore != "etcd" {
+		v.r.notice("etcd-config", "not used: kvstore is not etcd")
+	}
 	for _, name := range []string{"bpf-ct-global-tcp-max", "bpf-ct-global-any-max"} {
 		val, ok := v.data[name]
 		if !ok || v.bad[name] || v.bad["kube-proxy-replacement"] || c.KubeProxyReplacement == KPRTrue {
@@ -325,6 +340,16 @@ func (v *resolver) scalars() {
 		default:
 			c.MapDynamicSizeRatio = f
 		}
+	}
+	// kvstore (issue 15).
+	if s, ok := v.get("kvstore"); ok {
+		c.KVStore = s
+	}
+	if s, ok := v.get("etcd-config"); ok {
+		c.EtcdConfig = s
+	}
+	if s, ok := v.get("identity-allocation-mode"); ok {
+		c.IdentityAllocationMode = s
 	}
 	if s, ok := v.get("cluster-name"); ok {
 		if len(s) > 32 || !clusterNameRE.MatchString(s) {

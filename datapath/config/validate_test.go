@@ -403,7 +403,7 @@ func TestRecognisedKeys(t *testing.T) {
 		{"datapath-mode", "netkit", true, `"netkit" is not implemented: podpath does not implement pod device type and behaves as datapath-mode: veth`},
 		{"operator-api-serve-addr", "0.0.0.0:1", false, "recognised Cilium key, not used by podpath: ignored (cilium-operator reads it; podpath has no operator)"},
 		{"agent-health-port", "9879", true, `"9879" is not implemented: the podpath agent serves no health endpoint (its liveness is its API socket: GET /v1/status)`},
-		{"kvstore", "", false, `recognised Cilium key, not used by podpath: "" is what podpath does: no kvstore is contacted: identities are allocated by each agent from a hash of the pod's labels (the same on every node), and nodes, endpoints and services reach each agent through its API or the Kubernetes watch`},
+		{"kvstore", "consul", true, `"consul" is not implemented: only etcd is implemented: agents register their node, endpoints (IP -> identity) and services under cilium/state/ with a lease and program the other nodes' endpoints from etcd into the ipcache; nodes and services still reach each agent through its API or the Kubernetes watch, and there is no cluster mesh`},
 		{"monitor-aggregation-flags", "all", false, "not used: monitor-aggregation is none, and the flags matter only under medium and maximum"},
 		{"bpf-ct-global-tcp-max", "1048576", true, `"1048576" is not used: kube-proxy-replacement is false, and podpath tracks connections only for service load balancing: without kube-proxy-replacement its conntrack maps hold one entry and this size is not used`},
 		{"enable-k8s-networkpolicy", "false", true, `"false" is not implemented: NetworkPolicies are always enforced when given (agent API, scenario policies); the value is not read`},
@@ -495,9 +495,10 @@ func TestKnownKeys(t *testing.T) {
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-events-policy-verdict-enabled", "bpf-lb-algorithm", "bpf-lb-dsr-dispatch",
 		"bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only", "bpf-nat-global-max",
 		"enable-bgp-control-plane", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4", "enable-ipv4-masquerade",
-		"enable-ipv6", "enable-policy", "enable-svc-source-range-check", "ip-masq-agent-config-path", "ipv4-native-routing-cidr", "kube-proxy-replacement",
-		"monitor-aggregation", "mtu", "podpath-masquerade-port-range", "policy-audit-mode", "routing-mode", "service-no-backend-response",
-		"tunnel", "tunnel-mode", "tunnel-port", "tunnel-protocol"}
+		"enable-ipv6", "enable-policy", "enable-svc-source-range-check", "etcd-config", "identity-allocation-mode", "ip-masq-agent-config-path",
+		"ipv4-native-routing-cidr", "kube-proxy-replacement", "kvstore", "monitor-aggregation", "mtu", "podpath-masquerade-port-range",
+		"policy-audit-mode", "routing-mode", "service-no-backend-response", "tunnel", "tunnel-mode", "tunnel-port",
+		"tunnel-protocol"}
 	if !slices.Equal(implemented, want) {
 		t.Errorf("keys podpath reads:\n%q\nwant\n%q", implemented, want)
 	}

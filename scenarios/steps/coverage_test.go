@@ -237,6 +237,13 @@ var configWitnesses = map[string]witness{
 	"podpath-masquerade-port-range=40000,40003": {checks: []checkRef{
 		{"masquerade", "masquerade-exhaustion", "%d answered (the range's ports)"},
 		{"masquerade", "masquerade-exhaustion", "the rest dropped at to-netdev with DROP_MASQ_NO_PORT"}}},
+	// kvstore (issue 15): etcdctl reads what the agents wrote; the VNI carries it.
+	"kvstore=etcd": {checks: []checkRef{
+		{"kvstore", "kvstore-identity", "etcd: %s's address maps to an identity whose labels are the pod's (%s)"}}},
+	"identity-allocation-mode=kvstore": {checks: []checkRef{
+		{"kvstore", "kvstore-identity", "wire: %s's echo request to %s carries its etcd identity %d in the VNI"}}},
+	"etcd-config=*": {anyValue: true, checks: []checkRef{
+		{"kvstore", "kvstore-status", "%s's agent: KVStore Ok, etcd %d/%d connected, has-quorum=true"}}},
 	"routing-mode=native": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
 	"routing-mode=tunnel": {checks: []checkRef{

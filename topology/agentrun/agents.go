@@ -119,6 +119,11 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 			args = append(args, "--cgroup", p)
 		}
 	}
+	if f, err := a.writeEtcdConfig(node); err != nil {
+		return err
+	} else if f != "" {
+		args = append(args, "--etcd-config", f)
+	}
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := a.t.StartCmd(node, cmd); err != nil {
@@ -145,12 +150,11 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 // Register tells node's agent about every node of the topology and plumbs its pods.
 func (a *Agents) Register(ctx context.Context, node string) error {
 	c := a.Client(node)
-	labels := a.podLabels()
 	for _, n := range a.t.Nodes() {
 		an := agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}
 		if n.Name != node {
 			for _, p := range n.Pods {
-				an.Pods = append(an.Pods, agent.PodRef{Name: p.Name, IP: p.IP, Labels: labels[p.Name]})
+				an.Pods = append(an.Pods, agent.PodRef{Name: p.Name, IP: p.IP, Labels: PodLabels(a.t.Spec(), p.Name)})
 			}
 		}
 		if err := c.NodeUpsert(ctx, an); err != nil {
@@ -159,26 +163,11 @@ func (a *Agents) Register(ctx context.Context, node string) error {
 	}
 	n, _ := a.t.Node(node)
 	for _, p := range n.Pods {
-		m, _ := a.t.Member(p.Name)
-		// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
-		ep := agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
-			HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: labels[p.Name]}
-		if err := c.EndpointAdd(ctx, ep); err != nil {
+		if err := c.EndpointAdd(ctx, a.Endpoint(p)); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
 		}
 	}
 	return nil
-}
-
-// podLabels are the topology's pod labels by pod name.
-func (a *Agents) podLabels() map[string]map[string]string {
-	out := map[string]map[string]string{}
-	for _, n := range a.t.Spec().Nodes {
-		for _, p := range n.Pods {
-			out[p.Name] = p.Labels
-		}
-	}
-	return out
 }
 
 // PolicyUpsert programs a network policy on every node's agent.
@@ -199,6 +188,14 @@ func (a *Agents) PolicyDelete(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// Endpoint is pod as its node's agent takes it (CNI ADD).
+func (a *Agents) Endpoint(p topology.Pod) agent.Endpoint {
+	m, _ := a.t.Member(p.Name)
+	// The MTU is the agent's to decide (route MTU: device MTU less tunnel overhead).
+	return agent.Endpoint{Name: p.Name, Netns: m.NsPath, IP: p.IP, HostVeth: p.HostVeth,
+		HostMAC: p.HostMAC.String(), PodMAC: p.MAC.String(), Labels: PodLabels(a.t.Spec(), p.Name)}
 }
 
 // Stop stops node's agent: SIGTERM, or SIGKILL when kill is set (a crash). Either way

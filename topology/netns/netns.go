@@ -137,6 +137,7 @@ func (b *Backend) up(ctx context.Context, spec *topology.Spec) (_ *Topology, err
 		{"bgp", u.bgp},
 		{"pods", u.pods},
 		{"carrier", u.waitCarrier},
+		{"etcd", u.etcd},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {

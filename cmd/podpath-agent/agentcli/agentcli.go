@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&nodeIP, "node-ip", "", "the node's IP for node-to-node traffic; its device carries tunnels and sets the MTU (default: first address of the first device)")
 	fs.StringVar(&devices, "devices", "", "underlay devices, comma-separated (from-netdev/to-netdev go on them)")
 	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
+	fs.StringVar(&opts.EtcdConfig, "etcd-config", "", "with kvstore: etcd, the etcd-config file (endpoints, trusted-ca-file, cert-file, key-file; what kvstore-opt's etcd.config names); empty: the cilium-config's etcd-config key")
 	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
 	fs.StringVar(&opts.BPFFS, "bpffs", "/sys/fs/bpf/podpath", "this node's folder on a bpf filesystem")
 	fs.StringVar(&opts.Cgroup, "cgroup", "", "with bpf-lb-sock: the node's cgroup v2 directory, holding the node's and its pods' processes, where socket-LB attaches")

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"podpath/datapath/kvstore"
+	"podpath/datapath/maps"
+)
+
+// identityInit is Cilium's reserved identity of an endpoint still waiting for its own.
+const identityInit = 5
+
+// kvstoreMode says whether the config asks for etcd (kvstore: etcd).
+func (a *Agent) kvstoreMode() bool { return a.cfg.KVStore == "etcd" }
+
+// kvIdentities says whether identities come from etcd (identity-allocation-mode: kvstore).
+func (a *Agent) kvIdentities() bool {
+	return a.kvstoreMode() && a.cfg.IdentityAllocationMode == "kvstore"
+}
+
+func (a *Agent) clusterName() string {
+	if v := strings.TrimSpace(a.cfg.Raw["cluster-name"]); v != "" {
+		return v
+	}
+	return "default"
+}
+
+// etcdConfig reads the etcd-config file given to the agent, or the config's inline key.
+func (a *Agent) etcdConfig() (*kvstore.EtcdConfig, error) {
+	if a.opts.EtcdConfig != "" {
+		data, err := os.ReadFile(a.opts.EtcdConfig)
+		if err != nil {
+			return nil, fmt.Errorf("kvstore: %w", err)
+		}
+		return kvstore.ParseEtcdConfig(data)
+	}
+	inline := a.cfg.EtcdConfig
+	if strings.TrimSpace(inline) == "" {
+		return nil, fmt.Errorf("kvstore: etcd: no etcd-config in the cilium-config and no --etcd-config file")
+	}
+	return kvstore.ParseEtcdConfig([]byte(inline))
+}
+
+// startKVStore connects to etcd (an etcd that is down is no error: the agent says so
+// in its status and resyncs when it is back), registers the node, its endpoints and
+// services, and watches the other agents' endpoints into the ipcache.
+func (a *Agent) startKVStore(ctx context.Context) error {
+	if !a.kvstoreMode() {
+		return nil
+	}
+	cfg, err := a.etcdConfig()
+	if err != nil {
+		return err
+	}
+	kv, err := kvstore.New(cfg, kvstore.Options{Node: a.opts.Node, NodeIP: a.dp.nodeIP.String(), Cluster: a.clusterName(), Log: a.opts.Log})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.kv = kv
+	a.mu.Unlock()
+	go kv.Run(ctx)
+	kv.OnResync(func() { a.kvResync(ctx) })
+	if err := kv.RegisterNode(ctx, kvstore.NewNodeValue(a.opts.Node, a.clusterName(), a.dp.nodeIP, a.opts.PodCIDR)); err != nil {
+		a.opts.Log.Warn("kvstore register node", "err", err)
+	}
+	for _, ep := range a.store.endpoints() {
+		a.kvEndpointUpsert(ctx, ep)
+	}
+	for _, s := range a.store.services() {
+		a.kvServiceUpsert(ctx, s)
+	}
+	go kv.Watch(ctx, kvstore.IPPrefix+kvstore.AddressSpace+"/", a.remoteEndpoint)
+	return nil
+}
+
+// allocateIdentity is a new endpoint's identity: from etcd with
+// identity-allocation-mode kvstore (init, 5, while etcd cannot be reached: the resync
+// allocates it), else derived from the name.
+func (a *Agent) allocateIdentity(ctx context.Context, ep Endpoint) (uint32, error) {
+	a.mu.Lock()
+	kv := a.kv
+	a.mu.Unlock()
+	if !a.kvIdentities() || kv == nil {
+		return a.podIdentity(ep.Labels)
+	}
+	id, err := kv.AllocateIdentity(ctx, kvstore.CanonicalLabels(ep.Labels, ""))
+	if err != nil {
+		a.opts.Log.Warn("kvstore identity: endpoint waits with the init identity", "endpoint", ep.Name, "err", err)
+		return identityInit, nil
+	}
+	return id, nil
+}
+
+// kvResync runs after etcd is back: endpoints still on the init identity get theirs.
+func (a *Agent) kvResync(ctx context.Context) {
+	for _, ep := range a.store.endpoints() {
+		if ep.Identity != identityInit || !a.kvIdentities() {
+			continue
+		}
+		ep.Identity = 0
+		if err := a.EndpointAdd(ctx, ep); err != nil {
+			a.opts.Log.Warn("kvstore resync endpoint", "endpoint", ep.Name, "err", err)
+		}
+	}
+}
+
+// kvEndpointUpsert registers a local endpoint's ip -> identity (caller holds a.mu).
+func (a *Agent) kvEndpointUpsert(ctx context.Context, ep Endpoint) {
+	if a.kv == nil || ep.Identity == identityInit {
+		return
+	}
+	if err := a.kv.EndpointUpsert(ctx, ep.IP, ep.Identity, ep.Name); err != nil {
+		a.opts.Log.Warn("kvstore endpoint", "endpoint", ep.Name, "err", err)
+	}
+}
+
+func (a *Agent) kvEndpointDelete(ctx context.Context, ep Endpoint) {
+	if a.kv == nil {
+		return
+	}
+	if err := a.kv.EndpointDelete(ctx, ep.IP); err != nil {
+		a.opts.Log.Warn("kvstore endpoint delete", "endpoint", ep.Name, "err", err)
+	}
+}
+
+// kvServiceUpsert mirrors a service into services/v1/<cluster>/default/<name>.
+func (a *Agent) kvServiceUpsert(ctx context.Context, s Service) {
+	if a.kv == nil {
+		return
+	}
+	port := strings.ToLower(s.Protocol) + "-" + strconv.Itoa(int(s.Port))
+	cs := kvstore.ClusterService{Namespace: "default", Name: s.Name, Shared: true,
+		Frontends: map[string]map[string]kvstore.PortConfig{s.ClusterIP.String(): {port: {Protocol: s.Protocol, Port: s.Port}}},
+		Backends:  map[string]map[string]kvstore.PortConfig{}}
+	for _, b := range s.Backends {
+		cs.Backends[b.IP.String()] = map[string]kvstore.PortConfig{port: {Protocol: s.Protocol, Port: b.Port}}
+	}
+	if err := a.kv.ServiceUpsert(ctx, cs); err != nil {
+		a.opts.Log.Warn("kvstore service", "service", s.Name, "err", err)
+	}
+}
+
+// remoteEndpoint programs another node's endpoint from etcd: its /32 in the ipcache
+// with the identity and the node as tunnel endpoint; a deletion removes it.
+func (a *Agent) remoteEndpoint(ev kvstore.Event) {
+	ip, p, err := kvstore.ParseIPEvent(ev)
+	if err != nil {
+		a.opts.Log.Warn("kvstore watch", "err", err)
+		return
+	}
+	if a.opts.PodCIDR.Contains(ip) {
+		return // a local endpoint: programmed by EndpointAdd
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p == nil {
+		if err := a.dp.dp.Maps.IPCacheDelete(netip.PrefixFrom(ip, 32)); err != nil {
+			a.opts.Log.Debug("kvstore remote endpoint delete", "ip", ip, "err", err)
+		}
+		return
+	}
+	host, err := netip.ParseAddr(p.HostIP)
+	if err != nil {
+		a.opts.Log.Warn("kvstore watch: bad HostIP", "ip", ip, "value", p.HostIP)
+		return
+	}
+	if err := a.dp.dp.Maps.IPCacheUpsert(maps.IPCacheEntry{Prefix: netip.PrefixFrom(ip, 32), Identity: p.ID, TunnelEndpoint: host}); err != nil {
+		a.opts.Log.Warn("kvstore remote endpoint", "ip", ip, "err", err)
+	}
+}
+
+// kvStatus is the KVStore status (nil without kvstore mode).
+func (a *Agent) kvStatus() *kvstore.Status {
+	if a.kv == nil {
+		return nil
+	}
+	st := a.kv.Status()
+	return &st
+}
