@@ -40,7 +40,15 @@ type Options struct {
 	StateDir string
 	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
 	BPFFS string
-	Log   *slog.Logger
+	// HubbleSocket, when set, is the unix socket where the agent serves Hubble's
+	// Observer API (hubble.go); the agent then consumes the node's trace ring buffer.
+	HubbleSocket string
+	// HubbleBufferCapacity is how many flows the agent keeps (default 4095, Cilium's).
+	HubbleBufferCapacity int
+	// MetricsAddr, when set, is the TCP address (in the node's namespace) of the
+	// agent's Prometheus metrics; it too consumes the trace ring buffer.
+	MetricsAddr string
+	Log         *slog.Logger
 }
 
 // Agent reconciles the node's datapath with the desired endpoints and nodes.
@@ -150,6 +158,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.opts.Log.Warn("reconcile", "err", err)
 	}
 	go a.watchPeerMTUs(ctx)
+	if err := a.startObservability(ctx); err != nil {
+		return err
+	}
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
 	return a.serve(ctx, Socket(a.opts.StateDir))
 }

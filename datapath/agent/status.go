@@ -29,6 +29,8 @@ func (a *Agent) Status() Status {
 		Endpoints:            len(a.store.endpoints()),
 		Nodes:                len(a.store.nodes()),
 		BPFFS:                a.opts.BPFFS,
+		Hubble:               a.opts.HubbleSocket,
+		Metrics:              a.opts.MetricsAddr,
 	}
 	if a.cfg.HostRouting == config.HostRoutingLegacy {
 		s.HostRouting, s.HostRoutingReason = "Legacy", "enable-host-legacy-routing: true"
@@ -208,6 +210,14 @@ func (s Status) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-24s %s\n", "", a)
 	}
 	line("BPF filesystem", "%s", s.BPFFS)
+	if s.Hubble != "" {
+		line("Hubble", "Ok  unix://%s", s.Hubble)
+	} else {
+		line("Hubble", "Disabled")
+	}
+	if s.Metrics != "" {
+		line("Metrics", "http://%s/metrics", s.Metrics)
+	}
 	for _, p := range s.Problems {
 		line("Problem", "%s", p)
 	}

@@ -86,6 +86,9 @@ type Status struct {
 	Nodes     int       `json:"nodes"`
 	Attached  []string  `json:"attached"` // program@device/direction
 	BPFFS     string    `json:"bpffs"`
+	// Hubble is the Observer API socket and Metrics the Prometheus address (empty: off).
+	Hubble  string `json:"hubble,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
 	Adopted   bool      `json:"adopted"` // programs were already attached at start
 	Problems  []string  `json:"problems,omitempty"`
 	// Features are the `cilium status` feature lines, read from what the agent
