@@ -239,7 +239,7 @@ func TestParseScenarioFiles(t *testing.T) {
 func TestCatalog(t *testing.T) {
 	want := map[string]int{ // stages
 		"redirect-peer": 1, "native-routing": 2, "vxlan-mtu": 5, "geneve-mtu": 3, "services-snat": 1, "maglev-consistency": 1, "dsr": 1, "dsr-geneve": 1, "hybrid": 1,
-		"three-leg-native": 1, "three-leg-vxlan": 1, "three-leg-geneve": 1, "path-expectations": 2, "impaired-links": 3,
+		"three-leg-native": 1, "three-leg-vxlan": 1, "three-leg-geneve": 1, "path-expectations": 2, "impaired-links": 3, "hubble": 1,
 	}
 	entries, err := os.ReadDir("catalog")
 	if err != nil {

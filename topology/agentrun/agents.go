@@ -25,6 +25,17 @@ type Agents struct {
 	config string
 	bpffs  string
 	procs  map[string]*agentProc
+	// extra are further podpath-agent run flags per node (SetArgs).
+	extra map[string][]string
+}
+
+// SetArgs gives node's agent further `podpath-agent run` flags from its next start
+// (e.g. --hubble-socket): Restart applies them.
+func (a *Agents) SetArgs(node string, args ...string) {
+	if a.extra == nil {
+		a.extra = map[string][]string{}
+	}
+	a.extra[node] = args
 }
 
 type agentProc struct {
@@ -113,6 +124,7 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	if a.config != "" {
 		args = append(args, "--config", a.config)
 	}
+	args = append(args, a.extra[node]...)
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := a.t.StartCmd(node, cmd); err != nil {
