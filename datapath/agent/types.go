@@ -87,10 +87,10 @@ type Status struct {
 	Attached  []string  `json:"attached"` // program@device/direction
 	BPFFS     string    `json:"bpffs"`
 	// Hubble is the Observer API socket and Metrics the Prometheus address (empty: off).
-	Hubble  string `json:"hubble,omitempty"`
-	Metrics string `json:"metrics,omitempty"`
-	Adopted   bool      `json:"adopted"` // programs were already attached at start
-	Problems  []string  `json:"problems,omitempty"`
+	Hubble   string   `json:"hubble,omitempty"`
+	Metrics  string   `json:"metrics,omitempty"`
+	Adopted  bool     `json:"adopted"` // programs were already attached at start
+	Problems []string `json:"problems,omitempty"`
 	// Features are the `cilium status` feature lines, read from what the agent
 	// loaded (the BPF configuration, the maps' sizes, the MTU plan), not from the
 	// config text.

@@ -35,15 +35,15 @@ var DropReasons = map[string]flowpb.DropReason{
 	"DROP_DECAP_FAILED":            flowpb.DropReason_ERROR_WRITING_TO_PACKET,
 	// DROP_TUNNEL_ECN (RFC 6040 outer CE on a not-ECT inner packet) has no
 	// counterpart: DROP_REASON_UNKNOWN.
-	"DROP_NO_SERVICE_BACKEND":     flowpb.DropReason_SERVICE_BACKEND_NOT_FOUND,
-	"DROP_NAT_FAILED":             flowpb.DropReason_ERROR_WHILE_CORRECTING_L4_CHECKSUM,
-	"DROP_SNAT_NO_PORT":           flowpb.DropReason_NO_MAPPING_FOR_NAT_MASQUERADE,
-	"DROP_CT_CREATE_FAILED":       flowpb.DropReason_CT_MAP_INSERTION_FAILED,
-	"DROP_DSR_OPT_NO_ROOM":        flowpb.DropReason_UNSUPPORTED_PROTOCOL_FOR_DSR_ENCAP,
-	"DROP_DSR_OPT_FAILED":         flowpb.DropReason_ERROR_WRITING_TO_PACKET,
+	"DROP_NO_SERVICE_BACKEND": flowpb.DropReason_SERVICE_BACKEND_NOT_FOUND,
+	"DROP_NAT_FAILED":         flowpb.DropReason_ERROR_WHILE_CORRECTING_L4_CHECKSUM,
+	"DROP_SNAT_NO_PORT":       flowpb.DropReason_NO_MAPPING_FOR_NAT_MASQUERADE,
+	"DROP_CT_CREATE_FAILED":   flowpb.DropReason_CT_MAP_INSERTION_FAILED,
+	"DROP_DSR_OPT_NO_ROOM":    flowpb.DropReason_UNSUPPORTED_PROTOCOL_FOR_DSR_ENCAP,
+	"DROP_DSR_OPT_FAILED":     flowpb.DropReason_ERROR_WRITING_TO_PACKET,
 	// DROP_FRAG_NEEDED_UNANSWERED (too big for the way to the backend, DF set) has
 	// no counterpart: DROP_REASON_UNKNOWN.
-	"DROP_SPOOFED_SOURCE":         flowpb.DropReason_INVALID_SOURCE_IP,
+	"DROP_SPOOFED_SOURCE": flowpb.DropReason_INVALID_SOURCE_IP,
 }
 
 // DropReason maps podpath's drop reason name to Hubble's, and says whether the

@@ -10,11 +10,11 @@ import (
 
 // Ring keeps the most recent flows and wakes followers when one arrives.
 type Ring struct {
-	mu    sync.Mutex
-	buf   []*flowpb.Flow
-	next  int    // where the next flow goes
-	seen  uint64 // flows ever added
-	wake  chan struct{}
+	mu   sync.Mutex
+	buf  []*flowpb.Flow
+	next int    // where the next flow goes
+	seen uint64 // flows ever added
+	wake chan struct{}
 }
 
 // NewRing keeps up to capacity flows.
