@@ -13,13 +13,15 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"podpath/internal/version"
 )
 
-// Server is Hubble's Observer service over a Ring: GetFlows and ServerStatus; the
-// other calls answer Unimplemented.
+// Server is Hubble's Observer service over a Ring: GetFlows and ServerStatus (plus
+// gRPC health, which hubble status asks); the other calls answer Unimplemented.
 type Server struct {
 	observerpb.UnimplementedObserverServer
 	Ring     *Ring
@@ -108,6 +110,10 @@ func (s *Server) send(stream grpc.ServerStreamingServer[observerpb.GetFlowsRespo
 	})
 }
 
+// observerHealthName is the service name hubble status asks the health service about
+// (Cilium's pkg/hubble/api/v1 ObserverServiceName, not the gRPC service's own name).
+const observerHealthName = "hubble.server.Observer"
+
 // Serve listens on the unix socket path (replacing a stale one) and serves until ctx
 // ends.
 func (s *Server) Serve(ctx context.Context, path string) error {
@@ -120,6 +126,11 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 	}
 	g := grpc.NewServer()
 	observerpb.RegisterObserverServer(g, s)
+	// hubble status asks the gRPC health service first.
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(observerHealthName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	go func() { <-ctx.Done(); g.Stop() }()
 	if err := g.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("hubble serve: %w", err)

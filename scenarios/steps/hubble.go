@@ -282,6 +282,27 @@ func runHubbleObserve(ctx context.Context, s *scenarios.Stage, w hubbleWith, _ n
 	}
 	s.Check("hubble: observe --from-pod --protocol icmp filters to the pod's flows", cmdline, err)
 
+	// ServerStatus through the CLI: the ring holds what observe printed, out of the
+	// capacity the agent was started with (4095, Cilium's default).
+	bin, err := hubbleBinary()
+	if err != nil {
+		return err
+	}
+	statusOut, err := probe.Exec(ctx, t, 10*time.Second, via.Name, bin, "status", "--server", "unix://"+sock, "-o", "json")
+	if err == nil {
+		var st struct {
+			NumFlows  string `json:"num_flows"`
+			MaxFlows  string `json:"max_flows"`
+			SeenFlows string `json:"seen_flows"`
+		}
+		if jerr := json.Unmarshal(statusOut, &st); jerr != nil {
+			err = fmt.Errorf("hubble status: %w\n%s", jerr, statusOut)
+		} else if n, _ := strconv.Atoi(st.NumFlows); st.MaxFlows != "4095" || n < len(flows) {
+			err = fmt.Errorf("want max_flows 4095 and num_flows >= the %d flows observe printed, got %s", len(flows), statusOut)
+		}
+	}
+	s.Check("hubble: hubble status reports the flow ring (ServerStatus)", "hubble status --server unix://"+sock, err)
+
 	eps, err := agents.Client(via.Name).EndpointList(ctx)
 	if err != nil {
 		return err
