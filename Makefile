@@ -6,7 +6,7 @@ ARTIFACTS ?= $(CURDIR)/artifacts
 BENCH_COUNT ?= 1
 # Root is needed for BPF and namespaces; tests that need it skip with a reason otherwise.
 
-.PHONY: help deps generate drift build test e2e bench demo mutants clean
+.PHONY: help deps generate drift build hubble test e2e bench demo mutants clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,7 +27,10 @@ drift: generate ## Fail if committed BPF objects or bindings differ from a fresh
 build: ## Build bin/podpath, bin/podpath-agent and bin/podpath-cni
 	$(GO) build -o bin/ ./cmd/...
 
-test: deps ## All tests as root: unit, BPF test-run fixtures, topology and e2e suites (JUnit in artifacts/)
+hubble: ## Build the stock hubble CLI (github.com/cilium/cilium/hubble, version pinned in tools/hubble/go.mod) into bin/hubble
+	cd tools/hubble && $(GO) build -o ../../bin/hubble github.com/cilium/cilium/hubble
+
+test: deps hubble ## All tests as root: unit, BPF test-run fixtures, topology and e2e suites (JUnit in artifacts/)
 	@mkdir -p $(ARTIFACTS)
 	$(GO) vet ./...
 	PODPATH_JUNIT=$(ARTIFACTS)/junit-e2e.xml $(GO) test -count=1 -timeout 20m ./...

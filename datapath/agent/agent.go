@@ -50,7 +50,15 @@ type Options struct {
 	// EtcdConfig is the etcd-config file (the file kvstore-opt's etcd.config names; the
 	// harness writes one per node); empty: the config's inline etcd-config key.
 	EtcdConfig string
-	Log *slog.Logger
+	// HubbleSocket, when set, is the unix socket where the agent serves Hubble's
+	// Observer API (hubble.go); the agent then consumes the node's trace ring buffer.
+	HubbleSocket string
+	// HubbleBufferCapacity is how many flows the agent keeps (default 4095, Cilium's).
+	HubbleBufferCapacity int
+	// MetricsAddr, when set, is the TCP address (in the node's namespace) of the
+	// agent's Prometheus metrics; it too consumes the trace ring buffer.
+	MetricsAddr string
+	Log         *slog.Logger
 }
 
 // Agent reconciles the node's datapath with the desired endpoints and nodes.
@@ -179,6 +187,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.watchPeerMTUs(ctx)
 	bgpDone := a.startBGP(ctx)
+	if err := a.startObservability(ctx); err != nil {
+		return err
+	}
 	if err := a.startKVStore(ctx); err != nil {
 		return err
 	}

@@ -32,6 +32,8 @@ func (a *Agent) Status() Status {
 		Endpoints:            len(a.store.endpoints()),
 		Nodes:                len(a.store.nodes()),
 		BPFFS:                a.opts.BPFFS,
+		Hubble:               a.opts.HubbleSocket,
+		Metrics:              a.opts.MetricsAddr,
 	}
 	if a.cfg.HostRouting == config.HostRoutingLegacy {
 		s.HostRouting, s.HostRoutingReason = "Legacy", "enable-host-legacy-routing: true"
@@ -284,6 +286,14 @@ func (s Status) Print(w io.Writer) {
 	}
 	for _, r := range s.BGPRoutes {
 		line("BGP route", "%s via %s (next hop %s from %s)", r.Prefix, r.Via, r.NextHop, r.Peer)
+	}
+	if s.Hubble != "" {
+		line("Hubble", "Ok  unix://%s", s.Hubble)
+	} else {
+		line("Hubble", "Disabled")
+	}
+	if s.Metrics != "" {
+		line("Metrics", "http://%s/metrics", s.Metrics)
 	}
 	for _, p := range s.Problems {
 		line("Problem", "%s", p)

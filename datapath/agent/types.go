@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"net/netip"
-	"podpath/datapath/maps"
 	"podpath/datapath/kvstore"
+	"podpath/datapath/maps"
 	"regexp"
 )
 
@@ -113,8 +113,11 @@ type Status struct {
 	Nodes     int       `json:"nodes"`
 	Attached  []string  `json:"attached"` // program@device/direction
 	BPFFS     string    `json:"bpffs"`
-	Adopted   bool      `json:"adopted"` // programs were already attached at start
-	Problems  []string  `json:"problems,omitempty"`
+	// Hubble is the Observer API socket and Metrics the Prometheus address (empty: off).
+	Hubble   string   `json:"hubble,omitempty"`
+	Metrics  string   `json:"metrics,omitempty"`
+	Adopted  bool     `json:"adopted"` // programs were already attached at start
+	Problems []string `json:"problems,omitempty"`
 	// Features are the `cilium status` feature lines, read from what the agent
 	// loaded (the BPF configuration, the maps' sizes, the MTU plan), not from the
 	// config text.

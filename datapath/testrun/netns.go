@@ -48,7 +48,7 @@ func NetlinkAt(tb testing.TB, name string) *netlink.Handle {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(h.Close)
+	tb.Cleanup(func() { h.Close() })
 	return h
 }
 

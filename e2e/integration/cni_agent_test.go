@@ -139,7 +139,7 @@ func handleAt(t *testing.T, nsPath string) *netlink.Handle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(h.Close)
+	t.Cleanup(func() { h.Close() })
 	return h
 }
 

@@ -63,7 +63,7 @@ type FlowHop struct {
 	Changed map[string]bool `json:"changed,omitempty"`
 	// Wrong holds the keys (as in Changed) of the fields an expectation wanted
 	// otherwise at this hop: the diagram marks them.
-	Wrong map[string]bool `json:"wrong,omitempty"`
+	Wrong   map[string]bool `json:"wrong,omitempty"`
 	Summary string          `json:"summary,omitempty"`
 	// Pcap is the capture file of this interface (relative to the report folder in a
 	// conformance report).

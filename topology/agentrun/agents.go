@@ -25,6 +25,17 @@ type Agents struct {
 	config string
 	bpffs  string
 	procs  map[string]*agentProc
+	// extra are further podpath-agent run flags per node (SetArgs).
+	extra map[string][]string
+}
+
+// SetArgs gives node's agent further `podpath-agent run` flags from its next start
+// (e.g. --hubble-socket): Restart applies them.
+func (a *Agents) SetArgs(node string, args ...string) {
+	if a.extra == nil {
+		a.extra = map[string][]string{}
+	}
+	a.extra[node] = args
 }
 
 type agentProc struct {
@@ -124,6 +135,7 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	} else if f != "" {
 		args = append(args, "--etcd-config", f)
 	}
+	args = append(args, a.extra[node]...)
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := a.t.StartCmd(node, cmd); err != nil {

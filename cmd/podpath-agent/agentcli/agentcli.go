@@ -59,6 +59,7 @@ func usage(w io.Writer) {
 Usage:
   podpath-agent run --node NAME --pod-cidr CIDR --devices eth0[,eth1] [--node-ip IP] [--config cilium-config.yaml]
                     [--state-dir DIR] [--bpffs DIR] [--cgroup DIR] [--k8s [--kubeconfig FILE]] [--cni-conf FILE]
+                    [--hubble-socket PATH] [--metrics-addr ADDR]
   podpath-agent status [--state-dir DIR] [--json]
   podpath-agent policy apply -f FILE | delete NAME | list [--state-dir DIR]
   podpath-agent version
@@ -86,6 +87,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
 	fs.StringVar(&opts.BPFFS, "bpffs", "/sys/fs/bpf/podpath", "this node's folder on a bpf filesystem")
 	fs.StringVar(&opts.Cgroup, "cgroup", "", "with bpf-lb-sock: the node's cgroup v2 directory, holding the node's and its pods' processes, where socket-LB attaches")
+	fs.StringVar(&opts.HubbleSocket, "hubble-socket", "", "serve Hubble's Observer API on this unix socket (e.g. STATE-DIR/hubble.sock); the agent then consumes the node's trace ring buffer")
+	fs.IntVar(&opts.HubbleBufferCapacity, "hubble-buffer-capacity", 4095, "flows the Hubble server keeps")
+	fs.StringVar(&opts.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (in the node's namespace), e.g. 127.0.0.1:9962; consumes the trace ring buffer")
 	fs.BoolVar(&watch, "k8s", false, "watch Kubernetes: Nodes and Services (with EndpointSlices) become the agent's nodes and services, and pods of this node get the address of their podpath.io/address annotation")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --k8s: kubeconfig file (default: the in-cluster service account)")
 	fs.StringVar(&cniConf, "cni-conf", "", "once the agent serves (and with --k8s has synced), write the CNI network config list FILE (e.g. /etc/cni/net.d/05-podpath.conflist) pointing podpath-cni at this agent")
