@@ -51,7 +51,7 @@ bench: deps build ## BPF_PROG_TEST_RUN ns/pkt (and x the empty-program floor), i
 	./bin/podpath bench parse $(ARTIFACTS)/bench.txt --json $(ARTIFACTS)/bench.json
 	@echo "compare with another run: ./bin/podpath bench compare OLD/bench.json $(ARTIFACTS)/bench.json"
 
-demo: deps build ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
+demo: deps build hubble ## Two-node topologies hop by hop, then the whole scenario catalog (conformance); everything torn down
 	./bin/podpath demo --artifacts $(ARTIFACTS)/demo
 	./bin/podpath conformance --report $(ARTIFACTS)/conformance
 
