@@ -56,12 +56,19 @@ func (a *Agent) startKVStore(ctx context.Context) error {
 		return nil
 	}
 	cfg, err := a.etcdConfig()
-	if err != nil {
-		return err
+	var kv *kvstore.Store
+	if err == nil {
+		kv, err = kvstore.New(cfg, kvstore.Options{Node: a.opts.Node, NodeIP: a.dp.nodeIP.String(), Cluster: a.clusterName(), Log: a.opts.Log})
 	}
-	kv, err := kvstore.New(cfg, kvstore.Options{Node: a.opts.Node, NodeIP: a.dp.nodeIP.String(), Cluster: a.clusterName(), Log: a.opts.Log})
 	if err != nil {
-		return err
+		// A config that names an etcd this machine cannot use (the seed's, with its
+		// certificate paths): Cilium would wait for it; podpath runs without a kvstore
+		// and says so, in the log and as a problem in status: identities then come
+		// from label hashes and no endpoint is shared through etcd.
+		msg := fmt.Sprintf("kvstore etcd not usable, running without it (identities from label hashes, nothing shared through etcd): %v", err)
+		a.opts.Log.Error("kvstore", "err", err)
+		a.setProblem("kvstore", msg)
+		return nil
 	}
 	a.mu.Lock()
 	a.kv = kv

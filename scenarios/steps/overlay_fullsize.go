@@ -29,7 +29,11 @@ func fullSizeEncapsulated(ctx context.Context, s *scenarios.Stage, label, src, d
 	if err != nil || oracle.Options().Tunnel == "" {
 		return // native routing, or no oracle: nothing encapsulates
 	}
+	if paths, err := oracle.PodToPod(src, dst); err != nil || !paths.Encapsulated() {
+		return // tunnel-mode cross-subnet: this pair is reached natively
+	}
 	overhead := oracle.Options().TunnelOverhead
+	ipip := oracle.Options().Tunnel == "ipip"
 	port := effectiveConfig(s).TunnelPort
 	if port == 0 {
 		port = overlays[oracle.Options().Tunnel].port
@@ -74,7 +78,10 @@ func fullSizeEncapsulated(ctx context.Context, s *scenarios.Stage, label, src, d
 			plain++
 			continue
 		}
-		if ip[9] != 17 || len(ip) < ihl+8 || binary.BigEndian.Uint16(ip[ihl+2:ihl+4]) != port {
+		switch {
+		case ipip && ip[9] == 4: // IPIP: the inner IPv4 header follows the outer one
+		case !ipip && ip[9] == 17 && len(ip) >= ihl+8 && binary.BigEndian.Uint16(ip[ihl+2:ihl+4]) == port:
+		default:
 			continue
 		}
 		// Inner destination: somewhere after the tunnel header; match its bytes.
@@ -93,8 +100,12 @@ func fullSizeEncapsulated(ctx context.Context, s *scenarios.Stage, label, src, d
 		errs = append(errs, fmt.Errorf("ping: %w: %s", perr, out))
 	}
 	if encap == 0 {
-		errs = append(errs, fmt.Errorf("no encapsulated frame of outer length %d to UDP port %d (other tunnel frames to %s: lengths %v)",
-			route+overhead, port, to.IP, lens))
+		what := fmt.Sprintf("UDP port %d", port)
+		if ipip {
+			what = "IPIP (protocol 4)"
+		}
+		errs = append(errs, fmt.Errorf("no encapsulated frame of outer length %d in %s (other tunnel frames to %s: lengths %v)",
+			route+overhead, what, to.IP, lens))
 	}
 	if plain > 0 {
 		errs = append(errs, fmt.Errorf("%d ICMP frame(s) to %s left unencapsulated", plain, to.IP))
