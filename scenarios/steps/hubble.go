@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"podpath/topology"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,6 +45,11 @@ type hubbleWith struct {
 	Ext   scenarios.MemberRef `json:"ext" required:"true" doc:"a host (no node) on via's segment that sends the spoofed frames (spoofed-local-pod: from's address to to)"`
 	Pings int                 `json:"pings" doc:"echo requests from -> to"`
 	Drops int                 `json:"drops" doc:"spoofed frames sent"`
+	// PolicyDenied datagrams go from -> DeniedAddr after the other checks: the stage's
+	// policies must deny that egress with a deny rule (egressDeny), so Hubble shows
+	// them DROPPED with POLICY_DENY.
+	PolicyDenied int    `json:"policyDenied" doc:"UDP datagrams from -> deniedAddr that the stage's egressDeny policy must drop (0: none sent)"`
+	DeniedAddr   string `json:"deniedAddr" doc:"address:port where the policy-denied datagrams go (default 192.0.2.1:9, TEST-NET-1)"`
 }
 
 func (w *hubbleWith) Validate(e strictyaml.FieldErrors) {
@@ -98,6 +105,11 @@ type hubbleFlow struct {
 	} `json:"destination"`
 	TraceObservationPoint string `json:"trace_observation_point"`
 	Summary               string `json:"Summary"`
+	// EventType 5 is a policy verdict (Cilium's CiliumEventType), beside the trace
+	// event of the same packet.
+	EventType struct {
+		Type int `json:"type"`
+	} `json:"event_type"`
 }
 
 func (f hubbleFlow) String() string {
@@ -252,7 +264,7 @@ func runHubbleObserve(ctx context.Context, s *scenarios.Stage, w hubbleWith, _ n
 		return fmt.Sprintf("%d flows, the last:\n%s", len(fs), b.String())
 	}
 	fwd := count(flows, func(f hubbleFlow) bool {
-		return f.Verdict == "FORWARDED" && f.L4.ICMPv4 != nil && f.L4.ICMPv4.Type == 8 && f.TraceObservationPoint == "FROM_ENDPOINT" &&
+		return f.Verdict == "FORWARDED" && f.EventType.Type != 5 && f.L4.ICMPv4 != nil && f.L4.ICMPv4.Type == 8 && f.TraceObservationPoint == "FROM_ENDPOINT" &&
 			f.Source.PodName == from.Name && f.Destination.PodName == to.Name && f.IP.Source == from.IP.String() && f.NodeName == via.Name
 	})
 	err = nil
@@ -333,5 +345,66 @@ func runHubbleObserve(ctx context.Context, s *scenarios.Stage, w hubbleWith, _ n
 		err = fmt.Errorf("podpath_drop_count_total{reason=%q} went %v -> %v: +%v, want +%d", reason, before, after, after-before, w.Drops)
 	}
 	s.Check(fmt.Sprintf("hubble: metrics drop counter for %s rises by exactly the %d frames sent", reason, w.Drops), "curl "+url, err)
+	if w.PolicyDenied > 0 {
+		policyDeniedFlows(ctx, s, w, via.Name, sock, from, evidence)
+	}
 	return nil
+}
+
+// policyDeniedFlows sends w.PolicyDenied UDP datagrams from -> w.DeniedAddr, which the
+// stage's egressDeny rule drops at from-container, and wants hubble observe to show each
+// DROPPED with Hubble's POLICY_DENY (a deny rule; POLICY_DENIED is default deny).
+func policyDeniedFlows(ctx context.Context, s *scenarios.Stage, w hubbleWith, via, sock string, from topology.Pod, evidence func([]hubbleFlow) string) {
+	dst, serr := netip.ParseAddrPort(cmpOr(w.DeniedAddr, "192.0.2.1:9"))
+	if serr != nil {
+		serr = fmt.Errorf("with.deniedAddr: %w", serr)
+	}
+	for i := 0; i < w.PolicyDenied && serr == nil; i++ {
+		serr = s.T.Do(string(w.From), func() error {
+			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("podpath policy-denied probe"))
+			return err
+		})
+	}
+	var flows []hubbleFlow
+	cmdline := ""
+	err := serr
+	isDenied := func(f hubbleFlow) bool {
+		return f.Verdict == "DROPPED" && f.IP.Source == from.IP.String() && f.IP.Destination == dst.Addr().String()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for err == nil {
+		flows, cmdline, err = hubbleObserve(ctx, s, via, sock, "--last", "4000", "--verdict", "DROPPED", "--to-ip", dst.Addr().String())
+		n := 0
+		for _, f := range flows {
+			if isDenied(f) {
+				n++
+			}
+		}
+		if err != nil || n >= w.PolicyDenied || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err == nil {
+		denied, wrong := 0, 0
+		for _, f := range flows {
+			if isDenied(f) {
+				denied++
+				if f.DropReasonDesc != "POLICY_DENY" || f.Source.PodName != from.Name {
+					wrong++
+				}
+			}
+		}
+		if denied != w.PolicyDenied || wrong != 0 {
+			err = fmt.Errorf("want %d flows %s -> %s DROPPED with POLICY_DENY from pod %s, got %d dropped, %d with another reason or pod; %s",
+				w.PolicyDenied, from.IP, dst, from.Name, denied, wrong, evidence(flows))
+		}
+	}
+	s.Check(fmt.Sprintf("hubble: observe shows the %d datagrams the egressDeny policy refused DROPPED, reason POLICY_DENY, from pod %s", w.PolicyDenied, from.Name),
+		cmdline, err)
 }
