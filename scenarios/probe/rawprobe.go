@@ -3,10 +3,11 @@
 package probe
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -62,85 +63,44 @@ func SendRaw(t topology.Cluster, member string, p RawProbe) (netip.Addr, error) 
 	return src, err
 }
 
-// buildRaw lays out the IPv4 header and the L4 header with its checksum.
+// buildRaw lays the packet out with gopacket and the package's serialize options
+// (lengths and checksums computed, the L4 one over the pseudo-header). Not serialize():
+// that one trims Ethernet frames, and this packet has no Ethernet header.
 func buildRaw(src netip.Addr, p RawProbe) ([]byte, error) {
-	var l4 []byte
+	ip := &layers.IPv4{Version: 4, IHL: 5, Id: p.ID, TTL: p.TTL, SrcIP: src.AsSlice(), DstIP: p.Dst.AsSlice()}
+	if p.DF {
+		ip.Flags = layers.IPv4DontFragment
+	}
+	payload := make(gopacket.Payload, p.Payload)
+	for i := range payload {
+		payload[i] = byte('a' + i%26)
+	}
 	switch p.Proto {
 	case ICMP:
-		l4 = make([]byte, 8+p.Payload)
-		l4[0] = 8 // echo request
-		binary.BigEndian.PutUint16(l4[4:6], p.SrcPort)
-		binary.BigEndian.PutUint16(l4[6:8], 1)
-		fillPayload(l4[8:])
-		binary.BigEndian.PutUint16(l4[2:4], ^sum16(l4, 0))
+		ip.Protocol = layers.IPProtocolICMPv4
+		return serializeIP(ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: p.SrcPort, Seq: 1}, payload)
 	case UDP:
-		l4 = make([]byte, 8+p.Payload)
-		binary.BigEndian.PutUint16(l4[0:2], p.SrcPort)
-		binary.BigEndian.PutUint16(l4[2:4], p.DstPort)
-		binary.BigEndian.PutUint16(l4[4:6], uint16(len(l4)))
-		fillPayload(l4[8:])
-		c := ^sum16(l4, pseudo(src, p.Dst, 17, len(l4)))
-		if c == 0 {
-			c = 0xffff
+		ip.Protocol = layers.IPProtocolUDP
+		udp := &layers.UDP{SrcPort: layers.UDPPort(p.SrcPort), DstPort: layers.UDPPort(p.DstPort)}
+		if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+			return nil, err
 		}
-		binary.BigEndian.PutUint16(l4[6:8], c)
+		return serializeIP(ip, udp, payload)
 	case TCP:
-		l4 = make([]byte, 20+p.Payload)
-		binary.BigEndian.PutUint16(l4[0:2], p.SrcPort)
-		binary.BigEndian.PutUint16(l4[2:4], p.DstPort)
-		binary.BigEndian.PutUint32(l4[4:8], uint32(p.ID)<<16|0x5eed)
-		l4[12] = 5 << 4
-		l4[13] = 0x02 // SYN
-		binary.BigEndian.PutUint16(l4[14:16], 64240)
-		fillPayload(l4[20:])
-		binary.BigEndian.PutUint16(l4[16:18], ^sum16(l4, pseudo(src, p.Dst, 6, len(l4))))
-	default:
-		return nil, fmt.Errorf("raw probe: protocol %q is not icmp, udp or tcp", p.Proto)
+		ip.Protocol = layers.IPProtocolTCP
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.SrcPort), DstPort: layers.TCPPort(p.DstPort), Seq: uint32(p.ID)<<16 | 0x5eed, SYN: true, Window: 64240}
+		if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+			return nil, err
+		}
+		return serializeIP(ip, tcp, payload)
 	}
-	total := 20 + len(l4)
-	if total > 0xffff {
-		return nil, fmt.Errorf("raw probe: %d bytes do not fit one IPv4 packet", total)
-	}
-	ip := make([]byte, 20, total)
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:4], uint16(total))
-	binary.BigEndian.PutUint16(ip[4:6], p.ID)
-	if p.DF {
-		ip[6] = 0x40
-	}
-	ip[8] = p.TTL
-	ip[9] = map[Protocol]byte{ICMP: 1, UDP: 17, TCP: 6}[p.Proto]
-	s4, d4 := src.As4(), p.Dst.As4()
-	copy(ip[12:16], s4[:])
-	copy(ip[16:20], d4[:])
-	binary.BigEndian.PutUint16(ip[10:12], ^sum16(ip, 0)) // the kernel recomputes it anyway
-	return append(ip, l4...), nil
+	return nil, fmt.Errorf("raw probe: protocol %q is not icmp, udp or tcp", p.Proto)
 }
 
-func fillPayload(b []byte) {
-	for i := range b {
-		b[i] = byte('a' + i%26)
+func serializeIP(ls ...gopacket.SerializableLayer) ([]byte, error) {
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, serializeOpts, ls...); err != nil {
+		return nil, fmt.Errorf("serialize probe: %w", err)
 	}
-}
-
-// pseudo is the one's complement sum of the IPv4 pseudo-header.
-func pseudo(src, dst netip.Addr, proto byte, length int) uint32 {
-	s, d := src.As4(), dst.As4()
-	b := append(append(s[:], d[:]...), 0, proto, byte(length>>8), byte(length))
-	return uint32(sum16(b, 0))
-}
-
-// sum16 folds the one's complement sum of b (padded to even length) onto initial.
-func sum16(b []byte, initial uint32) uint16 {
-	sum := initial
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
+	return buf.Bytes(), nil
 }

@@ -5,6 +5,7 @@ package steps
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -355,7 +356,7 @@ func runHubbleObserve(ctx context.Context, s *scenarios.Stage, w hubbleWith, _ n
 // stage's egressDeny rule drops at from-container, and wants hubble observe to show each
 // DROPPED with Hubble's POLICY_DENY (a deny rule; POLICY_DENIED is default deny).
 func policyDeniedFlows(ctx context.Context, s *scenarios.Stage, w hubbleWith, via, sock string, from topology.Pod, evidence func([]hubbleFlow) string) {
-	dst, serr := netip.ParseAddrPort(cmpOr(w.DeniedAddr, "192.0.2.1:9"))
+	dst, serr := netip.ParseAddrPort(cmp.Or(w.DeniedAddr, "192.0.2.1:9"))
 	if serr != nil {
 		serr = fmt.Errorf("with.deniedAddr: %w", serr)
 	}

@@ -3,6 +3,7 @@
 package steps
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,10 +71,10 @@ func parsePPM(s string) (uint32, error) {
 
 func runTCPUnderLoss(ctx context.Context, s *scenarios.Stage, w tcpUnderLossWith, e tcpUnderLossExpect) error {
 	t, label := s.T, s.Label(w.Label)
-	loss, _ := parsePPM(cmpOr(w.Loss, "1%"))
-	dup, _ := parsePPM(cmpOr(w.Duplicate, "0%"))
-	secs := cmpOr(w.Seconds, 3)
-	minRatio := cmpOr(e.MinRatio, 0.05)
+	loss, _ := parsePPM(cmp.Or(w.Loss, "1%"))
+	dup, _ := parsePPM(cmp.Or(w.Duplicate, "0%"))
+	secs := cmp.Or(w.Seconds, 3)
+	minRatio := cmp.Or(e.MinRatio, 0.05)
 	member, ifname, _ := strings.Cut(w.Link, "/")
 	ifs, err := t.Interfaces(member)
 	if err != nil {
@@ -102,7 +103,7 @@ func runTCPUnderLoss(ctx context.Context, s *scenarios.Stage, w tcpUnderLossWith
 	var imp *impair.Link
 	if err := t.Do(segment, func() error {
 		var err error
-		imp, err = impair.Attach(port, impair.Spec{LossPPM: loss, DupPPM: dup, Seed: cmpOr(w.Seed, 1)})
+		imp, err = impair.Attach(port, impair.Spec{LossPPM: loss, DupPPM: dup, Seed: cmp.Or(w.Seed, 1)})
 		return err
 	}); err != nil {
 		return err
@@ -129,7 +130,7 @@ func runTCPUnderLoss(ctx context.Context, s *scenarios.Stage, w tcpUnderLossWith
 		}
 	}
 	s.Check(fmt.Sprintf("%s: %s loses %s of the packets crossing it, seed %d (%d of %d lost, %d duplicated)",
-		label, w.Link, cmpOr(w.Loss, "1%"), cmpOr(w.Seed, 1), st.Lost, st.Packets, st.Duplicated), where, ierr)
+		label, w.Link, cmp.Or(w.Loss, "1%"), cmp.Or(w.Seed, 1), st.Lost, st.Packets, st.Duplicated), where, ierr)
 
 	ratio := 0.0
 	if clean.BitsPerSecond > 0 {
@@ -143,7 +144,7 @@ func runTCPUnderLoss(ctx context.Context, s *scenarios.Stage, w tcpUnderLossWith
 		terr = fmt.Errorf("%d packets lost but iperf3 reports no retransmission", st.Lost)
 	}
 	s.Check(fmt.Sprintf("%s: TCP %s -> %s under %s loss on %s keeps %.2f of its clean throughput (%.2f -> %.2f Gbit/s, %d retransmits)",
-		label, w.From, w.To, cmpOr(w.Loss, "1%"), w.Link, ratio, clean.Gbps(), lossy.Gbps(), lossy.Retransmits),
+		label, w.From, w.To, cmp.Or(w.Loss, "1%"), w.Link, ratio, clean.Gbps(), lossy.Gbps(), lossy.Retransmits),
 		"iperf3 -J, clean then impaired", terr)
 	return nil
 }

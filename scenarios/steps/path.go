@@ -3,6 +3,7 @@
 package steps
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,7 +177,7 @@ func resolveOne(ctx context.Context, s *scenarios.Stage, name string) (string, e
 func runPath(ctx context.Context, s *scenarios.Stage, w pathWith, e pathExpect) error {
 	t := s.T
 	var err error
-	proto := cmpOr(w.Proto, probe.ICMP)
+	proto := cmp.Or(w.Proto, probe.ICMP)
 	if w.To, err = resolve(ctx, s, w.To); err != nil {
 		return fmt.Errorf("with.to: %w", err)
 	}
@@ -233,7 +234,7 @@ func runPath(ctx context.Context, s *scenarios.Stage, w pathWith, e pathExpect) 
 	defer session.Stop()
 	src, sendErr := probe.SendRaw(t, w.From, probe.RawProbe{Proto: proto, Dst: dst, DstPort: port, SrcPort: sport,
 		ID: id, TTL: ttl, DF: df, Payload: size})
-	time.Sleep(cmpOr(w.Timeout, 500*time.Millisecond))
+	time.Sleep(cmp.Or(w.Timeout, 500*time.Millisecond))
 	if err := session.Stop(); err != nil {
 		return err
 	}
@@ -276,17 +277,9 @@ func runPath(ctx context.Context, s *scenarios.Stage, w pathWith, e pathExpect) 
 	return nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // pathTarget reads `to`: a pod (its address, port from with.port) or address[:port].
 func pathTarget(t topology.Cluster, w pathWith) (netip.Addr, uint16, error) {
-	port := cmpOr(w.Port, 7777)
+	port := cmp.Or(w.Port, 7777)
 	if p, err := t.Pod(w.To); err == nil {
 		return p.IP, port, nil
 	}
@@ -322,7 +315,7 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 			raw[layer+"."+k] = v
 			r, err := resolve(ctx, s, v)
 			if err != nil {
-				return fmt.Sprintf("at %s %s", h.At, cmpOr(h.Dir, "in/out")), nil, nil, err
+				return fmt.Sprintf("at %s %s", h.At, cmp.Or(h.Dir, "in/out")), nil, nil, err
 			}
 			want[layer+"."+k] = r
 		}
@@ -340,7 +333,7 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 		}
 		desc = append(desc, k+" "+v)
 	}
-	title := fmt.Sprintf("at %s %s", h.At, cmpOr(h.Dir, "in/out"))
+	title := fmt.Sprintf("at %s %s", h.At, cmp.Or(h.Dir, "in/out"))
 	if len(desc) > 0 {
 		title += ": " + strings.Join(desc, ", ")
 	}
@@ -351,14 +344,14 @@ func checkHop(ctx context.Context, s *scenarios.Stage, session *capture.Session,
 		}
 	}
 	if h.Seen != nil && !*h.Seen {
-		title = fmt.Sprintf("never at %s %s", h.At, cmpOr(h.Dir, "in/out"))
+		title = fmt.Sprintf("never at %s %s", h.At, cmp.Or(h.Dir, "in/out"))
 		if len(frames) > 0 {
 			return title, nil, nil, fmt.Errorf("seen %d time(s): %s", len(frames), fieldsLine(hops.Fields(frames[0].Decode()), nil))
 		}
 		return title, nil, nil, nil
 	}
 	if len(frames) == 0 {
-		return title, nil, nil, fmt.Errorf("the probe never crossed %s %s; frames there: %d in all", h.At, cmpOr(h.Dir, "in/out"),
+		return title, nil, nil, fmt.Errorf("the probe never crossed %s %s; frames there: %d in all", h.At, cmp.Or(h.Dir, "in/out"),
 			len(session.Packets(member, iface, nil)))
 	}
 	got := hops.Fields(frames[0].Decode())
