@@ -272,6 +272,11 @@ func runServiceReject(ctx context.Context, s *scenarios.Stage, w serviceRejectWi
 	}
 	s.Check(fmt.Sprintf("no endpoints: %s %s -> %s %s refused with %s within %d ms", svc.Protocol, from, w.Frontend, svc.Name, answer, w.WithinMs),
 		fmt.Sprintf("the client's socket in %s: ECONNREFUSED and the time from connect/send to it (took %v)", from, took), rerr)
+	// The socket saw the answer before the capture's reader did: wait (at most 1 s)
+	// for the frame to reach the capture before stopping it.
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, _ = session.WaitFor(wctx, from, ifname, capture.IPv4Flow(ip(dst.Addr()), nil, 0), 1)
+	cancel()
 	if err := session.Stop(); err != nil {
 		return err
 	}
