@@ -115,7 +115,8 @@ struct podpath_config {
 	__u8  policy_enabled;         /* enable-policy is not "never": the policy map is consulted */
 	__u8  policy_audit_mode;      /* policy-audit-mode: denied flows pass, traced as audit */
 	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
-	__u8  _pad3;
+	/* enable-ipv4-fragment-tracking (lb_frag.h): later fragments follow their first. */
+	__u8  lb_frag_tracking;
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

@@ -10,6 +10,7 @@
 #include "dsr.h"
 #include "endpoint.h"
 #include "ipv4.h"
+#include "lb_frag.h"
 #include "lb_hash.h"
 #include "lb_maps.h"
 #include "maps.h"
@@ -22,13 +23,13 @@
 #define LB_SELECT_TRIES 8
 #endif
 
-/* Whether the load balancer looks at the packet: TCP or UDP with its ports (later
- * fragments carry none and pass untranslated: fragments of a datagram to a service
- * are not reassembled or tracked). */
+/* Whether the load balancer looks at the packet: TCP or UDP with its ports. Later
+ * fragments carry none: with fragment tracking lb_frag_track() gave them their first
+ * fragment's, without it they pass untranslated (ports 0). */
 static __always_inline int lb_l4(const struct parsed *p, const struct pkt_summary *sum)
 {
 	return (sum->ip_proto == IPPROTO_TCP || sum->ip_proto == IPPROTO_UDP) &&
-	       !(p->ip->frag_off & bpf_htons(PP_IP_OFFSET));
+	       (!ipv4_later_fragment(p->ip) || sum->sport || sum->dport);
 }
 
 /* The TCP flags byte, 0 for UDP. */
@@ -39,7 +40,8 @@ static __always_inline __u8 lb_tcp_flags(struct __sk_buff *skb, const struct par
 	struct tcphdr *th;
 	__u32 off = p->l4_off;
 
-	if (p->ip->protocol != IPPROTO_TCP || off > 14 + 60)
+	/* A later fragment's first bytes are payload, not a TCP header. */
+	if (p->ip->protocol != IPPROTO_TCP || off > 14 + 60 || ipv4_later_fragment(p->ip))
 		return 0;
 	th = data + off;
 	if ((void *)(th + 1) > data_end)

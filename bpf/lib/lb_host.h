@@ -37,6 +37,9 @@ static __always_inline int lb_host_svc(struct __sk_buff *skb, enum obs_point poi
 	case PARSE_IPV4:
 		break;
 	}
+	reason = lb_frag_track(&p, &sum);
+	if (reason != DROP_NONE)
+		goto drop;
 	reason = DROP_HOST_SVC_UNTRANSLATED;
 	if (!CONFIG.lb_enabled || !lb_l4(&p, &sum) || !(svc = lb_service_lookup(&sum)))
 		goto drop;

@@ -47,8 +47,9 @@ static __always_inline enum drop_reason parse_refresh(struct __sk_buff *skb, str
 	return DROP_NONE;
 }
 
-/* Rewrites the parsed TCP or UDP packet (first fragment, header inside the packet:
- * parse_ipv4() checked) to saddr:sport -> daddr:dport, all as on the wire:
+/* Rewrites the parsed TCP or UDP packet (header inside the packet: parse_ipv4()
+ * checked) to saddr:sport -> daddr:dport, all as on the wire (a later fragment, which
+ * has no L4 header, gets the addresses and the IPv4 checksum only):
  *   IPv4 addresses and header checksum: written here, the checksum updated
  *     incrementally by hand (RFC 1624), as ipv4_dec_ttl() does;
  *   ports: written here;
@@ -71,6 +72,17 @@ static __always_inline enum drop_reason nat4_rewrite(struct __sk_buff *skb, stru
 	__be16 *ports;
 	__u64 flags = 0;
 	/* writes: nat.ipv4.addrs nat.ipv4.checksum nat.l4.ports nat.l4.checksum */
+	if (ip->frag_off & bpf_htons(PP_IP_OFFSET)) {
+		/* A later fragment (lb_frag.h): no L4 header here. Its ports, and the L4
+		 * checksum over the whole datagram with its pseudo-header, were rewritten
+		 * in the first fragment; only the addresses are this fragment's.
+		 * writes: frag.ipv4.addrs */
+		addr_diff = csum_add(csum_diff4(ip->saddr, saddr), csum_diff4(ip->daddr, daddr));
+		ip->saddr = saddr;
+		ip->daddr = daddr;
+		csum_apply_diff(&ip->check, addr_diff);
+		return DROP_NONE;
+	}
 	if (l4_off > 14 + 60)
 		return DROP_NAT_FAILED;
 	ports = data + l4_off;

@@ -180,13 +180,17 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 
 	if (lb_icmp_error(p, sum))
 		reason = lb_icmp_error_xlate(skb, p, sum, &result);
+	else if ((reason = lb_frag_track(p, sum)) != DROP_NONE)
+		;
 	else if (!lb_l4(p, sum))
 		return LB_CONTINUE;
 	else if ((svc = lb_service_lookup(sum)))
 		reason = lb_service_xlate(skb, p, sum, svc);
 	else
 		reason = lb_rev_nat_reply(skb, p, sum, &result);
-	if (reason == DROP_NO_SERVICE_BACKEND && svc && lb_reject_enabled()) {
+	/* Only a datagram's first fragment is answered (RFC 1122 3.2.2: no ICMP error
+	 * about a later fragment); the rest are dropped. */
+	if (reason == DROP_NO_SERVICE_BACKEND && svc && lb_reject_enabled() && !ipv4_later_fragment(p->ip)) {
 		*verdict = lb_reject(skb, p, sum, point);
 		return LB_DONE;
 	}
@@ -233,6 +237,9 @@ static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed
 		}
 		return LB_CONTINUE;
 	}
+	reason = lb_frag_track(p, sum);
+	if (reason != DROP_NONE)
+		goto drop;
 	if (!lb_l4(p, sum))
 		return LB_CONTINUE;
 	if (sum->daddr == config_node_ip()) {
@@ -329,6 +336,9 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 		*epp = endpoint_lookup(sum->daddr);
 		return LB_CONTINUE;
 	}
+	reason = lb_frag_track(p, sum);
+	if (reason != DROP_NONE)
+		goto drop;
 	if (!lb_l4(p, sum)) {
 		*epp = endpoint_lookup(sum->daddr);
 		return LB_CONTINUE;
@@ -361,7 +371,7 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 			goto drop;
 		}
 		reason = lb_nodeport_xlate(skb, p, sum, svc, &fwd);
-		if (reason == DROP_NO_SERVICE_BACKEND && lb_reject_enabled()) {
+		if (reason == DROP_NO_SERVICE_BACKEND && lb_reject_enabled() && !ipv4_later_fragment(p->ip)) {
 			*verdict = lb_reject(skb, p, sum, point);
 			return LB_DONE;
 		}

@@ -56,7 +56,7 @@ func lb(mode bpfobj.LxcLbMode, m uint32, seed [12]byte) func(*bpfconfig.Config) 
 		c.LbEnabled, c.LbMode, c.LbMaglevTableSize, c.LbMaglevSeed = 1, uint8(mode), m, seed
 		c.LbSnatPortMin, c.LbSnatPortMax = 61000, 65535
 		c.CtTimeoutTcp, c.CtTimeoutTcpSyn, c.CtTimeoutTcpClosing, c.CtTimeoutAny = 21600, 60, 10, 60
-		c.LbNoBackendReject, c.LbSourceRangeCheck = 1, 1
+		c.LbNoBackendReject, c.LbSourceRangeCheck, c.LbFragTracking = 1, 1, 1
 	}
 }
 
@@ -150,6 +150,8 @@ func TestBuild(t *testing.T) {
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbNoBackendReject = 0 }))},
 		{"enable-svc-source-range-check false", with(nativeKeys, "kube-proxy-replacement", "true", "enable-svc-source-range-check", "false"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbSourceRangeCheck = 0 }))},
+		{"enable-ipv4-fragment-tracking false", with(nativeKeys, "kube-proxy-replacement", "true", "enable-ipv4-fragment-tracking", "false"), nil,
+			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbFragTracking = 0 }))},
 		{"random keeps the table size: the inner map template needs it", with(nativeKeys, "kube-proxy-replacement", "true",
 			"bpf-lb-maglev-table-size", "509"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 509, def)))},

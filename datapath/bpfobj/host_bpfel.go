@@ -106,7 +106,8 @@ const (
 	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
 	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
 	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 72
+	HostDropReasonDROP_FRAG_NOT_FOUND          HostDropReason = 85
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 86
 )
 
 type HostEndpointFlags uint32
@@ -176,6 +177,21 @@ const (
 	HostLbBackendStateLB_BACKEND_TERMINATING HostLbBackendState = 1
 	HostLbBackendStateLB_BACKEND_MAINTENANCE HostLbBackendState = 2
 )
+
+type HostLbFragKey struct {
+	_     structs.HostLayout
+	Daddr uint32
+	Saddr uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type HostLbFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
 
 type HostLbMode uint32
 
@@ -368,7 +384,7 @@ type HostPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbFragTracking        uint8
 	_                     [2]byte
 }
 
@@ -535,6 +551,7 @@ const (
 	HostMapLbAffinity            = "lb_affinity"
 	HostMapLbBackendSlots        = "lb_backend_slots"
 	HostMapLbBackends            = "lb_backends"
+	HostMapLbFrag                = "lb_frag"
 	HostMapLbMaglev              = "lb_maglev"
 	HostMapLbRejectBuf           = "lb_reject_buf"
 	HostMapLbRevNat              = "lb_rev_nat"
@@ -623,6 +640,7 @@ type HostMapSpecs struct {
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbFrag         *ebpf.MapSpec `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -681,6 +699,7 @@ type HostMaps struct {
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbFrag         *ebpf.Map `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -707,6 +726,7 @@ func (m *HostMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
+		m.LbFrag,
 		m.LbMaglev,
 		m.LbRejectBuf,
 		m.LbRevNat,

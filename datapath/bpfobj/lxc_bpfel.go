@@ -106,7 +106,8 @@ const (
 	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
 	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
 	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 72
+	LxcDropReasonDROP_FRAG_NOT_FOUND          LxcDropReason = 85
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 86
 )
 
 type LxcEndpointFlags uint32
@@ -176,6 +177,21 @@ const (
 	LxcLbBackendStateLB_BACKEND_TERMINATING LxcLbBackendState = 1
 	LxcLbBackendStateLB_BACKEND_MAINTENANCE LxcLbBackendState = 2
 )
+
+type LxcLbFragKey struct {
+	_     structs.HostLayout
+	Daddr uint32
+	Saddr uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type LxcLbFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
 
 type LxcLbMode uint32
 
@@ -351,7 +367,7 @@ type LxcPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbFragTracking        uint8
 	_                     [2]byte
 }
 
@@ -517,6 +533,7 @@ const (
 	LxcMapLbAffinity            = "lb_affinity"
 	LxcMapLbBackendSlots        = "lb_backend_slots"
 	LxcMapLbBackends            = "lb_backends"
+	LxcMapLbFrag                = "lb_frag"
 	LxcMapLbMaglev              = "lb_maglev"
 	LxcMapLbRejectBuf           = "lb_reject_buf"
 	LxcMapLbRevNat              = "lb_rev_nat"
@@ -596,6 +613,7 @@ type LxcMapSpecs struct {
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbFrag         *ebpf.MapSpec `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -649,6 +667,7 @@ type LxcMaps struct {
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbFrag         *ebpf.Map `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -671,6 +690,7 @@ func (m *LxcMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
+		m.LbFrag,
 		m.LbMaglev,
 		m.LbRejectBuf,
 		m.LbRevNat,

@@ -106,7 +106,8 @@ const (
 	OverlayDropReasonDROP_IPIP_INNER_NOT_IPV4     OverlayDropReason = 67
 	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
 	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 72
+	OverlayDropReasonDROP_FRAG_NOT_FOUND          OverlayDropReason = 85
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 86
 )
 
 type OverlayEndpointFlags uint32
@@ -176,6 +177,21 @@ const (
 	OverlayLbBackendStateLB_BACKEND_TERMINATING OverlayLbBackendState = 1
 	OverlayLbBackendStateLB_BACKEND_MAINTENANCE OverlayLbBackendState = 2
 )
+
+type OverlayLbFragKey struct {
+	_     structs.HostLayout
+	Daddr uint32
+	Saddr uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type OverlayLbFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
 
 type OverlayLbMode uint32
 
@@ -351,7 +367,7 @@ type OverlayPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbFragTracking        uint8
 	_                     [2]byte
 }
 
@@ -517,6 +533,7 @@ const (
 	OverlayMapLbAffinity            = "lb_affinity"
 	OverlayMapLbBackendSlots        = "lb_backend_slots"
 	OverlayMapLbBackends            = "lb_backends"
+	OverlayMapLbFrag                = "lb_frag"
 	OverlayMapLbMaglev              = "lb_maglev"
 	OverlayMapLbRejectBuf           = "lb_reject_buf"
 	OverlayMapLbRevNat              = "lb_rev_nat"
@@ -594,6 +611,7 @@ type OverlayMapSpecs struct {
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbFrag         *ebpf.MapSpec `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.MapSpec `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
@@ -647,6 +665,7 @@ type OverlayMaps struct {
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbFrag         *ebpf.Map `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRejectBuf    *ebpf.Map `ebpf:"lb_reject_buf"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
@@ -669,6 +688,7 @@ func (m *OverlayMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
+		m.LbFrag,
 		m.LbMaglev,
 		m.LbRejectBuf,
 		m.LbRevNat,

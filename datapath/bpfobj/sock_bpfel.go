@@ -106,7 +106,8 @@ const (
 	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
 	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
 	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 72
+	SockDropReasonDROP_FRAG_NOT_FOUND          SockDropReason = 85
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 86
 )
 
 type SockEndpointFlags uint32
@@ -176,6 +177,21 @@ const (
 	SockLbBackendStateLB_BACKEND_TERMINATING SockLbBackendState = 1
 	SockLbBackendStateLB_BACKEND_MAINTENANCE SockLbBackendState = 2
 )
+
+type SockLbFragKey struct {
+	_     structs.HostLayout
+	Daddr uint32
+	Saddr uint32
+	Id    uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type SockLbFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
 
 type SockLbMode uint32
 
@@ -364,7 +380,7 @@ type SockPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbFragTracking        uint8
 	_                     [2]byte
 }
 
@@ -530,6 +546,7 @@ const (
 	SockMapLbAffinity            = "lb_affinity"
 	SockMapLbBackendSlots        = "lb_backend_slots"
 	SockMapLbBackends            = "lb_backends"
+	SockMapLbFrag                = "lb_frag"
 	SockMapLbMaglev              = "lb_maglev"
 	SockMapLbRevNat              = "lb_rev_nat"
 	SockMapLbServices            = "lb_services"
@@ -612,6 +629,7 @@ type SockMapSpecs struct {
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.MapSpec `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbFrag         *ebpf.MapSpec `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.MapSpec `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.MapSpec `ebpf:"lb_services"`
@@ -664,6 +682,7 @@ type SockMaps struct {
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackendSlots *ebpf.Map `ebpf:"lb_backend_slots"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
+	LbFrag         *ebpf.Map `ebpf:"lb_frag"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbRevNat       *ebpf.Map `ebpf:"lb_rev_nat"`
 	LbServices     *ebpf.Map `ebpf:"lb_services"`
@@ -686,6 +705,7 @@ func (m *SockMaps) Close() error {
 		m.LbAffinity,
 		m.LbBackendSlots,
 		m.LbBackends,
+		m.LbFrag,
 		m.LbMaglev,
 		m.LbRevNat,
 		m.LbServices,

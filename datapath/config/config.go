@@ -266,6 +266,9 @@ type Config struct {
 	// SvcSourceRangeCheck is enable-svc-source-range-check: loadBalancerSourceRanges
 	// are enforced.
 	SvcSourceRangeCheck bool
+	// IPv4FragmentTracking is enable-ipv4-fragment-tracking: later fragments of a
+	// TCP/UDP datagram take the ports (and so the translation) of its first one.
+	IPv4FragmentTracking bool
 	// EnableBGPControlPlane runs the agent's BGP speaker (enable-bgp-control-plane).
 	EnableBGPControlPlane bool
 	// Network policy: enable-policy (default, always, never), policy-audit-mode and
@@ -317,6 +320,7 @@ func Default() *Config {
 		MasqPortMax:             DefaultMasqPortMax,
 		ServiceNoBackendReject:  true,
 		SvcSourceRangeCheck:     true,
+		IPv4FragmentTracking:    true,
 		Raw:                     map[string]string{},
 	}
 	copy(c.MaglevHashSeed[:], seed)

@@ -224,6 +224,9 @@ var keyTable = []Key{
 	{Name: "enable-svc-source-range-check", Kind: KindBool, Default: "true",
 		Status: StatusImplemented, Field: "SvcSourceRangeCheck", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestLBSourceRanges"},
 		Meaning: "enforce loadBalancerSourceRanges on NodePort and LoadBalancer/external frontends reached from outside (DROP_SVC_SOURCE_RANGE)"},
+	{Name: "enable-ipv4-fragment-tracking", Kind: KindBool, Default: "true",
+		Status: StatusImplemented, Field: "IPv4FragmentTracking", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestLBFragments"},
+		Meaning: "track IPv4 fragments for L4 load balancing: a TCP/UDP first fragment's ports are kept (lb_frag map, keyed by addresses, IP ID and protocol) so later fragments, which carry no L4 header, get the same translation; a later fragment seen before its first is dropped (DROP_FRAG_NOT_FOUND), as Cilium does. false: later fragments pass untranslated"},
 
 	// ---- podpath's own keys: Calico's encapsulation modes (issue 14) ----
 	{Name: "tunnel-mode", Kind: KindEnum, Values: []string{"always", "cross-subnet"}, Default: "always",
@@ -288,7 +291,6 @@ var keyTable = []Key{
 	{Name: "enable-ipsec", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "IPsec transparent encryption"},
 	{Name: "enable-ipv4-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv4 BIG TCP (GSO/GRO above 64 KiB)"},
 	{Name: "enable-ipv4-egress-gateway", Kind: KindBool, Default: "false", Meaning: "egress gateway policies"},
-	{Name: "enable-ipv4-fragment-tracking", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not track IPv4 fragments: non-first fragments of a load-balanced flow carry no ports and are not translated", Meaning: "track IPv4 fragments for L4 load balancing"},
 	{Name: "enable-ipv6-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv6 BIG TCP"},
 	{Name: "enable-ipv6-masquerade", Kind: KindBool, Default: "true", Inert: "podpath is IPv4-only (enable-ipv6 must be false): there is no IPv6 traffic to masquerade", Meaning: "masquerade IPv6 pod traffic leaving the cluster"},
 	{Name: "enable-ipv6-ndp", Kind: KindBool, Default: "false", Meaning: "proxy IPv6 neighbour discovery"},

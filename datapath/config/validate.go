@@ -559,6 +559,7 @@ func (v *resolver) loadBalancing() {
 		c.ServiceNoBackendReject = s == "reject"
 	}
 	v.boolean("enable-svc-source-range-check", &c.SvcSourceRangeCheck)
+	v.boolean("enable-ipv4-fragment-tracking", &c.IPv4FragmentTracking)
 	sizeSet := v.maglevTableSize()
 	seedSet := v.maglevSeed()
 	dispatchSet := v.dsrDispatch()

@@ -42,6 +42,9 @@ type lbOpts struct {
 	// Reject is service-no-backend-response=reject, SourceRangeCheck
 	// enable-svc-source-range-check (both off unless set, as the older fixtures expect).
 	Reject, SourceRangeCheck bool
+	// FragTracking is enable-ipv4-fragment-tracking (off unless set, as the older
+	// fixtures expect later fragments to pass untranslated).
+	FragTracking bool
 }
 
 // lbConfig is the fixture node with the load balancer on, M = 251 unless given.
@@ -77,6 +80,9 @@ func withLB(tb testing.TB, cfg bpfconfig.Config, lb lbOpts) bpfconfig.Config {
 	}
 	if lb.SourceRangeCheck {
 		cfg.LbSourceRangeCheck = on.LbSourceRangeCheck
+	}
+	if lb.FragTracking {
+		cfg.LbFragTracking = on.LbFragTracking
 	}
 	return cfg
 }
