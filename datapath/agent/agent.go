@@ -387,9 +387,19 @@ func (a *Agent) balancing(what string) error {
 }
 
 // recordAndProgram saves valid services in the desired state and programs them.
+// Backends the services had before and no service has now are deleted afterwards
+// (removedBackends): conntrack entries of flows to them then find no backend and
+// their next packet picks a live one. Left in place, a removed backend would keep
+// every flow conntrack gave it (a UDP client sending from one port refreshes its
+// entry forever) blackholed: the Kubernetes e2e test "should be able to preserve UDP
+// traffic when server pod cycles".
 func (a *Agent) recordAndProgram(list []Service) error {
+	prev := map[string]Service{}
 	if err := a.store.update(func(d *desired) error {
 		for _, s := range list {
+			if old, ok := d.Services[s.Name]; ok {
+				prev[s.Name] = old
+			}
 			d.Services[s.Name] = s
 		}
 		return nil
@@ -400,6 +410,9 @@ func (a *Agent) recordAndProgram(list []Service) error {
 	defer a.mu.Unlock()
 	start := time.Now()
 	err := a.dp.programServices(list, a.cfg)
+	if err == nil {
+		err = a.dp.deleteBackends(removedBackends(prev, a.store.services()))
+	}
 	a.opts.Log.Debug("services programmed", "count", len(list), "took", time.Since(start), "err", err)
 	return errors.Join(err, a.bgpServices())
 }

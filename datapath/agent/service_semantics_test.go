@@ -113,3 +113,38 @@ func TestHealthSplitName(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedBackends: a backend a service no longer lists is deleted unless another
+// service still has it (backends are shared by address, port and protocol).
+func TestRemovedBackends(t *testing.T) {
+	be := func(ip string, port uint16) ServiceBackend {
+		return ServiceBackend{IP: netip.MustParseAddr(ip), Port: port}
+	}
+	svc := func(name string, bs ...ServiceBackend) Service {
+		return Service{Name: name, Protocol: "UDP", Backends: bs}
+	}
+	oldPod, newPod, shared := be("10.244.1.11", 8080), be("10.244.2.12", 8080), be("10.244.2.13", 8080)
+	id := func(b ServiceBackend) uint32 { s := svc("x"); return backendID(&s, b) }
+	for _, tc := range []struct {
+		name string
+		prev map[string]Service
+		all  []Service
+		want []uint32
+	}{
+		{"a new service removes nothing", nil, []Service{svc("a", oldPod)}, nil},
+		{"the server pod replaced: the old one goes", map[string]Service{"a": svc("a", oldPod)},
+			[]Service{svc("a", newPod)}, []uint32{id(oldPod)}},
+		{"unchanged backends stay", map[string]Service{"a": svc("a", oldPod, newPod)},
+			[]Service{svc("a", newPod, oldPod)}, nil},
+		{"a backend another service still has stays", map[string]Service{"a": svc("a", oldPod, shared)},
+			[]Service{svc("a", newPod), svc("b", shared)}, []uint32{id(oldPod)}},
+		{"the same address over TCP is another backend", map[string]Service{"a": svc("a", oldPod)},
+			[]Service{{Name: "a", Protocol: "TCP", Backends: []ServiceBackend{oldPod}}}, []uint32{id(oldPod)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := removedBackends(tc.prev, tc.all); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -271,6 +271,39 @@ func parallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
+// removedBackends are the backend ids the previous versions of services (prev, by
+// name) had and no service of all (the desired state now) has, sorted.
+func removedBackends(prev map[string]Service, all []Service) []uint32 {
+	inUse := map[uint32]bool{}
+	for i := range all {
+		for _, b := range all[i].Backends {
+			inUse[backendID(&all[i], b)] = true
+		}
+	}
+	var out []uint32
+	for _, s := range prev {
+		for _, b := range s.Backends {
+			if id := backendID(&s, b); !inUse[id] && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// deleteBackends removes backends from lb_backends (after the services that used
+// them were reprogrammed without them); one already gone is no error.
+func (d *datapath) deleteBackends(ids []uint32) error {
+	var errs []error
+	for _, id := range ids {
+		if err := d.dp.LB.BackendDelete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // unprogramService removes a service's frontends, reverse-NAT entries and Maglev table,
 // and the backends no remaining service uses.
 func (d *datapath) unprogramService(s *Service, remaining []Service) error {
