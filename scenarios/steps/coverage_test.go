@@ -308,6 +308,12 @@ var configWitnesses = map[string]witness{
 	"bpf-lb-dsr-dispatch=geneve": {checks: []checkRef{
 		{"dsr-geneve", "dsr-nodeport", "DSR option bytes: Geneve options length 12"}}},
 	// Service semantics (issue 12).
+	"enable-ipv4-fragment-tracking=true": {checks: []checkRef{
+		{"kpr-udp", "service-fragments", "every fragment reaches the backend pod with the backend's address"},
+		{"kpr-udp", "service-fragments", "every echo comes back whole"}}},
+	"enable-ipv4-fragment-tracking=false": {checks: []checkRef{
+		{"kpr-udp", "service-fragments", "only the first fragment reaches the backend pod"},
+		{"kpr-udp", "service-fragments", "no echo comes back (later fragments pass untranslated)"}}},
 	"service-no-backend-response=reject": {checks: []checkRef{
 		{"kpr-semantics", "service-reject", "refused with %s within %d ms"}}},
 	"service-no-backend-response=drop": {checks: []checkRef{
