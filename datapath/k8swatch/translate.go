@@ -122,6 +122,7 @@ func ServicesFromK8s(svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (out
 			continue
 		}
 		semantics(svc, &s)
+		s.Unsupported = append(s.Unsupported, unbalancedAddresses(svc, clusterIP)...)
 		out = append(out, s)
 	}
 	return out, notes
@@ -233,4 +234,39 @@ func semantics(svc *corev1.Service, s *agent.Service) {
 	if p := spec.IPFamilyPolicy; p != nil && *p == corev1.IPFamilyPolicyRequireDualStack {
 		s.Unsupported = append(s.Unsupported, "ipFamilyPolicy RequireDualStack (IPv4 only is balanced)")
 	}
+}
+
+// unbalancedAddresses names the addresses of the Service that podpath does not
+// balance, so that they are warned about rather than dropped silently: cluster IPs
+// besides the one balanced (the IPv6 family of a dual-stack service), IPv6 external
+// and load-balancer IPs, load-balancer ingress given by hostname only, and ingress
+// IPs with ipMode Proxy (KEP-1860: kube-proxy leaves those to the load balancer,
+// podpath balances them like VIP ones).
+func unbalancedAddresses(svc *corev1.Service, balanced netip.Addr) []string {
+	var out []string
+	for _, c := range svc.Spec.ClusterIPs {
+		if a, err := netip.ParseAddr(c); err == nil && a != balanced {
+			out = append(out, fmt.Sprintf("clusterIPs %s (only IPv4 %s is balanced)", c, balanced))
+		}
+	}
+	for _, e := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(e); err != nil || !a.Is4() {
+			out = append(out, fmt.Sprintf("externalIPs %s (IPv4 only)", e))
+		}
+	}
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return out
+	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		a, err := netip.ParseAddr(in.IP)
+		switch {
+		case in.IP == "" && in.Hostname != "":
+			out = append(out, fmt.Sprintf("status.loadBalancer.ingress hostname %s (no IP to balance)", in.Hostname))
+		case err != nil || !a.Is4():
+			out = append(out, fmt.Sprintf("status.loadBalancer.ingress %s (IPv4 only)", in.IP))
+		case in.IPMode != nil && *in.IPMode == corev1.LoadBalancerIPModeProxy:
+			out = append(out, fmt.Sprintf("status.loadBalancer.ingress %s ipMode Proxy (balanced here as VIP)", in.IP))
+		}
+	}
+	return out
 }

@@ -87,9 +87,11 @@ func TestServicesFromK8s(t *testing.T) {
 	ext := []netip.Addr{netip.MustParseAddr("192.0.2.9")}
 	want := []agent.Service{
 		{Name: "web.default.80-tcp", Type: "NodePort", ClusterIP: vip, Port: 80, Protocol: "TCP", NodePort: 30080, ExternalIPs: ext,
-			Backends: []agent.ServiceBackend{backend("10.244.1.11", 8080, ""), backend("10.244.2.10", 8080, ""), backend("10.244.2.11", 8080, "terminating")}},
+			Backends: []agent.ServiceBackend{backend("10.244.1.11", 8080, ""), backend("10.244.2.10", 8080, ""), backend("10.244.2.11", 8080, "terminating")},
+			Unsupported: []string{"externalIPs 2001:db8::9 (IPv4 only)"}},
 		{Name: "web.default.53-udp", Type: "NodePort", ClusterIP: vip, Port: 53, Protocol: "UDP", NodePort: 30053, ExternalIPs: ext,
-			Backends: []agent.ServiceBackend{backend("10.244.1.11", 5353, ""), backend("10.244.2.10", 5353, ""), backend("10.244.2.11", 5353, "terminating")}},
+			Backends: []agent.ServiceBackend{backend("10.244.1.11", 5353, ""), backend("10.244.2.10", 5353, ""), backend("10.244.2.11", 5353, "terminating")},
+			Unsupported: []string{"externalIPs 2001:db8::9 (IPv4 only)"}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ServicesFromK8s =\n%+v\nwant\n%+v", got, want)
@@ -144,6 +146,7 @@ func TestServicesFromK8s(t *testing.T) {
 		}},
 		{"service semantics: traffic policies, health check port, affinity, source ranges", func(s *corev1.Service) {
 			local, timeout := corev1.ServiceInternalTrafficPolicyLocal, int32(60)
+			s.Spec.ExternalIPs = s.Spec.ExternalIPs[:1] // IPv4 only: the warnings here are the ranges'
 			s.Spec.Ports = s.Spec.Ports[:1]
 			s.Spec.ExternalTrafficPolicy, s.Spec.HealthCheckNodePort = corev1.ServiceExternalTrafficPolicyLocal, 32000
 			s.Spec.InternalTrafficPolicy = &local
@@ -166,6 +169,7 @@ func TestServicesFromK8s(t *testing.T) {
 		}},
 		{"unsupported spec fields are warned about, not ignored", func(s *corev1.Service) {
 			td, pol := "PreferClose", corev1.IPFamilyPolicyRequireDualStack
+			s.Spec.ExternalIPs = s.Spec.ExternalIPs[:1] // IPv4 only: the warnings here are the fields'
 			s.Spec.Ports = s.Spec.Ports[:1]
 			s.Spec.TrafficDistribution, s.Spec.IPFamilyPolicy = &td, &pol
 			s.Annotations = map[string]string{"service.kubernetes.io/topology-mode": "Auto"}
@@ -177,6 +181,28 @@ func TestServicesFromK8s(t *testing.T) {
 				if !strings.Contains(got[0].Warnings()[i], w) || !strings.Contains(got[0].Warnings()[i], "not implemented by podpath") {
 					t.Errorf("warning %d %q: want %q", i, got[0].Warnings()[i], w)
 				}
+			}
+		}},
+		{"addresses podpath does not balance are warned about: the IPv6 family, hostname and ipMode Proxy ingress", func(s *corev1.Service) {
+			proxy, vip := corev1.LoadBalancerIPModeProxy, corev1.LoadBalancerIPModeVIP
+			s.Spec.Type, s.Spec.Ports = corev1.ServiceTypeLoadBalancer, s.Spec.Ports[:1]
+			s.Spec.ClusterIPs, s.Spec.ExternalIPs = []string{"10.96.0.10", "fd00::10"}, nil
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.1", IPMode: &vip},
+				{IP: "198.51.100.2", IPMode: &proxy}, {Hostname: "lb.example"}, {IP: "2001:db8::1"}}
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			want := []string{"clusterIPs fd00::10 (only IPv4 10.96.0.10 is balanced)",
+				"status.loadBalancer.ingress 198.51.100.2 ipMode Proxy (balanced here as VIP)",
+				"status.loadBalancer.ingress hostname lb.example (no IP to balance)",
+				"status.loadBalancer.ingress 2001:db8::1 (IPv4 only)"}
+			if len(got) != 1 || !reflect.DeepEqual(got[0].Unsupported, want) {
+				t.Fatalf("got %+v\nwant unsupported %q", got, want)
+			}
+			if w := got[0].Warnings(); len(w) != 4 || !strings.Contains(w[0], "not implemented by podpath") {
+				t.Errorf("warnings %q", w)
+			}
+			wantExt := []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")}
+			if !reflect.DeepEqual(got[0].ExternalIPs, wantExt) {
+				t.Errorf("external frontends %v, want %v", got[0].ExternalIPs, wantExt)
 			}
 		}},
 		{"externalTrafficPolicy is left out of a ClusterIP service", func(s *corev1.Service) {

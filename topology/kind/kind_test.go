@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/yaml"
 
@@ -118,6 +119,20 @@ func TestGolden(t *testing.T) {
 				AgentImage: "registry.example/podpath-agent:v1", NodeImage: "kindest/node:v1.33.1"}
 		}},
 		{"l2-two-node-agent-defaults", "l2-two-node-agent.yaml", func(t *testing.T) Options { return Options{} }},
+		// The Service semantics of issue 12 the watcher translates: ETP Local with a
+		// health check node port, ITP Local, ClientIP affinity with its timeout.
+		{"l2-two-node-agent-semantics", "l2-two-node-agent.yaml", func(t *testing.T) Options {
+			return Options{CiliumConfig: nativeKeys(t), ClusterName: "sem", Services: []Service{
+				{Name: "etp-local", Type: ServiceNodePort, ClusterIP: "10.96.1.13", ExternalTrafficPolicy: "Local", HealthCheckNodePort: 32013,
+					Ports: []ServicePort{{Port: 80, TargetPort: 8081, NodePort: 31013}}, Backends: []string{"pod2a", "pod2b"}},
+				{Name: "itp-local", ClusterIP: "10.96.1.16", InternalTrafficPolicy: "Local",
+					Ports: []ServicePort{{Port: 80, TargetPort: 8083}}, Backends: []string{"pod1b", "pod2a"}},
+				{Name: "affinity", ClusterIP: "10.96.1.12", SessionAffinity: "ClientIP", SessionAffinityTimeoutSeconds: 2,
+					Ports: []ServicePort{{Name: "http", Port: 80, TargetPort: 8080}, {Name: "dns", Protocol: "UDP", Port: 53}}, Backends: []string{"pod1b", "pod2a", "pod2b"}},
+				{Name: "affinity-default", ClusterIP: "10.96.1.19", SessionAffinity: "ClientIP",
+					Ports: []ServicePort{{Port: 80, TargetPort: 8087}}, Backends: []string{"pod1b"}},
+			}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -754,5 +769,53 @@ func TestClusterUnsupported(t *testing.T) {
 func TestBackendName(t *testing.T) {
 	if got := (&Backend{}).Name(); got != "kind" {
 		t.Errorf("Name() = %q", got)
+	}
+}
+
+// TestSemanticsManifestsTranslate: the Services of the semantics golden, read as the
+// API server would store them, reach the agent through the Kubernetes watcher's
+// translation with every field of issue 12 they set, and with no warning.
+func TestSemanticsManifestsTranslate(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "l2-two-node-agent-semantics.manifests.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]agent.Service{}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		if !strings.Contains(doc, "\nkind: Service\n") {
+			continue
+		}
+		var svc corev1.Service
+		if err := yaml.UnmarshalStrict([]byte(doc), &svc); err != nil {
+			t.Fatalf("%v in\n%s", err, doc)
+		}
+		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
+		out, notes := k8swatch.ServicesFromK8s(&svc, nil)
+		if len(notes) != 0 {
+			t.Errorf("service %s: notes %q", svc.Name, notes)
+		}
+		for _, s := range out {
+			if w := s.Warnings(); len(w) != 0 {
+				t.Errorf("service %s: warnings %q", s.Name, w)
+			}
+			got[s.Name] = s
+		}
+	}
+	check := func(name string, ok bool) {
+		if s, found := got[name]; !found || !ok {
+			t.Errorf("%s: translated as %+v", name, s)
+		}
+	}
+	etp := got["etp-local.podpath-scenario.80-tcp"]
+	check("etp-local.podpath-scenario.80-tcp", etp.ExternalTrafficPolicy == "Local" && etp.HealthCheckNodePort == 32013 && etp.NodePort == 31013)
+	itp := got["itp-local.podpath-scenario.80-tcp"]
+	check("itp-local.podpath-scenario.80-tcp", itp.InternalTrafficPolicy == "Local")
+	for _, n := range []string{"affinity.podpath-scenario.80-tcp", "affinity.podpath-scenario.53-udp"} {
+		check(n, got[n].SessionAffinity == agent.AffinityClientIP && got[n].SessionAffinityTimeout == 2)
+	}
+	def := got["affinity-default.podpath-scenario.80-tcp"]
+	check("affinity-default.podpath-scenario.80-tcp", def.SessionAffinity == agent.AffinityClientIP && def.SessionAffinityTimeout == 0)
+	if len(got) != 5 {
+		t.Errorf("%d services translated, want 5: %v", len(got), got)
 	}
 }

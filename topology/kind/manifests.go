@@ -335,6 +335,12 @@ func (p *Plan) services() []service {
 		}
 		if svc.Spec.Type == ServiceNodePort {
 			svc.Spec.ExternalTrafficPolicy = s.ExternalTrafficPolicy
+			svc.Spec.HealthCheckNodePort = s.HealthCheckNodePort
+		}
+		svc.Spec.InternalTrafficPolicy = s.InternalTrafficPolicy
+		svc.Spec.SessionAffinity = s.SessionAffinity
+		if s.SessionAffinity == "ClientIP" && s.SessionAffinityTimeoutSeconds != 0 {
+			svc.Spec.SessionAffinityConfig = &sessionAffinityConfig{ClientIP: clientIPConfig{TimeoutSeconds: s.SessionAffinityTimeoutSeconds}}
 		}
 		for _, sp := range s.Ports {
 			tp := sp.TargetPort

@@ -181,11 +181,23 @@ type service struct {
 }
 
 type serviceSpec struct {
-	Type                  string            `json:"type"`
-	ClusterIP             string            `json:"clusterIP,omitempty"`
-	ExternalTrafficPolicy string            `json:"externalTrafficPolicy,omitempty"`
-	Selector              map[string]string `json:"selector"`
-	Ports                 []servicePort     `json:"ports"`
+	Type                  string                 `json:"type"`
+	ClusterIP             string                 `json:"clusterIP,omitempty"`
+	ExternalTrafficPolicy string                 `json:"externalTrafficPolicy,omitempty"`
+	HealthCheckNodePort   int                    `json:"healthCheckNodePort,omitempty"`
+	InternalTrafficPolicy string                 `json:"internalTrafficPolicy,omitempty"`
+	SessionAffinity       string                 `json:"sessionAffinity,omitempty"`
+	SessionAffinityConfig *sessionAffinityConfig `json:"sessionAffinityConfig,omitempty"`
+	Selector              map[string]string      `json:"selector"`
+	Ports                 []servicePort          `json:"ports"`
+}
+
+type sessionAffinityConfig struct {
+	ClientIP clientIPConfig `json:"clientIP"`
+}
+
+type clientIPConfig struct {
+	TimeoutSeconds int `json:"timeoutSeconds"`
 }
 
 type servicePort struct {

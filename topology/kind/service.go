@@ -18,8 +18,17 @@ type Service struct {
 	// ClusterIP pins the service address inside the service subnet; empty: allocated.
 	ClusterIP string `json:"clusterIP,omitempty"`
 	// ExternalTrafficPolicy of a NodePort service: Cluster (default) or Local.
-	ExternalTrafficPolicy string        `json:"externalTrafficPolicy,omitempty"`
-	Ports                 []ServicePort `json:"ports"`
+	ExternalTrafficPolicy string `json:"externalTrafficPolicy,omitempty"`
+	// HealthCheckNodePort pins the health check node port of a NodePort service with
+	// ExternalTrafficPolicy Local (30000-32767); 0: allocated.
+	HealthCheckNodePort int `json:"healthCheckNodePort,omitempty"`
+	// InternalTrafficPolicy: Cluster (default) or Local.
+	InternalTrafficPolicy string `json:"internalTrafficPolicy,omitempty"`
+	// SessionAffinity: None (default) or ClientIP; SessionAffinityTimeoutSeconds its
+	// sessionAffinityConfig.clientIP.timeoutSeconds (1-86400; 0: Kubernetes' 10800).
+	SessionAffinity               string        `json:"sessionAffinity,omitempty"`
+	SessionAffinityTimeoutSeconds int           `json:"sessionAffinityTimeoutSeconds,omitempty"`
+	Ports                         []ServicePort `json:"ports"`
 	// Backends name the topology pods behind the service; each gets the label
 	// service.podpath.io/<name>: "true", which the service selects.
 	Backends []string `json:"backends"`
@@ -78,6 +87,30 @@ func validateServices(svcs []Service, pods map[string]bool, serviceSubnet netip.
 			}
 		default:
 			add(path+".externalTrafficPolicy", "%q is not one of Cluster (default), Local", s.ExternalTrafficPolicy)
+		}
+		if s.HealthCheckNodePort != 0 {
+			if s.Type != ServiceNodePort || s.ExternalTrafficPolicy != "Local" {
+				add(path+".healthCheckNodePort", "set without externalTrafficPolicy Local on a NodePort service")
+			} else if s.HealthCheckNodePort < 30000 || s.HealthCheckNodePort > 32767 {
+				add(path+".healthCheckNodePort", "%d is outside the node port range 30000-32767", s.HealthCheckNodePort)
+			}
+		}
+		switch s.InternalTrafficPolicy {
+		case "", "Cluster", "Local":
+		default:
+			add(path+".internalTrafficPolicy", "%q is not one of Cluster (default), Local", s.InternalTrafficPolicy)
+		}
+		switch s.SessionAffinity {
+		case "", "None":
+			if s.SessionAffinityTimeoutSeconds != 0 {
+				add(path+".sessionAffinityTimeoutSeconds", "set without sessionAffinity ClientIP")
+			}
+		case "ClientIP":
+			if s.SessionAffinityTimeoutSeconds < 0 || s.SessionAffinityTimeoutSeconds > 86400 {
+				add(path+".sessionAffinityTimeoutSeconds", "%d is outside 1..86400", s.SessionAffinityTimeoutSeconds)
+			}
+		default:
+			add(path+".sessionAffinity", "%q is not one of None (default), ClientIP", s.SessionAffinity)
 		}
 		if s.ClusterIP != "" {
 			a, err := netip.ParseAddr(s.ClusterIP)
