@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/testrun"
 )
 
@@ -86,4 +87,27 @@ func TestLBFragments(t *testing.T) {
 		{name: "tracking off: the later fragment keeps the ClusterIP", dev: off.f.lxc0,
 			in: later, verdict: testrun.Pass, rec: fromContainer("VERDICT_PASS", "PASS_OUTSIDE_NATIVE_CIDR")},
 	})
+}
+
+// BenchmarkLBFragments: what fragment tracking costs from_container per packet, same
+// run, same UDP flow to vipUDP (pod B, redirect_peer), established: an unfragmented
+// datagram (the baseline), a first fragment (its ports recorded in lb_frag) and a
+// later fragment (its ports looked up, addresses rewritten only).
+func BenchmarkLBFragments(b *testing.B) {
+	cfg := lbConfig(b, lbOpts{FragTracking: true})
+	cfg.MonitorAggregation = uint32(bpfobj.LxcMonitorAggregationAGGREGATION_MAX)
+	e := newLBEnv(b, "bench-frag", cfg)
+	e.services(b)
+	client := netip.AddrPortFrom(podAIP, 5100)
+	first, later := fragmentsOf(podAFrame(client, vipUDP))
+	for _, bc := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"unfragmented/established", podAFrame(client, vipUDP).udp()},
+		{"first-fragment/established", first},
+		{"later-fragment/established", later},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchRedirect(b, e.f.path, e.d.FromContainer, bc.pkt, nil) })
+	}
 }
