@@ -36,6 +36,8 @@ const (
 	// Service semantics (issue 12): sessionAffinity, loadBalancerSourceRanges.
 	MapLBAffinity     = bpfobj.LxcMapLbAffinity
 	MapLBSourceRanges = bpfobj.LxcMapLbSourceRanges
+	// enable-ipv4-fragment-tracking: first fragments' ports (bpf/lib/lb_frag.h).
+	MapLBFrag = bpfobj.LxcMapLbFrag
 	// Network policy (bpf/lib/policy.h).
 	MapPolicy    = bpfobj.LxcMapPolicy
 	MapPolicyCT  = bpfobj.LxcMapPolicyCt
@@ -45,7 +47,7 @@ const (
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
 // LoadDatapath replaces when their layout or size changed (see Options.PinPath).
 var lbMaps = []string{MapLBServices, MapLBBackendSlots, MapLBBackends, MapLBRevNat, MapLBMaglev, MapCTTCP, MapCTAny, MapSNAT,
-	MapLBAffinity, MapLBSourceRanges}
+	MapLBAffinity, MapLBSourceRanges, MapLBFrag}
 
 // lruMaps are the preallocated LB maps: with the load balancer disabled and no size
 // given they get one entry, so a node without kube-proxy-replacement does not pay
@@ -205,6 +207,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapSNAT:           d.Lxc.Snat,
 			MapLBAffinity:     d.Lxc.LbAffinity,
 			MapLBSourceRanges: d.Lxc.LbSourceRanges,
+			MapLBFrag:         d.Lxc.LbFrag,
 			MapPolicy:         d.Lxc.Policy,
 			MapPolicyCT:       d.Lxc.PolicyCt,
 			MapPolicyRev:      d.Lxc.PolicyRev,
@@ -322,7 +325,7 @@ func (d *Datapath) Unpin() error {
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
 		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats,
-		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
+		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.LbFrag, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

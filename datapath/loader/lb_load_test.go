@@ -30,6 +30,7 @@ func lbSharedMaps(d *loader.Datapath) map[string][3]*ebpf.Map {
 		"ct_tcp":           {d.Lxc.CtTcp, d.Host.CtTcp, d.Overlay.CtTcp},
 		"ct_any":           {d.Lxc.CtAny, d.Host.CtAny, d.Overlay.CtAny},
 		"snat":             {d.Lxc.Snat, d.Host.Snat, d.Overlay.Snat},
+		"lb_frag":          {d.Lxc.LbFrag, d.Host.LbFrag, d.Overlay.LbFrag},
 	}
 }
 
@@ -71,6 +72,8 @@ func TestLoadDatapathLBMapSizes(t *testing.T) {
 	testutil.RequireRoot(t)
 	small := loader.MapSizes{TraceEvents: 1 << 14, LBServices: 8, LBBackendSlots: 9, LBBackends: 10, LBRevNat: 11,
 		LBMaglev: 12, CTTCP: 13, CTAny: 14, SNAT: 15}
+	// lb_frag keeps its compiled size (LB_FRAG_MAP_SIZE, Cilium's bpf-fragments-map-max
+	// default): podpath does not read that key.
 	for _, tc := range []struct {
 		name  string
 		cfg   bpfconfig.Config
@@ -80,13 +83,13 @@ func TestLoadDatapathLBMapSizes(t *testing.T) {
 	}{
 		{"disabled: conntrack and snat get one entry", fixtureConfig(), loader.MapSizes{TraceEvents: 1 << 14},
 			map[string]uint32{"lb_services": 65536, "lb_backend_slots": 262144, "lb_backends": 65536, "lb_rev_nat": 65536,
-				"lb_maglev": 65536, "ct_tcp": 1, "ct_any": 1, "snat": 1}, maglev.DefaultTableSize},
+				"lb_maglev": 65536, "ct_tcp": 1, "ct_any": 1, "snat": 1, "lb_frag": 8192}, maglev.DefaultTableSize},
 		{"enabled: the defaults", lbConfig(t, lbOpts{MaglevTableSize: 16381}), loader.MapSizes{TraceEvents: 1 << 14},
 			map[string]uint32{"lb_services": 65536, "lb_backend_slots": 262144, "lb_backends": 65536, "lb_rev_nat": 65536,
-				"lb_maglev": 65536, "ct_tcp": 524288, "ct_any": 262144, "snat": 131072}, 16381},
+				"lb_maglev": 65536, "ct_tcp": 524288, "ct_any": 262144, "snat": 131072, "lb_frag": 8192}, 16381},
 		{"given sizes", lbConfig(t, lbOpts{MaglevTableSize: 509}), small,
 			map[string]uint32{"lb_services": 8, "lb_backend_slots": 9, "lb_backends": 10, "lb_rev_nat": 11,
-				"lb_maglev": 12, "ct_tcp": 13, "ct_any": 14, "snat": 15}, 509},
+				"lb_maglev": 12, "ct_tcp": 13, "ct_any": 14, "snat": 15, "lb_frag": 8192}, 509},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := loader.LoadDatapath(tc.cfg, &loader.Options{MapSizes: tc.sizes})
