@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
 
+	"podpath/datapath/bpfobj"
 	"podpath/datapath/config"
 	pmaps "podpath/datapath/maps"
 	"podpath/datapath/testrun"
@@ -38,6 +39,41 @@ func fuzzTuple(data []byte) (src, dst netip.AddrPort, proto uint8, ok bool) {
 		return netip.AddrPortFrom(sa, uint16(l4.SrcPort)), netip.AddrPortFrom(da, uint16(l4.DstPort)), 17, true
 	}
 	return src, dst, 0, false
+}
+
+// fragTuple is the tuple of an IPv4 TCP/UDP fragment whose header checks out as the
+// datapath reads it: a first fragment's own ports, a later one's from lb_frag.
+func fragTuple(data []byte, frag *ebpf.Map) (src, dst netip.AddrPort, proto uint8, ok bool) {
+	if len(data) < 14+20 || binary.BigEndian.Uint16(data[12:14]) != 0x0800 || data[14]>>4 != 4 {
+		return src, dst, 0, false
+	}
+	ip := data[14:]
+	ihl, tot := int(ip[0]&0x0f)*4, int(binary.BigEndian.Uint16(ip[2:4]))
+	fo := binary.BigEndian.Uint16(ip[6:8])
+	proto = ip[9]
+	if ihl < 20 || len(ip) < ihl || tot < ihl || fo&0x3fff == 0 || (proto != 6 && proto != 17) {
+		return src, dst, 0, false
+	}
+	sa, da := netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	var sport, dport uint16
+	if fo&0x1fff == 0 {
+		if len(ip) < ihl+4 || tot < ihl+4 {
+			return src, dst, 0, false
+		}
+		sport, dport = binary.BigEndian.Uint16(ip[ihl:]), binary.BigEndian.Uint16(ip[ihl+2:])
+	} else {
+		var v bpfobj.LxcLbFragPorts
+		k := bpfobj.LxcLbFragKey{Daddr: binary.NativeEndian.Uint32(ip[16:20]), Saddr: binary.NativeEndian.Uint32(ip[12:16]),
+			Id: binary.NativeEndian.Uint16(ip[4:6]), Proto: proto}
+		if frag.Lookup(&k, &v) != nil {
+			return src, dst, 0, false
+		}
+		var b [4]byte
+		binary.NativeEndian.PutUint16(b[0:], v.Sport)
+		binary.NativeEndian.PutUint16(b[2:], v.Dport)
+		sport, dport = binary.BigEndian.Uint16(b[0:]), binary.BigEndian.Uint16(b[2:])
+	}
+	return netip.AddrPortFrom(sa, sport), netip.AddrPortFrom(da, dport), proto, true
 }
 
 type fuzzCTKey struct {
@@ -72,7 +108,7 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	addRoute(f, testrun.NetlinkAt(f, fib.name), &netlink.Route{Dst: ipnet("172.16.0.0/24"), Gw: gw2IP.AsSlice(), LinkIndex: fib.eth0})
 	fib.path = testrun.UnnameNetns(f, fib.name)
 	// The service semantics' flags too (issue 12): reject, source ranges, Local, affinity.
-	cfg := lbConfig(f, lbOpts{Mode: mode, Reject: true, SourceRangeCheck: true})
+	cfg := lbConfig(f, lbOpts{Mode: mode, Reject: true, SourceRangeCheck: true, FragTracking: true})
 	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) { upsertEndpoints(f, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 	e.services(f)
 	e.nodePorts(f)
@@ -106,6 +142,9 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 		f.Add(fr.tcp(finAck))
 		f.Add(fr.udp())
 		f.Add(laterFragment(fr.udp()))
+		first, later := fragmentsOf(fr)
+		f.Add(first)
+		f.Add(later)
 	}
 	dsrSvc := netip.MustParseAddrPort("192.168.50.9:30080")
 	toB := frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: clientX, dst: backendB, ttl: 63}
@@ -155,6 +194,11 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 		}
 
 		src, dst, proto, isL4 := fuzzTuple(data)
+		if !isL4 {
+			// A fragment with fragment tracking: the datagram's tuple, ports from its
+			// first fragment (read here, or recorded in lb_frag by an earlier input).
+			src, dst, proto, isL4 = fragTuple(data, e.d.Lxc.LbFrag)
+		}
 		// An affinity entry appears or changes only for a TCP packet to the affine
 		// NodePort, keyed by its service and the packet's source, naming one of its backends.
 		for k, v := range testrun.MapContents(t, l.Affinity) {
