@@ -181,7 +181,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
 	if (lb_icmp_error(p, sum))
 		reason = lb_icmp_error_xlate(skb, p, sum, &result);
 	else if ((reason = lb_frag_track(p, sum)) != DROP_NONE)
-		;
+		; /* a later fragment whose first was not seen: dropped below */
 	else if (!lb_l4(p, sum))
 		return LB_CONTINUE;
 	else if ((svc = lb_service_lookup(sum)))
