@@ -87,10 +87,10 @@ func TestServicesFromK8s(t *testing.T) {
 	ext := []netip.Addr{netip.MustParseAddr("192.0.2.9")}
 	want := []agent.Service{
 		{Name: "web.default.80-tcp", Type: "NodePort", ClusterIP: vip, Port: 80, Protocol: "TCP", NodePort: 30080, ExternalIPs: ext,
-			Backends: []agent.ServiceBackend{backend("10.244.1.11", 8080, ""), backend("10.244.2.10", 8080, ""), backend("10.244.2.11", 8080, "terminating")},
+			Backends:    []agent.ServiceBackend{backend("10.244.1.11", 8080, ""), backend("10.244.2.10", 8080, ""), backend("10.244.2.11", 8080, "terminating")},
 			Unsupported: []string{"externalIPs 2001:db8::9 (IPv4 only)"}},
 		{Name: "web.default.53-udp", Type: "NodePort", ClusterIP: vip, Port: 53, Protocol: "UDP", NodePort: 30053, ExternalIPs: ext,
-			Backends: []agent.ServiceBackend{backend("10.244.1.11", 5353, ""), backend("10.244.2.10", 5353, ""), backend("10.244.2.11", 5353, "terminating")},
+			Backends:    []agent.ServiceBackend{backend("10.244.1.11", 5353, ""), backend("10.244.2.10", 5353, ""), backend("10.244.2.11", 5353, "terminating")},
 			Unsupported: []string{"externalIPs 2001:db8::9 (IPv4 only)"}},
 	}
 	if !reflect.DeepEqual(got, want) {
