@@ -67,6 +67,18 @@ func (s *Spec) HasBGP() bool {
 	return false
 }
 
+// RouterBGP is the bgp block of the router named name (nil: none, or no such router).
+// A BGP router's namespace hashes ECMP flows by their L4 tuple
+// (net.ipv4.fib_multipath_hash_policy=1).
+func (s *Spec) RouterBGP(name string) *BGPSpec {
+	for _, r := range s.Routers {
+		if r.Name == name {
+			return r.BGP
+		}
+	}
+	return nil
+}
+
 func cloneBGP(b *BGPSpec) *BGPSpec {
 	if b == nil {
 		return nil
