@@ -22,7 +22,7 @@ import (
 )
 
 // The BGP control plane's step kinds. The witnesses are the routers' own daemon (BIRD's
-// CLI, birdc, on its control socket), the kernels' routing tables (`ip route`) and the
+// CLI, birdc, on its control socket, or FRR's vtysh: routerView), the kernels' routing tables (`ip route`) and the
 // kernels' TCP sockets (`ss`); the agents' own reports are printed, never trusted alone.
 // Expected values come from the topology: who peers with whom (topology.BGPNeighbors),
 // and the routes BGP must converge to (the static plan of the same topology).
