@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs, on Debian, what podpath needs beside Go: clang/llvm/libbpf for `make
 # generate`, and the tools the scenarios use as witnesses. Runs as root; installs only
-# what is missing. bird2: BIRD, the routing daemon of BGP routers in topologies.
+# what is missing. bird2: BIRD, the routing daemon of BGP routers in topologies; frr:
+# FRR (zebra, bgpd, vtysh), the alternative daemon (bgp.daemon: frr).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git bird2 etcd-server etcd-client)
+packages=(clang llvm libbpf-dev iproute2 nftables iputils-ping iputils-tracepath iperf3 tshark chromium make git bird2 frr etcd-server etcd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -126,3 +126,34 @@ func TestBGPNeighborsAndBIRDConfig(t *testing.T) {
 		})
 	}
 }
+
+// FRR's configuration: zebra gets only the common head (it refuses bgpd's lines);
+// bgpd gets the sessions with the topology's timers, reflector clients, eBGP without a
+// policy, and ECMP across neighbour ASes.
+func TestFRRConfig(t *testing.T) {
+	s := bgpSpec()
+	s.Routers[0].BGP.Daemon = BGPDaemonFRR
+	r, err := s.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zebra, bgpd, err := FRRConfig(r, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(zebra, "router bgp") {
+		t.Errorf("zebra's config holds bgpd's lines:\n%s", zebra)
+	}
+	for _, w := range []string{"router bgp 65000\n", "timers bgp 1 3\n", "neighbor 10.0.1.2 remote-as 65000\n", "neighbor 10.0.2.2 update-source 10.0.2.1\n",
+		"neighbor 10.0.1.2 route-reflector-client\n", "no bgp ebgp-requires-policy\n", "bgp bestpath as-path multipath-relax\n", "maximum-paths 8\n"} {
+		if !strings.Contains(bgpd, w) {
+			t.Errorf("bgpd's config lacks %q:\n%s", w, bgpd)
+		}
+	}
+	if _, _, err := FRRConfig(r, "node1"); err == nil {
+		t.Error("FRRConfig of a node: no error")
+	}
+	if RouteProto(BGPDaemonFRR) != "bgp" || RouteProto(BGPDaemonBIRD) != "bird" {
+		t.Error("RouteProto")
+	}
+}

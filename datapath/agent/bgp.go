@@ -168,10 +168,14 @@ type bgpSpeaker struct {
 	srv      *server.BgpServer
 	started  time.Time
 
-	mu        sync.Mutex
-	policy    *BGPPeeringPolicy
-	running   uint32 // ASN of the running BGP instance; 0: stopped
-	services  []netip.Prefix
+	mu      sync.Mutex
+	policy  *BGPPeeringPolicy
+	running uint32 // ASN of the running BGP instance; 0: stopped
+	// services are the programmed services as the agent last handed them over; which
+	// of their addresses are announced is decided from the policy when announcing, so
+	// the order in which a starting agent hands over its services and applies its saved
+	// policy does not matter.
+	services  []Service
 	announced map[netip.Prefix][]byte // prefix -> GoBGP path UUID
 	installed map[netip.Prefix]BGPRoute
 	kick      chan struct{}
@@ -337,29 +341,33 @@ func gobgpPeer(a netip.Addr, n BGPNeighbor) *api.Peer {
 	return p
 }
 
-// setServices records the service prefixes to announce (when the policy asks).
+// setServices records the programmed services; the policy's serviceAdvertisements
+// select which of their addresses are announced.
 func (s *bgpSpeaker) setServices(ctx context.Context, list []Service) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.servicesFrom(list)
+	s.services = slices.Clone(list)
 	return s.announceLocked(ctx)
 }
 
-// servicesFrom keeps the addresses the policy's serviceAdvertisements select.
-func (s *bgpSpeaker) servicesFrom(list []Service) {
-	s.services = s.services[:0]
-	if s.policy == nil {
-		return
+// servicePrefixes are the addresses the policy's serviceAdvertisements select among
+// the services: LoadBalancerIP selects the external IPs of LoadBalancer services,
+// ExternalIP those of every service.
+func servicePrefixes(p *BGPPeeringPolicy, list []Service) []netip.Prefix {
+	if p == nil {
+		return nil
 	}
-	adv := s.policy.VirtualRouters[0].ServiceAdvertisements
+	adv := p.VirtualRouters[0].ServiceAdvertisements
+	var out []netip.Prefix
 	for _, svc := range list {
 		if !slices.Contains(adv, BGPAdvertiseExternalIP) && !(svc.Type == "LoadBalancer" && slices.Contains(adv, BGPAdvertiseLoadBalancerIP)) {
 			continue
 		}
 		for _, ip := range svc.ExternalIPs {
-			s.services = append(s.services, netip.PrefixFrom(ip, 32))
+			out = append(out, netip.PrefixFrom(ip, 32))
 		}
 	}
+	return out
 }
 
 // announceLocked adds and withdraws local paths until they are the PodCIDR (with
@@ -372,7 +380,7 @@ func (s *bgpSpeaker) announceLocked(ctx context.Context) error {
 	if s.policy.VirtualRouters[0].ExportPodCIDR {
 		want[s.podCIDR] = true
 	}
-	for _, p := range s.services {
+	for _, p := range servicePrefixes(s.policy, s.services) {
 		want[p] = true
 	}
 	var errs []error
@@ -648,11 +656,13 @@ func (a *Agent) startBGP(ctx context.Context) <-chan struct{} {
 		nodeIP = a.dp.nodeIP
 	}
 	a.bgp = newBGPSpeaker(a.opts.Log, a.nl, nodeIP, a.opts.PodCIDR, a.opts.StateDir)
+	// The services the agent already programs (its saved state) are known before the
+	// saved policy is applied: the first announcement carries them.
+	a.bgp.services = a.store.services()
 	go func() {
 		defer close(done)
 		a.bgp.run(ctx)
 	}()
-	go func() { _ = a.bgpServices() }()
 	return done
 }
 

@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -57,15 +58,32 @@ func TestBGPServiceSelection(t *testing.T) {
 		{[]string{BGPAdvertiseExternalIP}, "10.96.100.100/32 10.96.100.101/32"},
 	}
 	for _, tt := range tests {
-		s := &bgpSpeaker{policy: &BGPPeeringPolicy{VirtualRouters: []BGPVirtualRouter{{ServiceAdvertisements: tt.adv}}}}
-		s.servicesFrom([]Service{lb, np})
 		var got []string
-		for _, p := range s.services {
+		for _, p := range servicePrefixes(&BGPPeeringPolicy{VirtualRouters: []BGPVirtualRouter{{ServiceAdvertisements: tt.adv}}}, []Service{lb, np}) {
 			got = append(got, p.String())
 		}
 		if strings.Join(got, " ") != tt.want {
 			t.Errorf("advertisements %v: announced %v, want %q", tt.adv, got, tt.want)
 		}
+	}
+}
+
+// TestBGPServicesBeforePolicy: a starting agent hands its services to the speaker while
+// the speaker applies its saved policy, in either order. Services handed over first
+// (no policy yet) must still be announced once the policy is there: deciding the
+// selection when the services arrived left a restarted agent's LoadBalancer IP
+// unannounced until the next service change (bgp-native's flaky "restarted agent
+// brings its path back").
+func TestBGPServicesBeforePolicy(t *testing.T) {
+	lb := Service{Name: "lb", Type: "LoadBalancer"}
+	lb.ExternalIPs = append(lb.ExternalIPs, netip.MustParseAddr("10.96.100.100"))
+	s := &bgpSpeaker{announced: map[netip.Prefix][]byte{}}
+	if err := s.setServices(context.Background(), []Service{lb}); err != nil {
+		t.Fatal(err)
+	}
+	s.policy = &BGPPeeringPolicy{VirtualRouters: []BGPVirtualRouter{{ServiceAdvertisements: []string{BGPAdvertiseLoadBalancerIP}}}}
+	if got := servicePrefixes(s.policy, s.services); len(got) != 1 || got[0] != netip.MustParsePrefix("10.96.100.100/32") {
+		t.Fatalf("services handed over before the policy: selected %v, want [10.96.100.100/32]", got)
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 )
 
 // The BGP control plane's step kinds. The witnesses are the routers' own daemon (BIRD's
-// CLI, birdc, on its control socket), the kernels' routing tables (`ip route`) and the
+// CLI, birdc, on its control socket, or FRR's vtysh: routerView), the kernels' routing tables (`ip route`) and the
 // kernels' TCP sockets (`ss`); the agents' own reports are printed, never trusted alone.
 // Expected values come from the topology: who peers with whom (topology.BGPNeighbors),
 // and the routes BGP must converge to (the static plan of the same topology).
@@ -269,19 +269,19 @@ func runBGPSessions(ctx context.Context, s *scenarios.Stage, _ none, e bgpSessio
 			continue
 		}
 		neigh := spec.BGPNeighbors(r.Name)
-		var out string
+		v := viewRouter(s.T, r.Name)
+		var states map[netip.Addr]string
 		start := time.Now()
 		err := waitFor(ctx, bgpConvergeTimeout, func() error {
 			var err error
-			if out, err = birdc(ctx, s.T, r.Name, "show", "protocols"); err != nil {
+			var out string
+			if states, out, err = v.sessions(ctx); err != nil {
 				return err
 			}
-			protos := parseBIRDProtocols(out)
 			var bad []string
 			for _, p := range neigh {
-				bp, ok := protos[topology.BIRDProtocolName(p.Name)]
-				if !ok || bp.info != "Established" {
-					bad = append(bad, fmt.Sprintf("%s (%s): %q", topology.BIRDProtocolName(p.Name), p.Address, bp.info))
+				if st := states[p.Address]; st != "Established" {
+					bad = append(bad, fmt.Sprintf("%s (%s): %q", p.Name, p.Address, st))
 				}
 			}
 			if len(bad) > 0 {
@@ -290,14 +290,14 @@ func runBGPSessions(ctx context.Context, s *scenarios.Stage, _ none, e bgpSessio
 			return nil
 		})
 		n := 0
-		for _, p := range parseBIRDProtocols(out) {
-			if p.info == "Established" {
+		for _, st := range states {
+			if st == "Established" {
 				n++
 			}
 		}
 		total += n
-		s.Check(fmt.Sprintf("%s: bgp: %s's BIRD has its %d sessions Established (one per BGP node on its segments; %.1fs)", s.Label(""), r.Name, len(neigh), time.Since(start).Seconds()),
-			"birdc -s "+topology.BIRDSocket(s.T.Dir(), r.Name)+" show protocols", err)
+		s.Check(fmt.Sprintf("%s: bgp: %s's %s has its %d sessions Established (one per BGP node on its segments; %.1fs)", s.Label(""), r.Name, daemonName(r.BGP.Daemon), len(neigh), time.Since(start).Seconds()),
+			v.cli("show protocols"), err)
 	}
 	nodeAddrs := map[netip.Addr]string{}
 	for _, n := range s.T.Nodes() {
@@ -394,31 +394,30 @@ func runBGPRoutes(ctx context.Context, s *scenarios.Stage, w bgpRoutesWith, _ no
 	if len(neigh) == 0 {
 		return fmt.Errorf("bgp-routes: %s is not a BGP router with neighbours", router)
 	}
+	v := viewRouter(s.T, router)
+	daemon := daemonName(spec.RouterBGP(router).Daemon)
 	for _, p := range neigh {
 		n, err := s.T.Node(p.Name)
 		if err != nil {
 			return err
 		}
-		var out string
 		err = waitFor(ctx, bgpConvergeTimeout, func() error {
-			var err error
-			if out, err = birdc(ctx, s.T, router, "show", "route", "for", n.PodCIDR.String()); err != nil {
+			paths, out, err := v.paths(ctx, n.PodCIDR)
+			if err != nil {
 				return err
 			}
-			for _, r := range parseBIRDRoutes(out) {
-				if r.prefix == n.PodCIDR && r.via == p.Address && r.from == topology.BIRDProtocolName(p.Name) {
-					return nil
-				}
+			if slices.Contains(paths, routerPath{via: p.Address, peer: p.Address}) {
+				return nil
 			}
-			return fmt.Errorf("no route %s via %s from %s:\n%s", n.PodCIDR, p.Address, topology.BIRDProtocolName(p.Name), out)
+			return fmt.Errorf("no path %s via %s from peer %s:\n%s", n.PodCIDR, p.Address, p.Address, out)
 		})
-		s.Check(fmt.Sprintf("%s: bgp: %s's BIRD table holds %s's PodCIDR %s via %s, learned from its session", s.Label(""), router, p.Name, n.PodCIDR, p.Address),
-			"birdc show route for "+n.PodCIDR.String(), err)
+		s.Check(fmt.Sprintf("%s: bgp: %s's %s table holds %s's PodCIDR %s via %s, learned from its session", s.Label(""), router, daemon, p.Name, n.PodCIDR, p.Address),
+			v.cli("show route for "+n.PodCIDR.String()), err)
 		out2, err := s.T.Exec(ctx, router, "ip", "route", "show", "exact", n.PodCIDR.String())
-		if err == nil && (!strings.Contains(string(out2), "via "+p.Address.String()+" ") || !strings.Contains(string(out2), "proto bird")) {
-			err = fmt.Errorf("want %s via %s proto bird, have: %q", n.PodCIDR, p.Address, strings.TrimSpace(string(out2)))
+		if err == nil && (!strings.Contains(string(out2), "via "+p.Address.String()+" ") || !strings.Contains(string(out2), "proto "+v.kernelProto())) {
+			err = fmt.Errorf("want %s via %s proto %s, have: %q", n.PodCIDR, p.Address, v.kernelProto(), strings.TrimSpace(string(out2)))
 		}
-		s.Check(fmt.Sprintf("%s: bgp: %s's kernel routes %s via %s (proto bird: exported by BIRD)", s.Label(""), router, n.PodCIDR, p.Address),
+		s.Check(fmt.Sprintf("%s: bgp: %s's kernel routes %s via %s (proto %s: installed by %s)", s.Label(""), router, n.PodCIDR, p.Address, v.kernelProto(), daemon),
 			router+": ip route show exact "+n.PodCIDR.String(), err)
 	}
 	plan, err := expectedPodRoutes(spec)
@@ -518,20 +517,10 @@ func runBGPWithdraw(ctx context.Context, s *scenarios.Stage, w bgpWithdrawWith, 
 	}
 	router := string(w.Router)
 	limit := withdrawLimit(spec, w.Kill || w.Freeze, e)
+	v := viewRouter(s.T, router)
 	present := func() (bool, string, error) {
-		out, err := birdc(ctx, s.T, router, "show", "route", "for", node.PodCIDR.String())
-		if strings.Contains(out, "Network not found") {
-			return false, out, nil // birdc's answer (exit status 1) when no route covers it
-		}
-		if err != nil {
-			return false, out, err
-		}
-		for _, r := range parseBIRDRoutes(out) {
-			if r.prefix == node.PodCIDR {
-				return true, out, nil
-			}
-		}
-		return false, out, nil
+		paths, out, err := v.paths(ctx, node.PodCIDR)
+		return len(paths) > 0, out, err
 	}
 	if ok, out, err := present(); err != nil || !ok {
 		return fmt.Errorf("bgp-withdraw: %s's PodCIDR %s is not in %s's table before the agent stops: %v\n%s", node.Name, node.PodCIDR, router, err, out)
@@ -564,19 +553,22 @@ func runBGPWithdraw(ctx context.Context, s *scenarios.Stage, w bgpWithdrawWith, 
 	}
 	s.Check(fmt.Sprintf("%s: bgp: %s withdraws %s's PodCIDR %s %.2fs after its agent was %s (hold time %ds; limit %.1fs)",
 		s.Label(""), router, node.Name, node.PodCIDR, took.Seconds(), stopHow(w.Kill, w.Freeze), spec.BGP.HoldTime, limit.Seconds()),
-		"birdc show route for "+node.PodCIDR.String()+", polled every 50ms", err)
+		v.cli("show route for "+node.PodCIDR.String())+", polled every 50ms", err)
 	if !w.Kill && !w.Freeze {
 		// A stopping agent ends its session with a NOTIFICATION (Cease); a dead one's
 		// session just closes. BIRD's protocol line says which it got.
-		proto := topology.BIRDProtocolName(node.Name)
-		out, err := birdc(ctx, s.T, router, "show", "protocols", proto)
-		if err == nil {
-			if bp, ok := parseBIRDProtocols(out)[proto]; !ok || !strings.Contains(bp.info, "Received:") {
-				err = fmt.Errorf("want the session closed by a received notification (Received: ...), BIRD says:\n%s", out)
+		var peer netip.Addr
+		for _, p := range spec.BGPNeighbors(router) {
+			if p.Name == node.Name {
+				peer = p.Address
 			}
 		}
-		s.Check(fmt.Sprintf("%s: bgp: %s's agent ends its session with a Cease notification on SIGTERM (BIRD: Received: ...)", s.Label(""), node.Name),
-			"birdc show protocols "+proto, err)
+		ok, out, err := v.closedByNotification(ctx, peer)
+		if err == nil && !ok {
+			err = fmt.Errorf("want the session closed by a received notification, the daemon says:\n%s", out)
+		}
+		s.Check(fmt.Sprintf("%s: bgp: %s's agent ends its session with a Cease notification on SIGTERM (the router's daemon says it received one)", s.Label(""), node.Name),
+			v.cli("show protocols"), err)
 	}
 	for _, o := range bgpNodes(spec, nil) {
 		if o.Name == node.Name {
@@ -616,7 +608,7 @@ func runBGPWithdraw(ctx context.Context, s *scenarios.Stage, w bgpWithdrawWith, 
 		return err
 	})
 	s.Check(fmt.Sprintf("%s: bgp: %s's restarted agent announces its PodCIDR again (%.2fs after the start)", s.Label(""), node.Name, time.Since(start).Seconds()),
-		"birdc show route for "+node.PodCIDR.String(), err)
+		v.cli("show route for "+node.PodCIDR.String()), err)
 	return nil
 }
 
@@ -678,37 +670,32 @@ func runBGPECMP(ctx context.Context, s *scenarios.Stage, w bgpECMPWith, e bgpWit
 		addrOf[p.Name] = p.Address
 	}
 	var want []netip.Addr
-	var wantFrom []string
 	for _, n := range w.Nodes {
 		a, ok := addrOf[string(n)]
 		if !ok {
 			return fmt.Errorf("bgp-ecmp: %s is no BGP neighbour of %s", n, router)
 		}
 		want = append(want, a)
-		wantFrom = append(wantFrom, topology.BIRDProtocolName(string(n)))
 	}
 	slices.SortFunc(want, func(a, b netip.Addr) int { return a.Compare(b) })
-	slices.Sort(wantFrom)
-	var out string
+	v := viewRouter(s.T, router)
 	err = waitFor(ctx, bgpConvergeTimeout, func() error {
-		var err error
-		if out, err = birdc(ctx, s.T, router, "show", "route", "all", "for", prefix.String()); err != nil {
+		paths, out, err := v.paths(ctx, prefix)
+		if err != nil {
 			return err
 		}
-		var from []string
-		for _, r := range parseBIRDRoutes(out) {
-			if r.prefix == prefix {
-				from = append(from, r.from)
-			}
+		var from []netip.Addr
+		for _, p := range paths {
+			from = append(from, p.peer)
 		}
-		slices.Sort(from)
-		if !slices.Equal(from, wantFrom) {
-			return fmt.Errorf("paths from %v, want %v:\n%s", from, wantFrom, out)
+		slices.SortFunc(from, func(a, b netip.Addr) int { return a.Compare(b) })
+		if !slices.Equal(from, want) {
+			return fmt.Errorf("paths from peers %v, want %v:\n%s", from, want, out)
 		}
 		return nil
 	})
-	s.Check(fmt.Sprintf("%s: bgp: %s's BIRD has %d paths to %s, one from each announcing node %v", s.Label(""), router, len(want), prefix, w.Nodes),
-		"birdc show route all for "+prefix.String(), err)
+	s.Check(fmt.Sprintf("%s: bgp: %s's %s has %d paths to %s, one from each announcing node %v", s.Label(""), router, daemonName(spec.RouterBGP(router).Daemon), len(want), prefix, w.Nodes),
+		v.cli("show route all for "+prefix.String()), err)
 	var hops []netip.Addr
 	var kout string
 	err = waitFor(ctx, 5*time.Second, func() error {
@@ -816,4 +803,12 @@ func gatewayFor(spec *topology.Spec, router, member string) (netip.Addr, error) 
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("client %s shares no segment with router %s", member, router)
+}
+
+// daemonName is how check names call a router's daemon.
+func daemonName(daemon string) string {
+	if daemon == topology.BGPDaemonFRR {
+		return "FRR"
+	}
+	return "BIRD"
 }

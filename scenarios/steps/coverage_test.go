@@ -270,7 +270,7 @@ var configWitnesses = map[string]witness{
 		{"vxlan-mtu", "mtu-sweep", "one byte over the route MTU with DF is refused"}}},
 	"enable-bgp-control-plane=true": {checks: []checkRef{
 		{"bgp-native", "bgp-routes", "learned by BGP (proto bgp), no static route"},
-		{"bgp-native", "bgp-sessions", "BIRD has its %d sessions Established"}}},
+		{"bgp-native", "bgp-sessions", "has its %d sessions Established"}}},
 	"auto-direct-node-routes=true": {checks: []checkRef{
 		{"native-routing", "node-route", "auto-direct-node-routes: %s routes %s's PodCIDR via %s"}}},
 	// Weak: the routed stage shows pod traffic crossing the routers hop by hop; no

@@ -236,13 +236,25 @@ func (u *upper) sysctls(ctx context.Context) error {
 		default:
 			continue
 		}
-		u.t.progress("setting sysctls in %s %s (ip_forward=%s, rp_filter=0)", m.Kind, m.Name, forward)
+		// A BGP router spreads the flows of an ECMP route (a service address several
+		// nodes announce) by their L4 tuple, as an L4 load balancer's upstream router
+		// does: the default policy (0) hashes addresses only, which puts every flow of
+		// one client on one path.
+		hashPolicy, note := "", ""
+		if m.Kind == topology.KindRouter && u.t.spec.RouterBGP(m.Name) != nil {
+			hashPolicy, note = "1", ", fib_multipath_hash_policy=1 (L4)"
+		}
+		u.t.progress("setting sysctls in %s %s (ip_forward=%s, rp_filter=0%s)", m.Kind, m.Name, forward, note)
 		if err := nsutil.Do(m.NsPath, func() error {
-			return errors.Join(
+			err := errors.Join(
 				writeSysctl("net/ipv4/conf/all/rp_filter", "0"),
 				writeSysctl("net/ipv4/conf/default/rp_filter", "0"),
 				writeSysctl("net/ipv4/ip_forward", forward),
 			)
+			if hashPolicy != "" {
+				err = errors.Join(err, writeSysctl("net/ipv4/fib_multipath_hash_policy", hashPolicy))
+			}
+			return err
 		}); err != nil {
 			return fmt.Errorf("sysctls in %s: %w", m.Netns, err)
 		}
