@@ -115,7 +115,7 @@ struct podpath_config {
 	__u8  policy_enabled;         /* enable-policy is not "never": the policy map is consulted */
 	__u8  policy_audit_mode;      /* policy-audit-mode: denied flows pass, traced as audit */
 	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
-	__u8  _pad3;
+	__u8  lb_external_clusterip;  /* bpf-lb-external-clusterip: ClusterIPs served from outside (lb_from_netdev()) */
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

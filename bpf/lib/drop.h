@@ -66,6 +66,9 @@ enum drop_reason {
 	/* Network policy (policy.h): 70-79. */
 	DROP_POLICY_DENIED           = 70, /* the endpoint is selected by a policy in this direction and no rule allows the flow (default deny) */
 	DROP_POLICY_DENY_RULE        = 71, /* a deny rule (ingressDeny/egressDeny) matches the flow: deny wins over every allow */
+	/* Service addresses from outside (kpr-addr, issue 12): 90-94. */
+	DROP_IS_CLUSTER_IP           = 90, /* a packet from outside the node to a ClusterIP frontend with
+					   * bpf-lb-external-clusterip false (Cilium's "Is a ClusterIP") */
 	__DROP_REASON_MAX,
 };
 

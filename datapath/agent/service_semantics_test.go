@@ -69,7 +69,7 @@ func TestBackendSetFor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Backends = tt.backends
-			set := s.backendSetFor(tt.local, cidr)
+			set := s.backendSetFor(tt.local, cidr, "")
 			if !slices.Equal(set.ids, tt.want) || set.fallback != tt.fallback {
 				t.Errorf("set %v fallback %v, want %v %v", set.ids, set.fallback, tt.want, tt.fallback)
 			}
@@ -111,5 +111,48 @@ func TestHealthSplitName(t *testing.T) {
 		if ns, n := splitName(in); ns != want[0] || n != want[1] {
 			t.Errorf("splitName(%q) = %q, %q; want %q", in, ns, n, want)
 		}
+	}
+}
+
+// TestTopologyBackendSet: enable-service-topology narrows a node's cluster set to
+// the backends hinted for its zone, as kube-proxy does: all of them when the node
+// has no zone, when any backend lacks hints, or when none is hinted for the zone;
+// Local sets are never narrowed; terminating backends follow the same rule.
+func TestTopologyBackendSet(t *testing.T) {
+	cidr := netip.MustParsePrefix("10.244.1.0/24")
+	s := &Service{Name: "web", Protocol: "TCP"}
+	b := func(ip string, zones ...string) ServiceBackend {
+		return ServiceBackend{IP: netip.MustParseAddr(ip), Port: 80, Zones: zones}
+	}
+	a1, a2, b1 := b("10.244.1.5", "a"), b("10.244.2.5", "a"), b("10.244.3.5", "b")
+	unhinted := b("10.244.3.6")
+	ids := func(bs ...ServiceBackend) []uint32 {
+		var out []uint32
+		for _, x := range bs {
+			out = append(out, backendID(s, x))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		backends []ServiceBackend
+		zone     string
+		local    bool
+		want     []uint32
+	}{
+		{"zone a: the backends hinted for a", []ServiceBackend{a1, a2, b1}, "a", false, ids(a1, a2)},
+		{"zone b: the one hinted for b", []ServiceBackend{a1, a2, b1}, "b", false, ids(b1)},
+		{"topology off (no zone): all", []ServiceBackend{a1, a2, b1}, "", false, ids(a1, a2, b1)},
+		{"zone c has none: all (fallback)", []ServiceBackend{a1, a2, b1}, "c", false, ids(a1, a2, b1)},
+		{"one backend without hints: hints ignored", []ServiceBackend{a1, b1, unhinted}, "b", false, ids(a1, b1, unhinted)},
+		{"local set: this node's, not narrowed", []ServiceBackend{a1, b1}, "b", true, ids(a1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.Backends = tt.backends
+			if set := s.backendSetFor(tt.local, cidr, tt.zone); !slices.Equal(set.ids, tt.want) {
+				t.Errorf("set %v, want %v", set.ids, tt.want)
+			}
+		})
 	}
 }

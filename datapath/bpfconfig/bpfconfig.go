@@ -273,6 +273,7 @@ func loadBalancer(cfg *Config, c *config.Config) []error {
 	cfg.CtTimeoutTcpClosing, cfg.CtTimeoutAny = DefaultCTTimeoutTCPClosing, DefaultCTTimeoutAny
 	cfg.LbNoBackendReject = b2u8(c.ServiceNoBackendReject)
 	cfg.LbSourceRangeCheck = b2u8(c.SvcSourceRangeCheck)
+	cfg.LbExternalClusterip = b2u8(c.LBExternalClusterIP)
 	return nil
 }
 

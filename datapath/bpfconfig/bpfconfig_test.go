@@ -150,6 +150,8 @@ func TestBuild(t *testing.T) {
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbNoBackendReject = 0 }))},
 		{"enable-svc-source-range-check false", with(nativeKeys, "kube-proxy-replacement", "true", "enable-svc-source-range-check", "false"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbSourceRangeCheck = 0 }))},
+		{"bpf-lb-external-clusterip true", with(nativeKeys, "kube-proxy-replacement", "true", "bpf-lb-external-clusterip", "true"), nil,
+			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbExternalClusterip = 1 }))},
 		{"random keeps the table size: the inner map template needs it", with(nativeKeys, "kube-proxy-replacement", "true",
 			"bpf-lb-maglev-table-size", "509"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 509, def)))},

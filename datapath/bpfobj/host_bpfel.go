@@ -106,7 +106,8 @@ const (
 	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
 	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
 	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 72
+	HostDropReasonDROP_IS_CLUSTER_IP           HostDropReason = 90
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 91
 )
 
 type HostEndpointFlags uint32
@@ -368,7 +369,7 @@ type HostPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbExternalClusterip   uint8
 	_                     [2]byte
 }
 

@@ -106,7 +106,8 @@ const (
 	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
 	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
 	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 72
+	LxcDropReasonDROP_IS_CLUSTER_IP           LxcDropReason = 90
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 91
 )
 
 type LxcEndpointFlags uint32
@@ -351,7 +352,7 @@ type LxcPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbExternalClusterip   uint8
 	_                     [2]byte
 }
 

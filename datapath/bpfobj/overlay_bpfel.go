@@ -106,7 +106,8 @@ const (
 	OverlayDropReasonDROP_IPIP_INNER_NOT_IPV4     OverlayDropReason = 67
 	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
 	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 72
+	OverlayDropReasonDROP_IS_CLUSTER_IP           OverlayDropReason = 90
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 91
 )
 
 type OverlayEndpointFlags uint32
@@ -351,7 +352,7 @@ type OverlayPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbExternalClusterip   uint8
 	_                     [2]byte
 }
 

@@ -62,7 +62,8 @@ const (
 	ProbeDropReasonDROP_IPIP_INNER_NOT_IPV4     ProbeDropReason = 67
 	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
 	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 72
+	ProbeDropReasonDROP_IS_CLUSTER_IP           ProbeDropReason = 90
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 91
 )
 
 type ProbeHostRouting uint32
@@ -171,7 +172,7 @@ type ProbePodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbExternalClusterip   uint8
 	_                     [2]byte
 }
 

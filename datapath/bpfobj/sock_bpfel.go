@@ -106,7 +106,8 @@ const (
 	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
 	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
 	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 72
+	SockDropReasonDROP_IS_CLUSTER_IP           SockDropReason = 90
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 91
 )
 
 type SockEndpointFlags uint32
@@ -364,7 +365,7 @@ type SockPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	LbExternalClusterip   uint8
 	_                     [2]byte
 }
 

@@ -559,6 +559,8 @@ func (v *resolver) loadBalancing() {
 		c.ServiceNoBackendReject = s == "reject"
 	}
 	v.boolean("enable-svc-source-range-check", &c.SvcSourceRangeCheck)
+	v.boolean("bpf-lb-external-clusterip", &c.LBExternalClusterIP)
+	v.boolean("enable-service-topology", &c.ServiceTopology)
 	sizeSet := v.maglevTableSize()
 	seedSet := v.maglevSeed()
 	dispatchSet := v.dsrDispatch()
