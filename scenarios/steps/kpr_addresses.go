@@ -332,11 +332,11 @@ func runTopologyAware(ctx context.Context, s *scenarios.Stage, w topologyAwareWi
 			errs = append(errs, fmt.Errorf("no connection landed on %s (want every one of %v)", n, wantNames))
 		}
 	}
-	what := "only the backends hinted for zone " + node.Zone
+	name := fmt.Sprintf("topology-aware: %s's connections to %s (node %s, zone %q) land on only the backends hinted for zone %s", from, svc.Name, node.Name, node.Zone, node.Zone)
 	if w.Expect == "all" {
-		what = "every backend"
+		name = fmt.Sprintf("topology-aware: %s's connections to %s (node %s, zone %q) land on every backend", from, svc.Name, node.Name, node.Zone)
 	}
-	s.Check(fmt.Sprintf("topology-aware: %s's connections to %s (node %s, zone %q) land on %s", from, svc.Name, node.Name, node.Zone, what),
+	s.Check(name,
 		fmt.Sprintf("whoami answers of %d connections to %s, per backend: %s; want %v", w.Connections, vip, strings.Join(parts, " "), wantNames),
 		errors.Join(errs...))
 	return nil
