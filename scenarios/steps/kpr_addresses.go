@@ -133,12 +133,14 @@ func runNodePortAddrs(ctx context.Context, s *scenarios.Stage, w nodePortAddrsWi
 		_ = session.Stop()
 		s.Check(fmt.Sprintf("NodePort on %s's device %s: %s is answered by a backend", n.Name, v.Interface, fe),
 			fmt.Sprintf("the whoami answer to %s from %s: %q", client, fe, name), werr)
-		// The answer: TCP from the dialled address:nodePort to the client.
+		// The answer: the SYN-ACK from the dialled address:nodePort to the client.
 		fromFE := func(member, iface string, outgoing bool) (int, string) {
 			count, last := 0, ""
 			for _, pk := range session.Packets(member, iface, capture.IPv4Flow(ip(fe.Addr()), ip(cip), layers.IPProtocolTCP)) {
 				tcp, _ := pk.Decode().Layer(layers.LayerTypeTCP).(*layers.TCP)
-				if tcp != nil && uint16(tcp.SrcPort) == fe.Port() && (!outgoing || pk.Outgoing) {
+				// The SYN-ACK of the served connection: a kernel RST (no
+				// listener) from the same address is no answer of the service.
+				if tcp != nil && tcp.SYN && tcp.ACK && uint16(tcp.SrcPort) == fe.Port() && (!outgoing || pk.Outgoing) {
 					count++
 					last = pk.Summary()
 				}
@@ -146,9 +148,9 @@ func runNodePortAddrs(ctx context.Context, s *scenarios.Stage, w nodePortAddrsWi
 			return count, last
 		}
 		var rerr error
-		where := fmt.Sprintf("capture on %s/%s: outgoing TCP %s -> %s", n.Name, v.Interface, fe, cip)
+		where := fmt.Sprintf("capture on %s/%s: outgoing SYN-ACK %s -> %s", n.Name, v.Interface, fe, cip)
 		if w.Reply == "client" {
-			where = fmt.Sprintf("capture on %s/%s: TCP %s -> %s", client, cifc, fe, cip)
+			where = fmt.Sprintf("capture on %s/%s: SYN-ACK %s -> %s", client, cifc, fe, cip)
 			if c, _ := fromFE(client, cifc, false); c == 0 {
 				rerr = fmt.Errorf("no answer from %s reached %s", fe, client)
 			}
