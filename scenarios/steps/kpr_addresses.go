@@ -73,7 +73,7 @@ type nodePortAddrsWith struct {
 	NotDevice *nodePortVia `json:"notDevice" doc:"an interface of the node that is no device, dialled by a client on its segment: not served"`
 	// Reply says where the answer is looked for: node (SNAT: it leaves the dialled
 	// NIC) or client (DSR: it comes from the backend's node; the client's capture).
-	Reply string `json:"reply" oneOf:"node,client" doc:"node (default; SNAT) wants the answer leaving the dialled NIC, client (DSR) wants it at the client from the dialled address"`
+	Reply string `json:"reply" oneOf:"node,client" doc:"node (default; SNAT) wants the answer leaving the dialled NIC, client (DSR) wants it at the client from the dialled address and none leaving the dialled node"`
 }
 
 func (w *nodePortAddrsWith) Validate(e strictyaml.FieldErrors) {
@@ -154,6 +154,11 @@ func runNodePortAddrs(ctx context.Context, s *scenarios.Stage, w nodePortAddrsWi
 			if c, _ := fromFE(client, cifc, false); c == 0 {
 				rerr = fmt.Errorf("no answer from %s reached %s", fe, client)
 			}
+			// DSR: the backend's node answers; the dialled node sends nothing back.
+			if c, last := fromFE(n.Name, v.Interface, true); c != 0 {
+				rerr = errors.Join(rerr, fmt.Errorf("%d answers left %s/%s itself (not DSR): %s", c, n.Name, v.Interface, last))
+			}
+			where += fmt.Sprintf(", and none leaving %s/%s", n.Name, v.Interface)
 		} else if c, _ := fromFE(n.Name, v.Interface, true); c == 0 {
 			var others []string
 			for _, o := range n.Interfaces {
