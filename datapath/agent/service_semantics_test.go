@@ -156,3 +156,32 @@ func TestTopologyBackendSet(t *testing.T) {
 		})
 	}
 }
+
+// TestTopologyWarnings: hints a node will not follow are said, not ignored silently.
+func TestTopologyWarnings(t *testing.T) {
+	hinted := &Service{Name: "web", Backends: []ServiceBackend{{Zones: []string{"a"}}}}
+	prefer := &Service{Name: "web", TrafficDistribution: "PreferClose"}
+	plain := &Service{Name: "web", Backends: []ServiceBackend{{}}}
+	tests := []struct {
+		name    string
+		s       *Service
+		enabled bool
+		zone    string
+		want    string
+	}{
+		{"hints, key off", hinted, false, "a", "enable-service-topology is false"},
+		{"PreferClose, node without zone", prefer, true, "", "has no zone"},
+		{"hints followed", hinted, true, "a", ""},
+		{"no hints", plain, false, "", ""},
+	}
+	for _, tt := range tests {
+		got := tt.s.TopologyWarnings(tt.enabled, tt.zone)
+		if (tt.want == "") != (len(got) == 0) || (tt.want != "" && !strings.Contains(got[0], tt.want)) {
+			t.Errorf("%s: warnings %q, want one containing %q", tt.name, got, tt.want)
+		}
+	}
+	bad := &Service{Name: "web", Type: "ClusterIP", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.1"), Port: 80, TrafficDistribution: "PreferSameNode"}
+	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "trafficDistribution") {
+		t.Errorf("trafficDistribution PreferSameNode: error %v, want one naming the field", err)
+	}
+}
