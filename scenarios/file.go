@@ -69,6 +69,7 @@ type ServiceSpec struct {
 	SessionAffinity          string         `json:"sessionAffinity" oneOf:"None,ClientIP" doc:"ClientIP: a client keeps its backend"`
 	TimeoutSeconds           uint32         `json:"timeoutSeconds" range:"1..86400" doc:"sessionAffinityConfig.clientIP.timeoutSeconds (default 10800)"`
 	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges" doc:"clients from outside must come from one of these"`
+	TrafficDistribution      string         `json:"trafficDistribution" oneOf:"PreferClose" doc:"PreferClose: each pod backend is hinted for its node's zone (as the EndpointSlice controller does) unless it lists zones"`
 }
 
 // BackendSpec is one backend: a pod of the stage's topology or an address.
@@ -78,6 +79,7 @@ type BackendSpec struct {
 	Port   uint16     `json:"port" required:"true" range:"1..65535"`
 	Weight uint16     `json:"weight"`
 	State  string     `json:"state" oneOf:"active,terminating,maintenance"`
+	Zones  []string   `json:"zones" doc:"EndpointSlice hints.forZones: nodes of these zones send their flows here (enable-service-topology)"`
 }
 
 var scenarioNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -150,19 +152,40 @@ func (s ServiceSpec) agentService(t topology.Cluster) (agent.Service, error) {
 		NodePort: s.NodePort, ExternalIPs: s.ExternalIPs,
 		ExternalTrafficPolicy: s.ExternalTrafficPolicy, InternalTrafficPolicy: s.InternalTrafficPolicy,
 		HealthCheckNodePort: s.HealthCheckNodePort, SessionAffinity: s.SessionAffinity,
-		SessionAffinityTimeout: s.TimeoutSeconds, LoadBalancerSourceRanges: s.LoadBalancerSourceRanges}
+		SessionAffinityTimeout: s.TimeoutSeconds, LoadBalancerSourceRanges: s.LoadBalancerSourceRanges,
+		TrafficDistribution: s.TrafficDistribution}
 	for _, b := range s.Backends {
 		ip := b.IP
+		zones := b.Zones
 		if b.Pod != "" {
 			p, err := t.Pod(string(b.Pod))
 			if err != nil {
 				return out, err
 			}
 			ip = p.IP
+			if len(zones) == 0 && s.TrafficDistribution != "" {
+				// The EndpointSlice controller's PreferClose: a hint for the zone
+				// of the endpoint's own node.
+				if z := podZone(t, p.Name); z != "" {
+					zones = []string{z}
+				}
+			}
 		}
-		out.Backends = append(out.Backends, agent.ServiceBackend{IP: ip, Port: b.Port, Weight: b.Weight, State: b.State})
+		out.Backends = append(out.Backends, agent.ServiceBackend{IP: ip, Port: b.Port, Weight: b.Weight, State: b.State, Zones: zones})
 	}
 	return out, nil
+}
+
+// podZone is the zone of the node that runs pod ("" = none).
+func podZone(t topology.Cluster, pod string) string {
+	for _, n := range t.Nodes() {
+		for _, p := range n.Pods {
+			if p.Name == pod {
+				return n.Zone
+			}
+		}
+	}
+	return ""
 }
 
 // TopologyRef is a stage's topology: a catalog name, a file, or a spec written inline.

@@ -86,8 +86,14 @@ type NodeSpec struct {
 	Interfaces []InterfaceSpec `json:"interfaces"`
 	// InternalInterface names the interface whose address is the node's InternalIP:
 	// node-to-node traffic and tunnels use it. Default: the first interface.
-	InternalInterface string    `json:"internalInterface,omitempty"`
-	Pods              []PodSpec `json:"pods,omitempty"`
+	InternalInterface string `json:"internalInterface,omitempty"`
+	// Devices name the interfaces the node's agent attaches to (its --devices,
+	// Cilium's `devices`): NodePort answers on their addresses only. Default: every
+	// interface.
+	Devices []string `json:"devices,omitempty"`
+	// Zone is the node's topology.kubernetes.io/zone label (topology-aware routing).
+	Zone string    `json:"zone,omitempty"`
+	Pods []PodSpec `json:"pods,omitempty"`
 	// BGP makes the node a BGP speaker (its agent's BGP control plane) with this ASN.
 	BGP *BGPSpec `json:"bgp,omitempty"`
 }
@@ -173,6 +179,7 @@ func (s *Spec) Clone() *Spec {
 	c.Nodes = slices.Clone(s.Nodes)
 	for i := range c.Nodes {
 		c.Nodes[i].Interfaces = slices.Clone(c.Nodes[i].Interfaces)
+		c.Nodes[i].Devices = slices.Clone(c.Nodes[i].Devices)
 		c.Nodes[i].Pods = slices.Clone(c.Nodes[i].Pods)
 		c.Nodes[i].BGP = cloneBGP(c.Nodes[i].BGP)
 	}

@@ -80,4 +80,8 @@ type Node struct {
 	Gateway    netip.Addr   `json:"gateway"`
 	Interfaces []Interface  `json:"interfaces"`
 	Pods       []Pod        `json:"pods"`
+	// Devices are the interfaces the node's agent attaches to (all when empty).
+	Devices []string `json:"devices,omitempty"`
+	// Zone is the node's topology.kubernetes.io/zone label ("" = none).
+	Zone string `json:"zone,omitempty"`
 }

@@ -37,6 +37,9 @@ const (
 // errs collects validation errors, each prefixed with the field path.
 type errs []error
 
+// zoneRE is a Kubernetes label value (topology.kubernetes.io/zone).
+var zoneRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
 func (e *errs) add(path, format string, args ...any) {
 	*e = append(*e, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 }
@@ -129,6 +132,23 @@ func (s *Spec) checkRules() []error {
 			if !slices.Contains(names, n.InternalInterface) {
 				e.add(path+".internalInterface", "%q is not an interface of node %q (have: %s)", n.InternalInterface, n.Name, strings.Join(names, ", "))
 			}
+		}
+		if len(n.Devices) > 0 {
+			var names []string
+			for j, ifc := range n.Interfaces {
+				names = append(names, cmp.Or(ifc.Name, fmt.Sprintf("eth%d", j)))
+			}
+			for j, d := range n.Devices {
+				if !slices.Contains(names, d) {
+					e.add(fmt.Sprintf("%s.devices[%d]", path, j), "%q is not an interface of node %q (have: %s)", d, n.Name, strings.Join(names, ", "))
+				}
+			}
+			if internal := cmp.Or(n.InternalInterface, firstOr(names, "")); !slices.Contains(n.Devices, internal) {
+				e.add(path+".devices", "want the internal interface %q among them (node-to-node traffic and tunnels use it)", internal)
+			}
+		}
+		if n.Zone != "" && !zoneRE.MatchString(n.Zone) {
+			e.add(path+".zone", "%q is not a label value (want up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)", n.Zone)
 		}
 		for j, pod := range n.Pods {
 			checkName(fmt.Sprintf("%s.pods[%d]", path, j), pod.Name)

@@ -47,6 +47,12 @@ func TestValidate(t *testing.T) {
 		{"bad podRoutes", func(s *Spec) { s.PodRoutes = "some" }, []string{`podRoutes: "some" is not one of all, routers, none`}},
 		{"bad podNetwork", func(s *Spec) { s.PodNetwork = "cni" }, []string{`podNetwork: "cni" is not one of kernel, agent`}},
 		{"unknown internalInterface", func(s *Spec) { s.Nodes[0].InternalInterface = "eth7" }, []string{`nodes[0].internalInterface: "eth7" is not an interface of node`}},
+		{"unknown device", func(s *Spec) { s.Nodes[0].Devices = []string{"eth0", "eth7"} }, []string{`nodes[0].devices[1]: "eth7" is not an interface of node`}},
+		{"devices without the internal interface", func(s *Spec) {
+			s.Nodes[0].Interfaces = append(s.Nodes[0].Interfaces, InterfaceSpec{Segment: s.Nodes[0].Interfaces[0].Segment})
+			s.Nodes[0].Devices = []string{"eth1"}
+		}, []string{`nodes[0].devices: want the internal interface "eth0" among them`}},
+		{"bad zone", func(s *Spec) { s.Nodes[0].Zone = "zone a" }, []string{`nodes[0].zone: "zone a" is not a label value`}},
 		{"no nodes", func(s *Spec) { s.Nodes = nil }, []string{"nodes: at least one node is required"}},
 
 		// the outside world

@@ -117,6 +117,8 @@ struct podpath_config {
 	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
 	/* enable-ipv4-fragment-tracking (lb_frag.h): later fragments follow their first. */
 	__u8  lb_frag_tracking;
+	__u8  lb_external_clusterip;  /* bpf-lb-external-clusterip: ClusterIPs served from outside (lb_from_netdev()) */
+	__u8  _pad4[3];
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

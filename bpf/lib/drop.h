@@ -69,6 +69,9 @@ enum drop_reason {
 	/* IPv4 fragments to services (lb_frag.h): 85-89. */
 	DROP_FRAG_NOT_FOUND          = 85, /* a later fragment of a TCP/UDP datagram whose first fragment this node has not
 					    * seen (or no longer remembers): its ports, and so its translation, are unknown */
+	/* Service addresses from outside (kpr-addr, issue 12): 90-94. */
+	DROP_IS_CLUSTER_IP           = 90, /* a packet from outside the node to a ClusterIP frontend with
+					   * bpf-lb-external-clusterip false (Cilium's "Is a ClusterIP") */
 	__DROP_REASON_MAX,
 };
 

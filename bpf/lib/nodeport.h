@@ -317,8 +317,11 @@ static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, cons
  *   TCP/UDP to anything else   -> an external-IP (or NodePort on another node IP)
  *                                 frontend: translated and forwarded as above;
  *   an ICMP error              -> lb_icmp_error_xlate() (PMTUD through a service).
- * ClusterIP frontends are not reachable from outside (Cilium's
- * bpf-lb-external-clusterip=false): such packets continue untouched. */
+ *   TCP/UDP to a ClusterIP     -> with bpf-lb-external-clusterip translated and
+ *                                 forwarded like a NodePort frontend; without,
+ *                                 dropped (DROP_IS_CLUSTER_IP), as Cilium does.
+ * NodePort frontends are every address of the node's devices (the agent writes one
+ * per address): a NIC's own address is no special case here. */
 static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *p,
 					  struct pkt_summary *sum, int pass_ret, int *verdict,
 					  const struct endpoint_info **epp)
@@ -363,7 +366,13 @@ static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *
 		}
 	}
 	svc = lb_service_lookup(sum);
-	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
+	/* A ClusterIP from outside: a client routed it to this node. Cilium serves it
+	 * only with bpf-lb-external-clusterip, else drops it with a name. */
+	if (svc && (svc->flags & SVC_F_CLUSTERIP) && !CONFIG.lb_external_clusterip) {
+		reason = DROP_IS_CLUSTER_IP;
+		goto drop;
+	}
+	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL | SVC_F_CLUSTERIP))) {
 		struct lb_fwd fwd = {};
 
 		if (!lb_source_allowed(svc, sum->saddr)) {

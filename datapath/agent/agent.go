@@ -38,6 +38,9 @@ type Options struct {
 	// the device holding it carries the tunnels and sets the MTU. Default: the first
 	// IPv4 address of the first device.
 	NodeIP netip.Addr
+	// Zone is the node's topology.kubernetes.io/zone label: with
+	// enable-service-topology its frontends take the backends hinted for it.
+	Zone string
 	// StateDir holds the desired state (desired.json) and the API socket (agent.sock).
 	StateDir string
 	// BPFFS is this node's folder on a bpf filesystem, for pinned maps and links.
@@ -161,6 +164,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	for _, f := range a.report.Notices {
 		a.opts.Log.Info("config "+f.String(), "key", f.Key)
+	}
+	if a.cfg.ServiceTopology && a.opts.Zone == "" {
+		a.opts.Log.Warn("config enable-service-topology: this node has no zone (--zone): every backend serves it")
 	}
 	dp, err := openDatapath(a.cfg, a.opts, a.nodeID())
 	if err != nil {
@@ -373,7 +379,7 @@ func (a *Agent) ServicesUpsert(ctx context.Context, list []Service) error {
 
 // warnService logs what of s podpath does not do as written (Service.Warnings).
 func (a *Agent) warnService(s *Service) {
-	for _, w := range s.Warnings() {
+	for _, w := range append(s.Warnings(), s.TopologyWarnings(a.cfg.ServiceTopology, a.opts.Zone)...) {
 		a.opts.Log.Warn(w, "service", s.Name)
 	}
 }

@@ -96,7 +96,7 @@ func (a *Agent) handler() http.Handler {
 			reply(w, nil, badInput("service name %q in the body differs from %q in the path", s.Name, r.PathValue("name")))
 			return
 		}
-		reply(w, serviceWarnings([]Service{s}), a.ServiceUpsert(r.Context(), s))
+		reply(w, a.serviceWarnings([]Service{s}), a.ServiceUpsert(r.Context(), s))
 	})
 	mux.HandleFunc("PUT /v1/services", func(w http.ResponseWriter, r *http.Request) {
 		var list []Service
@@ -104,7 +104,7 @@ func (a *Agent) handler() http.Handler {
 			reply(w, nil, err)
 			return
 		}
-		reply(w, serviceWarnings(list), a.ServicesUpsert(r.Context(), list))
+		reply(w, a.serviceWarnings(list), a.ServicesUpsert(r.Context(), list))
 	})
 	mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.ServiceDelete(r.Context(), r.PathValue("name")))
@@ -156,10 +156,11 @@ type ServiceReply struct {
 	Warnings []string `json:"warnings"`
 }
 
-func serviceWarnings(list []Service) any {
+func (a *Agent) serviceWarnings(list []Service) any {
 	var r ServiceReply
 	for i := range list {
 		r.Warnings = append(r.Warnings, list[i].Warnings()...)
+		r.Warnings = append(r.Warnings, list[i].TopologyWarnings(a.cfg.ServiceTopology, a.opts.Zone)...)
 	}
 	if len(r.Warnings) == 0 {
 		return nil

@@ -34,7 +34,13 @@ type datapath struct {
 	adopted bool                 // at least one link was already pinned at start
 	devices []string
 	nodeIP  netip.Addr
-	podCIDR netip.Prefix // this node's pods: the backends of Local traffic policies
+	// nodePortAddrs are the addresses NodePort frontends answer on: the node IP
+	// first, then every other IPv4 address of the devices (multi-NIC nodes).
+	nodePortAddrs []netip.Addr
+	podCIDR       netip.Prefix // this node's pods: the backends of Local traffic policies
+	// topologyZone is the node's zone when enable-service-topology is on, else "":
+	// the zone whose hinted backends this node's frontends take.
+	topologyZone string
 	// subnet is the node IP's own interface subnet (tunnel-mode cross-subnet).
 	subnet netip.Prefix
 	mtu    MTUs
@@ -61,6 +67,9 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 		return nil, err
 	}
 	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices, podCIDR: opts.PodCIDR.Masked()}
+	if c.ServiceTopology {
+		d.topologyZone = opts.Zone
+	}
 	if d.nodeIP = opts.NodeIP; !d.nodeIP.IsValid() {
 		first, err := nl.LinkByName(opts.Devices[0])
 		if err != nil {
@@ -77,6 +86,9 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 		return nil, err
 	}
 	d.mtu = planMTU(c, underlay, d.nodeIP, 0)
+	if d.nodePortAddrs, err = deviceAddrs(nl, d.nodeIP, opts.Devices); err != nil {
+		return nil, err
+	}
 
 	if d.subnet, err = deviceSubnet(nl, d.nodeIP); err != nil {
 		return nil, err

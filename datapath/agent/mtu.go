@@ -5,6 +5,7 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 
@@ -77,6 +78,30 @@ func deviceWithAddr(nl *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
 		}
 	}
 	return nil, fmt.Errorf("node IP %s is on no device of this node", addr)
+}
+
+// deviceAddrs are nodeIP and the global IPv4 addresses of the named devices, each
+// once, nodeIP first: the NodePort frontends of this node. An address on another
+// interface (not a device) is not one (Cilium: NodePort answers on its devices).
+func deviceAddrs(nl *netlink.Handle, nodeIP netip.Addr, devices []string) ([]netip.Addr, error) {
+	out := []netip.Addr{nodeIP}
+	for _, name := range devices {
+		l, err := nl.LinkByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("device %s: %w", name, err)
+		}
+		addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return nil, fmt.Errorf("device %s: list addresses: %w", name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP.To4())
+			if ok && a.Scope == int(netlink.SCOPE_UNIVERSE) && !slices.Contains(out, ip) {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out, nil
 }
 
 // deviceSubnet is the prefix of addr on the device holding it (10.0.1.2/24): with

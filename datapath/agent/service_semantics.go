@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,16 +97,25 @@ type backendSet struct {
 // all of them, or with local those of this node (podCIDR); the active ones, or if
 // none is active the terminating ones (KEP-1669: a terminating endpoint still
 // serving is used only when no ready one is left). Maintenance backends never.
-func (s *Service) backendSetFor(local bool, podCIDR netip.Prefix) backendSet {
+// With zone (enable-service-topology and the node's zone label), a set that is not
+// local narrows further to the backends hinted for zone (topologyFilter).
+func (s *Service) backendSetFor(local bool, podCIDR netip.Prefix, zone string) backendSet {
 	set := backendSet{id: stableID("service " + s.Name)}
 	if local {
 		set.id = stableID("service-local " + s.Name)
 	}
 	pick := func(state maps.BackendState) {
+		var chosen []ServiceBackend
 		for _, b := range s.Backends {
 			if backendStates[b.State] != state || (local && !podCIDR.Contains(b.IP)) {
 				continue
 			}
+			chosen = append(chosen, b)
+		}
+		if !local {
+			chosen = topologyFilter(chosen, zone)
+		}
+		for _, b := range chosen {
 			w := b.Weight
 			if w == 0 {
 				w = maglev.DefaultWeight
@@ -122,12 +132,35 @@ func (s *Service) backendSetFor(local bool, podCIDR netip.Prefix) backendSet {
 	return set
 }
 
+// topologyFilter is kube-proxy's topology-aware routing: the backends whose hints
+// name zone, but all of them when zone is "" (off, or the node has no zone label),
+// when any backend has no hint (hints are all or nothing: a half-hinted slice is
+// being rewritten), or when none is hinted for zone (the fallback to all).
+func topologyFilter(bs []ServiceBackend, zone string) []ServiceBackend {
+	if zone == "" {
+		return bs
+	}
+	var out []ServiceBackend
+	for _, b := range bs {
+		if len(b.Zones) == 0 {
+			return bs
+		}
+		if slices.Contains(b.Zones, zone) {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return bs
+	}
+	return out
+}
+
 // backendSets are the distinct sets of the service's frontends on this node.
 func (d *datapath) backendSets(s *Service) []backendSet {
 	var out []backendSet
 	seen := map[uint32]bool{}
-	for _, fe := range s.frontends(d.nodeIP) {
-		set := s.backendSetFor(s.localFrontend(fe), d.podCIDR)
+	for _, fe := range s.frontends(d.nodePortAddrs) {
+		set := s.backendSetFor(s.localFrontend(fe), d.podCIDR, d.topologyZone)
 		if !seen[set.id] {
 			seen[set.id] = true
 			out = append(out, set)
@@ -148,6 +181,25 @@ func (s *Service) Warnings() []string {
 		out = append(out, fmt.Sprintf("service %s: loadBalancerSourceRanges on a ClusterIP service are not checked (only NodePort and external frontends reached from outside are)", s.Name))
 	}
 	return out
+}
+
+// TopologyWarnings says when the service asks for topology-aware routing (hints or
+// trafficDistribution) and this node will not follow it: enable-service-topology is
+// off, or the node has no zone label.
+func (s *Service) TopologyWarnings(enabled bool, zone string) []string {
+	hinted := s.TrafficDistribution != ""
+	for _, b := range s.Backends {
+		hinted = hinted || len(b.Zones) > 0
+	}
+	switch {
+	case !hinted:
+		return nil
+	case !enabled:
+		return []string{fmt.Sprintf("service %s: topology hints (trafficDistribution, hints.forZones) are ignored: enable-service-topology is false", s.Name)}
+	case zone == "":
+		return []string{fmt.Sprintf("service %s: topology hints are ignored on this node: it has no zone (podpath-agent --zone, the topology.kubernetes.io/zone label)", s.Name)}
+	}
+	return nil
 }
 
 // ---- health check node port ----

@@ -69,7 +69,7 @@ func TestBackendSetFor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Backends = tt.backends
-			set := s.backendSetFor(tt.local, cidr)
+			set := s.backendSetFor(tt.local, cidr, "")
 			if !slices.Equal(set.ids, tt.want) || set.fallback != tt.fallback {
 				t.Errorf("set %v fallback %v, want %v %v", set.ids, set.fallback, tt.want, tt.fallback)
 			}
@@ -146,5 +146,77 @@ func TestRemovedBackends(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestTopologyBackendSet: enable-service-topology narrows a node's cluster set to
+// the backends hinted for its zone, as kube-proxy does: all of them when the node
+// has no zone, when any backend lacks hints, or when none is hinted for the zone;
+// Local sets are never narrowed; terminating backends follow the same rule.
+func TestTopologyBackendSet(t *testing.T) {
+	cidr := netip.MustParsePrefix("10.244.1.0/24")
+	s := &Service{Name: "web", Protocol: "TCP"}
+	b := func(ip string, zones ...string) ServiceBackend {
+		return ServiceBackend{IP: netip.MustParseAddr(ip), Port: 80, Zones: zones}
+	}
+	a1, a2, b1 := b("10.244.1.5", "a"), b("10.244.2.5", "a"), b("10.244.3.5", "b")
+	unhinted := b("10.244.3.6")
+	ids := func(bs ...ServiceBackend) []uint32 {
+		var out []uint32
+		for _, x := range bs {
+			out = append(out, backendID(s, x))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		backends []ServiceBackend
+		zone     string
+		local    bool
+		want     []uint32
+	}{
+		{"zone a: the backends hinted for a", []ServiceBackend{a1, a2, b1}, "a", false, ids(a1, a2)},
+		{"zone b: the one hinted for b", []ServiceBackend{a1, a2, b1}, "b", false, ids(b1)},
+		{"topology off (no zone): all", []ServiceBackend{a1, a2, b1}, "", false, ids(a1, a2, b1)},
+		{"zone c has none: all (fallback)", []ServiceBackend{a1, a2, b1}, "c", false, ids(a1, a2, b1)},
+		{"one backend without hints: hints ignored", []ServiceBackend{a1, b1, unhinted}, "b", false, ids(a1, b1, unhinted)},
+		{"local set: this node's, not narrowed", []ServiceBackend{a1, b1}, "b", true, ids(a1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.Backends = tt.backends
+			if set := s.backendSetFor(tt.local, cidr, tt.zone); !slices.Equal(set.ids, tt.want) {
+				t.Errorf("set %v, want %v", set.ids, tt.want)
+			}
+		})
+	}
+}
+
+// TestTopologyWarnings: hints a node will not follow are said, not ignored silently.
+func TestTopologyWarnings(t *testing.T) {
+	hinted := &Service{Name: "web", Backends: []ServiceBackend{{Zones: []string{"a"}}}}
+	prefer := &Service{Name: "web", TrafficDistribution: "PreferClose"}
+	plain := &Service{Name: "web", Backends: []ServiceBackend{{}}}
+	tests := []struct {
+		name    string
+		s       *Service
+		enabled bool
+		zone    string
+		want    string
+	}{
+		{"hints, key off", hinted, false, "a", "enable-service-topology is false"},
+		{"PreferClose, node without zone", prefer, true, "", "has no zone"},
+		{"hints followed", hinted, true, "a", ""},
+		{"no hints", plain, false, "", ""},
+	}
+	for _, tt := range tests {
+		got := tt.s.TopologyWarnings(tt.enabled, tt.zone)
+		if (tt.want == "") != (len(got) == 0) || (tt.want != "" && !strings.Contains(got[0], tt.want)) {
+			t.Errorf("%s: warnings %q, want one containing %q", tt.name, got, tt.want)
+		}
+	}
+	bad := &Service{Name: "web", Type: "ClusterIP", Protocol: "TCP", ClusterIP: netip.MustParseAddr("10.96.0.1"), Port: 80, TrafficDistribution: "PreferSameNode"}
+	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), "trafficDistribution") {
+		t.Errorf("trafficDistribution PreferSameNode: error %v, want one naming the field", err)
 	}
 }

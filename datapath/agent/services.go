@@ -51,6 +51,10 @@ type Service struct {
 	// LoadBalancerSourceRanges: clients from outside (NodePort, external and
 	// LoadBalancer frontends) must come from one of these (enable-svc-source-range-check).
 	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges,omitempty"`
+	// TrafficDistribution: PreferClose asks for topology-aware routing; the
+	// EndpointSlice controller then writes each backend's Zones (hints.forZones),
+	// which are what the agent follows (enable-service-topology), as kube-proxy does.
+	TrafficDistribution string `json:"trafficDistribution,omitempty"`
 	// Unsupported names the fields of the Kubernetes Service the client saw set and
 	// podpath does not implement: each is a warning (the agent logs it and the API
 	// returns it), never silently dropped.
@@ -64,6 +68,9 @@ type ServiceBackend struct {
 	// Weight for Maglev (default 1); State: active (default), terminating, maintenance.
 	Weight uint16 `json:"weight,omitempty"`
 	State  string `json:"state,omitempty"`
+	// Zones are the EndpointSlice hints.forZones: with enable-service-topology, a
+	// node of one of these zones sends its new flows here (topology-aware routing).
+	Zones []string `json:"zones,omitempty"`
 }
 
 var backendStates = map[string]maps.BackendState{
@@ -94,9 +101,19 @@ func (s *Service) validate() error {
 		errs = append(errs, fmt.Errorf("service %s: nodePort: %d, want one for NodePort and LoadBalancer services and none for ClusterIP", s.Name, s.NodePort))
 	}
 	errs = append(errs, s.validateSemantics()...)
+	switch s.TrafficDistribution {
+	case "", "PreferClose", "PreferSameZone":
+	default:
+		errs = append(errs, fmt.Errorf("service %s: trafficDistribution: %q is not one of PreferClose, PreferSameZone (zones are followed; PreferSameNode is not implemented)", s.Name, s.TrafficDistribution))
+	}
 	for i, b := range s.Backends {
 		if !b.IP.Is4() || b.Port == 0 {
 			errs = append(errs, fmt.Errorf("service %s: backends[%d]: %v:%d is not an IPv4 address and port", s.Name, i, b.IP, b.Port))
+		}
+		for j, z := range b.Zones {
+			if z == "" {
+				errs = append(errs, fmt.Errorf("service %s: backends[%d].zones[%d]: empty zone", s.Name, i, j))
+			}
 		}
 		if _, ok := backendStates[b.State]; !ok {
 			errs = append(errs, fmt.Errorf("service %s: backends[%d].state: %q is not one of active, terminating, maintenance", s.Name, i, b.State))
@@ -124,15 +141,19 @@ func backendID(s *Service, b ServiceBackend) uint32 {
 	return stableID(fmt.Sprintf("backend %s %s", netip.AddrPortFrom(b.IP, b.Port), s.Protocol))
 }
 
-// frontends are the addresses a service answers on here: its cluster IP, this node's
-// IP on the node port, and its external IPs.
-func (s *Service) frontends(nodeIP netip.Addr) []maps.Service {
+// frontends are the addresses a service answers on here: its cluster IP, every
+// NodePort address of this node (the IPv4 addresses of the --devices, as Cilium's
+// NodePort frontends are the addresses of its `devices`) on the node port, and its
+// external IPs.
+func (s *Service) frontends(nodePortAddrs []netip.Addr) []maps.Service {
 	key := func(a netip.Addr, port uint16) maps.ServiceKey {
 		return maps.ServiceKey{Addr: a, Port: port, Proto: s.proto(), Scope: maps.ScopeExternal}
 	}
 	out := []maps.Service{{ServiceKey: key(s.ClusterIP, s.Port), Flags: maps.ServiceClusterIP}}
 	if s.NodePort != 0 {
-		out = append(out, maps.Service{ServiceKey: key(nodeIP, s.NodePort), Flags: maps.ServiceNodePort})
+		for _, a := range nodePortAddrs {
+			out = append(out, maps.Service{ServiceKey: key(a, s.NodePort), Flags: maps.ServiceNodePort})
+		}
 	}
 	for _, ip := range s.ExternalIPs {
 		out = append(out, maps.Service{ServiceKey: key(ip, s.Port), Flags: maps.ServiceExternal})
@@ -207,9 +228,9 @@ func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 	}
 	timeout := s.affinityTimeout()
 	ranged := map[uint32]bool{}
-	for _, fe := range s.frontends(d.nodeIP) {
+	for _, fe := range s.frontends(d.nodePortAddrs) {
 		local := s.localFrontend(fe)
-		set := s.backendSetFor(local, d.podCIDR)
+		set := s.backendSetFor(local, d.podCIDR, d.topologyZone)
 		fe.ID, fe.Backends = set.id, set.ids
 		fe.RevNatID = stableID("revnat " + fe.ServiceKey.String())
 		if c.LBAlgorithm == config.LBMaglev {
@@ -309,7 +330,7 @@ func (d *datapath) deleteBackends(ids []uint32) error {
 func (d *datapath) unprogramService(s *Service, remaining []Service) error {
 	lb := d.dp.LB
 	var errs []error
-	for _, fe := range s.frontends(d.nodeIP) {
+	for _, fe := range s.frontends(d.nodePortAddrs) {
 		errs = append(errs, lb.ServiceDelete(fe.ServiceKey), lb.RevNatDelete(stableID("revnat "+fe.ServiceKey.String())))
 	}
 	for _, set := range d.backendSets(s) {

@@ -274,6 +274,7 @@ func loadBalancer(cfg *Config, c *config.Config) []error {
 	cfg.LbNoBackendReject = b2u8(c.ServiceNoBackendReject)
 	cfg.LbSourceRangeCheck = b2u8(c.SvcSourceRangeCheck)
 	cfg.LbFragTracking = b2u8(c.IPv4FragmentTracking)
+	cfg.LbExternalClusterip = b2u8(c.LBExternalClusterIP)
 	return nil
 }
 

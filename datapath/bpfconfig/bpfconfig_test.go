@@ -152,6 +152,8 @@ func TestBuild(t *testing.T) {
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbSourceRangeCheck = 0 }))},
 		{"enable-ipv4-fragment-tracking false", with(nativeKeys, "kube-proxy-replacement", "true", "enable-ipv4-fragment-tracking", "false"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbFragTracking = 0 }))},
+		{"bpf-lb-external-clusterip true", with(nativeKeys, "kube-proxy-replacement", "true", "bpf-lb-external-clusterip", "true"), nil,
+			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), func(c *bpfconfig.Config) { c.LbExternalClusterip = 1 }))},
 		{"random keeps the table size: the inner map template needs it", with(nativeKeys, "kube-proxy-replacement", "true",
 			"bpf-lb-maglev-table-size", "509"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 509, def)))},

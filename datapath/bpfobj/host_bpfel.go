@@ -107,7 +107,8 @@ const (
 	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
 	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
 	HostDropReasonDROP_FRAG_NOT_FOUND          HostDropReason = 85
-	HostDropReasonDROP_REASON_MAX              HostDropReason = 86
+	HostDropReasonDROP_IS_CLUSTER_IP           HostDropReason = 90
+	HostDropReasonDROP_REASON_MAX              HostDropReason = 91
 )
 
 type HostEndpointFlags uint32
@@ -385,7 +386,9 @@ type HostPodpathConfig struct {
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
-	_                     [2]byte
+	LbExternalClusterip   uint8
+	Pad4                  [3]uint8
+	_                     [6]byte
 }
 
 type HostPolicyCtEntry struct {

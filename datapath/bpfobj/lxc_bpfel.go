@@ -107,7 +107,8 @@ const (
 	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
 	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
 	LxcDropReasonDROP_FRAG_NOT_FOUND          LxcDropReason = 85
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 86
+	LxcDropReasonDROP_IS_CLUSTER_IP           LxcDropReason = 90
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 91
 )
 
 type LxcEndpointFlags uint32
@@ -368,7 +369,9 @@ type LxcPodpathConfig struct {
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
-	_                     [2]byte
+	LbExternalClusterip   uint8
+	Pad4                  [3]uint8
+	_                     [6]byte
 }
 
 type LxcPolicyCtEntry struct {

@@ -107,7 +107,8 @@ const (
 	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
 	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
 	OverlayDropReasonDROP_FRAG_NOT_FOUND          OverlayDropReason = 85
-	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 86
+	OverlayDropReasonDROP_IS_CLUSTER_IP           OverlayDropReason = 90
+	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 91
 )
 
 type OverlayEndpointFlags uint32
@@ -368,7 +369,9 @@ type OverlayPodpathConfig struct {
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
-	_                     [2]byte
+	LbExternalClusterip   uint8
+	Pad4                  [3]uint8
+	_                     [6]byte
 }
 
 type OverlayPolicyCtEntry struct {

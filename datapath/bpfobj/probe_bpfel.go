@@ -63,7 +63,8 @@ const (
 	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
 	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
 	ProbeDropReasonDROP_FRAG_NOT_FOUND          ProbeDropReason = 85
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 86
+	ProbeDropReasonDROP_IS_CLUSTER_IP           ProbeDropReason = 90
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 91
 )
 
 type ProbeHostRouting uint32
@@ -173,7 +174,9 @@ type ProbePodpathConfig struct {
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
-	_                     [2]byte
+	LbExternalClusterip   uint8
+	Pad4                  [3]uint8
+	_                     [6]byte
 }
 
 type ProbeRoutingMode uint32

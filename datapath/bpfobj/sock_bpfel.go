@@ -107,7 +107,8 @@ const (
 	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
 	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
 	SockDropReasonDROP_FRAG_NOT_FOUND          SockDropReason = 85
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 86
+	SockDropReasonDROP_IS_CLUSTER_IP           SockDropReason = 90
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 91
 )
 
 type SockEndpointFlags uint32
@@ -381,7 +382,9 @@ type SockPodpathConfig struct {
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
-	_                     [2]byte
+	LbExternalClusterip   uint8
+	Pad4                  [3]uint8
+	_                     [6]byte
 }
 
 type SockPolicyCtEntry struct {

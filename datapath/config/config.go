@@ -269,6 +269,13 @@ type Config struct {
 	// IPv4FragmentTracking is enable-ipv4-fragment-tracking: later fragments of a
 	// TCP/UDP datagram take the ports (and so the translation) of its first one.
 	IPv4FragmentTracking bool
+	// LBExternalClusterIP is bpf-lb-external-clusterip: a ClusterIP routed to a node
+	// from outside is served (else dropped, DROP_IS_CLUSTER_IP).
+	LBExternalClusterIP bool
+	// ServiceTopology is enable-service-topology: each node's frontends take the
+	// backends hinted for its zone (EndpointSlice hints.forZones), all of them when
+	// any backend has no hint or none is hinted for the zone.
+	ServiceTopology bool
 	// EnableBGPControlPlane runs the agent's BGP speaker (enable-bgp-control-plane).
 	EnableBGPControlPlane bool
 	// Network policy: enable-policy (default, always, never), policy-audit-mode and

@@ -560,6 +560,8 @@ func (v *resolver) loadBalancing() {
 	}
 	v.boolean("enable-svc-source-range-check", &c.SvcSourceRangeCheck)
 	v.boolean("enable-ipv4-fragment-tracking", &c.IPv4FragmentTracking)
+	v.boolean("bpf-lb-external-clusterip", &c.LBExternalClusterIP)
+	v.boolean("enable-service-topology", &c.ServiceTopology)
 	sizeSet := v.maglevTableSize()
 	seedSet := v.maglevSeed()
 	dispatchSet := v.dsrDispatch()

@@ -36,6 +36,7 @@ var DropReasons = map[string]flowpb.DropReason{
 	// DROP_TUNNEL_ECN (RFC 6040 outer CE on a not-ECT inner packet) has no
 	// counterpart: DROP_REASON_UNKNOWN.
 	"DROP_NO_SERVICE_BACKEND": flowpb.DropReason_SERVICE_BACKEND_NOT_FOUND,
+	"DROP_IS_CLUSTER_IP":      flowpb.DropReason_IS_A_CLUSTERIP,
 	"DROP_NAT_FAILED":         flowpb.DropReason_ERROR_WHILE_CORRECTING_L4_CHECKSUM,
 	"DROP_SNAT_NO_PORT":       flowpb.DropReason_NO_MAPPING_FOR_NAT_MASQUERADE,
 	"DROP_CT_CREATE_FAILED":   flowpb.DropReason_CT_MAP_INSERTION_FAILED,

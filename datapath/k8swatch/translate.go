@@ -132,6 +132,7 @@ func ServicesFromK8s(svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (out
 // is in several slices counts once, active if any says so.
 func backends(p corev1.ServicePort, eps []*discoveryv1.EndpointSlice) []agent.ServiceBackend {
 	byAddr := map[netip.AddrPort]string{}
+	zones := map[netip.AddrPort][]string{}
 	for _, sl := range eps {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 {
 			continue
@@ -165,12 +166,21 @@ func backends(p corev1.ServicePort, eps []*discoveryv1.EndpointSlice) []agent.Se
 				if byAddr[ap] != "active" {
 					byAddr[ap] = state
 				}
+				// hints.forZones (topology-aware routing): the agent follows them
+				// with enable-service-topology.
+				if e.Hints != nil {
+					for _, z := range e.Hints.ForZones {
+						if z.Name != "" && !slices.Contains(zones[ap], z.Name) {
+							zones[ap] = append(zones[ap], z.Name)
+						}
+					}
+				}
 			}
 		}
 	}
 	out := make([]agent.ServiceBackend, 0, len(byAddr))
 	for ap, st := range byAddr {
-		b := agent.ServiceBackend{IP: ap.Addr(), Port: ap.Port()}
+		b := agent.ServiceBackend{IP: ap.Addr(), Port: ap.Port(), Zones: zones[ap]}
 		if st == "terminating" {
 			b.State = st
 		}
@@ -223,13 +233,13 @@ func semantics(svc *corev1.Service, s *agent.Service) {
 			s.LoadBalancerSourceRanges = append(s.LoadBalancerSourceRanges, pf.Masked())
 		}
 	}
-	if spec.TrafficDistribution != nil && *spec.TrafficDistribution != "" {
-		s.Unsupported = append(s.Unsupported, "trafficDistribution "+*spec.TrafficDistribution+" (topology-aware routing)")
-	}
-	for _, a := range []string{"service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"} {
-		if v := svc.Annotations[a]; v != "" {
-			s.Unsupported = append(s.Unsupported, fmt.Sprintf("annotation %s=%s (topology-aware hints)", a, v))
-		}
+	// Topology-aware routing: the EndpointSlice controller turns trafficDistribution
+	// (or the topology-mode annotation) into hints.forZones, which backends() reads;
+	// PreferSameNode has no zone hint podpath follows.
+	if td := ptrOr(spec.TrafficDistribution, ""); td == "PreferClose" || td == "PreferSameZone" {
+		s.TrafficDistribution = td
+	} else if td != "" {
+		s.Unsupported = append(s.Unsupported, "trafficDistribution "+td+" (only PreferClose/PreferSameZone zone hints are followed)")
 	}
 	if p := spec.IPFamilyPolicy; p != nil && *p == corev1.IPFamilyPolicyRequireDualStack {
 		s.Unsupported = append(s.Unsupported, "ipFamilyPolicy RequireDualStack (IPv4 only is balanced)")

@@ -168,16 +168,15 @@ func TestServicesFromK8s(t *testing.T) {
 			}
 		}},
 		{"unsupported spec fields are warned about, not ignored", func(s *corev1.Service) {
-			td, pol := "PreferClose", corev1.IPFamilyPolicyRequireDualStack
+			td, pol := "PreferSameNode", corev1.IPFamilyPolicyRequireDualStack
 			s.Spec.ExternalIPs = s.Spec.ExternalIPs[:1] // IPv4 only: the warnings here are the fields'
 			s.Spec.Ports = s.Spec.Ports[:1]
 			s.Spec.TrafficDistribution, s.Spec.IPFamilyPolicy = &td, &pol
-			s.Annotations = map[string]string{"service.kubernetes.io/topology-mode": "Auto"}
 		}, func(t *testing.T, got []agent.Service, _ []string) {
-			if len(got) != 1 || len(got[0].Warnings()) != 3 {
+			if len(got) != 1 || len(got[0].Warnings()) != 2 {
 				t.Fatalf("got %+v, warnings %q", got, got[0].Warnings())
 			}
-			for i, w := range []string{"trafficDistribution PreferClose", "topology-mode=Auto", "RequireDualStack"} {
+			for i, w := range []string{"trafficDistribution PreferSameNode", "RequireDualStack"} {
 				if !strings.Contains(got[0].Warnings()[i], w) || !strings.Contains(got[0].Warnings()[i], "not implemented by podpath") {
 					t.Errorf("warning %d %q: want %q", i, got[0].Warnings()[i], w)
 				}
@@ -205,6 +204,15 @@ func TestServicesFromK8s(t *testing.T) {
 				t.Errorf("external frontends %v, want %v", got[0].ExternalIPs, wantExt)
 			}
 		}},
+		{"trafficDistribution PreferClose is taken, not warned about", func(s *corev1.Service) {
+			td := "PreferClose"
+			s.Spec.Ports, s.Spec.TrafficDistribution = s.Spec.Ports[:1], &td
+			s.Spec.ExternalIPs = s.Spec.ExternalIPs[:1] // IPv4 only: the IPv6 one is warned about
+		}, func(t *testing.T, got []agent.Service, _ []string) {
+			if len(got) != 1 || got[0].TrafficDistribution != "PreferClose" || len(got[0].Warnings()) != 0 {
+				t.Errorf("got %+v, warnings %q", got, got[0].Warnings())
+			}
+		}},
 		{"externalTrafficPolicy is left out of a ClusterIP service", func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.ExternalIPs, s.Spec.Ports = corev1.ServiceTypeClusterIP, nil, s.Spec.Ports[:1]
 			s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
@@ -226,6 +234,26 @@ func TestServicesFromK8s(t *testing.T) {
 			got, notes := ServicesFromK8s(s, nil)
 			tt.check(t, got, notes)
 		})
+	}
+}
+
+// TestServiceHintsFromK8s: an EndpointSlice's hints.forZones become the backend's
+// zones (topology-aware routing); an endpoint without hints has none.
+func TestServiceHintsFromK8s(t *testing.T) {
+	hinted := k8stest.Endpoint("10.244.1.11", nil, nil, nil)
+	hinted.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}, {Name: "zone-b"}}}
+	sl := k8stest.Slice("web", []discoveryv1.EndpointPort{k8stest.EndpointPort("http", 8080, corev1.ProtocolTCP)},
+		hinted, k8stest.Endpoint("10.244.2.10", nil, nil, nil))
+	svc := k8stest.WebService(80)
+	got, _ := ServicesFromK8s(svc, []*discoveryv1.EndpointSlice{sl})
+	if len(got) != 1 || len(got[0].Backends) != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	if z := got[0].Backends[0].Zones; !reflect.DeepEqual(z, []string{"zone-a", "zone-b"}) {
+		t.Errorf("hinted backend zones %q, want [zone-a zone-b]", z)
+	}
+	if z := got[0].Backends[1].Zones; z != nil {
+		t.Errorf("unhinted backend zones %q, want none", z)
 	}
 }
 

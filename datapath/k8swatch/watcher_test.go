@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -163,7 +164,7 @@ func TestWatcher(t *testing.T) {
 	if target.batches != 1 {
 		t.Errorf("the first sync sent %d ServicesUpsert batches, want 1 (every Service in one request)", target.batches)
 	}
-	if b := target.service("web.default.80-tcp").Backends; len(b) != 1 || b[0] != backend("10.244.1.11", 8080, "") {
+	if b := target.service("web.default.80-tcp").Backends; len(b) != 1 || !reflect.DeepEqual(b[0], backend("10.244.1.11", 8080, "")) {
 		t.Errorf("backends = %+v", b)
 	}
 

@@ -109,10 +109,17 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	fib.path = testrun.UnnameNetns(f, fib.name)
 	// The service semantics' flags too (issue 12): reject, source ranges, Local, affinity.
 	cfg := lbConfig(f, lbOpts{Mode: mode, Reject: true, SourceRangeCheck: true, FragTracking: true})
+	// Service addresses (issue 12): ClusterIPs from outside are served in DSR mode and
+	// dropped (DROP_IS_CLUSTER_IP) in SNAT mode, so both values are fuzzed; a NodePort
+	// frontend on a second device address.
+	if mode == config.LBModeDSR {
+		cfg.LbExternalClusterip = 1
+	}
 	e := newLBEnvIn(f, fib, cfg, func(m *pmaps.Maps) { upsertEndpoints(f, m, podAEndpoint, podBEndpoint, hostEndpoint) })
 	e.services(f)
 	e.nodePorts(f)
 	e.semantics(f)
+	e.service(f, 40, npSecond, pmaps.ProtoTCP, pmaps.ServiceNodePort, 2)
 	n, err := trace.DefaultNames()
 	if err != nil {
 		f.Fatal(err)
@@ -152,7 +159,7 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 	f.Add(withDSROption(toB.udp(), dsrSvc))
 	f.Add(xFrame.to(npUDP).bigUDP(1500))
 	for _, fr := range []frame{xFrame.to(npRanged), xFrame.from(clientY).to(npRanged), xFrame.from(netip.MustParseAddrPort("172.16.0.9:1")).to(npRanged),
-		xFrame.to(npAffine), xFrame.to(npLocalPol), xFrame.to(npEmpty)} {
+		xFrame.to(npAffine), xFrame.to(npLocalPol), xFrame.to(npEmpty), xFrame.to(npSecond), xFrame.to(vipLocal), xFrame.to(vipLocalPol)} {
 		f.Add(fr.tcp(synOnly))
 		f.Add(fr.tcp(rstOnly))
 		f.Add(fr.udp())
@@ -258,8 +265,12 @@ func fuzzLBFromNetdev(f *testing.F, mode config.LBMode) {
 					ok := ck.src == src && ck.dst == dst
 					okFE := false
 					for _, s := range services {
-						okFE = okFE || (netip.AddrPortFrom(s.Addr, s.Port) == dst && uint8(s.Proto) == proto &&
-							s.Flags&(pmaps.ServiceNodePort|pmaps.ServiceExternal) != 0)
+						// A ClusterIP frontend only with bpf-lb-external-clusterip.
+						reachable := pmaps.ServiceNodePort | pmaps.ServiceExternal
+						if cfg.LbExternalClusterip != 0 {
+							reachable |= pmaps.ServiceClusterIP
+						}
+						okFE = okFE || (netip.AddrPortFrom(s.Addr, s.Port) == dst && uint8(s.Proto) == proto && s.Flags&reachable != 0)
 					}
 					if !ok || !okFE {
 						t.Fatalf("%s: new service entry %+v for packet %s -> %s", name, ck, src, dst)

@@ -150,8 +150,9 @@ func TestLBNodePortFixtures(t *testing.T) {
 				ctExpect(t, l, "ct_tcp", clientX, npLocal, maps.CTService, maps.CTSynSeen|maps.CTNodePort, 60, 1)
 				ctExpect(t, l, "ct_tcp", backendB, clientX, maps.CTReply, maps.CTSynSeen|maps.CTNodePort, 60, 1)
 			}},
-		{name: "a ClusterIP is not reachable from outside", dev: f.eth0,
-			in: xFrame.to(vipLocal).tcp(synOnly), verdict: testrun.Next, rec: fromNetdev("VERDICT_PASS", "PASS_NOT_ENDPOINT")},
+		{name: "a ClusterIP from outside (bpf-lb-external-clusterip false): dropped, named", dev: f.eth0,
+			in: xFrame.to(vipLocal).tcp(synOnly), verdict: testrun.Shot,
+			rec: want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_DROP", drop: "DROP_IS_CLUSTER_IP"}},
 		{name: "nodeport without backends: dropped, named", dev: f.eth0,
 			in: xFrame.to(npEmpty).tcp(synOnly), verdict: testrun.Shot,
 			rec: want{obs: "OBS_FROM_NETDEV", verdict: "VERDICT_DROP", drop: "DROP_NO_SERVICE_BACKEND"}},

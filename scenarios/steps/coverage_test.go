@@ -320,6 +320,15 @@ var configWitnesses = map[string]witness{
 		{"kpr-semantics", "service-reject", "service-no-backend-response drop: %s -> %s %s gets no answer"}}},
 	"enable-svc-source-range-check=true": {checks: []checkRef{
 		{"kpr-semantics", "source-ranges", "is dropped, named DROP_SVC_SOURCE_RANGE"}}},
+	"bpf-lb-external-clusterip=true": {checks: []checkRef{
+		{"kpr-addresses", "external-clusterip", "bpf-lb-external-clusterip true: %s routed via %s reaches %s from outside"}}},
+	"bpf-lb-external-clusterip=false": {checks: []checkRef{
+		{"kpr-addresses", "external-clusterip", "bpf-lb-external-clusterip false: %s routed via %s from outside is dropped, named DROP_IS_CLUSTER_IP"}}},
+	"enable-service-topology=true": {checks: []checkRef{
+		{"kpr-addresses", "topology-aware", "land on only the backends hinted for zone"}}},
+	// Weak by nature: "off" shows as every backend taking flows despite the hints.
+	"enable-service-topology=false": {checks: []checkRef{
+		{"kpr-addresses", "topology-aware", "land on every backend"}}},
 	// Weak: random selection shows as connections spreading after the affinity timeout
 	// (a new backend), not as a distribution test.
 	"bpf-lb-algorithm=random": {checks: []checkRef{

@@ -107,9 +107,11 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	if err != nil {
 		return err
 	}
-	var devs []string
-	for _, i := range n.Interfaces {
-		devs = append(devs, i.Name)
+	devs := n.Devices
+	if len(devs) == 0 {
+		for _, i := range n.Interfaces {
+			devs = append(devs, i.Name)
+		}
 	}
 	if err := os.MkdirAll(a.stateDir(node), 0o700); err != nil {
 		return err
@@ -121,6 +123,9 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	defer logf.Close()
 	args := []string{"run", "--node", node, "--pod-cidr", n.PodCIDR.String(), "--devices", strings.Join(devs, ","),
 		"--state-dir", a.stateDir(node), "--bpffs", filepath.Join(a.bpffs, node), "--node-ip", n.InternalIP.String()}
+	if n.Zone != "" {
+		args = append(args, "--zone", n.Zone)
+	}
 	if a.config != "" {
 		args = append(args, "--config", a.config)
 	}

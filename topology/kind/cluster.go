@@ -273,7 +273,7 @@ func topologyNodes(p *Plan, addrs map[string]nodeAddr) ([]topology.Node, error) 
 		}
 		gw := m.PodCIDR.Addr().Next()
 		node := topology.Node{
-			Name: n.Name, InternalIP: a.prefix.Addr(), PodCIDR: m.PodCIDR, Gateway: gw,
+			Name: n.Name, InternalIP: a.prefix.Addr(), PodCIDR: m.PodCIDR, Gateway: gw, Zone: n.Zone,
 			Interfaces: []topology.Interface{{Name: AgentDevice, Segment: n.Interfaces[0].Segment, Address: a.prefix, MTU: p.Options.NetworkMTU}},
 		}
 		for _, ps := range n.Pods {

@@ -77,7 +77,8 @@ func newTopology(runID string, r *topology.Spec) *Topology {
 	})
 	for _, n := range r.Nodes {
 		cidr := netip.MustParsePrefix(n.PodCIDR)
-		node := topology.Node{Name: n.Name, PodCIDR: cidr, Gateway: cidr.Addr().Next(), Interfaces: t.ifaces[n.Name]}
+		node := topology.Node{Name: n.Name, PodCIDR: cidr, Gateway: cidr.Addr().Next(), Interfaces: t.ifaces[n.Name],
+			Devices: slices.Clone(n.Devices), Zone: n.Zone}
 		for _, i := range node.Interfaces {
 			if i.Name == n.InternalInterface {
 				node.InternalIP = i.Address.Addr()

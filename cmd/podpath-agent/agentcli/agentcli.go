@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&opts.Node, "node", "", "this node's name")
 	fs.StringVar(&podCIDR, "pod-cidr", "", "this node's PodCIDR")
 	fs.StringVar(&nodeIP, "node-ip", "", "the node's IP for node-to-node traffic; its device carries tunnels and sets the MTU (default: first address of the first device)")
+	fs.StringVar(&opts.Zone, "zone", "", "the node's topology.kubernetes.io/zone label: with enable-service-topology, services send this node's flows to backends hinted for it")
 	fs.StringVar(&devices, "devices", "", "underlay devices, comma-separated (from-netdev/to-netdev go on them)")
 	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
 	fs.StringVar(&opts.EtcdConfig, "etcd-config", "", "with kvstore: etcd, the etcd-config file (endpoints, trusted-ca-file, cert-file, key-file; what kvstore-opt's etcd.config names); empty: the cilium-config's etcd-config key")
