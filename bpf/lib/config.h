@@ -115,7 +115,9 @@ struct podpath_config {
 	__u8  policy_enabled;         /* enable-policy is not "never": the policy map is consulted */
 	__u8  policy_audit_mode;      /* policy-audit-mode: denied flows pass, traced as audit */
 	__u8  policy_verdict_events;  /* bpf-events-policy-verdict-enabled */
-	__u8  _pad3;
+	/* Egress gateway (enable-ipv4-egress-gateway, egressgw.h): egress_gw_policy is
+	 * consulted; needs BPF masquerading (the gateway's to-netdev SNATs). */
+	__u8  egress_gw_enabled;
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

@@ -106,8 +106,22 @@ const (
 	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
 	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
 	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
-	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 72
+	LxcDropReasonDROP_NO_EGRESS_GATEWAY       LxcDropReason = 80
+	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 81
 )
+
+type LxcEgwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Saddr     uint32
+	Daddr     uint32
+}
+
+type LxcEgwValue struct {
+	_        structs.HostLayout
+	Gateway  uint32
+	EgressIp uint32
+}
 
 type LxcEndpointFlags uint32
 
@@ -298,6 +312,7 @@ const (
 	LxcPassReasonPASS_FRAG_NEEDED_TUNNEL  LxcPassReason = 10
 	LxcPassReasonPASS_FRAGMENT_TUNNEL     LxcPassReason = 11
 	LxcPassReasonPASS_TO_OVERLAY          LxcPassReason = 12
+	LxcPassReasonPASS_EGRESS_GATEWAY      LxcPassReason = 13
 	LxcPassReasonPASS_FIB_BASE            LxcPassReason = 16
 	LxcPassReasonPASS_FIB_BLACKHOLE       LxcPassReason = 17
 	LxcPassReasonPASS_FIB_UNREACHABLE     LxcPassReason = 18
@@ -351,7 +366,7 @@ type LxcPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	EgressGwEnabled       uint8
 	_                     [2]byte
 }
 
@@ -421,6 +436,7 @@ const (
 	LxcTraceLbTRACE_LB_MASQ        LxcTraceLb = 9
 	LxcTraceLbTRACE_LB_REV_MASQ    LxcTraceLb = 10
 	LxcTraceLbTRACE_LB_REJECT      LxcTraceLb = 11
+	LxcTraceLbTRACE_LB_EGW_SNAT    LxcTraceLb = 12
 )
 
 type LxcTraceRecord struct {
@@ -512,6 +528,7 @@ const (
 const (
 	LxcMapCtAny                 = "ct_any"
 	LxcMapCtTcp                 = "ct_tcp"
+	LxcMapEgressGwPolicy        = "egress_gw_policy"
 	LxcMapEndpoints             = "endpoints"
 	LxcMapIpcache               = "ipcache"
 	LxcMapLbAffinity            = "lb_affinity"
@@ -591,6 +608,7 @@ type LxcProgramSpecs struct {
 type LxcMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
@@ -644,6 +662,7 @@ func (o *LxcObjects) Close() error {
 type LxcMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
@@ -666,6 +685,7 @@ func (m *LxcMaps) Close() error {
 	return _LxcClose(
 		m.CtAny,
 		m.CtTcp,
+		m.EgressGwPolicy,
 		m.Endpoints,
 		m.Ipcache,
 		m.LbAffinity,

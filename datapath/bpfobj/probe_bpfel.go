@@ -62,7 +62,8 @@ const (
 	ProbeDropReasonDROP_IPIP_INNER_NOT_IPV4     ProbeDropReason = 67
 	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
 	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
-	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 72
+	ProbeDropReasonDROP_NO_EGRESS_GATEWAY       ProbeDropReason = 80
+	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 81
 )
 
 type ProbeHostRouting uint32
@@ -118,6 +119,7 @@ const (
 	ProbePassReasonPASS_FRAG_NEEDED_TUNNEL  ProbePassReason = 10
 	ProbePassReasonPASS_FRAGMENT_TUNNEL     ProbePassReason = 11
 	ProbePassReasonPASS_TO_OVERLAY          ProbePassReason = 12
+	ProbePassReasonPASS_EGRESS_GATEWAY      ProbePassReason = 13
 	ProbePassReasonPASS_FIB_BASE            ProbePassReason = 16
 	ProbePassReasonPASS_FIB_BLACKHOLE       ProbePassReason = 17
 	ProbePassReasonPASS_FIB_UNREACHABLE     ProbePassReason = 18
@@ -171,7 +173,7 @@ type ProbePodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	EgressGwEnabled       uint8
 	_                     [2]byte
 }
 
@@ -207,6 +209,7 @@ const (
 	ProbeTraceLbTRACE_LB_MASQ        ProbeTraceLb = 9
 	ProbeTraceLbTRACE_LB_REV_MASQ    ProbeTraceLb = 10
 	ProbeTraceLbTRACE_LB_REJECT      ProbeTraceLb = 11
+	ProbeTraceLbTRACE_LB_EGW_SNAT    ProbeTraceLb = 12
 )
 
 type ProbeTraceRecord struct {

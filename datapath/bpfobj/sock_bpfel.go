@@ -106,7 +106,8 @@ const (
 	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
 	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
 	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
-	SockDropReasonDROP_REASON_MAX              SockDropReason = 72
+	SockDropReasonDROP_NO_EGRESS_GATEWAY       SockDropReason = 80
+	SockDropReasonDROP_REASON_MAX              SockDropReason = 81
 )
 
 type SockEndpointFlags uint32
@@ -311,6 +312,7 @@ const (
 	SockPassReasonPASS_FRAG_NEEDED_TUNNEL  SockPassReason = 10
 	SockPassReasonPASS_FRAGMENT_TUNNEL     SockPassReason = 11
 	SockPassReasonPASS_TO_OVERLAY          SockPassReason = 12
+	SockPassReasonPASS_EGRESS_GATEWAY      SockPassReason = 13
 	SockPassReasonPASS_FIB_BASE            SockPassReason = 16
 	SockPassReasonPASS_FIB_BLACKHOLE       SockPassReason = 17
 	SockPassReasonPASS_FIB_UNREACHABLE     SockPassReason = 18
@@ -364,7 +366,7 @@ type SockPodpathConfig struct {
 	PolicyEnabled         uint8
 	PolicyAuditMode       uint8
 	PolicyVerdictEvents   uint8
-	Pad3                  uint8
+	EgressGwEnabled       uint8
 	_                     [2]byte
 }
 
@@ -434,6 +436,7 @@ const (
 	SockTraceLbTRACE_LB_MASQ        SockTraceLb = 9
 	SockTraceLbTRACE_LB_REV_MASQ    SockTraceLb = 10
 	SockTraceLbTRACE_LB_REJECT      SockTraceLb = 11
+	SockTraceLbTRACE_LB_EGW_SNAT    SockTraceLb = 12
 )
 
 type SockTraceRecord struct {
