@@ -40,6 +40,8 @@ const (
 	MapPolicy    = bpfobj.LxcMapPolicy
 	MapPolicyCT  = bpfobj.LxcMapPolicyCt
 	MapPolicyRev = bpfobj.LxcMapPolicyRev
+	// MapEgressGW is the egress gateway policy map (bpf/lib/egressgw.h).
+	MapEgressGW = bpfobj.LxcMapEgressGwPolicy
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
@@ -211,6 +213,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapPolicy:         d.Lxc.Policy,
 			MapPolicyCT:       d.Lxc.PolicyCt,
 			MapPolicyRev:      d.Lxc.PolicyRev,
+			MapEgressGW:       d.Lxc.EgressGwPolicy,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -222,6 +225,8 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		d.Host.Close()
 		return nil, fmt.Errorf("load bpf_overlay: %w", explainVerifier(err))
 	}
+	// bpf_sock has no egress gateway map.
+	delete(collOpts.MapReplacements, MapEgressGW)
 	if err := sockSpec.LoadAndAssign(&d.Sock, collOpts); err != nil {
 		d.Lxc.Close()
 		d.Host.Close()

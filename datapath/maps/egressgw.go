@@ -27,6 +27,14 @@ type EgressGWEntry struct {
 	EgressIP netip.Addr
 }
 
+// be32or0 is be32, 0.0.0.0 for an address not given.
+func be32or0(a netip.Addr) uint32 {
+	if !a.Is4() {
+		return 0
+	}
+	return be32(a)
+}
+
 func egwKey(e EgressGWEntry) bpfobj.LxcEgwKey {
 	d := e.Dest.Masked()
 	return bpfobj.LxcEgwKey{Prefixlen: 32 + uint32(d.Bits()), Saddr: be32(e.Pod), Daddr: be32(d.Addr())}
@@ -42,7 +50,7 @@ func (m *EgressGW) Replace(entries []EgressGWEntry) error {
 		}
 		k := egwKey(e)
 		want[k] = true
-		v := bpfobj.LxcEgwValue{Gateway: be32(e.Gateway), EgressIp: be32(e.EgressIP)}
+		v := bpfobj.LxcEgwValue{Gateway: be32or0(e.Gateway), EgressIp: be32or0(e.EgressIP)}
 		if err := m.Policy.Put(k, v); err != nil {
 			return fmt.Errorf("egress gateway entry %s -> %s: %w", e.Pod, e.Dest, err)
 		}
