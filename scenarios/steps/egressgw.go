@@ -49,6 +49,13 @@ func init() {
 		Run:     runEgressGatewayDrop,
 		Timeout: time.Minute,
 	})
+	scenarios.RegisterStep(scenarios.StepDef[nodeAddressWith, none]{
+		Name: "node-address",
+		Summary: "(an action) add an IPv4 address to a node's internal interface (`ip addr add`), as an egress gateway's egressIP must be " +
+			"assigned to the gateway",
+		Run:     runNodeAddress,
+		Timeout: 30 * time.Second,
+	})
 	scenarios.RegisterStep(scenarios.StepDef[nodeLabelsWith, none]{
 		Name:    "node-labels",
 		Summary: "(an action) give a node new labels (replacing the topology's) on every agent, as a `kubectl label node` would",
@@ -360,4 +367,29 @@ func podRefs(t topology.Cluster, n topology.Node) []agent.PodRef {
 		out = append(out, agent.PodRef{Name: p.Name, IP: p.IP, Labels: agentrun.PodLabels(t.Spec(), p.Name)})
 	}
 	return out
+}
+
+type nodeAddressWith struct {
+	Node    scenarios.NodeRef `json:"node" required:"true" doc:"the node"`
+	Address string            `json:"address" required:"true" doc:"the address with its prefix length, inside the interface's segment (10.0.0.100/24)"`
+}
+
+func runNodeAddress(ctx context.Context, s *scenarios.Stage, w nodeAddressWith, _ none) error {
+	n, err := s.T.Node(string(w.Node))
+	if err != nil {
+		return err
+	}
+	p, err := netip.ParsePrefix(w.Address)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("node-address: address %q: want an IPv4 address with its prefix length, such as 10.0.0.100/24", w.Address)
+	}
+	dev := internalIface(n)
+	if dev.Address.Masked() != p.Masked() {
+		return fmt.Errorf("node-address: %s is outside %s's %s subnet %s", p, n.Name, dev.Name, dev.Address.Masked())
+	}
+	if out, err := probe.Exec(ctx, s.T, 5*time.Second, n.Name, "ip", "addr", "add", p.String(), "dev", dev.Name); err != nil {
+		return fmt.Errorf("node-address: ip addr add %s dev %s in %s: %w: %s", p, dev.Name, n.Name, err, out)
+	}
+	s.Progress("%s: %s on %s", n.Name, p, dev.Name)
+	return nil
 }
