@@ -33,8 +33,8 @@ func init() {
 	scenarios.RegisterStep(scenarios.StepDef[egwWith, egwExpect]{
 		Name: "egress-gateway",
 		Summary: "a pod selected by an egress gateway policy talks to a server outside the cluster (TCP, UDP, ICMP echo): its node's uplink " +
-			"shows the packets going to the gateway node (encapsulated to it, or natively to its MAC), the gateway's uplink shows the egress IP " +
-			"as the source, the server sees the egress IP, the pod gets replies to its own tuple",
+			"shows the packets going to the gateway node (encapsulated to it, or natively to its MAC) and the replies coming back from it the same way, " +
+			"the gateway's uplink shows the egress IP as the source, the server sees the egress IP, the pod gets replies to its own tuple",
 		Agents:  true,
 		With:    egwWith{Protocols: []probe.Protocol{probe.TCP, probe.UDP, probe.ICMP}, Port: 8080},
 		Run:     runEgressGateway,
@@ -213,6 +213,50 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 		s.Check(fmt.Sprintf("%s: on %s's uplink the pod's packets go %s", name, node.Name, how),
 			fmt.Sprintf("%s/%s capture: outer and inner IPv4 and Ethernet headers of packets to %s (pcap %s)", node.Name, uplink.Name, serverIP,
 				session.PcapPath(node.Name, uplink.Name)), uerr)
+
+		// The way back: the replies reach the pod's node from the gateway, in the tunnel
+		// (tunnel mode) or natively from the gateway's MAC.
+		fromServer := func(p gopacket.Packet) bool {
+			ips := ipLayersOf(p)
+			if len(ips) == 0 {
+				return false
+			}
+			in := ips[len(ips)-1]
+			return addrOf(in.SrcIP) == serverIP && addrOf(in.DstIP) == pod.IP && in.Protocol == layerProto(proto)
+		}
+		var rerr error
+		var back []capture.Packet
+		for _, p := range session.Packets(node.Name, uplink.Name, fromServer) {
+			if !p.Outgoing {
+				back = append(back, p)
+			}
+		}
+		if len(back) == 0 {
+			rerr = fmt.Errorf("no %s reply from %s to %s arrives on %s/%s; seen there:\n%s", proto, serverIP, pod.IP, node.Name, uplink.Name, session.Seen(node.Name, uplink.Name, 10))
+		}
+		for _, p := range back {
+			ips := ipLayers(p)
+			var bad string
+			switch {
+			case e.Encapsulated && (len(ips) < 2 || addrOf(ips[0].SrcIP) != gw.InternalIP || p.Decode().Layer(layers.LayerTypeVXLAN) == nil):
+				bad = "not in a VXLAN packet from " + gw.InternalIP.String()
+			case !e.Encapsulated && len(ips) != 1:
+				bad = "encapsulated, want it native"
+			case !e.Encapsulated && !bytes.Equal(p.Decode().Layer(layers.LayerTypeEthernet).(*layers.Ethernet).SrcMAC, gwUplink.MAC):
+				bad = "its Ethernet source is not " + gw.Name + "'s " + gwUplink.MAC.String()
+			}
+			if bad != "" {
+				rerr = fmt.Errorf("arriving on %s/%s: %s: %s", node.Name, uplink.Name, bad, p.Summary())
+				break
+			}
+		}
+		back2 := "natively from " + gw.Name + "'s MAC"
+		if e.Encapsulated {
+			back2 = "encapsulated (VXLAN) from " + gw.Name
+		}
+		s.Check(fmt.Sprintf("%s: the replies come back to %s %s", name, node.Name, back2),
+			fmt.Sprintf("%s/%s capture: outer and inner headers of the replies to %s (pcap %s)", node.Name, uplink.Name, pod.IP,
+				session.PcapPath(node.Name, uplink.Name)), rerr)
 
 		// The gateway: leaving for the server from the egress IP.
 		var gerr error
