@@ -288,7 +288,7 @@ var keyTable = []Key{
 	{Name: "enable-ipsec", Kind: KindBool, Default: "false", Assumes: "false", Meaning: "IPsec transparent encryption"},
 	{Name: "enable-ipv4-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv4 BIG TCP (GSO/GRO above 64 KiB)"},
 	{Name: "enable-ipv4-egress-gateway", Kind: KindBool, Default: "false",
-		Status: StatusImplemented, Field: "EnableIPv4EgressGateway", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestEgressGatewayFixtures"},
+		Status: StatusImplemented, Field: "EnableIPv4EgressGateway", Proof: []string{"catalog", "datapath/bpfconfig.TestBuild", "datapath/progtest.TestEgressGatewayFixtures", "datapath/progtest.TestEgressGatewayVXLANFixtures"},
 		Meaning: "egress gateway policies (CiliumEgressGatewayPolicy, through the agent API and the scenario file); needs BPF masquerading"},
 	{Name: "enable-ipv4-fragment-tracking", Kind: KindBool, Default: "true", Status: StatusDiffers, Assumes: "false", Instead: "podpath does not track IPv4 fragments: non-first fragments of a load-balanced flow carry no ports and are not translated", Meaning: "track IPv4 fragments for L4 load balancing"},
 	{Name: "enable-ipv6-big-tcp", Kind: KindBool, Default: "false", Meaning: "IPv6 BIG TCP"},
