@@ -110,7 +110,7 @@ static __always_inline int egw_at_gateway(const struct pkt_summary *sum)
  * and next hop: the gateway itself on a shared segment), its IPv4 header as the pod
  * sent it (TTL - 1; the pod node never masquerades it, see masq_egress()). A gateway
  * behind a router is not reached this way (the router routes by the destination):
- * the agent warns. */
+ * native routing needs the gateway on the pod node's segment. */
 static __always_inline int egw_forward_native(struct __sk_buff *skb, const struct parsed *p,
 					      const struct pkt_summary *sum, __be32 gateway, int pass_ret)
 {
