@@ -93,15 +93,37 @@ int from_netdev_decap(struct __sk_buff *skb)
 	return from_netdev_ipip(skb, &p, &sum);
 }
 
-#define HOST_TAIL_DECAP 0
+/* from_netdev_egw_reply: at an egress gateway in tunnel mode, a reply masq_ingress()
+ * translated back to a pod of another node goes to that node through the tunnel (the
+ * way the request came), with the world's identity (2) in the VNI, as Cilium's
+ * gateway does. A program of its own for the same reason as from_netdev_decap. */
+SEC("tc")
+int from_netdev_egw_reply(struct __sk_buff *skb)
+{
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason = DROP_NONE;
+
+	if (parse_frame(skb, &p, &sum, NULL, &reason) != PARSE_IPV4) {
+		trace_drop(skb, OBS_FROM_NETDEV, reason != DROP_NONE ? reason : DROP_NOT_IPV4, &sum);
+		return PP_TCX_DROP;
+	}
+	return tunnel_encap(skb, &p, &sum, OBS_FROM_NETDEV, IDENTITY_WORLD, NULL, 0, HOST_PASS);
+}
+
+#define HOST_TAIL_DECAP     0
+#define HOST_TAIL_EGW_REPLY 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__uint(key_size, sizeof(__u32));
 	__array(values, int(struct __sk_buff *));
 } host_tails SEC(".maps") = {
-	.values = { [HOST_TAIL_DECAP] = (void *)&from_netdev_decap },
+	.values = {
+		[HOST_TAIL_DECAP] = (void *)&from_netdev_decap,
+		[HOST_TAIL_EGW_REPLY] = (void *)&from_netdev_egw_reply,
+	},
 };
 
 SEC("tc")
@@ -128,6 +150,18 @@ int from_netdev(struct __sk_buff *skb)
 		reason = masq_ingress(skb, &p, &sum);
 		if (reason != DROP_NONE)
 			goto drop;
+		/* At an egress gateway in tunnel mode, a reply for a pod of another node
+		 * goes back through the tunnel (from_netdev_egw_reply). */
+		if (CONFIG.egress_gw_enabled && tunnel_enabled() && sum.lb.action == TRACE_LB_REV_MASQ) {
+			const struct ipcache_info *ic = ipcache_lookup(sum.daddr);
+
+			if (ic && ic->tunnel_endpoint && ic->tunnel_endpoint != config_node_ip() &&
+			    !tunnel_peer_native(ic->tunnel_endpoint)) {
+				bpf_tail_call(skb, &host_tails, HOST_TAIL_EGW_REPLY);
+				reason = DROP_MISSED_TAIL_CALL;
+				goto drop;
+			}
+		}
 	}
 
 	if (tunnel_enabled() && tunnel_for_this_node(&sum)) {

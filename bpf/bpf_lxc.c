@@ -8,6 +8,7 @@
 #include "common.h"
 #include "config.h"
 #include "drop.h"
+#include "egressgw.h"
 #include "encap.h"
 #include "endpoint.h"
 #include "fib.h"
@@ -28,6 +29,7 @@ int from_container(struct __sk_buff *skb)
 	struct pkt_summary sum = {};
 	struct parsed p = {};
 	enum drop_reason reason;
+	__be32 egw_gateway = 0;
 	int local;
 
 	switch (parse_frame(skb, &p, &sum, NULL, &reason)) {
@@ -61,6 +63,17 @@ int from_container(struct __sk_buff *skb)
 			goto drop;
 	}
 
+	/* Egress gateway: a flow a policy selects leaves through its gateway node,
+	 * reached through the tunnel (tunnel_from_container() towards the gateway) or
+	 * natively (egw_forward_native()); no gateway node is a drop. */
+	if (!ep && CONFIG.egress_gw_enabled) {
+		reason = egw_request(&sum, &egw_gateway);
+		if (reason != DROP_NONE)
+			goto drop;
+		if (egw_gateway && (!tunnel_enabled() || tunnel_peer_native(egw_gateway)))
+			return egw_forward_native(skb, &p, &sum, egw_gateway, LXC_PASS);
+	}
+
 	/* Legacy host routing hands everything to the stack, except, in tunnel mode,
 	 * what must be encapsulated: the stack cannot add the tunnel (no Geneve driver,
 	 * and the vxlan device needs the metadata only BPF sets), as in Cilium. */
@@ -82,7 +95,7 @@ int from_container(struct __sk_buff *skb)
 	}
 
 	if (CONFIG.routing_mode != ROUTING_MODE_NATIVE)
-		return tunnel_from_container(skb, &p, &sum, LXC_PASS);
+		return tunnel_from_container(skb, &p, &sum, egw_gateway, LXC_PASS);
 	if (!in_native_routing_cidr(sum.daddr)) {
 		trace_pass(skb, OBS_FROM_CONTAINER, PASS_OUTSIDE_NATIVE_CIDR, &sum);
 		return LXC_PASS;

@@ -45,7 +45,9 @@ type StageSpec struct {
 	Config   ConfigRef     `json:"config" doc:"a catalog cilium-config name, a file path, or {data: {key: value}}; default: Cilium's defaults"`
 	Services []ServiceSpec `json:"services" doc:"Services the agents program before the first step"`
 	Policies []PolicySpec  `json:"policies" doc:"network policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy objects) the agents program before the first step"`
-	Steps    []StepSpec    `json:"steps" required:"true" doc:"run in order; each is {check: KIND, with: {...}, expect: {...}}"`
+	// EgressGatewayPolicies need enable-ipv4-egress-gateway in the stage's config.
+	EgressGatewayPolicies []EgressGatewayPolicySpec `json:"egressGatewayPolicies" doc:"CiliumEgressGatewayPolicy objects (cilium.io/v2) the agents program before the first step"`
+	Steps                 []StepSpec                `json:"steps" required:"true" doc:"run in order; each is {check: KIND, with: {...}, expect: {...}}"`
 	// Path is the stage's field path (stages[1]), for messages.
 	Path string `json:"-"`
 }

@@ -115,6 +115,9 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 	if err := s.programPolicies(ctx, spec.Policies); err != nil {
 		return err
 	}
+	if err := s.programEgressGatewayPolicies(ctx, spec.EgressGatewayPolicies); err != nil {
+		return err
+	}
 	servers, err := startServiceServers(t, spec.Services)
 	if err != nil {
 		return err

@@ -96,6 +96,9 @@ type NodeSpec struct {
 	Pods []PodSpec `json:"pods,omitempty"`
 	// BGP makes the node a BGP speaker (its agent's BGP control plane) with this ASN.
 	BGP *BGPSpec `json:"bgp,omitempty"`
+	// Labels are the node's Kubernetes labels (an egress gateway policy's
+	// nodeSelector reads them).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // PodSpec is a pod: a namespace with one veth to its node.

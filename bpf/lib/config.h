@@ -118,7 +118,10 @@ struct podpath_config {
 	/* enable-ipv4-fragment-tracking (lb_frag.h): later fragments follow their first. */
 	__u8  lb_frag_tracking;
 	__u8  lb_external_clusterip;  /* bpf-lb-external-clusterip: ClusterIPs served from outside (lb_from_netdev()) */
-	__u8  _pad4[3];
+	/* Egress gateway (enable-ipv4-egress-gateway, egressgw.h): egress_gw_policy is
+	 * consulted; needs BPF masquerading (the gateway's to-netdev SNATs). */
+	__u8  egress_gw_enabled;
+	__u8  _pad4[2];
 };
 
 /* An unused global that puts enum tunnel_mode into BTF, where Go checks its values

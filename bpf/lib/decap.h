@@ -10,6 +10,7 @@
 #include "csum.h"
 #include "drop.h"
 #include "dsr.h"
+#include "egressgw.h"
 #include "endpoint.h"
 #include "geneve.h"
 #include "ipv4.h"
@@ -29,6 +30,9 @@
  *   legacy host routing          -> stack, PASS_LEGACY_HOST_ROUTING;
  *   the node itself              -> stack, PASS_TO_HOST;
  *   a pod of this node           -> endpoint_redirect(): MACs, TTL - 1, redirect_peer;
+ *   a flow this node is the egress
+ *   gateway of (egw_at_gateway()) -> stack, PASS_EGRESS_GATEWAY: routed out, SNATed
+ *                                   to the egress IP at to-netdev;
  *   anything else                -> DROP_TUNNEL_WRONG_NODE: the sender's ipcache named
  *                                   this node for an address that is not here.
  * What goes to the stack is marked PACKET_HOST: the inner Ethernet destination is the
@@ -46,6 +50,11 @@ static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *
 		return pass_ret;
 	}
 	ep = endpoint_lookup(sum->daddr);
+	if (!ep && egw_at_gateway(sum)) {
+		bpf_skb_change_type(skb, PACKET_HOST);
+		trace_pass_tun(skb, point, PASS_EGRESS_GATEWAY, sum, tun);
+		return pass_ret;
+	}
 	if (!ep) {
 		trace_drop_tun(skb, point, DROP_TUNNEL_WRONG_NODE, sum, tun);
 		return PP_TCX_DROP;

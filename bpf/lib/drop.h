@@ -66,6 +66,9 @@ enum drop_reason {
 	/* Network policy (policy.h): 70-79. */
 	DROP_POLICY_DENIED           = 70, /* the endpoint is selected by a policy in this direction and no rule allows the flow (default deny) */
 	DROP_POLICY_DENY_RULE        = 71, /* a deny rule (ingressDeny/egressDeny) matches the flow: deny wins over every allow */
+	/* Egress gateway (egressgw.h): 80-84. */
+	DROP_NO_EGRESS_GATEWAY       = 80, /* a CiliumEgressGatewayPolicy selects the flow but no node matches its
+					    * nodeSelector (Cilium's "No egress gateway found") */
 	/* IPv4 fragments to services (lb_frag.h): 85-89. */
 	DROP_FRAG_NOT_FOUND          = 85, /* a later fragment of a TCP/UDP datagram whose first fragment this node has not
 					    * seen (or no longer remembers): its ports, and so its translation, are unknown */

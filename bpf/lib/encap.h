@@ -399,10 +399,13 @@ drop:
  *   TTL <= 1                                -> stack, PASS_TTL_EXPIRED
  *   else encapsulated towards the endpoint, VNI = the source pod's identity; a DSR
  *   request (dsr, Geneve only) carries the service in Cilium's Geneve DSR option.
+ * endpoint, when not 0, is the tunnel endpoint to use instead of the ipcache's (the
+ * egress gateway node a policy sends the packet to, whatever its destination).
  * Same-node traffic never gets here: the caller delivered it already. */
 static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct parsed *p,
 					const struct pkt_summary *sum, enum obs_point point,
-					__u32 identity, const struct dsr_service *dsr, int pass_ret)
+					__u32 identity, const struct dsr_service *dsr, __be32 endpoint,
+					int pass_ret)
 {
 	__u32 proto = CONFIG.tunnel_protocol;
 	const struct ipcache_info *info;
@@ -415,15 +418,18 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 		trace_pass(skb, point, PASS_TUNNEL_MODE, sum);
 		return pass_ret;
 	}
-	info = ipcache_lookup(sum->daddr);
-	if (!info || !info->tunnel_endpoint || info->tunnel_endpoint == config_node_ip()) {
-		trace_pass(skb, point, PASS_NO_TUNNEL_ENDPOINT, sum);
-		return pass_ret;
+	if (!endpoint) {
+		info = ipcache_lookup(sum->daddr);
+		if (!info || !info->tunnel_endpoint || info->tunnel_endpoint == config_node_ip()) {
+			trace_pass(skb, point, PASS_NO_TUNNEL_ENDPOINT, sum);
+			return pass_ret;
+		}
+		endpoint = info->tunnel_endpoint;
 	}
 	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN :
 		   proto == TUNNEL_IPIP ? TRACE_ENCAP_IPIP : TRACE_ENCAP_GENEVE;
 	tun.pkt_len = skb->len;
-	tun.endpoint = info->tunnel_endpoint;
+	tun.endpoint = endpoint;
 	tun.identity = identity;
 	node = node_lookup(tun.endpoint);
 	if (!node) {
@@ -471,11 +477,11 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 /* From-container: the source pod's identity goes into the VNI (0 when the source is
  * no endpoint: dropped). */
 static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
-						 const struct pkt_summary *sum, int pass_ret)
+						 const struct pkt_summary *sum, __be32 endpoint, int pass_ret)
 {
 	const struct endpoint_info *src = endpoint_lookup(sum->saddr);
 
-	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, src ? src->sec_identity : 0, NULL, pass_ret);
+	return tunnel_encap(skb, p, sum, OBS_FROM_CONTAINER, src ? src->sec_identity : 0, NULL, endpoint, pass_ret);
 }
 
 #endif /* PODPATH_ENCAP_H */

@@ -8,6 +8,7 @@
 #include "conntrack.h"
 #include "csum.h"
 #include "drop.h"
+#include "egressgw.h"
 #include "endpoint.h"
 #include "lb_hash.h"
 #include "maps.h"
@@ -135,6 +136,16 @@ static __always_inline int masq_in_cluster(__be32 daddr)
 	return ic && ic->tunnel_endpoint;
 }
 
+/* Whether the translation can carry the packet: TCP, UDP (a first fragment or
+ * none) or an ICMP echo request. */
+static __always_inline int masq_translatable(const struct parsed *p, const struct pkt_summary *sum)
+{
+	if (p->ip->frag_off & bpf_htons(PP_IP_OFFSET))
+		return 0;
+	return sum->ip_proto == IPPROTO_TCP || sum->ip_proto == IPPROTO_UDP ||
+	       (sum->ip_proto == IPPROTO_ICMP && sum->icmp_type == PP_ICMP_ECHO);
+}
+
 /* Whether the packet is a local pod's, leaving the cluster, to be masqueraded:
  * masquerading on; TCP, UDP (first fragment) or ICMP echo request; the source a pod
  * of this node; the destination outside the cluster (masq_in_cluster()) and, with
@@ -143,12 +154,7 @@ static __always_inline int masq_wanted(const struct parsed *p, const struct pkt_
 {
 	const struct endpoint_info *ep;
 
-	if (!CONFIG.masq_enabled)
-		return 0;
-	if (p->ip->frag_off & bpf_htons(PP_IP_OFFSET))
-		return 0;
-	if (sum->ip_proto != IPPROTO_TCP && sum->ip_proto != IPPROTO_UDP &&
-	    !(sum->ip_proto == IPPROTO_ICMP && sum->icmp_type == PP_ICMP_ECHO))
+	if (!CONFIG.masq_enabled || !masq_translatable(p, sum))
 		return 0;
 	ep = endpoint_lookup(sum->saddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST))
@@ -264,14 +270,27 @@ static __always_inline enum drop_reason masq_egress(struct __sk_buff *skb, struc
 		.saddr = sum->saddr, .daddr = sum->daddr, .sport = sum->sport, .dport = sum->dport,
 		.proto = sum->ip_proto, .dir = CT_EGRESS,
 	};
+	const struct egw_value *egw = NULL;
 	__be32 nat_addr;
 	__be16 nat_port = 0;
 	enum drop_reason reason;
 	__u8 tcp_flags = 0;
 	__u8 state = 0;
 
-	if (!masq_wanted(p, sum))
+	/* Egress gateway: a flow a policy selects is SNATed to the egress IP on its
+	 * gateway node only (whatever node its pod is on); on any other node it is not
+	 * this node's to translate (it left for the gateway, or was dropped). */
+	if (CONFIG.egress_gw_enabled && CONFIG.masq_enabled) {
+		egw = egw_lookup(sum->saddr, sum->daddr);
+		if (egw && (egw->gateway != config_node_ip() || egw_in_cluster(sum->daddr)))
+			return DROP_NONE;
+	}
+	if (egw) {
+		if (!masq_translatable(p, sum))
+			return DROP_NONE;
+	} else if (!masq_wanted(p, sum)) {
 		return DROP_NONE;
+	}
 	if (sum->ip_proto == IPPROTO_ICMP) {
 		if (masq_icmp_id(skb, p, &key.sport) < 0)
 			return DROP_NONE;
@@ -288,7 +307,7 @@ static __always_inline enum drop_reason masq_egress(struct __sk_buff *skb, struc
 			return DROP_NONE;
 		tcp_flags = *fl;
 	}
-	nat_addr = masq_addr(skb->ifindex);
+	nat_addr = egw && egw->egress_ip ? egw->egress_ip : masq_addr(skb->ifindex);
 	reason = masq_snat(&key, nat_addr, tcp_flags, &nat_port, &state);
 	if (reason != DROP_NONE) {
 		masq_count(reason == DROP_MASQ_NO_PORT ? MASQ_STAT_NO_PORT : MASQ_STAT_FAILED);
@@ -304,7 +323,7 @@ static __always_inline enum drop_reason masq_egress(struct __sk_buff *skb, struc
 		masq_count(MASQ_STAT_FAILED);
 		return DROP_MASQ_FAILED;
 	}
-	sum->lb.action = TRACE_LB_MASQ;
+	sum->lb.action = egw ? TRACE_LB_EGW_SNAT : TRACE_LB_MASQ;
 	sum->lb.ct = state;
 	sum->lb.orig_saddr = sum->saddr;
 	sum->lb.orig_daddr = sum->daddr;

@@ -144,7 +144,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
 			return tunnel_encap(skb, p, sum, point, lb_source_identity(sum->saddr),
-					    dsr_opt ? &fwd->svc : NULL, pass_ret);
+					    dsr_opt ? &fwd->svc : NULL, 0, pass_ret);
 	} else if (dsr_opt) {
 		enum drop_reason reason = dsr_opt_insert(skb, p, &fwd->svc);
 

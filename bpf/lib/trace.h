@@ -55,6 +55,8 @@ enum pass_reason {
 	PASS_FRAG_NEEDED_TUNNEL  = 10, /* DF set and larger than the tunnel MTU: the stack answers frag-needed */
 	PASS_FRAGMENT_TUNNEL     = 11, /* DF clear and larger than the tunnel MTU: the stack fragments */
 	PASS_TO_OVERLAY          = 12, /* routine: from-netdev, VXLAN for this node: the vxlan device decapsulates */
+	PASS_EGRESS_GATEWAY      = 13, /* routine: decapsulated at the egress gateway, not for a pod here: the stack
+				        * routes it out, to-netdev SNATs it to the egress IP (egressgw.h) */
 	__PASS_FIB_BASE            = 16,
 	PASS_FIB_BLACKHOLE       = 17, /* blackhole route */
 	PASS_FIB_UNREACHABLE     = 18, /* unreachable route, or no route */
@@ -103,6 +105,9 @@ enum trace_lb {
 	/* Service semantics (issue 12). */
 	TRACE_LB_REJECT = 11, /* a new flow to a service without backends answered with TCP RST or
 			      * ICMP port unreachable (service-no-backend-response=reject) */
+	/* Egress gateway (egressgw.h): 12-13. */
+	TRACE_LB_EGW_SNAT = 12, /* at the egress gateway node, a selected pod's packet: source to the
+				 * policy's egress IP and a port of the masquerade range */
 };
 
 /* What connection tracking found for a load-balanced packet (trace_lb_info.ct). */

@@ -127,6 +127,28 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/policies/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, a.PolicyDelete(r.Context(), r.PathValue("name")))
 	})
+	mux.HandleFunc("GET /v1/egress-gateway-policies", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, a.store.egressGWPolicies(), nil)
+	})
+	mux.HandleFunc("PUT /v1/egress-gateway-policies/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var p Policy
+		if err := decode(r, &p); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		if p.Name != r.PathValue("name") {
+			reply(w, nil, badInput("egress gateway policy name %q in the body differs from %q in the path", p.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, nil, a.EgressGatewayPolicyUpsert(r.Context(), p))
+	})
+	mux.HandleFunc("DELETE /v1/egress-gateway-policies/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, a.EgressGatewayPolicyDelete(r.Context(), r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /v1/egress-gateway", func(w http.ResponseWriter, r *http.Request) {
+		es, err := a.EgressGatewayEntries()
+		reply(w, es, err)
+	})
 	mux.HandleFunc("PUT /v1/bgp/policy", func(w http.ResponseWriter, r *http.Request) {
 		var p BGPPeeringPolicy
 		if err := decode(r, &p); err != nil {

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"podpath/datapath/maps"
 )
 
 // Client talks to an agent's API socket.
@@ -169,6 +171,24 @@ func (c *Client) BGPRoutes(ctx context.Context) ([]BGPRoute, error) {
 // PolicyUpsert records and programs a network policy (PUT /v1/policies/{name}).
 func (c *Client) PolicyUpsert(ctx context.Context, p Policy) error {
 	return c.do(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(p.Name), p, nil)
+}
+
+// EgressGatewayPolicyUpsert records a CiliumEgressGatewayPolicy (PUT
+// /v1/egress-gateway-policies/{name}).
+func (c *Client) EgressGatewayPolicyUpsert(ctx context.Context, p Policy) error {
+	return c.do(ctx, http.MethodPut, "/v1/egress-gateway-policies/"+url.PathEscape(p.Name), p, nil)
+}
+
+// EgressGatewayPolicyDelete removes one (DELETE /v1/egress-gateway-policies/{name}).
+func (c *Client) EgressGatewayPolicyDelete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/egress-gateway-policies/"+url.PathEscape(name), nil, nil)
+}
+
+// EgressGatewayEntries lists the egress gateway map (GET /v1/egress-gateway).
+func (c *Client) EgressGatewayEntries(ctx context.Context) ([]maps.EgressGWEntry, error) {
+	var out []maps.EgressGWEntry
+	err := c.do(ctx, http.MethodGet, "/v1/egress-gateway", nil, &out)
+	return out, err
 }
 
 // PolicyDelete removes a network policy (DELETE /v1/policies/{name}).

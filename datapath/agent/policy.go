@@ -129,6 +129,7 @@ func (a *Agent) programPolicies() error {
 		errs = append(errs, pm.Sync(uint32(host.Attrs().Index), entries))
 	}
 	errs = append(errs, pm.Bump())
+	errs = append(errs, a.programEgressGW())
 	err := errors.Join(errs...)
 	a.opts.Log.Debug("policies programmed", "policies", len(pols), "endpoints", len(eps), "entries", total, "took", time.Since(start), "err", err)
 	return err

@@ -71,6 +71,11 @@ func (a *Agent) Status() Status {
 				loaded.nonMasq = len(l)
 			}
 		}
+		if a.dp.dp != nil && a.dp.dp.EgressGW != nil && a.dp.cfg.EgressGwEnabled != 0 {
+			if l, err := a.dp.dp.EgressGW.List(); err == nil {
+				loaded.egwEntries = len(l)
+			}
+		}
 		s.Features = features(loaded, a.cfg)
 		if s.KVStore = a.kvStatus(); s.KVStore != nil {
 			for i := range s.Features {
@@ -123,6 +128,8 @@ type loadedState struct {
 	devices []string
 	masq    *maps.MasqStats
 	nonMasq int
+	// egwEntries are the egress gateway map's entries.
+	egwEntries int
 }
 
 // features derives the `cilium status` feature lines from what was loaded; c adds
@@ -202,6 +209,11 @@ func features(l loadedState, c *config.Config) []Feature {
 		add("Masquerading", "Disabled (enable-ipv4-masquerade not set: Cilium's default, true, would masquerade with iptables)")
 	default:
 		add("Masquerading", "Disabled")
+	}
+	if b.EgressGwEnabled != 0 {
+		add("Egress Gateway", "Enabled (%d policy entries: pod, destination CIDR)", l.egwEntries)
+	} else if c.EnableIPv4EgressGateway {
+		add("Egress Gateway", "Disabled (enable-ipv4-egress-gateway needs BPF masquerading)")
 	}
 	add("MTU", "%d (device %s), pods %d", l.mtu.Device, l.mtu.UnderlayDevice, l.mtu.Route)
 	if lb {

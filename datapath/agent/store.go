@@ -20,6 +20,8 @@ type desired struct {
 	Nodes     map[string]Node     `json:"nodes"`
 	Services  map[string]Service  `json:"services,omitempty"`
 	Policies  map[string]Policy   `json:"policies,omitempty"`
+	// EgressGW are the CiliumEgressGatewayPolicy objects.
+	EgressGW map[string]Policy `json:"egressGatewayPolicies,omitempty"`
 }
 
 type store struct {
@@ -29,7 +31,7 @@ type store struct {
 }
 
 func openStore(dir string) (*store, error) {
-	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}, Services: map[string]Service{}, Policies: map[string]Policy{}}}
+	s := &store{path: filepath.Join(dir, "desired.json"), d: desired{Endpoints: map[string]Endpoint{}, Nodes: map[string]Node{}, Services: map[string]Service{}, Policies: map[string]Policy{}, EgressGW: map[string]Policy{}}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, nil
@@ -52,6 +54,9 @@ func openStore(dir string) (*store, error) {
 	if s.d.Policies == nil {
 		s.d.Policies = map[string]Policy{}
 	}
+	if s.d.EgressGW == nil {
+		s.d.EgressGW = map[string]Policy{}
+	}
 	return s, nil
 }
 
@@ -59,7 +64,7 @@ func openStore(dir string) (*store, error) {
 func (s *store) update(fn func(d *desired) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes), Services: maps.Clone(s.d.Services), Policies: maps.Clone(s.d.Policies)}
+	next := desired{Endpoints: maps.Clone(s.d.Endpoints), Nodes: maps.Clone(s.d.Nodes), Services: maps.Clone(s.d.Services), Policies: maps.Clone(s.d.Policies), EgressGW: maps.Clone(s.d.EgressGW)}
 	if err := fn(&next); err != nil {
 		return err
 	}
@@ -102,4 +107,10 @@ func (s *store) policies() []Policy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.SortedFunc(maps.Values(s.d.Policies), func(a, b Policy) int { return cmpString(a.Name, b.Name) })
+}
+
+func (s *store) egressGWPolicies() []Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.SortedFunc(maps.Values(s.d.EgressGW), func(a, b Policy) int { return cmpString(a.Name, b.Name) })
 }

@@ -56,6 +56,8 @@ type Node struct {
 	// Pods are the node's pods, for the ipcache (identity per address); the
 	// agent's own node lists none (its endpoints say it).
 	Pods []PodRef `json:"pods,omitempty"`
+	// Labels are the node's labels (an egress gateway policy's nodeSelector).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)

@@ -177,6 +177,7 @@ func Build(c *config.Config, n Node) (Config, error) {
 	// config.Masquerading() == MasqueradeBPF, spelled out: the keys this reads.
 	if c.EnableIPv4Masquerade && c.EnableIPv4MasqueradeGiven && c.EnableBPFMasquerade {
 		masquerade(&cfg, c)
+		cfg.EgressGwEnabled = b2u8(c.EnableIPv4EgressGateway)
 	}
 	if c.PolicyEnforcement != "never" {
 		cfg.PolicyEnabled = 1

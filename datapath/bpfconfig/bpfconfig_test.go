@@ -165,6 +165,9 @@ func TestBuild(t *testing.T) {
 			want(all(vxlan, masq(40000, 40003, 1)))},
 		{"BPF masquerade with the load balancer", with(nativeKeys, "enable-ipv4-masquerade", "true", "enable-bpf-masquerade", "true", "kube-proxy-replacement", "true"), nil,
 			want(all(native, lb(bpfobj.LxcLbModeLB_MODE_SNAT, 16381, def), masq(32768, 60999, 0)))},
+		{"egress gateway: on, with BPF masquerading", with(nativeKeys, "enable-ipv4-masquerade", "true", "enable-bpf-masquerade", "true",
+			"enable-ipv4-egress-gateway", "true"), nil,
+			want(all(native, masq(32768, 60999, 0), func(c *bpfconfig.Config) { c.EgressGwEnabled = 1 }))},
 		{"legacy masquerade: nothing in BPF (the agent's nftables)", with(nativeKeys, "enable-ipv4-masquerade", "true"), nil, want(native)},
 		{"BPF masquerade without enable-ipv4-masquerade: nothing", with(nativeKeys, "enable-bpf-masquerade", "true"), nil, want(native)},
 		// Calico's modes (issue 14): tunnel-protocol ipip, tunnel-mode.

@@ -106,10 +106,24 @@ const (
 	HostDropReasonDROP_IPIP_INNER_NOT_IPV4     HostDropReason = 67
 	HostDropReasonDROP_POLICY_DENIED           HostDropReason = 70
 	HostDropReasonDROP_POLICY_DENY_RULE        HostDropReason = 71
+	HostDropReasonDROP_NO_EGRESS_GATEWAY       HostDropReason = 80
 	HostDropReasonDROP_FRAG_NOT_FOUND          HostDropReason = 85
 	HostDropReasonDROP_IS_CLUSTER_IP           HostDropReason = 90
 	HostDropReasonDROP_REASON_MAX              HostDropReason = 91
 )
+
+type HostEgwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Saddr     uint32
+	Daddr     uint32
+}
+
+type HostEgwValue struct {
+	_        structs.HostLayout
+	Gateway  uint32
+	EgressIp uint32
+}
 
 type HostEndpointFlags uint32
 
@@ -332,6 +346,7 @@ const (
 	HostPassReasonPASS_FRAG_NEEDED_TUNNEL  HostPassReason = 10
 	HostPassReasonPASS_FRAGMENT_TUNNEL     HostPassReason = 11
 	HostPassReasonPASS_TO_OVERLAY          HostPassReason = 12
+	HostPassReasonPASS_EGRESS_GATEWAY      HostPassReason = 13
 	HostPassReasonPASS_FIB_BASE            HostPassReason = 16
 	HostPassReasonPASS_FIB_BLACKHOLE       HostPassReason = 17
 	HostPassReasonPASS_FIB_UNREACHABLE     HostPassReason = 18
@@ -387,7 +402,8 @@ type HostPodpathConfig struct {
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
 	LbExternalClusterip   uint8
-	Pad4                  [3]uint8
+	EgressGwEnabled       uint8
+	Pad4                  [2]uint8
 	_                     [6]byte
 }
 
@@ -457,6 +473,7 @@ const (
 	HostTraceLbTRACE_LB_MASQ        HostTraceLb = 9
 	HostTraceLbTRACE_LB_REV_MASQ    HostTraceLb = 10
 	HostTraceLbTRACE_LB_REJECT      HostTraceLb = 11
+	HostTraceLbTRACE_LB_EGW_SNAT    HostTraceLb = 12
 )
 
 type HostTraceRecord struct {
@@ -548,6 +565,7 @@ const (
 const (
 	HostMapCtAny                 = "ct_any"
 	HostMapCtTcp                 = "ct_tcp"
+	HostMapEgressGwPolicy        = "egress_gw_policy"
 	HostMapEndpoints             = "endpoints"
 	HostMapHostTails             = "host_tails"
 	HostMapIpcache               = "ipcache"
@@ -572,6 +590,7 @@ const (
 	HostProgFromHostSvc          = "from_host_svc"
 	HostProgFromNetdev           = "from_netdev"
 	HostProgFromNetdevDecap      = "from_netdev_decap"
+	HostProgFromNetdevEgwReply   = "from_netdev_egw_reply"
 	HostProgToNetdev             = "to_netdev"
 	HostVarCONFIG                = "CONFIG"
 	HostVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
@@ -625,10 +644,11 @@ type HostSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type HostProgramSpecs struct {
-	FromHostSvc     *ebpf.ProgramSpec `ebpf:"from_host_svc"`
-	FromNetdev      *ebpf.ProgramSpec `ebpf:"from_netdev"`
-	FromNetdevDecap *ebpf.ProgramSpec `ebpf:"from_netdev_decap"`
-	ToNetdev        *ebpf.ProgramSpec `ebpf:"to_netdev"`
+	FromHostSvc        *ebpf.ProgramSpec `ebpf:"from_host_svc"`
+	FromNetdev         *ebpf.ProgramSpec `ebpf:"from_netdev"`
+	FromNetdevDecap    *ebpf.ProgramSpec `ebpf:"from_netdev_decap"`
+	FromNetdevEgwReply *ebpf.ProgramSpec `ebpf:"from_netdev_egw_reply"`
+	ToNetdev           *ebpf.ProgramSpec `ebpf:"to_netdev"`
 }
 
 // HostMapSpecs contains maps before they are loaded into the kernel.
@@ -637,6 +657,7 @@ type HostProgramSpecs struct {
 type HostMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	HostTails      *ebpf.MapSpec `ebpf:"host_tails"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
@@ -696,6 +717,7 @@ func (o *HostObjects) Close() error {
 type HostMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	HostTails      *ebpf.Map `ebpf:"host_tails"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
@@ -723,6 +745,7 @@ func (m *HostMaps) Close() error {
 	return _HostClose(
 		m.CtAny,
 		m.CtTcp,
+		m.EgressGwPolicy,
 		m.Endpoints,
 		m.HostTails,
 		m.Ipcache,
@@ -765,10 +788,11 @@ type HostVariables struct {
 //
 // It can be passed to LoadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type HostPrograms struct {
-	FromHostSvc     *ebpf.Program `ebpf:"from_host_svc"`
-	FromNetdev      *ebpf.Program `ebpf:"from_netdev"`
-	FromNetdevDecap *ebpf.Program `ebpf:"from_netdev_decap"`
-	ToNetdev        *ebpf.Program `ebpf:"to_netdev"`
+	FromHostSvc        *ebpf.Program `ebpf:"from_host_svc"`
+	FromNetdev         *ebpf.Program `ebpf:"from_netdev"`
+	FromNetdevDecap    *ebpf.Program `ebpf:"from_netdev_decap"`
+	FromNetdevEgwReply *ebpf.Program `ebpf:"from_netdev_egw_reply"`
+	ToNetdev           *ebpf.Program `ebpf:"to_netdev"`
 }
 
 func (p *HostPrograms) Close() error {
@@ -776,6 +800,7 @@ func (p *HostPrograms) Close() error {
 		p.FromHostSvc,
 		p.FromNetdev,
 		p.FromNetdevDecap,
+		p.FromNetdevEgwReply,
 		p.ToNetdev,
 	)
 }

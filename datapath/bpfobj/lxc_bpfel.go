@@ -106,10 +106,24 @@ const (
 	LxcDropReasonDROP_IPIP_INNER_NOT_IPV4     LxcDropReason = 67
 	LxcDropReasonDROP_POLICY_DENIED           LxcDropReason = 70
 	LxcDropReasonDROP_POLICY_DENY_RULE        LxcDropReason = 71
+	LxcDropReasonDROP_NO_EGRESS_GATEWAY       LxcDropReason = 80
 	LxcDropReasonDROP_FRAG_NOT_FOUND          LxcDropReason = 85
 	LxcDropReasonDROP_IS_CLUSTER_IP           LxcDropReason = 90
 	LxcDropReasonDROP_REASON_MAX              LxcDropReason = 91
 )
+
+type LxcEgwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Saddr     uint32
+	Daddr     uint32
+}
+
+type LxcEgwValue struct {
+	_        structs.HostLayout
+	Gateway  uint32
+	EgressIp uint32
+}
 
 type LxcEndpointFlags uint32
 
@@ -315,6 +329,7 @@ const (
 	LxcPassReasonPASS_FRAG_NEEDED_TUNNEL  LxcPassReason = 10
 	LxcPassReasonPASS_FRAGMENT_TUNNEL     LxcPassReason = 11
 	LxcPassReasonPASS_TO_OVERLAY          LxcPassReason = 12
+	LxcPassReasonPASS_EGRESS_GATEWAY      LxcPassReason = 13
 	LxcPassReasonPASS_FIB_BASE            LxcPassReason = 16
 	LxcPassReasonPASS_FIB_BLACKHOLE       LxcPassReason = 17
 	LxcPassReasonPASS_FIB_UNREACHABLE     LxcPassReason = 18
@@ -370,7 +385,8 @@ type LxcPodpathConfig struct {
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
 	LbExternalClusterip   uint8
-	Pad4                  [3]uint8
+	EgressGwEnabled       uint8
+	Pad4                  [2]uint8
 	_                     [6]byte
 }
 
@@ -440,6 +456,7 @@ const (
 	LxcTraceLbTRACE_LB_MASQ        LxcTraceLb = 9
 	LxcTraceLbTRACE_LB_REV_MASQ    LxcTraceLb = 10
 	LxcTraceLbTRACE_LB_REJECT      LxcTraceLb = 11
+	LxcTraceLbTRACE_LB_EGW_SNAT    LxcTraceLb = 12
 )
 
 type LxcTraceRecord struct {
@@ -531,6 +548,7 @@ const (
 const (
 	LxcMapCtAny                 = "ct_any"
 	LxcMapCtTcp                 = "ct_tcp"
+	LxcMapEgressGwPolicy        = "egress_gw_policy"
 	LxcMapEndpoints             = "endpoints"
 	LxcMapIpcache               = "ipcache"
 	LxcMapLbAffinity            = "lb_affinity"
@@ -611,6 +629,7 @@ type LxcProgramSpecs struct {
 type LxcMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
@@ -665,6 +684,7 @@ func (o *LxcObjects) Close() error {
 type LxcMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
@@ -688,6 +708,7 @@ func (m *LxcMaps) Close() error {
 	return _LxcClose(
 		m.CtAny,
 		m.CtTcp,
+		m.EgressGwPolicy,
 		m.Endpoints,
 		m.Ipcache,
 		m.LbAffinity,

@@ -106,10 +106,24 @@ const (
 	OverlayDropReasonDROP_IPIP_INNER_NOT_IPV4     OverlayDropReason = 67
 	OverlayDropReasonDROP_POLICY_DENIED           OverlayDropReason = 70
 	OverlayDropReasonDROP_POLICY_DENY_RULE        OverlayDropReason = 71
+	OverlayDropReasonDROP_NO_EGRESS_GATEWAY       OverlayDropReason = 80
 	OverlayDropReasonDROP_FRAG_NOT_FOUND          OverlayDropReason = 85
 	OverlayDropReasonDROP_IS_CLUSTER_IP           OverlayDropReason = 90
 	OverlayDropReasonDROP_REASON_MAX              OverlayDropReason = 91
 )
+
+type OverlayEgwKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Saddr     uint32
+	Daddr     uint32
+}
+
+type OverlayEgwValue struct {
+	_        structs.HostLayout
+	Gateway  uint32
+	EgressIp uint32
+}
 
 type OverlayEndpointFlags uint32
 
@@ -315,6 +329,7 @@ const (
 	OverlayPassReasonPASS_FRAG_NEEDED_TUNNEL  OverlayPassReason = 10
 	OverlayPassReasonPASS_FRAGMENT_TUNNEL     OverlayPassReason = 11
 	OverlayPassReasonPASS_TO_OVERLAY          OverlayPassReason = 12
+	OverlayPassReasonPASS_EGRESS_GATEWAY      OverlayPassReason = 13
 	OverlayPassReasonPASS_FIB_BASE            OverlayPassReason = 16
 	OverlayPassReasonPASS_FIB_BLACKHOLE       OverlayPassReason = 17
 	OverlayPassReasonPASS_FIB_UNREACHABLE     OverlayPassReason = 18
@@ -370,7 +385,8 @@ type OverlayPodpathConfig struct {
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
 	LbExternalClusterip   uint8
-	Pad4                  [3]uint8
+	EgressGwEnabled       uint8
+	Pad4                  [2]uint8
 	_                     [6]byte
 }
 
@@ -440,6 +456,7 @@ const (
 	OverlayTraceLbTRACE_LB_MASQ        OverlayTraceLb = 9
 	OverlayTraceLbTRACE_LB_REV_MASQ    OverlayTraceLb = 10
 	OverlayTraceLbTRACE_LB_REJECT      OverlayTraceLb = 11
+	OverlayTraceLbTRACE_LB_EGW_SNAT    OverlayTraceLb = 12
 )
 
 type OverlayTraceRecord struct {
@@ -531,6 +548,7 @@ const (
 const (
 	OverlayMapCtAny                 = "ct_any"
 	OverlayMapCtTcp                 = "ct_tcp"
+	OverlayMapEgressGwPolicy        = "egress_gw_policy"
 	OverlayMapEndpoints             = "endpoints"
 	OverlayMapIpcache               = "ipcache"
 	OverlayMapLbAffinity            = "lb_affinity"
@@ -609,6 +627,7 @@ type OverlayProgramSpecs struct {
 type OverlayMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
@@ -663,6 +682,7 @@ func (o *OverlayObjects) Close() error {
 type OverlayMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
@@ -686,6 +706,7 @@ func (m *OverlayMaps) Close() error {
 	return _OverlayClose(
 		m.CtAny,
 		m.CtTcp,
+		m.EgressGwPolicy,
 		m.Endpoints,
 		m.Ipcache,
 		m.LbAffinity,

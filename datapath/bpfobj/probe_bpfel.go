@@ -62,6 +62,7 @@ const (
 	ProbeDropReasonDROP_IPIP_INNER_NOT_IPV4     ProbeDropReason = 67
 	ProbeDropReasonDROP_POLICY_DENIED           ProbeDropReason = 70
 	ProbeDropReasonDROP_POLICY_DENY_RULE        ProbeDropReason = 71
+	ProbeDropReasonDROP_NO_EGRESS_GATEWAY       ProbeDropReason = 80
 	ProbeDropReasonDROP_FRAG_NOT_FOUND          ProbeDropReason = 85
 	ProbeDropReasonDROP_IS_CLUSTER_IP           ProbeDropReason = 90
 	ProbeDropReasonDROP_REASON_MAX              ProbeDropReason = 91
@@ -120,6 +121,7 @@ const (
 	ProbePassReasonPASS_FRAG_NEEDED_TUNNEL  ProbePassReason = 10
 	ProbePassReasonPASS_FRAGMENT_TUNNEL     ProbePassReason = 11
 	ProbePassReasonPASS_TO_OVERLAY          ProbePassReason = 12
+	ProbePassReasonPASS_EGRESS_GATEWAY      ProbePassReason = 13
 	ProbePassReasonPASS_FIB_BASE            ProbePassReason = 16
 	ProbePassReasonPASS_FIB_BLACKHOLE       ProbePassReason = 17
 	ProbePassReasonPASS_FIB_UNREACHABLE     ProbePassReason = 18
@@ -175,7 +177,8 @@ type ProbePodpathConfig struct {
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
 	LbExternalClusterip   uint8
-	Pad4                  [3]uint8
+	EgressGwEnabled       uint8
+	Pad4                  [2]uint8
 	_                     [6]byte
 }
 
@@ -211,6 +214,7 @@ const (
 	ProbeTraceLbTRACE_LB_MASQ        ProbeTraceLb = 9
 	ProbeTraceLbTRACE_LB_REV_MASQ    ProbeTraceLb = 10
 	ProbeTraceLbTRACE_LB_REJECT      ProbeTraceLb = 11
+	ProbeTraceLbTRACE_LB_EGW_SNAT    ProbeTraceLb = 12
 )
 
 type ProbeTraceRecord struct {

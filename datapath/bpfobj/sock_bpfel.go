@@ -106,6 +106,7 @@ const (
 	SockDropReasonDROP_IPIP_INNER_NOT_IPV4     SockDropReason = 67
 	SockDropReasonDROP_POLICY_DENIED           SockDropReason = 70
 	SockDropReasonDROP_POLICY_DENY_RULE        SockDropReason = 71
+	SockDropReasonDROP_NO_EGRESS_GATEWAY       SockDropReason = 80
 	SockDropReasonDROP_FRAG_NOT_FOUND          SockDropReason = 85
 	SockDropReasonDROP_IS_CLUSTER_IP           SockDropReason = 90
 	SockDropReasonDROP_REASON_MAX              SockDropReason = 91
@@ -328,6 +329,7 @@ const (
 	SockPassReasonPASS_FRAG_NEEDED_TUNNEL  SockPassReason = 10
 	SockPassReasonPASS_FRAGMENT_TUNNEL     SockPassReason = 11
 	SockPassReasonPASS_TO_OVERLAY          SockPassReason = 12
+	SockPassReasonPASS_EGRESS_GATEWAY      SockPassReason = 13
 	SockPassReasonPASS_FIB_BASE            SockPassReason = 16
 	SockPassReasonPASS_FIB_BLACKHOLE       SockPassReason = 17
 	SockPassReasonPASS_FIB_UNREACHABLE     SockPassReason = 18
@@ -383,7 +385,8 @@ type SockPodpathConfig struct {
 	PolicyVerdictEvents   uint8
 	LbFragTracking        uint8
 	LbExternalClusterip   uint8
-	Pad4                  [3]uint8
+	EgressGwEnabled       uint8
+	Pad4                  [2]uint8
 	_                     [6]byte
 }
 
@@ -453,6 +456,7 @@ const (
 	SockTraceLbTRACE_LB_MASQ        SockTraceLb = 9
 	SockTraceLbTRACE_LB_REV_MASQ    SockTraceLb = 10
 	SockTraceLbTRACE_LB_REJECT      SockTraceLb = 11
+	SockTraceLbTRACE_LB_EGW_SNAT    SockTraceLb = 12
 )
 
 type SockTraceRecord struct {

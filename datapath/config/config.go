@@ -251,8 +251,12 @@ type Config struct {
 	// EnableIPMasqAgent is enable-ip-masq-agent: destinations in the ip-masq-agent
 	// config's nonMasqueradeCIDRs (read from IPMasqAgentConfigPath) are not
 	// masqueraded (BPF masquerading only).
-	EnableIPMasqAgent     bool
-	IPMasqAgentConfigPath string
+	EnableIPMasqAgent bool
+	// EnableIPv4EgressGateway is enable-ipv4-egress-gateway: CiliumEgressGatewayPolicy
+	// objects send selected pods' traffic through a gateway node (needs BPF
+	// masquerading).
+	EnableIPv4EgressGateway bool
+	IPMasqAgentConfigPath   string
 	// NATGlobalMax is bpf-nat-global-max: the entries of the snat map (NodePort SNAT
 	// and BPF masquerading).
 	NATGlobalMax int

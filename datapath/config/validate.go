@@ -293,6 +293,7 @@ func (v *resolver) scalars() {
 	v.boolean("enable-bpf-masquerade", &c.EnableBPFMasquerade)
 	c.EnableIPv4MasqueradeGiven = v.boolean("enable-ipv4-masquerade", &c.EnableIPv4Masquerade)
 	v.boolean("enable-ip-masq-agent", &c.EnableIPMasqAgent)
+	v.boolean("enable-ipv4-egress-gateway", &c.EnableIPv4EgressGateway)
 	if s, ok := v.get("ip-masq-agent-config-path"); ok {
 		c.IPMasqAgentConfigPath = s
 	}
@@ -721,6 +722,11 @@ func (v *resolver) masquerading() {
 	c := v.c
 	if c.EnableIPMasqAgent && c.Masquerading() != MasqueradeBPF && !v.bad["enable-ip-masq-agent"] {
 		v.r.warn("enable-ip-masq-agent", "true has no effect: the ip-masq-agent CIDRs apply to BPF masquerading only (enable-ipv4-masquerade and enable-bpf-masquerade true), and masquerading here is %q", cmp.Or(c.Masquerading(), "off"))
+	}
+	// The gateway SNATs in BPF masquerading's to-netdev, as Cilium requires
+	// enable-bpf-masquerade for the egress gateway.
+	if c.EnableIPv4EgressGateway && c.Masquerading() != MasqueradeBPF && !v.bad["enable-ipv4-egress-gateway"] {
+		v.fail("enable-ipv4-egress-gateway", "true needs BPF masquerading: want enable-ipv4-masquerade: true and enable-bpf-masquerade: true (masquerading here is %q)", cmp.Or(c.Masquerading(), "off"))
 	}
 	_, bpfSet := v.data["enable-bpf-masquerade"]
 	if bpfSet && c.EnableBPFMasquerade && !c.EnableIPv4Masquerade && !v.bad["enable-ipv4-masquerade"] {

@@ -42,6 +42,8 @@ const (
 	MapPolicy    = bpfobj.LxcMapPolicy
 	MapPolicyCT  = bpfobj.LxcMapPolicyCt
 	MapPolicyRev = bpfobj.LxcMapPolicyRev
+	// MapEgressGW is the egress gateway policy map (bpf/lib/egressgw.h).
+	MapEgressGW = bpfobj.LxcMapEgressGwPolicy
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
@@ -127,6 +129,9 @@ type Datapath struct {
 	TraceEvents *ebpf.Map
 	// Masq are bpf_host's masquerading maps.
 	Masq *maps.Masq
+	// EgressGW is the egress gateway policy map (bpf/lib/egressgw.h), shared by
+	// bpf_lxc, bpf_host and bpf_overlay.
+	EgressGW *maps.EgressGW
 }
 
 // LoadDatapath probes the kernel for the features the datapath needs, then loads
@@ -211,6 +216,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapPolicy:         d.Lxc.Policy,
 			MapPolicyCT:       d.Lxc.PolicyCt,
 			MapPolicyRev:      d.Lxc.PolicyRev,
+			MapEgressGW:       d.Lxc.EgressGwPolicy,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -222,6 +228,8 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		d.Host.Close()
 		return nil, fmt.Errorf("load bpf_overlay: %w", explainVerifier(err))
 	}
+	// bpf_sock has no egress gateway map.
+	delete(collOpts.MapReplacements, MapEgressGW)
 	if err := sockSpec.LoadAndAssign(&d.Sock, collOpts); err != nil {
 		d.Lxc.Close()
 		d.Host.Close()
@@ -241,6 +249,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	}
 	d.TraceEvents = d.Lxc.TraceEvents
 	d.Masq = &maps.Masq{NonMasq: d.Host.MasqNonmasq, Addrs: d.Host.MasqAddrs, Stats: d.Host.MasqStats}
+	d.EgressGW = &maps.EgressGW{Policy: d.Lxc.EgressGwPolicy}
 	return d, nil
 }
 
@@ -325,7 +334,7 @@ func (d *Datapath) Unpin() error {
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
 		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats,
-		d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.LbFrag, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
+		d.Lxc.EgressGwPolicy, d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.LbFrag, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

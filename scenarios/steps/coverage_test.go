@@ -237,6 +237,10 @@ var configWitnesses = map[string]witness{
 	"podpath-masquerade-port-range=40000,40003": {checks: []checkRef{
 		{"masquerade", "masquerade-exhaustion", "%d answered (the range's ports)"},
 		{"masquerade", "masquerade-exhaustion", "the rest dropped at to-netdev with DROP_MASQ_NO_PORT"}}},
+	// Egress gateway (issue 11): the gateway's uplink and the drop without a gateway.
+	"enable-ipv4-egress-gateway=true": {checks: []checkRef{
+		{"egress-gateway", "egress-gateway", "on the gateway %s's uplink the source is the egress IP %s"},
+		{"egress-gateway", "egress-gateway-drop", "dropped on %s at %s with %s"}}},
 	// kvstore (issue 15): etcdctl reads what the agents wrote; the VNI carries it.
 	"kvstore=etcd": {checks: []checkRef{
 		{"kvstore", "kvstore-identity", "etcd: %s's address maps to an identity whose labels are the pod's (%s)"}}},

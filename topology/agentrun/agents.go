@@ -168,7 +168,7 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 func (a *Agents) Register(ctx context.Context, node string) error {
 	c := a.Client(node)
 	for _, n := range a.t.Nodes() {
-		an := agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR}
+		an := agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR, Labels: NodeLabels(a.t.Spec(), n.Name)}
 		if n.Name != node {
 			for _, p := range n.Pods {
 				an.Pods = append(an.Pods, agent.PodRef{Name: p.Name, IP: p.IP, Labels: PodLabels(a.t.Spec(), p.Name)})
@@ -182,6 +182,16 @@ func (a *Agents) Register(ctx context.Context, node string) error {
 	for _, p := range n.Pods {
 		if err := c.EndpointAdd(ctx, a.Endpoint(p)); err != nil {
 			return fmt.Errorf("agent on %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// EgressGatewayPolicyUpsert programs a CiliumEgressGatewayPolicy on every node's agent.
+func (a *Agents) EgressGatewayPolicyUpsert(ctx context.Context, p agent.Policy) error {
+	for _, n := range a.t.Nodes() {
+		if err := a.Client(n.Name).EgressGatewayPolicyUpsert(ctx, p); err != nil {
+			return fmt.Errorf("agent on %s: %w", n.Name, err)
 		}
 	}
 	return nil

@@ -32,6 +32,16 @@ func (a *Agents) writeEtcdConfig(node string) (string, error) {
 	return f, nil
 }
 
+// NodeLabels returns the labels the spec gives node (nil: none).
+func NodeLabels(s *topology.Spec, node string) map[string]string {
+	for _, n := range s.Nodes {
+		if n.Name == node {
+			return n.Labels
+		}
+	}
+	return nil
+}
+
 // PodLabels returns the labels the spec gives pod (nil: none).
 func PodLabels(s *topology.Spec, pod string) map[string]string {
 	for _, n := range s.Nodes {
