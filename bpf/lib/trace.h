@@ -177,7 +177,7 @@ struct trace_record {
 struct trace_tun {
 	__u32  identity;
 	__be32 endpoint;
-	__u32  pkt_len;         /* the frame's length as received: encap and decap change skb->len */
+	__u32  pkt_len;         /* the frame's length as received: encap and decap change ctx_len(skb) */
 	__u16  kind;            /* enum trace_tunnel */
 };
 
@@ -211,7 +211,7 @@ static __always_inline int trace_wanted(enum trace_verdict verdict, enum pass_re
 }
 
 /* tun may be NULL (no tunnel involved): callers pass a constant, so it folds away. */
-static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_emit(struct __ctx_buff *skb, enum obs_point point,
 				       enum trace_verdict verdict, enum drop_reason drop,
 				       enum pass_reason pass, __u32 target_ifindex,
 				       const struct pkt_summary *pkt, const struct trace_tun *tun)
@@ -225,9 +225,9 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 		return;
 	rec->ktime_ns = bpf_ktime_get_ns();
 	rec->node_id = CONFIG.node_id;
-	rec->ifindex = skb->ifindex;
+	rec->ifindex = ctx_ifindex(skb);
 	rec->target_ifindex = target_ifindex;
-	rec->pkt_len = tun && tun->pkt_len ? tun->pkt_len : skb->len;
+	rec->pkt_len = tun && tun->pkt_len ? tun->pkt_len : ctx_len(skb);
 	rec->obs_point = point;
 	rec->verdict = verdict;
 	rec->drop_reason = drop;
@@ -240,19 +240,19 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 	bpf_ringbuf_submit(rec, 0);
 }
 
-static __always_inline void trace_drop(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_drop(struct __ctx_buff *skb, enum obs_point point,
 				       enum drop_reason reason, const struct pkt_summary *pkt)
 {
 	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, NULL);
 }
 
-static __always_inline void trace_pass(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_pass(struct __ctx_buff *skb, enum obs_point point,
 				       enum pass_reason reason, const struct pkt_summary *pkt)
 {
 	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, NULL);
 }
 
-static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_redirect(struct __ctx_buff *skb, enum obs_point point,
 					   enum trace_verdict verdict, __u32 target_ifindex,
 					   const struct pkt_summary *pkt)
 {
@@ -260,21 +260,21 @@ static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point
 }
 
 /* The same for packets going into or coming out of a tunnel; tun may be NULL. */
-static __always_inline void trace_drop_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_drop_tun(struct __ctx_buff *skb, enum obs_point point,
 					   enum drop_reason reason, const struct pkt_summary *pkt,
 					   const struct trace_tun *tun)
 {
 	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, tun);
 }
 
-static __always_inline void trace_pass_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_pass_tun(struct __ctx_buff *skb, enum obs_point point,
 					   enum pass_reason reason, const struct pkt_summary *pkt,
 					   const struct trace_tun *tun)
 {
 	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, tun);
 }
 
-static __always_inline void trace_redirect_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_redirect_tun(struct __ctx_buff *skb, enum obs_point point,
 					       enum trace_verdict verdict, __u32 target_ifindex,
 					       const struct pkt_summary *pkt,
 					       const struct trace_tun *tun)
