@@ -185,17 +185,43 @@ static __always_inline long ctx_adjust_room(struct xdp_md *ctx, __s32 len_diff, 
 	return -PP_EOPNOTSUPP;
 }
 
+/* The hash tunnel_src_port() spreads the outer UDP source port with, where tc takes
+ * the kernel's flow hash (a secret-keyed hash XDP cannot reproduce): a mix of the
+ * IPv4 addresses, protocol and first L4 word (ports), so one flow keeps one port and
+ * flows spread over the range. Not the tc path's port for the same flow. */
+static __always_inline __u32 ctx_xdp_flow_hash(struct xdp_md *ctx)
+{
+	struct {
+		__u8  vihl, tos;
+		__u16 tot_len, id, frag_off;
+		__u8  ttl, protocol;
+		__u16 check;
+		__u32 saddr, daddr, ports;
+	} h;
+	__u32 x;
+
+	if (bpf_xdp_load_bytes(ctx, 14, &h, sizeof(h)) < 0)
+		return 1;
+	if ((h.vihl & 0xf) != 5)
+		h.ports = 0;
+	x = h.saddr * 0x9e3779b1u ^ h.daddr;
+	x = (x ^ (x >> 16)) * 0x85ebca6bu ^ h.ports ^ h.protocol;
+	x = (x ^ (x >> 13)) * 0xc2b2ae35u;
+	return (x ^ (x >> 16)) | 1;
+}
+
 static __always_inline long ctx_change_tail(struct xdp_md *ctx, __u32 len, __u64 flags)
 {
 	return bpf_xdp_adjust_tail(ctx, (int)len - (int)ctx_len(ctx));
 }
 
-#define ctx_redirect_peer(ifindex, flags)           (-PP_EOPNOTSUPP)
-#define ctx_redirect_neigh(ifindex, nh, len, flags) (-PP_EOPNOTSUPP)
-#define ctx_get_tunnel_key(ctx, key, len, flags)    (-PP_EOPNOTSUPP)
-#define ctx_set_tunnel_key(ctx, key, len, flags)    (-PP_EOPNOTSUPP)
-#define ctx_change_type(ctx, type)                  (-PP_EOPNOTSUPP)
-#define ctx_get_hash_recalc(ctx)                    0
+/* The arguments are evaluated (void) so that the tc-only paths still compile warning-free. */
+#define ctx_redirect_peer(ifindex, flags)           ({ (void)(ifindex); -PP_EOPNOTSUPP; })
+#define ctx_redirect_neigh(ifindex, nh, len, flags) ({ (void)(ifindex); (void)(nh); -PP_EOPNOTSUPP; })
+#define ctx_get_tunnel_key(ctx, key, len, flags)    ({ (void)(ctx); (void)(key); -PP_EOPNOTSUPP; })
+#define ctx_set_tunnel_key(ctx, key, len, flags)    ({ (void)(ctx); (void)(key); -PP_EOPNOTSUPP; })
+#define ctx_change_type(ctx, type)                  ({ (void)(ctx); -PP_EOPNOTSUPP; })
+#define ctx_get_hash_recalc(ctx)                    ctx_xdp_flow_hash(ctx)
 
 #endif /* PP_XDP */
 

@@ -21,6 +21,7 @@ enum obs_point {
 	OBS_TO_NETDEV      = 5,
 	OBS_FROM_OVERLAY   = 6, /* tcx ingress of the vxlan device: decapsulated by the kernel */
 	OBS_FROM_HOST_SVC  = 7, /* socket-LB's fallback: tcx ingress of pp_svc_in, the node's own packets to ClusterIPs */
+	OBS_XDP            = 8, /* XDP of the node's NIC (bpf_xdp.c, bpf-lb-acceleration): NodePort served before tc */
 };
 
 enum trace_verdict {
