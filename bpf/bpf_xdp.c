@@ -44,17 +44,24 @@ static __always_inline int xdp_fib_send(struct xdp_md *ctx, struct parsed *p,
 	eth_set_macs(p->eth, fib->smac, fib->dmac);
 	ipv4_dec_ttl(p->ip);
 	trace_redirect(ctx, OBS_XDP, VERDICT_REDIRECT, fib->ifindex, sum);
-	if (fib->ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	return bpf_redirect(fib->ifindex, 0);
+	return ctx_redirect(ctx, fib->ifindex, 0);
 }
+
+/* The outer route check of xdp_nodeport_geneve() works in this per-CPU slot: on its
+ * stack it would take the entry program and its call past 512 bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct bpf_fib_lookup)); /* no BTF type: bpf2go cannot name its unions */
+} xdp_scratch_fib SEC(".maps");
 
 /* Tunnel mode: a request for a backend behind a Geneve tunnel is translated and
  * encapsulated here (tunnel_encap(), with the DSR option for a DSR request that
  * carries it) when the outer route is a FIB SUCCESS and the packet fits the tunnel;
  * anything else (VXLAN, IPIP, a native peer, no route) is tc's. A function of its
  * own: inlined, its stack would add to the native path's beyond 512 bytes. */
-static __noinline int xdp_nodeport_geneve(struct xdp_md *ctx, struct parsed *p,
+static __always_inline int xdp_nodeport_geneve(struct xdp_md *ctx, struct parsed *p,
 					  struct pkt_summary *sum, const struct lb_xlate *x,
 					  const struct dsr_service *dsr)
 {
@@ -62,23 +69,25 @@ static __noinline int xdp_nodeport_geneve(struct xdp_md *ctx, struct parsed *p,
 	const struct node_info *node;
 	enum drop_reason reason;
 	__u32 opt = dsr ? DSR_GENEVE_OPT_LEN : 0;
-	struct bpf_fib_lookup fib = {
-		.family = AF_INET, .l4_protocol = IPPROTO_UDP,
-		.dport = bpf_htons(CONFIG.tunnel_port),
-		.ifindex = ctx->ingress_ifindex,
-		.ipv4_src = config_node_ip(),
-	};
+	__u32 zero = 0;
+	struct bpf_fib_lookup *fib = bpf_map_lookup_elem(&xdp_scratch_fib, &zero);
 
-	if (CONFIG.tunnel_protocol != TUNNEL_GENEVE)
+	if (CONFIG.tunnel_protocol != TUNNEL_GENEVE || !fib)
 		return XDP_PASS;
 	info = ipcache_lookup(x->be->addr);
 	if (!info || !info->tunnel_endpoint || info->tunnel_endpoint == config_node_ip() ||
 	    tunnel_peer_native(info->tunnel_endpoint))
 		return XDP_PASS;
 	node = node_lookup(info->tunnel_endpoint);
-	fib.ipv4_dst = info->tunnel_endpoint;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->l4_protocol = IPPROTO_UDP;
+	fib->dport = bpf_htons(CONFIG.tunnel_port);
+	fib->ifindex = ctx->ingress_ifindex;
+	fib->ipv4_src = config_node_ip();
+	fib->ipv4_dst = info->tunnel_endpoint;
 	if (!node || sum->ttl <= 1 || bpf_ntohs(p->ip->tot_len) + opt > node_tunnel_mtu(node) ||
-	    bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+	    bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
 		return XDP_PASS;
 	reason = lb_xlate_apply(ctx, p, sum, x);
 	if (reason != DROP_NONE) {
@@ -91,7 +100,8 @@ static __noinline int xdp_nodeport_geneve(struct xdp_md *ctx, struct parsed *p,
 /* A request to a NodePort or external-IP frontend svc (lb_from_netdev()'s frontend
  * branch, with the hand-over rule above). */
 static __always_inline int xdp_nodeport(struct xdp_md *ctx, struct parsed *p,
-					struct pkt_summary *sum, const struct lb_service *svc)
+					struct pkt_summary *sum, const struct lb_service *svc,
+					const int tunnel)
 {
 	struct lb_fwd fwd = {};
 	struct lb_xlate x;
@@ -122,7 +132,7 @@ static __always_inline int xdp_nodeport(struct xdp_md *ctx, struct parsed *p,
 		return dsr_icmp_frag_needed(ctx, p, sum, OBS_XDP, fwd.frag_mtu);
 	}
 
-	if (tunnel_enabled())
+	if (tunnel)
 		return xdp_nodeport_geneve(ctx, p, sum, &x, fwd.dsr_opt ? &fwd.svc : NULL);
 
 	/* The route to the backend, as the packet will leave: the option's lookup
@@ -149,7 +159,7 @@ drop:
  * entry): reverse SNAT and reverse NAT, then to the client, as lb_ingress_reply()
  * and lb_forward() at tc. A client that is a pod of this node, or behind a tunnel,
  * is tc's. */
-static __noinline int xdp_snat_reply(struct xdp_md *ctx, struct parsed *p,
+static __always_inline int xdp_snat_reply(struct xdp_md *ctx, struct parsed *p,
 					  struct pkt_summary *sum)
 {
 	const struct endpoint_info *ep;
@@ -189,6 +199,37 @@ static __noinline int xdp_snat_reply(struct xdp_md *ctx, struct parsed *p,
 	return xdp_fib_send(ctx, p, sum, &fib);
 }
 
+/* xdp_nodeport_tunnel: tunnel mode's frontends, in a program of its own that
+ * xdp_entry tail-calls before anything is decided: Geneve encapsulation inlined
+ * beside the load balancer would take one program's stack past 512 bytes (the
+ * same reason from_netdev tail-calls its decapsulation). */
+SEC("xdp")
+int xdp_nodeport_tunnel(struct xdp_md *ctx)
+{
+	const struct lb_service *svc;
+	struct pkt_summary sum = {};
+	struct parsed p = {};
+	enum drop_reason reason;
+
+	if (parse_frame(ctx, &p, &sum, NULL, &reason) != PARSE_IPV4 || !lb_l4(&p, &sum))
+		return XDP_PASS;
+	svc = lb_service_lookup(&sum);
+	if (!svc || !(svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL)))
+		return XDP_PASS;
+	return xdp_nodeport(ctx, &p, &sum, svc, 1);
+}
+
+#define XDP_TAIL_TUNNEL 0
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__array(values, int(struct xdp_md *));
+} xdp_tails SEC(".maps") = {
+	.values = { [XDP_TAIL_TUNNEL] = (void *)&xdp_nodeport_tunnel },
+};
+
 SEC("xdp")
 int xdp_entry(struct xdp_md *ctx)
 {
@@ -207,8 +248,13 @@ int xdp_entry(struct xdp_md *ctx)
 	if (tunnel_enabled() && tunnel_for_this_node(&sum))
 		return XDP_PASS;
 	svc = lb_service_lookup(&sum);
-	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL)))
-		return xdp_nodeport(ctx, &p, &sum, svc);
+	if (svc && (svc->flags & (SVC_F_NODEPORT | SVC_F_EXTERNAL))) {
+		if (tunnel_enabled()) {
+			bpf_tail_call(ctx, &xdp_tails, XDP_TAIL_TUNNEL);
+			return XDP_PASS; /* no tail call: tc serves it */
+		}
+		return xdp_nodeport(ctx, &p, &sum, svc, 0);
+	}
 	if (sum.daddr == config_node_ip())
 		return xdp_snat_reply(ctx, &p, &sum);
 	return XDP_PASS;

@@ -67,6 +67,7 @@ static __always_inline void *ctx_data_end(const struct __ctx_buff *ctx)
 #define ctx_adjust_room           bpf_skb_adjust_room
 #define ctx_change_tail           bpf_skb_change_tail
 #define ctx_redirect_peer         bpf_redirect_peer
+#define ctx_redirect(ctx, ifindex, flags) bpf_redirect(ifindex, flags)
 #define ctx_redirect_neigh        bpf_redirect_neigh
 #define ctx_get_tunnel_key        bpf_skb_get_tunnel_key
 #define ctx_set_tunnel_key        bpf_skb_set_tunnel_key
@@ -213,6 +214,15 @@ static __always_inline __u32 ctx_xdp_flow_hash(struct xdp_md *ctx)
 static __always_inline long ctx_change_tail(struct xdp_md *ctx, __u32 len, __u64 flags)
 {
 	return bpf_xdp_adjust_tail(ctx, (int)len - (int)ctx_len(ctx));
+}
+
+/* Out of ifindex: XDP_TX when that is the device the packet came in on (no
+ * redirect map or peer lookup needed), else bpf_redirect(). */
+static __always_inline long ctx_redirect(const struct xdp_md *ctx, __u32 ifindex, __u64 flags)
+{
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, flags);
 }
 
 /* The arguments are evaluated (void) so that the tc-only paths still compile warning-free. */

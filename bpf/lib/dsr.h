@@ -288,7 +288,7 @@ static __always_inline int dsr_icmp_frag_needed(struct __ctx_buff *skb, const st
 	    ctx_store_bytes(skb, sizeof(eth), &r, sizeof(r), 0) < 0)
 		goto unanswered;
 	trace_redirect(skb, point, VERDICT_REDIRECT, ifindex, sum);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 unanswered:
 	trace_drop(skb, point, DROP_FRAG_NEEDED_UNANSWERED, sum);

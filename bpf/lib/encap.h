@@ -139,7 +139,7 @@ static __always_inline int vxlan_encap_redirect(struct __ctx_buff *skb, const st
 	}
 	ipv4_dec_ttl(p->ip);
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 drop:
 	trace_drop_tun(skb, point, reason, sum, tun);
@@ -279,7 +279,7 @@ static __always_inline int geneve_encap_redirect(struct __ctx_buff *skb, const s
 
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-		return bpf_redirect(ifindex, 0);
+		return ctx_redirect(skb, ifindex, 0);
 	}
 	nh.nh_family = fib.family;
 	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
@@ -372,7 +372,7 @@ static __always_inline int ipip_encap_redirect(struct __ctx_buff *skb, const str
 
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-		return bpf_redirect(ifindex, 0);
+		return ctx_redirect(skb, ifindex, 0);
 	}
 	nh.nh_family = fib.family;
 	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));

@@ -78,7 +78,7 @@ static __always_inline int fib_forward(struct __ctx_buff *skb, const struct pars
 	ipv4_dec_ttl(p->ip);
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect(skb, point, VERDICT_REDIRECT, fib->ifindex, sum);
-		return bpf_redirect(fib->ifindex, 0);
+		return ctx_redirect(skb, fib->ifindex, 0);
 	}
 
 	/* The lookup left the next hop (gateway, or the destination itself) in ipv4_dst;

@@ -182,7 +182,7 @@ static __always_inline int lb_reject(struct __ctx_buff *skb, const struct parsed
 	sum->lb.orig_sport = sum->sport;
 	sum->lb.orig_dport = sum->dport;
 	trace_redirect(skb, point, VERDICT_REDIRECT, ifindex, sum);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 drop:
 	trace_drop(skb, point, reason, sum);

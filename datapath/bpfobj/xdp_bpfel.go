@@ -529,8 +529,11 @@ const (
 	XdpMapPolicyRev             = "policy_rev"
 	XdpMapSnat                  = "snat"
 	XdpMapTraceEvents           = "trace_events"
+	XdpMapXdpScratchFib         = "xdp_scratch_fib"
+	XdpMapXdpTails              = "xdp_tails"
 	XdpProgXdpEmpty             = "xdp_empty"
 	XdpProgXdpEntry             = "xdp_entry"
+	XdpProgXdpNodeportTunnel    = "xdp_nodeport_tunnel"
 	XdpVarCONFIG                = "CONFIG"
 	XdpVarGENEVE_TEST_OPT       = "GENEVE_TEST_OPT"
 	XdpVarPpBtfAnchor           = "pp_btf_anchor"
@@ -582,8 +585,9 @@ type XdpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpProgramSpecs struct {
-	XdpEmpty *ebpf.ProgramSpec `ebpf:"xdp_empty"`
-	XdpEntry *ebpf.ProgramSpec `ebpf:"xdp_entry"`
+	XdpEmpty          *ebpf.ProgramSpec `ebpf:"xdp_empty"`
+	XdpEntry          *ebpf.ProgramSpec `ebpf:"xdp_entry"`
+	XdpNodeportTunnel *ebpf.ProgramSpec `ebpf:"xdp_nodeport_tunnel"`
 }
 
 // XdpMapSpecs contains maps before they are loaded into the kernel.
@@ -608,6 +612,8 @@ type XdpMapSpecs struct {
 	PolicyRev      *ebpf.MapSpec `ebpf:"policy_rev"`
 	Snat           *ebpf.MapSpec `ebpf:"snat"`
 	TraceEvents    *ebpf.MapSpec `ebpf:"trace_events"`
+	XdpScratchFib  *ebpf.MapSpec `ebpf:"xdp_scratch_fib"`
+	XdpTails       *ebpf.MapSpec `ebpf:"xdp_tails"`
 }
 
 // XdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -661,6 +667,8 @@ type XdpMaps struct {
 	PolicyRev      *ebpf.Map `ebpf:"policy_rev"`
 	Snat           *ebpf.Map `ebpf:"snat"`
 	TraceEvents    *ebpf.Map `ebpf:"trace_events"`
+	XdpScratchFib  *ebpf.Map `ebpf:"xdp_scratch_fib"`
+	XdpTails       *ebpf.Map `ebpf:"xdp_tails"`
 }
 
 func (m *XdpMaps) Close() error {
@@ -683,6 +691,8 @@ func (m *XdpMaps) Close() error {
 		m.PolicyRev,
 		m.Snat,
 		m.TraceEvents,
+		m.XdpScratchFib,
+		m.XdpTails,
 	)
 }
 
@@ -703,14 +713,16 @@ type XdpVariables struct {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpPrograms struct {
-	XdpEmpty *ebpf.Program `ebpf:"xdp_empty"`
-	XdpEntry *ebpf.Program `ebpf:"xdp_entry"`
+	XdpEmpty          *ebpf.Program `ebpf:"xdp_empty"`
+	XdpEntry          *ebpf.Program `ebpf:"xdp_entry"`
+	XdpNodeportTunnel *ebpf.Program `ebpf:"xdp_nodeport_tunnel"`
 }
 
 func (p *XdpPrograms) Close() error {
 	return _XdpClose(
 		p.XdpEmpty,
 		p.XdpEntry,
+		p.XdpNodeportTunnel,
 	)
 }
 
