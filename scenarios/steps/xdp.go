@@ -9,18 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"golang.org/x/sys/unix"
 
 	"podpath/datapath/trace"
 	"podpath/internal/capture"
-	"podpath/internal/nsutil"
+	"podpath/internal/nicmodel"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
 	"podpath/scenarios/probe"
@@ -66,67 +61,6 @@ func (w *xdpWith) Validate(e strictyaml.FieldErrors) {
 	}
 }
 
-// peerNAPI attaches an XDP program that passes everything to the bridge port at the
-// far end of the entry node's NIC. A veth transmits what XDP sends back out
-// (XDP_TX) only when its peer runs NAPI, which an XDP program on the peer turns on;
-// a physical NIC needs nothing of the kind, so this makes the topology's wire behave
-// like one. The program never changes or drops a packet.
-func peerNAPI(nsPath, ifname string) (func(), error) {
-	var l link.Link
-	var prog *ebpf.Program
-	err := nsutil.Do(nsPath, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xdp_wire_pass", Type: ebpf.XDP, License: "GPL",
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
-		if err != nil {
-			return err
-		}
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifi.Index, Flags: link.XDPDriverMode})
-		return err
-	})
-	if err != nil {
-		if prog != nil {
-			prog.Close()
-		}
-		return nil, fmt.Errorf("XDP pass program on the wire's far end %s: %w", ifname, err)
-	}
-	return func() { l.Close(); prog.Close() }, nil
-}
-
-// txChecksum turns transmit checksum offload of ifname (in nsPath) off or on
-// (`ethtool -K IF tx off`, the legacy ETHTOOL_STXCSUM). With it off, the kernel
-// completes every TCP/UDP checksum before the veth takes the packet, as a physical
-// NIC does on the wire; with it on, a veth hands CHECKSUM_PARTIAL packets to its peer,
-// whose XDP program sees only the pseudo-header sum, and a frame XDP sends back out
-// (XDP_TX) is rebuilt without the offload state: the sum would never be completed.
-func txChecksum(nsPath, ifname string, on bool) error {
-	return nsutil.Do(nsPath, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		val := struct{ cmd, data uint32 }{cmd: 0x17 /* ETHTOOL_STXCSUM */}
-		if on {
-			val.data = 1
-		}
-		var ifr struct {
-			name [unix.IFNAMSIZ]byte
-			data uintptr
-			_    [16]byte
-		}
-		copy(ifr.name[:], ifname)
-		ifr.data = uintptr(unsafe.Pointer(&val))
-		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-			return fmt.Errorf("ethtool -K %s tx %v: %w", ifname, on, errno)
-		}
-		return nil
-	})
-}
-
 func runXDPNodePort(ctx context.Context, s *scenarios.Stage, w xdpWith, e xdpExpect) error {
 	t := s.T
 	n1, err := t.Node(string(w.Node))
@@ -147,7 +81,7 @@ func runXDPNodePort(ctx context.Context, s *scenarios.Stage, w xdpWith, e xdpExp
 	if err != nil {
 		return err
 	}
-	undo, err := peerNAPI(seg.NsPath, nic1.Peer)
+	undo, err := nicmodel.PeerNAPI(seg.NsPath, nic1.Peer)
 	if err != nil {
 		return err
 	}
@@ -155,13 +89,13 @@ func runXDPNodePort(ctx context.Context, s *scenarios.Stage, w xdpWith, e xdpExp
 	mc, _ := t.Member(client)
 	m1, _ := t.Member(n1.Name)
 	m2, _ := t.Member(n2.Name)
-	// The wire carries complete checksums (see txChecksum): the client's and the
+	// The wire carries complete checksums (see nicmodel.TxChecksum): the client's and the
 	// nodes' NICs compute them in software for the step.
 	for _, d := range []struct{ ns, ifname string }{{mc.NsPath, ifs[0].Name}, {m1.NsPath, nic1.Name}, {m2.NsPath, nic2.Name}} {
-		if err := txChecksum(d.ns, d.ifname, false); err != nil {
+		if err := nicmodel.TxChecksum(d.ns, d.ifname, false); err != nil {
 			return err
 		}
-		defer txChecksum(d.ns, d.ifname, true) //nolint:errcheck // best effort: the stage's topology goes down next
+		defer nicmodel.TxChecksum(d.ns, d.ifname, true) //nolint:errcheck // best effort: the stage's topology goes down next
 	}
 
 	var services []netip.AddrPort
