@@ -12,6 +12,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "ctx.h"
 
 /* linux/icmp.h drags in libc headers that do not build for the BPF target. */
 struct icmp_head {
@@ -40,26 +41,6 @@ struct icmp_head {
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
-
-/* skb->data and skb->data_end, each read by one instruction at its use. Written as
- * plain field reads, clang may compute &skb->data_end once, spill it and load through
- * the spilled pointer later, which the verifier refuses ("dereference of modified ctx
- * ptr") once a program grows (Cilium's ctx_data()/ctx_data_end() do the same). */
-static __always_inline void *ctx_data(const struct __sk_buff *skb)
-{
-	void *p;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(p) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-	return p;
-}
-
-static __always_inline void *ctx_data_end(const struct __sk_buff *skb)
-{
-	void *p;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(p) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
-	return p;
-}
 
 /* tcx return codes (include/uapi/linux/bpf.h names them TCX_*; older headers lack them). */
 #define PP_TCX_NEXT     -1

@@ -38,14 +38,14 @@
  * What goes to the stack is marked PACKET_HOST: the inner Ethernet destination is the
  * sending node's gateway MAC, which the vxlan device's eth_type_trans() judged
  * "other host" and ip_rcv() would drop. */
-static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *p,
+static __always_inline int tunnel_deliver(struct __ctx_buff *skb, struct parsed *p,
 					  struct pkt_summary *sum, const struct trace_tun *tun,
 					  enum obs_point point, int pass_ret)
 {
 	const struct endpoint_info *ep;
 
 	if (CONFIG.host_routing == HOST_ROUTING_LEGACY) {
-		bpf_skb_change_type(skb, PACKET_HOST);
+		ctx_change_type(skb, PACKET_HOST);
 		trace_pass_tun(skb, point, PASS_LEGACY_HOST_ROUTING, sum, tun);
 		return pass_ret;
 	}
@@ -57,10 +57,10 @@ static __always_inline int tunnel_deliver(struct __sk_buff *skb, struct parsed *
 	}
 	if (!ep) {
 		trace_drop_tun(skb, point, DROP_TUNNEL_WRONG_NODE, sum, tun);
-		return PP_TCX_DROP;
+		return CTX_ACT_DROP;
 	}
 	if (ep->flags & ENDPOINT_F_HOST) {
-		bpf_skb_change_type(skb, PACKET_HOST);
+		ctx_change_type(skb, PACKET_HOST);
 		trace_pass_tun(skb, point, PASS_TO_HOST, sum, tun);
 		return pass_ret;
 	}
@@ -116,7 +116,7 @@ struct decap_result {
  * is not verified. Returns DROP_NONE with p and sum describing the inner packet, for
  * tunnel_deliver(), or the reason to drop; d->tun is filled for the trace record
  * either way (sum as far as it got). */
-static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason geneve_decap(struct __ctx_buff *skb, struct parsed *p,
 						     struct pkt_summary *sum, struct decap_result *d)
 {
 	struct trace_tun *tun = &d->tun;
@@ -131,7 +131,7 @@ static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, stru
 
 	tun->kind = TRACE_DECAP_GENEVE;
 	tun->endpoint = sum->saddr;
-	tun->pkt_len = skb->len;
+	tun->pkt_len = ctx_len(skb);
 	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET))
 		return DROP_TUNNEL_FRAGMENT;
 	outer_tos = p->ip->tos;
@@ -170,7 +170,7 @@ static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, stru
 	if (reason != DROP_NONE)
 		return reason;
 
-	if (bpf_skb_adjust_room(skb, -(__s32)inner_off, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+	if (ctx_adjust_room(skb, -(__s32)inner_off, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return DROP_DECAP_FAILED;
 	__builtin_memset(sum, 0, sizeof(*sum));
 	reason = parse_eth(skb, p, sum);
@@ -201,7 +201,7 @@ static __always_inline enum drop_reason geneve_decap(struct __sk_buff *skb, stru
  * packet, and nothing on this path reads it). Returns
  * DROP_NONE with p and sum describing the inner packet, for tunnel_deliver(), or the
  * reason to drop. */
-static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason ipip_decap(struct __ctx_buff *skb, struct parsed *p,
 						   struct pkt_summary *sum, struct decap_result *d)
 {
 	struct trace_tun *tun = &d->tun;
@@ -214,7 +214,7 @@ static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct
 
 	tun->kind = TRACE_DECAP_IPIP;
 	tun->endpoint = sum->saddr;
-	tun->pkt_len = skb->len;
+	tun->pkt_len = ctx_len(skb);
 	if (p->ip->frag_off & bpf_htons(PP_IP_MF | PP_IP_OFFSET))
 		return DROP_TUNNEL_FRAGMENT;
 	outer_tos = p->ip->tos;
@@ -227,7 +227,7 @@ static __always_inline enum drop_reason ipip_decap(struct __sk_buff *skb, struct
 	if (!node_lookup(tun->endpoint))
 		return DROP_IPIP_UNKNOWN_PEER;
 
-	if (bpf_skb_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+	if (ctx_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return DROP_DECAP_FAILED;
 	__builtin_memset(sum, 0, sizeof(*sum));
 	reason = parse_eth(skb, p, sum);

@@ -39,17 +39,17 @@ struct dsr_geneve_data {
 /* Reads the Geneve DSR option when it is the first of the opt_len option bytes at off
  * (where tunnel_encap() puts it, like Cilium; walking every option for it would cost
  * the verifier a state per option). Returns 1 and fills d when present. */
-static __always_inline int geneve_dsr_opt(struct __sk_buff *skb, __u32 off, __u32 opt_len,
+static __always_inline int geneve_dsr_opt(struct __ctx_buff *skb, __u32 off, __u32 opt_len,
 					  struct dsr_geneve_data *d)
 {
 	struct geneve_opt_hdr h;
 
-	if (opt_len < DSR_GENEVE_OPT_LEN || bpf_skb_load_bytes(skb, off, &h, sizeof(h)) < 0)
+	if (opt_len < DSR_GENEVE_OPT_LEN || ctx_load_bytes(skb, off, &h, sizeof(h)) < 0)
 		return 0;
 	if (h.opt_class != bpf_htons(GENEVE_OPT_CLASS_CILIUM) || h.type != GENEVE_OPT_TYPE_DSR ||
 	    (h.length & 0x1f) != sizeof(*d) / 4)
 		return 0;
-	return bpf_skb_load_bytes(skb, off + sizeof(h), d, sizeof(*d)) == 0;
+	return ctx_load_bytes(skb, off + sizeof(h), d, sizeof(*d)) == 0;
 }
 
 /* The service a DSR request was sent to: what the backend's replies get as source. */
@@ -72,15 +72,15 @@ static __always_inline int dsr_needs_opt(__u8 proto, __u8 tcp_flags)
 /* The IPv4 length of the largest packet that leaves for this one: the packet itself,
  * or for a GSO packet each segment it will be cut into (IPv4 + TCP/UDP header +
  * gso_size, as skb_gso_validate_network_len() counts). */
-static __always_inline __u32 ipv4_seg_len(const struct __sk_buff *skb, const struct parsed *p)
+static __always_inline __u32 ipv4_seg_len(const struct __ctx_buff *skb, const struct parsed *p)
 {
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
 	__u32 len;
 
-	if (!skb->gso_size)
+	if (!ctx_gso_size(skb))
 		return bpf_ntohs(p->ip->tot_len);
-	len = p->l4_off - sizeof(struct ethhdr) + skb->gso_size;
+	len = p->l4_off - sizeof(struct ethhdr) + ctx_gso_size(skb);
 	if (p->ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = data + p->l4_off;
 
@@ -98,7 +98,7 @@ static __always_inline __u32 ipv4_seg_len(const struct __sk_buff *skb, const str
  * TCP/UDP checksum does not cover IPv4 options. GSO packets keep their segment size
  * (the caller checked the segments fit with the option) and every segment carries
  * the option. p is refreshed. */
-static __always_inline enum drop_reason dsr_opt_insert(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason dsr_opt_insert(struct __ctx_buff *skb, struct parsed *p,
 						       const struct dsr_service *svc)
 {
 	struct dsr_ipv4_opt opt = {
@@ -110,7 +110,7 @@ static __always_inline enum drop_reason dsr_opt_insert(struct __sk_buff *skb, st
 	/* writes: dsr.ipv4opt.bytes */
 	if (ihl + DSR_IPV4_OPT_LEN / 4 > 15)
 		return DROP_DSR_OPT_NO_ROOM;
-	if (bpf_skb_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+	if (ctx_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return DROP_DSR_OPT_FAILED;
 	data = ctx_data(skb);
 	data_end = ctx_data_end(skb);
@@ -139,7 +139,7 @@ static __always_inline enum drop_reason dsr_opt_insert(struct __sk_buff *skb, st
 /* Reads the DSR IPv4 option of a packet arriving at the backend's node. Like Cilium,
  * only the first option is looked at: that is where dsr_opt_insert() puts it.
  * Returns 1 and fills svc when present. */
-static __always_inline int dsr_opt_read(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int dsr_opt_read(struct __ctx_buff *skb, const struct parsed *p,
 					struct dsr_service *svc)
 {
 	void *data = ctx_data(skb);
@@ -162,7 +162,7 @@ static __always_inline int dsr_opt_read(struct __sk_buff *skb, const struct pars
  * the backend sees the packet as the client sent it, less the translation: its ICMP
  * errors then quote a plain header, which lb_icmp_error_xlate() translates. Fixes
  * IHL, total length and the header checksum; p is refreshed. */
-static __always_inline enum drop_reason dsr_opt_strip(struct __sk_buff *skb, struct parsed *p)
+static __always_inline enum drop_reason dsr_opt_strip(struct __ctx_buff *skb, struct parsed *p)
 {
 	struct dsr_ipv4_opt opt;
 	void *data, *data_end;
@@ -170,8 +170,8 @@ static __always_inline enum drop_reason dsr_opt_strip(struct __sk_buff *skb, str
 	__be16 old_vihl, old_len;
 	__u32 diff;
 	/* writes: dsr.strip.ihl dsr.strip.tot_len dsr.strip.checksum */
-	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &opt, sizeof(opt)) < 0 ||
-	    bpf_skb_adjust_room(skb, -DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
+	if (ctx_load_bytes(skb, sizeof(struct ethhdr) + sizeof(struct iphdr), &opt, sizeof(opt)) < 0 ||
+	    ctx_adjust_room(skb, -DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
 		return DROP_DSR_OPT_FAILED;
 	data = ctx_data(skb);
 	data_end = ctx_data_end(skb);
@@ -253,20 +253,20 @@ struct dsr_icmp_reply {
  * the quoted bytes, and the veth and bridge devices between podpath nodes never fill
  * it in; packets from a real NIC are never CHECKSUM_PARTIAL.
  * Returns the tcx verdict, DROP_FRAG_NEEDED_UNANSWERED (traced) when it cannot. */
-static __always_inline int dsr_icmp_frag_needed(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int dsr_icmp_frag_needed(struct __ctx_buff *skb, const struct parsed *p,
 						struct pkt_summary *sum, enum obs_point point,
 						__u32 mtu)
 {
 	struct dsr_icmp_reply r = {};
 	struct ethhdr eth;
-	__u32 ifindex = skb->ifindex;
+	__u32 ifindex = ctx_ifindex(skb);
 	/* writes: fragneeded.eth.macs fragneeded.ipv4.header fragneeded.icmp.type_code fragneeded.icmp.mtu fragneeded.icmp.checksum fragneeded.icmp.quote */
 	if (p->ip->ihl != 5)
 		goto unanswered;
 	__builtin_memcpy(eth.h_dest, p->eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth.h_source, p->eth->h_dest, ETH_ALEN);
 	eth.h_proto = bpf_htons(ETH_P_IP);
-	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), r.quoted, DSR_ICMP_QUOTE) < 0)
+	if (ctx_load_bytes(skb, sizeof(struct ethhdr), r.quoted, DSR_ICMP_QUOTE) < 0)
 		goto unanswered;
 
 	*(__u8 *)&r.ip = 0x45;
@@ -283,16 +283,16 @@ static __always_inline int dsr_icmp_frag_needed(struct __sk_buff *skb, const str
 	r.icmp.checksum = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&r.icmp,
 						    sizeof(r.icmp) + DSR_ICMP_QUOTE, 0));
 
-	if (bpf_skb_change_tail(skb, sizeof(eth) + sizeof(r), 0) < 0 ||
-	    bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) < 0 ||
-	    bpf_skb_store_bytes(skb, sizeof(eth), &r, sizeof(r), 0) < 0)
+	if (ctx_change_tail(skb, sizeof(eth) + sizeof(r), 0) < 0 ||
+	    ctx_store_bytes(skb, 0, &eth, sizeof(eth), 0) < 0 ||
+	    ctx_store_bytes(skb, sizeof(eth), &r, sizeof(r), 0) < 0)
 		goto unanswered;
 	trace_redirect(skb, point, VERDICT_REDIRECT, ifindex, sum);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 unanswered:
 	trace_drop(skb, point, DROP_FRAG_NEEDED_UNANSWERED, sum);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 #endif /* PODPATH_DSR_H */

@@ -54,7 +54,7 @@ static __always_inline __u32 node_tunnel_mtu(const struct node_info *node)
  *               again, so they leave unencapsulated).
  * An outer packet longer than an IPv4 total length can say counts as too big too.
  * Returns 0 when the packet fits, else the pass reason. */
-static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
+static __always_inline enum pass_reason tunnel_fits(const struct __ctx_buff *skb,
 						    const struct parsed *p, __u32 opt_len,
 						    __u32 mtu)
 {
@@ -63,8 +63,8 @@ static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
 	struct iphdr *ip = p->ip;
 	__u32 len;
 
-	if (skb->gso_size) {
-		len = p->l4_off - sizeof(struct ethhdr) + skb->gso_size;
+	if (ctx_gso_size(skb)) {
+		len = p->l4_off - sizeof(struct ethhdr) + ctx_gso_size(skb);
 		if (ip->protocol == IPPROTO_TCP) {
 			struct tcphdr *th = data + p->l4_off;
 
@@ -78,7 +78,7 @@ static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
 		len = bpf_ntohs(ip->tot_len);
 	}
 	if (len + opt_len <= mtu &&
-	    skb->len - sizeof(struct ethhdr) + TUNNEL_OVERHEAD + opt_len <= 0xffff)
+	    ctx_len(skb) - sizeof(struct ethhdr) + TUNNEL_OVERHEAD + opt_len <= 0xffff)
 		return PASS_NONE;
 	return (ip->frag_off & bpf_htons(PP_IP_DF)) ? PASS_FRAG_NEEDED_TUNNEL : PASS_FRAGMENT_TUNNEL;
 }
@@ -88,12 +88,12 @@ static __always_inline enum pass_reason tunnel_fits(const struct __sk_buff *skb,
  * port and the underlay's ECMP spreads flows. The hash is the skb's when it has one
  * (a socket's sk_txhash, set on everything a pod's TCP/UDP socket sends, or the
  * NIC's), else the flow dissector's (bpf_get_hash_recalc(), ~190 ns here). */
-static __always_inline __be16 tunnel_src_port(struct __sk_buff *skb)
+static __always_inline __be16 tunnel_src_port(struct __ctx_buff *skb)
 {
-	__u32 hash = skb->hash;
+	__u32 hash = ctx_hash(skb);
 	/* writes: geneve.outer.udp.sport */
 	if (!hash)
-		hash = bpf_get_hash_recalc(skb);
+		hash = ctx_get_hash_recalc(skb);
 
 	hash ^= hash << 16;
 	return bpf_htons((__u16)((((__u64)hash * (TUNNEL_SPORT_MAX - TUNNEL_SPORT_MIN)) >> 32) +
@@ -119,7 +119,7 @@ static __always_inline __u8 tunnel_outer_tos(__u8 inner_tos)
  * field (RFC 6040), computes the outer IPv4 checksum and routes the outer packet. The
  * inner frame keeps the pod's Ethernet header; only TTL (and so the IPv4 checksum)
  * change. */
-static __always_inline int vxlan_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int vxlan_encap_redirect(struct __ctx_buff *skb, const struct parsed *p,
 						const struct pkt_summary *sum,
 						const struct trace_tun *tun, enum obs_point point,
 						int pass_ret)
@@ -133,17 +133,17 @@ static __always_inline int vxlan_encap_redirect(struct __sk_buff *skb, const str
 	__u32 ifindex = CONFIG.vxlan_ifindex;
 	enum drop_reason reason;
 	/* writes: vxlan.vni vxlan.outer.ipv4.addrs vxlan.outer.ipv4.ttl vxlan.outer.ipv4.df vxlan.outer.udp.checksum */
-	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT) < 0) {
+	if (ctx_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX | BPF_F_DONT_FRAGMENT) < 0) {
 		reason = DROP_TUNNEL_KEY;
 		goto drop;
 	}
 	ipv4_dec_ttl(p->ip);
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 drop:
 	trace_drop_tun(skb, point, reason, sum, tun);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 /* Geneve, all in BPF:
@@ -170,7 +170,7 @@ drop:
  * tunnel_fits() makes every outer packet fit the underlay MTU exactly, so DF costs
  * nothing there, and an underlay with a smaller MTU shows up as ICMP errors to the
  * node instead of outer fragments, which BPF decapsulation does not reassemble. */
-static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int geneve_encap_redirect(struct __ctx_buff *skb, const struct parsed *p,
 						 const struct pkt_summary *sum,
 						 const struct trace_tun *tun,
 						 const struct geneve_opts *opts, enum obs_point point,
@@ -183,7 +183,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 		.family      = AF_INET,
 		.l4_protocol = IPPROTO_UDP,
 		.dport       = bpf_htons(CONFIG.tunnel_port),
-		.ifindex     = skb->ingress_ifindex ?: skb->ifindex,
+		.ifindex     = ctx_ingress_ifindex(skb) ?: ctx_ifindex(skb),
 	};
 	struct bpf_redir_neigh nh = {};
 	struct ethhdr inner_eth;
@@ -218,7 +218,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 		reason = DROP_ENCAP_FAILED;
 		goto drop;
 	}
-	if (bpf_skb_adjust_room(skb, TUNNEL_OVERHEAD + opt_len, BPF_ADJ_ROOM_MAC, flags) < 0) {
+	if (ctx_adjust_room(skb, TUNNEL_OVERHEAD + opt_len, BPF_ADJ_ROOM_MAC, flags) < 0) {
 		reason = DROP_ENCAP_FAILED;
 		goto drop;
 	}
@@ -241,7 +241,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	/* writes: geneve.outer.ipv4.version_ihl geneve.outer.ipv4.tos geneve.outer.ipv4.tot_len geneve.outer.ipv4.id geneve.outer.ipv4.df geneve.outer.ipv4.ttl geneve.outer.ipv4.protocol geneve.outer.ipv4.checksum geneve.outer.ipv4.addrs */
 	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
 	ip->tos = tos;
-	ip->tot_len = bpf_htons(skb->len - sizeof(struct ethhdr));
+	ip->tot_len = bpf_htons(ctx_len(skb) - sizeof(struct ethhdr));
 	ip->id = id;
 	ip->frag_off = bpf_htons(PP_IP_DF);
 	ip->ttl = TUNNEL_TTL;
@@ -253,7 +253,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	/* writes: geneve.outer.udp.sport geneve.outer.udp.dport geneve.outer.udp.len geneve.outer.udp.checksum */
 	uh->source = sport;
 	uh->dest = bpf_htons(CONFIG.tunnel_port);
-	uh->len = bpf_htons(skb->len - sizeof(struct ethhdr) - sizeof(struct iphdr));
+	uh->len = bpf_htons(ctx_len(skb) - sizeof(struct ethhdr) - sizeof(struct iphdr));
 	uh->check = 0;
 	/* writes: geneve.hdr.version geneve.hdr.optlen geneve.hdr.flags geneve.hdr.protocol geneve.hdr.vni */
 	gh->ver_optlen = opt_len / 4;
@@ -263,7 +263,7 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 	gh->reserved = 0;
 	/* writes: geneve.opt.dsr */
 	if (opt_len) {
-		if (bpf_skb_store_bytes(skb, TUNNEL_OVERHEAD, opts->data, opt_len, 0) < 0) {
+		if (ctx_store_bytes(skb, TUNNEL_OVERHEAD, opts->data, opt_len, 0) < 0) {
 			reason = DROP_ENCAP_FAILED;
 			goto drop;
 		}
@@ -279,16 +279,16 @@ static __always_inline int geneve_encap_redirect(struct __sk_buff *skb, const st
 
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-		return bpf_redirect(ifindex, 0);
+		return ctx_redirect(skb, ifindex, 0);
 	}
 	nh.nh_family = fib.family;
 	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT_NEIGH, ifindex, sum, tun);
-	return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
+	return ctx_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
 
 drop:
 	trace_drop_tun(skb, point, reason, sum, tun);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 /* IPIP (podpath extension, Calico's IPIP mode; this kernel has no ipip driver), all
@@ -307,7 +307,7 @@ drop:
  *      TTL (and so its checksum); the pod's Ethernet header is gone: IPIP carries no
  *      L2, and so no VNI: the source identity does not travel;
  *   5. bpf_redirect() (or bpf_redirect_neigh()) out of the FIB's device. */
-static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int ipip_encap_redirect(struct __ctx_buff *skb, const struct parsed *p,
 					       const struct pkt_summary *sum,
 					       const struct trace_tun *tun, enum obs_point point,
 					       int pass_ret)
@@ -316,7 +316,7 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const stru
 	struct bpf_fib_lookup fib = {
 		.family      = AF_INET,
 		.l4_protocol = IPPROTO_IPIP,
-		.ifindex     = skb->ingress_ifindex ?: skb->ifindex,
+		.ifindex     = ctx_ingress_ifindex(skb) ?: ctx_ifindex(skb),
 	};
 	struct bpf_redir_neigh nh = {};
 	__u8 smac[ETH_ALEN], dmac[ETH_ALEN];
@@ -347,7 +347,7 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const stru
 	id = p->ip->id;
 	ipv4_dec_ttl(p->ip);
 
-	if (bpf_skb_adjust_room(skb, IPIP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags) < 0)
+	if (ctx_adjust_room(skb, IPIP_OVERHEAD, BPF_ADJ_ROOM_MAC, flags) < 0)
 		goto drop;
 	data = ctx_data(skb);
 	data_end = ctx_data_end(skb);
@@ -360,7 +360,7 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const stru
 	/* writes: ipip.outer.ipv4.header ipip.outer.ipv4.protocol ipip.outer.ipv4.addrs ipip.outer.ipv4.checksum */
 	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
 	ip->tos = tos;
-	ip->tot_len = bpf_htons(skb->len - sizeof(struct ethhdr));
+	ip->tot_len = bpf_htons(ctx_len(skb) - sizeof(struct ethhdr));
 	ip->id = id;
 	ip->frag_off = bpf_htons(PP_IP_DF);
 	ip->ttl = TUNNEL_TTL;
@@ -372,16 +372,16 @@ static __always_inline int ipip_encap_redirect(struct __sk_buff *skb, const stru
 
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect_tun(skb, point, VERDICT_REDIRECT, ifindex, sum, tun);
-		return bpf_redirect(ifindex, 0);
+		return ctx_redirect(skb, ifindex, 0);
 	}
 	nh.nh_family = fib.family;
 	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT_NEIGH, ifindex, sum, tun);
-	return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
+	return ctx_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
 
 drop:
 	trace_drop_tun(skb, point, DROP_ENCAP_FAILED, sum, tun);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 /* Tunnel mode, for a destination that is not a local endpoint (from-container; and
@@ -402,7 +402,7 @@ drop:
  * endpoint, when not 0, is the tunnel endpoint to use instead of the ipcache's (the
  * egress gateway node a policy sends the packet to, whatever its destination).
  * Same-node traffic never gets here: the caller delivered it already. */
-static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int tunnel_encap(struct __ctx_buff *skb, const struct parsed *p,
 					const struct pkt_summary *sum, enum obs_point point,
 					__u32 identity, const struct dsr_service *dsr, __be32 endpoint,
 					int pass_ret)
@@ -428,13 +428,13 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 	}
 	tun.kind = proto == TUNNEL_VXLAN ? TRACE_ENCAP_VXLAN :
 		   proto == TUNNEL_IPIP ? TRACE_ENCAP_IPIP : TRACE_ENCAP_GENEVE;
-	tun.pkt_len = skb->len;
+	tun.pkt_len = ctx_len(skb);
 	tun.endpoint = endpoint;
 	tun.identity = identity;
 	node = node_lookup(tun.endpoint);
 	if (!node) {
 		trace_drop_tun(skb, point, DROP_UNKNOWN_TUNNEL_ENDPOINT, sum, &tun);
-		return PP_TCX_DROP;
+		return CTX_ACT_DROP;
 	}
 	/* tunnel-mode cross-subnet: a node on this node's own subnet is reached natively,
 	 * through the FIB's route to its PodCIDR (via that node, the underlay's MTU). */
@@ -442,7 +442,7 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 		return fib_redirect(skb, p, sum, point, pass_ret);
 	if (tun.identity == 0 || tun.identity > 0xffffff) {
 		trace_drop_tun(skb, point, DROP_NO_SOURCE_IDENTITY, sum, &tun);
-		return PP_TCX_DROP;
+		return CTX_ACT_DROP;
 	}
 
 	if (proto == TUNNEL_GENEVE && dsr) {
@@ -476,7 +476,7 @@ static __always_inline int tunnel_encap(struct __sk_buff *skb, const struct pars
 
 /* From-container: the source pod's identity goes into the VNI (0 when the source is
  * no endpoint: dropped). */
-static __always_inline int tunnel_from_container(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int tunnel_from_container(struct __ctx_buff *skb, const struct parsed *p,
 						 const struct pkt_summary *sum, __be32 endpoint, int pass_ret)
 {
 	const struct endpoint_info *src = endpoint_lookup(sum->saddr);

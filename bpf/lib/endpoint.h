@@ -25,7 +25,7 @@ static __always_inline const struct endpoint_info *endpoint_lookup(__be32 ip4)
  * stack (pass_ret), which answers with ICMP time exceeded. tun (NULL unless the packet
  * came out of a tunnel) goes into the trace record. Policy is the caller's: see
  * endpoint_redirect(). Returns the tcx verdict. */
-static __always_inline int endpoint_deliver(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int endpoint_deliver(struct __ctx_buff *skb, const struct parsed *p,
 					    const struct endpoint_info *ep,
 					    const struct pkt_summary *sum, enum obs_point point,
 					    int pass_ret, const struct trace_tun *tun)
@@ -39,13 +39,13 @@ static __always_inline int endpoint_deliver(struct __sk_buff *skb, const struct 
 	eth_set_macs(p->eth, ep->node_mac, ep->mac);
 	ipv4_dec_ttl(p->ip);
 	trace_redirect_tun(skb, point, VERDICT_REDIRECT_PEER, ifindex, sum, tun);
-	return bpf_redirect_peer(ifindex, 0);
+	return ctx_redirect_peer(ifindex, 0);
 }
 
 /* endpoint_deliver() after the pod's ingress policy, which runs after any service
  * translation: the source identity is the VNI's when the packet came out of a tunnel,
  * else the ipcache's. A denied packet is dropped here, before the pod's veth. */
-static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int endpoint_redirect(struct __ctx_buff *skb, const struct parsed *p,
 					     const struct endpoint_info *ep,
 					     const struct pkt_summary *sum, enum obs_point point,
 					     int pass_ret, const struct trace_tun *tun)
@@ -55,7 +55,7 @@ static __always_inline int endpoint_redirect(struct __sk_buff *skb, const struct
 	reason = policy_check(skb, point, ep->ifindex, POLICY_INGRESS, tun ? tun->identity : 0, sum);
 	if (reason != DROP_NONE) {
 		trace_drop_tun(skb, point, reason, sum, tun);
-		return PP_TCX_DROP;
+		return CTX_ACT_DROP;
 	}
 	return endpoint_deliver(skb, p, ep, sum, point, pass_ret, tun);
 }

@@ -33,7 +33,7 @@ static __always_inline enum pass_reason fib_pass_reason(long ret)
  * sysctls and policy rules apply). tot_len 0: the MTU is checked on the skb, which
  * lets GSO packets through; else tot_len is checked against the route's MTU, and
  * FRAG_NEEDED leaves that MTU in fib->mtu_result. Returns the lookup's result. */
-static __always_inline long fib_lookup4(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline long fib_lookup4(struct __ctx_buff *skb, const struct parsed *p,
 					__be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
 					__u16 tot_len, struct bpf_fib_lookup *fib)
 {
@@ -45,7 +45,7 @@ static __always_inline long fib_lookup4(struct __sk_buff *skb, const struct pars
 	fib->tot_len = tot_len;
 	/* It is never 0 at tcx ingress; in a BPF_PROG_TEST_RUN without a context it is,
 	 * and the program's own device (loopback there) stands in. */
-	fib->ifindex = skb->ingress_ifindex ?: skb->ifindex;
+	fib->ifindex = ctx_ingress_ifindex(skb) ?: ctx_ifindex(skb);
 	fib->tos = p->ip->tos;
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
@@ -59,7 +59,7 @@ static __always_inline long fib_lookup4(struct __sk_buff *skb, const struct pars
  *   anything else (unreachable, frag needed, not forwarded, ...) and TTL <= 1 go to
  *   the stack (pass_ret), which generates the right ICMP, traced with the reason.
  * Returns the tcx verdict. */
-static __always_inline int fib_forward(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int fib_forward(struct __ctx_buff *skb, const struct parsed *p,
 				       const struct pkt_summary *sum, enum obs_point point,
 				       int pass_ret, const struct bpf_fib_lookup *fib, long ret)
 {
@@ -78,7 +78,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct parse
 	ipv4_dec_ttl(p->ip);
 	if (ret == BPF_FIB_LKUP_RET_SUCCESS) {
 		trace_redirect(skb, point, VERDICT_REDIRECT, fib->ifindex, sum);
-		return bpf_redirect(fib->ifindex, 0);
+		return ctx_redirect(skb, fib->ifindex, 0);
 	}
 
 	/* The lookup left the next hop (gateway, or the destination itself) in ipv4_dst;
@@ -86,12 +86,12 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct parse
 	nh.nh_family = fib->family;
 	__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, sizeof(nh.ipv6_nh));
 	trace_redirect(skb, point, VERDICT_REDIRECT_NEIGH, fib->ifindex, sum);
-	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+	return ctx_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
 }
 
 /* Forwards the parsed IPv4 packet as the kernel's FIB would: fib_lookup4() of its
  * summary's tuple, the MTU checked on the skb, then fib_forward(). */
-static __always_inline int fib_redirect(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int fib_redirect(struct __ctx_buff *skb, const struct parsed *p,
 					const struct pkt_summary *sum, enum obs_point point,
 					int pass_ret)
 {

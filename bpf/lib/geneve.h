@@ -79,7 +79,7 @@ static __always_inline void geneve_set_vni(struct genevehdr *gh, __u32 vni)
  * packet): every option must end inside them, and none may be critical (RFC 8926 3.5:
  * an endpoint drops packets with critical options it does not know; the DSR option is
  * not critical either). */
-static __always_inline enum drop_reason geneve_opts_check(struct __sk_buff *skb, __u32 off,
+static __always_inline enum drop_reason geneve_opts_check(struct __ctx_buff *skb, __u32 off,
 							  __u32 opt_len)
 {
 	void *data = ctx_data(skb);

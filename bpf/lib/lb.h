@@ -33,7 +33,7 @@ static __always_inline int lb_l4(const struct parsed *p, const struct pkt_summar
 }
 
 /* The TCP flags byte, 0 for UDP. */
-static __always_inline __u8 lb_tcp_flags(struct __sk_buff *skb, const struct parsed *p)
+static __always_inline __u8 lb_tcp_flags(struct __ctx_buff *skb, const struct parsed *p)
 {
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
@@ -287,7 +287,7 @@ struct lb_xlate {
  * entry only when the service entry changed (ct_refresh), which is at most once a
  * second per flow. The packet is not touched: lb_xlate_apply() rewrites it (for
  * NodePort after lb_nodeport_xlate()'s MTU check). */
-static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb, const struct parsed *p,
 							  const struct pkt_summary *sum,
 							  const struct lb_service *svc, int from_nic,
 							  struct lb_xlate *x)
@@ -422,7 +422,7 @@ static __always_inline enum drop_reason lb_service_select(struct __sk_buff *skb,
 
 /* Rewrites the packet as x says (nat4_rewrite) and records the translation in the
  * summary, which then carries the translated tuple. */
-static __always_inline enum drop_reason lb_xlate_apply(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_xlate_apply(struct __ctx_buff *skb, struct parsed *p,
 						       struct pkt_summary *sum,
 						       const struct lb_xlate *x)
 {
@@ -437,7 +437,7 @@ static __always_inline enum drop_reason lb_xlate_apply(struct __sk_buff *skb, st
 
 /* Translates a pod's packet to the frontend svc: lb_service_select(), then
  * lb_xlate_apply(). */
-static __always_inline enum drop_reason lb_service_xlate(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_service_xlate(struct __ctx_buff *skb, struct parsed *p,
 							 struct pkt_summary *sum,
 							 const struct lb_service *svc)
 {
@@ -481,7 +481,7 @@ static __always_inline int lb_frontend_of(const struct ct_entry *e, struct dsr_s
  * expects: source = the frontend (lb_frontend_of()), and for SNATed flows (from_snat)
  * destination = the client. A frontend that is gone (no lb_rev_nat entry) leaves the
  * packet untouched. */
-static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_reply_xlate(struct __ctx_buff *skb, struct parsed *p,
 						       struct pkt_summary *sum, struct ct_entry *e,
 						       int from_snat, int *result)
 {
@@ -512,7 +512,7 @@ static __always_inline enum drop_reason lb_reply_xlate(struct __sk_buff *skb, st
 
 /* A reply entry for the packet as it is (key: its own tuple, dir CT_REPLY) in
  * conntrack, or in the snat map (in_snat), if live. */
-static __always_inline struct ct_entry *lb_reply_lookup(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline struct ct_entry *lb_reply_lookup(struct __ctx_buff *skb, const struct parsed *p,
 							const struct pkt_summary *sum, int in_snat)
 {
 	struct ct_key key = {
@@ -535,7 +535,7 @@ static __always_inline struct ct_entry *lb_reply_lookup(struct __sk_buff *skb, c
 /* Reverse translation of replies to flows this node translated without SNAT: a local
  * backend answering (from-container), or a remote backend answering a client pod of
  * this node (from-netdev, tunnel delivery). *result says what happened. */
-static __always_inline enum drop_reason lb_rev_nat_reply(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_rev_nat_reply(struct __ctx_buff *skb, struct parsed *p,
 							 struct pkt_summary *sum, int *result)
 {
 	struct ct_entry *e = lb_reply_lookup(skb, p, sum, 0);

@@ -21,7 +21,7 @@
  * local pod with redirect_peer, else the tunnel or the FIB). What the load balancer
  * does not translate (not TCP/UDP, no such frontend) has nowhere to go:
  * DROP_HOST_SVC_UNTRANSLATED. Non-IPv4 frames (neighbour discovery) go to the stack. */
-static __always_inline int lb_host_svc(struct __sk_buff *skb, enum obs_point point)
+static __always_inline int lb_host_svc(struct __ctx_buff *skb, enum obs_point point)
 {
 	const struct lb_service *svc;
 	struct pkt_summary sum = {};
@@ -50,7 +50,7 @@ static __always_inline int lb_host_svc(struct __sk_buff *skb, enum obs_point poi
 
 drop:
 	trace_drop(skb, point, reason, &sum);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 #endif /* PODPATH_LB_HOST_H */

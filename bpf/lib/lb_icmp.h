@@ -41,7 +41,7 @@ static __always_inline int icmp_is_error(__u8 type)
  * right). Errors about the replies (towards a backend) are not translated. An error
  * matching no live flow is left untouched. *result as lb_reply_xlate() sets it; for
  * SNAT flows LB_REPLY_NODEPORT. */
-static __always_inline enum drop_reason lb_icmp_error_xlate(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_icmp_error_xlate(struct __ctx_buff *skb, struct parsed *p,
 							    struct pkt_summary *sum, int *result)
 {
 	void *data = ctx_data(skb);

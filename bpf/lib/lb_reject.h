@@ -102,11 +102,11 @@ static __always_inline void lb_reject_ip(struct iphdr *ip, const struct parsed *
  * A TCP RST, IPv4 options (the quote would be cut) or a helper failure drop with
  * DROP_NO_SERVICE_BACKEND (for the RST) or DROP_SVC_REJECT_FAILED. The trace is a
  * redirect with lb.action TRACE_LB_REJECT and the received tuple in lb.orig_*. Returns the tcx verdict. */
-static __always_inline int lb_reject(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline int lb_reject(struct __ctx_buff *skb, const struct parsed *p,
 				     struct pkt_summary *sum, enum obs_point point)
 {
 	enum drop_reason reason = DROP_SVC_REJECT_FAILED;
-	__u32 ifindex = skb->ifindex;
+	__u32 ifindex = ctx_ifindex(skb);
 	struct lb_reject_scratch *b;
 	__u32 zero = 0;
 
@@ -124,7 +124,7 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct parsed 
 		__u32 payload, hlen;
 		__u8 flags;
 
-		if (bpf_skb_load_bytes(skb, p->l4_off, th, sizeof(*th)) < 0)
+		if (ctx_load_bytes(skb, p->l4_off, th, sizeof(*th)) < 0)
 			goto drop;
 		flags = ((__u8 *)th)[13];
 		if (flags & LB_TCP_RST) {
@@ -156,24 +156,24 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct parsed 
 		__builtin_memset(&b->rst, 0, sizeof(b->rst));
 		b->rst.tcp = s->tcp;
 		lb_reject_ip(&b->rst.ip, p, sizeof(b->rst), IPPROTO_TCP);
-		if (bpf_skb_change_tail(skb, sizeof(b->eth) + sizeof(b->rst), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, 0, &b->eth, sizeof(b->eth), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, sizeof(b->eth), &b->rst, sizeof(b->rst), 0) < 0)
+		if (ctx_change_tail(skb, sizeof(b->eth) + sizeof(b->rst), 0) < 0 ||
+		    ctx_store_bytes(skb, 0, &b->eth, sizeof(b->eth), 0) < 0 ||
+		    ctx_store_bytes(skb, sizeof(b->eth), &b->rst, sizeof(b->rst), 0) < 0)
 			goto drop;
 	} else {
 		struct lb_reject_icmp *r = &b->icmp;
 
 		__builtin_memset(r, 0, sizeof(*r));
-		if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), r->quoted, LB_REJECT_QUOTE) < 0)
+		if (ctx_load_bytes(skb, sizeof(struct ethhdr), r->quoted, LB_REJECT_QUOTE) < 0)
 			goto drop;
 		lb_reject_ip(&r->ip, p, sizeof(*r), IPPROTO_ICMP);
 		r->type = ICMP_DEST_UNREACH;
 		r->code = ICMP_PORT_UNREACH;
 		r->checksum = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&r->type,
 							8 + LB_REJECT_QUOTE, 0));
-		if (bpf_skb_change_tail(skb, sizeof(b->eth) + sizeof(*r), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, 0, &b->eth, sizeof(b->eth), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, sizeof(b->eth), r, sizeof(*r), 0) < 0)
+		if (ctx_change_tail(skb, sizeof(b->eth) + sizeof(*r), 0) < 0 ||
+		    ctx_store_bytes(skb, 0, &b->eth, sizeof(b->eth), 0) < 0 ||
+		    ctx_store_bytes(skb, sizeof(b->eth), r, sizeof(*r), 0) < 0)
 			goto drop;
 	}
 	sum->lb.action = TRACE_LB_REJECT;
@@ -182,11 +182,11 @@ static __always_inline int lb_reject(struct __sk_buff *skb, const struct parsed 
 	sum->lb.orig_sport = sum->sport;
 	sum->lb.orig_dport = sum->dport;
 	trace_redirect(skb, point, VERDICT_REDIRECT, ifindex, sum);
-	return bpf_redirect(ifindex, 0);
+	return ctx_redirect(skb, ifindex, 0);
 
 drop:
 	trace_drop(skb, point, reason, sum);
-	return PP_TCX_DROP;
+	return CTX_ACT_DROP;
 }
 
 #endif /* PODPATH_LB_REJECT_H */

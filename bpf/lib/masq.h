@@ -105,7 +105,7 @@ static __always_inline __be32 masq_addr(__u32 ifindex)
 
 /* The ICMP echo identifier of the parsed packet (parse_ipv4() checked 4 bytes of
  * ICMP; the identifier follows), or -1 when it is not there. */
-static __always_inline int masq_icmp_id(struct __sk_buff *skb, const struct parsed *p, __be16 *id)
+static __always_inline int masq_icmp_id(struct __ctx_buff *skb, const struct parsed *p, __be16 *id)
 {
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
@@ -172,7 +172,7 @@ static __always_inline int masq_wanted(const struct parsed *p, const struct pkt_
 
 /* Rewrites an ICMP echo's addresses and identifier (no offload ever covers ICMP: its
  * checksum is updated by hand, as the IPv4 header's). */
-static __always_inline enum drop_reason masq_icmp_rewrite(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason masq_icmp_rewrite(struct __ctx_buff *skb, struct parsed *p,
 							  __be32 saddr, __be32 daddr, __be16 id)
 {
 	void *data = ctx_data(skb);
@@ -263,7 +263,7 @@ static __always_inline enum drop_reason masq_snat(const struct ct_key *key, __be
 /* to-netdev: masquerades the packet if masq_wanted(). Returns DROP_NONE when the
  * packet goes on (translated or not; the summary then carries the translated tuple
  * and lb.action TRACE_LB_MASQ), or the drop reason. */
-static __always_inline enum drop_reason masq_egress(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason masq_egress(struct __ctx_buff *skb, struct parsed *p,
 						    struct pkt_summary *sum)
 {
 	struct ct_key key = {
@@ -307,7 +307,7 @@ static __always_inline enum drop_reason masq_egress(struct __sk_buff *skb, struc
 			return DROP_NONE;
 		tcp_flags = *fl;
 	}
-	nat_addr = egw && egw->egress_ip ? egw->egress_ip : masq_addr(skb->ifindex);
+	nat_addr = egw && egw->egress_ip ? egw->egress_ip : masq_addr(ctx_ifindex(skb));
 	reason = masq_snat(&key, nat_addr, tcp_flags, &nat_port, &state);
 	if (reason != DROP_NONE) {
 		masq_count(reason == DROP_MASQ_NO_PORT ? MASQ_STAT_NO_PORT : MASQ_STAT_FAILED);
@@ -351,7 +351,7 @@ static __always_inline struct ct_entry *masq_reply_lookup(const struct ct_key *k
  * destination the pod; the quoted IPv4 checksum, the quoted L4 checksum when quoted
  * (TCP, UDP unless 0, ICMP echo), the ICMP checksum and the outer IPv4 checksum are
  * updated by hand, as lb_icmp_error_xlate() does. Anything else is left untouched. */
-static __always_inline enum drop_reason masq_icmp_error_rev(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason masq_icmp_error_rev(struct __ctx_buff *skb, struct parsed *p,
 							    struct pkt_summary *sum)
 {
 	void *data = ctx_data(skb);
@@ -448,7 +448,7 @@ static __always_inline enum drop_reason masq_icmp_error_rev(struct __sk_buff *sk
  * an ICMP error about one is translated (masq_icmp_error_rev()). Anything else is
  * left untouched. The summary then carries the translated tuple (lb.action
  * TRACE_LB_REV_MASQ). */
-static __always_inline enum drop_reason masq_ingress(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason masq_ingress(struct __ctx_buff *skb, struct parsed *p,
 						     struct pkt_summary *sum)
 {
 	struct ct_key key = {

@@ -34,7 +34,7 @@ struct {
 } snat SEC(".maps");
 
 /* Re-derives the header pointers after a helper that may have moved the packet. */
-static __always_inline enum drop_reason parse_refresh(struct __sk_buff *skb, struct parsed *p)
+static __always_inline enum drop_reason parse_refresh(struct __ctx_buff *skb, struct parsed *p)
 {
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
@@ -60,7 +60,7 @@ static __always_inline enum drop_reason parse_refresh(struct __sk_buff *skb, str
  *     skb->csum is kept right. A UDP checksum of 0 (none) stays 0, a result of 0
  *     becomes 0xffff (BPF_F_MARK_MANGLED_0).
  * The helpers invalidate packet pointers: p is refreshed. */
-static __always_inline enum drop_reason nat4_rewrite(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason nat4_rewrite(struct __ctx_buff *skb, struct parsed *p,
 						     __be32 saddr, __be16 sport,
 						     __be32 daddr, __be16 dport)
 {
@@ -100,9 +100,9 @@ static __always_inline enum drop_reason nat4_rewrite(struct __sk_buff *skb, stru
 	csum_apply_diff(&ip->check, addr_diff);
 	ports[0] = sport;
 	ports[1] = dport;
-	if (bpf_l4_csum_replace(skb, csum_off, 0, addr_diff, flags | BPF_F_PSEUDO_HDR) < 0)
+	if (ctx_l4_csum_replace(skb, csum_off, 0, addr_diff, flags | BPF_F_PSEUDO_HDR) < 0)
 		return DROP_NAT_FAILED;
-	if (bpf_l4_csum_replace(skb, csum_off, 0, port_diff, flags) < 0)
+	if (ctx_l4_csum_replace(skb, csum_off, 0, port_diff, flags) < 0)
 		return DROP_NAT_FAILED;
 	return parse_refresh(skb, p);
 }

@@ -47,7 +47,7 @@ struct lb_fwd {
  *                    length, for the packets that carry it (the others are forwarded
  *                    as they came); lb_forward() forwards with that lookup. A packet
  *                    without DF that is too big goes to the stack to fragment. */
-static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline __u32 lb_remote_frag_mtu(struct __ctx_buff *skb, const struct parsed *p,
 						struct lb_fwd *fwd, const struct lb_backend *be,
 						__be16 sport)
 {
@@ -77,7 +77,7 @@ static __always_inline __u32 lb_remote_frag_mtu(struct __sk_buff *skb, const str
  * will not fit the way there is left untranslated, fwd->frag_mtu the MTU to answer
  * with (lb_remote_frag_mtu(), TRACE_LB_FRAG_NEEDED); else lb_xlate_apply(). fwd
  * tells lb_from_netdev() how to go on. */
-static __always_inline enum drop_reason lb_nodeport_xlate(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason lb_nodeport_xlate(struct __ctx_buff *skb, struct parsed *p,
 							  struct pkt_summary *sum,
 							  const struct lb_service *svc,
 							  struct lb_fwd *fwd)
@@ -130,7 +130,7 @@ static __always_inline __u32 lb_source_identity(__be32 saddr)
  *                                            lb_remote_frag_mtu() looked up;
  *   anything else                         -> fib_redirect() (native routing, world).
  * fwd is lb_nodeport_xlate()'s word on a request, NULL for replies. */
-static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
+static __always_inline int lb_forward(struct __ctx_buff *skb, struct parsed *p,
 				      struct pkt_summary *sum, enum obs_point point,
 				      int pass_ret, const struct lb_fwd *fwd)
 {
@@ -150,7 +150,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct parsed *p,
 
 		if (reason != DROP_NONE) {
 			trace_drop(skb, point, reason, sum);
-			return PP_TCX_DROP;
+			return CTX_ACT_DROP;
 		}
 		return fib_forward(skb, p, sum, point, pass_ret, &fwd->fib, fwd->fib_ret);
 	}
@@ -170,7 +170,7 @@ enum lb_hook_result {
  * here); a local backend's reply, or an ICMP error it sends about a flow, is
  * translated back, and when its flow came in through a NIC (NodePort) forwarded by
  * lb_forward(). Everything else continues untouched. */
-static __always_inline int lb_from_container(struct __sk_buff *skb, struct parsed *p,
+static __always_inline int lb_from_container(struct __ctx_buff *skb, struct parsed *p,
 					     struct pkt_summary *sum, int pass_ret, int *verdict)
 {
 	const enum obs_point point = OBS_FROM_CONTAINER;
@@ -219,7 +219,7 @@ static __always_inline int lb_from_container(struct __sk_buff *skb, struct parse
  *   a live conntrack reply entry               -> reverse NAT (a remote backend
  *                                                 answering a client pod of this
  *                                                 node), then delivery continues. */
-static __always_inline int lb_ingress_reply(struct __sk_buff *skb, struct parsed *p,
+static __always_inline int lb_ingress_reply(struct __ctx_buff *skb, struct parsed *p,
 					    struct pkt_summary *sum, enum obs_point point,
 					    int pass_ret, int *verdict)
 {
@@ -282,7 +282,7 @@ static __always_inline int lb_dsr_enabled(void)
  * flow is recorded (dsr_learn()) and the summary says so (TRACE_LB_DSR_LEARNED, the
  * service in lb.orig_daddr/orig_dport); delivery continues (an IPv4 option is removed
  * first by the caller: dsr_opt_strip()). */
-static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, const struct parsed *p,
+static __always_inline enum drop_reason lb_dsr_learn(struct __ctx_buff *skb, const struct parsed *p,
 						     struct pkt_summary *sum,
 						     const struct dsr_service *fe)
 {
@@ -322,7 +322,7 @@ static __always_inline enum drop_reason lb_dsr_learn(struct __sk_buff *skb, cons
  *                                 dropped (DROP_IS_CLUSTER_IP), as Cilium does.
  * NodePort frontends are every address of the node's devices (the agent writes one
  * per address): a NIC's own address is no special case here. */
-static __always_inline int lb_from_netdev(struct __sk_buff *skb, struct parsed *p,
+static __always_inline int lb_from_netdev(struct __ctx_buff *skb, struct parsed *p,
 					  struct pkt_summary *sum, int pass_ret, int *verdict,
 					  const struct endpoint_info **epp)
 {

@@ -15,7 +15,7 @@ struct parsed {
 	__u32 l4_off; /* from the start of the frame */
 };
 
-static __always_inline enum drop_reason parse_eth(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason parse_eth(struct __ctx_buff *skb, struct parsed *p,
 						  struct pkt_summary *sum)
 {
 	void *data = ctx_data(skb);
@@ -34,7 +34,7 @@ static __always_inline enum drop_reason parse_eth(struct __sk_buff *skb, struct 
  * inside the IPv4 packet (total length), not only inside the frame: bytes past the
  * total length (Ethernet padding) are no header, and conntrack must never key a flow
  * on them. */
-static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum drop_reason parse_ipv4(struct __ctx_buff *skb, struct parsed *p,
 						   struct pkt_summary *sum)
 {
 	void *data = ctx_data(skb);
@@ -53,7 +53,7 @@ static __always_inline enum drop_reason parse_ipv4(struct __sk_buff *skb, struct
 		return DROP_TRUNCATED_IPV4;
 	tot_len = bpf_ntohs(ip->tot_len);
 	/* The skb may be longer than the frame (GSO) but never shorter. */
-	if (tot_len < ihl_bytes || (skb->len < sizeof(struct ethhdr) + tot_len && !skb->gso_size))
+	if (tot_len < ihl_bytes || (ctx_len(skb) < sizeof(struct ethhdr) + tot_len && !ctx_gso_size(skb)))
 		return DROP_BAD_TOTAL_LEN;
 
 	p->ip = ip;
@@ -114,7 +114,7 @@ enum parse_verdict {
  * that what follows, a non-IPv4 pass included, is traced with the tunnel's identity
  * and endpoint. The helper zeroes *key when it fails, as it stays zero when Ethernet
  * does not parse. sum is filled as far as parsing got, for the trace record. */
-static __always_inline enum parse_verdict parse_frame(struct __sk_buff *skb, struct parsed *p,
+static __always_inline enum parse_verdict parse_frame(struct __ctx_buff *skb, struct parsed *p,
 						      struct pkt_summary *sum,
 						      struct bpf_tunnel_key *key,
 						      enum drop_reason *reason)
@@ -122,7 +122,7 @@ static __always_inline enum parse_verdict parse_frame(struct __sk_buff *skb, str
 	*reason = parse_eth(skb, p, sum);
 	if (*reason != DROP_NONE)
 		return PARSE_DROP;
-	if (key && bpf_skb_get_tunnel_key(skb, key, sizeof(*key), 0) < 0) {
+	if (key && ctx_get_tunnel_key(skb, key, sizeof(*key), 0) < 0) {
 		*reason = DROP_TUNNEL_KEY;
 		return PARSE_DROP;
 	}
@@ -134,7 +134,7 @@ static __always_inline enum parse_verdict parse_frame(struct __sk_buff *skb, str
 
 /* The body of an observer hook: summarise the packet as far as it parses, trace it
  * (subject to monitor-aggregation) and let it continue. */
-static __always_inline int observe(struct __sk_buff *skb, enum obs_point point)
+static __always_inline int observe(struct __ctx_buff *skb, enum obs_point point)
 {
 	struct pkt_summary sum = {};
 	struct parsed p = {};

@@ -154,7 +154,7 @@ static __always_inline enum policy_kind policy_lookup(__u32 ep, __u8 dir, __u32 
 
 /* A policy verdict event (bpf-events-policy-verdict-enabled) with the peer identity;
  * denied and audited ones name the drop reason. */
-static __always_inline void policy_trace_verdict(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void policy_trace_verdict(struct __ctx_buff *skb, enum obs_point point,
 						 enum trace_verdict verdict, enum drop_reason reason,
 						 const struct pkt_summary *sum, __u32 identity)
 {
@@ -193,7 +193,7 @@ static __always_inline void policy_ct_key_of(struct policy_ct_key *ck, const str
  * ce: passes when the entry is a reply or this direction allowed it under the
  * current revision, else looks the policy map up (identity 0: the peer's from the
  * ipcache). Sets *dirty when ce changed and must be written back. */
-static __always_inline enum drop_reason policy_judge(struct __sk_buff *skb, enum obs_point point,
+static __always_inline enum drop_reason policy_judge(struct __ctx_buff *skb, enum obs_point point,
 						     __u32 ep, __u8 dir, __u32 identity,
 						     const struct pkt_summary *sum, const struct policy_ct_key *ck,
 						     struct policy_ct_entry *ce, __u32 rev, int *dirty)
@@ -249,7 +249,7 @@ static __always_inline void policy_ct_commit(struct policy_ct_key *ck, const str
  * DROP_NONE to let the packet pass, or the drop reason (the caller traces the drop
  * and drops). Replies of allowed flows and forward packets of flows allowed under the
  * current revision pass on one conntrack lookup. */
-static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum obs_point point,
+static __always_inline enum drop_reason policy_check(struct __ctx_buff *skb, enum obs_point point,
 						     __u32 ep, __u8 dir, __u32 identity,
 						     const struct pkt_summary *sum)
 {
@@ -276,7 +276,7 @@ static __always_inline enum drop_reason policy_check(struct __sk_buff *skb, enum
 /* Both checks of a packet between two pods of this node, egress of the source (src_ep)
  * then ingress of the destination (dst_ep), on one conntrack lookup. Returns what
  * policy_check() returns. */
-static __always_inline enum drop_reason policy_check_local(struct __sk_buff *skb, __u32 src_ep,
+static __always_inline enum drop_reason policy_check_local(struct __ctx_buff *skb, __u32 src_ep,
 							   __u32 dst_ep, const struct pkt_summary *sum)
 {
 	struct policy_ct_key ck = {};

@@ -21,6 +21,7 @@ enum obs_point {
 	OBS_TO_NETDEV      = 5,
 	OBS_FROM_OVERLAY   = 6, /* tcx ingress of the vxlan device: decapsulated by the kernel */
 	OBS_FROM_HOST_SVC  = 7, /* socket-LB's fallback: tcx ingress of pp_svc_in, the node's own packets to ClusterIPs */
+	OBS_XDP            = 8, /* XDP of the node's NIC (bpf_xdp.c, bpf-lb-acceleration): NodePort served before tc */
 };
 
 enum trace_verdict {
@@ -182,7 +183,7 @@ struct trace_record {
 struct trace_tun {
 	__u32  identity;
 	__be32 endpoint;
-	__u32  pkt_len;         /* the frame's length as received: encap and decap change skb->len */
+	__u32  pkt_len;         /* the frame's length as received: encap and decap change ctx_len(skb) */
 	__u16  kind;            /* enum trace_tunnel */
 };
 
@@ -216,7 +217,7 @@ static __always_inline int trace_wanted(enum trace_verdict verdict, enum pass_re
 }
 
 /* tun may be NULL (no tunnel involved): callers pass a constant, so it folds away. */
-static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_emit(struct __ctx_buff *skb, enum obs_point point,
 				       enum trace_verdict verdict, enum drop_reason drop,
 				       enum pass_reason pass, __u32 target_ifindex,
 				       const struct pkt_summary *pkt, const struct trace_tun *tun)
@@ -230,9 +231,9 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 		return;
 	rec->ktime_ns = bpf_ktime_get_ns();
 	rec->node_id = CONFIG.node_id;
-	rec->ifindex = skb->ifindex;
+	rec->ifindex = ctx_ifindex(skb);
 	rec->target_ifindex = target_ifindex;
-	rec->pkt_len = tun && tun->pkt_len ? tun->pkt_len : skb->len;
+	rec->pkt_len = tun && tun->pkt_len ? tun->pkt_len : ctx_len(skb);
 	rec->obs_point = point;
 	rec->verdict = verdict;
 	rec->drop_reason = drop;
@@ -245,19 +246,19 @@ static __always_inline void trace_emit(struct __sk_buff *skb, enum obs_point poi
 	bpf_ringbuf_submit(rec, 0);
 }
 
-static __always_inline void trace_drop(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_drop(struct __ctx_buff *skb, enum obs_point point,
 				       enum drop_reason reason, const struct pkt_summary *pkt)
 {
 	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, NULL);
 }
 
-static __always_inline void trace_pass(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_pass(struct __ctx_buff *skb, enum obs_point point,
 				       enum pass_reason reason, const struct pkt_summary *pkt)
 {
 	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, NULL);
 }
 
-static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_redirect(struct __ctx_buff *skb, enum obs_point point,
 					   enum trace_verdict verdict, __u32 target_ifindex,
 					   const struct pkt_summary *pkt)
 {
@@ -265,21 +266,21 @@ static __always_inline void trace_redirect(struct __sk_buff *skb, enum obs_point
 }
 
 /* The same for packets going into or coming out of a tunnel; tun may be NULL. */
-static __always_inline void trace_drop_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_drop_tun(struct __ctx_buff *skb, enum obs_point point,
 					   enum drop_reason reason, const struct pkt_summary *pkt,
 					   const struct trace_tun *tun)
 {
 	trace_emit(skb, point, VERDICT_DROP, reason, PASS_NONE, 0, pkt, tun);
 }
 
-static __always_inline void trace_pass_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_pass_tun(struct __ctx_buff *skb, enum obs_point point,
 					   enum pass_reason reason, const struct pkt_summary *pkt,
 					   const struct trace_tun *tun)
 {
 	trace_emit(skb, point, VERDICT_PASS, DROP_NONE, reason, 0, pkt, tun);
 }
 
-static __always_inline void trace_redirect_tun(struct __sk_buff *skb, enum obs_point point,
+static __always_inline void trace_redirect_tun(struct __ctx_buff *skb, enum obs_point point,
 					       enum trace_verdict verdict, __u32 target_ifindex,
 					       const struct pkt_summary *pkt,
 					       const struct trace_tun *tun)

@@ -178,6 +178,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.dp.attachDevice(dev); err != nil {
 			return err
 		}
+		if err := a.dp.attachXDP(dev, a.cfg.LBAcceleration); err != nil {
+			return err
+		}
 	}
 	if err := a.dp.attachOverlay(); err != nil {
 		return err

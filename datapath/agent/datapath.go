@@ -49,6 +49,9 @@ type datapath struct {
 	health   map[string]*healthPort
 	vxlan    netlink.Link // cilium_vxlan with VXLAN tunnelling, else nil
 	cfg      bpfconfig.Config
+	// xdpOn are the devices bpf_xdp is attached to (bpf-lb-acceleration); xdpOff
+	// those best-effort left without, with the reason.
+	xdpOn, xdpOff []string
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
@@ -371,6 +374,8 @@ func (d *datapath) attached() []string {
 		dev, dir, _ := strings.Cut(name, "@")
 		prog := "from-container"
 		switch {
+		case dir == xdpDir:
+			prog = "xdp"
 		case isDevice(d.devices, dev) && dir == "ingress":
 			prog = "from-netdev"
 		case isDevice(d.devices, dev):

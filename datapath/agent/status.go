@@ -56,6 +56,7 @@ func (a *Agent) Status() Status {
 	}
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted
+		s.XDPAcceleration = a.dp.xdpStatus(a.cfg.LBAcceleration)
 		s.NodeIP, s.MTU = a.dp.nodeIP.String(), a.dp.mtu
 		loaded := loadedState{cfg: a.dp.cfg, mtu: a.dp.mtu}
 		if a.dp.dp != nil && a.dp.dp.Lxc.CtTcp != nil && a.dp.dp.Lxc.CtAny != nil {
@@ -291,6 +292,9 @@ func (s Status) Print(w io.Writer) {
 	line("BPF programs", "%d attached%s", len(s.Attached), adoptedNote(s.Adopted))
 	for _, a := range s.Attached {
 		fmt.Fprintf(w, "%-24s %s\n", "", a)
+	}
+	if s.XDPAcceleration != "" {
+		line("XDP acceleration", "%s", s.XDPAcceleration)
 	}
 	line("BPF filesystem", "%s", s.BPFFS)
 	if len(s.BGPPeers) > 0 {

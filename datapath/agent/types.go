@@ -114,7 +114,10 @@ type Status struct {
 	Endpoints int       `json:"endpoints"`
 	Nodes     int       `json:"nodes"`
 	Attached  []string  `json:"attached"` // program@device/direction
-	BPFFS     string    `json:"bpffs"`
+	// XDPAcceleration is bpf-lb-acceleration as in effect: the devices served at XDP,
+	// and those best-effort left without (with the reason).
+	XDPAcceleration string `json:"xdpAcceleration,omitempty"`
+	BPFFS           string `json:"bpffs"`
 	// Hubble is the Observer API socket and Metrics the Prometheus address (empty: off).
 	Hubble   string   `json:"hubble,omitempty"`
 	Metrics  string   `json:"metrics,omitempty"`

@@ -328,6 +328,7 @@ const (
 	HostObsPointOBS_TO_NETDEV      HostObsPoint = 5
 	HostObsPointOBS_FROM_OVERLAY   HostObsPoint = 6
 	HostObsPointOBS_FROM_HOST_SVC  HostObsPoint = 7
+	HostObsPointOBS_XDP            HostObsPoint = 8
 )
 
 type HostPassReason uint32

@@ -311,6 +311,7 @@ const (
 	LxcObsPointOBS_TO_NETDEV      LxcObsPoint = 5
 	LxcObsPointOBS_FROM_OVERLAY   LxcObsPoint = 6
 	LxcObsPointOBS_FROM_HOST_SVC  LxcObsPoint = 7
+	LxcObsPointOBS_XDP            LxcObsPoint = 8
 )
 
 type LxcPassReason uint32

@@ -311,6 +311,7 @@ const (
 	OverlayObsPointOBS_TO_NETDEV      OverlayObsPoint = 5
 	OverlayObsPointOBS_FROM_OVERLAY   OverlayObsPoint = 6
 	OverlayObsPointOBS_FROM_HOST_SVC  OverlayObsPoint = 7
+	OverlayObsPointOBS_XDP            OverlayObsPoint = 8
 )
 
 type OverlayPassReason uint32

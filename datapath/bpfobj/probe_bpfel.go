@@ -103,6 +103,7 @@ const (
 	ProbeObsPointOBS_TO_NETDEV      ProbeObsPoint = 5
 	ProbeObsPointOBS_FROM_OVERLAY   ProbeObsPoint = 6
 	ProbeObsPointOBS_FROM_HOST_SVC  ProbeObsPoint = 7
+	ProbeObsPointOBS_XDP            ProbeObsPoint = 8
 )
 
 type ProbePassReason uint32

@@ -311,6 +311,7 @@ const (
 	SockObsPointOBS_TO_NETDEV      SockObsPoint = 5
 	SockObsPointOBS_FROM_OVERLAY   SockObsPoint = 6
 	SockObsPointOBS_FROM_HOST_SVC  SockObsPoint = 7
+	SockObsPointOBS_XDP            SockObsPoint = 8
 )
 
 type SockPassReason uint32

@@ -171,6 +171,17 @@ const (
 	KPRFalse KubeProxyReplacement = "false"
 )
 
+// LBAcceleration is bpf-lb-acceleration: whether NodePort and LoadBalancer frontends
+// are served at XDP (bpf/bpf_xdp.c) on the node's devices.
+type LBAcceleration string
+
+// bpf-lb-acceleration values.
+const (
+	LBAccelerationDisabled   LBAcceleration = "disabled"
+	LBAccelerationNative     LBAcceleration = "native"      // native XDP on every device, or the agent fails
+	LBAccelerationBestEffort LBAcceleration = "best-effort" // native XDP where the driver can, else off (status says)
+)
+
 // LBMode is how NodePort traffic reaches a remote backend.
 type LBMode string
 
@@ -228,6 +239,7 @@ type Config struct {
 	KubeProxyReplacementGiven string
 	LBMode                    LBMode
 	LBAlgorithm               LBAlgorithm
+	LBAcceleration            LBAcceleration
 	MaglevTableSize           int
 	MaglevHashSeed            [12]byte
 	// MaglevHashSeedSet says bpf-lb-maglev-hash-seed was given; otherwise
@@ -315,6 +327,7 @@ func Default() *Config {
 		MonitorAggregationFlags: FlagSYN | FlagFIN | FlagRST,
 		KubeProxyReplacement:    KPRFalse,
 		LBMode:                  LBModeSNAT,
+		LBAcceleration:          LBAccelerationDisabled,
 		LBAlgorithm:             LBRandom,
 		MaglevTableSize:         16381,
 		DSRDispatch:             DSRDispatchOption,

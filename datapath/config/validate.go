@@ -555,6 +555,12 @@ func (v *resolver) loadBalancing() {
 	if s, ok := v.enum("bpf-lb-algorithm"); ok {
 		c.LBAlgorithm = LBAlgorithm(s)
 	}
+	if s, ok := v.enum("bpf-lb-acceleration"); ok {
+		c.LBAcceleration = LBAcceleration(s)
+		if c.LBAcceleration != LBAccelerationDisabled && c.KubeProxyReplacement == KPRFalse && !v.bad["kube-proxy-replacement"] {
+			v.failRaw("bpf-lb-acceleration", "%q needs kube-proxy replacement (XDP serves the BPF NodePort frontends), but kube-proxy-replacement is not true: set kube-proxy-replacement: true or bpf-lb-acceleration: disabled", s)
+		}
+	}
 	// Service semantics (issue 12).
 	if s, ok := v.enum("service-no-backend-response"); ok {
 		c.ServiceNoBackendReject = s == "reject"

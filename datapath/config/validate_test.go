@@ -141,6 +141,14 @@ func TestValidators(t *testing.T) {
 		{key: "bpf-lb-mode", value: "hybrid", extra: map[string]string{"routing-mode": "native", "ipv4-native-routing-cidr": "10.0.0.0/8", "kube-proxy-replacement": "true"},
 			check: func(c *Config) bool { return c.LBMode == LBModeHybrid }},
 		{key: "bpf-lb-mode", value: "direct", wantErr: `bpf-lb-mode: "direct" is not one of snat, dsr, hybrid`},
+		// bpf-lb-acceleration (issue 13)
+		{key: "bpf-lb-acceleration", value: "native", extra: map[string]string{"kube-proxy-replacement": "true"},
+			check: func(c *Config) bool { return c.LBAcceleration == LBAccelerationNative }},
+		{key: "bpf-lb-acceleration", value: "best-effort", extra: map[string]string{"kube-proxy-replacement": "true"},
+			check: func(c *Config) bool { return c.LBAcceleration == LBAccelerationBestEffort }},
+		{key: "bpf-lb-acceleration", value: "disabled", check: func(c *Config) bool { return c.LBAcceleration == LBAccelerationDisabled }},
+		{key: "bpf-lb-acceleration", value: "native", wantErr: `bpf-lb-acceleration: "native" needs kube-proxy replacement (XDP serves the BPF NodePort frontends), but kube-proxy-replacement is not true: set kube-proxy-replacement: true or bpf-lb-acceleration: disabled`},
+		{key: "bpf-lb-acceleration", value: "generic", wantErr: `bpf-lb-acceleration: "generic" is not one of disabled, native, best-effort`},
 		{key: "bpf-lb-algorithm", value: "maglev", check: func(c *Config) bool { return c.LBAlgorithm == LBMaglev }},
 		{key: "bpf-lb-algorithm", value: "random", check: func(c *Config) bool { return c.LBAlgorithm == LBRandom }},
 		{key: "bpf-lb-algorithm", value: "roundrobin", wantErr: `bpf-lb-algorithm: "roundrobin" is not one of random, maglev`},
@@ -492,7 +500,7 @@ func TestKnownKeys(t *testing.T) {
 			t.Errorf("%s: status %q", k.Name, k.Status)
 		}
 	}
-	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-events-policy-verdict-enabled", "bpf-lb-algorithm", "bpf-lb-dsr-dispatch",
+	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-events-policy-verdict-enabled", "bpf-lb-acceleration", "bpf-lb-algorithm", "bpf-lb-dsr-dispatch",
 		"bpf-lb-external-clusterip", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only", "bpf-nat-global-max",
 		"enable-bgp-control-plane", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4", "enable-ipv4-egress-gateway", "enable-ipv4-fragment-tracking", "enable-ipv4-masquerade",
 		"enable-ipv6", "enable-policy", "enable-service-topology", "enable-svc-source-range-check", "etcd-config", "identity-allocation-mode", "ip-masq-agent-config-path",

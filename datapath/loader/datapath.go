@@ -107,6 +107,9 @@ type Datapath struct {
 	// Sock is bpf_sock (socket-LB): cgroup sock_addr programs sharing the load
 	// balancer's maps, attached with AttachSock.
 	Sock bpfobj.SockObjects
+	// Xdp is bpf_xdp (bpf-lb-acceleration): NodePort served at XDP, sharing the load
+	// balancer's maps; the agent attaches XDP with AttachXDP when acceleration is on.
+	Xdp bpfobj.XdpObjects
 
 	// The programs, to attach with AttachTCX.
 	FromContainer *ebpf.Program // tcx ingress of a pod's host-side veth
@@ -119,6 +122,8 @@ type Datapath struct {
 	// FromHostSvc is for the tcx ingress of pp_svc_in, where the node's own packets to
 	// ClusterIPs arrive (host-namespace clients without socket-LB, bpf/lib/lb_host.h).
 	FromHostSvc *ebpf.Program
+	// XDP is for the XDP hook of the node's underlay NIC (AttachXDP).
+	XDP *ebpf.Program
 
 	// Maps are the shared endpoint, ipcache and node maps with typed accessors.
 	Maps *maps.Maps
@@ -168,12 +173,16 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf_sock spec: %w", err)
 	}
+	xdpSpec, err := bpfobj.LoadXdp()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf_xdp spec: %w", err)
+	}
 	if opts.GeneveTestOption {
 		if err := lxcSpec.Variables["GENEVE_TEST_OPT"].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("set GENEVE_TEST_OPT: %w", err)
 		}
 	}
-	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec, sockSpec} {
+	for _, spec := range []*ebpf.CollectionSpec{lxcSpec, hostSpec, overlaySpec, sockSpec, xdpSpec} {
 		if err := setConfig(spec, cfg); err != nil {
 			return nil, err
 		}
@@ -236,6 +245,14 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		d.Overlay.Close()
 		return nil, fmt.Errorf("load bpf_sock: %w", explainVerifier(err))
 	}
+	if err := xdpSpec.LoadAndAssign(&d.Xdp, collOpts); err != nil {
+		d.Lxc.Close()
+		d.Host.Close()
+		d.Overlay.Close()
+		d.Sock.Close()
+		return nil, fmt.Errorf("load bpf_xdp: %w", explainVerifier(err))
+	}
+	d.XDP = d.Xdp.XdpEntry
 	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
 	d.FromOverlay = d.Overlay.FromOverlay
@@ -286,7 +303,7 @@ func resizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cfg bpfconfig.Config) err
 // Close releases the objects. Maps pinned under Options.PinPath stay pinned: remove
 // them with Unpin.
 func (d *Datapath) Close() error {
-	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close(), d.Sock.Close())
+	return errors.Join(d.Lxc.Close(), d.Host.Close(), d.Overlay.Close(), d.Sock.Close(), d.Xdp.Close())
 }
 
 // maglevTableSize is the M of cfg, or the default M while the load balancer is off

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"podpath/datapath/bpfconfig"
 	"podpath/datapath/bpfobj"
@@ -88,6 +89,25 @@ func AttachTCX(prog *ebpf.Program, ifindex int, dir Direction) (link.Link, error
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach tcx %s on ifindex %d: %w", dir, ifindex, err)
+	}
+	return l, nil
+}
+
+// ErrXDPNativeNotSupported reports a device whose driver cannot run XDP natively
+// (bpf-lb-acceleration native fails with it; best-effort leaves acceleration off).
+var ErrXDPNativeNotSupported = errors.New("the device's driver does not support native XDP")
+
+// AttachXDP attaches prog to the XDP hook of ifindex in native (driver) mode
+// (`ip link set dev DEV xdpdrv obj ...`, as a link). Generic (skb) mode is never
+// used: it runs after the skb is built, which is what XDP acceleration avoids.
+// The returned link detaches the program when closed.
+func AttachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, fmt.Errorf("attach xdp (native) on ifindex %d: %w: %w", ifindex, ErrXDPNativeNotSupported, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach xdp (native) on ifindex %d: %w", ifindex, err)
 	}
 	return l, nil
 }

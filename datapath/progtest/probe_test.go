@@ -265,4 +265,12 @@ func BenchmarkEmptyProgram(b *testing.B) {
 	defer prog.Close()
 	b.Run("repeatN", func(b *testing.B) { testrun.Bench(b, prog, tcpSYN(), testrun.ReadOnly) })
 	b.Run("repeat1", func(b *testing.B) { testrun.Bench(b, prog, tcpSYN(), testrun.Rewrites) })
+	// The floor of the XDP rows (BenchmarkXDPNodePort): the kernel's XDP test-run
+	// builds an xdp_buff, not an skb.
+	xdp, err := testrun.EmptyXDPProgram()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer xdp.Close()
+	b.Run("xdp-repeat1", func(b *testing.B) { testrun.Bench(b, xdp, tcpSYN(), testrun.Rewrites) })
 }

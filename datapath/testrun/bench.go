@@ -51,7 +51,7 @@ func bench(b *testing.B, prog *ebpf.Program, pkt []byte, mode Mode, reset func()
 		b.Fatal(err)
 	}
 	b.ReportMetric(ns, "ns/pkt")
-	floor, err := Floor(pkt, mode)
+	floor, err := FloorOf(prog.Type(), pkt, mode)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,22 +118,34 @@ func measure(prog *ebpf.Program, pkt []byte, mode Mode, n int, resetTimer func()
 	return float64(total.Nanoseconds()) / float64(runs), nil
 }
 
+type floorKey struct {
+	typ  ebpf.ProgramType
+	mode Mode
+}
+
 var (
 	floorMu sync.Mutex
-	floors  = map[Mode]float64{}
+	floors  = map[floorKey]float64{}
 )
 
 // floorRuns is enough runs for a stable mean of the empty program.
 const floorRuns = 200000
 
-// Floor is the empty program's ns/pkt on pkt in mode, measured once per process.
+// Floor is the empty tc program's ns/pkt on pkt in mode, measured once per process.
 func Floor(pkt []byte, mode Mode) (float64, error) {
+	return FloorOf(ebpf.SchedCLS, pkt, mode)
+}
+
+// FloorOf is the empty program's ns/pkt of program type typ (SchedCLS or XDP: the
+// kernel's test-run for XDP builds an xdp_buff, not an skb, and its floor differs),
+// measured once per process and type.
+func FloorOf(typ ebpf.ProgramType, pkt []byte, mode Mode) (float64, error) {
 	floorMu.Lock()
 	defer floorMu.Unlock()
-	if ns, ok := floors[mode]; ok {
+	if ns, ok := floors[floorKey{typ, mode}]; ok {
 		return ns, nil
 	}
-	empty, err := EmptyProgram()
+	empty, err := emptyOf(typ)
 	if err != nil {
 		return 0, fmt.Errorf("load empty program: %w", err)
 	}
@@ -142,8 +154,28 @@ func Floor(pkt []byte, mode Mode) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	floors[mode] = ns
+	floors[floorKey{typ, mode}] = ns
 	return ns, nil
+}
+
+func emptyOf(typ ebpf.ProgramType) (*ebpf.Program, error) {
+	if typ == ebpf.XDP {
+		return EmptyXDPProgram()
+	}
+	return EmptyProgram()
+}
+
+// EmptyXDPProgram loads `return XDP_PASS`: the floor of XDP figures.
+func EmptyXDPProgram() (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "empty_xdp",
+		Type: ebpf.XDP,
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, int32(XDPPass)),
+			asm.Return(),
+		},
+		License: "GPL",
+	})
 }
 
 // EmptyProgram loads `return TCX_NEXT` as a tc program: the test-run floor that every

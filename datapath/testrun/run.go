@@ -83,3 +83,40 @@ func RunContext(prog *ebpf.Program, pkt []byte, ctx *SkbContext) (Result, error)
 	}
 	return Result{Verdict: Verdict(int32(ret)), Out: opts.DataOut}, nil
 }
+
+// XdpContext is struct xdp_md as BPF_PROG_TEST_RUN accepts it for an XDP program:
+// DataEnd must be the packet's length (Data and DataMeta 0: no metadata), and
+// IngressIfindex picks the receiving device (it must exist in the calling thread's
+// network namespace; 0: loopback). EgressIfindex must stay 0.
+type XdpContext struct {
+	Data, DataEnd, DataMeta uint32
+	IngressIfindex          uint32
+	RxQueueIndex            uint32
+	EgressIfindex           uint32
+}
+
+// XDP program verdicts (enum xdp_action).
+const (
+	XDPAborted  Verdict = 0
+	XDPDrop     Verdict = 1
+	XDPPass     Verdict = 2
+	XDPTx       Verdict = 3
+	XDPRedirect Verdict = 4
+)
+
+// XDPVerdictString names an XDP program's return code (Verdict.String names tc's).
+func XDPVerdictString(v Verdict) string {
+	switch v {
+	case XDPAborted:
+		return "XDP_ABORTED"
+	case XDPDrop:
+		return "XDP_DROP"
+	case XDPPass:
+		return "XDP_PASS"
+	case XDPTx:
+		return "XDP_TX"
+	case XDPRedirect:
+		return "XDP_REDIRECT"
+	}
+	return fmt.Sprintf("xdp verdict(%d)", int32(v))
+}

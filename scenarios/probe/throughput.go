@@ -81,6 +81,9 @@ type IPerf3Test struct {
 	Seconds  int
 	// Port of the server; IPerf3Port when zero.
 	Port int
+	// Connect, when set, is where the client connects instead of ServerIP:Port (a
+	// service frontend that leads to the server).
+	Connect netip.AddrPort
 	// CPUs, when set, pins the client to CPUs[0] and the server to CPUs[1]
 	// (`iperf3 -A c,s`): on a small machine the scheduler otherwise puts them on one
 	// CPU in some runs and on two in others, and the results differ by half.
@@ -132,7 +135,11 @@ func (x IPerf3Test) Run(ctx context.Context, s Starter) (ThroughputResult, error
 
 	cliCtx, cliCancel := context.WithTimeout(ctx, time.Duration(x.Seconds)*time.Second+30*time.Second)
 	defer cliCancel()
-	argv := []string{"iperf3", "-c", x.ServerIP.String(), "-p", port, "-t", strconv.Itoa(x.Seconds), "-J"}
+	target, tport := x.ServerIP.String(), port
+	if x.Connect.IsValid() {
+		target, tport = x.Connect.Addr().String(), strconv.Itoa(int(x.Connect.Port()))
+	}
+	argv := []string{"iperf3", "-c", target, "-p", tport, "-t", strconv.Itoa(x.Seconds), "-J"}
 	if x.CPUs != nil {
 		argv = append(argv, "-A", fmt.Sprintf("%d,%d", x.CPUs[0], x.CPUs[1]))
 	}

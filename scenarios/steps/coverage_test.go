@@ -219,6 +219,10 @@ type witness struct {
 // value), the catalog check that shows it in effect, from outside the agent's own
 // report: the wire, the kernel's tables, the BPF maps against the spec.
 var configWitnesses = map[string]witness{
+	// XDP acceleration (issue 13): the trace ring and the entry node's NIC capture.
+	"bpf-lb-acceleration=native": {checks: []checkRef{
+		{"xdp-nodeport", "xdp-nodeport", "every request (%d) is translated at XDP on %s (trace point xdp)"},
+		{"xdp-nodeport", "xdp-nodeport", "an AF_PACKET capture on %s/%s sees none of the requests, in or forwarded"}}},
 	// Masquerading (issue 11).
 	"enable-ipv4-masquerade=true": {checks: []checkRef{
 		{"masquerade", "masquerade-egress", "on %s's uplink the source %s"},

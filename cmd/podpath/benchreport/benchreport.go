@@ -216,6 +216,7 @@ func Parse(r io.Reader) (*Table, error) {
 		t.Rows = append(t.Rows, rows(res)...)
 	}
 	t.setFloors()
+	t.setXDPRatios()
 	if len(t.Config) == 0 {
 		t.Config = nil
 	}
@@ -327,6 +328,34 @@ func (t *Table) setFloors() {
 		case implied > 0 && r.Metrics[UnitNsPktNet] > 0:
 			r.Ratios = map[string]float64{"floor": ns / implied}
 			r.FloorImplied = true
+		}
+	}
+}
+
+// setXDPRatios gives every test-run row of an XDP program (path ending in /xdp) its
+// ratio to the tc row of the same path (/tc) measured in the same run, gross ("tc")
+// and net of each hook's empty program ("tc net"): BenchmarkXDPNodePort's pairs.
+func (t *Table) setXDPRatios() {
+	byPath := map[string]int{}
+	for i, r := range t.Rows {
+		byPath[r.Package+" "+r.Path] = i
+	}
+	for i := range t.Rows {
+		r := &t.Rows[i]
+		base, ok := strings.CutSuffix(r.Path, "/xdp")
+		if r.Kind != KindTestRun || !ok {
+			continue
+		}
+		j, ok := byPath[r.Package+" "+base+"/tc"]
+		if !ok || t.Rows[j].Metrics[UnitNsPkt] <= 0 {
+			continue
+		}
+		if r.Ratios == nil {
+			r.Ratios = map[string]float64{}
+		}
+		r.Ratios["tc"] = r.Metrics[UnitNsPkt] / t.Rows[j].Metrics[UnitNsPkt]
+		if n := t.Rows[j].Metrics[UnitNsPktNet]; n > 0 {
+			r.Ratios["tc net"] = r.Metrics[UnitNsPktNet] / n
 		}
 	}
 }

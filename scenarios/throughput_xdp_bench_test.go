@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package scenarios_test
+
+import (
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"podpath/datapath/agent"
+	"podpath/internal/nicmodel"
+	"podpath/scenarios/probe"
+	"podpath/topology"
+	"podpath/topology/catalog"
+)
+
+// BenchmarkThroughputNodePortXDP measures a single TCP stream (iperf3) from the
+// client ext through node1's NodePort to pod2a on node2 (SNAT), with the tc path
+// (services-snat) and with XDP acceleration (xdp-snat), interleaved in the same run;
+// xdp/tc is the ratio. Both topologies get the NIC-like wire of the xdp-nodeport step
+// (nicmodel: NAPI on node1's bridge port, complete checksums on the veths), so the
+// two paths differ only in the hook.
+//
+//	go test -run XXX -bench ThroughputNodePortXDP -benchtime 1x ./scenarios/
+func BenchmarkThroughputNodePortXDP(b *testing.B) {
+	ctx, _, cpus := startThroughput(b)
+	spec, err := catalog.Topology("l2-services-agent")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var paths []*throughputPath
+	var mtu int
+	for _, c := range []struct{ name, config, verdict string }{{"tc", "services-snat", "VERDICT_REDIRECT"}, {"xdp", "xdp-snat", "VERDICT_REDIRECT"}} {
+		t, err := upSameNode(ctx, b, spec, c.config)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n1, _ := t.Node("node1")
+		pod, _ := t.Pod("pod2a")
+		mtu = n1.Interfaces[0].MTU
+		svc := agent.Service{Name: "iperf", Type: "NodePort", ClusterIP: netip.MustParseAddr("10.96.0.52"), Port: 5201,
+			Protocol: "TCP", NodePort: 30201, Backends: []agent.ServiceBackend{{IP: pod.IP, Port: 5201}}}
+		for _, node := range []string{"node1", "node2"} {
+			cl := agent.NewClient(agent.Socket(filepath.Join(t.Dir(), "agents", node)))
+			if err := cl.ServicesUpsert(ctx, []agent.Service{svc}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := nicLikeWire(t); err != nil {
+			b.Fatal(err)
+		}
+		paths = append(paths, &throughputPath{name: c.name, what: "ext -> node1:30201 -> pod2a (" + c.config + ")", s: t, t: t,
+			test: probe.IPerf3Test{Client: "ext", Server: "pod2a", ServerIP: pod.IP, Connect: netip.AddrPortFrom(n1.InternalIP, 30201)},
+			verdicts: []string{c.verdict}})
+	}
+	med := measurePaths(ctx, b, paths, "tc", cpus, mtu)
+	b.ReportMetric(med["xdp"].Gbps()/med["tc"].Gbps(), "xdp/tc")
+	b.Logf("NodePort SNAT single stream: xdp/tc %.3f", med["xdp"].Gbps()/med["tc"].Gbps())
+}
+
+// nicLikeWire gives t's wire what XDP_TX on node1's NIC needs (nicmodel), for the
+// rest of the benchmark.
+func nicLikeWire(t topology.Cluster) error {
+	n1, _ := t.Node("node1")
+	seg, err := t.Member(n1.Interfaces[0].Segment)
+	if err != nil {
+		return err
+	}
+	if _, err := nicmodel.PeerNAPI(seg.NsPath, n1.Interfaces[0].Peer); err != nil {
+		return err
+	}
+	for _, m := range []string{"ext", "node1", "node2"} {
+		mm, _ := t.Member(m)
+		ifs, err := t.Interfaces(m)
+		if err != nil {
+			return err
+		}
+		if err := nicmodel.TxChecksum(mm.NsPath, ifs[0].Name, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
