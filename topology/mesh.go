@@ -120,7 +120,7 @@ func (s *Spec) checkMesh(e *errs) {
 
 	type owned struct {
 		cluster, path string
-		p           netip.Prefix
+		p             netip.Prefix
 	}
 	var pods []owned
 	segOwner := map[string]owned{}
