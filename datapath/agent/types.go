@@ -105,6 +105,8 @@ type Status struct {
 	NodeIP               string   `json:"nodeIP"`
 	// KVStore is the etcd connection with kvstore: etcd (nil otherwise).
 	KVStore *kvstore.Status `json:"kvstore,omitempty"`
+	// ClusterMesh lists the remote clusters watched (clustermesh-config).
+	ClusterMesh []MeshStatus `json:"clusterMesh,omitempty"`
 	MTU     MTUs            `json:"mtu"`
 	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
 	// each other node and the route MTU installed for its PodCIDR.

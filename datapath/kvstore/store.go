@@ -25,8 +25,10 @@ type Options struct {
 	// Node is this agent's node name; NodeIP its address (slave keys carry it).
 	Node   string
 	NodeIP string
-	// Cluster is cluster-name (default "default").
-	Cluster string
+	// Cluster is cluster-name (default "default"); ClusterID is cluster-id (0: no
+	// mesh), bits 16-23 of every identity allocated.
+	Cluster   string
+	ClusterID uint32
 	// LeaseTTL of the agent's lease (every key it owns); default 15s.
 	LeaseTTL time.Duration
 	Log      *slog.Logger
