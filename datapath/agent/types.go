@@ -107,7 +107,7 @@ type Status struct {
 	KVStore *kvstore.Status `json:"kvstore,omitempty"`
 	// ClusterMesh lists the remote clusters watched (clustermesh-config).
 	ClusterMesh []MeshStatus `json:"clusterMesh,omitempty"`
-	MTU     MTUs            `json:"mtu"`
+	MTU         MTUs         `json:"mtu"`
 	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
 	// each other node and the route MTU installed for its PodCIDR.
 	Peers     []PeerMTU `json:"peers,omitempty"`

@@ -181,8 +181,8 @@ type ClusterService struct {
 	// IncludeExternal: a global service (its backends are merged across clusters).
 	IncludeExternal bool `json:"includeExternal"`
 	// Shared: this cluster's backends are offered to the other clusters.
-	Shared    bool                             `json:"shared"`
-	ClusterID uint32                           `json:"clusterID"`
+	Shared    bool   `json:"shared"`
+	ClusterID uint32 `json:"clusterID"`
 }
 
 // RegisterNode writes this node's key under the lease.
