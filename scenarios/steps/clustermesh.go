@@ -346,12 +346,12 @@ func runMeshPath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none)
 }
 
 type globalServiceWith struct {
-	Client      scenarios.PodRef   `json:"client" required:"true" doc:"the pod that connects"`
+	Client      scenarios.PodRef     `json:"client" required:"true" doc:"the pod that connects"`
 	Service     scenarios.ServiceRef `json:"service" required:"true" doc:"a TCP service with whoami servers"`
-	Connections int                `json:"connections" range:"1..1000" doc:"connections counted (default 30)"`
-	In          string             `json:"in" doc:"the cluster whose Service changes first (with annotations or remove); empty: none changes"`
-	Annotations map[string]string  `json:"annotations" doc:"the changed Service's annotations (replacing the file's)"`
-	Remove      []scenarios.PodRef `json:"remove" doc:"backend pods the changed Service no longer lists"`
+	Connections int                  `json:"connections" range:"1..1000" doc:"connections counted (default 30)"`
+	In          string               `json:"in" doc:"the cluster whose Service changes first (with annotations or remove); empty: none changes"`
+	Annotations map[string]string    `json:"annotations" doc:"the changed Service's annotations (replacing the file's)"`
+	Remove      []scenarios.PodRef   `json:"remove" doc:"backend pods the changed Service no longer lists"`
 }
 
 func (w *globalServiceWith) Validate(e strictyaml.FieldErrors) {
