@@ -112,9 +112,10 @@ func meshIdentity(ctx context.Context, s *scenarios.Stage, pod string) (uint32, 
 	if err := json.Unmarshal([]byte(v), &pair); err != nil {
 		return 0, fmt.Errorf("%s: %w", key, err)
 	}
-	first, last := kvstore.IdentityRange(uint32(c.ID))
-	if pair.ID < first || pair.ID > last {
-		return pair.ID, fmt.Errorf("%s's identity %d (0x%06x) is outside cluster %s's range %d..%d (cluster-id %d in bits 16-23): %s", pod, pair.ID, pair.ID, c.Name, first, last, c.ID, v)
+	// Cilium's layout, written out here rather than taken from the code under test:
+	// cluster-id in bits 16-23, the cluster's own number (256 and up) below.
+	if pair.ID>>16 != uint32(c.ID) || pair.ID&0xffff < 256 {
+		return pair.ID, fmt.Errorf("%s's identity %d (0x%06x) is not cluster %s's: want cluster-id %d in bits 16-23 and at least 256 in bits 0-15: %s", pod, pair.ID, pair.ID, c.Name, c.ID, v)
 	}
 	return pair.ID, nil
 }
@@ -288,7 +289,7 @@ func runMeshPath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none)
 	}
 	s.Check(fmt.Sprintf("ping %s (%s) -> %s (%s) across the mesh", from.Name, cf.Name, to.Name, ct.Name), "echo request and reply", exErr)
 
-	vxlanAt := func(member, iface string, src, dst topology.Pod, reply bool, outerDst netip.Addr, id uint32) error {
+	vxlanAt := func(member, iface string, src, dst topology.Pod, reply bool, outerDst netip.Addr, id uint32, srcCluster *topology.ClusterSpec) error {
 		kind, echo := "request", capture.ICMPEcho(ip(src.IP), ip(dst.IP))
 		if reply {
 			kind, echo = "reply", capture.ICMPEchoReply(ip(src.IP), ip(dst.IP))
@@ -305,21 +306,23 @@ func runMeshPath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none)
 			return fmt.Errorf("not VXLAN: %s", frames[0].Summary())
 		case vx.VNI != id:
 			return fmt.Errorf("VNI %d (0x%06x), want %s's identity %d (0x%06x): %s", vx.VNI, vx.VNI, src.Name, id, id, frames[0].Summary())
+		case vx.VNI>>16 != uint32(srcCluster.ID):
+			return fmt.Errorf("VNI %d (0x%06x) carries cluster-id %d in bits 16-23, want %s's %d: %s", vx.VNI, vx.VNI, vx.VNI>>16, srcCluster.Name, srcCluster.ID, frames[0].Summary())
 		case ip4 == nil || netip.AddrFrom4([4]byte(ip4.DstIP.To4())) != outerDst:
 			return fmt.Errorf("outer destination is not %s: %s", outerDst, frames[0].Summary())
 		}
 		return nil
 	}
 	hop := func(src, dst topology.Pod, reply bool, srcNode, dstNode topology.Node, id uint32, c *topology.ClusterSpec) {
-		what := fmt.Sprintf("VXLAN to %s, VNI %d = %s's identity, cluster-id %d (%s) in bits 16-23", dstNode.Name, id, src.Name, kvstore.ClusterOfIdentity(id), c.Name)
+		what := fmt.Sprintf("VXLAN to %s, VNI %d = %s's identity, cluster-id %d (%s) in bits 16-23", dstNode.Name, id, src.Name, c.ID, c.Name)
 		us, ud := internalIface(srcNode), internalIface(dstNode)
 		what = map[bool]string{false: "echo request", true: "echo reply"}[reply] + ": " + what
 		s.Check(fmt.Sprintf("%s -> %s leaves %s/%s: %s", src.Name, dst.Name, srcNode.Name, us.Name, what),
-			session.PcapPath(srcNode.Name, us.Name), vxlanAt(srcNode.Name, us.Name, src, dst, reply, dstNode.InternalIP, id))
+			session.PcapPath(srcNode.Name, us.Name), vxlanAt(srcNode.Name, us.Name, src, dst, reply, dstNode.InternalIP, id, c))
 		var rerr error
 		seen := 0
 		for _, p := range routerPoints {
-			if vxlanAt(p.Member, p.Interface, src, dst, reply, dstNode.InternalIP, id) == nil {
+			if vxlanAt(p.Member, p.Interface, src, dst, reply, dstNode.InternalIP, id, c) == nil {
 				seen++
 			}
 		}
@@ -329,12 +332,12 @@ func runMeshPath(ctx context.Context, s *scenarios.Stage, w podPairWith, _ none)
 		s.Check(fmt.Sprintf("%s -> %s crosses the router between the clusters encapsulated, VNI %d unchanged", src.Name, dst.Name, id),
 			"router interfaces' pcaps in "+dir, rerr)
 		s.Check(fmt.Sprintf("%s -> %s reaches %s/%s: %s", src.Name, dst.Name, dstNode.Name, ud.Name, what),
-			session.PcapPath(dstNode.Name, ud.Name), vxlanAt(dstNode.Name, ud.Name, src, dst, reply, dstNode.InternalIP, id))
+			session.PcapPath(dstNode.Name, ud.Name), vxlanAt(dstNode.Name, ud.Name, src, dst, reply, dstNode.InternalIP, id, c))
 	}
 	var wantCluster error
-	if kvstore.ClusterOfIdentity(idFrom) != uint32(cf.ID) || kvstore.ClusterOfIdentity(idTo) != uint32(ct.ID) {
-		wantCluster = fmt.Errorf("identities %d and %d carry cluster-ids %d and %d, the topology gives %d and %d", idFrom, idTo,
-			kvstore.ClusterOfIdentity(idFrom), kvstore.ClusterOfIdentity(idTo), cf.ID, ct.ID)
+	if idFrom>>16 != uint32(cf.ID) || idTo>>16 != uint32(ct.ID) {
+		wantCluster = fmt.Errorf("identities %d and %d carry cluster-ids %d and %d in bits 16-23, the topology gives %d and %d", idFrom, idTo,
+			idFrom>>16, idTo>>16, cf.ID, ct.ID)
 	}
 	s.Check("the identities on the wire name the clusters the topology gives", "identity bits 16-23", wantCluster)
 	hop(from, to, false, nf, nt, idFrom, cf)
