@@ -29,8 +29,8 @@ func (a *Agent) clusterName() string {
 	if a.opts.ClusterName != "" {
 		return a.opts.ClusterName
 	}
-	if v := strings.TrimSpace(a.cfg.Raw["cluster-name"]); v != "" {
-		return v
+	if a.cfg.ClusterName != "" {
+		return a.cfg.ClusterName
 	}
 	return "default"
 }

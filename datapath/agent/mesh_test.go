@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"podpath/datapath/config"
 	"podpath/datapath/kvstore"
 )
 
@@ -82,5 +83,30 @@ func TestGlobalBackends(t *testing.T) {
 				t.Fatalf("backends %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestClusterNameAndID: cluster-name and cluster-id come from the config unless the
+// agent's flags (--cluster-name, --cluster-id) give them; the name keys the node in
+// etcd and the ID is bits 16-23 of every identity the cluster allocates.
+func TestClusterNameAndID(t *testing.T) {
+	cfg, _, err := config.FromMap(map[string]string{"cluster-name": "east", "cluster-id": "7", "kvstore": "etcd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: cfg}
+	if a.clusterName() != "east" || a.clusterID() != 7 {
+		t.Fatalf("config: name %q id %d, want east 7", a.clusterName(), a.clusterID())
+	}
+	a.opts.ClusterName, a.opts.ClusterID = "west", 2
+	if a.clusterName() != "west" || a.clusterID() != 2 {
+		t.Fatalf("flags: name %q id %d, want west 2", a.clusterName(), a.clusterID())
+	}
+	if first, last := kvstore.IdentityRange(2); first != 2<<16+256 || last != 2<<16+65535 {
+		t.Fatalf("cluster 2's identities %d..%d", first, last)
+	}
+	d, _, _ := config.FromMap(map[string]string{})
+	if (&Agent{cfg: d}).clusterName() != "default" {
+		t.Fatal("default cluster-name")
 	}
 }
