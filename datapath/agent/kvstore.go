@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"podpath/datapath/kvstore"
 	"podpath/datapath/maps"
@@ -16,6 +17,10 @@ import (
 
 // identityInit is Cilium's reserved identity of an endpoint still waiting for its own.
 const identityInit = 5
+
+// identityGCInterval is how often an agent collects unused identities (Cilium's
+// identity-gc-interval defaults to 15 minutes; shorter here, as in tests).
+const identityGCInterval = time.Minute
 
 // kvstoreMode says whether the config asks for etcd (kvstore: etcd).
 func (a *Agent) kvstoreMode() bool { return a.cfg.KVStore == "etcd" }
@@ -88,6 +93,11 @@ func (a *Agent) startKVStore(ctx context.Context) error {
 	a.kv = kv
 	a.mu.Unlock()
 	go kv.Run(ctx)
+	if a.kvIdentities() {
+		// Every agent collects (the deletions hold the labels' lock, so several
+		// collectors are safe); an unused identity goes after two rounds.
+		go kv.RunIdentityGC(ctx, identityGCInterval)
+	}
 	kv.OnResync(func() { a.kvResync(ctx) })
 	if err := kv.RegisterNode(ctx, kvstore.NewNodeValue(a.opts.Node, a.clusterName(), a.clusterID(), a.dp.nodeIP, a.opts.PodCIDR)); err != nil {
 		a.opts.Log.Warn("kvstore register node", "err", err)
@@ -147,12 +157,28 @@ func (a *Agent) kvEndpointUpsert(ctx context.Context, ep Endpoint) {
 	}
 }
 
+// kvEndpointDelete removes a local endpoint's ip key and, when no other local
+// endpoint has its labels, this node's hold on their identity (the identity GC
+// deletes the master key once no node holds it). The caller holds a.mu; the endpoint
+// is already gone from the store.
 func (a *Agent) kvEndpointDelete(ctx context.Context, ep Endpoint) {
 	if a.kv == nil {
 		return
 	}
 	if err := a.kv.EndpointDelete(ctx, ep.IP); err != nil {
 		a.opts.Log.Warn("kvstore endpoint delete", "endpoint", ep.Name, "err", err)
+	}
+	if !a.kvIdentities() {
+		return
+	}
+	labels := kvstore.CanonicalLabels(ep.Labels, "")
+	for _, o := range a.store.endpoints() {
+		if o.Name != ep.Name && kvstore.CanonicalLabels(o.Labels, "") == labels {
+			return
+		}
+	}
+	if err := a.kv.ReleaseIdentity(ctx, labels); err != nil {
+		a.opts.Log.Warn("kvstore identity release", "endpoint", ep.Name, "err", err)
 	}
 }
 

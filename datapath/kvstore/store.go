@@ -49,6 +49,9 @@ type Store struct {
 	status  Status
 	hooks   []func()
 	resyncs int
+	// gcMarked are master keys the last identity GC round found unused (id -> mod
+	// revision): deleted by the next round if still so.
+	gcMarked map[uint32]int64
 }
 
 // Status is what `podpath-agent status` prints on its KVStore line.
