@@ -72,6 +72,9 @@ type ServiceSpec struct {
 	TimeoutSeconds           uint32         `json:"timeoutSeconds" range:"1..86400" doc:"sessionAffinityConfig.clientIP.timeoutSeconds (default 10800)"`
 	LoadBalancerSourceRanges []netip.Prefix `json:"loadBalancerSourceRanges" doc:"clients from outside must come from one of these"`
 	TrafficDistribution      string         `json:"trafficDistribution" oneOf:"PreferClose" doc:"PreferClose: each pod backend is hinted for its node's zone (as the EndpointSlice controller does) unless it lists zones"`
+	// Cluster mesh (issue 15): in a mesh each cluster's agents get the backends that
+	// are pods of their cluster; the annotations make the service global.
+	Annotations map[string]string `json:"annotations" doc:"the Service's annotations: service.cilium.io/global, shared, affinity (local, remote, none) or their io.cilium/ spellings"`
 }
 
 // BackendSpec is one backend: a pod of the stage's topology or an address.
@@ -155,7 +158,7 @@ func (s ServiceSpec) agentService(t topology.Cluster) (agent.Service, error) {
 		ExternalTrafficPolicy: s.ExternalTrafficPolicy, InternalTrafficPolicy: s.InternalTrafficPolicy,
 		HealthCheckNodePort: s.HealthCheckNodePort, SessionAffinity: s.SessionAffinity,
 		SessionAffinityTimeout: s.TimeoutSeconds, LoadBalancerSourceRanges: s.LoadBalancerSourceRanges,
-		TrafficDistribution: s.TrafficDistribution}
+		TrafficDistribution: s.TrafficDistribution, Annotations: s.Annotations}
 	for _, b := range s.Backends {
 		ip := b.IP
 		zones := b.Zones

@@ -54,7 +54,7 @@ func TestParseScenario(t *testing.T) {
 		{"expected value on a step without any", strings.Replace(validFile, "bothWays: true}", "bothWays: true}\n        expect: {delivered: true}", 1),
 			[]string{"stages[0].steps[0].expect.delivered: unknown expected value of step kind connectivity: there are none here"}},
 		{"inline topology unknown field", strings.Replace(validFile, "    topology: l2-two-node-agent", inlineTopology("        cpus: 2\n"), 1),
-			[]string{"stages[0].topology.nodes[0].cpus: unknown field (want one of: name, podCIDR, interfaces, internalInterface, devices, zone, pods, bgp, labels)"}},
+			[]string{"stages[0].topology.nodes[0].cpus: unknown field (want one of: name, podCIDR, interfaces, internalInterface, devices, zone, pods, bgp, labels, cluster)"}},
 		{"inline config unknown field", strings.Replace(validFile, "    config: native-routing", "    config: {data: {routing-mode: native}, kind: ConfigMap}", 1),
 			[]string{"stages[0].config.kind: unknown field (want one of: data)"}},
 		{"given twice", strings.Replace(validFile, "bothWays: true}", "bothWays: true, from: pod2a}", 1),
@@ -240,7 +240,7 @@ func TestCatalog(t *testing.T) {
 	want := map[string]int{ // stages
 		"redirect-peer": 1, "native-routing": 2, "vxlan-mtu": 5, "geneve-mtu": 3, "services-snat": 1, "kpr-semantics": 2, "kpr-udp": 2, "kpr-addresses": 2, "maglev-consistency": 1, "dsr": 1, "dsr-geneve": 1, "hybrid": 1, "xdp-nodeport": 4,
 		"three-leg-native": 1, "three-leg-vxlan": 1, "three-leg-geneve": 1, "path-expectations": 2, "impaired-links": 3,
-		"socket-lb": 3, "masquerade": 4, "egress-gateway": 2, "bgp-native": 6, "calico-modes": 3, "policy": 3, "kvstore": 1, "etcd-outage": 1, "hubble": 1,
+		"socket-lb": 3, "masquerade": 4, "egress-gateway": 2, "bgp-native": 6, "calico-modes": 3, "policy": 3, "kvstore": 1, "etcd-outage": 1, "clustermesh": 2, "hubble": 1,
 	}
 	entries, err := os.ReadDir("catalog")
 	if err != nil {

@@ -50,7 +50,7 @@ func BenchmarkThroughputNodePortXDP(b *testing.B) {
 			b.Fatal(err)
 		}
 		paths = append(paths, &throughputPath{name: c.name, what: "ext -> node1:30201 -> pod2a (" + c.config + ")", s: t, t: t,
-			test: probe.IPerf3Test{Client: "ext", Server: "pod2a", ServerIP: pod.IP, Connect: netip.AddrPortFrom(n1.InternalIP, 30201)},
+			test:     probe.IPerf3Test{Client: "ext", Server: "pod2a", ServerIP: pod.IP, Connect: netip.AddrPortFrom(n1.InternalIP, 30201)},
 			verdicts: []string{c.verdict}})
 	}
 	med := measurePaths(ctx, b, paths, "tc", cpus, mtu)

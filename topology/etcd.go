@@ -24,36 +24,99 @@ type EtcdSpec struct {
 // EtcdMemberName is the member (namespace) name of etcd member i (1-based).
 func EtcdMemberName(i int) string { return fmt.Sprintf("etcd%d", i) }
 
-// EtcdMembers lists the etcd member names of the spec (none without etcd).
-func (s *Spec) EtcdMembers() []string {
-	if s.Etcd == nil {
-		return nil
+// ClusterEtcdMemberName is member i (1-based) of cluster's own etcd in a mesh.
+func ClusterEtcdMemberName(cluster string, i int) string { return fmt.Sprintf("etcd%d-%s", i, cluster) }
+
+// EtcdGroup is one etcd cluster of a topology: the top-level one (Cluster "") or a
+// mesh cluster's own.
+type EtcdGroup struct {
+	Cluster string
+	Spec    EtcdSpec
+	Members []string
+	// path is the field path of its spec (etcd, clusters[i].etcd).
+	path string
+}
+
+// EtcdGroups lists the etcd clusters of the spec: the top-level one, then one per
+// mesh cluster that declares its own.
+func (s *Spec) EtcdGroups() []EtcdGroup {
+	var out []EtcdGroup
+	if s.Etcd != nil {
+		g := EtcdGroup{Spec: *s.Etcd, path: "etcd"}
+		for i := 1; i <= s.Etcd.Members; i++ {
+			g.Members = append(g.Members, EtcdMemberName(i))
+		}
+		out = append(out, g)
 	}
-	var out []string
-	for i := 1; i <= s.Etcd.Members; i++ {
-		out = append(out, EtcdMemberName(i))
+	for ci, c := range s.Clusters {
+		if c.Etcd == nil {
+			continue
+		}
+		g := EtcdGroup{Cluster: c.Name, Spec: *c.Etcd, path: fmt.Sprintf("clusters[%d].etcd", ci)}
+		for i := 1; i <= c.Etcd.Members; i++ {
+			g.Members = append(g.Members, ClusterEtcdMemberName(c.Name, i))
+		}
+		out = append(out, g)
 	}
 	return out
 }
 
-// checkEtcd adds the rules of the etcd block.
+// EtcdGroupOf returns the etcd cluster a member belongs to.
+func (s *Spec) EtcdGroupOf(member string) (EtcdGroup, bool) {
+	for _, g := range s.EtcdGroups() {
+		if slices.Contains(g.Members, member) {
+			return g, true
+		}
+	}
+	return EtcdGroup{}, false
+}
+
+// EtcdGroupOfCluster returns the etcd of a mesh cluster ("" : the top-level one).
+func (s *Spec) EtcdGroupOfCluster(cluster string) (EtcdGroup, bool) {
+	for _, g := range s.EtcdGroups() {
+		if g.Cluster == cluster {
+			return g, true
+		}
+	}
+	return EtcdGroup{}, false
+}
+
+// HasEtcd says whether the topology runs any etcd.
+func (s *Spec) HasEtcd() bool { return len(s.EtcdGroups()) > 0 }
+
+// EtcdMembers lists the etcd member names of every etcd of the spec (none without etcd).
+func (s *Spec) EtcdMembers() []string {
+	var out []string
+	for _, g := range s.EtcdGroups() {
+		out = append(out, g.Members...)
+	}
+	return out
+}
+
+// checkEtcd adds the rules of the etcd blocks.
 func (s *Spec) checkEtcd(e *errs) {
-	if s.Etcd == nil {
+	groups := s.EtcdGroups()
+	member := map[string]string{} // member -> segment
+	for _, g := range groups {
+		if !slices.Contains([]int{1, 3, 5}, g.Spec.Members) {
+			e.add(g.path+".members", "%d is not one of 1, 3, 5 (an odd number keeps a quorum)", g.Spec.Members)
+		}
+		if !slices.Contains(s.segmentNames(), g.Spec.Segment) {
+			e.add(g.path+".segment", "%q is not a segment (have: %v)", g.Spec.Segment, s.segmentNames())
+		}
+		for _, m := range g.Members {
+			member[m] = g.Spec.Segment
+			if !validName(m) {
+				e.add(g.path, "member name %q is invalid (%s; a cluster name of at most %d characters leaves room for it)", m, nameRule, MaxNameLen-6)
+			}
+		}
+	}
+	if len(groups) == 0 {
 		return
 	}
-	if !slices.Contains([]int{1, 3, 5}, s.Etcd.Members) {
-		e.add("etcd.members", "%d is not one of 1, 3, 5 (an odd number keeps a quorum)", s.Etcd.Members)
-	}
-	if !slices.Contains(s.segmentNames(), s.Etcd.Segment) {
-		e.add("etcd.segment", "%q is not a segment (have: %v)", s.Etcd.Segment, s.segmentNames())
-	}
-	member := map[string]bool{}
-	for _, m := range s.EtcdMembers() {
-		member[m] = true
-	}
 	clash := func(path, name string) {
-		if member[name] {
-			e.add(path+".name", "%q is reserved for an etcd member (etcd.members: %d)", name, s.Etcd.Members)
+		if _, ok := member[name]; ok {
+			e.add(path+".name", "%q is reserved for an etcd member", name)
 		}
 	}
 	for i, n := range s.Nodes {
@@ -69,8 +132,8 @@ func (s *Spec) checkEtcd(e *errs) {
 		clash(fmt.Sprintf("segments[%d]", i), sg.Name)
 	}
 	for i, c := range s.Clients {
-		if member[c.Name] && (len(c.Interfaces) != 1 || c.Interfaces[0].Segment != s.Etcd.Segment) {
-			e.add(fmt.Sprintf("clients[%d].name", i), "%q is reserved for an etcd member on segment %s", c.Name, s.Etcd.Segment)
+		if seg, ok := member[c.Name]; ok && (len(c.Interfaces) != 1 || c.Interfaces[0].Segment != seg) {
+			e.add(fmt.Sprintf("clients[%d].name", i), "%q is reserved for an etcd member on segment %s", c.Name, seg)
 		}
 	}
 }
@@ -78,9 +141,11 @@ func (s *Spec) checkEtcd(e *errs) {
 // expandEtcd adds a client per etcd member that is not there yet (resolving again
 // adds nothing): the backend brings members up like any client namespace.
 func (s *Spec) expandEtcd() {
-	for _, m := range s.EtcdMembers() {
-		if !slices.ContainsFunc(s.Clients, func(c ClientSpec) bool { return c.Name == m }) {
-			s.Clients = append(s.Clients, ClientSpec{Name: m, Interfaces: []InterfaceSpec{{Segment: s.Etcd.Segment}}})
+	for _, g := range s.EtcdGroups() {
+		for _, m := range g.Members {
+			if !slices.ContainsFunc(s.Clients, func(c ClientSpec) bool { return c.Name == m }) {
+				s.Clients = append(s.Clients, ClientSpec{Name: m, Interfaces: []InterfaceSpec{{Segment: g.Spec.Segment}}})
+			}
 		}
 	}
 }
@@ -88,8 +153,11 @@ func (s *Spec) expandEtcd() {
 // Etcd is a running etcd cluster of a topology: what a backend that runs one offers
 // (a Cluster whose spec declares etcd implements it, where the backend can).
 type Etcd interface {
-	// EtcdEndpoints are the members' client URLs (https://IP:2379 with TLS).
+	// EtcdEndpoints are the members' client URLs (https://IP:2379 with TLS) of the
+	// first etcd (the top-level one, else the first mesh cluster's).
 	EtcdEndpoints() []string
+	// EtcdClusterEndpoints are the client URLs of a mesh cluster's own etcd.
+	EtcdClusterEndpoints(cluster string) []string
 	// EtcdClientFiles returns the CA, certificate and key files of a client
 	// certificate issued for name (created on first use); empty without TLS.
 	EtcdClientFiles(name string) (ca, cert, key string, err error)
@@ -97,7 +165,7 @@ type Etcd interface {
 	EtcdStop(ctx context.Context, members ...string) error
 	// EtcdStart starts stopped members again and waits until the cluster is healthy.
 	EtcdStart(ctx context.Context, members ...string) error
-	// Etcdctl runs etcdctl (the etcd-client package) against the cluster from inside
-	// member with the harness's own client certificate and returns its output.
+	// Etcdctl runs etcdctl (the etcd-client package) against member's etcd cluster
+	// from inside member with the harness's own client certificate and returns its output.
 	Etcdctl(ctx context.Context, member string, args ...string) ([]byte, error)
 }

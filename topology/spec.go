@@ -32,6 +32,9 @@ type Spec struct {
 	BGP *BGPTopologySpec `json:"bgp,omitempty"`
 	// Etcd, when set, runs a real etcd cluster on the underlay (see EtcdSpec).
 	Etcd *EtcdSpec `json:"etcd,omitempty"`
+	// Clusters, when set, makes the topology a cluster mesh: every node names its
+	// cluster, and each cluster runs its own etcd (mesh.go).
+	Clusters []ClusterSpec `json:"clusters,omitempty"`
 }
 
 // Values of Spec.PodRoutes.
@@ -99,6 +102,8 @@ type NodeSpec struct {
 	// Labels are the node's Kubernetes labels (an egress gateway policy's
 	// nodeSelector reads them).
 	Labels map[string]string `json:"labels,omitempty"`
+	// Cluster names the node's cluster (one of Spec.Clusters); empty without a mesh.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // PodSpec is a pod: a namespace with one veth to its node.
@@ -198,6 +203,13 @@ func (s *Spec) Clone() *Spec {
 	if s.Etcd != nil {
 		e := *s.Etcd
 		c.Etcd = &e
+	}
+	c.Clusters = slices.Clone(s.Clusters)
+	for i := range c.Clusters {
+		if e := c.Clusters[i].Etcd; e != nil {
+			ec := *e
+			c.Clusters[i].Etcd = &ec
+		}
 	}
 	c.Clients = slices.Clone(s.Clients)
 	for i := range c.Clients {

@@ -170,6 +170,7 @@ func (s *Spec) checkRules() []error {
 	}
 
 	s.checkEtcd(&e)
+	s.checkMesh(&e)
 
 	for i := range subnets {
 		for j := 0; j < i; j++ {

@@ -53,6 +53,13 @@ type Options struct {
 	// EtcdConfig is the etcd-config file (the file kvstore-opt's etcd.config names; the
 	// harness writes one per node); empty: the config's inline etcd-config key.
 	EtcdConfig string
+	// ClusterName and ClusterID override the config's cluster-name and cluster-id
+	// (Cilium's --cluster-name and --cluster-id flags); "" and 0: the config's.
+	ClusterName string
+	ClusterID   uint32
+	// ClusterMeshConfig is Cilium's clustermesh-config directory: one file per remote
+	// cluster, named after it, holding its etcd-config (mesh.go).
+	ClusterMeshConfig string
 	// HubbleSocket, when set, is the unix socket where the agent serves Hubble's
 	// Observer API (hubble.go); the agent then consumes the node's trace ring buffer.
 	HubbleSocket string
@@ -75,6 +82,8 @@ type Agent struct {
 
 	mu       sync.Mutex // serialises reconciliation
 	problems map[string]string
+	// mesh is the view of the remote clusters (mesh.go).
+	mesh *mesh
 	// peers is the per-peer tunnel MTU table (pmtu.go), by node name.
 	peers map[string]PeerMTU
 	// Identities and policy (policy.go): ids allocates identities from labels,
@@ -118,7 +127,7 @@ func New(opts Options) (*Agent, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("agent options: %w", err)
 	}
-	a := &Agent{opts: opts, problems: map[string]string{}, peers: map[string]PeerMTU{}, ids: identity.NewLocal()}
+	a := &Agent{opts: opts, problems: map[string]string{}, mesh: newMesh(), peers: map[string]PeerMTU{}, ids: identity.NewLocal()}
 	var err error
 	if a.cfg, a.report, err = loadConfig(opts.ConfigFile); err == nil {
 		a.cfg.IPMasqAgentConfigPath = ipMasqAgentPath(a.cfg.IPMasqAgentConfigPath, opts.ConfigFile)
@@ -200,6 +209,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if err := a.startKVStore(ctx); err != nil {
+		return err
+	}
+	if err := a.startClusterMesh(ctx); err != nil {
 		return err
 	}
 	a.opts.Log.Info("agent ready", "node", a.opts.Node, "socket", Socket(a.opts.StateDir), "adopted", dp.adopted)
@@ -418,12 +430,28 @@ func (a *Agent) recordAndProgram(list []Service) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
-	err := a.dp.programServices(list, a.cfg)
+	err := a.programServices(list)
 	if err == nil {
 		err = a.dp.deleteBackends(removedBackends(prev, a.store.services()))
 	}
 	a.opts.Log.Debug("services programmed", "count", len(list), "took", time.Since(start), "err", err)
-	return errors.Join(err, a.bgpServices())
+	err = errors.Join(err, a.bgpServices())
+	a.mu.Unlock()
+	for _, s := range list {
+		a.kvServiceUpsert(context.Background(), s)
+	}
+	a.mu.Lock()
+	return err
+}
+
+// programServices programs services as the datapath takes them: a global service with
+// the backends the mesh adds (withGlobalBackends). The caller holds a.mu.
+func (a *Agent) programServices(list []Service) error {
+	out := make([]Service, len(list))
+	for i, s := range list {
+		out[i] = a.withGlobalBackends(s)
+	}
+	return a.dp.programServices(out, a.cfg)
 }
 
 // ServiceDelete removes a service.
@@ -440,6 +468,7 @@ func (a *Agent) ServiceDelete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	a.kvServiceDelete(ctx, s)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return errors.Join(a.dp.unprogramService(&s, a.store.services()), a.bgpServices())
@@ -617,7 +646,7 @@ func (a *Agent) reconcileAll(ctx context.Context) error {
 		}
 	}
 	if a.cfg.KubeProxyReplacement == config.KPRTrue {
-		errs = append(errs, a.dp.programServices(a.store.services(), a.cfg))
+		errs = append(errs, a.programServices(a.store.services()))
 	}
 	errs = append(errs, a.programPolicies())
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"podpath/datapath/kvstore"
 	"podpath/datapath/maps"
@@ -16,6 +17,10 @@ import (
 
 // identityInit is Cilium's reserved identity of an endpoint still waiting for its own.
 const identityInit = 5
+
+// identityGCInterval is how often an agent collects unused identities (Cilium's
+// identity-gc-interval defaults to 15 minutes; shorter here, as in tests).
+const identityGCInterval = time.Minute
 
 // kvstoreMode says whether the config asks for etcd (kvstore: etcd).
 func (a *Agent) kvstoreMode() bool { return a.cfg.KVStore == "etcd" }
@@ -26,10 +31,24 @@ func (a *Agent) kvIdentities() bool {
 }
 
 func (a *Agent) clusterName() string {
-	if v := strings.TrimSpace(a.cfg.Raw["cluster-name"]); v != "" {
-		return v
+	if a.opts.ClusterName != "" {
+		return a.opts.ClusterName
+	}
+	if a.cfg.ClusterName != "" {
+		return a.cfg.ClusterName
 	}
 	return "default"
+}
+
+// clusterID is cluster-id: the flag's, else the config's (0: no mesh).
+func (a *Agent) clusterID() uint32 {
+	if a.opts.ClusterID != 0 {
+		return a.opts.ClusterID
+	}
+	if n, err := strconv.ParseUint(strings.TrimSpace(a.cfg.Raw["cluster-id"]), 10, 8); err == nil {
+		return uint32(n)
+	}
+	return 0
 }
 
 // etcdConfig reads the etcd-config file given to the agent, or the config's inline key.
@@ -58,7 +77,7 @@ func (a *Agent) startKVStore(ctx context.Context) error {
 	cfg, err := a.etcdConfig()
 	var kv *kvstore.Store
 	if err == nil {
-		kv, err = kvstore.New(cfg, kvstore.Options{Node: a.opts.Node, NodeIP: a.dp.nodeIP.String(), Cluster: a.clusterName(), Log: a.opts.Log})
+		kv, err = kvstore.New(cfg, kvstore.Options{Node: a.opts.Node, NodeIP: a.dp.nodeIP.String(), Cluster: a.clusterName(), ClusterID: a.clusterID(), Log: a.opts.Log})
 	}
 	if err != nil {
 		// A config that names an etcd this machine cannot use (the seed's, with its
@@ -74,8 +93,13 @@ func (a *Agent) startKVStore(ctx context.Context) error {
 	a.kv = kv
 	a.mu.Unlock()
 	go kv.Run(ctx)
+	if a.kvIdentities() {
+		// Every agent collects (the deletions hold the labels' lock, so several
+		// collectors are safe); an unused identity goes after two rounds.
+		go kv.RunIdentityGC(ctx, identityGCInterval)
+	}
 	kv.OnResync(func() { a.kvResync(ctx) })
-	if err := kv.RegisterNode(ctx, kvstore.NewNodeValue(a.opts.Node, a.clusterName(), a.dp.nodeIP, a.opts.PodCIDR)); err != nil {
+	if err := kv.RegisterNode(ctx, kvstore.NewNodeValue(a.opts.Node, a.clusterName(), a.clusterID(), a.dp.nodeIP, a.opts.PodCIDR)); err != nil {
 		a.opts.Log.Warn("kvstore register node", "err", err)
 	}
 	for _, ep := range a.store.endpoints() {
@@ -85,6 +109,10 @@ func (a *Agent) startKVStore(ctx context.Context) error {
 		a.kvServiceUpsert(ctx, s)
 	}
 	go kv.Watch(ctx, kvstore.IPPrefix+kvstore.AddressSpace+"/", a.remoteEndpoint)
+	// This cluster's nodes read back from etcd: those the API did not give become
+	// nodes of the agent too (meshNode).
+	cluster := a.clusterName()
+	go kv.Watch(ctx, kvstore.NodesPrefix+cluster+"/", func(ev kvstore.Event) { a.meshNode(ctx, cluster, ev) })
 	return nil
 }
 
@@ -129,6 +157,10 @@ func (a *Agent) kvEndpointUpsert(ctx context.Context, ep Endpoint) {
 	}
 }
 
+// kvEndpointDelete removes a local endpoint's ip key and, when no other local
+// endpoint has its labels, this node's hold on their identity (the identity GC
+// deletes the master key once no node holds it). The caller holds a.mu; the endpoint
+// is already gone from the store.
 func (a *Agent) kvEndpointDelete(ctx context.Context, ep Endpoint) {
 	if a.kv == nil {
 		return
@@ -136,22 +168,51 @@ func (a *Agent) kvEndpointDelete(ctx context.Context, ep Endpoint) {
 	if err := a.kv.EndpointDelete(ctx, ep.IP); err != nil {
 		a.opts.Log.Warn("kvstore endpoint delete", "endpoint", ep.Name, "err", err)
 	}
+	if !a.kvIdentities() {
+		return
+	}
+	labels := kvstore.CanonicalLabels(ep.Labels, "")
+	for _, o := range a.store.endpoints() {
+		if o.Name != ep.Name && kvstore.CanonicalLabels(o.Labels, "") == labels {
+			return
+		}
+	}
+	if err := a.kv.ReleaseIdentity(ctx, labels); err != nil {
+		a.opts.Log.Warn("kvstore identity release", "endpoint", ep.Name, "err", err)
+	}
 }
 
 // kvServiceUpsert mirrors a service into services/v1/<cluster>/default/<name>.
 func (a *Agent) kvServiceUpsert(ctx context.Context, s Service) {
-	if a.kv == nil {
+	a.mu.Lock()
+	kv := a.kv
+	a.mu.Unlock()
+	if kv == nil {
 		return
 	}
-	port := strings.ToLower(s.Protocol) + "-" + strconv.Itoa(int(s.Port))
-	cs := kvstore.ClusterService{Namespace: "default", Name: s.Name, Shared: true,
+	port := servicePortName(s)
+	g, _ := ParseGlobalService(s.Annotations)
+	cs := kvstore.ClusterService{Namespace: "default", Name: s.Name, Shared: g.Shared, IncludeExternal: g.Global,
 		Frontends: map[string]map[string]kvstore.PortConfig{s.ClusterIP.String(): {port: {Protocol: s.Protocol, Port: s.Port}}},
 		Backends:  map[string]map[string]kvstore.PortConfig{}}
 	for _, b := range s.Backends {
 		cs.Backends[b.IP.String()] = map[string]kvstore.PortConfig{port: {Protocol: s.Protocol, Port: b.Port}}
 	}
-	if err := a.kv.ServiceUpsert(ctx, cs); err != nil {
+	if err := kv.ServiceUpsert(ctx, cs); err != nil {
 		a.opts.Log.Warn("kvstore service", "service", s.Name, "err", err)
+	}
+}
+
+// kvServiceDelete removes a service from services/v1.
+func (a *Agent) kvServiceDelete(ctx context.Context, s Service) {
+	a.mu.Lock()
+	kv := a.kv
+	a.mu.Unlock()
+	if kv == nil {
+		return
+	}
+	if err := kv.ServiceDelete(ctx, "default", s.Name); err != nil {
+		a.opts.Log.Warn("kvstore service delete", "service", s.Name, "err", err)
 	}
 }
 

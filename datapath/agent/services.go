@@ -59,6 +59,9 @@ type Service struct {
 	// podpath does not implement: each is a warning (the agent logs it and the API
 	// returns it), never silently dropped.
 	Unsupported []string `json:"unsupported,omitempty"`
+	// Annotations are the Service's; the cluster mesh reads the global service ones
+	// (service.cilium.io/global, shared, affinity and their io.cilium/ aliases).
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // ServiceBackend is one endpoint of a service.
@@ -82,6 +85,9 @@ func (s *Service) validate() error {
 	var errs []error
 	if !nameRE.MatchString(s.Name) {
 		errs = append(errs, fmt.Errorf("service name %q: want lowercase letters, digits, '-' or '.'", s.Name))
+	}
+	if _, err := ParseGlobalService(s.Annotations); err != nil {
+		errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
 	}
 	switch s.Type {
 	case "ClusterIP", "NodePort", "LoadBalancer":

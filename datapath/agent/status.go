@@ -91,6 +91,7 @@ func (a *Agent) Status() Status {
 			}
 		}
 		s.Peers = a.peerList()
+		s.ClusterMesh = a.meshStatus()
 	}
 	for _, p := range a.problems {
 		s.Problems = append(s.Problems, p)
@@ -285,6 +286,19 @@ func (s Status) Print(w io.Writer) {
 			}
 			fmt.Fprintf(w, "%-24s %-12s %-15s %-9d %-9d %s, %s\n", "", p.Peer, p.NodeIP, p.PathMTU, p.RouteMTU,
 				p.Learned.Format("15:04:05"), how)
+		}
+	}
+	if len(s.ClusterMesh) > 0 {
+		ready := 0
+		for _, m := range s.ClusterMesh {
+			if m.Ready {
+				ready++
+			}
+		}
+		// Cilium's line: "ClusterMesh: 1/1 remote clusters ready, 0 global-services".
+		line("ClusterMesh", "%d/%d remote clusters ready", ready, len(s.ClusterMesh))
+		for _, m := range s.ClusterMesh {
+			fmt.Fprintf(w, "%-24s %s: ready=%t, %d nodes, %d endpoints, %d services; %s\n", "", m.Cluster, m.Ready, m.Nodes, m.Endpoints, m.Services, m.KVStore)
 		}
 	}
 	line("Endpoints", "%d", s.Endpoints)

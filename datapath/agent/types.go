@@ -107,7 +107,9 @@ type Status struct {
 	NodeIP               string   `json:"nodeIP"`
 	// KVStore is the etcd connection with kvstore: etcd (nil otherwise).
 	KVStore *kvstore.Status `json:"kvstore,omitempty"`
-	MTU     MTUs            `json:"mtu"`
+	// ClusterMesh lists the remote clusters watched (clustermesh-config).
+	ClusterMesh []MeshStatus `json:"clusterMesh,omitempty"`
+	MTU         MTUs         `json:"mtu"`
 	// Peers is the per-peer tunnel MTU table (tunnel mode): the underlay path MTU to
 	// each other node and the route MTU installed for its PodCIDR.
 	Peers     []PeerMTU `json:"peers,omitempty"`

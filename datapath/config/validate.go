@@ -188,6 +188,9 @@ func (v *resolver) dependentKeys() {
 			v.r.warn("identity-allocation-mode", "%q is not used: no kvstore is configured (kvstore: etcd), so %s", val, lookupKey("identity-allocation-mode").Gap)
 		}
 	}
+	if val, ok := v.data["cluster-name"]; ok && !v.bad["cluster-name"] && c.ClusterName != "default" && c.KVStore != "etcd" {
+		v.r.warn("cluster-name", "%q is not used: no kvstore is configured (kvstore: etcd); it is %s", val, lookupKey("cluster-name").Gap)
+	}
 	if _, ok := v.data["etcd-config"]; ok && c.KVStore != "etcd" {
 		v.r.notice("etcd-config", "not used: kvstore is not etcd")
 	}

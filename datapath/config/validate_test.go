@@ -501,7 +501,7 @@ func TestKnownKeys(t *testing.T) {
 		}
 	}
 	want := []string{"auto-direct-node-routes", "bpf-ct-global-any-max", "bpf-ct-global-tcp-max", "bpf-events-policy-verdict-enabled", "bpf-lb-acceleration", "bpf-lb-algorithm", "bpf-lb-dsr-dispatch",
-		"bpf-lb-external-clusterip", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only", "bpf-nat-global-max",
+		"bpf-lb-external-clusterip", "bpf-lb-maglev-hash-seed", "bpf-lb-maglev-table-size", "bpf-lb-mode", "bpf-lb-sock", "bpf-lb-sock-hostns-only", "bpf-nat-global-max", "cluster-name",
 		"enable-bgp-control-plane", "enable-bpf-masquerade", "enable-host-legacy-routing", "enable-ip-masq-agent", "enable-ipv4", "enable-ipv4-egress-gateway", "enable-ipv4-fragment-tracking", "enable-ipv4-masquerade",
 		"enable-ipv6", "enable-policy", "enable-service-topology", "enable-svc-source-range-check", "etcd-config", "identity-allocation-mode", "ip-masq-agent-config-path",
 		"ipv4-native-routing-cidr", "kube-proxy-replacement", "kvstore", "monitor-aggregation", "mtu", "podpath-masquerade-port-range",

@@ -29,7 +29,19 @@ const (
 	// MaxIdentity is the last identity a cluster allocates (the VNI has 24 bits;
 	// Cilium's global range without cluster mesh ends at 65535).
 	MaxIdentity = 65535
+	// ClusterIDShift places cluster-id in bits 16-23 of an identity, as Cilium does: a
+	// cluster allocates (id<<16)+256 .. (id<<16)+65535, so the VNI names the cluster.
+	ClusterIDShift = 16
 )
+
+// IdentityRange is the range a cluster allocates from (cluster-id 0: no mesh).
+func IdentityRange(clusterID uint32) (first, last uint32) {
+	base := clusterID << ClusterIDShift
+	return base + FirstIdentity, base + MaxIdentity
+}
+
+// ClusterOfIdentity is the cluster-id an identity carries (bits 16-23).
+func ClusterOfIdentity(id uint32) uint32 { return (id >> ClusterIDShift) & 0xff }
 
 // NodeKey is cilium/state/nodes/v1/<cluster>/<node>.
 func NodeKey(cluster, node string) string { return NodesPrefix + cluster + "/" + node }
@@ -40,6 +52,11 @@ func IPKey(ip netip.Addr) string { return IPPrefix + AddressSpace + "/" + ip.Str
 // IdentityIDKey is the master key of an identity: id/<id> -> labels.
 func IdentityIDKey(id uint32) string {
 	return IdentitiesPrefix + "id/" + strconv.FormatUint(uint64(id), 10)
+}
+
+// ServiceDelete removes a service of this cluster.
+func (s *Store) ServiceDelete(ctx context.Context, namespace, name string) error {
+	return s.Delete(ctx, ServiceKey(s.opts.Cluster, namespace, name))
 }
 
 // IdentityValueKey is a node's slave key: value/<labels>/<nodeIP> -> id.
@@ -86,9 +103,63 @@ type NodeValue struct {
 }
 
 // NewNodeValue describes a node with its InternalIP and PodCIDR.
-func NewNodeValue(name, cluster string, ip netip.Addr, podCIDR netip.Prefix) NodeValue {
-	return NodeValue{Name: name, Cluster: cluster, IPAddresses: []NodeAddress{{Type: "InternalIP", IP: ip.String()}},
+func NewNodeValue(name, cluster string, clusterID uint32, ip netip.Addr, podCIDR netip.Prefix) NodeValue {
+	return NodeValue{Name: name, Cluster: cluster, ClusterID: clusterID, IPAddresses: []NodeAddress{{Type: "InternalIP", IP: ip.String()}},
 		IPv4AllocCIDR: &IPNet{IP: podCIDR.Addr().String(), Mask: net.CIDRMask(podCIDR.Bits(), 32)}}
+}
+
+// InternalIP is the node's InternalIP address.
+func (v NodeValue) InternalIP() (netip.Addr, error) {
+	for _, a := range v.IPAddresses {
+		if a.Type == "InternalIP" {
+			return netip.ParseAddr(a.IP)
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("node %s: no InternalIP", v.Name)
+}
+
+// PodCIDR is the node's IPv4AllocCIDR.
+func (v NodeValue) PodCIDR() (netip.Prefix, error) {
+	if v.IPv4AllocCIDR == nil {
+		return netip.Prefix{}, fmt.Errorf("node %s: no IPv4AllocCIDR", v.Name)
+	}
+	a, err := netip.ParseAddr(v.IPv4AllocCIDR.IP)
+	if err != nil || len(v.IPv4AllocCIDR.Mask) != 4 {
+		return netip.Prefix{}, fmt.Errorf("node %s: IPv4AllocCIDR %v: not IPv4", v.Name, v.IPv4AllocCIDR)
+	}
+	ones, _ := net.IPMask(v.IPv4AllocCIDR.Mask).Size()
+	return netip.PrefixFrom(a, ones), nil
+}
+
+// ParseNodeEvent decodes a nodes/v1 event: the node's name and, unless deleted, its value.
+func ParseNodeEvent(ev Event) (string, *NodeValue, error) {
+	name := ev.Key[strings.LastIndex(ev.Key, "/")+1:]
+	if ev.Value == nil {
+		return name, nil, nil
+	}
+	var v NodeValue
+	if err := json.Unmarshal(ev.Value, &v); err != nil {
+		return name, nil, fmt.Errorf("node key %s: %w", ev.Key, err)
+	}
+	return name, &v, nil
+}
+
+// ParseServiceEvent decodes a services/v1 event: namespace/name and, unless deleted,
+// the service.
+func ParseServiceEvent(ev Event) (string, *ClusterService, error) {
+	parts := strings.Split(strings.TrimPrefix(ev.Key, ServicesPrefix), "/")
+	if len(parts) != 3 {
+		return "", nil, fmt.Errorf("service key %s: want %s<cluster>/<namespace>/<name>", ev.Key, ServicesPrefix)
+	}
+	id := parts[1] + "/" + parts[2]
+	if ev.Value == nil {
+		return id, nil, nil
+	}
+	var v ClusterService
+	if err := json.Unmarshal(ev.Value, &v); err != nil {
+		return id, nil, fmt.Errorf("service key %s: %w", ev.Key, err)
+	}
+	return id, &v, nil
 }
 
 // PortConfig is one port of a service value.
@@ -107,8 +178,11 @@ type ClusterService struct {
 	Backends  map[string]map[string]PortConfig `json:"backends"`
 	Labels    map[string]string                `json:"labels"`
 	Selector  map[string]string                `json:"selector"`
-	Shared    bool                             `json:"shared"`
-	ClusterID uint32                           `json:"clusterID"`
+	// IncludeExternal: a global service (its backends are merged across clusters).
+	IncludeExternal bool `json:"includeExternal"`
+	// Shared: this cluster's backends are offered to the other clusters.
+	Shared    bool   `json:"shared"`
+	ClusterID uint32 `json:"clusterID"`
 }
 
 // RegisterNode writes this node's key under the lease.
@@ -130,7 +204,7 @@ func (s *Store) EndpointDelete(ctx context.Context, ip netip.Addr) error {
 
 // ServiceUpsert writes a service of this cluster.
 func (s *Store) ServiceUpsert(ctx context.Context, v ClusterService) error {
-	v.Cluster = s.opts.Cluster
+	v.Cluster, v.ClusterID = s.opts.Cluster, s.opts.ClusterID
 	b, _ := json.Marshal(v)
 	return s.Put(ctx, ServiceKey(v.Cluster, v.Namespace, v.Name), string(b))
 }
@@ -251,7 +325,8 @@ func (s *Store) claimIdentity(ctx context.Context, labels string) (uint32, error
 			used[uint32(n)] = true
 		}
 	}
-	for id := uint32(FirstIdentity); id <= MaxIdentity; id++ {
+	first, last := IdentityRange(s.opts.ClusterID)
+	for id := first; id <= last; id++ {
 		if used[id] {
 			continue
 		}
@@ -264,5 +339,5 @@ func (s *Store) claimIdentity(ctx context.Context, labels string) (uint32, error
 			return id, nil
 		}
 	}
-	return 0, fmt.Errorf("identities: none free in %d..%d", FirstIdentity, MaxIdentity)
+	return 0, fmt.Errorf("identities: none free in %d..%d", first, last)
 }

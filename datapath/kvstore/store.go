@@ -25,8 +25,10 @@ type Options struct {
 	// Node is this agent's node name; NodeIP its address (slave keys carry it).
 	Node   string
 	NodeIP string
-	// Cluster is cluster-name (default "default").
-	Cluster string
+	// Cluster is cluster-name (default "default"); ClusterID is cluster-id (0: no
+	// mesh), bits 16-23 of every identity allocated.
+	Cluster   string
+	ClusterID uint32
 	// LeaseTTL of the agent's lease (every key it owns); default 15s.
 	LeaseTTL time.Duration
 	Log      *slog.Logger
@@ -47,6 +49,9 @@ type Store struct {
 	status  Status
 	hooks   []func()
 	resyncs int
+	// gcMarked are master keys the last identity GC round found unused (id -> mod
+	// revision): deleted by the next round if still so.
+	gcMarked map[uint32]int64
 }
 
 // Status is what `podpath-agent status` prints on its KVStore line.

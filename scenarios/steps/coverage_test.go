@@ -299,6 +299,10 @@ var configWitnesses = map[string]witness{
 		"and no IPv6 address or route exists in any catalog topology to show otherwise"},
 	// Only traffic inside the CIDR is witnessed (forwarded in BPF); no catalog check
 	// sends pod traffic outside it.
+	// cluster mesh, native: both clusters' pods (10.244/16, 10.245/16) reach each other
+	// unmasqueraded.
+	"ipv4-native-routing-cidr=10.244.0.0/15": {checks: []checkRef{
+		{"clustermesh", "cross-node-path", "on the underlay wire the packet is plain IPv4 between pod addresses, not encapsulated"}}},
 	"ipv4-native-routing-cidr=10.244.0.0/16": {checks: []checkRef{
 		{"native-routing", "cross-node-path", "from-container on %s redirects out of %s after a FIB lookup"}}},
 	"kube-proxy-replacement=true": {checks: []checkRef{

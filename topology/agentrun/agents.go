@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,9 @@ func Start(ctx context.Context, t topology.Cluster, configFile string) (*Agents,
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMeshRoutingMode(t.Spec(), configFile); err != nil {
+		return nil, err
+	}
 	a := &Agents{t: t, bin: bin, config: configFile, bpffs: bpffs, procs: map[string]*agentProc{}}
 	for _, n := range t.Nodes() {
 		if err := a.Start(ctx, n.Name); err != nil {
@@ -140,6 +144,11 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	} else if f != "" {
 		args = append(args, "--etcd-config", f)
 	}
+	mesh, err := a.meshArgs(node)
+	if err != nil {
+		return err
+	}
+	args = append(args, mesh...)
 	args = append(args, a.extra[node]...)
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -164,10 +173,14 @@ func (a *Agents) Start(ctx context.Context, node string) error {
 	return nil
 }
 
-// Register tells node's agent about every node of the topology and plumbs its pods.
+// Register tells node's agent about every node of the topology (of its own cluster, in
+// a mesh: the others' it reads from their etcd) and plumbs its pods.
 func (a *Agents) Register(ctx context.Context, node string) error {
 	c := a.Client(node)
 	for _, n := range a.t.Nodes() {
+		if !sameCluster(a.t.Spec(), node, n.Name) {
+			continue
+		}
 		an := agent.Node{Name: n.Name, IP: n.InternalIP, PodCIDR: n.PodCIDR, Labels: NodeLabels(a.t.Spec(), n.Name)}
 		if n.Name != node {
 			for _, p := range n.Pods {
@@ -267,12 +280,43 @@ func (a *Agents) Restart(ctx context.Context, node, configFile string, kill bool
 	return a.Start(ctx, node)
 }
 
-// ServiceUpsert programs a service on every node's agent.
+// ServiceUpsert programs a service on every node's agent. In a cluster mesh each
+// cluster has its own Service of that name: a node's agent gets the backends that are
+// pods of its cluster (and addresses outside every cluster), as its cluster's
+// EndpointSlices would list; a global service gets the rest through the mesh.
 func (a *Agents) ServiceUpsert(ctx context.Context, s agent.Service) error {
+	return a.ServiceUpsertIn(ctx, "", s)
+}
+
+// ServiceUpsertIn programs a service on the agents of one mesh cluster ("": every
+// node's): that cluster's own Service changes, the others' stay.
+func (a *Agents) ServiceUpsertIn(ctx context.Context, cluster string, s agent.Service) error {
 	for _, n := range a.t.Nodes() {
-		if err := a.Client(n.Name).ServiceUpsert(ctx, s); err != nil {
+		if c := a.t.Spec().ClusterOfNode(n.Name); cluster != "" && (c == nil || c.Name != cluster) {
+			continue
+		}
+		cs := s
+		if a.t.Spec().IsMesh() {
+			cs.Backends = nil
+			for _, b := range s.Backends {
+				if owner := a.podNode(b.IP); owner == "" || sameCluster(a.t.Spec(), n.Name, owner) {
+					cs.Backends = append(cs.Backends, b)
+				}
+			}
+		}
+		if err := a.Client(n.Name).ServiceUpsert(ctx, cs); err != nil {
 			return fmt.Errorf("agent on %s: %w", n.Name, err)
 		}
 	}
 	return nil
+}
+
+// podNode is the node whose PodCIDR holds ip ("" : none).
+func (a *Agents) podNode(ip netip.Addr) string {
+	for _, n := range a.t.Nodes() {
+		if n.PodCIDR.Contains(ip) {
+			return n.Name
+		}
+	}
+	return ""
 }

@@ -33,8 +33,14 @@ var _ topology.Etcd = (*Topology)(nil)
 func (t *Topology) etcdDir() string { return filepath.Join(t.Dir(), "etcd") }
 func (t *Topology) etcdPKI() pki    { return pki{dir: filepath.Join(t.etcdDir(), "pki")} }
 
+// etcdTLS says whether the run's etcd clusters use TLS (a mesh's all do or none).
+func (t *Topology) etcdTLS() bool {
+	gs := t.spec.EtcdGroups()
+	return len(gs) > 0 && gs[0].Spec.TLS
+}
+
 func (t *Topology) etcdScheme() string {
-	if t.spec.Etcd != nil && t.spec.Etcd.TLS {
+	if t.etcdTLS() {
 		return "https"
 	}
 	return "http"
@@ -48,10 +54,27 @@ func (t *Topology) etcdIP(member string) string {
 	return ifs[0].Address.Addr().String()
 }
 
-// EtcdEndpoints are the members' client URLs.
+// EtcdEndpoints are the client URLs of the first etcd cluster.
 func (t *Topology) EtcdEndpoints() []string {
+	gs := t.spec.EtcdGroups()
+	if len(gs) == 0 {
+		return nil
+	}
+	return t.etcdURLs(gs[0].Members)
+}
+
+// EtcdClusterEndpoints are the client URLs of a mesh cluster's own etcd.
+func (t *Topology) EtcdClusterEndpoints(cluster string) []string {
+	g, ok := t.spec.EtcdGroupOfCluster(cluster)
+	if !ok {
+		return nil
+	}
+	return t.etcdURLs(g.Members)
+}
+
+func (t *Topology) etcdURLs(members []string) []string {
 	var out []string
-	for _, m := range t.spec.EtcdMembers() {
+	for _, m := range members {
 		out = append(out, fmt.Sprintf("%s://%s:2379", t.etcdScheme(), t.etcdIP(m)))
 	}
 	return out
@@ -59,10 +82,10 @@ func (t *Topology) EtcdEndpoints() []string {
 
 // EtcdClientFiles issues (once) a client certificate for name from the run's CA.
 func (t *Topology) EtcdClientFiles(name string) (ca, cert, key string, err error) {
-	if t.spec.Etcd == nil {
+	if !t.spec.HasEtcd() {
 		return "", "", "", errors.New("etcd: the topology declares none")
 	}
-	if !t.spec.Etcd.TLS {
+	if !t.etcdTLS() {
 		return "", "", "", nil
 	}
 	p := t.etcdPKI()
@@ -76,7 +99,7 @@ func (t *Topology) EtcdClientFiles(name string) (ca, cert, key string, err error
 // etcdUp is the Up step that starts every member and waits for a healthy cluster.
 func (u *upper) etcd(ctx context.Context) error {
 	t := u.t
-	if t.spec.Etcd == nil {
+	if !t.spec.HasEtcd() {
 		return nil
 	}
 	if _, err := exec.LookPath(etcdBinary); err != nil {
@@ -85,7 +108,7 @@ func (u *upper) etcd(ctx context.Context) error {
 	if _, err := exec.LookPath(etcdctlBinary); err != nil {
 		return fmt.Errorf("etcd: %s not found: install Debian's %s", etcdctlBinary, etcdPackages)
 	}
-	if t.spec.Etcd.TLS {
+	if t.etcdTLS() {
 		p := t.etcdPKI()
 		if err := p.ensureCA(); err != nil {
 			return err
@@ -102,7 +125,8 @@ func (u *upper) etcd(ctx context.Context) error {
 // etcdArgs is the command line of member m.
 func (t *Topology) etcdArgs(m string) []string {
 	var cluster []string
-	for _, o := range t.spec.EtcdMembers() {
+	g, _ := t.spec.EtcdGroupOf(m)
+	for _, o := range g.Members {
 		cluster = append(cluster, fmt.Sprintf("%s=%s://%s:2380", o, t.etcdScheme(), t.etcdIP(o)))
 	}
 	ip, s := t.etcdIP(m), t.etcdScheme()
@@ -113,11 +137,11 @@ func (t *Topology) etcdArgs(m string) []string {
 		"--listen-peer-urls", fmt.Sprintf("%s://%s:2380", s, ip),
 		"--initial-advertise-peer-urls", fmt.Sprintf("%s://%s:2380", s, ip),
 		"--initial-cluster", strings.Join(cluster, ","),
-		"--initial-cluster-token", "podpath-" + t.runID, "--initial-cluster-state", "new",
+		"--initial-cluster-token", "podpath-" + t.runID + g.Cluster, "--initial-cluster-state", "new",
 		// Short elections: a member restart or a lost leader settles in about a second.
 		"--heartbeat-interval", "100", "--election-timeout", "1000",
 	}
-	if t.spec.Etcd.TLS {
+	if t.etcdTLS() {
 		p := t.etcdPKI()
 		cert, key := p.files(m)
 		args = append(args, "--client-cert-auth", "--trusted-ca-file", p.caFile(), "--cert-file", cert, "--key-file", key,
@@ -127,14 +151,14 @@ func (t *Topology) etcdArgs(m string) []string {
 }
 
 func (t *Topology) etcdTargets(members []string) ([]string, error) {
-	if t.spec.Etcd == nil {
+	if !t.spec.HasEtcd() {
 		return nil, errors.New("etcd: the topology declares none")
 	}
 	if len(members) == 0 {
 		return t.spec.EtcdMembers(), nil
 	}
 	for _, m := range members {
-		if !strings.HasPrefix(m, "etcd") || t.etcdIP(m) == "" {
+		if _, ok := t.spec.EtcdGroupOf(m); !ok || t.etcdIP(m) == "" {
 			return nil, fmt.Errorf("etcd: %q is not an etcd member (have: %s)", m, strings.Join(t.spec.EtcdMembers(), ", "))
 		}
 	}
@@ -182,9 +206,15 @@ func (t *Topology) etcdWaitHealthy(ctx context.Context) error {
 	var out []byte
 	var err error
 	for {
-		from := t.etcdClientMember()
-		out, err = t.Etcdctl(ctx, from, "endpoint", "health", "--cluster")
-		if err == nil && strings.Count(string(out), "is healthy") == len(t.spec.EtcdMembers()) {
+		healthy := true
+		for _, g := range t.spec.EtcdGroups() {
+			out, err = t.Etcdctl(ctx, g.Members[0], "endpoint", "health", "--cluster")
+			if err != nil || strings.Count(string(out), "is healthy") != len(g.Members) {
+				healthy = false
+				break
+			}
+		}
+		if healthy {
 			return nil
 		}
 		select {
@@ -198,9 +228,6 @@ func (t *Topology) etcdWaitHealthy(ctx context.Context) error {
 		}
 	}
 }
-
-// etcdClientMember is where the harness's etcdctl runs: the first etcd member's namespace.
-func (t *Topology) etcdClientMember() string { return t.spec.EtcdMembers()[0] }
 
 // EtcdStop SIGTERMs members (default: all), then SIGKILLs what is left after 5s.
 func (t *Topology) EtcdStop(ctx context.Context, members ...string) error {
@@ -237,11 +264,15 @@ func (t *Topology) EtcdStop(ctx context.Context, members ...string) error {
 	}
 }
 
-// Etcdctl runs etcdctl inside member against every endpoint with the harness's own
-// client certificate ("client-harness").
+// Etcdctl runs etcdctl inside member against every endpoint of member's etcd cluster
+// with the harness's own client certificate ("client-harness").
 func (t *Topology) Etcdctl(ctx context.Context, member string, args ...string) ([]byte, error) {
-	argv := []string{etcdctlBinary, "--endpoints", strings.Join(t.EtcdEndpoints(), ","), "--dial-timeout", "2s", "--command-timeout", "3s"}
-	if t.spec.Etcd != nil && t.spec.Etcd.TLS {
+	g, ok := t.spec.EtcdGroupOf(member)
+	if !ok {
+		return nil, fmt.Errorf("etcdctl: %q is not an etcd member (have: %s)", member, strings.Join(t.spec.EtcdMembers(), ", "))
+	}
+	argv := []string{etcdctlBinary, "--endpoints", strings.Join(t.etcdURLs(g.Members), ","), "--dial-timeout", "2s", "--command-timeout", "3s"}
+	if t.etcdTLS() {
 		ca, cert, key, err := t.EtcdClientFiles("harness")
 		if err != nil {
 			return nil, err

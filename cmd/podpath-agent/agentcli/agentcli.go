@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&devices, "devices", "", "underlay devices, comma-separated (from-netdev/to-netdev go on them)")
 	fs.StringVar(&opts.ConfigFile, "config", "", "cilium-config ConfigMap (YAML, data keys, or a kubectl-edit dump); empty: Cilium's defaults")
 	fs.StringVar(&opts.EtcdConfig, "etcd-config", "", "with kvstore: etcd, the etcd-config file (endpoints, trusted-ca-file, cert-file, key-file; what kvstore-opt's etcd.config names); empty: the cilium-config's etcd-config key")
+	fs.StringVar(&opts.ClusterName, "cluster-name", "", "cluster-name (overrides the config's)")
+	fs.Func("cluster-id", "cluster-id, 1-255 (overrides the config's): bits 16-23 of the identities this cluster allocates", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 8)
+		if err != nil || n == 0 {
+			return fmt.Errorf("want 1..255")
+		}
+		opts.ClusterID = uint32(n)
+		return nil
+	})
+	fs.StringVar(&opts.ClusterMeshConfig, "clustermesh-config", "", "with kvstore: etcd, Cilium's clustermesh-config directory: one etcd-config file per remote cluster, named after it")
 	fs.StringVar(&opts.StateDir, "state-dir", defaultStateDir, "desired state and API socket")
 	fs.StringVar(&opts.BPFFS, "bpffs", "/sys/fs/bpf/podpath", "this node's folder on a bpf filesystem")
 	fs.StringVar(&opts.Cgroup, "cgroup", "", "with bpf-lb-sock: the node's cgroup v2 directory, holding the node's and its pods' processes, where socket-LB attaches")
