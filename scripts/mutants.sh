@@ -116,8 +116,7 @@ build() {
   (
     cd "$tree" &&
       { git diff --quiet "$base" -- bpf || go generate ./datapath/bpfobj/; } &&
-      go build -o bin/ ./cmd/podpath ./cmd/podpath-agent &&
-      go build -o bin/loadcheck ./mutants/loadcheck
+      go build -o bin/ ./cmd/podpath ./cmd/podpath-agent ./mutants/loadcheck
   ) >"$log" 2>&1
 }
 
