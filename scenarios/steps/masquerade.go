@@ -14,10 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/yaml"
 
 	"podpath/datapath/agent"
@@ -37,7 +37,8 @@ func init() {
 	scenarios.RegisterStep(scenarios.StepDef[masqEgressWith, masqEgressExpect]{
 		Name: "masquerade-egress",
 		Summary: "a pod talks to a server outside the cluster over TCP, UDP and ICMP echo: the node's uplink shows the source the spec says " +
-			"(the node's IP and a port of the range when masqueraded, the pod's own otherwise), the server's socket sees it, the pod gets replies to its own tuple",
+			"(the node's IP and a port of the range when masqueraded, the pod's own otherwise), the server's socket sees it, the pod gets replies to its own tuple, " +
+			"and a closed UDP port's ICMP port unreachable reaches the pod's socket quoting its own tuple with valid checksums",
 		Agents:  true,
 		With:    masqEgressWith{Protocols: []probe.Protocol{probe.TCP, probe.UDP, probe.ICMP}, Port: 8080},
 		Expect:  masqEgressExpect{Masqueraded: true},
@@ -153,28 +154,45 @@ func askPeer(ctx context.Context, t topology.Cluster, member string, proto probe
 	return x
 }
 
-// udpRefused sends one datagram from member to dst on a connected UDP socket and wants
-// ECONNREFUSED from its read: the ICMP port unreachable came back and quotes the
-// socket's own tuple (a quote left translated matches no socket, and the read times
-// out).
-func udpRefused(ctx context.Context, t topology.Cluster, member string, dst netip.AddrPort) error {
+// udpRefused sends one datagram from member to dst and wants ECONNREFUSED on a UDP
+// socket connected to dst: the ICMP port unreachable came back and quotes the socket's
+// own tuple (a quote left translated matches no socket, and the read times out). The
+// datagram leaves from a raw socket with its UDP checksum complete, as
+// service-icmp-error sends (a UDP socket's datagram crosses veths with only the
+// pseudo-header sum, which no translation of a quote can make whole again), so the
+// quoted checksum is judged too.
+func udpRefused(t topology.Cluster, member string, src netip.Addr, dst netip.AddrPort) error {
 	return t.Do(member, func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err := d.DialContext(ctx, "udp4", dst.String())
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return fmt.Errorf("socket: %w", err)
 		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte("anyone?\n")); err != nil {
-			return err
+		defer unix.Close(fd)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}); err != nil {
+			return fmt.Errorf("setsockopt: %w", err)
 		}
-		_, err = c.Read(make([]byte, 64))
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
+			return fmt.Errorf("connect %s: %w", dst, err)
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return fmt.Errorf("getsockname: %w", err)
+		}
+		local := netip.AddrPortFrom(src, uint16(sa.(*unix.SockaddrInet4).Port))
+		raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		defer unix.Close(raw)
+		if err := unix.Sendto(raw, udpDatagram(local, dst, []byte("anyone?")), 0, &unix.SockaddrInet4{Addr: dst.Addr().As4()}); err != nil {
+			return fmt.Errorf("send to %s: %w", dst, err)
+		}
+		_, err = unix.Read(fd, make([]byte, 64))
+		if errors.Is(err, unix.ECONNREFUSED) {
 			return nil
 		}
 		return fmt.Errorf("udp %s -> %s (closed port): the read returned %v, want ECONNREFUSED (the ICMP port unreachable quoting %s)",
-			c.LocalAddr(), dst, err, c.LocalAddr())
+			local, dst, err, local)
 	})
 }
 
@@ -297,7 +315,7 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 			if proto == probe.UDP {
 				// The port is closed now: the server's port unreachable comes back to
 				// the node's address and must be translated back, quote included.
-				refused := udpRefused(ctx, t, pod.Name, netip.AddrPortFrom(serverIP, w.Port))
+				refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
 				time.Sleep(100 * time.Millisecond)
 				s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
 					fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
@@ -428,6 +446,9 @@ func ownTuple(session *capture.Session, pod topology.Pod, server netip.Addr, pro
 			sport, dport = uint16(l.SrcPort), uint16(l.DstPort)
 		default:
 			if ic, ok := d.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+				if t := ic.TypeCode.Type(); t != layers.ICMPv4TypeEchoRequest && t != layers.ICMPv4TypeEchoReply {
+					continue // an error (the closed-port check's), not an echo of this exchange
+				}
 				sport, dport = ic.Id, ic.Id
 			}
 		}
