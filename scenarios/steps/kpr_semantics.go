@@ -47,7 +47,7 @@ func init() {
 	})
 	scenarios.RegisterStep(scenarios.StepDef[sessionAffinityWith, none]{
 		Name: "session-affinity",
-		Summary: "sessionAffinity ClientIP: connections from one client land on one backend (whoami); after timeoutSeconds without a " +
+		Summary: "sessionAffinity ClientIP: connections from one client land on one backend (whoami), also connections spaced over several timeouts (each restarts it); after timeoutSeconds without a " +
 			"new connection the choice is made anew, and the affinity is in the pinned lb_affinity map",
 		Agents: true,
 		With:   sessionAffinityWith{Frontend: "clusterIP", Connections: 100},
@@ -454,8 +454,36 @@ func runSessionAffinity(ctx context.Context, s *scenarios.Stage, w sessionAffini
 	s.Check(fmt.Sprintf("affinity: %d connections from %s to %s %s land on one backend", w.Connections, from, w.Frontend, svc.Name),
 		"the whoami answer (backend pod name) of every connection", aerr)
 
-	// Past the timeout with no new connection, the choice is new: wait each time.
 	timeout := time.Duration(svc.SessionAffinityTimeout) * time.Second
+
+	// Each new connection restarts the timeout (kube-proxy's `recent` match sets the
+	// client's time on every new connection; Cilium refreshes the affinity entry):
+	// connections a quarter of the timeout apart, for four timeouts, stay on the first
+	// backend. An entry that kept its first time would expire and pick again (a new
+	// backend with probability 1 - 1/backends each time).
+	var rerr error
+	var rseen []string
+	gap, span := timeout/4, 4*timeout
+	for end := time.Now().Add(span); time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(gap):
+		}
+		name, err := whoami(t, from, dst, time.Second)
+		if err != nil {
+			return fmt.Errorf("refresh connection to %s: %w", dst, err)
+		}
+		rseen = append(rseen, name)
+		if name != first {
+			rerr = fmt.Errorf("connection %d (each %v after the previous, %v after the first) landed on %s, not %s: %v", len(rseen), gap, time.Duration(len(rseen))*gap, name, first, rseen)
+			break
+		}
+	}
+	s.Check(fmt.Sprintf("affinity refresh: connections %v apart for %v stay on %s (each restarts timeoutSeconds)", gap, span, first),
+		fmt.Sprintf("whoami answers of connections %v apart", gap), rerr)
+
+	// Past the timeout with no new connection, the choice is new: wait each time.
 	var spread error = fmt.Errorf("every connection made %v+ after the previous one still landed on %s", timeout, first)
 	var seen []string
 	for range 12 {
