@@ -29,6 +29,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/config"
+	"podpath/datapath/maglev"
 	"podpath/datapath/trace"
 	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
@@ -874,6 +876,24 @@ func runTerminating(ctx context.Context, s *scenarios.Stage, w terminatingWith, 
 	}
 	s.Check("terminating endpoints: new connections avoid a terminating backend while a ready one is left",
 		fmt.Sprintf("whoami answers of %d new connections after %s turned terminating: %v", w.Connections, held, counts), nerr)
+	// Under Maglev the table itself must leave the terminating backend out: the
+	// datapath falls back to random selection for a slot whose backend is not active,
+	// which hides a table that still gives it slots (spread differs from the spec).
+	if cfg := effectiveConfig(s); cfg.LBAlgorithm == config.LBMaglev {
+		m := cmp0(cfg.MaglevTableSize, maglev.DefaultTableSize)
+		for _, n := range t.Nodes() {
+			table, ids, err := maglevTableOf(s, n.Name, terminating)
+			var want []uint32
+			if err == nil {
+				want, err = expectedMaglevTable(terminating, ids, m, cfg.MaglevHashSeed)
+			}
+			if err == nil {
+				err = compareTables(table, want)
+			}
+			s.Check(fmt.Sprintf("terminating endpoints: %s's Maglev table for %s is computed from the ready backends only (%s terminating)", n.Name, orig.Name, held),
+				fmt.Sprintf("%s's pinned lb_maglev entry of %s against internal/maglevref.Table(ready backends' IDs, seed, M %d)", n.Name, dst, m), err)
+		}
+	}
 	again, kerr := ask()
 	if kerr == nil && again != held {
 		kerr = fmt.Errorf("the open connection is now answered by %s, was %s", again, held)
