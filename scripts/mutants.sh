@@ -109,14 +109,14 @@ reset_tree() {
   git -C "$tree" checkout -q -f "$base" && git -C "$tree" clean -q -fdx -e bin -e .gocache
 }
 
-# build LOG: regenerate the BPF objects, build bin/ and the load checker.
+# build LOG: regenerate the BPF objects (only when bpf/ differs from base: clang on every
+# object costs most of a build on a loaded machine), build bin/ and the load checker.
 build() {
   local log=$1
   (
     cd "$tree" &&
-      go generate ./datapath/bpfobj/ &&
-      go build -o bin/ ./cmd/podpath ./cmd/podpath-agent &&
-      go build -o bin/loadcheck ./mutants/loadcheck
+      { git diff --quiet "$base" -- bpf || go generate ./datapath/bpfobj/; } &&
+      go build -o bin/ ./cmd/podpath ./cmd/podpath-agent ./mutants/loadcheck
   ) >"$log" 2>&1
 }
 

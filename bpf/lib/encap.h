@@ -357,7 +357,7 @@ static __always_inline int ipip_encap_redirect(struct __ctx_buff *skb, const str
 		goto drop;
 	eth_set_macs(eth, smac, dmac);
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	/* writes: ipip.outer.ipv4.header ipip.outer.ipv4.protocol ipip.outer.ipv4.addrs ipip.outer.ipv4.checksum */
+	/* writes: ipip.outer.ipv4.header ipip.outer.ipv4.protocol ipip.outer.ipv4.addrs ipip.outer.ipv4.checksum ipip.outer.ipv4.tos ipip.outer.ipv4.id */
 	*(__u8 *)ip = 0x45; /* version 4, IHL 5 */
 	ip->tos = tos;
 	ip->tot_len = bpf_htons(ctx_len(skb) - sizeof(struct ethhdr));

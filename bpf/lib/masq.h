@@ -187,6 +187,7 @@ static __always_inline enum drop_reason masq_icmp_rewrite(struct __ctx_buff *skb
 	idp = data + p->l4_off + 4;
 	if ((void *)(idp + 1) > data_end)
 		return DROP_MASQ_FAILED;
+	/* writes: masq.icmp.echo_id masq.icmp.checksum */
 	csum_apply_diff(&ip->check, csum_add(csum_diff4(ip->saddr, saddr), csum_diff4(ip->daddr, daddr)));
 	ip->saddr = saddr;
 	ip->daddr = daddr;
@@ -315,6 +316,7 @@ static __always_inline enum drop_reason masq_egress(struct __ctx_buff *skb, stru
 	}
 	if (state == TRACE_CT_NEW)
 		masq_count(MASQ_STAT_NEW);
+	/* writes: masq.snat.ipv4.saddr masq.snat.l4.sport */
 	if (sum->ip_proto == IPPROTO_ICMP)
 		reason = masq_icmp_rewrite(skb, p, nat_addr, sum->daddr, nat_port);
 	else
@@ -404,6 +406,7 @@ static __always_inline enum drop_reason masq_icmp_error_rev(struct __ctx_buff *s
 	pod = e->nat_addr;
 	pod_port = e->nat_port;
 
+	/* writes: masq.icmperr.quote.ipv4.saddr masq.icmperr.quote.l4.sport masq.icmperr.quote.checksums masq.icmperr.icmp.checksum masq.icmperr.ipv4.daddr */
 	l3diff = csum_diff4(in->saddr, pod);
 	in->saddr = pod;
 	csum_apply_diff(&in->check, l3diff);
@@ -492,6 +495,7 @@ static __always_inline enum drop_reason masq_ingress(struct __ctx_buff *skb, str
 	if (!e)
 		return DROP_NONE;
 	ct_refresh(e, ct_now(), sum->ip_proto, ct_pkt_flags(sum->ip_proto, tcp_flags));
+	/* writes: masq.rev.ipv4.daddr masq.rev.l4.dport */
 	if (sum->ip_proto == IPPROTO_ICMP)
 		reason = masq_icmp_rewrite(skb, p, sum->saddr, e->nat_addr, e->nat_port);
 	else

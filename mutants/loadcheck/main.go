@@ -42,7 +42,11 @@ func load(name string) error {
 	if err != nil {
 		return fmt.Errorf("parse config: %w", err)
 	}
-	node := bpfconfig.Node{ID: 1, IP: netip.MustParseAddr("192.0.2.1"), TunnelMTU: 1450, VXLANIfindex: 1}
+	// Stand-ins for every node fact a config may need (cross-subnet needs the node
+	// IP's subnet length, bpf-lb-sock-hostns-only a netns cookie): only the
+	// verifier's view of the constants matters here.
+	node := bpfconfig.Node{ID: 1, IP: netip.MustParseAddr("192.0.2.1"), TunnelMTU: 1450, VXLANIfindex: 1,
+		SubnetBits: 24, NetnsCookie: 1}
 	cfg, err := bpfconfig.Build(c, node)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)

@@ -178,6 +178,16 @@ func checkEncapMode(p, sent capture.Packet, want string, n1, n2 topology.Node, c
 		if int(outer.Length) != len(outer.Contents)+len(outer.Payload) {
 			errs = append(errs, fmt.Errorf("outer total length %d, header + payload %d", outer.Length, len(outer.Contents)+len(outer.Payload)))
 		}
+		// RFC 6040 normal mode: the outer ECN field is the inner one (CE as ECT(0)),
+		// DSCP 0 as Calico's ipip device sends; the outer ID is the inner packet's.
+		in := ips[1]
+		wantTOS := in.TOS & 0x03
+		if wantTOS == 0x03 {
+			wantTOS = 0x02
+		}
+		if outer.TOS != wantTOS || outer.Id != in.Id {
+			errs = append(errs, fmt.Errorf("outer TOS %#02x ID %d, want TOS %#02x (the inner ECN field) and the inner ID %d", outer.TOS, outer.Id, wantTOS, in.Id))
+		}
 		// The inner packet as the pod sent it, behind the node's Ethernet header.
 		inner := append(append([]byte(nil), sent.Data[:14]...), outer.Payload...)
 		errs = append(errs, sameExceptTTL(sent.Data, inner))

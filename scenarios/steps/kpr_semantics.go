@@ -29,6 +29,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"podpath/datapath/agent"
+	"podpath/datapath/config"
+	"podpath/datapath/maglev"
 	"podpath/datapath/trace"
 	"podpath/internal/capture"
 	"podpath/internal/strictyaml"
@@ -47,7 +49,7 @@ func init() {
 	})
 	scenarios.RegisterStep(scenarios.StepDef[sessionAffinityWith, none]{
 		Name: "session-affinity",
-		Summary: "sessionAffinity ClientIP: connections from one client land on one backend (whoami); after timeoutSeconds without a " +
+		Summary: "sessionAffinity ClientIP: connections from one client land on one backend (whoami), also connections spaced over several timeouts (each restarts it); after timeoutSeconds without a " +
 			"new connection the choice is made anew, and the affinity is in the pinned lb_affinity map",
 		Agents: true,
 		With:   sessionAffinityWith{Frontend: "clusterIP", Connections: 100},
@@ -454,8 +456,36 @@ func runSessionAffinity(ctx context.Context, s *scenarios.Stage, w sessionAffini
 	s.Check(fmt.Sprintf("affinity: %d connections from %s to %s %s land on one backend", w.Connections, from, w.Frontend, svc.Name),
 		"the whoami answer (backend pod name) of every connection", aerr)
 
-	// Past the timeout with no new connection, the choice is new: wait each time.
 	timeout := time.Duration(svc.SessionAffinityTimeout) * time.Second
+
+	// Each new connection restarts the timeout (kube-proxy's `recent` match sets the
+	// client's time on every new connection; Cilium refreshes the affinity entry):
+	// connections a quarter of the timeout apart, for four timeouts, stay on the first
+	// backend. An entry that kept its first time would expire and pick again (a new
+	// backend with probability 1 - 1/backends each time).
+	var rerr error
+	var rseen []string
+	gap, span := timeout/4, 4*timeout
+	for end := time.Now().Add(span); time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(gap):
+		}
+		name, err := whoami(t, from, dst, time.Second)
+		if err != nil {
+			return fmt.Errorf("refresh connection to %s: %w", dst, err)
+		}
+		rseen = append(rseen, name)
+		if name != first {
+			rerr = fmt.Errorf("connection %d (each %v after the previous, %v after the first) landed on %s, not %s: %v", len(rseen), gap, time.Duration(len(rseen))*gap, name, first, rseen)
+			break
+		}
+	}
+	s.Check(fmt.Sprintf("affinity refresh: connections %v apart for %v stay on %s (each restarts timeoutSeconds)", gap, span, first),
+		fmt.Sprintf("whoami answers of connections %v apart", gap), rerr)
+
+	// Past the timeout with no new connection, the choice is new: wait each time.
 	var spread error = fmt.Errorf("every connection made %v+ after the previous one still landed on %s", timeout, first)
 	var seen []string
 	for range 12 {
@@ -846,6 +876,24 @@ func runTerminating(ctx context.Context, s *scenarios.Stage, w terminatingWith, 
 	}
 	s.Check("terminating endpoints: new connections avoid a terminating backend while a ready one is left",
 		fmt.Sprintf("whoami answers of %d new connections after %s turned terminating: %v", w.Connections, held, counts), nerr)
+	// Under Maglev the table itself must leave the terminating backend out: the
+	// datapath falls back to random selection for a slot whose backend is not active,
+	// which hides a table that still gives it slots (spread differs from the spec).
+	if cfg := effectiveConfig(s); cfg.LBAlgorithm == config.LBMaglev {
+		m := cmp0(cfg.MaglevTableSize, maglev.DefaultTableSize)
+		for _, n := range t.Nodes() {
+			table, ids, err := maglevTableOf(s, n.Name, terminating)
+			var want []uint32
+			if err == nil {
+				want, err = expectedMaglevTable(terminating, ids, m, cfg.MaglevHashSeed)
+			}
+			if err == nil {
+				err = compareTables(table, want)
+			}
+			s.Check(fmt.Sprintf("terminating endpoints: %s's Maglev table for %s is computed from the ready backends only (%s terminating)", n.Name, orig.Name, held),
+				fmt.Sprintf("%s's pinned lb_maglev entry of %s against internal/maglevref.Table(ready backends' IDs, seed, M %d)", n.Name, dst, m), err)
+		}
+	}
 	again, kerr := ask()
 	if kerr == nil && again != held {
 		kerr = fmt.Errorf("the open connection is now answered by %s, was %s", again, held)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/yaml"
 
 	"podpath/datapath/agent"
@@ -36,7 +37,8 @@ func init() {
 	scenarios.RegisterStep(scenarios.StepDef[masqEgressWith, masqEgressExpect]{
 		Name: "masquerade-egress",
 		Summary: "a pod talks to a server outside the cluster over TCP, UDP and ICMP echo: the node's uplink shows the source the spec says " +
-			"(the node's IP and a port of the range when masqueraded, the pod's own otherwise), the server's socket sees it, the pod gets replies to its own tuple",
+			"(the node's IP and a port of the range when masqueraded, the pod's own otherwise), the server's socket sees it, the pod gets replies to its own tuple, " +
+			"and a closed UDP port's ICMP port unreachable reaches the pod's socket quoting its own tuple with valid checksums",
 		Agents:  true,
 		With:    masqEgressWith{Protocols: []probe.Protocol{probe.TCP, probe.UDP, probe.ICMP}, Port: 8080},
 		Expect:  masqEgressExpect{Masqueraded: true},
@@ -152,6 +154,103 @@ func askPeer(ctx context.Context, t topology.Cluster, member string, proto probe
 	return x
 }
 
+// udpRefused sends one datagram from member to dst and wants ECONNREFUSED on a UDP
+// socket connected to dst: the ICMP port unreachable came back and quotes the socket's
+// own tuple (a quote left translated matches no socket, and the read times out). The
+// datagram leaves from a raw socket with its UDP checksum complete, as
+// service-icmp-error sends (a UDP socket's datagram crosses veths with only the
+// pseudo-header sum, which no translation of a quote can make whole again), so the
+// quoted checksum is judged too.
+func udpRefused(t topology.Cluster, member string, src netip.Addr, dst netip.AddrPort) error {
+	return t.Do(member, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2}); err != nil {
+			return fmt.Errorf("setsockopt: %w", err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != nil {
+			return fmt.Errorf("connect %s: %w", dst, err)
+		}
+		sa, err := unix.Getsockname(fd)
+		if err != nil {
+			return fmt.Errorf("getsockname: %w", err)
+		}
+		local := netip.AddrPortFrom(src, uint16(sa.(*unix.SockaddrInet4).Port))
+		raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+		if err != nil {
+			return fmt.Errorf("raw socket: %w", err)
+		}
+		defer unix.Close(raw)
+		if err := unix.Sendto(raw, udpDatagram(local, dst, []byte("anyone?")), 0, &unix.SockaddrInet4{Addr: dst.Addr().As4()}); err != nil {
+			return fmt.Errorf("send to %s: %w", dst, err)
+		}
+		_, err = unix.Read(fd, make([]byte, 64))
+		if errors.Is(err, unix.ECONNREFUSED) {
+			return nil
+		}
+		return fmt.Errorf("udp %s -> %s (closed port): the read returned %v, want ECONNREFUSED (the ICMP port unreachable quoting %s)",
+			local, dst, err, local)
+	})
+}
+
+// icmpErrorToPodErr reads the ICMP errors from server on the pod's eth0: at least one,
+// each to the pod's own address with valid outer IPv4 and ICMP checksums, quoting the
+// pod's own datagram (source the pod, destination server:port) with a valid quoted
+// IPv4 checksum and, when the datagram is quoted whole, a valid UDP checksum (RFC 5508
+// 4.2: the translation covers the quote's checksums too).
+func icmpErrorToPodErr(session *capture.Session, pod topology.Pod, server netip.Addr, port uint16) error {
+	var n int
+	for _, pk := range session.Packets(pod.Name, "eth0", capture.IPv4Flow(server.AsSlice(), nil, layers.IPProtocolICMPv4)) {
+		outer, ok := parseIPv4Frame(pk.Data)
+		if !ok || len(outer.l4) < 8+20 || outer.l4[0] != 3 {
+			continue
+		}
+		n++
+		q, ok := parseIPv4(outer.l4[8:])
+		switch {
+		case outer.dst != pod.IP:
+			return fmt.Errorf("ICMP error to %s, want the pod's %s: %s", outer.dst, pod.IP, pk.Summary())
+		case outer.headerChecksumErr() != nil:
+			return outer.headerChecksumErr()
+		case fold(onesSum(0, outer.l4)) != 0xffff:
+			return fmt.Errorf("ICMP checksum of the error to %s is wrong: %s", outer.dst, pk.Summary())
+		case !ok:
+			return fmt.Errorf("the error quotes no IPv4 header: %s", pk.Summary())
+		case q.headerChecksumErr() != nil:
+			return fmt.Errorf("quoted header: %w", q.headerChecksumErr())
+		}
+		qs, qd := q.ports()
+		if q.src != pod.IP || q.dst != server || qd != port {
+			return fmt.Errorf("the error quotes %s:%d -> %s:%d, want the pod's own %s:(port) -> %s:%d", q.src, qs, q.dst, qd, pod.IP, server, port)
+		}
+		if err := q.l4ChecksumErr(); err != nil {
+			return fmt.Errorf("quoted datagram: %w", err)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no ICMP destination unreachable from %s reached %s/eth0", server, pod.Name)
+	}
+	return nil
+}
+
+// withSeen adds to err what a capture point saw of the filter's packets.
+func withSeen(err error, session *capture.Session, member, iface string, f capture.Filter) error {
+	if err == nil {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range session.Packets(member, iface, f) {
+		fmt.Fprintf(&b, "\n  %s", p.Summary())
+	}
+	if b.Len() == 0 {
+		b.WriteString(" none")
+	}
+	return fmt.Errorf("%w; seen on %s/%s:%s", err, member, iface, b.String())
+}
+
 func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e masqEgressExpect) error {
 	t := s.T
 	pod, err := t.Pod(string(w.From))
@@ -213,6 +312,17 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 			}
 			x = askPeer(ctx, t, pod.Name, proto, netip.AddrPortFrom(serverIP, w.Port))
 			srv.Close()
+			if proto == probe.UDP {
+				// The port is closed now: the server's port unreachable comes back to
+				// the node's address and must be translated back, quote included.
+				refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
+				time.Sleep(100 * time.Millisecond)
+				s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
+					fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
+						"ICMP from %s on %s/eth0 (pcap %s)", pod.Name, server, pod.Name, session.PcapPath(pod.Name, "eth0")),
+					withSeen(errors.Join(refused, icmpErrorToPodErr(session, pod, serverIP, w.Port)),
+						session, pod.Name, "eth0", capture.IPv4Flow(serverIP.AsSlice(), nil, layers.IPProtocolICMPv4)))
+			}
 		case probe.ICMP:
 			out, err := probe.Exec(ctx, t, 3*time.Second, pod.Name, "ping", "-c", "2", "-i", "0.2", "-W", "2", serverIP.String())
 			if err != nil {
@@ -336,6 +446,9 @@ func ownTuple(session *capture.Session, pod topology.Pod, server netip.Addr, pro
 			sport, dport = uint16(l.SrcPort), uint16(l.DstPort)
 		default:
 			if ic, ok := d.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+				if t := ic.TypeCode.Type(); t != layers.ICMPv4TypeEchoRequest && t != layers.ICMPv4TypeEchoReply {
+					continue // an error (the closed-port check's), not an echo of this exchange
+				}
 				sport, dport = ic.Id, ic.Id
 			}
 		}
