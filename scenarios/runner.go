@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	pconfig "podpath/datapath/config"
 	"podpath/datapath/config/configs"
 	"podpath/scenarios/hops"
 	"podpath/scenarios/report"
@@ -123,7 +124,19 @@ func (r *Run) upSpec(ctx context.Context, spec *topology.Spec, name string) (top
 // UpWithAgents brings up a catalog topology whose pods the agents plumb and starts an
 // agent on every node with catalog cilium-config config.
 func (r *Run) UpWithAgents(ctx context.Context, topo, config string) (topology.Cluster, *agentrun.Agents, error) {
-	t, err := r.Up(ctx, topo)
+	spec, err := catalog.Topology(topo)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := configs.Read(config)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, _, err := pconfig.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cilium-config %s: %w", config, err)
+	}
+	t, err := r.upSpec(ctx, spec.WithDatapath(c), topo)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -87,7 +87,9 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 		}
 		r.Progress("%s", what)
 	}
-	t, err := r.upSpec(ctx, spec.Topology.Spec, spec.Topology.Name)
+	// The links are made for the stage's cilium-config (the NIC model of accelerated
+	// devices) before any agent or step runs.
+	t, err := r.upSpec(ctx, spec.Topology.Spec.WithDatapath(spec.Config.Config), spec.Topology.Name)
 	if err != nil {
 		return err
 	}

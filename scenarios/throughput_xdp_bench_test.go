@@ -8,9 +8,7 @@ import (
 	"testing"
 
 	"podpath/datapath/agent"
-	"podpath/internal/nicmodel"
 	"podpath/scenarios/probe"
-	"podpath/topology"
 	"podpath/topology/catalog"
 )
 
@@ -18,8 +16,8 @@ import (
 // client ext through node1's NodePort to pod2a on node2 (SNAT), with the tc path
 // (services-snat) and with XDP acceleration (xdp-snat), interleaved in the same run;
 // xdp/tc is the ratio. Both topologies get the NIC-like wire of the xdp-nodeport step
-// (nicmodel: NAPI on node1's bridge port, complete checksums on the veths), so the
-// two paths differ only in the hook.
+// (topology.NodeSpec.NICModel: NAPI on node1's bridge port, complete checksums on
+// the veths), so the two paths differ only in the hook.
 //
 //	go test -run XXX -bench ThroughputNodePortXDP -benchtime 1x ./scenarios/
 func BenchmarkThroughputNodePortXDP(b *testing.B) {
@@ -31,7 +29,13 @@ func BenchmarkThroughputNodePortXDP(b *testing.B) {
 	var paths []*throughputPath
 	var mtu int
 	for _, c := range []struct{ name, config, verdict string }{{"tc", "services-snat", "VERDICT_REDIRECT"}, {"xdp", "xdp-snat", "VERDICT_REDIRECT"}} {
-		t, err := upSameNode(ctx, b, spec, c.config)
+		// The xdp topology gets the NIC model from its config; the tc one is given it
+		// in its spec, so the two paths differ only in the hook.
+		sp := spec.Clone()
+		for i := range sp.Nodes {
+			sp.Nodes[i].NICModel = true
+		}
+		t, err := upSameNode(ctx, b, sp, c.config)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -46,9 +50,6 @@ func BenchmarkThroughputNodePortXDP(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if err := nicLikeWire(t); err != nil {
-			b.Fatal(err)
-		}
 		paths = append(paths, &throughputPath{name: c.name, what: "ext -> node1:30201 -> pod2a (" + c.config + ")", s: t, t: t,
 			test:     probe.IPerf3Test{Client: "ext", Server: "pod2a", ServerIP: pod.IP, Connect: netip.AddrPortFrom(n1.InternalIP, 30201)},
 			verdicts: []string{c.verdict}})
@@ -58,26 +59,3 @@ func BenchmarkThroughputNodePortXDP(b *testing.B) {
 	b.Logf("NodePort SNAT single stream: xdp/tc %.3f", med["xdp"].Gbps()/med["tc"].Gbps())
 }
 
-// nicLikeWire gives t's wire what XDP_TX on node1's NIC needs (nicmodel), for the
-// rest of the benchmark.
-func nicLikeWire(t topology.Cluster) error {
-	n1, _ := t.Node("node1")
-	seg, err := t.Member(n1.Interfaces[0].Segment)
-	if err != nil {
-		return err
-	}
-	if _, err := nicmodel.PeerNAPI(seg.NsPath, n1.Interfaces[0].Peer); err != nil {
-		return err
-	}
-	for _, m := range []string{"ext", "node1", "node2"} {
-		mm, _ := t.Member(m)
-		ifs, err := t.Interfaces(m)
-		if err != nil {
-			return err
-		}
-		if err := nicmodel.TxChecksum(mm.NsPath, ifs[0].Name, false); err != nil {
-			return err
-		}
-	}
-	return nil
-}

@@ -104,6 +104,9 @@ type NodeSpec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Cluster names the node's cluster (one of Spec.Clusters); empty without a mesh.
 	Cluster string `json:"cluster,omitempty"`
+	// NICModel makes the wire of the node's devices behave like a physical NIC's where
+	// XDP needs it (nicmodel.go); WithDatapath sets it from the cilium-config.
+	NICModel bool `json:"nicModel,omitempty"`
 }
 
 // PodSpec is a pod: a namespace with one veth to its node.

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"podpath/internal/nicmodel"
 )
 
 // firstIfindex returns the first explicit ifindex given to the veth ends that Up creates
@@ -58,6 +61,7 @@ func (u *upper) segments(ctx context.Context) error {
 // namespace whose peer is born in the segment namespace, enslaved to the bridge.
 func (u *upper) interfaces(ctx context.Context) error {
 	bridgeMTU := map[string]int{}
+	nicWire := u.t.spec.NICModelSegments()
 	for _, sg := range u.t.spec.Segments {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -102,6 +106,9 @@ func (u *upper) interfaces(ctx context.Context) error {
 			if err := sh.LinkSetUp(pl); err != nil {
 				return fmt.Errorf("set port %s up in segment %s: %w", port.Name, sg.Name, err)
 			}
+			if err := u.nicModel(sg.Name, member, ifc.Name, port.Name, nicWire); err != nil {
+				return err
+			}
 			bridgeMTU[sg.Name] = max(bridgeMTU[sg.Name], ifc.MTU)
 		}
 		// Set after the ports: an explicit MTU stops the bridge from following its ports.
@@ -110,6 +117,28 @@ func (u *upper) interfaces(ctx context.Context) error {
 				return fmt.Errorf("set MTU %d on bridge of segment %s: %w", mtu, sg.Name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// nicModel gives the link member/ifname (bridge port port of segment seg) the NIC
+// model at creation when the spec asks for it (topology.NodeSpec.NICModel): on a
+// segment of an accelerated device every member's end stops offloading transmit
+// checksums (the wire carries complete ones, as from a physical NIC: XDP sees and
+// forwards finished packets), and the accelerated device's bridge port runs NAPI, so
+// what XDP sends back out (XDP_TX) is transmitted.
+func (u *upper) nicModel(seg, member, ifname, port string, wire []string) error {
+	if !slices.Contains(wire, seg) {
+		return nil
+	}
+	if err := nicmodel.TxChecksum(u.t.members[member].NsPath, ifname, false); err != nil {
+		return fmt.Errorf("NIC model of %s/%s: %w", member, ifname, err)
+	}
+	if !u.t.spec.NICModelDevice(member, ifname) {
+		return nil
+	}
+	if err := nicmodel.PeerNAPI(u.t.members[seg].NsPath, port); err != nil {
+		return fmt.Errorf("NIC model of %s/%s: %w", member, ifname, err)
 	}
 	return nil
 }
