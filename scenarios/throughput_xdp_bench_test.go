@@ -58,4 +58,3 @@ func BenchmarkThroughputNodePortXDP(b *testing.B) {
 	b.ReportMetric(med["xdp"].Gbps()/med["tc"].Gbps(), "xdp/tc")
 	b.Logf("NodePort SNAT single stream: xdp/tc %.3f", med["xdp"].Gbps()/med["tc"].Gbps())
 }
-
