@@ -97,6 +97,11 @@ func AttachTCX(prog *ebpf.Program, ifindex int, dir Direction) (link.Link, error
 // (bpf-lb-acceleration native fails with it; best-effort leaves acceleration off).
 var ErrXDPNativeNotSupported = errors.New("the device's driver does not support native XDP")
 
+// ErrXDPMTUTooLarge reports a device that runs native XDP but not at its MTU: a veth
+// whose peer's MTU exceeds what fits in a page refuses a program without multi-buffer
+// support (ERANGE), which bpf_xdp is (a jumbo-frame NIC).
+var ErrXDPMTUTooLarge = errors.New("the device's MTU is too large for native XDP of a single-buffer program")
+
 // AttachXDP attaches prog to the XDP hook of ifindex in native (driver) mode
 // (`ip link set dev DEV xdpdrv obj ...`, as a link). Generic (skb) mode is never
 // used: it runs after the skb is built, which is what XDP acceleration avoids.
@@ -105,6 +110,9 @@ func AttachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
 	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
 	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EOPNOTSUPP) {
 		return nil, fmt.Errorf("attach xdp (native) on ifindex %d: %w: %w", ifindex, ErrXDPNativeNotSupported, err)
+	}
+	if errors.Is(err, unix.ERANGE) {
+		return nil, fmt.Errorf("attach xdp (native) on ifindex %d: %w: %w", ifindex, ErrXDPMTUTooLarge, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach xdp (native) on ifindex %d: %w", ifindex, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"podpath/datapath/loader"
 	"podpath/datapath/testrun"
@@ -18,8 +19,9 @@ import (
 
 // AttachXDP attaches in native mode to a veth (whose driver runs XDP) and refuses a
 // device whose driver cannot, with ErrXDPNativeNotSupported (what
-// bpf-lb-acceleration native reports and best-effort puts into the status): a dummy
-// device has no native XDP, and generic mode is never the fallback.
+// bpf-lb-acceleration native reports and best-effort puts into the status): a bridge
+// has no native XDP (this kernel has no dummy driver), and generic mode is never the fallback; a jumbo
+// veth refuses the single-buffer program with ErrXDPMTUTooLarge.
 func TestAttachXDPNative(t *testing.T) {
 	testutil.RequireRoot(t)
 	nsA, nsB, ifB := vethPair(t)
@@ -38,7 +40,33 @@ func TestAttachXDPNative(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A jumbo veth pair: native XDP, but not for a single-buffer program at MTU 9000.
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "jumbo0", MTU: 9000}, PeerName: "jumbo1", PeerMTU: 9000}); err != nil {
+		t.Fatal(err)
+	}
+	jumbo, err := h.LinkByName("jumbo0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = nsutil.Do(nsutil.Path(nsB), func() error {
+		for _, c := range []struct {
+			name    string
+			ifindex int
+			want    error
+		}{{"jumbo veth", jumbo.Attrs().Index, loader.ErrXDPMTUTooLarge}} {
+			l, err := loader.AttachXDP(prog, c.ifindex)
+			if err == nil {
+				l.Close()
+				t.Errorf("%s: native XDP attached, want %v", c.name, c.want)
+				continue
+			}
+			var errno unix.Errno
+			errors.As(err, &errno)
+			t.Logf("%s: errno %d (%s): %v", c.name, int(errno), unix.ErrnoName(errno), err)
+			if !errors.Is(err, c.want) {
+				t.Errorf("%s: %v, want %v", c.name, err, c.want)
+			}
+		}
 		l, err := loader.AttachXDP(prog, ifB)
 		if err != nil {
 			t.Errorf("veth: %v", err)
@@ -51,7 +79,9 @@ func TestAttachXDPNative(t *testing.T) {
 		} else if !errors.Is(err, loader.ErrXDPNativeNotSupported) {
 			t.Errorf("bridge: %v, want %v", err, loader.ErrXDPNativeNotSupported)
 		} else {
-			t.Logf("bridge: %v", err)
+			var errno unix.Errno
+			errors.As(err, &errno)
+			t.Logf("bridge: errno %d (%s): %v", int(errno), unix.ErrnoName(errno), err)
 		}
 		return nil
 	})
