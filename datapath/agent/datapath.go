@@ -317,8 +317,11 @@ func (d *datapath) prune(eps []Endpoint, nodes []Node) error {
 	if d.vxlan != nil {
 		wantLink[linkPinName(vxlanDevice, loader.Ingress)] = true
 	}
-	for name := range d.links { // socket-LB's cgroup links, pp_svc_in's
-		if strings.HasPrefix(name, "cgroup@") || name == linkPinName(hostSvcPeer, loader.Ingress) {
+	// socket-LB's cgroup links, pp_svc_in's, and the devices' XDP links: without its
+	// pin an XDP link lives only as long as this agent's file descriptor, so a crash
+	// would detach XDP and the next agent would have nothing to adopt.
+	for name := range d.links {
+		if strings.HasPrefix(name, "cgroup@") || strings.HasSuffix(name, "@"+xdpDir) || name == linkPinName(hostSvcPeer, loader.Ingress) {
 			wantLink[name] = true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf/link"
 
@@ -24,7 +25,7 @@ const xdpDir = "xdp"
 // switching acceleration off takes effect. A link already pinned for the device is
 // updated in place (BPF_LINK_UPDATE), as for tcx.
 func (d *datapath) attachXDP(name string, mode config.LBAcceleration) error {
-	pinName := name + "@" + xdpDir
+	pinName := strings.ReplaceAll(name, ".", "_") + "@" + xdpDir // bpffs refuses dots (linkPinName)
 	pin := filepath.Join(d.bpffs, "links", pinName)
 	if mode == config.LBAccelerationDisabled {
 		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
@@ -44,6 +45,7 @@ func (d *datapath) attachXDP(name string, mode config.LBAcceleration) error {
 		if ierr == nil && info.XDP() != nil && int(info.XDP().Ifindex) == dev.Attrs().Index {
 			if err := l.Update(d.dp.XDP); err == nil {
 				d.links[pinName] = l
+				d.adopted = true
 				d.xdpOn = append(d.xdpOn, name)
 				return nil
 			}
