@@ -54,7 +54,7 @@ func TestParseScenario(t *testing.T) {
 		{"expected value on a step without any", strings.Replace(validFile, "bothWays: true}", "bothWays: true}\n        expect: {delivered: true}", 1),
 			[]string{"stages[0].steps[0].expect.delivered: unknown expected value of step kind connectivity: there are none here"}},
 		{"inline topology unknown field", strings.Replace(validFile, "    topology: l2-two-node-agent", inlineTopology("        cpus: 2\n"), 1),
-			[]string{"stages[0].topology.nodes[0].cpus: unknown field (want one of: name, podCIDR, interfaces, internalInterface, devices, zone, pods, bgp, labels, cluster)"}},
+			[]string{"stages[0].topology.nodes[0].cpus: unknown field (want one of: name, podCIDR, interfaces, internalInterface, devices, zone, pods, bgp, labels, cluster, nicModel)"}},
 		{"inline config unknown field", strings.Replace(validFile, "    config: native-routing", "    config: {data: {routing-mode: native}, kind: ConfigMap}", 1),
 			[]string{"stages[0].config.kind: unknown field (want one of: data)"}},
 		{"given twice", strings.Replace(validFile, "bothWays: true}", "bothWays: true, from: pod2a}", 1),
