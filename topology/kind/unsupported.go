@@ -100,6 +100,9 @@ func unsupported(orig, r *topology.Spec, networkMTU int) []Feature {
 	}
 	for i, n := range r.Nodes {
 		path := fmt.Sprintf("nodes[%d]", i)
+		if n.NICModel {
+			add(path+".nicModel", "node %s asks for the XDP NIC model (NAPI on the far end of its veth, complete checksums on the wire): the kind node's end of Docker's veth is in the engine's bridge, which the backend does not touch", n.Name)
+		}
 		if len(n.Interfaces) > 1 {
 			add(path+".interfaces", "node %s has %d interfaces: a kind node has one, eth0 on the Docker network", n.Name, len(n.Interfaces))
 		}
