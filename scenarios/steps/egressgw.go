@@ -277,30 +277,12 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 			fmt.Sprintf("%s/%s capture: IPv4 source and %s source port of packets to %s (pcap %s)", gw.Name, gwUplink.Name, proto, serverIP,
 				session.PcapPath(gw.Name, gwUplink.Name)), gerr)
 
-		var serr error
-		switch proto {
-		case probe.TCP, probe.UDP:
-			ap, perr := netip.ParseAddrPort(strings.TrimSpace(x.seen))
-			switch {
-			case x.err != nil:
-				serr = fmt.Errorf("no answer from the server: %v", x.err)
-			case perr != nil:
-				serr = fmt.Errorf("server answered %q, not an address", x.seen)
-			case ap.Addr() != egressIP:
-				serr = fmt.Errorf("the server's socket saw %s, want the egress IP %s", ap, egressIP)
+		serr := worldServerSaw(session, server, sifs[0].Name, serverIP, proto, x, egressIP, func(ap netip.AddrPort) error {
+			if ap.Addr() != egressIP {
+				return fmt.Errorf("the server's socket saw %s, want the egress IP %s", ap, egressIP)
 			}
-		case probe.ICMP:
-			in := session.Packets(server, sifs[0].Name, capture.ICMPEcho(nil, serverIP.AsSlice()))
-			if len(in) == 0 {
-				serr = fmt.Errorf("no echo request reached %s", server)
-			}
-			for _, p := range in {
-				if src, _ := l4Source(p); src != egressIP {
-					serr = fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, egressIP, p.Summary())
-					break
-				}
-			}
-		}
+			return nil
+		})
 		s.Check(fmt.Sprintf("%s: the server sees the egress IP %s", name, egressIP), fmt.Sprintf("%s: the peer address of its socket, or its capture (pcap %s)",
 			server, session.PcapPath(server, sifs[0].Name)), serr)
 		s.Check(name+": the pod sees its own tuple in the replies", fmt.Sprintf("%s/eth0 capture: requests out, replies in", pod.Name),

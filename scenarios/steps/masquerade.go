@@ -352,32 +352,15 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 				session.PcapPath(node.Name, uplink)), uerr)
 
 		// The server: its socket's view (TCP/UDP), its capture (ICMP).
-		var serr error
-		switch proto {
-		case probe.TCP, probe.UDP:
-			ap, perr := netip.ParseAddrPort(strings.TrimSpace(x.seen))
+		serr := worldServerSaw(session, server, sifs[0].Name, serverIP, proto, x, want, func(ap netip.AddrPort) error {
 			switch {
-			case x.err != nil:
-				serr = fmt.Errorf("no answer from the server: %v", x.err)
-			case perr != nil:
-				serr = fmt.Errorf("server answered %q, not an address", x.seen)
 			case ap.Addr() != want || !inRange(ap.Port()):
-				serr = fmt.Errorf("the server's socket saw %s, want %s%s", ap, want, rangeText(e))
+				return fmt.Errorf("the server's socket saw %s, want %s%s", ap, want, rangeText(e))
 			case !e.Masqueraded && ap != x.local:
-				serr = fmt.Errorf("the server's socket saw %s, want the pod's own %s", ap, x.local)
+				return fmt.Errorf("the server's socket saw %s, want the pod's own %s", ap, x.local)
 			}
-		case probe.ICMP:
-			in := session.Packets(server, sifs[0].Name, capture.ICMPEcho(nil, serverIP.AsSlice()))
-			if len(in) == 0 {
-				serr = fmt.Errorf("no echo request reached %s", server)
-			}
-			for _, p := range in {
-				if src, _ := l4Source(p); src != want {
-					serr = fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, want, p.Summary())
-					break
-				}
-			}
-		}
+			return nil
+		})
 		s.Check(fmt.Sprintf("%s: the server sees %s", name, want), fmt.Sprintf("%s: the peer address of its socket, or its capture (pcap %s)",
 			server, session.PcapPath(server, sifs[0].Name)), serr)
 
@@ -386,6 +369,36 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 			ownTuple(session, pod, serverIP, proto))
 	}
 	return session.Stop()
+}
+
+// worldServerSaw checks what a server outside the cluster saw of one exchange x: for
+// TCP and UDP the peer address its socket reported, judged by judge (the address, and
+// the port where it matters); for ICMP that every echo request its capture on serverIf
+// holds comes from want (sockets of ping show no peer).
+func worldServerSaw(session *capture.Session, server, serverIf string, serverIP netip.Addr, proto probe.Protocol, x masqExchange,
+	want netip.Addr, judge func(netip.AddrPort) error) error {
+	switch proto {
+	case probe.TCP, probe.UDP:
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(x.seen))
+		switch {
+		case x.err != nil:
+			return fmt.Errorf("no answer from the server: %v", x.err)
+		case err != nil:
+			return fmt.Errorf("server answered %q, not an address", x.seen)
+		}
+		return judge(ap)
+	case probe.ICMP:
+		in := session.Packets(server, serverIf, capture.ICMPEcho(nil, serverIP.AsSlice()))
+		if len(in) == 0 {
+			return fmt.Errorf("no echo request reached %s", server)
+		}
+		for _, p := range in {
+			if src, _ := l4Source(p); src != want {
+				return fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, want, p.Summary())
+			}
+		}
+	}
+	return nil
 }
 
 func rangeText(e masqEgressExpect) string {
