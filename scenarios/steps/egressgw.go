@@ -286,7 +286,7 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 		s.Check(fmt.Sprintf("%s: the server sees the egress IP %s", name, egressIP), fmt.Sprintf("%s: the peer address of its socket, or its capture (pcap %s)",
 			server, session.PcapPath(server, sifs[0].Name)), serr)
 		s.Check(name+": the pod sees its own tuple in the replies", fmt.Sprintf("%s/eth0 capture: requests out, replies in", pod.Name),
-			ownTuple(session, pod, serverIP, proto))
+			ownTuple(session, pod, serverIP, proto, x.local))
 	}
 	return session.Stop()
 }
