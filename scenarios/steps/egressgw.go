@@ -155,20 +155,9 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 	inRange := func(p uint16) bool { return e.PortMin == 0 || (int(p) >= e.PortMin && int(p) <= e.PortMax) }
 	for _, proto := range w.Protocols {
 		name := fmt.Sprintf("%s%s %s -> %s", prefix, proto, pod.Name, server)
-		var x masqExchange
-		switch proto {
-		case probe.TCP, probe.UDP:
-			srv, err := peerServer(t, proto, server, w.Port, nil)
-			if err != nil {
-				return err
-			}
-			x = askPeer(ctx, t, pod.Name, proto, netip.AddrPortFrom(serverIP, w.Port))
-			srv.Close()
-		case probe.ICMP:
-			out, err := probe.Exec(ctx, t, 3*time.Second, pod.Name, "ping", "-c", "2", "-i", "0.2", "-W", "2", serverIP.String())
-			if err != nil {
-				x.err = fmt.Errorf("ping: %w: %s", err, out)
-			}
+		x, err := worldExchange(ctx, t, pod.Name, server, netip.AddrPortFrom(serverIP, w.Port), proto)
+		if err != nil {
+			return err
 		}
 		time.Sleep(100 * time.Millisecond)
 		s.Check(name+": the replies reach the pod", fmt.Sprintf("the exchange from %s's socket (pcaps %s)", pod.Name, session.PcapPath(pod.Name, "eth0")), x.err)
@@ -306,30 +295,13 @@ type egwDropExpect struct {
 
 func runEgressGatewayDrop(ctx context.Context, s *scenarios.Stage, w egwDropWith, e egwDropExpect) error {
 	t := s.T
-	pod, err := t.Pod(string(w.From))
-	if err != nil {
-		return err
-	}
-	server := string(w.To)
-	sifs, err := t.Interfaces(server)
-	if err != nil || len(sifs) == 0 {
-		return fmt.Errorf("server %s: no interface (%v)", server, err)
-	}
-	serverIP := sifs[0].Address.Addr()
-	srv, err := peerServer(t, probe.UDP, server, w.Port, nil)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	node := string(e.Node)
-	traces, err := s.OpenTraces(t, node)
+	u, err := startUDPWorld(s, w.From, w.To, w.Port, node)
 	if err != nil {
 		return err
 	}
-	defer traces.Close()
-	if err := traces.Reset(); err != nil {
-		return err
-	}
+	defer u.Close()
+	pod, server, serverIP, traces := u.pod, u.server, u.serverIP, u.traces
 	prefix := s.Label(w.Label)
 	if prefix != "" {
 		prefix += ": "

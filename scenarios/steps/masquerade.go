@@ -303,31 +303,20 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 	}
 	for _, proto := range w.Protocols {
 		name := fmt.Sprintf("%s%s %s -> %s", prefix, proto, pod.Name, server)
-		var x masqExchange
-		switch proto {
-		case probe.TCP, probe.UDP:
-			srv, err := peerServer(t, proto, server, w.Port, nil)
-			if err != nil {
-				return err
-			}
-			x = askPeer(ctx, t, pod.Name, proto, netip.AddrPortFrom(serverIP, w.Port))
-			srv.Close()
-			if proto == probe.UDP {
-				// The port is closed now: the server's port unreachable comes back to
-				// the node's address and must be translated back, quote included.
-				refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
-				time.Sleep(100 * time.Millisecond)
-				s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
-					fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
-						"ICMP from %s on %s/eth0 (pcap %s)", pod.Name, server, pod.Name, session.PcapPath(pod.Name, "eth0")),
-					withSeen(errors.Join(refused, icmpErrorToPodErr(session, pod, serverIP, w.Port)),
-						session, pod.Name, "eth0", capture.IPv4Flow(serverIP.AsSlice(), nil, layers.IPProtocolICMPv4)))
-			}
-		case probe.ICMP:
-			out, err := probe.Exec(ctx, t, 3*time.Second, pod.Name, "ping", "-c", "2", "-i", "0.2", "-W", "2", serverIP.String())
-			if err != nil {
-				x.err = fmt.Errorf("ping: %w: %s", err, out)
-			}
+		x, err := worldExchange(ctx, t, pod.Name, server, netip.AddrPortFrom(serverIP, w.Port), proto)
+		if err != nil {
+			return err
+		}
+		if proto == probe.UDP {
+			// The port is closed now: the server's port unreachable comes back to
+			// the node's address and must be translated back, quote included.
+			refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
+			time.Sleep(100 * time.Millisecond)
+			s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
+				fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
+					"ICMP from %s on %s/eth0 (pcap %s)", pod.Name, server, pod.Name, session.PcapPath(pod.Name, "eth0")),
+				withSeen(errors.Join(refused, icmpErrorToPodErr(session, pod, serverIP, w.Port)),
+					session, pod.Name, "eth0", capture.IPv4Flow(serverIP.AsSlice(), nil, layers.IPProtocolICMPv4)))
 		}
 		time.Sleep(100 * time.Millisecond) // the last replies into the captures
 		flow := capture.IPv4Flow(nil, nil, layerProto(proto))
@@ -399,6 +388,76 @@ func worldServerSaw(session *capture.Session, server, serverIf string, serverIP 
 		}
 	}
 	return nil
+}
+
+// worldExchange is one exchange of pod with a server outside the cluster: for TCP and
+// UDP a peer server on dst's port for the time of one askPeer, for ICMP two pings
+// (their sockets show no peer: the captures judge them).
+func worldExchange(ctx context.Context, t topology.Cluster, pod, server string, dst netip.AddrPort, proto probe.Protocol) (masqExchange, error) {
+	var x masqExchange
+	switch proto {
+	case probe.TCP, probe.UDP:
+		srv, err := peerServer(t, proto, server, dst.Port(), nil)
+		if err != nil {
+			return x, err
+		}
+		x = askPeer(ctx, t, pod, proto, dst)
+		srv.Close()
+	case probe.ICMP:
+		out, err := probe.Exec(ctx, t, 3*time.Second, pod, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst.Addr().String())
+		if err != nil {
+			x.err = fmt.Errorf("ping: %w: %s", err, out)
+		}
+	}
+	return x, nil
+}
+
+// udpWorld is the start of a step that sends a pod's UDP to a server outside the
+// cluster and then reads a node's trace records for its drops.
+type udpWorld struct {
+	pod      topology.Pod
+	server   string
+	serverIP netip.Addr
+	srv      interface{ Close() error }
+	traces   *trace.Collector
+}
+
+// startUDPWorld starts a UDP peer server on port of to and opens node's trace records
+// (the pod's node when node is ""), reset so only the step's own packets are in them.
+func startUDPWorld(s *scenarios.Stage, from scenarios.PodRef, to scenarios.MemberRef, port uint16, node string) (*udpWorld, error) {
+	t := s.T
+	pod, err := t.Pod(string(from))
+	if err != nil {
+		return nil, err
+	}
+	u := &udpWorld{pod: pod, server: string(to)}
+	sifs, err := t.Interfaces(u.server)
+	if err != nil || len(sifs) == 0 {
+		return nil, fmt.Errorf("server %s: no interface (%v)", u.server, err)
+	}
+	u.serverIP = sifs[0].Address.Addr()
+	if u.srv, err = peerServer(t, probe.UDP, u.server, port, nil); err != nil {
+		return nil, err
+	}
+	if node == "" {
+		node = pod.Node
+	}
+	if u.traces, err = s.OpenTraces(t, node); err == nil {
+		if err = u.traces.Reset(); err != nil {
+			u.traces.Close()
+		}
+	}
+	if err != nil {
+		u.srv.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// Close stops the server and closes the trace records.
+func (u *udpWorld) Close() {
+	u.traces.Close()
+	u.srv.Close()
 }
 
 func rangeText(e masqEgressExpect) string {
@@ -709,29 +768,13 @@ type masqExhaustExpect struct {
 
 func runMasqExhaustion(ctx context.Context, s *scenarios.Stage, w masqExhaustWith, e masqExhaustExpect) error {
 	t := s.T
-	pod, err := t.Pod(string(w.From))
+	u, err := startUDPWorld(s, w.From, w.To, w.Port, "")
 	if err != nil {
 		return err
 	}
-	server := string(w.To)
-	sifs, err := t.Interfaces(server)
-	if err != nil || len(sifs) == 0 {
-		return fmt.Errorf("server %s: no interface (%v)", server, err)
-	}
-	dst := netip.AddrPortFrom(sifs[0].Address.Addr(), w.Port)
-	srv, err := peerServer(t, probe.UDP, server, w.Port, nil)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	traces, err := s.OpenTraces(t, pod.Node)
-	if err != nil {
-		return err
-	}
-	defer traces.Close()
-	if err := traces.Reset(); err != nil {
-		return err
-	}
+	defer u.Close()
+	pod, traces := u.pod, u.traces
+	dst := netip.AddrPortFrom(u.serverIP, w.Port)
 	ans, err := udpFlows(ctx, t, pod.Name, dst, w.Flows, 2*time.Second)
 	if err != nil {
 		return err
