@@ -114,10 +114,10 @@ func (r *Run) runStage(ctx context.Context, spec *StageSpec, stages int) error {
 			return fmt.Errorf("%s.services[%d] (%s): %w", spec.Path, i, svc.Name, err)
 		}
 	}
-	if err := s.programPolicies(ctx, spec.Policies); err != nil {
+	if err := programObjects(ctx, s, spec.Policies); err != nil {
 		return err
 	}
-	if err := s.programEgressGatewayPolicies(ctx, spec.EgressGatewayPolicies); err != nil {
+	if err := programObjects(ctx, s, spec.EgressGatewayPolicies); err != nil {
 		return err
 	}
 	servers, err := startServiceServers(t, spec.Services)

@@ -155,20 +155,9 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 	inRange := func(p uint16) bool { return e.PortMin == 0 || (int(p) >= e.PortMin && int(p) <= e.PortMax) }
 	for _, proto := range w.Protocols {
 		name := fmt.Sprintf("%s%s %s -> %s", prefix, proto, pod.Name, server)
-		var x masqExchange
-		switch proto {
-		case probe.TCP, probe.UDP:
-			srv, err := peerServer(t, proto, server, w.Port, nil)
-			if err != nil {
-				return err
-			}
-			x = askPeer(ctx, t, pod.Name, proto, netip.AddrPortFrom(serverIP, w.Port))
-			srv.Close()
-		case probe.ICMP:
-			out, err := probe.Exec(ctx, t, 3*time.Second, pod.Name, "ping", "-c", "2", "-i", "0.2", "-W", "2", serverIP.String())
-			if err != nil {
-				x.err = fmt.Errorf("ping: %w: %s", err, out)
-			}
+		x, err := worldExchange(ctx, t, pod.Name, server, netip.AddrPortFrom(serverIP, w.Port), proto)
+		if err != nil {
+			return err
 		}
 		time.Sleep(100 * time.Millisecond)
 		s.Check(name+": the replies reach the pod", fmt.Sprintf("the exchange from %s's socket (pcaps %s)", pod.Name, session.PcapPath(pod.Name, "eth0")), x.err)
@@ -277,34 +266,16 @@ func runEgressGateway(ctx context.Context, s *scenarios.Stage, w egwWith, e egwE
 			fmt.Sprintf("%s/%s capture: IPv4 source and %s source port of packets to %s (pcap %s)", gw.Name, gwUplink.Name, proto, serverIP,
 				session.PcapPath(gw.Name, gwUplink.Name)), gerr)
 
-		var serr error
-		switch proto {
-		case probe.TCP, probe.UDP:
-			ap, perr := netip.ParseAddrPort(strings.TrimSpace(x.seen))
-			switch {
-			case x.err != nil:
-				serr = fmt.Errorf("no answer from the server: %v", x.err)
-			case perr != nil:
-				serr = fmt.Errorf("server answered %q, not an address", x.seen)
-			case ap.Addr() != egressIP:
-				serr = fmt.Errorf("the server's socket saw %s, want the egress IP %s", ap, egressIP)
+		serr := worldServerSaw(session, server, sifs[0].Name, serverIP, proto, x, egressIP, func(ap netip.AddrPort) error {
+			if ap.Addr() != egressIP {
+				return fmt.Errorf("the server's socket saw %s, want the egress IP %s", ap, egressIP)
 			}
-		case probe.ICMP:
-			in := session.Packets(server, sifs[0].Name, capture.ICMPEcho(nil, serverIP.AsSlice()))
-			if len(in) == 0 {
-				serr = fmt.Errorf("no echo request reached %s", server)
-			}
-			for _, p := range in {
-				if src, _ := l4Source(p); src != egressIP {
-					serr = fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, egressIP, p.Summary())
-					break
-				}
-			}
-		}
+			return nil
+		})
 		s.Check(fmt.Sprintf("%s: the server sees the egress IP %s", name, egressIP), fmt.Sprintf("%s: the peer address of its socket, or its capture (pcap %s)",
 			server, session.PcapPath(server, sifs[0].Name)), serr)
 		s.Check(name+": the pod sees its own tuple in the replies", fmt.Sprintf("%s/eth0 capture: requests out, replies in", pod.Name),
-			ownTuple(session, pod, serverIP, proto))
+			ownTuple(session, pod, serverIP, proto, x.local))
 	}
 	return session.Stop()
 }
@@ -324,30 +295,13 @@ type egwDropExpect struct {
 
 func runEgressGatewayDrop(ctx context.Context, s *scenarios.Stage, w egwDropWith, e egwDropExpect) error {
 	t := s.T
-	pod, err := t.Pod(string(w.From))
-	if err != nil {
-		return err
-	}
-	server := string(w.To)
-	sifs, err := t.Interfaces(server)
-	if err != nil || len(sifs) == 0 {
-		return fmt.Errorf("server %s: no interface (%v)", server, err)
-	}
-	serverIP := sifs[0].Address.Addr()
-	srv, err := peerServer(t, probe.UDP, server, w.Port, nil)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	node := string(e.Node)
-	traces, err := s.OpenTraces(t, node)
+	u, err := startUDPWorld(s, w.From, w.To, w.Port, node)
 	if err != nil {
 		return err
 	}
-	defer traces.Close()
-	if err := traces.Reset(); err != nil {
-		return err
-	}
+	defer u.Close()
+	pod, server, serverIP, traces := u.pod, u.server, u.serverIP, u.traces
 	prefix := s.Label(w.Label)
 	if prefix != "" {
 		prefix += ": "

@@ -303,31 +303,20 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 	}
 	for _, proto := range w.Protocols {
 		name := fmt.Sprintf("%s%s %s -> %s", prefix, proto, pod.Name, server)
-		var x masqExchange
-		switch proto {
-		case probe.TCP, probe.UDP:
-			srv, err := peerServer(t, proto, server, w.Port, nil)
-			if err != nil {
-				return err
-			}
-			x = askPeer(ctx, t, pod.Name, proto, netip.AddrPortFrom(serverIP, w.Port))
-			srv.Close()
-			if proto == probe.UDP {
-				// The port is closed now: the server's port unreachable comes back to
-				// the node's address and must be translated back, quote included.
-				refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
-				time.Sleep(100 * time.Millisecond)
-				s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
-					fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
-						"ICMP from %s on %s/eth0 (pcap %s)", pod.Name, server, pod.Name, session.PcapPath(pod.Name, "eth0")),
-					withSeen(errors.Join(refused, icmpErrorToPodErr(session, pod, serverIP, w.Port)),
-						session, pod.Name, "eth0", capture.IPv4Flow(serverIP.AsSlice(), nil, layers.IPProtocolICMPv4)))
-			}
-		case probe.ICMP:
-			out, err := probe.Exec(ctx, t, 3*time.Second, pod.Name, "ping", "-c", "2", "-i", "0.2", "-W", "2", serverIP.String())
-			if err != nil {
-				x.err = fmt.Errorf("ping: %w: %s", err, out)
-			}
+		x, err := worldExchange(ctx, t, pod.Name, server, netip.AddrPortFrom(serverIP, w.Port), proto)
+		if err != nil {
+			return err
+		}
+		if proto == probe.UDP {
+			// The port is closed now: the server's port unreachable comes back to
+			// the node's address and must be translated back, quote included.
+			refused := udpRefused(t, pod.Name, pod.IP, netip.AddrPortFrom(serverIP, w.Port))
+			time.Sleep(100 * time.Millisecond)
+			s.Check(fmt.Sprintf("%sudp %s -> %s: a closed port's ICMP port unreachable reaches the pod's socket", prefix, pod.Name, server),
+				fmt.Sprintf("the error on %s's connected UDP socket (the kernel matches the error's quoted tuple to the socket); "+
+					"ICMP from %s on %s/eth0 (pcap %s)", pod.Name, server, pod.Name, session.PcapPath(pod.Name, "eth0")),
+				withSeen(errors.Join(refused, icmpErrorToPodErr(session, pod, serverIP, w.Port)),
+					session, pod.Name, "eth0", capture.IPv4Flow(serverIP.AsSlice(), nil, layers.IPProtocolICMPv4)))
 		}
 		time.Sleep(100 * time.Millisecond) // the last replies into the captures
 		flow := capture.IPv4Flow(nil, nil, layerProto(proto))
@@ -352,40 +341,123 @@ func runMasqEgress(ctx context.Context, s *scenarios.Stage, w masqEgressWith, e 
 				session.PcapPath(node.Name, uplink)), uerr)
 
 		// The server: its socket's view (TCP/UDP), its capture (ICMP).
-		var serr error
-		switch proto {
-		case probe.TCP, probe.UDP:
-			ap, perr := netip.ParseAddrPort(strings.TrimSpace(x.seen))
+		serr := worldServerSaw(session, server, sifs[0].Name, serverIP, proto, x, want, func(ap netip.AddrPort) error {
 			switch {
-			case x.err != nil:
-				serr = fmt.Errorf("no answer from the server: %v", x.err)
-			case perr != nil:
-				serr = fmt.Errorf("server answered %q, not an address", x.seen)
 			case ap.Addr() != want || !inRange(ap.Port()):
-				serr = fmt.Errorf("the server's socket saw %s, want %s%s", ap, want, rangeText(e))
+				return fmt.Errorf("the server's socket saw %s, want %s%s", ap, want, rangeText(e))
 			case !e.Masqueraded && ap != x.local:
-				serr = fmt.Errorf("the server's socket saw %s, want the pod's own %s", ap, x.local)
+				return fmt.Errorf("the server's socket saw %s, want the pod's own %s", ap, x.local)
 			}
-		case probe.ICMP:
-			in := session.Packets(server, sifs[0].Name, capture.ICMPEcho(nil, serverIP.AsSlice()))
-			if len(in) == 0 {
-				serr = fmt.Errorf("no echo request reached %s", server)
-			}
-			for _, p := range in {
-				if src, _ := l4Source(p); src != want {
-					serr = fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, want, p.Summary())
-					break
-				}
-			}
-		}
+			return nil
+		})
 		s.Check(fmt.Sprintf("%s: the server sees %s", name, want), fmt.Sprintf("%s: the peer address of its socket, or its capture (pcap %s)",
 			server, session.PcapPath(server, sifs[0].Name)), serr)
 
 		// The pod: replies come back to its own tuple.
 		s.Check(name+": the pod sees its own tuple in the replies", fmt.Sprintf("%s/eth0 capture: requests out, replies in", pod.Name),
-			ownTuple(session, pod, serverIP, proto))
+			ownTuple(session, pod, serverIP, proto, x.local))
 	}
 	return session.Stop()
+}
+
+// worldServerSaw checks what a server outside the cluster saw of one exchange x: for
+// TCP and UDP the peer address its socket reported, judged by judge (the address, and
+// the port where it matters); for ICMP that every echo request its capture on serverIf
+// holds comes from want (sockets of ping show no peer).
+func worldServerSaw(session *capture.Session, server, serverIf string, serverIP netip.Addr, proto probe.Protocol, x masqExchange,
+	want netip.Addr, judge func(netip.AddrPort) error) error {
+	switch proto {
+	case probe.TCP, probe.UDP:
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(x.seen))
+		switch {
+		case x.err != nil:
+			return fmt.Errorf("no answer from the server: %v", x.err)
+		case err != nil:
+			return fmt.Errorf("server answered %q, not an address", x.seen)
+		}
+		return judge(ap)
+	case probe.ICMP:
+		in := session.Packets(server, serverIf, capture.ICMPEcho(nil, serverIP.AsSlice()))
+		if len(in) == 0 {
+			return fmt.Errorf("no echo request reached %s", server)
+		}
+		for _, p := range in {
+			if src, _ := l4Source(p); src != want {
+				return fmt.Errorf("%s received an echo request from %s, want %s: %s", server, src, want, p.Summary())
+			}
+		}
+	}
+	return nil
+}
+
+// worldExchange is one exchange of pod with a server outside the cluster: for TCP and
+// UDP a peer server on dst's port for the time of one askPeer, for ICMP two pings
+// (their sockets show no peer: the captures judge them).
+func worldExchange(ctx context.Context, t topology.Cluster, pod, server string, dst netip.AddrPort, proto probe.Protocol) (masqExchange, error) {
+	var x masqExchange
+	switch proto {
+	case probe.TCP, probe.UDP:
+		srv, err := peerServer(t, proto, server, dst.Port(), nil)
+		if err != nil {
+			return x, err
+		}
+		x = askPeer(ctx, t, pod, proto, dst)
+		srv.Close()
+	case probe.ICMP:
+		out, err := probe.Exec(ctx, t, 3*time.Second, pod, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst.Addr().String())
+		if err != nil {
+			x.err = fmt.Errorf("ping: %w: %s", err, out)
+		}
+	}
+	return x, nil
+}
+
+// udpWorld is the start of a step that sends a pod's UDP to a server outside the
+// cluster and then reads a node's trace records for its drops.
+type udpWorld struct {
+	pod      topology.Pod
+	server   string
+	serverIP netip.Addr
+	srv      interface{ Close() error }
+	traces   *trace.Collector
+}
+
+// startUDPWorld starts a UDP peer server on port of to and opens node's trace records
+// (the pod's node when node is ""), reset so only the step's own packets are in them.
+func startUDPWorld(s *scenarios.Stage, from scenarios.PodRef, to scenarios.MemberRef, port uint16, node string) (*udpWorld, error) {
+	t := s.T
+	pod, err := t.Pod(string(from))
+	if err != nil {
+		return nil, err
+	}
+	u := &udpWorld{pod: pod, server: string(to)}
+	sifs, err := t.Interfaces(u.server)
+	if err != nil || len(sifs) == 0 {
+		return nil, fmt.Errorf("server %s: no interface (%v)", u.server, err)
+	}
+	u.serverIP = sifs[0].Address.Addr()
+	if u.srv, err = peerServer(t, probe.UDP, u.server, port, nil); err != nil {
+		return nil, err
+	}
+	if node == "" {
+		node = pod.Node
+	}
+	if u.traces, err = s.OpenTraces(t, node); err == nil {
+		if err = u.traces.Reset(); err != nil {
+			u.traces.Close()
+		}
+	}
+	if err != nil {
+		u.srv.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// Close stops the server and closes the trace records.
+func (u *udpWorld) Close() {
+	u.traces.Close()
+	u.srv.Close()
 }
 
 func rangeText(e masqEgressExpect) string {
@@ -429,9 +501,15 @@ func l4Source(p capture.Packet) (netip.Addr, uint16) {
 
 // ownTuple checks on the pod's eth0 that every reply from the server is addressed to
 // the pod's own address and to a port (echo identifier) the pod sent from.
-func ownTuple(session *capture.Session, pod topology.Pod, server netip.Addr, proto probe.Protocol) error {
+func ownTuple(session *capture.Session, pod topology.Pod, server netip.Addr, proto probe.Protocol, local netip.AddrPort) error {
 	pkts := session.Packets(pod.Name, "eth0", capture.IPv4Flow(nil, nil, layerProto(proto)))
 	sent := map[uint16]bool{}
+	// The port the pod's socket sent from (TCP/UDP) is known without the capture: an
+	// AF_PACKET capture under load once missed pod2's only request while its reply was
+	// captured, which failed this check on a correct datapath.
+	if local.IsValid() && local.Addr() == pod.IP {
+		sent[local.Port()] = true
+	}
 	var replies int
 	for _, p := range pkts {
 		d := p.Decode()
@@ -690,29 +768,13 @@ type masqExhaustExpect struct {
 
 func runMasqExhaustion(ctx context.Context, s *scenarios.Stage, w masqExhaustWith, e masqExhaustExpect) error {
 	t := s.T
-	pod, err := t.Pod(string(w.From))
+	u, err := startUDPWorld(s, w.From, w.To, w.Port, "")
 	if err != nil {
 		return err
 	}
-	server := string(w.To)
-	sifs, err := t.Interfaces(server)
-	if err != nil || len(sifs) == 0 {
-		return fmt.Errorf("server %s: no interface (%v)", server, err)
-	}
-	dst := netip.AddrPortFrom(sifs[0].Address.Addr(), w.Port)
-	srv, err := peerServer(t, probe.UDP, server, w.Port, nil)
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	traces, err := s.OpenTraces(t, pod.Node)
-	if err != nil {
-		return err
-	}
-	defer traces.Close()
-	if err := traces.Reset(); err != nil {
-		return err
-	}
+	defer u.Close()
+	pod, traces := u.pod, u.traces
+	dst := netip.AddrPortFrom(u.serverIP, w.Port)
 	ans, err := udpFlows(ctx, t, pod.Name, dst, w.Flows, 2*time.Second)
 	if err != nil {
 		return err
