@@ -89,6 +89,14 @@ func BenchPath(b *testing.B, nsPath string, prog *ebpf.Program, pkt []byte, want
 	}
 }
 
+// MeasureRuns is the mean ns per run of n test-runs of prog on pkt, one run per call
+// (repeat=1, each from a fresh copy), before (when given) running before each run
+// outside the kernel's time: the primitive of benchmarks that interleave several
+// programs round by round so that a busy machine slows them all alike.
+func MeasureRuns(prog *ebpf.Program, pkt []byte, n int, before func() error) (float64, error) {
+	return measure(prog, pkt, Rewrites, n, nil, before)
+}
+
 // measure runs prog n times on pkt and returns the mean ns per run; resetTimer runs
 // once before the first, before (when given) before every run, outside the time the
 // kernel measures, and forces one run per test-run call.
