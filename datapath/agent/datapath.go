@@ -55,7 +55,7 @@ type datapath struct {
 	xdpOn, xdpOff []string
 	// gen is dp_gen: the FIB generation (fibwatch.go) and the backend generation
 	// (services.go) that invalidate what the programs remember per flow.
-	gen *maps.Generations
+	gen *ebpf.Map
 	log *slog.Logger
 }
 

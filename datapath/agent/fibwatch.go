@@ -138,7 +138,7 @@ func (d *datapath) bumpGen(slot uint32, why string) {
 	if d == nil || d.gen == nil {
 		return
 	}
-	if _, err := d.gen.Bump(slot); err != nil {
+	if _, err := maps.BumpGeneration(d.gen, slot); err != nil {
 		d.log.Error("dp_gen bump failed: remembered forwarding results may be stale", "slot", slot, "why", why, "err", err)
 	}
 }
@@ -148,8 +148,8 @@ func (d *datapath) generations() *Generations {
 	if d == nil || d.gen == nil {
 		return nil
 	}
-	fib, err1 := d.gen.Get(maps.GenFIB)
-	be, err2 := d.gen.Get(maps.GenBackends)
+	fib, err1 := maps.Generation(d.gen, maps.GenFIB)
+	be, err2 := maps.Generation(d.gen, maps.GenBackend)
 	if err1 != nil || err2 != nil {
 		return nil
 	}

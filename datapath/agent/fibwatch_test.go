@@ -75,7 +75,7 @@ func TestWatchFIBBumps(t *testing.T) {
 	ready, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		watchFIB(ctx, &ns, func(string) { _, _ = gen.Bump(maps.GenFIB) }, slog.Default(), ready)
+		watchFIB(ctx, &ns, func(string) { _, _ = maps.BumpGeneration(gen, maps.GenFIB) }, slog.Default(), ready)
 	}()
 	defer func() { cancel(); <-done }()
 	select {
@@ -156,7 +156,7 @@ func TestGenerationsKeepAndWrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := g.Bump(maps.GenBackends); err != nil {
+		if _, err := maps.BumpGeneration(g, maps.GenBackend); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,10 +166,10 @@ func TestGenerationsKeepAndWrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if v, _ := g.Get(maps.GenBackends); v != 4 {
+	if v, _ := maps.Generation(g, maps.GenBackend); v != 4 {
 		t.Fatalf("after 3 bumps and a reopen slot 1 is %d, want 4", v)
 	}
-	if v, _ := g.Get(maps.GenFIB); v != 1 {
+	if v, _ := maps.Generation(g, maps.GenFIB); v != 1 {
 		t.Fatalf("untouched slot 0 is %d after a reopen, want 1", v)
 	}
 	pinned, err := ebpf.LoadPinnedMap(filepath.Join(pin, maps.GenerationsPin), nil)
@@ -180,7 +180,7 @@ func TestGenerationsKeepAndWrap(t *testing.T) {
 	if err := pinned.Put(maps.GenFIB, ^uint32(0)); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := g.Bump(maps.GenFIB); err != nil || v != 1 {
+	if v, err := maps.BumpGeneration(g, maps.GenFIB); err != nil || v != 1 {
 		t.Fatalf("bump from 0xffffffff gives %d (%v), want 1: 0 means no cache", v, err)
 	}
 }

@@ -240,7 +240,7 @@ func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 		}
 	}
 	if changed {
-		d.bumpGen(maps.GenBackends, "backend changed")
+		d.bumpGen(maps.GenBackend, "backend changed")
 	}
 	timeout := s.affinityTimeout()
 	ranged := map[uint32]bool{}
@@ -339,7 +339,7 @@ func (d *datapath) deleteBackends(ids []uint32) error {
 		}
 	}
 	if len(ids) > 0 {
-		d.bumpGen(maps.GenBackends, "backend deleted")
+		d.bumpGen(maps.GenBackend, "backend deleted")
 	}
 	return errors.Join(errs...)
 }
@@ -373,7 +373,7 @@ func (d *datapath) unprogramService(s *Service, remaining []Service) error {
 		}
 	}
 	if deleted {
-		d.bumpGen(maps.GenBackends, "backend deleted")
+		d.bumpGen(maps.GenBackend, "backend deleted")
 	}
 	return errors.Join(errs...)
 }

@@ -3,106 +3,64 @@
 package maps
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 
 	"github.com/cilium/ebpf"
 )
 
-// GenerationsPin is the pin name of dp_gen, the datapath's generation numbers: the
-// BPF programs may remember per flow what they looked up (the FIB result, the
-// backend's address) together with the generation it was valid in, and use it only
-// while the generation still matches.
-const GenerationsPin = "dp_gen"
-
-// Generation slots of dp_gen.
+// Slots of dp_gen (bpf/lib/dp_gen.h, enum dp_gen_slot). Conntrack entries of service
+// flows cache what a slot guards (the route to the backend, the backend's address
+// and locality) and use it only while the slot still has the value they stored.
 const (
-	// GenFIB changes with any route, neighbour or link change of the node's namespace.
+	// GenFIB is bumped on any route or neighbour change in the node's namespace.
 	GenFIB uint32 = 0
-	// GenBackends changes when a backend is deleted or its address, port or state changes.
-	GenBackends uint32 = 1
-	genSlots           = 2
+	// GenBackend is bumped when a backend is deleted or its address, port or state
+	// changes (LB's backend methods do it themselves).
+	GenBackend uint32 = 1
 )
 
-// Generations is dp_gen: BPF_MAP_TYPE_ARRAY, 2 slots of __u32 (key __u32). Slot value
-// 0 means "remember nothing", so a running agent keeps both at 1 or more.
-type Generations struct {
-	m  *ebpf.Map
-	mu sync.Mutex // a bump is read, add, write: one at a time
-}
-
-func generationsSpec() *ebpf.MapSpec {
-	return &ebpf.MapSpec{Name: GenerationsPin, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: genSlots}
-}
-
-// OpenGenerations opens dp_gen pinned under pinPath, creating and pinning it when the
-// loaded objects did not (so the agent works whether or not a program uses it yet),
-// and sets every slot that is 0 to 1; slots already set are kept, so an agent restart
-// never hands out a generation a flow may already have remembered.
-func OpenGenerations(pinPath string) (*Generations, error) {
-	path := filepath.Join(pinPath, GenerationsPin)
-	m, err := ebpf.LoadPinnedMap(path, nil)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if m, err = ebpf.NewMapWithOptions(generationsSpec(), ebpf.MapOptions{}); err != nil {
-			return nil, fmt.Errorf("create %s: %w", GenerationsPin, err)
-		}
-		if err := m.Pin(path); err != nil {
-			m.Close()
-			return nil, fmt.Errorf("pin %s: %w", path, err)
-		}
-	case err != nil:
-		return nil, fmt.Errorf("open pinned map %s: %w", GenerationsPin, err)
-	}
-	if err := generationsSpec().Compatible(m); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("pinned map %s: %w", path, err)
-	}
-	g := &Generations{m: m}
-	for slot := range uint32(genSlots) {
-		v, err := g.Get(slot)
-		if err == nil && v == 0 {
-			err = g.m.Put(slot, uint32(1))
-		}
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("%s slot %d: %w", GenerationsPin, slot, err)
-		}
-	}
-	return g, nil
-}
-
-// Get reads one slot.
-func (g *Generations) Get(slot uint32) (uint32, error) {
+// BumpGeneration increments slot idx of dp_gen (GenFIB, GenBackend) and returns the
+// new value; 0 is skipped (it means "nothing cached" to the datapath). Packets that
+// cached the old value take the full path with their next packet and cache again.
+// Concurrent bumps of one slot may merge into one, which is enough: any change
+// invalidates. `bpftool map update pinned PINPATH/dp_gen key IDX value N+1`.
+func BumpGeneration(m *ebpf.Map, idx uint32) (uint32, error) {
 	var v uint32
-	if err := g.m.Lookup(slot, &v); err != nil {
-		return 0, err
+	if err := m.Lookup(idx, &v); err != nil {
+		return 0, fmt.Errorf("dp_gen %d: %w", idx, err)
 	}
-	return v, nil
-}
-
-// Bump adds one to slot, skipping 0 on wrap, and returns the new generation.
-func (g *Generations) Bump(slot uint32) (uint32, error) {
-	if slot >= genSlots {
-		return 0, fmt.Errorf("%s: no slot %d", GenerationsPin, slot)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	v, err := g.Get(slot)
-	if err != nil {
-		return 0, fmt.Errorf("%s slot %d: %w", GenerationsPin, slot, err)
-	}
-	if v++; v == 0 {
+	v++
+	if v == 0 {
 		v = 1
 	}
-	if err := g.m.Put(slot, v); err != nil {
-		return 0, fmt.Errorf("%s slot %d: %w", GenerationsPin, slot, err)
+	if err := m.Update(idx, v, ebpf.UpdateExist); err != nil {
+		return 0, fmt.Errorf("dp_gen %d: %w", idx, err)
 	}
 	return v, nil
 }
 
-// Close closes the handle; the pin stays.
-func (g *Generations) Close() error { return g.m.Close() }
+// Generation reads slot idx of dp_gen.
+func Generation(m *ebpf.Map, idx uint32) (uint32, error) {
+	var v uint32
+	if err := m.Lookup(idx, &v); err != nil {
+		return 0, fmt.Errorf("dp_gen %d: %w", idx, err)
+	}
+	return v, nil
+}
+
+// StartGenerations sets every slot of dp_gen that is still 0 to 1 (a new map):
+// until then the datapath caches nothing. The loader calls it.
+func StartGenerations(m *ebpf.Map) error {
+	for idx := range m.MaxEntries() {
+		v, err := Generation(m, idx)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			if err := m.Update(idx, uint32(1), ebpf.UpdateExist); err != nil {
+				return fmt.Errorf("dp_gen %d: %w", idx, err)
+			}
+		}
+	}
+	return nil
+}
