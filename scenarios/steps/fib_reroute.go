@@ -51,6 +51,9 @@ type fibRerouteExpect struct {
 	DeadlineMS int `json:"deadlineMs" range:"1..5000" doc:"how long after the change (ms) the flow may still use the old link or MAC"`
 	// Neighbour also changes the new next hop's MAC (a made-up one), then restores it.
 	Neighbour bool `json:"neighbour" doc:"also replace the new next hop's neighbour entry with another MAC and back: packets follow each MAC"`
+	// XDP: the flow is forwarded by bpf_xdp, which AF_PACKET on the node's own NICs
+	// does not see (XDP redirects bypass the taps); false: tc, which it sees.
+	XDP bool `json:"xdp" doc:"the flow is forwarded at XDP: a capture on the entry node's own NICs sees none of its messages (false: it sees them, tc)"`
 }
 
 func (w *fibRerouteWith) Validate(e strictyaml.FieldErrors) {
@@ -232,7 +235,8 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 		return fmt.Sprintf("fib %d, backends %d", st.Generations.FIB, st.Generations.Backends)
 	}
 
-	sess, err := capture.Start(filepath.Join(s.Artifacts, "fib-reroute"), links[0].pt, links[1].pt)
+	m1pts := []capture.Point{{Member: n1.Name, Interface: oldIf.Name, NsPath: m1.NsPath}, {Member: n1.Name, Interface: newIf.Name, NsPath: m1.NsPath}}
+	sess, err := capture.Start(filepath.Join(s.Artifacts, "fib-reroute"), links[0].pt, links[1].pt, m1pts[0], m1pts[1])
 	if err != nil {
 		return err
 	}
@@ -264,6 +268,7 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 	// The change: a route per backend, more specific than the agent's PodCIDR route,
 	// via the backend node's address on the other link.
 	var routeErrs []error
+	changing := time.Now()
 	for b := range backends {
 		args := []string{"ip", "route", "add", b.Addr().String() + "/32", "via", hop2.Address.Addr().String(), "dev", newIf.Name}
 		if out, err := t.Exec(ctx, n1.Name, args...); err != nil {
@@ -286,7 +291,7 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 	time.Sleep(1500 * time.Millisecond)
 	s.Progress("route changed; generations on %s: %s", n1.Name, generations())
 
-	var macChanged, macRestored time.Time
+	var macChanged, restoring, macRestored time.Time
 	var neighErrs []error
 	if e.Neighbour {
 		neigh := func(mac net.HardwareAddr) error {
@@ -299,6 +304,7 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 		neighErrs = append(neighErrs, neigh(fibFakeMAC))
 		macChanged = time.Now()
 		time.Sleep(600 * time.Millisecond)
+		restoring = time.Now()
 		neighErrs = append(neighErrs, neigh(hop2.MAC))
 		macRestored = time.Now()
 		time.Sleep(1500 * time.Millisecond)
@@ -312,6 +318,15 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 
 	// Every capture of a stream message the entry node sent towards a backend.
 	var seen []fibSeen
+	onNode := 0 // the same, seen by the taps of the entry node's own NICs
+	for _, pt := range m1pts {
+		for _, p := range sess.Packets(pt.Member, pt.Interface, nil) {
+			if ip, l4 := ipv4Ports(p.Decode()); p.Outgoing && ip != nil && backends[l4.dst(ip)] &&
+				fibSeqRE.Match(p.Decode().TransportLayer().LayerPayload()) {
+				onNode++
+			}
+		}
+	}
 	for _, l := range links {
 		for _, p := range sess.Packets(l.pt.Member, l.pt.Interface, nil) {
 			pkt := p.Decode()
@@ -329,32 +344,41 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 			}
 		}
 	}
-	// A message counts for a change when it was sent more than the deadline after it,
-	// or before it.
-	sentAfter := func(seq int, at time.Time) bool {
-		ts := stream.sentAt(seq)
-		return !ts.IsZero() && !at.IsZero() && ts.After(at.Add(deadline))
-	}
-	sentBefore := func(seq int, at time.Time) bool {
-		ts := stream.sentAt(seq)
-		return !ts.IsZero() && ts.Before(at)
-	}
+	// A packet counts for a change by when the link carried it: before it, or more
+	// than the deadline after it (a retransmission carries an old message the new
+	// way, rightly; a message sent before the change that leaves late by the old way
+	// is stale forwarding all the same).
+	seenAfter := func(x fibSeen, at time.Time) bool { return !at.IsZero() && x.at.After(at.Add(deadline)) }
+	seenBefore := func(x fibSeen, at time.Time) bool { return !at.IsZero() && x.at.Before(at) }
 	describe := func(x fibSeen) string {
-		return fmt.Sprintf("message %d sent %s after the change, seen on %s to %s", x.seq,
-			stream.sentAt(x.seq).Sub(changed).Round(time.Millisecond), x.link, x.dstMAC)
+		return fmt.Sprintf("message %d (sent %s after the route change) on %s to %s %s after it", x.seq,
+			stream.sentAt(x.seq).Sub(changed).Round(time.Millisecond), x.link, x.dstMAC, x.at.Sub(changed).Round(time.Millisecond))
 	}
+	var hookErr error
+	switch {
+	case e.XDP && onNode > 0:
+		hookErr = fmt.Errorf("%d of the flow's messages seen leaving by %s's own NICs: forwarded after the taps, not at XDP", onNode, n1.Name)
+	case !e.XDP && onNode == 0:
+		hookErr = fmt.Errorf("none of the %d messages on the links seen by %s's own NICs: not forwarded by tc", len(seen), n1.Name)
+	}
+	hook := "tc (the taps of " + n1.Name + "'s NICs see them)"
+	if e.XDP {
+		hook = "XDP (the taps of " + n1.Name + "'s NICs see none of them)"
+	}
+	s.Check(fmt.Sprintf("the flow's %d message packets on the links are forwarded at %s", len(seen), hook),
+		n1.Name+"/"+oldIf.Name+" and "+n1.Name+"/"+newIf.Name+" captures (outgoing stream messages) against the links'", hookErr)
 	var beforeOld, beforeNew, afterOld, afterNew int
 	var wrong []string
 	for _, x := range seen {
 		switch {
-		case sentBefore(x.seq, changed):
+		case seenBefore(x, changing):
 			if x.link == oldLink {
 				beforeOld++
 			} else {
 				beforeNew++
 				wrong = append(wrong, "before: "+describe(x))
 			}
-		case sentAfter(x.seq, changed):
+		case seenAfter(x, changed):
 			if x.link == newLink {
 				afterNew++
 			} else {
@@ -366,35 +390,35 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 	var before error
 	switch {
 	case beforeOld == 0:
-		before = fmt.Errorf("no message sent before the change seen on %s (%d captured in all; %s)", oldLink, len(seen), sess.Seen(links[0].pt.Member, links[0].pt.Interface, 5))
+		before = fmt.Errorf("no message seen on %s before the change (%d captured in all; %s)", oldLink, len(seen), sess.Seen(links[0].pt.Member, links[0].pt.Interface, 5))
 	case beforeNew > 0:
-		before = fmt.Errorf("%d messages sent before the change seen on %s: %s", beforeNew, newLink, strings.Join(head(wrong, 5), "; "))
+		before = fmt.Errorf("%d messages seen on %s before the change: %s", beforeNew, newLink, strings.Join(head(wrong, 5), "; "))
 	}
-	s.Check(fmt.Sprintf("before the change the flow's messages leave %s by %s (%d seen), none by %s", n1.Name, oldLink, beforeOld, newLink),
+	s.Check(fmt.Sprintf("before the route change the flow's messages leave %s by %s (%d packets), none by %s", n1.Name, oldLink, beforeOld, newLink),
 		"captures at the far ends of both links: TCP to a backend carrying a stream message", before)
 	var after error
 	switch {
 	case afterOld > 0:
-		after = fmt.Errorf("%d messages sent more than %v after the change still left by %s (stale forwarding): %s",
+		after = fmt.Errorf("%d packets more than %v after the change still left by %s (stale forwarding): %s",
 			afterOld, deadline, oldLink, strings.Join(head(wrong, 5), "; "))
 	case afterNew == 0:
-		after = fmt.Errorf("no message sent more than %v after the change seen on %s", deadline, newLink)
+		after = fmt.Errorf("no message seen on %s more than %v after the change", newLink, deadline)
 	}
-	s.Check(fmt.Sprintf("every message sent more than %v after the route change leaves by %s (%d seen), none by %s", deadline, newLink, afterNew, oldLink),
-		"captures at the far ends of both links, message numbers against their send times", after)
+	s.Check(fmt.Sprintf("from %v after the route change on, the flow's messages leave by %s (%d packets), none by %s", deadline, newLink, afterNew, oldLink),
+		"captures at the far ends of both links: capture times of the stream's messages against the change", after)
 
 	if e.Neighbour {
 		var macErrs []error
 		fake, real := 0, 0
 		for _, x := range seen {
 			switch {
-			case sentAfter(x.seq, macChanged) && sentBefore(x.seq, macRestored):
+			case seenAfter(x, macChanged) && seenBefore(x, restoring):
 				if x.link != newLink || x.dstMAC != fibFakeMAC.String() {
 					macErrs = append(macErrs, fmt.Errorf("while the neighbour is %s: %s", fibFakeMAC, describe(x)))
 				} else {
 					fake++
 				}
-			case sentAfter(x.seq, macRestored):
+			case seenAfter(x, macRestored):
 				if x.link != newLink || x.dstMAC != hop2.MAC.String() {
 					macErrs = append(macErrs, fmt.Errorf("after the neighbour is %s again: %s", hop2.MAC, describe(x)))
 				} else {
@@ -403,13 +427,13 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 			}
 		}
 		if fake == 0 {
-			macErrs = append(macErrs, fmt.Errorf("no message sent while the neighbour was %s seen with it", fibFakeMAC))
+			macErrs = append(macErrs, fmt.Errorf("no message seen with %s while the neighbour said so", fibFakeMAC))
 		}
 		if real == 0 {
-			macErrs = append(macErrs, fmt.Errorf("no message sent after the neighbour was restored seen with %s", hop2.MAC))
+			macErrs = append(macErrs, fmt.Errorf("no message seen with %s after the neighbour was restored", hop2.MAC))
 		}
 		s.Check(fmt.Sprintf("the flow follows the next hop's neighbour entry within %v: to %s while it says so (%d), to %s again after (%d)", deadline, fibFakeMAC, fake, hop2.MAC, real),
-			newLink+" capture: destination MAC of the stream's messages against their send times",
+			newLink+" capture: destination MAC of the stream's messages against the capture times",
 			errors.Join(append(neighErrs, head(macErrs, 5)...)...))
 	}
 	if streamErr == nil && sent < 200 {
