@@ -369,6 +369,17 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 		n1.Name+"/"+oldIf.Name+" and "+n1.Name+"/"+newIf.Name+" captures (outgoing stream messages) against the links'", hookErr)
 	var beforeOld, beforeNew, afterOld, afterNew int
 	var wrong []string
+	// When the flow switched, as the links saw it (evidence, relative to the change).
+	var lastOld, firstNew time.Duration = -1, -1
+	for _, x := range seen {
+		d := x.at.Sub(changing)
+		if x.link == oldLink && d > lastOld {
+			lastOld = d
+		}
+		if x.link == newLink && d >= 0 && (firstNew < 0 || d < firstNew) {
+			firstNew = d
+		}
+	}
 	for _, x := range seen {
 		switch {
 		case seenBefore(x, changing):
@@ -404,7 +415,14 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 	case afterNew == 0:
 		after = fmt.Errorf("no message seen on %s more than %v after the change", newLink, deadline)
 	}
-	s.Check(fmt.Sprintf("from %v after the route change on, the flow's messages leave by %s (%d packets), none by %s", deadline, newLink, afterNew, oldLink),
+	when := func(d time.Duration) string {
+		if d < 0 {
+			return "none after the change"
+		}
+		return d.Round(time.Millisecond).String() + " after the change"
+	}
+	s.Check(fmt.Sprintf("from %v after the route change on, the flow's messages leave by %s (%d packets), none by %s (last by %s: %s; first by %s: %s)",
+		deadline, newLink, afterNew, oldLink, oldLink, when(lastOld), newLink, when(firstNew)),
 		"captures at the far ends of both links: capture times of the stream's messages against the change", after)
 
 	if e.Neighbour {
