@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,6 +17,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"podpath/datapath/bpfconfig"
+	"podpath/datapath/config"
+	"podpath/datapath/loader"
 	"podpath/datapath/maps"
 	"podpath/datapath/testrun"
 	"podpath/internal/nsutil"
@@ -183,4 +187,54 @@ func TestGenerationsKeepAndWrap(t *testing.T) {
 	if v, err := maps.BumpGeneration(g, maps.GenFIB); err != nil || v != 1 {
 		t.Fatalf("bump from 0xffffffff gives %d (%v), want 1: 0 means no cache", v, err)
 	}
+}
+
+// TestBackendGeneration programs a service's backends into a loaded datapath's
+// lb_backends: adding a backend or writing it unchanged keeps dp_gen slot 1 (a
+// flow's cached backend is still right), a state change and a deletion bump it.
+func TestBackendGeneration(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := config.Default()
+	c.KubeProxyReplacement = config.KPRTrue
+	cfg, sizes, err := datapathConfig(c, bpfconfig.Node{ID: 1, IP: netip.MustParseAddr("192.168.77.1"), TunnelMTU: 1450, VXLANIfindex: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := loader.LoadDatapath(cfg, &loader.Options{MapSizes: sizes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	gen, err := maps.OpenGenerations(testrun.MountBPFFS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	d := &datapath{dp: dp, gen: gen, log: slog.Default()}
+	slot1 := func() uint32 {
+		v, err := maps.Generation(gen, maps.GenBackend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	svc := &Service{Name: "web", Type: "ClusterIP", ClusterIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Protocol: "TCP",
+		Backends: []ServiceBackend{{IP: netip.MustParseAddr("10.244.2.10"), Port: 8080}, {IP: netip.MustParseAddr("10.244.2.11"), Port: 8080}}}
+	step := func(what string, change func() error, bumps bool) {
+		t.Helper()
+		before := slot1()
+		if err := change(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if after := slot1(); (after != before) != bumps {
+			t.Fatalf("%s: dp_gen slot 1 %d -> %d, want a bump: %t", what, before, after, bumps)
+		}
+	}
+	step("add two backends", func() error { return d.programFrontends(svc, c) }, false)
+	step("write them unchanged", func() error { return d.programFrontends(svc, c) }, false)
+	svc.Backends[1].State = "terminating"
+	step("second backend terminating", func() error { return d.programFrontends(svc, c) }, true)
+	step("delete the second backend", func() error { return d.deleteBackends([]uint32{backendID(svc, svc.Backends[1])}) }, true)
+	svc.Backends = svc.Backends[:1]
+	step("remove the service", func() error { return d.unprogramService(svc, nil) }, true)
 }
