@@ -22,6 +22,7 @@ import (
 	"podpath/datapath/endpoint"
 	"podpath/datapath/identity"
 	"podpath/datapath/kvstore"
+	"podpath/datapath/maps"
 )
 
 // Options configure one agent. The agent runs inside its node's network namespace.
@@ -183,6 +184,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.dp = dp
 	defer dp.Close()
+	// The FIB generation follows every route, neighbour and link change from here on;
+	// the watcher ends (and stops using dp_gen) before the datapath is closed.
+	fibCtx, fibStop := context.WithCancel(ctx)
+	fibDone := make(chan struct{})
+	go func() {
+		defer close(fibDone)
+		watchFIB(fibCtx, nil, func(why string) { dp.bumpGen(maps.GenFIB, why) }, a.opts.Log, nil)
+	}()
+	defer func() { fibStop(); <-fibDone }()
 	for _, dev := range a.opts.Devices {
 		if err := a.dp.attachDevice(dev); err != nil {
 			return err

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -52,6 +53,10 @@ type datapath struct {
 	// xdpOn are the devices bpf_xdp is attached to (bpf-lb-acceleration); xdpOff
 	// those best-effort left without, with the reason.
 	xdpOn, xdpOff []string
+	// gen is dp_gen: the FIB generation (fibwatch.go) and the backend generation
+	// (services.go) that invalidate what the programs remember per flow.
+	gen *ebpf.Map
+	log *slog.Logger
 }
 
 // bpffsMagic is BPF_FS_MAGIC: pins only work on a bpf filesystem.
@@ -69,7 +74,10 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	if err != nil {
 		return nil, err
 	}
-	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices, podCIDR: opts.PodCIDR.Masked()}
+	d := &datapath{nl: nl, bpffs: opts.BPFFS, links: map[string]link.Link{}, devices: opts.Devices, podCIDR: opts.PodCIDR.Masked(), log: opts.Log}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
 	if c.ServiceTopology {
 		d.topologyZone = opts.Zone
 	}
@@ -126,6 +134,10 @@ func openDatapath(c *config.Config, opts Options, nodeID uint32) (*datapath, err
 	if err != nil {
 		return nil, err
 	}
+	if d.gen, err = maps.OpenGenerations(filepath.Join(opts.BPFFS, "maps")); err != nil {
+		d.dp.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -155,6 +167,9 @@ func (d *datapath) Close() error {
 		errs = append(errs, l.Close())
 	}
 	errs = append(errs, d.dp.Close())
+	if d.gen != nil {
+		errs = append(errs, d.gen.Close())
+	}
 	d.nl.Close()
 	return errors.Join(errs...)
 }

@@ -57,6 +57,7 @@ func (a *Agent) Status() Status {
 	if a.dp != nil {
 		s.Attached, s.Adopted = a.dp.attached(), a.dp.adopted
 		s.XDPAcceleration = a.dp.xdpStatus(a.cfg.LBAcceleration)
+		s.Generations = a.dp.generations()
 		s.NodeIP, s.MTU = a.dp.nodeIP.String(), a.dp.mtu
 		loaded := loadedState{cfg: a.dp.cfg, mtu: a.dp.mtu}
 		if a.dp.dp != nil && a.dp.dp.Lxc.CtTcp != nil && a.dp.dp.Lxc.CtAny != nil {
@@ -309,6 +310,9 @@ func (s Status) Print(w io.Writer) {
 	}
 	if s.XDPAcceleration != "" {
 		line("XDP acceleration", "%s", s.XDPAcceleration)
+	}
+	if g := s.Generations; g != nil {
+		line("Generations", "fib %d, backends %d", g.FIB, g.Backends)
 	}
 	line("BPF filesystem", "%s", s.BPFFS)
 	if len(s.BGPPeers) > 0 {

@@ -94,6 +94,13 @@ func (n *Node) validate() error {
 	return nil
 }
 
+// Generations are the datapath's generation numbers (dp_gen): what the BPF programs
+// remember per flow is valid only while its generation matches.
+type Generations struct {
+	FIB      uint32 `json:"fib"`      // bumped on route, neighbour and link changes
+	Backends uint32 `json:"backends"` // bumped when a backend is deleted or changed
+}
+
 // Status is what `podpath-agent status` prints, like `cilium status`.
 type Status struct {
 	Node                 string   `json:"node"`
@@ -119,7 +126,9 @@ type Status struct {
 	// XDPAcceleration is bpf-lb-acceleration as in effect: the devices served at XDP,
 	// and those best-effort left without (with the reason).
 	XDPAcceleration string `json:"xdpAcceleration,omitempty"`
-	BPFFS           string `json:"bpffs"`
+	// Generations is dp_gen as read now (nil: not open).
+	Generations *Generations `json:"generations,omitempty"`
+	BPFFS       string       `json:"bpffs"`
 	// Hubble is the Observer API socket and Metrics the Prometheus address (empty: off).
 	Hubble   string   `json:"hubble,omitempty"`
 	Metrics  string   `json:"metrics,omitempty"`
