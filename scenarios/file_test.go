@@ -238,7 +238,7 @@ func TestParseScenarioFiles(t *testing.T) {
 // the scenarios of the issues are there.
 func TestCatalog(t *testing.T) {
 	want := map[string]int{ // stages
-		"redirect-peer": 1, "native-routing": 2, "vxlan-mtu": 5, "geneve-mtu": 3, "services-snat": 1, "kpr-semantics": 2, "kpr-udp": 2, "kpr-addresses": 2, "maglev-consistency": 1, "dsr": 1, "dsr-geneve": 1, "hybrid": 1, "xdp-nodeport": 4, "fib-cache": 2,
+		"redirect-peer": 1, "native-routing": 2, "vxlan-mtu": 5, "geneve-mtu": 3, "services-snat": 1, "kpr-semantics": 2, "kpr-udp": 2, "kpr-addresses": 2, "maglev-consistency": 2, "dsr": 1, "dsr-geneve": 1, "hybrid": 1, "xdp-nodeport": 4, "fib-cache": 2,
 		"three-leg-native": 1, "three-leg-vxlan": 1, "three-leg-geneve": 1, "path-expectations": 2, "impaired-links": 3,
 		"socket-lb": 3, "masquerade": 4, "egress-gateway": 2, "bgp-native": 6, "calico-modes": 3, "policy": 3, "kvstore": 1, "etcd-outage": 1, "clustermesh": 2, "hubble": 1,
 	}

@@ -18,6 +18,7 @@ import (
 	"podpath/datapath/agent"
 	"podpath/datapath/maglev"
 	"podpath/datapath/maps"
+	"podpath/datapath/trace"
 	"podpath/internal/strictyaml"
 	"podpath/scenarios"
 	"podpath/topology"
@@ -153,6 +154,10 @@ func checkWhoami(e strictyaml.FieldErrors, field string, name scenarios.ServiceR
 type maglevCrossNodeExpect struct {
 	MaxDiffering         int     `json:"maxDiffering" range:"0.." doc:"flows that may land on another backend through the second node"`
 	MaxUnansweredPercent float64 `json:"maxUnansweredPercent" range:"0..100" doc:"flows that may go unanswered through either node, in percent"`
+	// XDP: the stage's frontends are served at XDP (bpf-lb-acceleration); the trace
+	// records of each entry node must say so, or the stage would pass just as well
+	// with every flow translated by tc.
+	XDP bool `json:"xdp" doc:"the flows are translated at trace point xdp on each entry node, none at from-netdev"`
 }
 
 // flowMemo names the flows a stage sent to svc through node, for a later step.
@@ -179,7 +184,22 @@ func runMaglevCrossNode(ctx context.Context, s *scenarios.Stage, w maglevCrossNo
 		if i == 1 {
 			lostBefore = unansweredOf(via[0], w.Flows)
 		}
+		var traces *trace.Collector
+		if e.XDP {
+			if traces, err = s.OpenTraces(s.T, node.Name); err != nil {
+				return err
+			}
+			if err := traces.Collect(); err != nil { // earlier steps' records are not this check's
+				traces.Close()
+				return err
+			}
+			traces.Reset()
+		}
 		via[i], err = flowsThrough(ctx, s.T, string(w.Client), dst, node.InternalIP, w.Flows, allowedOf(e.MaxUnansweredPercent, w.Flows), lostBefore)
+		if traces != nil {
+			checkServedAtXDP(s, traces, node.Name, dst, len(via[i]))
+			traces.Close()
+		}
 		if tm := (*tooManyUnanswered)(nil); errors.As(err, &tm) {
 			s.Check(fmt.Sprintf("cross-node consistency: %d of %d flows land on the same backend through %s and %s", 0, w.Flows, w.Via[0], w.Via[1]),
 				fmt.Sprintf("the backend name each flow's answer carries, entering through %s (answers: %s)", n, cmp.Or(spread(via[i]), "none")), err)
@@ -605,4 +625,28 @@ func (h *heldConns) Close() error {
 		c.Close()
 	}
 	return nil
+}
+
+// checkServedAtXDP checks node's trace records for the flows just sent to dst: their
+// translations at trace point xdp, none at from-netdev. The ring buffer may drop records
+// under a burst of thousands of flows, so at least half of the answered flows must be
+// seen at XDP; a single from-netdev translation fails the check.
+func checkServedAtXDP(s *scenarios.Stage, traces *trace.Collector, node string, dst netip.AddrPort, answered int) {
+	err := traces.Collect()
+	names := traces.Names()
+	at := func(point string) []trace.Record {
+		return traces.Find(node, func(r trace.Record) bool {
+			return names.ObsPoint(r.ObsPoint) == point && r.LB.OrigDst == dst
+		})
+	}
+	xdpRecs, tcRecs := at("OBS_XDP"), at("OBS_FROM_NETDEV")
+	switch {
+	case err != nil:
+	case len(tcRecs) > 0:
+		err = fmt.Errorf("%d from-netdev records translate flows to %s, e.g. %s", len(tcRecs), dst, names.Format(tcRecs[0]))
+	case len(xdpRecs)*2 < answered:
+		err = fmt.Errorf("%d xdp records translate flows to %s, %d flows were answered; records on %s:\n%s", len(xdpRecs), dst, answered, node, traces.Dump(node))
+	}
+	s.Check(fmt.Sprintf("flows to %s are translated at XDP on %s (%d xdp records, %d answered flows), none by from-netdev", dst, node, len(xdpRecs), answered),
+		node+" trace ring buffer: OBS_XDP and OBS_FROM_NETDEV records whose original destination is "+dst.String(), err)
 }
