@@ -193,11 +193,15 @@ func runFIBReroute(ctx context.Context, s *scenarios.Stage, w fibRerouteWith, e 
 		if err != nil {
 			return err
 		}
-		undo, err := nicmodel.PeerNAPI(seg.NsPath, i.Peer)
-		if err != nil {
+		// An accelerated topology has the NIC model from link setup; the tc stage gets
+		// it here so both stages share one wire (it goes down with the stage's topology).
+		if id, err := nicmodel.XDPProgID(seg.NsPath, i.Peer); err != nil {
 			return err
+		} else if id == 0 {
+			if err := nicmodel.PeerNAPI(seg.NsPath, i.Peer); err != nil {
+				return err
+			}
 		}
-		defer undo()
 		links = append(links, link{name: n1.Name + "/" + i.Name, pt: capture.Point{Member: i.Segment, Interface: i.Peer, NsPath: seg.NsPath}})
 	}
 	oldLink, newLink := links[0].name, links[1].name
