@@ -138,7 +138,12 @@ static __always_inline int xdp_nodeport(struct xdp_md *ctx, struct parsed *p,
 	/* The route to the backend, as the packet will leave: the option's lookup
 	 * lb_remote_frag_mtu() made, else one of the translated tuple. The packet's
 	 * length is checked against the route's MTU (at tc the skb's is). */
-	if (!fwd.dsr_opt)
+	if (fwd.dsr_opt)
+		;
+	else if (x.be_valid)
+		fwd.fib_ret = fib_lookup4_cached(ctx, p, x.saddr, x.be->addr, x.sport, x.be->port,
+						 &fwd.fib, &x.entry->fib);
+	else
 		fwd.fib_ret = fib_lookup4(ctx, p, x.saddr, x.be->addr, x.sport, x.be->port,
 					  bpf_ntohs(p->ip->tot_len), &fwd.fib);
 	if (fwd.fib_ret != BPF_FIB_LKUP_RET_SUCCESS || sum->ttl <= 1)
