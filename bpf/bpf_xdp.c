@@ -148,9 +148,16 @@ static __always_inline int xdp_nodeport(struct xdp_md *ctx, struct parsed *p,
 					  bpf_ntohs(p->ip->tot_len), &fwd.fib);
 	if (fwd.fib_ret != BPF_FIB_LKUP_RET_SUCCESS || sum->ttl <= 1)
 		return XDP_PASS;
-	reason = lb_xlate_apply(ctx, p, sum, &x);
-	if (reason == DROP_NONE && fwd.dsr_opt)
+	/* lb_xlate_apply() in two halves: from here the summary serves the trace record
+	 * alone, so the translation is recorded in it only when a record will be
+	 * emitted (a drop always is; a redirect not under monitor-aggregation maximum). */
+	reason = nat4_rewrite(ctx, p, x.saddr, x.sport, x.be->addr, x.be->port);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (fwd.dsr_opt)
 		reason = dsr_opt_insert(ctx, p, &fwd.svc);
+	if (reason != DROP_NONE || trace_wanted(VERDICT_REDIRECT, PASS_NONE))
+		lb_trace_xlate(sum, x.action, x.ct, x.backend_id, x.saddr, x.sport, x.be->addr, x.be->port);
 	if (reason != DROP_NONE)
 		goto drop;
 	return xdp_fib_send(ctx, p, sum, &fwd.fib);
