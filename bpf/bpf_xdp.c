@@ -197,7 +197,10 @@ static __always_inline int xdp_snat_reply(struct xdp_md *ctx, struct parsed *p,
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
 			return XDP_PASS;
 	}
-	if (fib_lookup4(ctx, p, fe.addr, client, fe.port, cport, bpf_ntohs(p->ip->tot_len), &fib) !=
+	/* The route to the client is kept in the reply entry as the request's is in its
+	 * service entry (valid while dp_gen[DP_GEN_FIB] stands): the reply tuple is the
+	 * entry's key, fixed for the flow's life. */
+	if (fib_lookup4_cached(ctx, p, fe.addr, client, fe.port, cport, &fib, &e->fib) !=
 		    BPF_FIB_LKUP_RET_SUCCESS ||
 	    sum->ttl <= 1)
 		return XDP_PASS;

@@ -88,8 +88,9 @@ struct ct_entry {
 	/* CT_SERVICE entries of NodePort flows (the per-packet budget, dp_gen.h): the
 	 * backend's address and port while be_gen == dp_gen[DP_GEN_BACKEND] (no
 	 * lb_backends lookup), and the route to it while fib.gen == dp_gen[DP_GEN_FIB]
-	 * (no bpf_fib_lookup). 0 generations: nothing cached (every other entry, and
-	 * reply entries, which are copies with both cleared). */
+	 * (no bpf_fib_lookup). 0 generations: nothing cached (every other entry; reply
+	 * entries are copies with both cleared, and the snat reply entries of NodePort
+	 * flows get their route to the client filled in by XDP, bpf_xdp.c). */
 	__u32  be_gen;
 	__be32 be_addr;
 	__be16 be_port;

@@ -3,6 +3,7 @@
 package progtest
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,7 @@ import (
 //	             lookup, then (the route is dropped with the backend) bpf_fib_lookup,
 //	             all stored again: the packet as it was before the budget, plus stores
 //
+// reply-cached and reply-fib-stale are the same for the flow's replies at XDP.
 // The differences between rows are what each lookup costs on this machine.
 func BenchmarkBudget(b *testing.B) {
 	cfg := lbConfig(b, lbOpts{})
@@ -49,5 +51,16 @@ func BenchmarkBudget(b *testing.B) {
 				testrun.BenchPath(b, e.f.path, hook.prog, pkt, hook.want, row.reset)
 			})
 		}
+	}
+	// The flow's replies at XDP (the route to the client kept in the snat entry).
+	sp := netip.AddrPortFrom(hostIP, snatPort(cfg, clientX, backendR, 6))
+	reply := frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: backendR, dst: sp}.tcp(ackOnly)
+	for _, row := range []struct {
+		name  string
+		reset func() error
+	}{{"reply-cached", nil}, {"reply-fib-stale", bump(maps.GenFIB)}} {
+		b.Run(row.name+"/xdp", func(b *testing.B) {
+			testrun.BenchPath(b, e.f.path, e.d.XDP, reply, testrun.XDPRedirect, row.reset)
+		})
 	}
 }

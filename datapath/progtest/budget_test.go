@@ -183,3 +183,36 @@ func TestBudgetLocality(t *testing.T) {
 		})
 	}
 }
+
+// The replies of a SNATed NodePort flow at XDP: the route back to the client is kept
+// in the snat reply entry under the same rule (tc's reply path still looks it up
+// each time). The client's router gets a new MAC: the reply still goes to the old
+// one until GenFIB is bumped, then to the new one.
+func TestBudgetXDPReplyRoute(t *testing.T) {
+	h := budgetHooks[1]
+	newMAC := mustMAC("02:00:00:00:50:23")
+	e := newNodePortEnv(t, "brep", lbConfig(t, lbOpts{}))
+	sp := budgetFlow(t, h, e)
+	reply := frame{srcMAC: remoteMAC, dstMAC: eth0MAC, src: backendR, dst: sp}.tcp(ackOnly)
+	out := func(mac net.HardwareAddr) []byte {
+		return frame{srcMAC: eth0MAC, dstMAC: mac, src: npRemote, dst: clientX, ttl: 63}.tcp(ackOnly)
+	}
+	send := func(step string, want []byte) {
+		t.Helper()
+		res := h.run(t, e, reply)
+		if res.Verdict != testrun.XDPTx || !bytes.Equal(res.Out, want) {
+			t.Fatalf("%s: verdict %v\n%s", step, res.Verdict, testrun.Diff(want, res.Out))
+		}
+	}
+	send("first reply: route looked up and stored", out(gw2MAC))
+	if ce, ok := ctFind(t, e.d.LB, "snat", backendR, sp, maps.CTReply); !ok || ce.FIBGen == 0 || ce.BackendGen != 0 {
+		t.Fatalf("snat reply entry after a reply at XDP: %+v (found %v): want a route cached, no backend", ce, ok)
+	}
+	if err := testrun.NetlinkAt(t, e.f.name).NeighSet(&netlink.Neigh{LinkIndex: e.f.eth0, IP: gw2IP.AsSlice(), HardwareAddr: newMAC,
+		State: netlink.NUD_PERMANENT, Family: unix.AF_INET}); err != nil {
+		t.Fatal(err)
+	}
+	send("new neighbour MAC, generation unchanged: the cached MAC", out(gw2MAC))
+	budgetBump(t, e, maps.GenFIB)
+	send("after the FIB bump: the new MAC", out(newMAC))
+}
