@@ -138,14 +138,26 @@ static __always_inline int xdp_nodeport(struct xdp_md *ctx, struct parsed *p,
 	/* The route to the backend, as the packet will leave: the option's lookup
 	 * lb_remote_frag_mtu() made, else one of the translated tuple. The packet's
 	 * length is checked against the route's MTU (at tc the skb's is). */
-	if (!fwd.dsr_opt)
+	if (fwd.dsr_opt)
+		;
+	else if (x.be_valid)
+		fwd.fib_ret = fib_lookup4_cached(ctx, p, x.saddr, x.be->addr, x.sport, x.be->port,
+						 &fwd.fib, &x.entry->fib);
+	else
 		fwd.fib_ret = fib_lookup4(ctx, p, x.saddr, x.be->addr, x.sport, x.be->port,
 					  bpf_ntohs(p->ip->tot_len), &fwd.fib);
 	if (fwd.fib_ret != BPF_FIB_LKUP_RET_SUCCESS || sum->ttl <= 1)
 		return XDP_PASS;
-	reason = lb_xlate_apply(ctx, p, sum, &x);
-	if (reason == DROP_NONE && fwd.dsr_opt)
+	/* lb_xlate_apply() in two halves: from here the summary serves the trace record
+	 * alone, so the translation is recorded in it only when a record will be
+	 * emitted (a drop always is; a redirect not under monitor-aggregation maximum). */
+	reason = nat4_rewrite(ctx, p, x.saddr, x.sport, x.be->addr, x.be->port);
+	if (reason != DROP_NONE)
+		goto drop;
+	if (fwd.dsr_opt)
 		reason = dsr_opt_insert(ctx, p, &fwd.svc);
+	if (reason != DROP_NONE || trace_wanted(VERDICT_REDIRECT, PASS_NONE))
+		lb_trace_xlate(sum, x.action, x.ct, x.backend_id, x.saddr, x.sport, x.be->addr, x.be->port);
 	if (reason != DROP_NONE)
 		goto drop;
 	return xdp_fib_send(ctx, p, sum, &fwd.fib);
@@ -185,7 +197,10 @@ static __always_inline int xdp_snat_reply(struct xdp_md *ctx, struct parsed *p,
 		if (info && info->tunnel_endpoint && info->tunnel_endpoint != config_node_ip())
 			return XDP_PASS;
 	}
-	if (fib_lookup4(ctx, p, fe.addr, client, fe.port, cport, bpf_ntohs(p->ip->tot_len), &fib) !=
+	/* The route to the client is kept in the reply entry as the request's is in its
+	 * service entry (valid while dp_gen[DP_GEN_FIB] stands): the reply tuple is the
+	 * entry's key, fixed for the flow's life. */
+	if (fib_lookup4_cached(ctx, p, fe.addr, client, fe.port, cport, &fib, &e->fib) !=
 		    BPF_FIB_LKUP_RET_SUCCESS ||
 	    sum->ttl <= 1)
 		return XDP_PASS;

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "dp_gen.h"
 
 /* Default sizes (Cilium's bpf-ct-global-tcp-max and -any-max); the loader sets the
  * configured ones (MapSpec.MaxEntries). LRU maps are preallocated. */
@@ -84,6 +85,18 @@ struct ct_entry {
 	__be32 nat_addr;
 	__be16 nat_port;
 	__u16  _pad2;
+	/* CT_SERVICE entries of NodePort flows (the per-packet budget, dp_gen.h): the
+	 * backend's address and port while be_gen == dp_gen[DP_GEN_BACKEND] (no
+	 * lb_backends lookup), and the route to it while fib.gen == dp_gen[DP_GEN_FIB]
+	 * (no bpf_fib_lookup). 0 generations: nothing cached (every other entry; reply
+	 * entries are copies with both cleared, and the snat reply entries of NodePort
+	 * flows get their route to the client filled in by XDP, bpf_xdp.c). */
+	__u32  be_gen;
+	__be32 be_addr;
+	__be16 be_port;
+	__u8   be_proto;   /* be_addr.._state have the layout of struct lb_backend (lb_maps.h): */
+	__u8   be_state;   /* the load balancer points at them as at an lb_backends value */
+	struct fib_cache fib;
 };
 
 struct {

@@ -4,6 +4,7 @@
 #define PODPATH_FIB_H
 
 #include "common.h"
+#include "dp_gen.h"
 #include "eth.h"
 #include "ipv4.h"
 #include "parse.h"
@@ -28,6 +29,14 @@ static __always_inline enum pass_reason fib_pass_reason(long ret)
 	return __PASS_FIB_BASE + ret;
 }
 
+/* The device a lookup is made from. It is never 0 at tcx ingress; in a
+ * BPF_PROG_TEST_RUN without a context it is, and the program's own device (loopback
+ * there) stands in. */
+static __always_inline __u32 fib_iif(struct __ctx_buff *skb)
+{
+	return ctx_ingress_ifindex(skb) ?: ctx_ifindex(skb);
+}
+
 /* bpf_fib_lookup() of the parsed IPv4 packet as it will leave (saddr:sport ->
  * daddr:dport), from the device it arrived on (skb->ingress_ifindex, so forwarding
  * sysctls and policy rules apply). tot_len 0: the MTU is checked on the skb, which
@@ -43,13 +52,47 @@ static __always_inline long fib_lookup4(struct __ctx_buff *skb, const struct par
 	fib->sport = sport;
 	fib->dport = dport;
 	fib->tot_len = tot_len;
-	/* It is never 0 at tcx ingress; in a BPF_PROG_TEST_RUN without a context it is,
-	 * and the program's own device (loopback there) stands in. */
-	fib->ifindex = ctx_ingress_ifindex(skb) ?: ctx_ifindex(skb);
+	fib->ifindex = fib_iif(skb);
 	fib->tos = p->ip->tos;
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
 	return bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+}
+
+/* fib_lookup4() with the packet's length for a flow whose conntrack entry keeps the
+ * route in c: while c is current (dp_gen[DP_GEN_FIB] unchanged since it was stored,
+ * same ingress device, the packet within the route's MTU) its egress device and MACs
+ * are the result, SUCCESS, without bpf_fib_lookup() (~38% of an established NodePort
+ * packet, docs/budget.md); only those three fields of fib are then set. Else the
+ * lookup is made, and a SUCCESS is stored in c with the generation read before it (a
+ * route that changes meanwhile bumps past it). Only SUCCESS is kept: NO_NEIGH and the
+ * rest are asked again each time, as before. */
+static __always_inline long fib_lookup4_cached(struct __ctx_buff *skb, const struct parsed *p,
+					       __be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
+					       struct bpf_fib_lookup *fib, struct fib_cache *c)
+{
+	__u16 tot_len = bpf_ntohs(p->ip->tot_len);
+	__u32 iif = fib_iif(skb);
+	__u32 gen = dp_gen_now(DP_GEN_FIB);
+	long ret;
+
+	if (gen && c->gen == gen && c->iif == iif && tot_len <= c->mtu) {
+		fib->ifindex = c->ifindex;
+		__builtin_memcpy(fib->smac, c->smac, ETH_ALEN);
+		__builtin_memcpy(fib->dmac, c->dmac, ETH_ALEN);
+		return BPF_FIB_LKUP_RET_SUCCESS;
+	}
+	ret = fib_lookup4(skb, p, saddr, daddr, sport, dport, tot_len, fib);
+	if (ret == BPF_FIB_LKUP_RET_SUCCESS && gen) {
+		c->ifindex = fib->ifindex;
+		c->iif = iif;
+		/* On SUCCESS the kernel reports the MTU it checked tot_len against. */
+		c->mtu = fib->mtu_result;
+		__builtin_memcpy(c->smac, fib->smac, ETH_ALEN);
+		__builtin_memcpy(c->dmac, fib->dmac, ETH_ALEN);
+		c->gen = gen;
+	}
+	return ret;
 }
 
 /* Forwards the parsed packet with the result ret of fib_lookup4() in fib:

@@ -247,6 +247,9 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
 
 	r.nat_addr = client;
 	r.nat_port = cport;
+	/* The caches are the service entry's: a reply entry never uses them. */
+	r.be_gen = 0;
+	r.fib.gen = 0;
 	if (e->flags & CT_F_SNAT) {
 		ret = bpf_map_update_elem(&snat, rkey, &r, how);
 		barrier_var(ret);
@@ -259,9 +262,41 @@ static __always_inline long lb_reply_write(const struct ct_key *rkey, const stru
 	return ct_update(rkey, &r);
 }
 
+/* Whether a NodePort entry's locality (remote backend: CT_F_SNAT or CT_F_DSR, as
+ * lb_service_select() decided at creation) is still that of backend be; other
+ * entries have none to keep. */
+static __always_inline int lb_locality_holds(const struct ct_entry *e, const struct lb_backend *be)
+{
+	const struct endpoint_info *ep;
+	int remote;
+
+	if (!(e->flags & CT_F_NODEPORT))
+		return 1;
+	ep = endpoint_lookup(be->addr);
+	remote = !ep || (ep->flags & ENDPOINT_F_HOST);
+	return remote == !!(e->flags & (CT_F_SNAT | CT_F_DSR));
+}
+
+/* The backend cached in a conntrack entry, in lb_backends' layout (no copy: the stack
+ * of from_netdev has no room for one). */
+static __always_inline const struct lb_backend *lb_entry_backend(const struct ct_entry *e)
+{
+	_Static_assert(sizeof(struct lb_backend) == 8, "lb_backend layout");
+	_Static_assert(__builtin_offsetof(struct ct_entry, be_port) == __builtin_offsetof(struct ct_entry, be_addr) + 4 &&
+		       __builtin_offsetof(struct ct_entry, be_state) == __builtin_offsetof(struct ct_entry, be_addr) + 7,
+		       "ct_entry backend cache layout");
+	return (const struct lb_backend *)&e->be_addr;
+}
+
 /* A translation lb_service_select() decided, for lb_xlate_apply(). */
 struct lb_xlate {
-	const struct lb_backend *be; /* the flow's backend: the new destination */
+	const struct lb_backend *be; /* the flow's backend: the new destination (lb_backends,
+				      * or be_copy from the entry's cache) */
+	struct ct_entry *entry;      /* a live flow's CT_SERVICE entry, NULL for a new flow (its
+				      * entry was written from the stack) */
+	__u8   be_valid;             /* entry's backend cache is current (be_gen): its address
+				      * and locality (CT_F_SNAT/CT_F_DSR) hold, so its fib
+				      * cache may be used and no endpoint lookup is needed */
 	__u32  backend_id;
 	__be32 saddr;                /* the source the packet gets (the client's, LB_LOOPBACK, or SNAT) */
 	__be16 sport;
@@ -308,15 +343,43 @@ static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb
 	__be16 sport = sum->sport;
 	__u8 state = TRACE_CT_ESTABLISHED;
 	__u8 action = TRACE_LB_DNAT;
-	__u16 flags = 0; /* a live flow's ct_flags; a new flow's CT_F_SNAT or CT_F_DSR */
+	__u16 flags = 0; /* a live flow's ct_flags; a new flow's CT_F_SNAT, CT_F_DSR or CT_F_LOOPBACK */
 	enum drop_reason reason;
 
+	/* Read before lb_backends: a change made after it bumps past what an entry
+	 * then stores, so the entry's cache is never newer than its generation says. */
+	__u32 be_gen = dp_gen_now(DP_GEN_BACKEND);
+
+	x->entry = NULL;
+	x->be_valid = 0;
 	ct = ct_lookup(&key);
 	if (ct && ct_live(ct, now, proto, tcp_flags)) {
 		backend_id = ct->backend_id;
-		be = lb_backend_lookup(backend_id);
+		if (be_gen && ct->be_gen == be_gen) {
+			/* No backend changed since the entry stored this one: no
+			 * lb_backends lookup. */
+			be = lb_entry_backend(ct);
+		} else {
+			be = lb_backend_lookup(backend_id);
+			/* Stale: the backend may have moved (address, node). Its route is
+			 * looked up again, and the cache is renewed only while the
+			 * entry's locality still holds (else every packet takes the
+			 * full path, as before the budget). */
+			if (be && be_gen) {
+				ct->fib.gen = 0;
+				if (lb_locality_holds(ct, be)) {
+					ct->be_addr = be->addr;
+					ct->be_port = be->port;
+					ct->be_proto = be->proto;
+					ct->be_state = be->state;
+					ct->be_gen = be_gen;
+				}
+			}
+		}
 	}
 	if (be && ct) {
+		x->entry = ct;
+		x->be_valid = be_gen && ct->be_gen == be_gen;
 		flags = ct->flags;
 		if (ct->flags & (CT_F_SNAT | CT_F_LOOPBACK)) {
 			saddr = ct->nat_addr;
@@ -363,6 +426,7 @@ static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb
 			/* Hairpin: the pod would get a packet from its own address, which
 			 * its stack drops as a martian. writes: lb.hairpin.saddr */
 			e.flags |= CT_F_LOOPBACK;
+			flags = CT_F_LOOPBACK;
 			saddr = LB_LOOPBACK;
 			e.nat_addr = saddr;
 			e.nat_port = sport;
@@ -377,16 +441,17 @@ static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb
 				e.flags |= CT_F_DSR;
 				flags = CT_F_DSR;
 			} else if (remote) {
-				struct ct_entry r;
-
+				/* e itself is the reply entry written (the client as
+				 * nat_addr:nat_port, no caches yet), then becomes the
+				 * service entry: a second copy on the stack would take
+				 * from_netdev past 512 bytes. */
 				e.flags |= CT_F_SNAT;
 				flags = CT_F_SNAT;
 				saddr = config_node_ip();
-				r = e;
-				r.nat_addr = sum->saddr;
-				r.nat_port = sum->sport;
+				e.nat_addr = sum->saddr;
+				e.nat_port = sum->sport;
 				rkey.daddr = saddr;
-				reason = snat_alloc(&rkey, &r,
+				reason = snat_alloc(&rkey, &e,
 						    lb_hash(sum->saddr, be->addr, sum->sport, be->port, proto), now);
 				if (reason != DROP_NONE)
 					return reason;
@@ -400,11 +465,30 @@ static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb
 		 * any use of them after snat_alloc() keeps them live through its loop,
 		 * where the verifier then cannot prune (one more state per TCP state). */
 		if (!(flags & (CT_F_SNAT | CT_F_DSR))) {
+			/* lb_reply_write() without its copy of the entry: e is the reply
+			 * entry for the write (no caches are in it yet), then the service
+			 * entry again (the stack of from_netdev has no room for a copy). */
+			__be32 nat_addr = e.nat_addr;
+			__be16 nat_port = e.nat_port;
+			long ret;
+
 			rkey.daddr = saddr;
 			rkey.dport = sport;
-			if (lb_reply_write(&rkey, &e, sum->saddr, sum->sport, BPF_ANY) < 0)
+			if (flags & CT_F_LOOPBACK) {
+				e.nat_addr = sum->saddr;
+				e.nat_port = sum->sport;
+			}
+			ret = ct_update(&rkey, &e);
+			if (ret < 0)
 				return DROP_CT_CREATE_FAILED;
+			e.nat_addr = nat_addr;
+			e.nat_port = nat_port;
 		}
+		e.be_addr = be->addr;
+		e.be_port = be->port;
+		e.be_proto = be->proto;
+		e.be_state = be->state;
+		e.be_gen = be_gen;
 		if (ct_update(&key, &e) < 0)
 			return DROP_CT_CREATE_FAILED;
 	}

@@ -36,6 +36,10 @@ struct lb_fwd {
 	 * length for the MTU check and then used to forward (lb_forward()). */
 	long fib_ret;
 	struct bpf_fib_lookup fib;
+	/* A live flow to a remote backend whose entry's backend cache is current
+	 * (lb_xlate.be_valid): lb_forward() needs no endpoint lookup (the entry's
+	 * CT_F_SNAT/CT_F_DSR say remote) and uses the entry's route (fib_lookup4_cached()). */
+	struct ct_entry *entry;
 };
 
 /* For a NodePort flow's packet to a remote backend (client port sport): the MTU to
@@ -89,6 +93,8 @@ static __always_inline enum drop_reason lb_nodeport_xlate(struct __ctx_buff *skb
 	if (reason != DROP_NONE)
 		return reason;
 	if (x.flags & (CT_F_SNAT | CT_F_DSR)) {
+		if (x.be_valid)
+			fwd->entry = x.entry;
 		if (x.flags & CT_F_DSR) {
 			x.action = TRACE_LB_DNAT_DSR;
 			fwd->dsr_opt = dsr_needs_opt(sum->ip_proto, x.tcp_flags);
@@ -134,9 +140,12 @@ static __always_inline int lb_forward(struct __ctx_buff *skb, struct parsed *p,
 				      struct pkt_summary *sum, enum obs_point point,
 				      int pass_ret, const struct lb_fwd *fwd)
 {
-	const struct endpoint_info *ep = endpoint_lookup(sum->daddr);
+	const struct endpoint_info *ep = NULL;
 	int dsr_opt = fwd && fwd->dsr_opt;
+	struct ct_entry *entry = fwd ? fwd->entry : NULL;
 
+	if (!entry)
+		ep = endpoint_lookup(sum->daddr);
 	if (ep && !(ep->flags & ENDPOINT_F_HOST))
 		return endpoint_redirect(skb, p, ep, sum, point, pass_ret, NULL);
 	if (tunnel_enabled()) {
@@ -153,6 +162,19 @@ static __always_inline int lb_forward(struct __ctx_buff *skb, struct parsed *p,
 			return CTX_ACT_DROP;
 		}
 		return fib_forward(skb, p, sum, point, pass_ret, &fwd->fib, fwd->fib_ret);
+	}
+	/* The cached lookup checks the packet's length against the route's MTU; only a
+	 * FRAG_NEEDED from it is asked again as fib_redirect() asks (MTU checked on the
+	 * skb, which lets GSO packets through). */
+	if (entry) {
+		/* In its own scope, as fib_redirect()'s: the stack slot is shared with
+		 * the other branches' (from_netdev is near 512 bytes). */
+		struct bpf_fib_lookup fib;
+		long ret = fib_lookup4_cached(skb, p, sum->saddr, sum->daddr, sum->sport, sum->dport, &fib,
+					      &entry->fib);
+
+		if (ret != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return fib_forward(skb, p, sum, point, pass_ret, &fib, ret);
 	}
 	return fib_redirect(skb, p, sum, point, pass_ret);
 }

@@ -31,6 +31,21 @@ type HostCtEntry struct {
 	NatAddr   uint32
 	NatPort   uint16
 	Pad2      uint16
+	BeGen     uint32
+	BeAddr    uint32
+	BePort    uint16
+	BeProto   uint8
+	BeState   uint8
+	Fib       struct {
+		_       structs.HostLayout
+		Gen     uint32
+		Ifindex uint32
+		Iif     uint32
+		Mtu     uint16
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Pad     uint16
+	}
 }
 
 type HostCtFlags uint32
@@ -566,6 +581,7 @@ const (
 const (
 	HostMapCtAny                 = "ct_any"
 	HostMapCtTcp                 = "ct_tcp"
+	HostMapDpGen                 = "dp_gen"
 	HostMapEgressGwPolicy        = "egress_gw_policy"
 	HostMapEndpoints             = "endpoints"
 	HostMapHostTails             = "host_tails"
@@ -658,6 +674,7 @@ type HostProgramSpecs struct {
 type HostMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	DpGen          *ebpf.MapSpec `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	HostTails      *ebpf.MapSpec `ebpf:"host_tails"`
@@ -718,6 +735,7 @@ func (o *HostObjects) Close() error {
 type HostMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	DpGen          *ebpf.Map `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	HostTails      *ebpf.Map `ebpf:"host_tails"`
@@ -746,6 +764,7 @@ func (m *HostMaps) Close() error {
 	return _HostClose(
 		m.CtAny,
 		m.CtTcp,
+		m.DpGen,
 		m.EgressGwPolicy,
 		m.Endpoints,
 		m.HostTails,

@@ -31,6 +31,21 @@ type LxcCtEntry struct {
 	NatAddr   uint32
 	NatPort   uint16
 	Pad2      uint16
+	BeGen     uint32
+	BeAddr    uint32
+	BePort    uint16
+	BeProto   uint8
+	BeState   uint8
+	Fib       struct {
+		_       structs.HostLayout
+		Gen     uint32
+		Ifindex uint32
+		Iif     uint32
+		Mtu     uint16
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Pad     uint16
+	}
 }
 
 type LxcCtFlags uint32
@@ -549,6 +564,7 @@ const (
 const (
 	LxcMapCtAny                 = "ct_any"
 	LxcMapCtTcp                 = "ct_tcp"
+	LxcMapDpGen                 = "dp_gen"
 	LxcMapEgressGwPolicy        = "egress_gw_policy"
 	LxcMapEndpoints             = "endpoints"
 	LxcMapIpcache               = "ipcache"
@@ -630,6 +646,7 @@ type LxcProgramSpecs struct {
 type LxcMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	DpGen          *ebpf.MapSpec `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
@@ -685,6 +702,7 @@ func (o *LxcObjects) Close() error {
 type LxcMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	DpGen          *ebpf.Map `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
@@ -709,6 +727,7 @@ func (m *LxcMaps) Close() error {
 	return _LxcClose(
 		m.CtAny,
 		m.CtTcp,
+		m.DpGen,
 		m.EgressGwPolicy,
 		m.Endpoints,
 		m.Ipcache,

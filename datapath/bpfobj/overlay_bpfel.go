@@ -31,6 +31,21 @@ type OverlayCtEntry struct {
 	NatAddr   uint32
 	NatPort   uint16
 	Pad2      uint16
+	BeGen     uint32
+	BeAddr    uint32
+	BePort    uint16
+	BeProto   uint8
+	BeState   uint8
+	Fib       struct {
+		_       structs.HostLayout
+		Gen     uint32
+		Ifindex uint32
+		Iif     uint32
+		Mtu     uint16
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Pad     uint16
+	}
 }
 
 type OverlayCtFlags uint32
@@ -549,6 +564,7 @@ const (
 const (
 	OverlayMapCtAny                 = "ct_any"
 	OverlayMapCtTcp                 = "ct_tcp"
+	OverlayMapDpGen                 = "dp_gen"
 	OverlayMapEgressGwPolicy        = "egress_gw_policy"
 	OverlayMapEndpoints             = "endpoints"
 	OverlayMapIpcache               = "ipcache"
@@ -628,6 +644,7 @@ type OverlayProgramSpecs struct {
 type OverlayMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	DpGen          *ebpf.MapSpec `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.MapSpec `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
@@ -683,6 +700,7 @@ func (o *OverlayObjects) Close() error {
 type OverlayMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	DpGen          *ebpf.Map `ebpf:"dp_gen"`
 	EgressGwPolicy *ebpf.Map `ebpf:"egress_gw_policy"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
@@ -707,6 +725,7 @@ func (m *OverlayMaps) Close() error {
 	return _OverlayClose(
 		m.CtAny,
 		m.CtTcp,
+		m.DpGen,
 		m.EgressGwPolicy,
 		m.Endpoints,
 		m.Ipcache,

@@ -31,6 +31,21 @@ type SockCtEntry struct {
 	NatAddr   uint32
 	NatPort   uint16
 	Pad2      uint16
+	BeGen     uint32
+	BeAddr    uint32
+	BePort    uint16
+	BeProto   uint8
+	BeState   uint8
+	Fib       struct {
+		_       structs.HostLayout
+		Gen     uint32
+		Ifindex uint32
+		Iif     uint32
+		Mtu     uint16
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Pad     uint16
+	}
 }
 
 type SockCtFlags uint32
@@ -549,6 +564,7 @@ const (
 const (
 	SockMapCtAny                 = "ct_any"
 	SockMapCtTcp                 = "ct_tcp"
+	SockMapDpGen                 = "dp_gen"
 	SockMapEndpoints             = "endpoints"
 	SockMapIpcache               = "ipcache"
 	SockMapLbAffinity            = "lb_affinity"
@@ -632,6 +648,7 @@ type SockProgramSpecs struct {
 type SockMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	DpGen          *ebpf.MapSpec `ebpf:"dp_gen"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
@@ -685,6 +702,7 @@ func (o *SockObjects) Close() error {
 type SockMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	DpGen          *ebpf.Map `ebpf:"dp_gen"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
@@ -708,6 +726,7 @@ func (m *SockMaps) Close() error {
 	return _SockClose(
 		m.CtAny,
 		m.CtTcp,
+		m.DpGen,
 		m.Endpoints,
 		m.Ipcache,
 		m.LbAffinity,

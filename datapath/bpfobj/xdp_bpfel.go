@@ -31,6 +31,21 @@ type XdpCtEntry struct {
 	NatAddr   uint32
 	NatPort   uint16
 	Pad2      uint16
+	BeGen     uint32
+	BeAddr    uint32
+	BePort    uint16
+	BeProto   uint8
+	BeState   uint8
+	Fib       struct {
+		_       structs.HostLayout
+		Gen     uint32
+		Ifindex uint32
+		Iif     uint32
+		Mtu     uint16
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Pad     uint16
+	}
 }
 
 type XdpCtFlags uint32
@@ -536,6 +551,7 @@ const (
 const (
 	XdpMapCtAny                 = "ct_any"
 	XdpMapCtTcp                 = "ct_tcp"
+	XdpMapDpGen                 = "dp_gen"
 	XdpMapEndpoints             = "endpoints"
 	XdpMapIpcache               = "ipcache"
 	XdpMapLbAffinity            = "lb_affinity"
@@ -620,6 +636,7 @@ type XdpProgramSpecs struct {
 type XdpMapSpecs struct {
 	CtAny          *ebpf.MapSpec `ebpf:"ct_any"`
 	CtTcp          *ebpf.MapSpec `ebpf:"ct_tcp"`
+	DpGen          *ebpf.MapSpec `ebpf:"dp_gen"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Ipcache        *ebpf.MapSpec `ebpf:"ipcache"`
 	LbAffinity     *ebpf.MapSpec `ebpf:"lb_affinity"`
@@ -676,6 +693,7 @@ func (o *XdpObjects) Close() error {
 type XdpMaps struct {
 	CtAny          *ebpf.Map `ebpf:"ct_any"`
 	CtTcp          *ebpf.Map `ebpf:"ct_tcp"`
+	DpGen          *ebpf.Map `ebpf:"dp_gen"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Ipcache        *ebpf.Map `ebpf:"ipcache"`
 	LbAffinity     *ebpf.Map `ebpf:"lb_affinity"`
@@ -701,6 +719,7 @@ func (m *XdpMaps) Close() error {
 	return _XdpClose(
 		m.CtAny,
 		m.CtTcp,
+		m.DpGen,
 		m.Endpoints,
 		m.Ipcache,
 		m.LbAffinity,

@@ -44,12 +44,15 @@ const (
 	MapPolicyRev = bpfobj.LxcMapPolicyRev
 	// MapEgressGW is the egress gateway policy map (bpf/lib/egressgw.h).
 	MapEgressGW = bpfobj.LxcMapEgressGwPolicy
+	// MapDPGen holds the datapath generations (bpf/lib/dp_gen.h, maps.BumpGeneration):
+	// what conntrack entries cache is valid while they stand still.
+	MapDPGen = bpfobj.LxcMapDpGen
 )
 
 // lbMaps are the load balancer's maps: derived state the agent rewrites, whose pins
 // LoadDatapath replaces when their layout or size changed (see Options.PinPath).
 var lbMaps = []string{MapLBServices, MapLBBackendSlots, MapLBBackends, MapLBRevNat, MapLBMaglev, MapCTTCP, MapCTAny, MapSNAT,
-	MapLBAffinity, MapLBSourceRanges, MapLBFrag}
+	MapLBAffinity, MapLBSourceRanges, MapLBFrag, MapDPGen}
 
 // lruMaps are the preallocated LB maps: with the load balancer disabled and no size
 // given they get one entry, so a node without kube-proxy-replacement does not pay
@@ -226,6 +229,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 			MapPolicyCT:       d.Lxc.PolicyCt,
 			MapPolicyRev:      d.Lxc.PolicyRev,
 			MapEgressGW:       d.Lxc.EgressGwPolicy,
+			MapDPGen:          d.Lxc.DpGen,
 		}
 	}
 	if err := hostSpec.LoadAndAssign(&d.Host, collOpts); err != nil {
@@ -252,6 +256,13 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 		d.Sock.Close()
 		return nil, fmt.Errorf("load bpf_xdp: %w", explainVerifier(err))
 	}
+	// A new dp_gen is all zeros, which caches nothing: both generations start at 1.
+	// A pinned one keeps its count (entries cached before a restart stay valid only
+	// while nothing changed).
+	if err := maps.StartGenerations(d.Lxc.DpGen); err != nil {
+		d.Close()
+		return nil, err
+	}
 	d.XDP = d.Xdp.XdpEntry
 	d.FromContainer, d.ToContainer = d.Lxc.FromContainer, d.Lxc.ToContainer
 	d.FromNetdev, d.ToNetdev = d.Host.FromNetdev, d.Host.ToNetdev
@@ -261,7 +272,7 @@ func LoadDatapath(cfg bpfconfig.Config, opts *Options) (*Datapath, error) {
 	d.LB = &maps.LB{
 		Services: d.Lxc.LbServices, BackendSlots: d.Lxc.LbBackendSlots, Backends: d.Lxc.LbBackends,
 		RevNat: d.Lxc.LbRevNat, Maglev: d.Lxc.LbMaglev, CTTCP: d.Lxc.CtTcp, CTAny: d.Lxc.CtAny, SNAT: d.Lxc.Snat,
-		Affinity: d.Lxc.LbAffinity, SourceRanges: d.Lxc.LbSourceRanges,
+		Affinity: d.Lxc.LbAffinity, SourceRanges: d.Lxc.LbSourceRanges, Gen: d.Lxc.DpGen,
 		MaglevTableSize: maglevTableSize(cfg),
 	}
 	d.TraceEvents = d.Lxc.TraceEvents
@@ -351,7 +362,7 @@ func (d *Datapath) Unpin() error {
 	for _, m := range []*ebpf.Map{d.Lxc.Endpoints, d.Lxc.Ipcache, d.Lxc.Nodes, d.Lxc.TraceEvents,
 		d.Lxc.LbServices, d.Lxc.LbBackendSlots, d.Lxc.LbBackends, d.Lxc.LbRevNat, d.Lxc.LbMaglev,
 		d.Lxc.CtTcp, d.Lxc.CtAny, d.Lxc.Snat, d.Sock.LbSockRev, d.Host.MasqNonmasq, d.Host.MasqAddrs, d.Host.MasqStats,
-		d.Lxc.EgressGwPolicy, d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.LbFrag, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev} {
+		d.Lxc.EgressGwPolicy, d.Lxc.LbAffinity, d.Lxc.LbSourceRanges, d.Lxc.LbFrag, d.Lxc.Policy, d.Lxc.PolicyCt, d.Lxc.PolicyRev, d.Lxc.DpGen} {
 		if m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil {
 				errs = append(errs, fmt.Errorf("unpin %s: %w", m, err))

@@ -59,6 +59,10 @@ type LB struct {
 	SNAT         *ebpf.Map // snat: reply entries of NodePort SNAT flows
 	Affinity     *ebpf.Map // lb_affinity: (service id, client) -> backend id, last used (sessionAffinity)
 	SourceRanges *ebpf.Map // lb_source_ranges: (service id, CIDR) (loadBalancerSourceRanges)
+	// Gen is dp_gen (bpf/lib/dp_gen.h): the backend methods below bump GenBackend
+	// themselves, so an established flow never keeps a backend cached from before a
+	// change, whoever made it. Nil: no bumps (a datapath built without it).
+	Gen *ebpf.Map
 	// MaglevTableSize is M, the length of every Maglev table
 	// (bpfconfig.Config.LbMaglevTableSize).
 	MaglevTableSize uint32
@@ -66,11 +70,11 @@ type LB struct {
 
 // lbPinned are the pin names of the LB maps, in the order of LB's fields.
 var lbPinned = []string{"lb_services", "lb_backend_slots", "lb_backends", "lb_rev_nat", "lb_maglev", "ct_tcp", "ct_any", "snat",
-	"lb_affinity", "lb_source_ranges"}
+	"lb_affinity", "lb_source_ranges", "dp_gen"}
 
 func (l *LB) all() []**ebpf.Map {
 	return []**ebpf.Map{&l.Services, &l.BackendSlots, &l.Backends, &l.RevNat, &l.Maglev, &l.CTTCP, &l.CTAny, &l.SNAT,
-		&l.Affinity, &l.SourceRanges}
+		&l.Affinity, &l.SourceRanges, &l.Gen}
 }
 
 // OpenPinnedLB opens the LB maps a loader pinned under pinPath; maglevTableSize is the
@@ -402,7 +406,23 @@ func (l *LB) BackendUpsert(b Backend) error {
 		return fmt.Errorf("%s: unknown state %d", op, b.State)
 	}
 	v := backendVal{Addr: be32(b.Addr), Port: be16(b.Port), Proto: uint8(b.Proto), State: uint8(b.State)}
+	var old backendVal
+	changed := l.Backends.Lookup(b.ID, &old) == nil && old != v
 	if err := l.Backends.Put(b.ID, v); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if changed {
+		return l.bumpBackends(op)
+	}
+	return nil
+}
+
+// bumpBackends invalidates the backends cached in conntrack entries, after the change.
+func (l *LB) bumpBackends(op string) error {
+	if l.Gen == nil {
+		return nil
+	}
+	if _, err := BumpGeneration(l.Gen, GenBackend); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
@@ -415,7 +435,7 @@ func (l *LB) BackendDelete(id uint32) error {
 	if err := l.Backends.Delete(id); err != nil {
 		return fmt.Errorf("backend delete %d: %w", id, err)
 	}
-	return nil
+	return l.bumpBackends(fmt.Sprintf("backend delete %d", id))
 }
 
 // BackendSetState changes the state of the existing backend id: a non-active backend
@@ -433,7 +453,7 @@ func (l *LB) BackendSetState(id uint32, state BackendState) error {
 	if err := l.Backends.Update(id, v, ebpf.UpdateExist); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	return nil
+	return l.bumpBackends(op)
 }
 
 // BackendLookup returns backend id.
@@ -668,6 +688,10 @@ type CTEntry struct {
 	Flags     CTFlags
 	BackendID uint32
 	RevNatID  uint32
+	// BackendGen and FIBGen are the dp_gen generations the entry's caches were
+	// stored at (CT_SERVICE entries of service flows; 0: nothing cached): its
+	// backend's address and locality, and the route to it.
+	BackendGen, FIBGen uint32
 	// NAT is, for a CT_SERVICE entry with CTSNAT, the source the flow was SNATed to;
 	// for an snat map entry, the client its replies are sent back to.
 	NAT netip.AddrPort
@@ -707,16 +731,18 @@ func (l *LB) CTList() ([]CTEntry, error) {
 		it := m.m.Iterate()
 		for it.Next(&k, &v) {
 			e := CTEntry{
-				Map:       m.name,
-				Src:       netip.AddrPortFrom(addrFromBE32(k.Saddr), portFromBE16(k.Sport)),
-				Dst:       netip.AddrPortFrom(addrFromBE32(k.Daddr), portFromBE16(k.Dport)),
-				Proto:     Proto(k.Proto),
-				Dir:       CTDir(k.Dir),
-				Lifetime:  v.Lifetime,
-				Remaining: time.Duration(v.Lifetime)*time.Second - now,
-				Flags:     CTFlags(v.Flags),
-				BackendID: v.BackendId,
-				RevNatID:  v.RevNatId,
+				Map:        m.name,
+				Src:        netip.AddrPortFrom(addrFromBE32(k.Saddr), portFromBE16(k.Sport)),
+				Dst:        netip.AddrPortFrom(addrFromBE32(k.Daddr), portFromBE16(k.Dport)),
+				Proto:      Proto(k.Proto),
+				Dir:        CTDir(k.Dir),
+				Lifetime:   v.Lifetime,
+				Remaining:  time.Duration(v.Lifetime)*time.Second - now,
+				Flags:      CTFlags(v.Flags),
+				BackendID:  v.BackendId,
+				RevNatID:   v.RevNatId,
+				BackendGen: v.BeGen,
+				FIBGen:     v.Fib.Gen,
 			}
 			if v.NatAddr != 0 || v.NatPort != 0 {
 				e.NAT = netip.AddrPortFrom(addrFromBE32(v.NatAddr), portFromBE16(v.NatPort))

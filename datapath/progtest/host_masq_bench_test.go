@@ -57,6 +57,7 @@ func BenchmarkMasq(b *testing.B) {
 		BackendID, RevNatID uint32
 		NatAddr             uint32
 		NatPort, Pad2       uint16
+		Caches              [40]byte // the budget's caches (conntrack.h): none
 	}
 	resetMasq := func() error {
 		k := ctKey(masqPodA, worldWeb, maps.CTEgress)

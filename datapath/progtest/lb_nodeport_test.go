@@ -280,6 +280,7 @@ func ctValue(lifetime uint32, nat netip.AddrPort) any {
 		BackendID, RevNatID uint32
 		NatAddr             uint32
 		NatPort, Pad2       uint16
+		Caches              [40]byte // the budget's caches (conntrack.h): none
 	}{Lifetime: lifetime, Flags: uint16(maps.CTNodePort | maps.CTSNAT), BackendID: 2, RevNatID: 10,
 		NatAddr: wire4(nat.Addr()), NatPort: wire16(nat.Port() + 1)}
 }
