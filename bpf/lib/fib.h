@@ -90,6 +90,9 @@ static __always_inline long fib_lookup4_cached(struct __ctx_buff *skb, const str
 		c->mtu = fib->mtu_result;
 		__builtin_memcpy(c->smac, fib->smac, ETH_ALEN);
 		__builtin_memcpy(c->dmac, fib->dmac, ETH_ALEN);
+		/* The generation last (see lb.h's backend cache): readers on other CPUs
+		 * trust the fields once it matches. */
+		barrier();
 		c->gen = gen;
 	}
 	return ret;

@@ -372,6 +372,10 @@ static __always_inline enum drop_reason lb_service_select(struct __ctx_buff *skb
 					ct->be_port = be->port;
 					ct->be_proto = be->proto;
 					ct->be_state = be->state;
+					/* The generation last: another CPU reading this entry
+					 * trusts the fields only once it matches, so the
+					 * compiler must not store it first. */
+					barrier();
 					ct->be_gen = be_gen;
 				}
 			}
