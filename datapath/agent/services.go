@@ -227,20 +227,10 @@ func (d *datapath) programServices(list []Service, c *config.Config) error {
 // node port's server.
 func (d *datapath) programFrontends(s *Service, c *config.Config) error {
 	lb := d.dp.LB
-	changed := false
 	for _, b := range s.Backends {
-		nb := maps.Backend{ID: backendID(s, b), Addr: b.IP, Port: b.Port, Proto: s.proto(), State: backendStates[b.State]}
-		// A flow may remember its backend's address while the backend generation
-		// holds: a backend that changes (its state, here) must end that; a new one not.
-		if old, err := lb.BackendLookup(nb.ID); err == nil && old != nb {
-			changed = true
-		}
-		if err := lb.BackendUpsert(nb); err != nil {
+		if err := lb.BackendUpsert(maps.Backend{ID: backendID(s, b), Addr: b.IP, Port: b.Port, Proto: s.proto(), State: backendStates[b.State]}); err != nil {
 			return err
 		}
-	}
-	if changed {
-		d.bumpGen(maps.GenBackend, "backend changed")
 	}
 	timeout := s.affinityTimeout()
 	ranged := map[uint32]bool{}
@@ -338,9 +328,6 @@ func (d *datapath) deleteBackends(ids []uint32) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(ids) > 0 {
-		d.bumpGen(maps.GenBackend, "backend deleted")
-	}
 	return errors.Join(errs...)
 }
 
@@ -365,15 +352,10 @@ func (d *datapath) unprogramService(s *Service, remaining []Service) error {
 			inUse = append(inUse, backendID(&o, b))
 		}
 	}
-	deleted := false
 	for _, b := range s.Backends {
 		if bid := backendID(s, b); !slices.Contains(inUse, bid) {
 			errs = append(errs, lb.BackendDelete(bid))
-			deleted = true
 		}
-	}
-	if deleted {
-		d.bumpGen(maps.GenBackend, "backend deleted")
 	}
 	return errors.Join(errs...)
 }
